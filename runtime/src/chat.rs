@@ -1,0 +1,1 @@
+//! Chat templates (stub: being written).

@@ -1,0 +1,1 @@
+//! GGUF (stub: being written).

@@ -1,0 +1,18 @@
+//! ingot's runtime: reads GGUF files by memory map and runs llama-architecture models on them.
+//!
+//! Dimension letters used in shape comments throughout the crate:
+//! `T` tokens in a batch, `C` model width (`n_embd`), `V` vocabulary, `L` layers, `H` query heads,
+//! `Hkv` key/value heads, `D` head dimension, `F` feed-forward width, `S` context length (KV cache slots).
+//!
+//! What it owns: GGUF parsing ([`gguf`]), the tokenizer ([`tokenizer`]), model configuration and the
+//! forward pass ([`model`]), sampling ([`sampler`]) and chat templates ([`chat`]). What it does not:
+//! the kernels (crate `ingot-kernels`), training, conversion, the CLI.
+
+pub mod chat;
+pub mod error;
+pub mod gguf;
+pub mod model;
+pub mod sampler;
+pub mod tokenizer;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! Model (stub: being written).
