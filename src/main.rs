@@ -1,1 +1,188 @@
-fn main() {}
+//! The `ingot` command line: inspect, tokenize, generate, chat and measure perplexity with GGUF models.
+//! Each subcommand lives in its own module under `commands/`; this file only parses arguments.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "ingot", version, about = "A Rust LLM stack: GGUF models from training to fast inference")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a model's architecture, hyperparameters, tokenizer and tensor table.
+    Info(InfoArgs),
+    /// Continue a raw-text prompt (no chat template); the generated text streams to stdout.
+    Generate(GenerateArgs),
+    /// Chat with a model using its own chat template (interactive, or one user turn per stdin line).
+    Chat(ChatArgs),
+    /// Print the token ids of TEXT as a JSON array.
+    Tokenize(TokenizeArgs),
+    /// Print the text of token ids.
+    Detokenize(DetokenizeArgs),
+    /// Perplexity of a text file, computed the way llama.cpp's `llama-perplexity` does.
+    Perplexity(PerplexityArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    /// GGUF model file.
+    pub model: PathBuf,
+    /// Context length used for the memory estimate.
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+}
+
+/// Sampling options shared by `generate` and `chat`.
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Temperature; 0 means greedy (always the most likely token).
+    #[arg(long, default_value_t = 0.8)]
+    pub temp: f32,
+    /// Keep only the K most likely tokens (0 = off).
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probabilities add up to P (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+    /// Drop tokens less likely than MIN_P times the most likely one (0 = off).
+    #[arg(long, default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Penalize tokens seen in the last `--repeat-last-n` tokens (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Window for the repetition, frequency and presence penalties.
+    #[arg(long, default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Subtract this times a token's count in the window from its logit.
+    #[arg(long, default_value_t = 0.0)]
+    pub frequency_penalty: f32,
+    /// Subtract this from the logit of every token present in the window.
+    #[arg(long, default_value_t = 0.0)]
+    pub presence_penalty: f32,
+    /// Random seed: the same seed gives the same text.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// The prompt, as raw text (special tokens such as <|im_start|> written in it are recognized).
+    #[arg(short = 'p', long)]
+    pub prompt: String,
+    /// Tokens to generate at most (generation also stops at an end-of-generation token).
+    #[arg(short = 'n', long, default_value_t = 128)]
+    pub n: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Worker threads (the forward pass is single-threaded until the thread pool lands; accepted for
+    /// scripts' sake).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Context length: prompt plus generated tokens.
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Commands typed as a user turn: /reset clears the conversation, /quit leaves.
+When stdin is not a terminal each line is one user turn and replies are printed one after another.
+
+Context policy: before each reply the whole conversation is rendered with the model's chat template.
+If it does not leave room for --max-reply tokens in the context window, the system prompt is kept and
+the oldest user/assistant turns are dropped, whole, until it does; a message says how many were dropped.
+A single turn too long to fit is an error.")]
+pub struct ChatArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// System prompt (the template's own default is used when absent).
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Most tokens in one reply.
+    #[arg(long, default_value_t = 512)]
+    pub max_reply: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Worker threads (see `generate --help`).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Context length of the conversation.
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Text to tokenize.
+    pub text: String,
+    /// Do not add the special tokens the model asks for (BOS/EOS).
+    #[arg(long)]
+    pub no_special: bool,
+    /// Treat special-token text such as <|im_start|> as plain text.
+    #[arg(long)]
+    pub no_parse_special: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DetokenizeArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Token ids (separate arguments, or one JSON array such as "[1,2,3]").
+    #[arg(required = true, num_args = 1..)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Text file to score.
+    #[arg(short = 'f', long)]
+    pub file: PathBuf,
+    /// Tokens per chunk; the second half of each chunk is scored.
+    #[arg(long, default_value_t = 512)]
+    pub ctx: usize,
+    /// Score at most this many chunks (default: all that fit in the file).
+    #[arg(long)]
+    pub chunks: Option<usize>,
+    /// Tokens evaluated per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => commands::info::run(&a),
+        Command::Generate(a) => commands::generate::run(&a),
+        Command::Chat(a) => commands::chat::run(&a),
+        Command::Tokenize(a) => commands::tokenize::run_tokenize(&a),
+        Command::Detokenize(a) => commands::tokenize::run_detokenize(&a),
+        Command::Perplexity(a) => commands::perplexity::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,15 @@
-//! GGUF (stub: being written).
+//! GGUF: the file format of ggml and llama.cpp. [`reader`] parses and validates a byte slice without
+//! copying; [`writer`] builds files (for tests and the converter); [`keys`] names the metadata keys;
+//! [`GgufFile`] (feature `std`) maps a file from disk.
+
+pub mod keys;
+pub mod reader;
+pub mod writer;
+
+pub use reader::{Array, Gguf, TensorInfo, Value, ValueType, DEFAULT_ALIGNMENT, MAX_DIMS};
+pub use writer::GgufWriter;
+
+#[cfg(feature = "std")]
+mod file;
+#[cfg(feature = "std")]
+pub use file::GgufFile;

@@ -1,0 +1,415 @@
+//! A [`Session`]: one conversation's state (KV cache, position) and every buffer the forward pass
+//! needs, all allocated when the session is created. Evaluating tokens allocates nothing.
+//!
+//! The forward pass follows llama.cpp's `llm_build_llama` graph operation by operation, with the same
+//! numerics where it costs nothing: activations are quantized to the weight type's `vec_dot_type`
+//! before every matrix product (as ggml's CPU backend does), the KV cache holds f16 (llama.cpp's default
+//! cache type), queries and attention probabilities are rounded to f16 before their dot products with
+//! K and V (ggml converts `src1` to the f16 `vec_dot_type` of the cache), RMSNorm sums squares in f64,
+//! and RoPE angles are built by repeated multiplication as in `ggml_rope_cache_init`.
+
+use super::{Model, Weights};
+use crate::{Error, Result};
+use half::f16;
+use ingot_kernels::{quantize_activations, QuantType};
+
+/// How a session is sized. Every buffer is planned from these numbers at creation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionParams {
+    /// S: tokens the KV cache holds (prompt plus generated).
+    pub n_ctx: usize,
+    /// Most tokens evaluated in one batch; longer inputs are split.
+    pub n_batch: usize,
+}
+
+impl Default for SessionParams {
+    fn default() -> Self {
+        SessionParams { n_ctx: 2048, n_batch: 64 }
+    }
+}
+
+/// Per-layer key and value cache, f16, laid out `[L][S][Hkv*D]`.
+#[derive(Debug)]
+struct KvCache {
+    k: Vec<f16>,
+    v: Vec<f16>,
+}
+
+/// Scratch buffers for a batch of up to `n_batch` tokens (T below).
+#[derive(Debug)]
+struct Scratch {
+    x: Vec<f32>,       // (T, C) residual stream
+    xb: Vec<f32>,      // (T, C) normalized input of a sub-layer
+    q: Vec<f32>,       // (T, H*D)
+    k: Vec<f32>,       // (T, Hkv*D)
+    v: Vec<f32>,       // (T, Hkv*D)
+    att_out: Vec<f32>, // (T, H*D)
+    proj: Vec<f32>,    // (T, C) output of wo / w_down
+    hb: Vec<f32>,      // (T, F) gate, then silu(gate) * up
+    hb2: Vec<f32>,     // (T, F) up
+    scores: Vec<f32>,  // (S,) attention scores of one head
+    q16: Vec<f16>,     // (D,) one query head in f16
+    p16: Vec<f16>,     // (S,) attention probabilities in f16
+    rope: Vec<f32>,    // (n_rot,) cos/sin pairs for one position
+    act: Vec<u8>,      // (T, bytes of one quantized activation row of the widest input)
+    logits: Vec<f32>,  // (T, V) or (1, V)
+}
+
+/// Bytes a session with `params` allocates for `model` (KV cache plus scratch), so callers can plan.
+pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
+    let cfg = &model.config;
+    let t = params.n_batch;
+    let kv = 2 * cfg.n_layer * params.n_ctx * cfg.kv_dim() * 2;
+    let f32s = t * (3 * cfg.n_embd + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.n_ff)
+        + params.n_ctx
+        + cfg.n_rot
+        + t * cfg.n_vocab;
+    let f16s = cfg.head_dim + params.n_ctx;
+    kv + 4 * f32s + 2 * f16s + t * act_row_bytes(&model.weights)
+}
+
+/// Largest quantized activation row any matrix product of the model needs.
+fn act_row_bytes(w: &Weights<'_>) -> usize {
+    let mut m = w.output.ty.info().vec_dot_type.row_bytes(w.output.cols).unwrap_or(0);
+    for l in &w.layers {
+        for mat in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
+            let vt = mat.ty.info().vec_dot_type;
+            m = m.max(vt.row_bytes(mat.cols).unwrap_or(0));
+        }
+    }
+    m
+}
+
+/// The state of one sequence being evaluated by a model.
+#[derive(Debug)]
+pub struct Session<'m, 'a> {
+    model: &'m Model<'a>,
+    params: SessionParams,
+    /// Tokens already in the KV cache.
+    pos: usize,
+    kv: KvCache,
+    s: Scratch,
+    act_stride: usize,
+}
+
+impl<'m, 'a> Session<'m, 'a> {
+    /// Allocates a session for `model`. Errors if the sizes are zero or the buffers would not fit in memory.
+    pub fn new(model: &'m Model<'a>, params: SessionParams) -> Result<Session<'m, 'a>> {
+        let cfg = &model.config;
+        if params.n_ctx == 0 || params.n_batch == 0 {
+            return Err(Error::Request { what: "context and batch sizes must be at least 1".into() });
+        }
+        if params.n_ctx > 1 << 24 || params.n_batch > 1 << 16 {
+            return Err(Error::Request {
+                what: format!("context {} / batch {} too large", params.n_ctx, params.n_batch),
+            });
+        }
+        let t = params.n_batch.min(params.n_ctx);
+        let params = SessionParams { n_ctx: params.n_ctx, n_batch: t };
+        let kv_len = cfg
+            .n_layer
+            .checked_mul(params.n_ctx)
+            .and_then(|n| n.checked_mul(cfg.kv_dim()))
+            .ok_or_else(|| Error::Request { what: "KV cache size overflows".into() })?;
+        let act_stride = act_row_bytes(&model.weights);
+        let s = Scratch {
+            x: vec![0.0; t * cfg.n_embd],
+            xb: vec![0.0; t * cfg.n_embd],
+            q: vec![0.0; t * cfg.q_dim()],
+            k: vec![0.0; t * cfg.kv_dim()],
+            v: vec![0.0; t * cfg.kv_dim()],
+            att_out: vec![0.0; t * cfg.q_dim()],
+            proj: vec![0.0; t * cfg.n_embd],
+            hb: vec![0.0; t * cfg.n_ff],
+            hb2: vec![0.0; t * cfg.n_ff],
+            scores: vec![0.0; params.n_ctx],
+            q16: vec![f16::ZERO; cfg.head_dim],
+            p16: vec![f16::ZERO; params.n_ctx],
+            rope: vec![0.0; cfg.n_rot],
+            act: vec![0; t * act_stride],
+            logits: vec![0.0; t * cfg.n_vocab],
+        };
+        let kv = KvCache { k: vec![f16::ZERO; kv_len], v: vec![f16::ZERO; kv_len] };
+        Ok(Session { model, params, pos: 0, kv, s, act_stride })
+    }
+
+    /// The model this session runs.
+    pub fn model(&self) -> &'m Model<'a> {
+        self.model
+    }
+
+    /// Tokens in the KV cache.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// The sizes this session was created with (`n_batch` clamped to `n_ctx`).
+    pub fn params(&self) -> SessionParams {
+        self.params
+    }
+
+    /// Forgets all tokens (the buffers are kept).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// Drops cached tokens after the first `n`, so evaluation continues from position `n`.
+    pub fn truncate(&mut self, n: usize) {
+        self.pos = self.pos.min(n);
+    }
+
+    /// Evaluates `tokens` after the cached ones and returns the logits of the last one (V,).
+    pub fn prefill(&mut self, tokens: &[u32]) -> Result<&[f32]> {
+        self.check(tokens)?;
+        if tokens.is_empty() {
+            return Err(Error::Request { what: "cannot evaluate an empty prompt".into() });
+        }
+        for chunk in tokens.chunks(self.params.n_batch) {
+            self.forward(chunk, false);
+        }
+        Ok(&self.s.logits[..self.model.config.n_vocab])
+    }
+
+    /// Evaluates one token and returns its logits (V,).
+    pub fn decode(&mut self, token: u32) -> Result<&[f32]> {
+        self.prefill(core::slice::from_ref(&token))
+    }
+
+    /// Evaluates `tokens` and calls `on_logits(i, logits)` for every token `i` of them, in order: the
+    /// logits predict token `i + 1`. Used for perplexity.
+    pub fn eval_all(&mut self, tokens: &[u32], mut on_logits: impl FnMut(usize, &[f32])) -> Result<()> {
+        self.check(tokens)?;
+        let v = self.model.config.n_vocab;
+        let mut i = 0;
+        for chunk in tokens.chunks(self.params.n_batch) {
+            self.forward(chunk, true);
+            for t in 0..chunk.len() {
+                on_logits(i, &self.s.logits[t * v..(t + 1) * v]);
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self, tokens: &[u32]) -> Result<()> {
+        if self.pos + tokens.len() > self.params.n_ctx {
+            return Err(Error::Request {
+                what: format!(
+                    "{} cached + {} new tokens exceed the context of {} (use a larger --ctx)",
+                    self.pos,
+                    tokens.len(),
+                    self.params.n_ctx
+                ),
+            });
+        }
+        let n_vocab = self.model.config.n_vocab;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(Error::Request { what: format!("token id {bad} is outside the vocabulary of {n_vocab}") });
+        }
+        Ok(())
+    }
+
+    /// Runs the network over one batch of `T <= n_batch` tokens at positions `pos..pos+T`, appending
+    /// their keys and values to the cache. Writes logits for every token when `all_logits`, otherwise
+    /// for the last one only (into row 0).
+    fn forward(&mut self, tokens: &[u32], all_logits: bool) {
+        let model = self.model;
+        let cfg = &model.config;
+        let w = &model.weights;
+        let (c, qd, kvd, f) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
+        let t_len = tokens.len();
+        let s = &mut self.s;
+        let stride = self.act_stride;
+
+        // Embedding lookup: dequantize one row of token_embd per token (ggml_get_rows).
+        for (t, &tok) in tokens.iter().enumerate() {
+            let row = w.token_embd.row(tok as usize);
+            (w.token_embd.ty.info().to_f32)(row, &mut s.x[t * c..(t + 1) * c]);
+        }
+
+        for (l, layer) in w.layers.iter().enumerate() {
+            // Attention block.
+            for t in 0..t_len {
+                rms_norm(&mut s.xb[t * c..(t + 1) * c], &s.x[t * c..(t + 1) * c], &layer.attn_norm, cfg.rms_eps);
+            }
+            matmul(&mut s.q[..t_len * qd], &layer.wq, &s.xb[..t_len * c], &mut s.act, stride);
+            matmul(&mut s.k[..t_len * kvd], &layer.wk, &s.xb[..t_len * c], &mut s.act, stride);
+            matmul(&mut s.v[..t_len * kvd], &layer.wv, &s.xb[..t_len * c], &mut s.act, stride);
+
+            let layer_base = l * self.params.n_ctx * kvd;
+            for t in 0..t_len {
+                let pos = self.pos + t;
+                rope_cache(&mut s.rope, pos, cfg.rope_base, cfg.rope_freq_scale, cfg.n_rot);
+                for h in 0..cfg.n_head {
+                    rope(&mut s.q[t * qd + h * cfg.head_dim..][..cfg.head_dim], &s.rope);
+                }
+                for h in 0..cfg.n_head_kv {
+                    rope(&mut s.k[t * kvd + h * cfg.head_dim..][..cfg.head_dim], &s.rope);
+                }
+                let slot = layer_base + pos * kvd;
+                for (dst, &src) in self.kv.k[slot..slot + kvd].iter_mut().zip(&s.k[t * kvd..(t + 1) * kvd]) {
+                    *dst = f16::from_f32(src);
+                }
+                for (dst, &src) in self.kv.v[slot..slot + kvd].iter_mut().zip(&s.v[t * kvd..(t + 1) * kvd]) {
+                    *dst = f16::from_f32(src);
+                }
+            }
+            for t in 0..t_len {
+                let n_kv = self.pos + t + 1; // causal: this token sees itself and everything before
+                attention(
+                    &mut s.att_out[t * qd..(t + 1) * qd],
+                    &s.q[t * qd..(t + 1) * qd],
+                    &self.kv.k[layer_base..layer_base + n_kv * kvd],
+                    &self.kv.v[layer_base..layer_base + n_kv * kvd],
+                    cfg,
+                    &mut s.scores[..n_kv],
+                    &mut s.q16,
+                    &mut s.p16[..n_kv],
+                );
+            }
+            matmul(&mut s.proj[..t_len * c], &layer.wo, &s.att_out[..t_len * qd], &mut s.act, stride);
+            for (x, p) in s.x[..t_len * c].iter_mut().zip(&s.proj[..t_len * c]) {
+                *x += p;
+            }
+
+            // Feed-forward block (SwiGLU).
+            for t in 0..t_len {
+                rms_norm(&mut s.xb[t * c..(t + 1) * c], &s.x[t * c..(t + 1) * c], &layer.ffn_norm, cfg.rms_eps);
+            }
+            matmul(&mut s.hb[..t_len * f], &layer.w_gate, &s.xb[..t_len * c], &mut s.act, stride);
+            matmul(&mut s.hb2[..t_len * f], &layer.w_up, &s.xb[..t_len * c], &mut s.act, stride);
+            for (g, u) in s.hb[..t_len * f].iter_mut().zip(&s.hb2[..t_len * f]) {
+                *g = silu(*g) * u;
+            }
+            matmul(&mut s.proj[..t_len * c], &layer.w_down, &s.hb[..t_len * f], &mut s.act, stride);
+            for (x, p) in s.x[..t_len * c].iter_mut().zip(&s.proj[..t_len * c]) {
+                *x += p;
+            }
+        }
+
+        // Final norm and output projection, for the rows whose logits are wanted.
+        let first = if all_logits { 0 } else { t_len - 1 };
+        let n_out = t_len - first;
+        for t in first..t_len {
+            let r = t - first;
+            rms_norm(&mut s.xb[r * c..(r + 1) * c], &s.x[t * c..(t + 1) * c], &w.output_norm, cfg.rms_eps);
+        }
+        let v = cfg.n_vocab;
+        matmul(&mut s.logits[..n_out * v], &w.output, &s.xb[..n_out * c], &mut s.act, stride);
+        self.pos += t_len;
+    }
+}
+
+/// `out = rmsnorm(x) * w` as ggml's `rms_norm` followed by `mul`: the mean of squares is summed in
+/// f64 (ggml_float), the scale is `1 / sqrtf(mean + eps)` in f32.
+fn rms_norm(out: &mut [f32], x: &[f32], w: &super::weights::Vector<'_>, eps: f32) {
+    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = sum / x.len() as f64;
+    let scale = 1.0 / ((mean + f64::from(eps)) as f32).sqrt();
+    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+        *o = (v * scale) * w.get(i);
+    }
+}
+
+/// cos/sin pairs for position `pos` (ggml_rope_cache_init with ext_factor 0 and mscale 1): the angle
+/// of pair i is `pos * freq_scale * base^(-2i/n_rot)`, built by repeated multiplication as ggml does.
+fn rope_cache(cache: &mut [f32], pos: usize, base: f32, freq_scale: f32, n_rot: usize) {
+    let theta_scale = base.powf(-2.0 / n_rot as f32);
+    let mut theta = pos as f32;
+    for pair in cache.chunks_exact_mut(2) {
+        let angle = freq_scale * theta;
+        pair[0] = angle.cos();
+        pair[1] = angle.sin();
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates adjacent pairs of one head (GGUF llama tensors are permuted for this "normal" RoPE mode);
+/// dimensions past `n_rot` are left alone.
+fn rope(head: &mut [f32], cache: &[f32]) {
+    for (x, cs) in head.chunks_exact_mut(2).zip(cache.chunks_exact(2)) {
+        let (x0, x1) = (x[0], x[1]);
+        x[0] = x0 * cs[0] - x1 * cs[1];
+        x[1] = x0 * cs[1] + x1 * cs[0];
+    }
+}
+
+/// ggml's `silu`: x / (1 + e^-x).
+#[inline]
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Grouped-query attention of one token over `n_kv` cached positions: for each query head, scores
+/// `q·k / sqrt(D)` against the keys of its KV head, softmax, then the weighted sum of values.
+#[allow(clippy::too_many_arguments)]
+fn attention(
+    out: &mut [f32],     // (H*D,)
+    q: &[f32],           // (H*D,)
+    k_cache: &[f16],     // (n_kv, Hkv*D)
+    v_cache: &[f16],     // (n_kv, Hkv*D)
+    cfg: &super::Config, //
+    scores: &mut [f32],  // (n_kv,)
+    q16: &mut [f16],     // (D,)
+    p16: &mut [f16],     // (n_kv,)
+) {
+    let d = cfg.head_dim;
+    let kvd = cfg.kv_dim();
+    let group = cfg.n_head / cfg.n_head_kv;
+    let scale = 1.0 / (d as f32).sqrt();
+    for h in 0..cfg.n_head {
+        let kvh = h / group;
+        for (dst, &src) in q16.iter_mut().zip(&q[h * d..(h + 1) * d]) {
+            *dst = f16::from_f32(src);
+        }
+        for (j, sc) in scores.iter_mut().enumerate() {
+            let k = &k_cache[j * kvd + kvh * d..][..d];
+            *sc = dot_f16(q16, k) * scale;
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0f64;
+        for sc in scores.iter_mut() {
+            *sc = (*sc - max).exp();
+            sum += f64::from(*sc);
+        }
+        let inv = (1.0 / sum) as f32;
+        for (p, sc) in p16.iter_mut().zip(scores.iter()) {
+            *p = f16::from_f32(sc * inv);
+        }
+        let o = &mut out[h * d..(h + 1) * d];
+        o.fill(0.0);
+        for (j, p) in p16.iter().enumerate() {
+            let p = p.to_f32();
+            let v = &v_cache[j * kvd + kvh * d..][..d];
+            for (o, v) in o.iter_mut().zip(v) {
+                *o += p * v.to_f32();
+            }
+        }
+    }
+}
+
+#[inline]
+fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x.to_f32() * y.to_f32()).sum()
+}
+
+/// `out (T, rows) = x (T, cols) @ W^T`: each row of `x` is quantized to the weight type's activation
+/// format first (ggml's `from_float` of the `vec_dot_type`), then every weight row is dotted with every
+/// token, streaming the weights once per batch.
+fn matmul(out: &mut [f32], wt: &super::weights::Matrix<'_>, x: &[f32], act: &mut [u8], stride: usize) {
+    let info = wt.ty.info();
+    let n = wt.cols;
+    let t_len = x.len() / n;
+    debug_assert_eq!(out.len(), t_len * wt.rows);
+    let act_ty: QuantType = info.vec_dot_type;
+    let arb = act_ty.row_bytes(n).expect("checked at load");
+    for t in 0..t_len {
+        quantize_activations(act_ty, &x[t * n..(t + 1) * n], &mut act[t * stride..t * stride + arb]);
+    }
+    for r in 0..wt.rows {
+        let row = wt.row(r);
+        for t in 0..t_len {
+            out[t * wt.rows + r] = (info.vec_dot)(n, row, &act[t * stride..t * stride + arb]);
+        }
+    }
+}

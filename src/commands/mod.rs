@@ -1,0 +1,48 @@
+//! One module per subcommand, plus what they share: opening a model and turning options into
+//! runtime parameters.
+
+pub mod chat;
+pub mod generate;
+pub mod info;
+pub mod perplexity;
+pub mod tokenize;
+
+use anyhow::{Context, Result};
+use ingot_runtime::gguf::GgufFile;
+use ingot_runtime::model::Model;
+use ingot_runtime::sampler::SamplerParams;
+use std::path::Path;
+
+/// Maps `path`; the model is then parsed from the mapping with [`load_model`].
+pub fn open(path: &Path) -> Result<GgufFile> {
+    GgufFile::open(path).with_context(|| {
+        format!("cannot open model `{}` (hint: scripts/fetch-model.sh downloads the default one)", path.display())
+    })
+}
+
+/// Parses and validates the model in `file`.
+pub fn load_model(file: &GgufFile) -> Result<Model<'_>> {
+    let gguf = file.parse()?;
+    Model::from_gguf(gguf).with_context(|| format!("cannot load `{}`", file.path()))
+}
+
+/// Sampler parameters from the command line.
+pub fn sampler_params(a: &crate::SamplingArgs) -> SamplerParams {
+    SamplerParams {
+        temperature: a.temp,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        min_p: a.min_p,
+        repeat_penalty: a.repeat_penalty,
+        frequency_penalty: a.frequency_penalty,
+        presence_penalty: a.presence_penalty,
+        penalty_last_n: a.repeat_last_n,
+        seed: a.seed,
+    }
+}
+
+/// Refuses thread counts of zero; more than one is accepted and currently runs on one thread.
+pub fn check_threads(n: usize) -> Result<()> {
+    anyhow::ensure!(n >= 1, "--threads must be at least 1");
+    Ok(())
+}
