@@ -10,7 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "ingot", version, about = "A Rust LLM stack: GGUF models from training to fast inference")]
+#[command(
+    name = "ingot",
+    version,
+    about = "A Rust LLM stack: GGUF models from training to fast inference"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

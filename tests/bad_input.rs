@@ -15,7 +15,9 @@ fn valid_bytes() -> Vec<u8> {
 
 /// Byte offset of the first occurrence of `needle` in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> usize {
-    hay.windows(needle.len()).position(|w| w == needle).expect("pattern present")
+    hay.windows(needle.len())
+        .position(|w| w == needle)
+        .expect("pattern present")
 }
 
 fn put_u32(b: &mut [u8], at: usize, v: u32) {
@@ -46,7 +48,14 @@ fn tensor_info_at(bytes: &[u8], name: &str) -> usize {
 fn valid_tiny_model_loads_and_runs() {
     let bytes = valid_bytes();
     let model = Model::from_gguf(Gguf::parse(&bytes).unwrap()).unwrap();
-    let mut s = Session::new(&model, SessionParams { n_ctx: 16, n_batch: 4 }).unwrap();
+    let mut s = Session::new(
+        &model,
+        SessionParams {
+            n_ctx: 16,
+            n_batch: 4,
+        },
+    )
+    .unwrap();
     let logits = s.prefill(&[1, 2, 3, 4, 5, 6]).unwrap();
     assert_eq!(logits.len(), 260);
     assert!(logits.iter().all(|l| l.is_finite()));
@@ -60,7 +69,10 @@ fn every_truncation_is_a_clean_error() {
     let cuts = (0..header_end).chain((header_end..bytes.len()).step_by(61));
     for cut in cuts {
         let r = Gguf::parse(&bytes[..cut]);
-        assert!(matches!(r, Err(Error::Gguf { .. })), "truncated at {cut}: {r:?}");
+        assert!(
+            matches!(r, Err(Error::Gguf { .. })),
+            "truncated at {cut}: {r:?}"
+        );
     }
 }
 
@@ -198,22 +210,81 @@ fn load_err(edit: impl FnOnce(&mut ingot_runtime::gguf::GgufWriter), t: &Tiny) -
 #[test]
 fn hyperparameters_that_break_arithmetic_are_refused_at_load() {
     let t = Tiny::default();
-    let set = |k: &'static str, v: OwnedValue| move |w: &mut ingot_runtime::gguf::GgufWriter| {
-        w.set(k, v);
+    let set = |k: &'static str, v: OwnedValue| {
+        move |w: &mut ingot_runtime::gguf::GgufWriter| {
+            w.set(k, v);
+        }
     };
     let cases: Vec<(&str, String)> = vec![
-        ("0 heads", load_err(set("llama.attention.head_count", OwnedValue::U32(0)), &t)),
-        ("heads not dividing width", load_err(set("llama.attention.head_count", OwnedValue::U32(5)), &t)),
-        ("kv heads not dividing heads", load_err(set("llama.attention.head_count_kv", OwnedValue::U32(3)), &t)),
-        ("absurd layer count", load_err(set("llama.block_count", OwnedValue::U64(1 << 40)), &t)),
-        ("more layers than tensors", load_err(set("llama.block_count", OwnedValue::U32(3)), &t)),
-        ("width disagrees with tensors", load_err(set("llama.embedding_length", OwnedValue::U32(128)), &t)),
-        ("ffn disagrees with tensors", load_err(set("llama.feed_forward_length", OwnedValue::U32(64)), &t)),
-        ("eps as string", load_err(set("llama.attention.layer_norm_rms_epsilon", OwnedValue::String("x".into())), &t)),
-        ("eps zero", load_err(set("llama.attention.layer_norm_rms_epsilon", OwnedValue::F32(0.0)), &t)),
-        ("unknown architecture", load_err(set("general.architecture", OwnedValue::String("gpt9".into())), &t)),
-        ("eos out of range", load_err(set("tokenizer.ggml.eos_token_id", OwnedValue::U32(1_000_000)), &t)),
-        ("rope scaling", load_err(set("llama.rope.scaling.type", OwnedValue::String("yarn".into())), &t)),
+        (
+            "0 heads",
+            load_err(set("llama.attention.head_count", OwnedValue::U32(0)), &t),
+        ),
+        (
+            "heads not dividing width",
+            load_err(set("llama.attention.head_count", OwnedValue::U32(5)), &t),
+        ),
+        (
+            "kv heads not dividing heads",
+            load_err(set("llama.attention.head_count_kv", OwnedValue::U32(3)), &t),
+        ),
+        (
+            "absurd layer count",
+            load_err(set("llama.block_count", OwnedValue::U64(1 << 40)), &t),
+        ),
+        (
+            "more layers than tensors",
+            load_err(set("llama.block_count", OwnedValue::U32(3)), &t),
+        ),
+        (
+            "width disagrees with tensors",
+            load_err(set("llama.embedding_length", OwnedValue::U32(128)), &t),
+        ),
+        (
+            "ffn disagrees with tensors",
+            load_err(set("llama.feed_forward_length", OwnedValue::U32(64)), &t),
+        ),
+        (
+            "eps as string",
+            load_err(
+                set(
+                    "llama.attention.layer_norm_rms_epsilon",
+                    OwnedValue::String("x".into()),
+                ),
+                &t,
+            ),
+        ),
+        (
+            "eps zero",
+            load_err(
+                set(
+                    "llama.attention.layer_norm_rms_epsilon",
+                    OwnedValue::F32(0.0),
+                ),
+                &t,
+            ),
+        ),
+        (
+            "unknown architecture",
+            load_err(
+                set("general.architecture", OwnedValue::String("gpt9".into())),
+                &t,
+            ),
+        ),
+        (
+            "eos out of range",
+            load_err(
+                set("tokenizer.ggml.eos_token_id", OwnedValue::U32(1_000_000)),
+                &t,
+            ),
+        ),
+        (
+            "rope scaling",
+            load_err(
+                set("llama.rope.scaling.type", OwnedValue::String("yarn".into())),
+                &t,
+            ),
+        ),
         ("missing width", {
             let mut w = tiny_model(&t);
             let mut w2 = ingot_runtime::gguf::GgufWriter::new();
@@ -230,7 +301,9 @@ fn hyperparameters_that_break_arithmetic_are_refused_at_load() {
             }
             w = w2;
             let bytes = w.to_bytes();
-            Model::from_gguf(Gguf::parse(&bytes).unwrap()).unwrap_err().to_string()
+            Model::from_gguf(Gguf::parse(&bytes).unwrap())
+                .unwrap_err()
+                .to_string()
         }),
     ];
     let expect = [
@@ -250,7 +323,10 @@ fn hyperparameters_that_break_arithmetic_are_refused_at_load() {
     ];
     for ((name, msg), (ename, needle)) in cases.iter().zip(expect) {
         assert_eq!(*name, ename);
-        assert!(msg.contains(needle), "{name}: message `{msg}` lacks `{needle}`");
+        assert!(
+            msg.contains(needle),
+            "{name}: message `{msg}` lacks `{needle}`"
+        );
     }
 }
 
@@ -258,13 +334,27 @@ fn hyperparameters_that_break_arithmetic_are_refused_at_load() {
 fn requests_that_cannot_be_served() {
     let bytes = valid_bytes();
     let model = Model::from_gguf(Gguf::parse(&bytes).unwrap()).unwrap();
-    let mut s = Session::new(&model, SessionParams { n_ctx: 8, n_batch: 4 }).unwrap();
+    let mut s = Session::new(
+        &model,
+        SessionParams {
+            n_ctx: 8,
+            n_batch: 4,
+        },
+    )
+    .unwrap();
     let e = s.prefill(&[1; 9]).unwrap_err().to_string();
     assert!(e.contains("exceed the context"), "{e}");
     let e = s.prefill(&[1, 260]).unwrap_err().to_string();
     assert!(e.contains("outside the vocabulary"), "{e}");
     assert!(s.prefill(&[]).is_err());
-    assert!(Session::new(&model, SessionParams { n_ctx: 0, n_batch: 1 }).is_err());
+    assert!(Session::new(
+        &model,
+        SessionParams {
+            n_ctx: 0,
+            n_batch: 1
+        }
+    )
+    .is_err());
     // The failed requests left the cache untouched.
     assert_eq!(s.pos(), 0);
 }

@@ -23,7 +23,9 @@ fn model_path() -> PathBuf {
 fn fixture_path() -> PathBuf {
     match std::env::var_os("INGOT_TOKENIZER_FIXTURE") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/tokenizer/smollm2.jsonl"),
+        None => {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/tokenizer/smollm2.jsonl")
+        }
     }
 }
 
@@ -91,7 +93,9 @@ impl<R: Read> Gguf<R> {
                     Value::Strs((0..n).map(|_| self.string()).collect())
                 } else {
                     let v: Vec<Option<i64>> = (0..n).map(|_| self.scalar(ety)).collect();
-                    v.into_iter().collect::<Option<Vec<_>>>().map_or(Value::Other, Value::Ints)
+                    v.into_iter()
+                        .collect::<Option<Vec<_>>>()
+                        .map_or(Value::Other, Value::Ints)
                 }
             }
             _ => self.scalar(ty).map_or(Value::Other, Value::Int),
@@ -150,12 +154,26 @@ fn load() -> Tokenizer {
         unk: id(take("tokenizer.ggml.unknown_token_id")),
         pad: id(take("tokenizer.ggml.padding_token_id")),
         add_bos: take("tokenizer.ggml.add_bos_token")
-            .map_or(TokenizerConfig::default_add_bos(&model, &pre), |v| flag(Some(v))),
+            .map_or(TokenizerConfig::default_add_bos(&model, &pre), |v| {
+                flag(Some(v))
+            }),
         add_eos: flag(take("tokenizer.ggml.add_eos_token")),
         model,
         pre,
     };
     Tokenizer::new(cfg).expect("SmolLM2 tokenizer")
+}
+
+/// GPT-2's byte-level character for byte `b`, as a string.
+fn byte_level(b: u8) -> String {
+    let printable = |b: u32| matches!(b, 0x21..=0x7E | 0xA1..=0xAC | 0xAE..=0xFF);
+    let b = u32::from(b);
+    let cp = if printable(b) {
+        b
+    } else {
+        256 + (0..b).filter(|&x| !printable(x)).count() as u32
+    };
+    char::from_u32(cp).unwrap().to_string()
 }
 
 #[derive(serde::Deserialize)]
@@ -180,6 +198,7 @@ fn smollm2_matches_llama_cpp() {
         .collect();
     assert!(!cases.is_empty(), "empty fixture {}", path.display());
     let mut failures = Vec::new();
+    let mut lossy = 0;
     for c in &cases {
         let got = tok.encode(&c.text, false, c.parse_special);
         if got != c.ids {
@@ -188,13 +207,32 @@ fn smollm2_matches_llama_cpp() {
                 c.text, c.parse_special, c.ids, got
             ));
         }
+        // SmolLM2 has no token for some bytes (0x04, 0xC0, 0xF1, 0xFF, ...): llama.cpp drops them,
+        // so text containing them cannot come back.
+        if !c
+            .text
+            .bytes()
+            .all(|b| tok.token_to_id(&byte_level(b)).is_some())
+        {
+            lossy += 1;
+            continue;
+        }
         let back = tok.decode(&got, true);
         if back != c.text {
             failures.push(format!("{:?}: decode(encode(s)) = {back:?}", c.text));
         }
     }
-    eprintln!("{} / {} strings identical", cases.len() - failures.len(), cases.len());
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    eprintln!(
+        "{} / {} strings identical ids and round trip ({lossy} with untokenizable bytes: ids only)",
+        cases.len() - failures.len(),
+        cases.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -244,7 +282,12 @@ fn smollm2_encodes_100kb_quickly() {
     for t in [&text, &one_word] {
         let t0 = std::time::Instant::now();
         let ids = tok.encode(t, false, true);
-        eprintln!("{} bytes -> {} tokens in {:?}", t.len(), ids.len(), t0.elapsed());
+        eprintln!(
+            "{} bytes -> {} tokens in {:?}",
+            t.len(),
+            ids.len(),
+            t0.elapsed()
+        );
         assert_eq!(&tok.decode(&ids, true), t);
     }
 }

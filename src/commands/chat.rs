@@ -31,12 +31,21 @@ pub fn run(a: &ChatArgs) -> Result<()> {
         }
     };
     let mut sampler = Sampler::new(sampler_params(&a.sampling), model.config.n_vocab)?;
-    let mut session = Session::new(&model, SessionParams { n_ctx: a.ctx, n_batch: 64 })?;
+    let mut session = Session::new(
+        &model,
+        SessionParams {
+            n_ctx: a.ctx,
+            n_batch: 64,
+        },
+    )?;
     let interactive = std::io::stdin().is_terminal();
     let mut history: Vec<ChatMessage> = Vec::new();
     let system = |h: &mut Vec<ChatMessage>| {
         if let Some(s) = &a.system {
-            h.push(ChatMessage { role: "system".into(), content: s.clone() });
+            h.push(ChatMessage {
+                role: "system".into(),
+                content: s.clone(),
+            });
         }
     };
     system(&mut history);
@@ -70,19 +79,29 @@ pub fn run(a: &ChatArgs) -> Result<()> {
             }
             _ => {}
         }
-        history.push(ChatMessage { role: "user".into(), content: input.to_string() });
+        history.push(ChatMessage {
+            role: "user".into(),
+            content: input.to_string(),
+        });
         let budget = a.ctx - a.max_reply;
-        let dropped = fit_history(&template, &mut history, budget, &|s: &str| tok.encode(s, true, true).len())?;
+        let dropped = fit_history(&template, &mut history, budget, &|s: &str| {
+            tok.encode(s, true, true).len()
+        })?;
         if dropped > 0 {
             eprintln!("(context full: dropped the {dropped} oldest messages)");
         }
         let prompt = tok.encode(&template.render(&history, true)?, true, true);
-        let common = cached.iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let common = cached
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         // Re-evaluate at least the last prompt token so that its logits are fresh.
         let keep = common.min(prompt.len() - 1);
         session.truncate(keep);
         cached.truncate(keep);
         let mut logits = session.prefill(&prompt[keep..])?;
+        let mut pos = prompt.len();
         cached.extend_from_slice(&prompt[keep..]);
         for &t in &prompt {
             sampler.accept(t);
@@ -90,7 +109,7 @@ pub fn run(a: &ChatArgs) -> Result<()> {
         let mut reply_ids: Vec<u32> = Vec::new();
         let mut stream = StreamDecoder::new();
         let mut out = stdout.lock();
-        while reply_ids.len() < a.max_reply && session.pos() < a.ctx {
+        while reply_ids.len() < a.max_reply {
             let next = sampler.sample(logits);
             sampler.accept(next);
             if tok.is_eog(next) {
@@ -99,15 +118,20 @@ pub fn run(a: &ChatArgs) -> Result<()> {
             reply_ids.push(next);
             out.write_all(stream.push(tok, next, false).as_bytes())?;
             out.flush()?;
-            if session.pos() + 1 > a.ctx {
+            if pos == a.ctx {
+                eprintln!("(context full: reply cut short)");
                 break;
             }
             logits = session.decode(next)?;
+            pos += 1;
             cached.push(next);
         }
         out.write_all(stream.flush().as_bytes())?;
         writeln!(out)?;
-        history.push(ChatMessage { role: "assistant".into(), content: tok.decode(&reply_ids, false) });
+        history.push(ChatMessage {
+            role: "assistant".into(),
+            content: tok.decode(&reply_ids, false),
+        });
     }
     Ok(())
 }

@@ -29,7 +29,13 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     for &t in &prompt {
         sampler.accept(t);
     }
-    let mut session = Session::new(&model, SessionParams { n_ctx: a.ctx, n_batch: 64 })?;
+    let mut session = Session::new(
+        &model,
+        SessionParams {
+            n_ctx: a.ctx,
+            n_batch: 64,
+        },
+    )?;
     let mut stream = StreamDecoder::new();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -59,6 +65,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     }
     out.write_all(stream.flush().as_bytes())?;
     writeln!(out)?;
+    out.flush()?;
     let decode_s = t1.elapsed().as_secs_f64();
     if a.n > budget {
         eprintln!("note: stopped at the context limit of {} tokens", a.ctx);
@@ -70,7 +77,11 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         prompt.len() as f64 / prefill_s,
         decode_steps,
         decode_s,
-        if decode_steps > 0 { decode_steps as f64 / decode_s } else { 0.0 }
+        if decode_steps > 0 {
+            decode_steps as f64 / decode_s
+        } else {
+            0.0
+        }
     );
     Ok(())
 }

@@ -16,7 +16,10 @@ use std::path::Path;
 /// Maps `path`; the model is then parsed from the mapping with [`load_model`].
 pub fn open(path: &Path) -> Result<GgufFile> {
     GgufFile::open(path).with_context(|| {
-        format!("cannot open model `{}` (hint: scripts/fetch-model.sh downloads the default one)", path.display())
+        format!(
+            "cannot open model `{}` (hint: scripts/fetch-model.sh downloads the default one)",
+            path.display()
+        )
     })
 }
 

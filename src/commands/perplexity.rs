@@ -12,7 +12,8 @@ use std::time::Instant;
 pub fn run(a: &PerplexityArgs) -> Result<()> {
     let file = open(&a.model)?;
     let model = load_model(&file)?;
-    let text = std::fs::read_to_string(&a.file).with_context(|| format!("cannot read `{}`", a.file.display()))?;
+    let text = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("cannot read `{}`", a.file.display()))?;
     if a.ctx < 4 {
         bail!("--ctx must be at least 4");
     }
@@ -27,8 +28,19 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
         );
     }
     let n_chunks = a.chunks.map_or(available, |c| c.min(available));
-    eprintln!("perplexity: {} tokens, {} chunks of {} (scoring the second half of each)", tokens.len(), n_chunks, a.ctx);
-    let mut session = Session::new(&model, SessionParams { n_ctx: a.ctx, n_batch: a.batch })?;
+    eprintln!(
+        "perplexity: {} tokens, {} chunks of {} (scoring the second half of each)",
+        tokens.len(),
+        n_chunks,
+        a.ctx
+    );
+    let mut session = Session::new(
+        &model,
+        SessionParams {
+            n_ctx: a.ctx,
+            n_batch: a.batch,
+        },
+    )?;
     let first = a.ctx / 2;
     let (mut nll, mut count) = (0.0f64, 0usize);
     let start = Instant::now();

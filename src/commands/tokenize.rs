@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 pub fn run_tokenize(a: &TokenizeArgs) -> Result<()> {
     let file = open(&a.model)?;
     let model = load_model(&file)?;
-    let ids = model.tokenizer.encode(&a.text, !a.no_special, !a.no_parse_special);
+    let ids = model
+        .tokenizer
+        .encode(&a.text, !a.no_special, !a.no_parse_special);
     println!("{}", serde_json::to_string(&ids)?);
     Ok(())
 }
@@ -31,7 +33,10 @@ fn parse_ids(args: &[String]) -> Result<Vec<u32>> {
     trimmed
         .split(|c: char| c == ',' || c.is_whitespace())
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<u32>().with_context(|| format!("`{s}` is not a token id")))
+        .map(|s| {
+            s.parse::<u32>()
+                .with_context(|| format!("`{s}` is not a token id"))
+        })
         .collect()
 }
 
@@ -42,7 +47,10 @@ mod tests {
     #[test]
     fn ids_in_every_accepted_form() {
         let want = vec![1, 22, 333];
-        assert_eq!(parse_ids(&["1".into(), "22".into(), "333".into()]).unwrap(), want);
+        assert_eq!(
+            parse_ids(&["1".into(), "22".into(), "333".into()]).unwrap(),
+            want
+        );
         assert_eq!(parse_ids(&["[1,22, 333]".into()]).unwrap(), want);
         assert!(parse_ids(&["1".into(), "x".into()]).is_err());
         assert!(parse_ids(&["-1".into()]).is_err());

@@ -16,11 +16,17 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
         let path_ref = path.as_ref();
         let shown = path_ref.display().to_string();
-        let io = |e: std::io::Error| Error::Io { path: shown.clone(), what: e.to_string() };
+        let io = |e: std::io::Error| Error::Io {
+            path: shown.clone(),
+            what: e.to_string(),
+        };
         let file = std::fs::File::open(path_ref).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
-            return Err(Error::Io { path: shown, what: "not a regular file".into() });
+            return Err(Error::Io {
+                path: shown,
+                what: "not a regular file".into(),
+            });
         }
         // SAFETY: the mapping is read-only and private to this process. Another process truncating or
         // rewriting the file while it is mapped would change the bytes under us (the usual caveat of
@@ -43,7 +49,10 @@ impl GgufFile {
     /// Parses the mapped bytes. Errors are the parser's, with the file's path prepended to the message.
     pub fn parse(&self) -> Result<super::Gguf<'_>> {
         super::Gguf::parse(&self.map).map_err(|e| match e {
-            Error::Gguf { offset, what } => Error::Gguf { offset, what: format!("{}: {what}", self.path) },
+            Error::Gguf { offset, what } => Error::Gguf {
+                offset,
+                what: format!("{}: {what}", self.path),
+            },
             other => other,
         })
     }

@@ -186,7 +186,11 @@ impl<'a> Array<'a> {
     /// Iterates over the elements. Nested arrays are rejected at parse time, so elements are scalars
     /// or strings.
     pub fn iter(&self) -> impl Iterator<Item = Value<'a>> + 'a {
-        let mut cur = Cursor { buf: self.bytes, pos: 0, base: 0 };
+        let mut cur = Cursor {
+            buf: self.bytes,
+            pos: 0,
+            base: 0,
+        };
         let elem = self.elem;
         (0..self.len).map(move |_| {
             // The bytes were walked with the same reader during parsing, so this cannot fail.
@@ -265,7 +269,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn err(&self, what: impl Into<String>) -> Error {
-        Error::Gguf { offset: self.offset(), what: what.into() }
+        Error::Gguf {
+            offset: self.offset(),
+            what: what.into(),
+        }
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
@@ -309,8 +316,10 @@ impl<'a> Cursor<'a> {
             });
         }
         let bytes = self.take(len as usize, what)?;
-        core::str::from_utf8(bytes)
-            .map_err(|e| Error::Gguf { offset: at, what: format!("{what}: string is not valid UTF-8 ({e})") })
+        core::str::from_utf8(bytes).map_err(|e| Error::Gguf {
+            offset: at,
+            what: format!("{what}: string is not valid UTF-8 ({e})"),
+        })
     }
 
     fn value(&mut self, ty: ValueType) -> Result<Value<'a>> {
@@ -327,7 +336,12 @@ impl<'a> Cursor<'a> {
                 match self.array::<1>("bool value")?[0] {
                     0 => Value::Bool(false),
                     1 => Value::Bool(true),
-                    b => return Err(Error::Gguf { offset: at, what: format!("bool value is {b}, not 0 or 1") }),
+                    b => {
+                        return Err(Error::Gguf {
+                            offset: at,
+                            what: format!("bool value is {b}, not 0 or 1"),
+                        })
+                    }
                 }
             }
             ValueType::String => Value::String(self.string("string value")?),
@@ -337,17 +351,25 @@ impl<'a> Cursor<'a> {
             ValueType::Array => {
                 let at = self.offset();
                 let elem_id = self.u32("array element type")?;
-                let elem = ValueType::from_id(elem_id)
-                    .ok_or_else(|| Error::Gguf { offset: at, what: format!("unknown array element type {elem_id}") })?;
+                let elem = ValueType::from_id(elem_id).ok_or_else(|| Error::Gguf {
+                    offset: at,
+                    what: format!("unknown array element type {elem_id}"),
+                })?;
                 if elem == ValueType::Array {
-                    return Err(Error::Gguf { offset: at, what: "nested arrays are not supported".into() });
+                    return Err(Error::Gguf {
+                        offset: at,
+                        what: "nested arrays are not supported".into(),
+                    });
                 }
                 let len_at = self.offset();
                 let len = self.u64("array length")?;
                 // Every element takes at least one byte (strings at least eight), so a length larger than
                 // the bytes left is a lie; reject it before walking.
                 let min_size = elem.fixed_size().unwrap_or(8) as u64;
-                if len.checked_mul(min_size).is_none_or(|need| need > self.remaining() as u64) {
+                if len
+                    .checked_mul(min_size)
+                    .is_none_or(|need| need > self.remaining() as u64)
+                {
                     return Err(Error::Gguf {
                         offset: len_at,
                         what: format!(
@@ -376,7 +398,11 @@ impl<'a> Cursor<'a> {
                         }
                     }
                 }
-                Value::Array(Array { elem, len: len as usize, bytes: &self.buf[start..self.pos] })
+                Value::Array(Array {
+                    elem,
+                    len: len as usize,
+                    bytes: &self.buf[start..self.pos],
+                })
             }
         })
     }
@@ -385,10 +411,17 @@ impl<'a> Cursor<'a> {
 impl<'a> Gguf<'a> {
     /// Parses and validates a whole GGUF file held in `bytes`.
     pub fn parse(bytes: &'a [u8]) -> Result<Gguf<'a>> {
-        let mut cur = Cursor { buf: bytes, pos: 0, base: 0 };
+        let mut cur = Cursor {
+            buf: bytes,
+            pos: 0,
+            base: 0,
+        };
         let magic = cur.array::<4>("magic")?;
         if &magic != b"GGUF" {
-            return Err(Error::Gguf { offset: 0, what: format!("bad magic {magic:02x?}: not a GGUF file") });
+            return Err(Error::Gguf {
+                offset: 0,
+                what: format!("bad magic {magic:02x?}: not a GGUF file"),
+            });
         }
         let version = cur.u32("version")?;
         if version != 2 && version != 3 {
@@ -408,13 +441,19 @@ impl<'a> Gguf<'a> {
         if n_kv > (cur.remaining() / 13) as u64 {
             return Err(Error::Gguf {
                 offset: n_kv_at,
-                what: format!("metadata count {n_kv} cannot fit in the {} bytes left", cur.remaining()),
+                what: format!(
+                    "metadata count {n_kv} cannot fit in the {} bytes left",
+                    cur.remaining()
+                ),
             });
         }
         if n_tensors > (cur.remaining() / 32) as u64 {
             return Err(Error::Gguf {
                 offset: n_tensors_at,
-                what: format!("tensor count {n_tensors} cannot fit in the {} bytes left", cur.remaining()),
+                what: format!(
+                    "tensor count {n_tensors} cannot fit in the {} bytes left",
+                    cur.remaining()
+                ),
             });
         }
 
@@ -423,7 +462,10 @@ impl<'a> Gguf<'a> {
             let key_at = cur.offset();
             let key = cur.string("metadata key")?;
             if metadata.iter().any(|(k, _)| *k == key) {
-                return Err(Error::Gguf { offset: key_at, what: format!("duplicate metadata key `{key}`") });
+                return Err(Error::Gguf {
+                    offset: key_at,
+                    what: format!("duplicate metadata key `{key}`"),
+                });
             }
             let ty_at = cur.offset();
             let ty_id = cur.u32("metadata value type")?;
@@ -436,13 +478,18 @@ impl<'a> Gguf<'a> {
         }
 
         let mut alignment = DEFAULT_ALIGNMENT;
-        if let Some((_, v)) = metadata.iter().find(|(k, _)| *k == super::keys::GENERAL_ALIGNMENT) {
+        if let Some((_, v)) = metadata
+            .iter()
+            .find(|(k, _)| *k == super::keys::GENERAL_ALIGNMENT)
+        {
             alignment = match *v {
                 Value::U32(a) if a != 0 && a.is_power_of_two() => a.into(),
                 other => {
                     return Err(Error::Gguf {
                         offset: 0,
-                        what: format!("general.alignment must be a non-zero power of two u32, got {other:?}"),
+                        what: format!(
+                            "general.alignment must be a non-zero power of two u32, got {other:?}"
+                        ),
                     })
                 }
             };
@@ -455,14 +502,19 @@ impl<'a> Gguf<'a> {
             let info_at = cur.offset();
             let name = cur.string("tensor name")?;
             if tensors.iter().any(|t| t.name == name) {
-                return Err(Error::Gguf { offset: info_at, what: format!("duplicate tensor name `{name}`") });
+                return Err(Error::Gguf {
+                    offset: info_at,
+                    what: format!("duplicate tensor name `{name}`"),
+                });
             }
             let nd_at = cur.offset();
             let n_dims = cur.u32("tensor n_dims")? as usize;
             if n_dims == 0 || n_dims > MAX_DIMS {
                 return Err(Error::Gguf {
                     offset: nd_at,
-                    what: format!("tensor `{name}` has {n_dims} dimensions (allowed 1..={MAX_DIMS})"),
+                    what: format!(
+                        "tensor `{name}` has {n_dims} dimensions (allowed 1..={MAX_DIMS})"
+                    ),
                 });
             }
             let mut dims = [1u64; MAX_DIMS];
@@ -470,14 +522,24 @@ impl<'a> Gguf<'a> {
             for d in dims.iter_mut().take(n_dims) {
                 *d = cur.u64("tensor dimension")?;
             }
-            let bad_dims = |what: String| Error::Gguf { offset: dims_at, what };
+            let bad_dims = |what: String| Error::Gguf {
+                offset: dims_at,
+                what,
+            };
             if let Some(d) = dims.iter().find(|&&d| d == 0 || d > i64::MAX as u64) {
                 return Err(bad_dims(format!("tensor `{name}` has dimension {d}")));
             }
             let n_elements = dims
                 .iter()
-                .try_fold(1u64, |acc, &d| acc.checked_mul(d).filter(|&n| n <= i64::MAX as u64))
-                .ok_or_else(|| bad_dims(format!("tensor `{name}` dimensions {:?} overflow", &dims[..n_dims])))?;
+                .try_fold(1u64, |acc, &d| {
+                    acc.checked_mul(d).filter(|&n| n <= i64::MAX as u64)
+                })
+                .ok_or_else(|| {
+                    bad_dims(format!(
+                        "tensor `{name}` dimensions {:?} overflow",
+                        &dims[..n_dims]
+                    ))
+                })?;
             let ty_at = cur.offset();
             let ty_id = cur.u32("tensor type")?;
             let ty = QuantType::from_ggml_id(ty_id).ok_or_else(|| Error::Gguf {
@@ -505,14 +567,24 @@ impl<'a> Gguf<'a> {
                 .row_bytes(usize::try_from(dims[0]).map_err(|_| bad_dims("row too long".into()))?)
                 .and_then(|rb| (rb as u64).checked_mul(n_elements / dims[0]))
                 .ok_or_else(|| bad_dims(format!("tensor `{name}` byte size overflows")))?;
-            tensors.push(TensorInfo { name, dims, n_dims, ty, offset, data: &[] });
+            tensors.push(TensorInfo {
+                name,
+                dims,
+                n_dims,
+                ty,
+                offset,
+                data: &[],
+            });
             sizes.push(size);
         }
 
         let header_end = cur.offset();
         let data_offset = header_end
             .checked_next_multiple_of(alignment)
-            .ok_or_else(|| Error::Gguf { offset: header_end, what: "data offset overflows".into() })?;
+            .ok_or_else(|| Error::Gguf {
+                offset: header_end,
+                what: "data offset overflows".into(),
+            })?;
         let file_len = bytes.len() as u64;
         if n_tensors > 0 && data_offset > file_len {
             return Err(Error::Gguf {
@@ -547,7 +619,13 @@ impl<'a> Gguf<'a> {
                 });
             }
         }
-        Ok(Gguf { version, alignment, data_offset, metadata, tensors })
+        Ok(Gguf {
+            version,
+            alignment,
+            data_offset,
+            metadata,
+            tensors,
+        })
     }
 
     /// All metadata pairs in file order.
@@ -557,7 +635,10 @@ impl<'a> Gguf<'a> {
 
     /// The value of `key`, if present.
     pub fn get(&self, key: &str) -> Option<Value<'a>> {
-        self.metadata.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.metadata
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 
     /// All tensors in file order.
@@ -583,7 +664,10 @@ impl<'a> Gguf<'a> {
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| wrong_type(key, "non-negative integer", &v)),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| wrong_type(key, "non-negative integer", &v)),
         }
     }
 
@@ -591,7 +675,10 @@ impl<'a> Gguf<'a> {
     pub fn get_f32(&self, key: &str) -> Result<Option<f32>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(|x| Some(x as f32)).ok_or_else(|| wrong_type(key, "number", &v)),
+            Some(v) => v
+                .as_f64()
+                .map(|x| Some(x as f32))
+                .ok_or_else(|| wrong_type(key, "number", &v)),
         }
     }
 
@@ -620,5 +707,8 @@ impl<'a> Gguf<'a> {
 }
 
 fn wrong_type(key: &str, want: &str, got: &Value<'_>) -> Error {
-    Error::BadMetadata { key: key.into(), what: format!("expected {want}, found {}", got.value_type().name()) }
+    Error::BadMetadata {
+        key: key.into(),
+        what: format!("expected {want}, found {}", got.value_type().name()),
+    }
 }

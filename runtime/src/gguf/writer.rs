@@ -126,13 +126,28 @@ impl GgufWriter {
     }
 
     /// Adds a tensor; `dims` in ggml order (row length first); `data` must hold exactly the tensor's bytes.
-    pub fn add_tensor(&mut self, name: &str, dims: &[u64], ty: QuantType, data: Vec<u8>) -> &mut Self {
-        self.tensors.push(PendingTensor { name: name.to_string(), dims: dims.to_vec(), ty, data });
+    pub fn add_tensor(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ty: QuantType,
+        data: Vec<u8>,
+    ) -> &mut Self {
+        self.tensors.push(PendingTensor {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            ty,
+            data,
+        });
         self
     }
 
     fn alignment(&self) -> u64 {
-        match self.metadata.iter().find(|(k, _)| k == super::keys::GENERAL_ALIGNMENT) {
+        match self
+            .metadata
+            .iter()
+            .find(|(k, _)| k == super::keys::GENERAL_ALIGNMENT)
+        {
             Some((_, OwnedValue::U32(a))) if *a != 0 && a.is_power_of_two() => u64::from(*a),
             _ => DEFAULT_ALIGNMENT,
         }

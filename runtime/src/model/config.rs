@@ -46,21 +46,30 @@ impl Config {
     pub fn from_gguf(gguf: &Gguf<'_>) -> Result<Config> {
         let arch = gguf
             .get_str(keys::GENERAL_ARCHITECTURE)?
-            .ok_or_else(|| Error::MissingKey { key: keys::GENERAL_ARCHITECTURE.into() })?
+            .ok_or_else(|| Error::MissingKey {
+                key: keys::GENERAL_ARCHITECTURE.into(),
+            })?
             .to_string();
         if !LLAMA_LIKE.contains(&arch.as_str()) {
             return Err(Error::Model {
-                what: format!("unknown architecture `{arch}` (supported: {})", LLAMA_LIKE.join(", ")),
+                what: format!(
+                    "unknown architecture `{arch}` (supported: {})",
+                    LLAMA_LIKE.join(", ")
+                ),
             });
         }
         let req = |suffix: &str, max: u64| -> Result<usize> {
             let key = arch_key(&arch, suffix);
-            let v = gguf.get_u64(&key)?.ok_or_else(|| Error::MissingKey { key: key.clone() })?;
+            let v = gguf
+                .get_u64(&key)?
+                .ok_or_else(|| Error::MissingKey { key: key.clone() })?;
             check_range(&key, v, 1, max)
         };
         let opt = |suffix: &str, max: u64| -> Result<Option<usize>> {
             let key = arch_key(&arch, suffix);
-            gguf.get_u64(&key)?.map(|v| check_range(&key, v, 1, max)).transpose()
+            gguf.get_u64(&key)?
+                .map(|v| check_range(&key, v, 1, max))
+                .transpose()
         };
 
         let n_embd = req(keys::EMBEDDING_LENGTH, MAX_DIM)?;
@@ -99,14 +108,22 @@ impl Config {
             });
         }
         let eps_key = arch_key(&arch, keys::RMS_EPS);
-        let rms_eps = gguf.get_f32(&eps_key)?.ok_or_else(|| Error::MissingKey { key: eps_key.clone() })?;
+        let rms_eps = gguf.get_f32(&eps_key)?.ok_or_else(|| Error::MissingKey {
+            key: eps_key.clone(),
+        })?;
         if !(rms_eps.is_finite() && rms_eps > 0.0 && rms_eps < 1.0) {
-            return Err(Error::BadMetadata { key: eps_key, what: format!("epsilon {rms_eps} is not in (0, 1)") });
+            return Err(Error::BadMetadata {
+                key: eps_key,
+                what: format!("epsilon {rms_eps} is not in (0, 1)"),
+            });
         }
         let base_key = arch_key(&arch, keys::ROPE_FREQ_BASE);
         let rope_base = gguf.get_f32(&base_key)?.unwrap_or(10000.0);
         if !(rope_base.is_finite() && rope_base > 1.0) {
-            return Err(Error::BadMetadata { key: base_key, what: format!("rope base {rope_base} must exceed 1") });
+            return Err(Error::BadMetadata {
+                key: base_key,
+                what: format!("rope base {rope_base} must exceed 1"),
+            });
         }
         let rope_freq_scale = rope_scale(gguf, &arch)?;
 
@@ -115,18 +132,24 @@ impl Config {
             None => match gguf.get_array(keys::TOKENIZER_TOKENS)? {
                 Some(a) => a.len,
                 None => {
-                    let t = gguf.tensor("token_embd.weight").ok_or_else(|| Error::Tensor {
-                        name: "token_embd.weight".into(),
-                        what: "missing".into(),
-                    })?;
+                    let t = gguf
+                        .tensor("token_embd.weight")
+                        .ok_or_else(|| Error::Tensor {
+                            name: "token_embd.weight".into(),
+                            what: "missing".into(),
+                        })?;
                     t.dims[1] as usize
                 }
             },
         };
         // Scratch sizes multiply these; bound the products so buffer planning cannot overflow.
-        let q_width = n_head.checked_mul(head_dim).filter(|&w| w as u64 <= MAX_DIM);
+        let q_width = n_head
+            .checked_mul(head_dim)
+            .filter(|&w| w as u64 <= MAX_DIM);
         if q_width.is_none() {
-            return Err(Error::Model { what: format!("{n_head} heads of size {head_dim} are too wide") });
+            return Err(Error::Model {
+                what: format!("{n_head} heads of size {head_dim} are too wide"),
+            });
         }
         Ok(Config {
             arch,
@@ -158,7 +181,10 @@ impl Config {
 
 fn check_range(key: &str, v: u64, min: u64, max: u64) -> Result<usize> {
     if v < min || v > max {
-        return Err(Error::BadMetadata { key: key.into(), what: format!("value {v} is outside {min}..={max}") });
+        return Err(Error::BadMetadata {
+            key: key.into(),
+            what: format!("value {v} is outside {min}..={max}"),
+        });
     }
     Ok(v as usize)
 }
@@ -177,7 +203,10 @@ fn rope_scale(gguf: &Gguf<'_>, arch: &str) -> Result<f32> {
         None | Some("linear") => {
             let f = factor.unwrap_or(1.0);
             if !(f.is_finite() && f >= 1.0) {
-                return Err(Error::BadMetadata { key: factor_key, what: format!("scaling factor {f} must be >= 1") });
+                return Err(Error::BadMetadata {
+                    key: factor_key,
+                    what: format!("scaling factor {f} must be >= 1"),
+                });
             }
             Ok(1.0 / f)
         }

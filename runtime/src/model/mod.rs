@@ -42,7 +42,13 @@ impl<'a> Model<'a> {
             });
         }
         let chat_template = gguf.get_str(keys::TOKENIZER_CHAT_TEMPLATE)?;
-        Ok(Model { gguf, config, weights, tokenizer, chat_template })
+        Ok(Model {
+            gguf,
+            config,
+            weights,
+            tokenizer,
+            chat_template,
+        })
     }
 
     /// Bytes of all weight tensors (what a decode step reads, roughly).
@@ -55,22 +61,34 @@ impl<'a> Model<'a> {
 pub fn tokenizer_config(gguf: &Gguf<'_>) -> Result<TokenizerConfig> {
     let model = gguf
         .get_str(keys::TOKENIZER_MODEL)?
-        .ok_or_else(|| Error::MissingKey { key: keys::TOKENIZER_MODEL.into() })?
+        .ok_or_else(|| Error::MissingKey {
+            key: keys::TOKENIZER_MODEL.into(),
+        })?
         .to_string();
-    let pre = gguf.get_str(keys::TOKENIZER_PRE)?.unwrap_or("default").to_string();
+    let pre = gguf
+        .get_str(keys::TOKENIZER_PRE)?
+        .unwrap_or("default")
+        .to_string();
     let tokens_arr = gguf
         .get_array(keys::TOKENIZER_TOKENS)?
-        .ok_or_else(|| Error::MissingKey { key: keys::TOKENIZER_TOKENS.into() })?;
+        .ok_or_else(|| Error::MissingKey {
+            key: keys::TOKENIZER_TOKENS.into(),
+        })?;
     let tokens: Vec<String> = tokens_arr
         .strings()
-        .ok_or_else(|| Error::BadMetadata { key: keys::TOKENIZER_TOKENS.into(), what: "not an array of strings".into() })?
+        .ok_or_else(|| Error::BadMetadata {
+            key: keys::TOKENIZER_TOKENS.into(),
+            what: "not an array of strings".into(),
+        })?
         .map(str::to_string)
         .collect();
     let token_types = match gguf.get_array(keys::TOKENIZER_TOKEN_TYPE)? {
         None => Vec::new(),
         Some(a) => {
-            let v: Option<Vec<i32>> =
-                a.iter().map(|x| x.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i32)).collect();
+            let v: Option<Vec<i32>> = a
+                .iter()
+                .map(|x| x.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i32))
+                .collect();
             let v = v.ok_or_else(|| Error::BadMetadata {
                 key: keys::TOKENIZER_TOKEN_TYPE.into(),
                 what: "not an array of integers".into(),
@@ -88,14 +106,20 @@ pub fn tokenizer_config(gguf: &Gguf<'_>) -> Result<TokenizerConfig> {
         None => Vec::new(),
         Some(a) => {
             let v: Option<Vec<f32>> = a.iter().map(|x| x.as_f64().map(|f| f as f32)).collect();
-            v.ok_or_else(|| Error::BadMetadata { key: keys::TOKENIZER_SCORES.into(), what: "not an array of numbers".into() })?
+            v.ok_or_else(|| Error::BadMetadata {
+                key: keys::TOKENIZER_SCORES.into(),
+                what: "not an array of numbers".into(),
+            })?
         }
     };
     let merges = match gguf.get_array(keys::TOKENIZER_MERGES)? {
         None => Vec::new(),
         Some(a) => a
             .strings()
-            .ok_or_else(|| Error::BadMetadata { key: keys::TOKENIZER_MERGES.into(), what: "not an array of strings".into() })?
+            .ok_or_else(|| Error::BadMetadata {
+                key: keys::TOKENIZER_MERGES.into(),
+                what: "not an array of strings".into(),
+            })?
             .map(str::to_string)
             .collect(),
     };

@@ -24,7 +24,10 @@ pub struct SessionParams {
 
 impl Default for SessionParams {
     fn default() -> Self {
-        SessionParams { n_ctx: 2048, n_batch: 64 }
+        SessionParams {
+            n_ctx: 2048,
+            n_batch: 64,
+        }
     }
 }
 
@@ -70,7 +73,13 @@ pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
 
 /// Largest quantized activation row any matrix product of the model needs.
 fn act_row_bytes(w: &Weights<'_>) -> usize {
-    let mut m = w.output.ty.info().vec_dot_type.row_bytes(w.output.cols).unwrap_or(0);
+    let mut m = w
+        .output
+        .ty
+        .info()
+        .vec_dot_type
+        .row_bytes(w.output.cols)
+        .unwrap_or(0);
     for l in &w.layers {
         for mat in [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down] {
             let vt = mat.ty.info().vec_dot_type;
@@ -97,20 +106,30 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn new(model: &'m Model<'a>, params: SessionParams) -> Result<Session<'m, 'a>> {
         let cfg = &model.config;
         if params.n_ctx == 0 || params.n_batch == 0 {
-            return Err(Error::Request { what: "context and batch sizes must be at least 1".into() });
+            return Err(Error::Request {
+                what: "context and batch sizes must be at least 1".into(),
+            });
         }
         if params.n_ctx > 1 << 24 || params.n_batch > 1 << 16 {
             return Err(Error::Request {
-                what: format!("context {} / batch {} too large", params.n_ctx, params.n_batch),
+                what: format!(
+                    "context {} / batch {} too large",
+                    params.n_ctx, params.n_batch
+                ),
             });
         }
         let t = params.n_batch.min(params.n_ctx);
-        let params = SessionParams { n_ctx: params.n_ctx, n_batch: t };
+        let params = SessionParams {
+            n_ctx: params.n_ctx,
+            n_batch: t,
+        };
         let kv_len = cfg
             .n_layer
             .checked_mul(params.n_ctx)
             .and_then(|n| n.checked_mul(cfg.kv_dim()))
-            .ok_or_else(|| Error::Request { what: "KV cache size overflows".into() })?;
+            .ok_or_else(|| Error::Request {
+                what: "KV cache size overflows".into(),
+            })?;
         let act_stride = act_row_bytes(&model.weights);
         let s = Scratch {
             x: vec![0.0; t * cfg.n_embd],
@@ -129,8 +148,18 @@ impl<'m, 'a> Session<'m, 'a> {
             act: vec![0; t * act_stride],
             logits: vec![0.0; t * cfg.n_vocab],
         };
-        let kv = KvCache { k: vec![f16::ZERO; kv_len], v: vec![f16::ZERO; kv_len] };
-        Ok(Session { model, params, pos: 0, kv, s, act_stride })
+        let kv = KvCache {
+            k: vec![f16::ZERO; kv_len],
+            v: vec![f16::ZERO; kv_len],
+        };
+        Ok(Session {
+            model,
+            params,
+            pos: 0,
+            kv,
+            s,
+            act_stride,
+        })
     }
 
     /// The model this session runs.
@@ -162,7 +191,9 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn prefill(&mut self, tokens: &[u32]) -> Result<&[f32]> {
         self.check(tokens)?;
         if tokens.is_empty() {
-            return Err(Error::Request { what: "cannot evaluate an empty prompt".into() });
+            return Err(Error::Request {
+                what: "cannot evaluate an empty prompt".into(),
+            });
         }
         for chunk in tokens.chunks(self.params.n_batch) {
             self.forward(chunk, false);
@@ -177,7 +208,11 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Evaluates `tokens` and calls `on_logits(i, logits)` for every token `i` of them, in order: the
     /// logits predict token `i + 1`. Used for perplexity.
-    pub fn eval_all(&mut self, tokens: &[u32], mut on_logits: impl FnMut(usize, &[f32])) -> Result<()> {
+    pub fn eval_all(
+        &mut self,
+        tokens: &[u32],
+        mut on_logits: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
         self.check(tokens)?;
         let v = self.model.config.n_vocab;
         let mut i = 0;
@@ -204,7 +239,9 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         let n_vocab = self.model.config.n_vocab;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(Error::Request { what: format!("token id {bad} is outside the vocabulary of {n_vocab}") });
+            return Err(Error::Request {
+                what: format!("token id {bad} is outside the vocabulary of {n_vocab}"),
+            });
         }
         Ok(())
     }
@@ -230,27 +267,68 @@ impl<'m, 'a> Session<'m, 'a> {
         for (l, layer) in w.layers.iter().enumerate() {
             // Attention block.
             for t in 0..t_len {
-                rms_norm(&mut s.xb[t * c..(t + 1) * c], &s.x[t * c..(t + 1) * c], &layer.attn_norm, cfg.rms_eps);
+                rms_norm(
+                    &mut s.xb[t * c..(t + 1) * c],
+                    &s.x[t * c..(t + 1) * c],
+                    &layer.attn_norm,
+                    cfg.rms_eps,
+                );
             }
-            matmul(&mut s.q[..t_len * qd], &layer.wq, &s.xb[..t_len * c], &mut s.act, stride);
-            matmul(&mut s.k[..t_len * kvd], &layer.wk, &s.xb[..t_len * c], &mut s.act, stride);
-            matmul(&mut s.v[..t_len * kvd], &layer.wv, &s.xb[..t_len * c], &mut s.act, stride);
+            matmul(
+                &mut s.q[..t_len * qd],
+                &layer.wq,
+                &s.xb[..t_len * c],
+                &mut s.act,
+                stride,
+            );
+            matmul(
+                &mut s.k[..t_len * kvd],
+                &layer.wk,
+                &s.xb[..t_len * c],
+                &mut s.act,
+                stride,
+            );
+            matmul(
+                &mut s.v[..t_len * kvd],
+                &layer.wv,
+                &s.xb[..t_len * c],
+                &mut s.act,
+                stride,
+            );
 
             let layer_base = l * self.params.n_ctx * kvd;
             for t in 0..t_len {
                 let pos = self.pos + t;
-                rope_cache(&mut s.rope, pos, cfg.rope_base, cfg.rope_freq_scale, cfg.n_rot);
+                rope_cache(
+                    &mut s.rope,
+                    pos,
+                    cfg.rope_base,
+                    cfg.rope_freq_scale,
+                    cfg.n_rot,
+                );
                 for h in 0..cfg.n_head {
-                    rope(&mut s.q[t * qd + h * cfg.head_dim..][..cfg.head_dim], &s.rope);
+                    rope(
+                        &mut s.q[t * qd + h * cfg.head_dim..][..cfg.head_dim],
+                        &s.rope,
+                    );
                 }
                 for h in 0..cfg.n_head_kv {
-                    rope(&mut s.k[t * kvd + h * cfg.head_dim..][..cfg.head_dim], &s.rope);
+                    rope(
+                        &mut s.k[t * kvd + h * cfg.head_dim..][..cfg.head_dim],
+                        &s.rope,
+                    );
                 }
                 let slot = layer_base + pos * kvd;
-                for (dst, &src) in self.kv.k[slot..slot + kvd].iter_mut().zip(&s.k[t * kvd..(t + 1) * kvd]) {
+                for (dst, &src) in self.kv.k[slot..slot + kvd]
+                    .iter_mut()
+                    .zip(&s.k[t * kvd..(t + 1) * kvd])
+                {
                     *dst = f16::from_f32(src);
                 }
-                for (dst, &src) in self.kv.v[slot..slot + kvd].iter_mut().zip(&s.v[t * kvd..(t + 1) * kvd]) {
+                for (dst, &src) in self.kv.v[slot..slot + kvd]
+                    .iter_mut()
+                    .zip(&s.v[t * kvd..(t + 1) * kvd])
+                {
                     *dst = f16::from_f32(src);
                 }
             }
@@ -267,21 +345,50 @@ impl<'m, 'a> Session<'m, 'a> {
                     &mut s.p16[..n_kv],
                 );
             }
-            matmul(&mut s.proj[..t_len * c], &layer.wo, &s.att_out[..t_len * qd], &mut s.act, stride);
+            matmul(
+                &mut s.proj[..t_len * c],
+                &layer.wo,
+                &s.att_out[..t_len * qd],
+                &mut s.act,
+                stride,
+            );
             for (x, p) in s.x[..t_len * c].iter_mut().zip(&s.proj[..t_len * c]) {
                 *x += p;
             }
 
             // Feed-forward block (SwiGLU).
             for t in 0..t_len {
-                rms_norm(&mut s.xb[t * c..(t + 1) * c], &s.x[t * c..(t + 1) * c], &layer.ffn_norm, cfg.rms_eps);
+                rms_norm(
+                    &mut s.xb[t * c..(t + 1) * c],
+                    &s.x[t * c..(t + 1) * c],
+                    &layer.ffn_norm,
+                    cfg.rms_eps,
+                );
             }
-            matmul(&mut s.hb[..t_len * f], &layer.w_gate, &s.xb[..t_len * c], &mut s.act, stride);
-            matmul(&mut s.hb2[..t_len * f], &layer.w_up, &s.xb[..t_len * c], &mut s.act, stride);
+            matmul(
+                &mut s.hb[..t_len * f],
+                &layer.w_gate,
+                &s.xb[..t_len * c],
+                &mut s.act,
+                stride,
+            );
+            matmul(
+                &mut s.hb2[..t_len * f],
+                &layer.w_up,
+                &s.xb[..t_len * c],
+                &mut s.act,
+                stride,
+            );
             for (g, u) in s.hb[..t_len * f].iter_mut().zip(&s.hb2[..t_len * f]) {
                 *g = silu(*g) * u;
             }
-            matmul(&mut s.proj[..t_len * c], &layer.w_down, &s.hb[..t_len * f], &mut s.act, stride);
+            matmul(
+                &mut s.proj[..t_len * c],
+                &layer.w_down,
+                &s.hb[..t_len * f],
+                &mut s.act,
+                stride,
+            );
             for (x, p) in s.x[..t_len * c].iter_mut().zip(&s.proj[..t_len * c]) {
                 *x += p;
             }
@@ -292,10 +399,21 @@ impl<'m, 'a> Session<'m, 'a> {
         let n_out = t_len - first;
         for t in first..t_len {
             let r = t - first;
-            rms_norm(&mut s.xb[r * c..(r + 1) * c], &s.x[t * c..(t + 1) * c], &w.output_norm, cfg.rms_eps);
+            rms_norm(
+                &mut s.xb[r * c..(r + 1) * c],
+                &s.x[t * c..(t + 1) * c],
+                &w.output_norm,
+                cfg.rms_eps,
+            );
         }
         let v = cfg.n_vocab;
-        matmul(&mut s.logits[..n_out * v], &w.output, &s.xb[..n_out * c], &mut s.act, stride);
+        matmul(
+            &mut s.logits[..n_out * v],
+            &w.output,
+            &s.xb[..n_out * c],
+            &mut s.act,
+            stride,
+        );
         self.pos += t_len;
     }
 }
@@ -396,7 +514,13 @@ fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
 /// `out (T, rows) = x (T, cols) @ W^T`: each row of `x` is quantized to the weight type's activation
 /// format first (ggml's `from_float` of the `vec_dot_type`), then every weight row is dotted with every
 /// token, streaming the weights once per batch.
-fn matmul(out: &mut [f32], wt: &super::weights::Matrix<'_>, x: &[f32], act: &mut [u8], stride: usize) {
+fn matmul(
+    out: &mut [f32],
+    wt: &super::weights::Matrix<'_>,
+    x: &[f32],
+    act: &mut [u8],
+    stride: usize,
+) {
     let info = wt.ty.info();
     let n = wt.cols;
     let t_len = x.len() / n;
@@ -404,7 +528,11 @@ fn matmul(out: &mut [f32], wt: &super::weights::Matrix<'_>, x: &[f32], act: &mut
     let act_ty: QuantType = info.vec_dot_type;
     let arb = act_ty.row_bytes(n).expect("checked at load");
     for t in 0..t_len {
-        quantize_activations(act_ty, &x[t * n..(t + 1) * n], &mut act[t * stride..t * stride + arb]);
+        quantize_activations(
+            act_ty,
+            &x[t * n..(t + 1) * n],
+            &mut act[t * stride..t * stride + arb],
+        );
     }
     for r in 0..wt.rows {
         let row = wt.row(r);

@@ -83,25 +83,43 @@ pub struct Weights<'a> {
 }
 
 fn tensor<'a, 'g>(gguf: &'g Gguf<'a>, name: &str) -> Result<&'g TensorInfo<'a>> {
-    gguf.tensor(name).ok_or_else(|| Error::Tensor { name: name.into(), what: "missing from the file".into() })
+    gguf.tensor(name).ok_or_else(|| Error::Tensor {
+        name: name.into(),
+        what: "missing from the file".into(),
+    })
 }
 
 fn matrix<'a>(gguf: &Gguf<'a>, name: &str, rows: usize, cols: usize) -> Result<Matrix<'a>> {
     let t = tensor(gguf, name)?;
     check_shape(t, &[cols as u64, rows as u64])?;
     if t.ty == QuantType::Q8_1 {
-        return Err(Error::Tensor { name: name.into(), what: "Q8_1 is an activation format, not a weight type".into() });
+        return Err(Error::Tensor {
+            name: name.into(),
+            what: "Q8_1 is an activation format, not a weight type".into(),
+        });
     }
-    Ok(Matrix { name: t.name, ty: t.ty, rows, cols, data: t.data })
+    Ok(Matrix {
+        name: t.name,
+        ty: t.ty,
+        rows,
+        cols,
+        data: t.data,
+    })
 }
 
 fn vector<'a>(gguf: &Gguf<'a>, name: &str, len: usize) -> Result<Vector<'a>> {
     let t = tensor(gguf, name)?;
     check_shape(t, &[len as u64])?;
     if t.ty != QuantType::F32 {
-        return Err(Error::Tensor { name: name.into(), what: format!("norm weights must be F32, found {}", t.ty.name()) });
+        return Err(Error::Tensor {
+            name: name.into(),
+            what: format!("norm weights must be F32, found {}", t.ty.name()),
+        });
     }
-    Ok(Vector { name: t.name, data: t.data })
+    Ok(Vector {
+        name: t.name,
+        data: t.data,
+    })
 }
 
 fn check_shape(t: &TensorInfo<'_>, want: &[u64]) -> Result<()> {
@@ -117,7 +135,9 @@ fn check_shape(t: &TensorInfo<'_>, want: &[u64]) -> Result<()> {
     if got != want_trim {
         return Err(Error::Tensor {
             name: t.name.into(),
-            what: format!("shape {got:?} does not match the metadata, expected {want:?} (ggml order)"),
+            what: format!(
+                "shape {got:?} does not match the metadata, expected {want:?} (ggml order)"
+            ),
         });
     }
     Ok(())
@@ -148,6 +168,12 @@ impl<'a> Weights<'a> {
                 w_down: matrix(gguf, &n("ffn_down"), c, f)?,
             });
         }
-        Ok(Weights { token_embd, output_norm, output, tied_output, layers })
+        Ok(Weights {
+            token_embd,
+            output_norm,
+            output,
+            tied_output,
+            layers,
+        })
     }
 }

@@ -233,7 +233,13 @@ impl Bpe {
         }
     }
 
-    fn push_pair(&self, syms: &[Symbol], heap: &mut BinaryHeap<core::cmp::Reverse<Pair>>, l: i32, r: i32) {
+    fn push_pair(
+        &self,
+        syms: &[Symbol],
+        heap: &mut BinaryHeap<core::cmp::Reverse<Pair>>,
+        l: i32,
+        r: i32,
+    ) {
         if l < 0 || r < 0 {
             return;
         }

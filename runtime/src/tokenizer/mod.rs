@@ -12,6 +12,7 @@
 
 mod bpe;
 mod pretokenize;
+mod special;
 mod stream;
 mod unicode;
 mod unicode_tables;
@@ -56,7 +57,13 @@ impl TokenizerConfig {
         model == "llama"
             || matches!(
                 pre,
-                "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "pixtral" | "tekken" | "chameleon"
+                "llama3"
+                    | "llama-v3"
+                    | "llama-bpe"
+                    | "falcon3"
+                    | "pixtral"
+                    | "tekken"
+                    | "chameleon"
             )
     }
 }
@@ -68,29 +75,6 @@ const ATTR_NORMAL: u16 = 1 << 2;
 const ATTR_CONTROL: u16 = 1 << 3;
 const ATTR_USER_DEFINED: u16 = 1 << 4;
 const ATTR_BYTE: u16 = 1 << 5;
-
-/// Token texts that llama.cpp takes as EOT when `tokenizer.ggml.eot_token_id` is absent.
-const EOT_NAMES: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-    "<EOT>", "_<EOT>", "[EOT]", "<｜end▁of▁sentence｜>", "<end_of_utterance>",
-];
-/// Fill-in-the-middle tokens found by text; each list's first match becomes a control token, and
-/// the pad, repo and file-separator ones end generation.
-const FIM_NAMES: [(&[&str], bool); 6] = [
-    (&["<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>", "<|code_prefix|>", "<|prefix|>"], false),
-    (&["<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>", "<|code_suffix|>", "<|suffix|>"], false),
-    (&["<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<｜fim▁end｜>", "<MID>", "▁<MID>", "<|code_middle|>", "<|middle|>"], false),
-    (&["<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"], true),
-    (&["<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"], true),
-    (&["<|file_sep|>"], true),
-];
-/// Token texts that end generation (llama.cpp's `special_eog_ids` text list).
-const EOG_NAMES: &[&str] = &[
-    "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
-    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
-    "<｜end▁of▁sentence｜>", "[e~[",
-];
 
 /// The encoding algorithm behind a [`Tokenizer`].
 #[derive(Debug)]
@@ -152,13 +136,14 @@ impl Tokenizer {
     pub fn new(cfg: TokenizerConfig) -> Result<Tokenizer> {
         let pre = match cfg.model.as_str() {
             "gpt2" => pretokenize::PreTokenizer::from_name(&cfg.pre).ok_or_else(|| {
-                err(format!("unknown or unsupported pre-tokenizer `{}` (tokenizer.ggml.pre)", cfg.pre))
-            })?,
-            "llama" => {
-                return Err(err(
-                    "SentencePiece tokenizers (tokenizer.ggml.model = \"llama\") are not supported yet",
+                err(format!(
+                    "unknown or unsupported pre-tokenizer `{}` (tokenizer.ggml.pre)",
+                    cfg.pre
                 ))
-            }
+            })?,
+            "llama" => return Err(err(
+                "SentencePiece tokenizers (tokenizer.ggml.model = \"llama\") are not supported yet",
+            )),
             other => return Err(err(format!("unsupported tokenizer model `{other}`"))),
         };
         let n = cfg.tokens.len();
@@ -169,7 +154,10 @@ impl Tokenizer {
             return Err(err(format!("vocabulary of {n} tokens is too large")));
         }
         if !cfg.token_types.is_empty() && cfg.token_types.len() < n {
-            return Err(err(format!("{} token types for {n} tokens", cfg.token_types.len())));
+            return Err(err(format!(
+                "{} token types for {n} tokens",
+                cfg.token_types.len()
+            )));
         }
         if !cfg.scores.is_empty() && cfg.scores.len() < n {
             return Err(err(format!("{} scores for {n} tokens", cfg.scores.len())));
@@ -182,7 +170,9 @@ impl Tokenizer {
             ("pad", cfg.pad),
         ] {
             if let Some(id) = id.filter(|&id| id as usize >= n) {
-                return Err(err(format!("{name} token id {id} is out of range (vocabulary of {n})")));
+                return Err(err(format!(
+                    "{name} token id {id} is out of range (vocabulary of {n})"
+                )));
             }
         }
         if cfg.add_bos && cfg.bos.is_none() {
@@ -213,7 +203,7 @@ impl Tokenizer {
                 _ => 0, // undefined
             })
             .collect();
-        let eog = special_fixups(&tokens, &mut attrs, cfg.eos, cfg.eot);
+        let eog = special::fixups(&tokens, &mut attrs, cfg.eos, cfg.eot);
 
         let mut special: Vec<u32> = (0..n as u32)
             .filter(|&i| attrs[i as usize] & (ATTR_CONTROL | ATTR_USER_DEFINED | ATTR_UNKNOWN) != 0)
@@ -226,7 +216,8 @@ impl Tokenizer {
         piece_offs.push(0u32);
         for (t, &a) in tokens.iter().zip(&attrs) {
             piece(t, a, &mut piece_bytes);
-            let off = u32::try_from(piece_bytes.len()).map_err(|_| err("vocabulary text too large"))?;
+            let off =
+                u32::try_from(piece_bytes.len()).map_err(|_| err("vocabulary text too large"))?;
             piece_offs.push(off);
         }
 
@@ -374,7 +365,9 @@ impl Tokenizer {
 
     /// Whether `id` is a control token (after llama.cpp's fix-ups of EOT/EOG/FIM tokens).
     pub fn is_control(&self, id: u32) -> bool {
-        self.attrs.get(id as usize).is_some_and(|&a| a & ATTR_CONTROL != 0)
+        self.attrs
+            .get(id as usize)
+            .is_some_and(|&a| a & ATTR_CONTROL != 0)
     }
 
     /// The id of the token whose vocabulary text is exactly `text`.
@@ -386,67 +379,6 @@ impl Tokenizer {
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(String::as_str)
     }
-}
-
-/// llama.cpp's load-time fix-ups in `llama_vocab::impl::load`: tokens recognised by their text as
-/// EOT, EOM, FIM or end-of-generation become control tokens, a few gpt-oss tokens become
-/// user-defined, and the end-of-generation set is built. Returns that set, sorted.
-///
-/// Where llama.cpp takes "the first" of several matching texts it walks a hash map, in no defined
-/// order; here the lowest id wins. FIM token ids are not read from metadata (they always are found by
-/// text here).
-fn special_fixups(tokens: &[String], attrs: &mut [u16], eos: Option<u32>, eot: Option<u32>) -> Vec<u32> {
-    let first = |names: &[&str]| tokens.iter().position(|t| names.contains(&t.as_str()));
-    let mut eog = Vec::new();
-
-    let eot = eot.or_else(|| {
-        let i = first(EOT_NAMES)?;
-        attrs[i] |= ATTR_CONTROL;
-        Some(i as u32)
-    });
-    let eom = first(&["<|eom_id|>"]).map(|i| {
-        attrs[i] |= ATTR_CONTROL;
-        i as u32
-    });
-    for (names, ends) in FIM_NAMES {
-        if let Some(i) = first(names) {
-            attrs[i] |= ATTR_CONTROL;
-            if ends {
-                eog.push(i as u32);
-            }
-        }
-    }
-    for (i, t) in tokens.iter().enumerate() {
-        if EOG_NAMES.contains(&t.as_str()) {
-            eog.push(i as u32);
-            attrs[i] |= ATTR_CONTROL;
-        }
-        if matches!(t.as_str(), "<|channel|>" | "<|message|>" | "<|start|>" | "<|constrain|>") {
-            attrs[i] = ATTR_USER_DEFINED; // llama.cpp: "quick hack for gpt-oss, always render these"
-        }
-    }
-    eog.extend(eos);
-    eog.extend(eot);
-    eog.extend(eom);
-    eog.sort_unstable();
-    eog.dedup();
-
-    let has = |eog: &[u32], name: &str| eog.iter().any(|&i| tokens[i as usize] == name);
-    // o200k_harmony and solar-open: `<|end|>` does not end generation there.
-    if (has(&eog, "<|return|>") && has(&eog, "<|call|>") || has(&eog, "<|calls|>") && has(&eog, "<|flush|>"))
-        && has(&eog, "<|end|>")
-    {
-        if let Some(p) = eog.iter().position(|&i| tokens[i as usize] == "<|end|>") {
-            attrs[eog.remove(p) as usize] = ATTR_USER_DEFINED;
-        }
-    }
-    // Gemma 4 and PaddleOCR: `</s>` is an ordinary token there.
-    if has(&eog, "<|tool_response>") {
-        if let Some(p) = eog.iter().position(|&i| tokens[i as usize] == "</s>") {
-            attrs[eog.remove(p) as usize] = ATTR_NORMAL;
-        }
-    }
-    eog
 }
 
 /// Appends llama.cpp's `token_to_piece(special = true)` of a token with text `text` and

@@ -48,7 +48,11 @@ const DEFAULT: &[Pass] = &[
     Pass::AsciiDigitTriples,
 ];
 const GPT2: &[Pass] = &[Pass::Gpt2];
-const FALCON: &[Pass] = &[Pass::PunctRuns { backtick: true }, Pass::Gpt2, Pass::AsciiDigitTriples];
+const FALCON: &[Pass] = &[
+    Pass::PunctRuns { backtick: true },
+    Pass::Gpt2,
+    Pass::AsciiDigitTriples,
+];
 const SMOLLM: &[Pass] = &[Pass::EachNumber, Pass::Gpt2];
 const LLAMA3: &[Pass] = &[Pass::Llama3 { max_digits: 3 }];
 const QWEN2: &[Pass] = &[Pass::Llama3 { max_digits: 1 }];
@@ -195,7 +199,8 @@ impl Segment<'_> {
             Pass::AsciiDigitTriples => {
                 let mut pos = start;
                 while pos < self.end {
-                    if pos + 3 <= self.end && self.cps[pos..pos + 3].iter().all(char::is_ascii_digit)
+                    if pos + 3 <= self.end
+                        && self.cps[pos..pos + 3].iter().all(char::is_ascii_digit)
                     {
                         self.emit(pos);
                         pos += 3;
@@ -271,7 +276,11 @@ impl Segment<'_> {
                 continue;
             }
             // ` ?X+` for X in {letter, number, other}: an optional leading space joins the run.
-            let f2 = if c == ' ' { self.f(pos + 1) } else { self.f(pos) };
+            let f2 = if c == ' ' {
+                self.f(pos + 1)
+            } else {
+                self.f(pos)
+            };
             let run_of = if f2 & LETTER != 0 {
                 Some(LETTER)
             } else if f2 & NUMBER != 0 {
@@ -428,7 +437,10 @@ mod tests {
 
     #[test]
     fn default_pattern() {
-        assert_eq!(words("default", "a+b 12345"), ["a", "+", "b", " ", "123", "45"]);
+        assert_eq!(
+            words("default", "a+b 12345"),
+            ["a", "+", "b", " ", "123", "45"]
+        );
         assert_eq!(words("default", "x...`y"), ["x", "...", "`", "y"]);
         assert_eq!(words("falcon", "x...`y"), ["x", "...`", "y"]);
     }

@@ -44,7 +44,8 @@ impl StreamDecoder {
                     let valid = e.valid_up_to();
                     let ok = &self.pending[start..start + valid];
                     // `from_utf8` has just validated this prefix.
-                    self.out.push_str(core::str::from_utf8(ok).unwrap_or_default());
+                    self.out
+                        .push_str(core::str::from_utf8(ok).unwrap_or_default());
                     start += valid;
                     match e.error_len() {
                         Some(bad) => {

@@ -107,7 +107,10 @@ fn longest_special_token_first() {
     cfg.token_types.push(3);
     let t = Tokenizer::new(cfg).unwrap();
     let long = t.n_vocab() as u32 - 1;
-    assert_eq!(t.encode("<|im_start|>user<|im_start|>", false, true), [long, 1]);
+    assert_eq!(
+        t.encode("<|im_start|>user<|im_start|>", false, true),
+        [long, 1]
+    );
 }
 
 #[test]
@@ -191,7 +194,8 @@ fn stream_decoder_replaces_invalid_bytes() {
 #[test]
 fn stream_equals_lossy_decode() {
     let t = tok(&[], &[]);
-    let bytes: &[u8] = b"a\xF0\x9F\x98\x80\xE2\x82\xAC\xC3\xFFz\xED\xA0\x80\xF4\x90\x80\x80\xE2\x82";
+    let bytes: &[u8] =
+        b"a\xF0\x9F\x98\x80\xE2\x82\xAC\xC3\xFFz\xED\xA0\x80\xF4\x90\x80\x80\xE2\x82";
     let ids: Vec<u32> = bytes.iter().map(|&b| byte(b)).collect();
     let mut d = StreamDecoder::new();
     let mut s = String::new();

@@ -1,0 +1,48 @@
+//! x86_64 kernels: [`avx2::Avx2`] (AVX2 + FMA + F16C, Haswell and later) and
+//! [`avx512::Avx512Vnni`] (AVX-512 F/BW/VL + VNNI on top of that, Ice Lake / Zen 4 and later).
+//!
+//! Kernel shape shared by both modules: a block kernel is an
+//! `unsafe fn k<const T: usize>(n, w: *const u8, x: [*const u8; T]) -> [f32; T]` that dots one
+//! weight row with `T` activation rows, decoding each weight block once and running the *same*
+//! sequence of operations for every token as the `T = 1` instance does. So `matmul`, which calls
+//! `k::<4>` for groups of four tokens and `k::<1>` for the rest, is bitwise identical to one
+//! `vec_dot` per (row, token).
+
+pub mod avx2;
+pub mod avx512;
+
+/// Rows x tokens driver shared by the ISA modules. Expands to the body of a `#[target_feature]`
+/// `unsafe fn` with parameters `(out: &mut [f32], w: *const u8, rb: usize, rows: usize,
+/// x: *const u8, stride: usize, t: usize, n: usize)` whose caller guarantees that `w` holds `rows`
+/// rows of `rb` bytes, `x` holds `t` activation rows `stride` bytes apart, and
+/// `out.len() == t * rows`. Weights are streamed once: each row is dotted with every token while it
+/// is hot in L1, four tokens per kernel call.
+macro_rules! matmul_body {
+    ($kern:ident, $out:ident, $w:ident, $rb:ident, $rows:ident, $x:ident, $stride:ident, $t:ident, $n:ident) => {{
+        debug_assert_eq!($out.len(), $t * $rows);
+        for r in 0..$rows {
+            // SAFETY: r < rows, and the caller guarantees rows * rb readable bytes at w.
+            let wr = unsafe { $w.add(r * $rb) };
+            // SAFETY (all `x.add` below): j + k < t, and the caller guarantees t rows at x,
+            // `stride` bytes apart.
+            let xrow = |j: usize| unsafe { $x.add(j * $stride) };
+            let mut j = 0;
+            while j + 4 <= $t {
+                // SAFETY: the caller's guarantees above cover rows r and tokens j..j+4, and the
+                // enclosing function has the kernel's target features.
+                let v = unsafe { $kern::<4>($n, wr, [xrow(j), xrow(j + 1), xrow(j + 2), xrow(j + 3)]) };
+                for (k, v) in v.into_iter().enumerate() {
+                    $out[(j + k) * $rows + r] = v;
+                }
+                j += 4;
+            }
+            while j < $t {
+                // SAFETY: as above, for token j alone.
+                let [v] = unsafe { $kern::<1>($n, wr, [xrow(j)]) };
+                $out[j * $rows + r] = v;
+                j += 1;
+            }
+        }
+    }};
+}
+pub(crate) use matmul_body;

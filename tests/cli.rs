@@ -1,0 +1,232 @@
+//! The `ingot` binary end to end: the exact command forms scripts depend on, their output formats, and
+//! clean failures (message on stderr, non-zero exit) for bad input.
+
+mod common;
+
+use common::{model_path, tiny_model, Tiny};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn ingot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(args)
+        .output()
+        .expect("run ingot")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("ingot-cli-{}-{name}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn tokenize_prints_a_json_array_and_detokenize_inverts_it() {
+    let m = model_path();
+    let m = m.to_str().unwrap();
+    let o = ingot(&["tokenize", "-m", m, "Hello world, 123!"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ids: Vec<u32> = serde_json::from_str(stdout(&o).trim()).expect("JSON array of ids");
+    // "123" is split into single digits by SmolLM2's pre-tokenizer.
+    assert!(ids.len() >= 6, "{ids:?}");
+    let args: Vec<String> = ids.iter().map(u32::to_string).collect();
+    let mut argv = vec!["detokenize", "-m", m];
+    argv.extend(args.iter().map(String::as_str));
+    let o = ingot(&argv);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim_end_matches('\n'), "Hello world, 123!");
+
+    let o = ingot(&["tokenize", "-m", m, "<|im_start|>user"]);
+    let special: Vec<u32> = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let o = ingot(&[
+        "tokenize",
+        "-m",
+        m,
+        "--no-parse-special",
+        "<|im_start|>user",
+    ]);
+    let plain: Vec<u32> = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(special.len(), 2, "{special:?}");
+    assert!(plain.len() > 2, "{plain:?}");
+}
+
+#[test]
+fn detokenize_rejects_ids_outside_the_vocabulary() {
+    let m = model_path();
+    let o = ingot(&["detokenize", "-m", m.to_str().unwrap(), "1", "999999"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("outside the vocabulary"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn generate_greedy_is_deterministic_and_reports_timing() {
+    let m = model_path();
+    let args = [
+        "generate",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "The capital of France is",
+        "-n",
+        "8",
+        "--temp",
+        "0",
+    ];
+    let a = ingot(&args);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(stdout(&a).contains("Paris"), "{}", stdout(&a));
+    assert!(
+        stderr(&a).contains("prefill:") && stderr(&a).contains("tok/s"),
+        "{}",
+        stderr(&a)
+    );
+    let b = ingot(&args);
+    assert_eq!(stdout(&a), stdout(&b));
+}
+
+#[test]
+fn generate_with_the_same_seed_gives_the_same_text() {
+    let m = model_path();
+    let run = |seed: &str| {
+        let o = ingot(&[
+            "generate",
+            "-m",
+            m.to_str().unwrap(),
+            "-p",
+            "Once upon a time",
+            "-n",
+            "12",
+            "--temp",
+            "1.0",
+            "--seed",
+            seed,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert_eq!(run("7"), run("7"));
+    assert_ne!(run("7"), run("8"));
+}
+
+#[test]
+fn chat_reads_one_turn_per_line_from_a_pipe() {
+    let m = model_path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args([
+            "chat",
+            "-m",
+            m.to_str().unwrap(),
+            "--temp",
+            "0",
+            "--max-reply",
+            "16",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the capital of France?\n/reset\nSay hi.\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Paris"), "{out}");
+    assert!(
+        out.lines().filter(|l| !l.trim().is_empty()).count() >= 2,
+        "{out}"
+    );
+}
+
+#[test]
+fn info_describes_the_model() {
+    let m = model_path();
+    let o = ingot(&["info", m.to_str().unwrap(), "--ctx", "4096"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in [
+        "architecture:    llama",
+        "layers:          30",
+        "blk.0.attn_q.weight",
+        "Q4_1",
+        "--ctx 4096",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+}
+
+#[test]
+fn bad_files_and_requests_fail_cleanly() {
+    let o = ingot(&["info", "/nonexistent/model.gguf"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot open model"), "{}", stderr(&o));
+
+    let bytes = tiny_model(&Tiny::default()).to_bytes();
+    let truncated = temp_file("truncated.gguf", &bytes[..bytes.len() / 2]);
+    let o = ingot(&["info", truncated.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("invalid GGUF at byte"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+
+    let not_gguf = temp_file("text.gguf", b"hello, this is not a model");
+    let o = ingot(&["tokenize", "-m", not_gguf.to_str().unwrap(), "x"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a GGUF file"), "{}", stderr(&o));
+
+    let tiny = temp_file("tiny.gguf", &bytes);
+    let long = "hello ".repeat(100);
+    let o = ingot(&[
+        "generate",
+        "-m",
+        tiny.to_str().unwrap(),
+        "-p",
+        &long,
+        "--ctx",
+        "32",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("does not fit in the context"),
+        "{}",
+        stderr(&o)
+    );
+
+    let mut w = tiny_model(&Tiny::default());
+    w.set(
+        "general.architecture",
+        ingot_runtime::gguf::writer::OwnedValue::String("mamba".into()),
+    );
+    let unknown = temp_file("mamba.gguf", &w.to_bytes());
+    let o = ingot(&["generate", "-m", unknown.to_str().unwrap(), "-p", "hi"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("unknown architecture `mamba`"),
+        "{}",
+        stderr(&o)
+    );
+
+    for p in [truncated, not_gguf, tiny, unknown] {
+        let _ = std::fs::remove_file(p);
+    }
+}
