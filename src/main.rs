@@ -90,8 +90,8 @@ pub struct GenerateArgs {
     pub n: usize,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Worker threads (the forward pass is single-threaded until the thread pool lands; accepted for
-    /// scripts' sake).
+    /// Threads for the forward pass (each matrix product is split by rows; output is identical for
+    /// any count).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Context length: prompt plus generated tokens.
@@ -120,7 +120,7 @@ pub struct ChatArgs {
     pub max_reply: usize,
     #[command(flatten)]
     pub sampling: SamplingArgs,
-    /// Worker threads (see `generate --help`).
+    /// Threads for the forward pass.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Context length of the conversation.
@@ -170,10 +170,16 @@ pub struct PerplexityArgs {
     /// Tokens evaluated per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Threads for the forward pass.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(warning) = ingot_kernels::Kernels::from_env() {
+        eprintln!("warning: {warning}");
+    }
     let result = match cli.command {
         Command::Info(a) => commands::info::run(&a),
         Command::Generate(a) => commands::generate::run(&a),

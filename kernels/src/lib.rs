@@ -4,14 +4,24 @@
 //! - [`blocks`]: `#[repr(C)]` block layouts of the quantized types, decoded safely from bytes.
 //! - [`reference`](mod@reference): scalar reference kernels that reproduce llama.cpp's CPU results; every faster
 //!   kernel path is tested against these.
+//! - [`dispatch`]: [`Kernels`], the runtime-selected fast path ([`Isa`]: scalar, AVX2, AVX-512 VNNI),
+//!   whose SIMD bodies live in [`cpu`].
 //!
-//! This crate knows nothing of models, files or threads: slices in, `&mut` slice out, sizes explicit,
+//! - [`pool`]: [`ThreadPool`], a persistent spin-then-park worker pool, and [`Kernels::matmul_par`],
+//!   the matrix product split by rows across it (bit-identical for any thread count).
+//!
+//! This crate knows nothing of models or files: slices in, `&mut` slice out, sizes explicit,
 //! no allocation. Dimension letters used in shape comments: `n` elements per row (the reduction
-//! dimension), `d` rows (output length).
+//! dimension), `d` rows (output length), `T` tokens.
 
 pub mod blocks;
+pub mod cpu;
+pub mod dispatch;
+pub mod pool;
 pub mod quant_type;
 pub mod reference;
 
+pub use dispatch::{Isa, Kernels};
+pub use pool::ThreadPool;
 pub use quant_type::{QuantType, TypeInfo};
 pub use reference::{matvec, quantize_activations};

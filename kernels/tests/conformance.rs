@@ -43,7 +43,7 @@ impl SplitMix64 {
                     0 => 0.0,
                     1 => 0.75 * scale,
                     2 => self.unit() * scale + 3.0 * scale, // all positive: min/max types
-                    _ if self.next_u64() % 64 == 0 => self.unit() * scale * 20.0,
+                    _ if self.next_u64().is_multiple_of(64) => self.unit() * scale * 20.0,
                     _ => self.unit() * scale,
                 };
                 v.push(x);

@@ -184,7 +184,7 @@ struct Case {
 }
 
 #[test]
-fn smollm2_matches_llama_cpp() {
+fn tokenizer_smollm2_matches_llama_cpp() {
     let path = fixture_path();
     let Ok(fixture) = std::fs::read_to_string(&path) else {
         eprintln!("skipped: no fixture at {}", path.display());
@@ -236,7 +236,7 @@ fn smollm2_matches_llama_cpp() {
 }
 
 #[test]
-fn smollm2_special_tokens() {
+fn tokenizer_smollm2_special_tokens() {
     let tok = load();
     assert_eq!(tok.n_vocab(), 49152);
     assert_eq!(tok.encode("  123", false, false), [256, 33, 34, 35]);
@@ -257,7 +257,7 @@ fn smollm2_special_tokens() {
 }
 
 #[test]
-fn smollm2_stream_decoding() {
+fn tokenizer_smollm2_stream_decoding() {
     let tok = load();
     let text = "Emoji 😀👍🏽, CJK 日本語, math ½ ≤ ∞.\n<|im_end|>";
     let ids = tok.encode(text, false, true);
@@ -274,7 +274,7 @@ fn smollm2_stream_decoding() {
 
 /// Not a benchmark: a quadratic slip would make this take minutes instead of milliseconds.
 #[test]
-fn smollm2_encodes_100kb_quickly() {
+fn tokenizer_smollm2_encodes_100kb_quickly() {
     let tok = load();
     let unit = "The quick brown fox, 1234 times: «jumps» over the lazy dog!\n日本語 😀 ";
     let text = unit.repeat(100_000 / unit.len() + 1);

@@ -5,7 +5,7 @@
 //! room for a reply no longer fits the context, `fit_history` keeps the system prompt and drops the
 //! oldest turns (the policy is spelled out in `ingot chat --help`).
 
-use super::{check_threads, load_model, open, sampler_params};
+use super::{load_model, open, sampler_params};
 use crate::ChatArgs;
 use anyhow::{bail, Result};
 use ingot_runtime::chat::{fit_history, ChatMessage, ChatTemplate};
@@ -15,7 +15,6 @@ use ingot_runtime::tokenizer::StreamDecoder;
 use std::io::{BufRead, IsTerminal, Write};
 
 pub fn run(a: &ChatArgs) -> Result<()> {
-    check_threads(a.threads)?;
     if a.max_reply == 0 || a.max_reply >= a.ctx {
         bail!("--max-reply must be between 1 and --ctx - 1");
     }
@@ -36,6 +35,7 @@ pub fn run(a: &ChatArgs) -> Result<()> {
         SessionParams {
             n_ctx: a.ctx,
             n_batch: 64,
+            n_threads: a.threads,
         },
     )?;
     let interactive = std::io::stdin().is_terminal();

@@ -1,6 +1,6 @@
 //! `ingot generate`: continue a raw prompt, streaming the new text to stdout and timings to stderr.
 
-use super::{check_threads, load_model, open, sampler_params};
+use super::{load_model, open, sampler_params};
 use crate::GenerateArgs;
 use anyhow::{bail, Result};
 use ingot_runtime::model::{Session, SessionParams};
@@ -10,7 +10,6 @@ use std::io::Write;
 use std::time::Instant;
 
 pub fn run(a: &GenerateArgs) -> Result<()> {
-    check_threads(a.threads)?;
     let file = open(&a.model)?;
     let model = load_model(&file)?;
     let tok = &model.tokenizer;
@@ -34,6 +33,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
         SessionParams {
             n_ctx: a.ctx,
             n_batch: 64,
+            n_threads: a.threads,
         },
     )?;
     let mut stream = StreamDecoder::new();

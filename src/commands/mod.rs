@@ -43,9 +43,3 @@ pub fn sampler_params(a: &crate::SamplingArgs) -> SamplerParams {
         seed: a.seed,
     }
 }
-
-/// Refuses thread counts of zero; more than one is accepted and currently runs on one thread.
-pub fn check_threads(n: usize) -> Result<()> {
-    anyhow::ensure!(n >= 1, "--threads must be at least 1");
-    Ok(())
-}

@@ -39,6 +39,7 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
         SessionParams {
             n_ctx: a.ctx,
             n_batch: a.batch,
+            n_threads: a.threads,
         },
     )?;
     let first = a.ctx / 2;

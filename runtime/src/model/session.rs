@@ -11,7 +11,7 @@
 use super::{Model, Weights};
 use crate::{Error, Result};
 use half::f16;
-use ingot_kernels::{quantize_activations, QuantType};
+use ingot_kernels::{Kernels, QuantType, ThreadPool};
 
 /// How a session is sized. Every buffer is planned from these numbers at creation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct SessionParams {
     pub n_ctx: usize,
     /// Most tokens evaluated in one batch; longer inputs are split.
     pub n_batch: usize,
+    /// Threads that split every matrix product by rows (the caller's thread included).
+    pub n_threads: usize,
 }
 
 impl Default for SessionParams {
@@ -27,6 +29,7 @@ impl Default for SessionParams {
         SessionParams {
             n_ctx: 2048,
             n_batch: 64,
+            n_threads: 1,
         }
     }
 }
@@ -56,6 +59,7 @@ struct Scratch {
     rope: Vec<f32>,    // (n_rot,) cos/sin pairs for one position
     act: Vec<u8>,      // (T, bytes of one quantized activation row of the widest input)
     logits: Vec<f32>,  // (T, V) or (1, V)
+    par: Vec<f32>,     // (T, max(C, F, H*D)) per-thread blocks of a threaded batched product
 }
 
 /// Bytes a session with `params` allocates for `model` (KV cache plus scratch), so callers can plan.
@@ -67,6 +71,7 @@ pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
         + params.n_ctx
         + cfg.n_rot
         + t * cfg.n_vocab;
+    let f32s = f32s + t * cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim());
     let f16s = cfg.head_dim + params.n_ctx;
     kv + 4 * f32s + 2 * f16s + t * act_row_bytes(&model.weights)
 }
@@ -99,6 +104,8 @@ pub struct Session<'m, 'a> {
     kv: KvCache,
     s: Scratch,
     act_stride: usize,
+    kernels: Kernels,
+    pool: ThreadPool,
 }
 
 impl<'m, 'a> Session<'m, 'a> {
@@ -119,9 +126,14 @@ impl<'m, 'a> Session<'m, 'a> {
             });
         }
         let t = params.n_batch.min(params.n_ctx);
+        if params.n_threads == 0 || params.n_threads > 256 {
+            return Err(Error::Request {
+                what: format!("thread count {} must be in 1..=256", params.n_threads),
+            });
+        }
         let params = SessionParams {
-            n_ctx: params.n_ctx,
             n_batch: t,
+            ..params
         };
         let kv_len = cfg
             .n_layer
@@ -147,7 +159,11 @@ impl<'m, 'a> Session<'m, 'a> {
             rope: vec![0.0; cfg.n_rot],
             act: vec![0; t * act_stride],
             logits: vec![0.0; t * cfg.n_vocab],
+            par: vec![0.0; t * cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim())],
         };
+        let pool = ThreadPool::new(params.n_threads).map_err(|e| Error::Request {
+            what: format!("cannot start {} threads: {e}", params.n_threads),
+        })?;
         let kv = KvCache {
             k: vec![f16::ZERO; kv_len],
             v: vec![f16::ZERO; kv_len],
@@ -159,6 +175,8 @@ impl<'m, 'a> Session<'m, 'a> {
             kv,
             s,
             act_stride,
+            kernels: Kernels::best(),
+            pool,
         })
     }
 
@@ -170,6 +188,11 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Tokens in the KV cache.
     pub fn pos(&self) -> usize {
         self.pos
+    }
+
+    /// The kernel path (ISA) this session runs.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// The sizes this session was created with (`n_batch` clamped to `n_ctx`).
@@ -256,7 +279,11 @@ impl<'m, 'a> Session<'m, 'a> {
         let (c, qd, kvd, f) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
         let t_len = tokens.len();
         let s = &mut self.s;
-        let stride = self.act_stride;
+        let mm = MatMul {
+            k: &self.kernels,
+            pool: &self.pool,
+            stride: self.act_stride,
+        };
 
         // Embedding lookup: dequantize one row of token_embd per token (ggml_get_rows).
         for (t, &tok) in tokens.iter().enumerate() {
@@ -274,26 +301,26 @@ impl<'m, 'a> Session<'m, 'a> {
                     cfg.rms_eps,
                 );
             }
-            matmul(
+            mm.run(
                 &mut s.q[..t_len * qd],
                 &layer.wq,
                 &s.xb[..t_len * c],
                 &mut s.act,
-                stride,
+                &mut s.par,
             );
-            matmul(
+            mm.run(
                 &mut s.k[..t_len * kvd],
                 &layer.wk,
                 &s.xb[..t_len * c],
                 &mut s.act,
-                stride,
+                &mut s.par,
             );
-            matmul(
+            mm.run(
                 &mut s.v[..t_len * kvd],
                 &layer.wv,
                 &s.xb[..t_len * c],
                 &mut s.act,
-                stride,
+                &mut s.par,
             );
 
             let layer_base = l * self.params.n_ctx * kvd;
@@ -345,12 +372,12 @@ impl<'m, 'a> Session<'m, 'a> {
                     &mut s.p16[..n_kv],
                 );
             }
-            matmul(
+            mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,
                 &s.att_out[..t_len * qd],
                 &mut s.act,
-                stride,
+                &mut s.par,
             );
             for (x, p) in s.x[..t_len * c].iter_mut().zip(&s.proj[..t_len * c]) {
                 *x += p;
@@ -365,29 +392,29 @@ impl<'m, 'a> Session<'m, 'a> {
                     cfg.rms_eps,
                 );
             }
-            matmul(
+            mm.run(
                 &mut s.hb[..t_len * f],
                 &layer.w_gate,
                 &s.xb[..t_len * c],
                 &mut s.act,
-                stride,
+                &mut s.par,
             );
-            matmul(
+            mm.run(
                 &mut s.hb2[..t_len * f],
                 &layer.w_up,
                 &s.xb[..t_len * c],
                 &mut s.act,
-                stride,
+                &mut s.par,
             );
             for (g, u) in s.hb[..t_len * f].iter_mut().zip(&s.hb2[..t_len * f]) {
                 *g = silu(*g) * u;
             }
-            matmul(
+            mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.w_down,
                 &s.hb[..t_len * f],
                 &mut s.act,
-                stride,
+                &mut s.par,
             );
             for (x, p) in s.x[..t_len * c].iter_mut().zip(&s.proj[..t_len * c]) {
                 *x += p;
@@ -407,13 +434,16 @@ impl<'m, 'a> Session<'m, 'a> {
             );
         }
         let v = cfg.n_vocab;
-        matmul(
-            &mut s.logits[..n_out * v],
-            &w.output,
-            &s.xb[..n_out * c],
-            &mut s.act,
-            stride,
-        );
+        // One token at a time: the (T, V) product would need a (T, V) threading scratch.
+        for r in 0..n_out {
+            mm.run(
+                &mut s.logits[r * v..(r + 1) * v],
+                &w.output,
+                &s.xb[r * c..(r + 1) * c],
+                &mut s.act,
+                &mut s.par,
+            );
+        }
         self.pos += t_len;
     }
 }
@@ -511,33 +541,52 @@ fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x.to_f32() * y.to_f32()).sum()
 }
 
-/// `out (T, rows) = x (T, cols) @ W^T`: each row of `x` is quantized to the weight type's activation
-/// format first (ggml's `from_float` of the `vec_dot_type`), then every weight row is dotted with every
-/// token, streaming the weights once per batch.
-fn matmul(
-    out: &mut [f32],
-    wt: &super::weights::Matrix<'_>,
-    x: &[f32],
-    act: &mut [u8],
+/// The matrix-product context of one forward pass: kernels, thread pool, activation row stride.
+struct MatMul<'p> {
+    k: &'p Kernels,
+    pool: &'p ThreadPool,
     stride: usize,
-) {
-    let info = wt.ty.info();
-    let n = wt.cols;
-    let t_len = x.len() / n;
-    debug_assert_eq!(out.len(), t_len * wt.rows);
-    let act_ty: QuantType = info.vec_dot_type;
-    let arb = act_ty.row_bytes(n).expect("checked at load");
-    for t in 0..t_len {
-        quantize_activations(
-            act_ty,
-            &x[t * n..(t + 1) * n],
-            &mut act[t * stride..t * stride + arb],
-        );
-    }
-    for r in 0..wt.rows {
-        let row = wt.row(r);
+}
+
+impl MatMul<'_> {
+    /// `out (T, rows) = x (T, cols) @ W^T`: each row of `x` is quantized to the weight type's
+    /// activation format first (ggml's `from_float` of the `vec_dot_type`), then the rows of `W` are
+    /// split across the pool and every weight row is dotted with every token while it is in cache.
+    fn run(
+        &self,
+        out: &mut [f32],
+        wt: &super::weights::Matrix<'_>,
+        x: &[f32],
+        act: &mut [u8],
+        par: &mut [f32],
+    ) {
+        let n = wt.cols;
+        let t_len = x.len() / n;
+        debug_assert_eq!(out.len(), t_len * wt.rows);
+        let act_ty: QuantType = wt.ty.info().vec_dot_type;
+        let arb = act_ty.row_bytes(n).expect("checked at load");
         for t in 0..t_len {
-            out[t * wt.rows + r] = (info.vec_dot)(n, row, &act[t * stride..t * stride + arb]);
+            let dst = &mut act[t * self.stride..t * self.stride + arb];
+            self.k
+                .quantize_activations(act_ty, &x[t * n..(t + 1) * n], dst);
         }
+        let act_len = (t_len - 1) * self.stride + arb;
+        let par = if t_len > 1 {
+            &mut par[..t_len * wt.rows]
+        } else {
+            &mut par[..0]
+        };
+        self.k.matmul_par(
+            self.pool,
+            wt.ty,
+            out,
+            wt.data,
+            wt.rows,
+            &act[..act_len],
+            self.stride,
+            t_len,
+            n,
+            par,
+        );
     }
 }

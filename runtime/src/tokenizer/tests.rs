@@ -206,3 +206,10 @@ fn stream_equals_lossy_decode() {
     assert_eq!(s, String::from_utf8_lossy(bytes));
     assert_eq!(t.decode(&ids, false), String::from_utf8_lossy(bytes));
 }
+
+#[test]
+fn tokenizer_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Tokenizer>();
+    assert_send_sync::<StreamDecoder>();
+}

@@ -422,6 +422,50 @@ fn cmd_perplexity(backend: &LlamaBackend, a: &Args) -> Res<()> {
     println!("flash_attn = {fa}, threads = {threads}");
     println!("system_info = {}", system_info());
     println!("PPL = {ppl:.6}");
+    if let Some(path) = a.get("json") {
+        // Merge this run into FILE (one entry per chunk count), so several runs share one fixture.
+        let run = json!({
+            "chunks": n_chunk,
+            "tokens_scored": count,
+            "scored_per_chunk": n_ctx - first - 1,
+            "mean_nll": mean,
+            "ppl": ppl,
+            "ppl_uncertainty": unc,
+            "running_ppl": per_chunk.iter().map(|p| p.0).collect::<Vec<_>>(),
+            "chunk_ppl": per_chunk.iter().map(|p| p.1).collect::<Vec<_>>(),
+        });
+        let file_name = std::path::Path::new(file).file_name().unwrap().to_string_lossy().to_string();
+        let mut doc: Value = std::fs::read_to_string(path).ok().and_then(|s| serde_json::from_str(&s).ok())
+            .filter(|d: &Value| d["text_file"] == json!(file_name) && d["n_ctx"] == json!(n_ctx))
+            .unwrap_or_else(|| json!({}));
+        let mut runs: Vec<Value> = doc["runs"].as_array().cloned().unwrap_or_default();
+        runs.retain(|r| r["chunks"] != json!(n_chunk));
+        runs.push(run);
+        runs.sort_by_key(|r| r["chunks"].as_u64());
+        doc = json!({
+            "generator": "tools/peer (ingot-peer perplexity), method of llama.cpp tools/perplexity/perplexity.cpp",
+            "llama_cpp_2": LLAMA_CPP_2_VERSION,
+            "llama_cpp_sys_2": LLAMA_CPP_SYS_2_VERSION,
+            "system_info": system_info(),
+            "model": model_info(&model, model_path),
+            "text_file": file_name,
+            "text_bytes": text.len(),
+            "tokens_total": tokens.len(),
+            "n_ctx": n_ctx,
+            "n_batch": n_batch,
+            "n_threads": threads,
+            "flash_attn": fa,
+            "kv_cache_type": "f16",
+            "add_bos": add_bos,
+            "method": "non-overlapping chunks of n_ctx tokens from the start of the file (tokenized whole, add_special per model); \
+                       each chunk evaluated from an empty KV cache; outputs for positions n_ctx/2 .. n_ctx-1; positions \
+                       n_ctx/2 .. n_ctx-2 score the next token (n_ctx/2 - 1 tokens per chunk); NLL = -log_softmax in \
+                       double as perplexity.cpp; PPL = exp(mean NLL over all scored tokens)",
+            "runs": runs,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;
+        eprintln!("updated {path}");
+    }
     Ok(())
 }
 

@@ -354,7 +354,8 @@ macro_rules! dot_q8 {
                         let d = _mm_mul_ss(dw, load_f16x1(xb));
                         let y0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(xb.add($qo).cast()));
                         let y1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(xb.add($qo + 16).cast()));
-                        let i = _mm256_add_epi32(_mm256_madd_epi16(w0, y0), _mm256_madd_epi16(w1, y1));
+                        let i =
+                            _mm256_add_epi32(_mm256_madd_epi16(w0, y0), _mm256_madd_epi16(w1, y1));
                         let s = _mm256_cvtepi32_ps(i);
                         acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), s, acc[k]);
                     }
@@ -380,12 +381,12 @@ macro_rules! dot_float {
         unsafe fn $name<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) -> [f32; T] {
             let mut acc = [[_mm256_setzero_ps(); 4]; T];
             let mut i = 0;
-            // SAFETY (all loads): i + 32 <= n resp. i + 8 <= n resp. i < n elements, and both
-            // operands hold n elements (kernel contract).
             while i + 32 <= n {
                 for u in 0..4 {
+                    // SAFETY: i + 8u + 8 <= n and w holds n elements (kernel contract).
                     let wv = unsafe { $load8(w, i + 8 * u) };
                     for k in 0..T {
+                        // SAFETY: as for w; x[k] holds n elements.
                         let xv = unsafe { $load8(x[k], i + 8 * u) };
                         acc[k][u] = _mm256_fmadd_ps(wv, xv, acc[k][u]);
                     }
@@ -393,8 +394,10 @@ macro_rules! dot_float {
                 i += 32;
             }
             while i + 8 <= n {
+                // SAFETY: i + 8 <= n and w holds n elements (kernel contract).
                 let wv = unsafe { $load8(w, i) };
                 for k in 0..T {
+                    // SAFETY: as for w; x[k] holds n elements.
                     let xv = unsafe { $load8(x[k], i) };
                     acc[k][0] = _mm256_fmadd_ps(wv, xv, acc[k][0]);
                 }
@@ -406,6 +409,7 @@ macro_rules! dot_float {
                 let s = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
                 let mut tail = 0.0f32;
                 for j in i..n {
+                    // SAFETY: j < n and both operands hold n elements (kernel contract).
                     tail += unsafe { $load1(w, j) * $load1(x[k], j) };
                 }
                 out[k] = hsum_ps(s) + tail;
@@ -511,8 +515,14 @@ unsafe fn quantize_q8<const Q81: bool>(x: &[f32], out: &mut [u8]) {
     for (xb, ob) in x.chunks_exact(QK).zip(out.chunks_exact_mut(bs)) {
         let p = xb.as_ptr();
         // SAFETY: xb has QK = 32 f32s, so p..p+32 is readable.
-        let [v0, v1, v2, v3] =
-            unsafe { [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o))) };
+        let (v0, v1, v2, v3) = unsafe {
+            (
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            )
+        };
         let m = _mm256_andnot_ps(sign, v0);
         let m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v1));
         let m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v2));
@@ -525,12 +535,23 @@ unsafe fn quantize_q8<const Q81: bool>(x: &[f32], out: &mut [u8]) {
         let d = amax / 127.0;
         let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
         let mul = _mm256_set1_ps(id);
-        let i0 = _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(v0, mul)));
-        let i1 = _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(v1, mul)));
-        let i2 = _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(v2, mul)));
-        let i3 = _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(v3, mul)));
+        let i0 = _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(
+            v0, mul,
+        )));
+        let i1 = _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(
+            v1, mul,
+        )));
+        let i2 = _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(
+            v2, mul,
+        )));
+        let i3 = _mm256_cvtps_epi32(_mm256_round_ps::<_MM_FROUND_TO_NEAREST_INT>(_mm256_mul_ps(
+            v3, mul,
+        )));
         let isum = if Q81 {
-            hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3)))
+            hsum_epi32(_mm256_add_epi32(
+                _mm256_add_epi32(i0, i1),
+                _mm256_add_epi32(i2, i3),
+            ))
         } else {
             0
         };
@@ -563,7 +584,11 @@ unsafe fn quantize_f16(x: &[f32], out: &mut [u8]) {
             _mm_storeu_si128(oc.as_mut_ptr().cast(), h);
         }
     }
-    for (v, o) in xs.remainder().iter().zip(os.into_remainder().chunks_exact_mut(2)) {
+    for (v, o) in xs
+        .remainder()
+        .iter()
+        .zip(os.into_remainder().chunks_exact_mut(2))
+    {
         o.copy_from_slice(&f16::from_f32(*v).to_bits().to_le_bytes());
     }
 }

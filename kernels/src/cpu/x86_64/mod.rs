@@ -21,16 +21,16 @@ macro_rules! matmul_body {
     ($kern:ident, $out:ident, $w:ident, $rb:ident, $rows:ident, $x:ident, $stride:ident, $t:ident, $n:ident) => {{
         debug_assert_eq!($out.len(), $t * $rows);
         for r in 0..$rows {
-            // SAFETY: r < rows, and the caller guarantees rows * rb readable bytes at w.
-            let wr = unsafe { $w.add(r * $rb) };
-            // SAFETY (all `x.add` below): j + k < t, and the caller guarantees t rows at x,
-            // `stride` bytes apart.
-            let xrow = |j: usize| unsafe { $x.add(j * $stride) };
+            // In bounds by the caller's guarantees (r < rows, j < t); wrapping_add keeps the
+            // pointer arithmetic itself safe.
+            let wr = $w.wrapping_add(r * $rb);
+            let xrow = |j: usize| $x.wrapping_add(j * $stride);
             let mut j = 0;
             while j + 4 <= $t {
-                // SAFETY: the caller's guarantees above cover rows r and tokens j..j+4, and the
+                let xs = [xrow(j), xrow(j + 1), xrow(j + 2), xrow(j + 3)];
+                // SAFETY: the caller's guarantees above cover row r and tokens j..j+4, and the
                 // enclosing function has the kernel's target features.
-                let v = unsafe { $kern::<4>($n, wr, [xrow(j), xrow(j + 1), xrow(j + 2), xrow(j + 3)]) };
+                let v = unsafe { $kern::<4>($n, wr, xs) };
                 for (k, v) in v.into_iter().enumerate() {
                     $out[(j + k) * $rows + r] = v;
                 }

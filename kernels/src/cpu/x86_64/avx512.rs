@@ -1,0 +1,264 @@
+//! AVX-512 VNNI kernels (Ice Lake, Sapphire Rapids, Zen 4 and later): the integer block dot is one
+//! `vpdpbusd` (u8 x i8 -> i32, no i16 saturation step), on 256-bit vectors (`avx512vl`) so
+//! one block is one register and the per-block f32 work is as in [`super::avx2`].
+//!
+//! Exactness for every byte pattern: Q4/Q5 codes are the unsigned operand; Q4_0/Q5_0 subtract
+//! `dpbusd(8 | 16, y)`; Q8_0/Q8_1 weights are biased to unsigned (`w ^ 0x80 = w + 128`) and
+//! `dpbusd(128, y)` is subtracted, all in i32.
+//!
+//! Types without a kernel here (F32, F16, BF16) run the AVX2 kernels, which this token implies.
+
+use core::arch::x86_64::*;
+
+use super::avx2::{hsum_ps, load32, load_f16x1, load_f16x2, nibbles32, q5_high_bits, Avx2};
+use super::matmul_body;
+use crate::blocks::QK;
+use crate::dispatch::check_matmul;
+use crate::reference::check_row;
+use crate::QuantType;
+
+/// Proof that the CPU supports AVX-512 F/BW/VL + VNNI as well as AVX2, FMA and F16C: the only
+/// constructor is [`Avx512Vnni::detect`].
+#[derive(Clone, Copy, Debug)]
+pub struct Avx512Vnni {
+    avx2: Avx2,
+}
+
+impl Avx512Vnni {
+    /// `Some` iff the running CPU (and OS, for the zmm/opmask state) support AVX-512 F, BW, VL and
+    /// VNNI plus everything [`Avx2::detect`] checks.
+    pub fn detect() -> Option<Avx512Vnni> {
+        let avx2 = Avx2::detect()?;
+        if std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("avx512vnni")
+        {
+            Some(Avx512Vnni { avx2 })
+        } else {
+            None
+        }
+    }
+
+    /// The AVX2 token this one implies.
+    pub fn avx2(self) -> Avx2 {
+        self.avx2
+    }
+
+    /// Same contract as [`crate::TypeInfo::vec_dot`] for `ty` (every [`QuantType`]).
+    pub fn vec_dot(self, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+        check_row(ty, n, w.len());
+        check_row(ty.info().vec_dot_type, n, x.len());
+        let (wp, xp) = (w.as_ptr(), [x.as_ptr()]);
+        // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it); `w`
+        // and `x` hold exactly one row of `n` elements in `ty` / its vec_dot_type (checked above).
+        let [v] = unsafe {
+            match ty {
+                QuantType::Q4_0 => dot_q4_0::<1>(n, wp, xp),
+                QuantType::Q4_1 => dot_q4_1::<1>(n, wp, xp),
+                QuantType::Q5_0 => dot_q5_0::<1>(n, wp, xp),
+                QuantType::Q5_1 => dot_q5_1::<1>(n, wp, xp),
+                QuantType::Q8_0 => dot_q8_0::<1>(n, wp, xp),
+                QuantType::Q8_1 => dot_q8_1::<1>(n, wp, xp),
+                QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
+                    return self.avx2.vec_dot(ty, n, w, x)
+                }
+            }
+        };
+        v
+    }
+
+    /// `out[j * rows + r] = vec_dot(ty, n, W[r], X[j])`: see [`crate::Kernels::matmul`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        self,
+        ty: QuantType,
+        out: &mut [f32],
+        w: &[u8],
+        rows: usize,
+        x_act: &[u8],
+        act_stride: usize,
+        t: usize,
+        n: usize,
+    ) {
+        let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);
+        let (wp, xp) = (w.as_ptr(), x_act.as_ptr());
+        // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c; `check_matmul` established
+        // rows * rb bytes of W, t activation rows act_stride apart inside x_act, and
+        // out.len() == t * rows.
+        unsafe {
+            match ty {
+                QuantType::Q4_0 => mm_q4_0(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q4_1 => mm_q4_1(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q5_0 => mm_q5_0(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q5_1 => mm_q5_1(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q8_0 => mm_q8_0(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q8_1 => mm_q8_1(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
+                    self.avx2.matmul(ty, out, w, rows, x_act, act_stride, t, n)
+                }
+            }
+        }
+    }
+
+    /// As [`Avx2::quantize_activations`] (the AVX-512 build of ggml produces the same bytes).
+    pub fn quantize_activations(self, ty: QuantType, x: &[f32], out: &mut [u8]) {
+        self.avx2.quantize_activations(ty, x, out)
+    }
+}
+
+/// `sum(a_u8 * b_i8)` over groups of four bytes into eight i32 lanes: one `vpdpbusd`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn dpbusd(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), a, b)
+}
+
+// Block kernels: same contract as in `avx2` (the CPU has this module's features; `w` holds one
+// row of `n` elements of the weight type, each `x[k]` one row of its vec_dot_type).
+
+/// Q4_0 / Q5_0 x Q8_0: `(dw * dx) * (dpbusd(q, y) - dpbusd(c, y))`.
+macro_rules! dot_sym {
+    ($name:ident, $bs:literal, $c:literal, $codes:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) -> [f32; T] {
+            let c = _mm256_set1_epi8($c);
+            let mut acc = [_mm256_setzero_ps(); T];
+            for ib in 0..n / QK {
+                // SAFETY: ib < n / QK blocks of $bs bytes at w and 34 bytes at each x[k]
+                // (kernel contract).
+                unsafe {
+                    let wb = w.add(ib * $bs);
+                    let dw = load_f16x1(wb);
+                    let q = $codes(wb);
+                    for k in 0..T {
+                        let xb = x[k].add(ib * 34);
+                        let d = _mm_mul_ss(dw, load_f16x1(xb));
+                        let y = load32(xb.add(2));
+                        let i = _mm256_sub_epi32(dpbusd(q, y), dpbusd(c, y));
+                        let s = _mm256_cvtepi32_ps(i);
+                        acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), s, acc[k]);
+                    }
+                }
+            }
+            let mut out = [0.0; T];
+            for k in 0..T {
+                out[k] = hsum_ps(acc[k]);
+            }
+            out
+        }
+    };
+}
+
+/// Q4_1 / Q5_1 x Q8_1: `(dw * dx) * dpbusd(q, y)` by FMA plus `mw * sx` summed apart.
+macro_rules! dot_asym {
+    ($name:ident, $bs:literal, $codes:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) -> [f32; T] {
+            let mut acc = [_mm256_setzero_ps(); T];
+            // Lane 1 accumulates mw * sx; lane 0 is unused.
+            let mut summs = [_mm_setzero_ps(); T];
+            for ib in 0..n / QK {
+                // SAFETY: ib < n / QK blocks of $bs bytes at w and 36 bytes at each x[k]
+                // (kernel contract).
+                unsafe {
+                    let wb = w.add(ib * $bs);
+                    let dm = load_f16x2(wb);
+                    let q = $codes(wb);
+                    for k in 0..T {
+                        let xb = x[k].add(ib * 36);
+                        let p = _mm_mul_ps(dm, load_f16x2(xb)); // [dw * dx, mw * sx]
+                        let s = _mm256_cvtepi32_ps(dpbusd(q, load32(xb.add(4))));
+                        acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc[k]);
+                        summs[k] = _mm_add_ps(summs[k], p);
+                    }
+                }
+            }
+            let mut out = [0.0; T];
+            for k in 0..T {
+                out[k] = hsum_ps(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[k]));
+            }
+            out
+        }
+    };
+}
+
+/// Q8_0 x Q8_0 (`$bs = 34`, `$qo = 2`) and Q8_1 x Q8_1 (36, 4): `(dw * dx) * (dpbusd(w + 128, y)
+/// - dpbusd(128, y))`.
+macro_rules! dot_q8 {
+    ($name:ident, $bs:literal, $qo:literal) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) -> [f32; T] {
+            let bias = _mm256_set1_epi8(-128);
+            let mut acc = [_mm256_setzero_ps(); T];
+            for ib in 0..n / QK {
+                // SAFETY: ib < n / QK blocks of $bs bytes at w and at each x[k] (kernel contract).
+                unsafe {
+                    let wb = w.add(ib * $bs);
+                    let dw = load_f16x1(wb);
+                    let q = _mm256_xor_si256(load32(wb.add($qo)), bias);
+                    for k in 0..T {
+                        let xb = x[k].add(ib * $bs);
+                        let d = _mm_mul_ss(dw, load_f16x1(xb));
+                        let y = load32(xb.add($qo));
+                        let i = _mm256_sub_epi32(dpbusd(q, y), dpbusd(bias, y));
+                        let s = _mm256_cvtepi32_ps(i);
+                        acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), s, acc[k]);
+                    }
+                }
+            }
+            let mut out = [0.0; T];
+            for k in 0..T {
+                out[k] = hsum_ps(acc[k]);
+            }
+            out
+        }
+    };
+}
+
+/// Q4 codes of the block at `wb` whose `qs` start at byte `QS`.
+///
+/// # Safety
+/// `QS + 16` readable bytes at `wb`; AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_codes<const QS: usize>(wb: *const u8) -> __m256i {
+    // SAFETY: forwarded from the caller.
+    unsafe { nibbles32(wb.add(QS)) }
+}
+
+/// Q5 codes of the block at `wb` with `qh` at byte `QH` and `qs` at `QH + 4`.
+///
+/// # Safety
+/// `QH + 20` readable bytes at `wb`; AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q5_codes<const QH: usize>(wb: *const u8) -> __m256i {
+    // SAFETY: forwarded from the caller.
+    unsafe { _mm256_or_si256(nibbles32(wb.add(QH + 4)), q5_high_bits(wb.add(QH))) }
+}
+
+dot_sym!(dot_q4_0, 18, 8, q4_codes::<2>);
+dot_sym!(dot_q5_0, 22, 16, q5_codes::<2>);
+dot_asym!(dot_q4_1, 20, q4_codes::<4>);
+dot_asym!(dot_q5_1, 24, q5_codes::<4>);
+dot_q8!(dot_q8_0, 34, 2);
+dot_q8!(dot_q8_1, 36, 4);
+
+macro_rules! matmul_fns {
+    ($($mm:ident => $kern:ident),* $(,)?) => {$(
+        /// Rows x tokens driver for one type: see [`super::matmul_body`] for the safety contract.
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $mm(
+            out: &mut [f32], w: *const u8, rb: usize, rows: usize,
+            x: *const u8, stride: usize, t: usize, n: usize,
+        ) {
+            matmul_body!($kern, out, w, rb, rows, x, stride, t, n)
+        }
+    )*};
+}
+matmul_fns!(
+    mm_q4_0 => dot_q4_0, mm_q4_1 => dot_q4_1, mm_q5_0 => dot_q5_0, mm_q5_1 => dot_q5_1,
+    mm_q8_0 => dot_q8_0, mm_q8_1 => dot_q8_1,
+);

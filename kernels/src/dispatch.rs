@@ -1,0 +1,319 @@
+//! Runtime ISA selection: [`Kernels`] is the one entry point the runtime calls for dot products,
+//! matrix-vector and matrix-matrix products and activation quantization.
+//!
+//! The CPU is detected once per token type (`Avx2::detect()` etc.); a [`Kernels`] holds the token of
+//! the chosen path, so the per-call dispatch is a `match` with no `unsafe`. [`Kernels::best`] is
+//! built once per process and honours `INGOT_ISA` (see [`Kernels::from_env`]);
+//! [`Kernels::for_isa`] builds any available path, so tests run every one of them.
+//!
+//! Numerics: every path agrees with [`crate::reference`] to rounding (exactly on the integer part
+//! of each block dot) and its activation quantizer is byte-identical to the reference's.
+
+use std::sync::OnceLock;
+
+use crate::reference::{self, check_row};
+use crate::QuantType;
+
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::x86_64::{avx2::Avx2, avx512::Avx512Vnni};
+
+/// The environment variable that forces a kernel path: `scalar`, `avx2` or `avx512`.
+pub const ISA_ENV: &str = "INGOT_ISA";
+
+/// A kernel path, slowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// [`crate::reference`]: portable, the definition of correct.
+    Scalar,
+    /// x86_64 AVX2 + FMA + F16C.
+    Avx2,
+    /// x86_64 AVX-512 F/BW/VL + VNNI (plus AVX2 + FMA + F16C).
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// Every path, slowest first.
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni];
+
+    /// The `INGOT_ISA` spelling: `"scalar"`, `"avx2"`, `"avx512"`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512",
+        }
+    }
+
+    /// Parses an `INGOT_ISA` value (ASCII case-insensitive).
+    pub fn from_name(s: &str) -> Option<Isa> {
+        Isa::ALL
+            .into_iter()
+            .find(|isa| s.eq_ignore_ascii_case(isa.name()))
+    }
+}
+
+impl core::fmt::Display for Isa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512Vnni),
+}
+
+/// A chosen set of CPU kernels. Cheap to copy; all methods are allocation-free, assert their slice
+/// lengths (a mismatch is a caller bug) and accept byte slices at any alignment.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    backend: Backend,
+}
+
+impl Kernels {
+    /// The kernels every caller should use: [`Kernels::from_env`], or [`Kernels::detect`] when
+    /// that fails. Built once per process. `best` never prints; a CLI that wants to warn about a
+    /// bad `INGOT_ISA` calls `from_env` itself and prints its `Err`.
+    pub fn best() -> Kernels {
+        static BEST: OnceLock<Kernels> = OnceLock::new();
+        *BEST.get_or_init(|| Kernels::from_env().unwrap_or_else(|_| Kernels::detect()))
+    }
+
+    /// The fastest path the running CPU supports, ignoring `INGOT_ISA`.
+    pub fn detect() -> Kernels {
+        Isa::ALL
+            .into_iter()
+            .rev()
+            .find_map(Kernels::for_isa)
+            .unwrap_or(Kernels {
+                backend: Backend::Scalar,
+            })
+    }
+
+    /// [`Kernels::detect`] unless `INGOT_ISA` is set (and non-empty), in which case that path.
+    /// `Err` (a one-line message naming the fallback, for the caller to print) when the value is
+    /// unknown or the path is not available on this CPU.
+    pub fn from_env() -> Result<Kernels, String> {
+        match std::env::var(ISA_ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(Kernels::detect()),
+            Err(std::env::VarError::NotUnicode(v)) => Err(format!(
+                "{ISA_ENV}={v:?} is not valid UTF-8; using {}",
+                Kernels::detect().isa()
+            )),
+            Ok(v) if v.trim().is_empty() => Ok(Kernels::detect()),
+            Ok(v) => Kernels::parse_choice(v.trim()),
+        }
+    }
+
+    fn parse_choice(v: &str) -> Result<Kernels, String> {
+        let fallback = Kernels::detect().isa();
+        match Isa::from_name(v) {
+            None => Err(format!(
+                "{ISA_ENV}={v:?} is not one of scalar|avx2|avx512; using {fallback}"
+            )),
+            Some(isa) => Kernels::for_isa(isa).ok_or_else(|| {
+                format!("{ISA_ENV}={v}: this CPU does not support {isa}; using {fallback}")
+            }),
+        }
+    }
+
+    /// The kernels of path `isa`, or `None` when this CPU (or target) lacks it. `Scalar` is
+    /// always available.
+    pub fn for_isa(isa: Isa) -> Option<Kernels> {
+        let backend = match isa {
+            Isa::Scalar => Backend::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Backend::Avx2(Avx2::detect()?),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Backend::Avx512(Avx512Vnni::detect()?),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => return None,
+        };
+        Some(Kernels { backend })
+    }
+
+    /// Which path these kernels run.
+    pub fn isa(&self) -> Isa {
+        match self.backend {
+            Backend::Scalar => Isa::Scalar,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(_) => Isa::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(_) => Isa::Avx512Vnni,
+        }
+    }
+
+    /// Dot product of `n` elements, same contract as [`crate::TypeInfo::vec_dot`]: `w` is one row
+    /// in `ty`, `x` one row in `ty.info().vec_dot_type`, each exactly `row_bytes(n)` long.
+    ///
+    /// # Panics
+    /// If `n` is not whole blocks or a length disagrees with `n`.
+    pub fn vec_dot(&self, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+        match self.backend {
+            Backend::Scalar => (ty.info().vec_dot)(n, w, x),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(k) => k.vec_dot(ty, n, w, x),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(k) => k.vec_dot(ty, n, w, x),
+        }
+    }
+
+    /// Converts activations `x` (n,) to activation format `ty` (F32, F16, BF16, Q8_0 or Q8_1),
+    /// byte-identical to [`crate::reference::quantize_activations`]. `out.len()` must be
+    /// `ty.row_bytes(x.len())`.
+    ///
+    /// # Panics
+    /// If `ty` is not an activation format or the lengths disagree.
+    pub fn quantize_activations(&self, ty: QuantType, x: &[f32], out: &mut [u8]) {
+        match self.backend {
+            Backend::Scalar => reference::quantize_activations(ty, x, out),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(k) => k.quantize_activations(ty, x, out),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(k) => k.quantize_activations(ty, x, out),
+        }
+    }
+
+    /// `out[r] = vec_dot(ty, n, W[r], x_act)`: W (d, n) in `ty` @ x (n,) -> out (d,), `d =
+    /// out.len()`, row stride `ty.row_bytes(n)`, `x_act` in `ty.info().vec_dot_type`. Same contract
+    /// as [`crate::reference::matvec`]; bitwise equal to `matmul` with `t = 1`.
+    ///
+    /// # Panics
+    /// As [`crate::reference::matvec`].
+    pub fn matvec(&self, ty: QuantType, out: &mut [f32], w: &[u8], x_act: &[u8], n: usize) {
+        check_row(ty.info().vec_dot_type, n, x_act.len());
+        let rows = out.len();
+        let stride = x_act.len();
+        self.matmul(ty, out, w, rows, x_act, stride, 1, n);
+    }
+
+    /// Batched product for prefill: `out[j * rows + r] = vec_dot(ty, n, W[r], X[j])`.
+    ///
+    /// - `out` (T, rows) row-major, `T = t`;
+    /// - `w` (rows, n) in `ty`, `rows` rows of `ty.row_bytes(n)` bytes;
+    /// - `x_act` (T, n) in `ty.info().vec_dot_type`, token `j` at byte `j * act_stride` (so
+    ///   `act_stride >= row_bytes(n)` and `x_act.len() >= (t - 1) * act_stride + row_bytes(n)`).
+    ///
+    /// Each weight row is read from memory once and dotted with every token while it is in L1,
+    /// four tokens per pass over its blocks. The result is bitwise identical to calling
+    /// [`Kernels::vec_dot`] for every (row, token) with the same `Kernels`.
+    ///
+    /// # Panics
+    /// If `n` is not whole blocks or any length or stride disagrees with the above.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
+        &self,
+        ty: QuantType,
+        out: &mut [f32],
+        w: &[u8],
+        rows: usize,
+        x_act: &[u8],
+        act_stride: usize,
+        t: usize,
+        n: usize,
+    ) {
+        match self.backend {
+            Backend::Scalar => {
+                let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);
+                let arb = ty.info().vec_dot_type.row_bytes(n).unwrap_or(0);
+                let vec_dot = ty.info().vec_dot;
+                for r in 0..rows {
+                    let wr = &w[r * rb..(r + 1) * rb];
+                    for j in 0..t {
+                        let x = &x_act[j * act_stride..j * act_stride + arb];
+                        out[j * rows + r] = vec_dot(n, wr, x);
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
+        }
+    }
+}
+
+/// Asserts the [`Kernels::matmul`] shape contract and returns the weight row stride in bytes.
+/// Every path calls this before touching memory; the SIMD paths rely on it for soundness.
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_matmul(
+    ty: QuantType,
+    out_len: usize,
+    w_len: usize,
+    rows: usize,
+    x_len: usize,
+    act_stride: usize,
+    t: usize,
+    n: usize,
+) -> usize {
+    let rb = ty.row_bytes(n);
+    assert!(
+        rb.is_some(),
+        "matmul: {ty} row of {n} elements is not whole blocks"
+    );
+    let rb = rb.unwrap_or(0);
+    assert_eq!(
+        rb.checked_mul(rows),
+        Some(w_len),
+        "matmul: W must be {rows} rows of {rb} bytes"
+    );
+    assert_eq!(
+        t.checked_mul(rows),
+        Some(out_len),
+        "matmul: out must be {t} x {rows}"
+    );
+    let act = ty.info().vec_dot_type;
+    let arb = act.row_bytes(n).unwrap_or(0);
+    if t > 0 {
+        assert!(
+            act_stride >= arb,
+            "matmul: act_stride {act_stride} < {act} row of {arb} bytes"
+        );
+        let need = (t - 1)
+            .checked_mul(act_stride)
+            .and_then(|v| v.checked_add(arb));
+        assert!(
+            need.is_some_and(|need| x_len >= need),
+            "matmul: x_act has {x_len} bytes, {t} rows at stride {act_stride} need {need:?}"
+        );
+    }
+    rb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isa_choice_parsing() {
+        let k = Kernels::parse_choice("scalar").expect("scalar is always available");
+        assert_eq!(k.isa(), Isa::Scalar);
+        let e = Kernels::parse_choice("neon9").unwrap_err();
+        assert!(
+            e.starts_with("INGOT_ISA=\"neon9\" is not one of scalar|avx2|avx512; using "),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        for isa in Isa::ALL {
+            match (Kernels::parse_choice(isa.name()), Kernels::for_isa(isa)) {
+                (Ok(k), Some(_)) => assert_eq!(k.isa(), isa),
+                (Err(e), None) => assert!(e.contains("does not support"), "{e}"),
+                (got, avail) => panic!("{isa}: {got:?} vs available {avail:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn detect_is_the_fastest_available() {
+        let best = Isa::ALL
+            .into_iter()
+            .filter(|i| Kernels::for_isa(*i).is_some())
+            .max();
+        assert_eq!(Some(Kernels::detect().isa()), best);
+    }
+}

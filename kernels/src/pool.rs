@@ -1,0 +1,429 @@
+//! A persistent worker pool for splitting one operation (a matrix product, the heads of an attention
+//! layer) across threads, without allocating, locking or sending anything per call.
+//!
+//! Protocol: the caller publishes a job (a borrowed closure) with `n - 1` tickets and bumps a
+//! generation counter; workers spin briefly on the counter, then park. A worker that wakes claims a
+//! ticket, runs the job, and counts itself done. The caller runs the job too, then closes the job by
+//! taking the unclaimed tickets, and waits only for the workers that claimed one. Lending the
+//! closure's borrow is sound because no worker can start the job after it is closed and the caller
+//! returns only after every claimant is done.
+//!
+//! Jobs therefore share work dynamically (an atomic chunk counter, as [`Kernels::matmul_par`] does)
+//! rather than by a fixed split per thread: a worker that the OS has preempted, or that is still
+//! asleep, simply finds no work left, and the caller never waits for a thread that has not started.
+//!
+//! Why spin-then-park: llama.cpp's pure spin barriers collapse when the OS preempts one thread on a
+//! busy machine (measured here: 3.9 tok/s at 2 threads under load). Parking after a short spin keeps
+//! the fast path (both threads awake during a decode step) free of syscalls while a preempted or idle
+//! pool costs nothing.
+
+use crate::Kernels;
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, Thread};
+
+/// Spins before a waiting worker parks; about 10-50 µs on current x86, longer than the gap between
+/// two operations of a decode step, much shorter than a scheduler quantum.
+const SPIN_LIMIT: u32 = 1 << 14;
+
+/// Rows per work item of [`Kernels::matmul_par`]: small enough that a preempted thread leaves little
+/// for the others to wait on, large enough that taking an item costs nothing next to computing it.
+const CHUNK_ROWS: usize = 32;
+
+/// The job: called as `f(thread_index, n_threads)`.
+type Job<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
+struct Shared {
+    n_threads: usize,
+    /// Bumped (SeqCst) to publish a job or the shutdown.
+    generation: AtomicU64,
+    /// The current job, valid for a worker from claiming a ticket until it increments `done`.
+    job: UnsafeCell<Option<Job<'static>>>,
+    /// Unclaimed places in the current job; the caller takes the rest when it closes the job.
+    tickets: AtomicUsize,
+    /// Claimants of the current job that have finished.
+    done: AtomicUsize,
+    panicked: AtomicBool,
+    shutdown: AtomicBool,
+    /// Per worker: true while it is parked (or about to park).
+    sleeping: Vec<AtomicBool>,
+}
+
+// SAFETY: `job` is written only by the caller of `run`, and only while no worker can read it: before
+// the tickets that publish it exist, and after every claimant of the previous job has counted itself
+// done. Workers read it only between claiming a ticket and incrementing `done`. The closure it points
+// to is `Sync`, so calling it from several threads at once is allowed.
+unsafe impl Sync for Shared {}
+
+/// A pool of `n_threads - 1` parked workers plus the calling thread.
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    workers: Vec<(JoinHandle<()>, Thread)>,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("n_threads", &self.shared.n_threads)
+            .finish()
+    }
+}
+
+impl ThreadPool {
+    /// Starts `n_threads - 1` workers (none for 1). Errors if the OS refuses to create a thread.
+    pub fn new(n_threads: usize) -> std::io::Result<ThreadPool> {
+        let n_threads = n_threads.max(1);
+        let shared = Arc::new(Shared {
+            n_threads,
+            generation: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
+            tickets: AtomicUsize::new(0),
+            done: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            sleeping: (0..n_threads).map(|_| AtomicBool::new(false)).collect(),
+        });
+        let mut workers = Vec::with_capacity(n_threads - 1);
+        for index in 1..n_threads {
+            let s = Arc::clone(&shared);
+            let handle = thread::Builder::new()
+                .name(format!("ingot-worker-{index}"))
+                .spawn(move || worker(&s, index))?;
+            let t = handle.thread().clone();
+            workers.push((handle, t));
+        }
+        Ok(ThreadPool { shared, workers })
+    }
+
+    /// Threads that run a job, the caller included.
+    pub fn n_threads(&self) -> usize {
+        self.shared.n_threads
+    }
+
+    /// Runs `f(i, n)` on the calling thread (`i = 0`) and on every worker that wakes in time (each
+    /// with its own `i`), and returns when all of those have finished. Workers that are asleep or
+    /// preempted may not run `f` at all, so `f` must share its work dynamically (e.g. chunks taken from
+    /// an atomic counter), never assume that every index runs. Allocates nothing. A panic in any
+    /// thread is re-raised here.
+    pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
+        let n = self.shared.n_threads;
+        if n == 1 {
+            f(0, 1);
+            return;
+        }
+        let s = &*self.shared;
+        // SAFETY: the lifetime is erased only for the duration of this call: workers use the reference
+        // only between claiming a ticket and incrementing `done`, and this function does not return or
+        // unwind before the job is closed (no more claims) and every claimant is done (the wait below
+        // runs even if `f(0, n)` panics). No worker holds the previous job: its claimants were all
+        // waited for before the previous call returned.
+        let job: Job<'static> = unsafe { std::mem::transmute::<Job<'_>, Job<'static>>(f) };
+        // SAFETY: see `unsafe impl Sync for Shared`: there are no tickets, so no worker reads `job`.
+        unsafe { *s.job.get() = Some(job) };
+        s.done.store(0, Ordering::SeqCst);
+        s.tickets.store(n - 1, Ordering::SeqCst);
+        s.generation.fetch_add(1, Ordering::SeqCst);
+        for (i, (_, t)) in self.workers.iter().enumerate() {
+            if s.sleeping[i + 1].load(Ordering::SeqCst) {
+                t.unpark();
+            }
+        }
+        let mine = catch_unwind(AssertUnwindSafe(|| f(0, n)));
+        let claimed = (n - 1) - s.tickets.swap(0, Ordering::SeqCst);
+        let mut spins = 0u32;
+        while s.done.load(Ordering::Acquire) != claimed {
+            if spins < SPIN_LIMIT {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                thread::yield_now();
+            }
+        }
+        if let Err(p) = mine {
+            std::panic::resume_unwind(p);
+        }
+        if s.panicked.swap(false, Ordering::SeqCst) {
+            panic!("a worker thread panicked while running a job");
+        }
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        let s = &*self.shared;
+        s.shutdown.store(true, Ordering::SeqCst);
+        s.generation.fetch_add(1, Ordering::SeqCst);
+        for (handle, t) in self.workers.drain(..) {
+            t.unpark();
+            let _ = handle.join();
+        }
+    }
+}
+
+fn worker(s: &Shared, index: usize) {
+    let mut seen = 0u64;
+    loop {
+        // Wait for a new generation: spin, then park.
+        let mut spins = 0u32;
+        loop {
+            let g = s.generation.load(Ordering::SeqCst);
+            if g != seen {
+                seen = g;
+                break;
+            }
+            if spins < SPIN_LIMIT {
+                std::hint::spin_loop();
+                spins += 1;
+                continue;
+            }
+            // Announce the sleep, then re-check: either `run` sees `sleeping` and unparks us, or we see
+            // its generation bump here (both sides use SeqCst), so no wake-up is lost.
+            s.sleeping[index].store(true, Ordering::SeqCst);
+            if s.generation.load(Ordering::SeqCst) == seen {
+                thread::park();
+            }
+            s.sleeping[index].store(false, Ordering::SeqCst);
+        }
+        if s.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        // Claim a place in the job, if it is still open.
+        let mut t = s.tickets.load(Ordering::SeqCst);
+        loop {
+            if t == 0 {
+                break;
+            }
+            match s
+                .tickets
+                .compare_exchange_weak(t, t - 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(now) => t = now,
+            }
+        }
+        if t == 0 {
+            continue; // closed before we woke: nothing to do, nobody waits for us
+        }
+        // SAFETY: we hold a ticket of the job published with it and have not counted ourselves done,
+        // so `job` is that job and its borrow is alive (see `run`).
+        let job = unsafe { *s.job.get() };
+        if let Some(f) = job {
+            if catch_unwind(AssertUnwindSafe(|| f(index, s.n_threads))).is_err() {
+                s.panicked.store(true, Ordering::SeqCst);
+            }
+        }
+        s.done.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// `*mut f32` that may be shared with the pool's workers; see the SAFETY comments where it is used.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: the pointer is only dereferenced through disjoint ranges, one per thread, while the
+// exclusive borrow it was made from is held by the caller of `ThreadPool::run` (see `matmul_par`).
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the raw field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+impl Kernels {
+    /// [`crate::Kernels::matmul`] with the rows of `W` split across `pool`'s threads. Every output
+    /// element is computed by the same kernel call as in the single-threaded product, so the result
+    /// is bit-identical for any thread count. `scratch` must hold `t * rows` floats when `t > 1`
+    /// (each thread writes its rows for all tokens there, then they are scattered into `out`); it is
+    /// unused for `t == 1`.
+    ///
+    /// # Panics
+    /// As [`crate::Kernels::matmul`], or if `scratch` is too short.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_par(
+        &self,
+        pool: &ThreadPool,
+        ty: crate::QuantType,
+        out: &mut [f32],
+        w: &[u8],
+        rows: usize,
+        x_act: &[u8],
+        act_stride: usize,
+        t: usize,
+        n: usize,
+        scratch: &mut [f32],
+    ) {
+        let nt = pool.n_threads();
+        if nt == 1 || rows < 2 * CHUNK_ROWS {
+            return self.matmul(ty, out, w, rows, x_act, act_stride, t, n);
+        }
+        assert_eq!(out.len(), t * rows, "matmul_par: out must be (t, rows)");
+        let rb = ty.row_bytes(n).expect("matmul_par: n must be whole blocks");
+        assert_eq!(
+            w.len(),
+            rows * rb,
+            "matmul_par: w must be rows x row_bytes(n)"
+        );
+        let target = if t == 1 {
+            &mut *out
+        } else {
+            &mut scratch[..t * rows]
+        };
+        assert_eq!(target.len(), t * rows, "matmul_par: scratch too short");
+        let base = SharedMut(target.as_mut_ptr());
+        let n_chunks = rows.div_ceil(CHUNK_ROWS);
+        let next = AtomicUsize::new(0);
+        // Chunk c covers rows c*CHUNK_ROWS.. ; its block in `target` is the (t, chunk rows) matrix
+        // starting at t * first row (for t == 1, simply its rows of `out`).
+        pool.run(&|_, _| loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let r = c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(rows);
+            let len = t * r.len();
+            // SAFETY: `base` points to `target`, exclusively borrowed for the whole `run` call, which
+            // returns only after every thread running this closure is done. Each chunk index is taken
+            // once (atomic counter), so the ranges [t * r.start, t * r.end) are disjoint, and
+            // t * r.end <= t * rows = target.len().
+            let mine = unsafe { std::slice::from_raw_parts_mut(base.get().add(t * r.start), len) };
+            self.matmul(
+                ty,
+                mine,
+                &w[r.start * rb..r.end * rb],
+                r.len(),
+                x_act,
+                act_stride,
+                t,
+                n,
+            );
+        });
+        if t > 1 {
+            for c in 0..n_chunks {
+                let r = c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(rows);
+                let block = &scratch[t * r.start..t * r.end];
+                for j in 0..t {
+                    out[j * rows + r.start..j * rows + r.end]
+                        .copy_from_slice(&block[j * r.len()..(j + 1) * r.len()]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn shared_work_is_done_exactly_once_per_job() {
+        for n in [1, 2, 3, 5] {
+            let pool = ThreadPool::new(n).unwrap();
+            let items: Vec<AtomicUsize> = (0..257).map(|_| AtomicUsize::new(0)).collect();
+            let caller_runs = AtomicUsize::new(0);
+            for _ in 0..500 {
+                let next = AtomicUsize::new(0);
+                pool.run(&|i, nt| {
+                    assert_eq!(nt, n);
+                    if i == 0 {
+                        caller_runs.fetch_add(1, Ordering::Relaxed);
+                    }
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= items.len() {
+                            break;
+                        }
+                        items[k].fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
+            assert!(items.iter().all(|c| c.load(Ordering::Relaxed) == 500));
+            assert_eq!(caller_runs.load(Ordering::Relaxed), 500);
+        }
+    }
+
+    #[test]
+    fn workers_wake_after_parking() {
+        // After a pause long enough to park, a job that waits for a worker's help still completes:
+        // the caller's share blocks until another thread has joined, which requires the wake-up.
+        let pool = ThreadPool::new(2).unwrap();
+        for _ in 0..3 {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            let joined = AtomicUsize::new(0);
+            pool.run(&|i, _| {
+                joined.fetch_add(1, Ordering::SeqCst);
+                if i == 0 {
+                    while joined.load(Ordering::SeqCst) < 2 {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            assert_eq!(joined.load(Ordering::SeqCst), 2);
+        }
+    }
+
+    #[test]
+    fn a_worker_panic_reaches_the_caller_and_the_pool_survives() {
+        let pool = ThreadPool::new(2).unwrap();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(&|i, _| assert!(i != 0, "boom"))
+        }));
+        assert!(r.is_err());
+        let hits = AtomicUsize::new(0);
+        pool.run(&|_, _| {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(hits.load(Ordering::Relaxed) >= 1);
+    }
+
+    #[test]
+    fn matmul_par_is_bit_identical_for_any_thread_count() {
+        use crate::{Isa, Kernels, QuantType};
+        let (rows, n) = (101, 96);
+        let x: Vec<f32> = (0..n * 5)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let wf: Vec<f32> = (0..rows * n)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 31.0)
+            .collect();
+        for ty in [QuantType::Q4_1, QuantType::Q8_0, QuantType::F16] {
+            let mut w = vec![0u8; ty.row_bytes(n).unwrap() * rows];
+            (ty.info().from_f32)(&wf, &mut w);
+            let at = ty.info().vec_dot_type;
+            let arb = at.row_bytes(n).unwrap();
+            for isa in Isa::ALL {
+                let Some(k) = Kernels::for_isa(isa) else {
+                    continue;
+                };
+                let mut act = vec![0u8; 5 * arb];
+                for j in 0..5 {
+                    k.quantize_activations(
+                        at,
+                        &x[j * n..(j + 1) * n],
+                        &mut act[j * arb..(j + 1) * arb],
+                    );
+                }
+                for t in [1, 5] {
+                    let mut want = vec![0f32; t * rows];
+                    k.matmul(ty, &mut want, &w, rows, &act, arb, t, n);
+                    for threads in [1, 2, 3] {
+                        let pool = ThreadPool::new(threads).unwrap();
+                        let mut got = vec![f32::NAN; t * rows];
+                        let mut scratch = vec![f32::NAN; t * rows];
+                        k.matmul_par(&pool, ty, &mut got, &w, rows, &act, arb, t, n, &mut scratch);
+                        let same = got
+                            .iter()
+                            .zip(&want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{ty:?} {isa:?} t={t} threads={threads}");
+                    }
+                }
+            }
+        }
+    }
+}
