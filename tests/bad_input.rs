@@ -53,6 +53,7 @@ fn valid_tiny_model_loads_and_runs() {
         SessionParams {
             n_ctx: 16,
             n_batch: 4,
+            n_threads: 1,
         },
     )
     .unwrap();
@@ -339,6 +340,7 @@ fn requests_that_cannot_be_served() {
         SessionParams {
             n_ctx: 8,
             n_batch: 4,
+            n_threads: 1,
         },
     )
     .unwrap();
@@ -351,7 +353,8 @@ fn requests_that_cannot_be_served() {
         &model,
         SessionParams {
             n_ctx: 0,
-            n_batch: 1
+            n_batch: 1,
+            n_threads: 1,
         }
     )
     .is_err());

@@ -64,6 +64,7 @@ fn decode_steps_allocate_nothing() {
         SessionParams {
             n_ctx: 64,
             n_batch: 16,
+            n_threads: 1,
         },
     )
     .unwrap();

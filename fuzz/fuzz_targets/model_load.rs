@@ -1,5 +1,5 @@
 //! Parses arbitrary bytes as GGUF and loads them as a llama model. Any file that `Model::from_gguf`
-//! accepts must then run without panicking: a session (n_ctx 8, n_batch 4) prefills two tokens taken
+//! accepts must then run without panicking: a session (n_ctx 8, n_batch 4, one thread) prefills two tokens taken
 //! from the last bytes of the input (clamped to the vocabulary) and decodes a third, and the tokenizer
 //! encodes a short text and decodes the tokens. Seeds (see `make_seeds`) are tiny valid models, so
 //! mutations stay close to files that load.
@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let params = SessionParams {
         n_ctx: 8,
         n_batch: 4,
+        n_threads: 1,
     };
     let mut session = Session::new(&model, params).expect("a loaded model must get a tiny session");
     let logits = session.prefill(&ids).expect("in-vocabulary tokens must evaluate");

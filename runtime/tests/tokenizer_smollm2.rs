@@ -186,10 +186,8 @@ struct Case {
 #[test]
 fn tokenizer_smollm2_matches_llama_cpp() {
     let path = fixture_path();
-    let Ok(fixture) = std::fs::read_to_string(&path) else {
-        eprintln!("skipped: no fixture at {}", path.display());
-        return;
-    };
+    let fixture = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
     let tok = load();
     let cases: Vec<Case> = fixture
         .lines()

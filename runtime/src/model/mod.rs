@@ -113,6 +113,11 @@ pub fn tokenizer_config(gguf: &Gguf<'_>) -> Result<TokenizerConfig> {
         }
     };
     let merges = match gguf.get_array(keys::TOKENIZER_MERGES)? {
+        None if model == "gpt2" => {
+            return Err(Error::MissingKey {
+                key: keys::TOKENIZER_MERGES.into(),
+            })
+        }
         None => Vec::new(),
         Some(a) => a
             .strings()
@@ -133,6 +138,10 @@ pub fn tokenizer_config(gguf: &Gguf<'_>) -> Result<TokenizerConfig> {
             }),
         }
     };
+    let add_bos = match gguf.get_bool(keys::TOKENIZER_ADD_BOS)? {
+        Some(b) => b,
+        None => TokenizerConfig::default_add_bos(&model, &pre),
+    };
     Ok(TokenizerConfig {
         model,
         pre,
@@ -141,7 +150,7 @@ pub fn tokenizer_config(gguf: &Gguf<'_>) -> Result<TokenizerConfig> {
         eot: id(keys::TOKENIZER_EOT_ID)?,
         unk: id(keys::TOKENIZER_UNK_ID)?,
         pad: id(keys::TOKENIZER_PAD_ID)?,
-        add_bos: gguf.get_bool(keys::TOKENIZER_ADD_BOS)?.unwrap_or(false),
+        add_bos,
         add_eos: gguf.get_bool(keys::TOKENIZER_ADD_EOS)?.unwrap_or(false),
         tokens,
         token_types,

@@ -136,6 +136,49 @@ fn topk_json(t: &[(i32, f32)]) -> Value {
     Value::Array(t.iter().map(|(i, l)| json!([i, l])).collect())
 }
 
+/// Pretty JSON, except that arrays holding only scalars or arrays of scalars stay on one line
+/// (keeps the top-k fixtures small and diff-friendly).
+fn to_json_compactish(v: &Value) -> String {
+    fn flat(v: &Value) -> bool {
+        match v {
+            Value::Array(a) => a.iter().all(|x| !x.is_object() && (!x.is_array() || x.as_array().unwrap().iter().all(|y| !y.is_object() && !y.is_array()))),
+            _ => false,
+        }
+    }
+    fn go(v: &Value, ind: usize, out: &mut String) {
+        let pad = "  ".repeat(ind + 1);
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                out.push_str("{\n");
+                for (i, (k, x)) in m.iter().enumerate() {
+                    out.push_str(&pad);
+                    out.push_str(&serde_json::to_string(k).unwrap());
+                    out.push_str(": ");
+                    go(x, ind + 1, out);
+                    out.push_str(if i + 1 < m.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&"  ".repeat(ind));
+                out.push('}');
+            }
+            Value::Array(a) if !a.is_empty() && !flat(v) => {
+                out.push_str("[\n");
+                for (i, x) in a.iter().enumerate() {
+                    out.push_str(&pad);
+                    go(x, ind + 1, out);
+                    out.push_str(if i + 1 < a.len() { ",\n" } else { "\n" });
+                }
+                out.push_str(&"  ".repeat(ind));
+                out.push(']');
+            }
+            _ => out.push_str(&serde_json::to_string(v).unwrap()),
+        }
+    }
+    let mut out = String::new();
+    go(v, 0, &mut out);
+    out.push('\n');
+    out
+}
+
 fn peak_rss_kib() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     s.lines()
@@ -278,9 +321,7 @@ fn cmd_logits(backend: &LlamaBackend, a: &Args) -> Res<()> {
         "steps": steps,
         "cases": cases,
     });
-    let mut f = BufWriter::new(std::fs::File::create(out)?);
-    serde_json::to_writer_pretty(&mut f, &doc)?;
-    writeln!(f)?;
+    std::fs::write(out, to_json_compactish(&doc))?;
     eprintln!("wrote {out}");
     Ok(())
 }
@@ -331,7 +372,12 @@ fn cmd_perplexity(backend: &LlamaBackend, a: &Args) -> Res<()> {
     let vocab = model.vocab();
     let add_bos = vocab.should_add_bos();
     assert!(!vocab.should_add_eos());
-    let text = std::fs::read_to_string(file)?;
+    let mut text = std::fs::read_to_string(file)?;
+    let file_bytes = text.len();
+    // common/arg.cpp `-f`: the file is the prompt, minus one trailing '\n'
+    if text.ends_with('\n') {
+        text.pop();
+    }
     let tokens = tokenize(&model, &text, false); // common_tokenize(ctx, prompt, add_special=true), parse_special=false
     eprintln!("system_info: n_threads = {threads} | {}", system_info());
     if tokens.len() < 2 * n_ctx {
@@ -449,7 +495,8 @@ fn cmd_perplexity(backend: &LlamaBackend, a: &Args) -> Res<()> {
             "system_info": system_info(),
             "model": model_info(&model, model_path),
             "text_file": file_name,
-            "text_bytes": text.len(),
+            "text_bytes": file_bytes,
+            "text_note": "one trailing newline is dropped before tokenizing, as llama.cpp's -f does",
             "tokens_total": tokens.len(),
             "n_ctx": n_ctx,
             "n_batch": n_batch,
@@ -463,7 +510,7 @@ fn cmd_perplexity(backend: &LlamaBackend, a: &Args) -> Res<()> {
                        double as perplexity.cpp; PPL = exp(mean NLL over all scored tokens)",
             "runs": runs,
         });
-        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;
+        std::fs::write(path, to_json_compactish(&doc))?;
         eprintln!("updated {path}");
     }
     Ok(())
