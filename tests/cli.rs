@@ -134,6 +134,7 @@ fn chat_reads_one_turn_per_line_from_a_pipe() {
             "--max-reply",
             "16",
         ])
+        .args(["--system", "You are a helpful assistant."])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -254,26 +254,28 @@ unsafe fn dot_q4_0<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) ->
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q4_1<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) -> [f32; T] {
     let mut acc = [_mm256_setzero_ps(); T];
-    // Lane 1 accumulates mw * sx; lane 0 is unused.
+    // Lane 0 accumulates mw * sx by scalar FMA (gcc contracts ggml's `summs += m * s`).
     let mut summs = [_mm_setzero_ps(); T];
     for ib in 0..n / QK {
         // SAFETY: ib < n / QK blocks of 20 bytes at w and 36 bytes at each x[k] (kernel contract).
         unsafe {
             let wb = w.add(ib * 20);
             let dm = load_f16x2(wb);
+            let mw = _mm_movehdup_ps(dm);
             let q = nibbles32(wb.add(4));
             for k in 0..T {
                 let xb = x[k].add(ib * 36);
-                let p = _mm_mul_ps(dm, load_f16x2(xb)); // [dw * dx, mw * sx]
+                let ds = load_f16x2(xb);
+                let p = _mm_mul_ss(dm, ds); // dw * dx
+                summs[k] = _mm_fmadd_ss(mw, _mm_movehdup_ps(ds), summs[k]);
                 let s = _mm256_cvtepi32_ps(dot_u8i8_small(q, load32(xb.add(4))));
                 acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc[k]);
-                summs[k] = _mm_add_ps(summs[k], p);
             }
         }
     }
     let mut out = [0.0; T];
     for k in 0..T {
-        out[k] = hsum_ps(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[k]));
+        out[k] = hsum_ps(acc[k]) + _mm_cvtss_f32(summs[k]);
     }
     out
 }
@@ -317,19 +319,21 @@ unsafe fn dot_q5_1<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) ->
         unsafe {
             let wb = w.add(ib * 24);
             let dm = load_f16x2(wb);
+            let mw = _mm_movehdup_ps(dm);
             let q = _mm256_or_si256(nibbles32(wb.add(8)), q5_high_bits(wb.add(4)));
             for k in 0..T {
                 let xb = x[k].add(ib * 36);
-                let p = _mm_mul_ps(dm, load_f16x2(xb));
+                let ds = load_f16x2(xb);
+                let p = _mm_mul_ss(dm, ds);
+                summs[k] = _mm_fmadd_ss(mw, _mm_movehdup_ps(ds), summs[k]);
                 let s = _mm256_cvtepi32_ps(dot_u8i8_small(q, load32(xb.add(4))));
                 acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc[k]);
-                summs[k] = _mm_add_ps(summs[k], p);
             }
         }
     }
     let mut out = [0.0; T];
     for k in 0..T {
-        out[k] = hsum_ps(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[k]));
+        out[k] = hsum_ps(acc[k]) + _mm_cvtss_f32(summs[k]);
     }
     out
 }

@@ -156,7 +156,8 @@ macro_rules! dot_asym {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $name<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) -> [f32; T] {
             let mut acc = [_mm256_setzero_ps(); T];
-            // Lane 1 accumulates mw * sx; lane 0 is unused.
+            // Lane 0 accumulates mw * sx by scalar FMA: gcc -O3 contracts ggml's
+            // `summs += m * s` into `vfmadd231ss`.
             let mut summs = [_mm_setzero_ps(); T];
             for ib in 0..n / QK {
                 // SAFETY: ib < n / QK blocks of $bs bytes at w and 36 bytes at each x[k]
@@ -164,19 +165,21 @@ macro_rules! dot_asym {
                 unsafe {
                     let wb = w.add(ib * $bs);
                     let dm = load_f16x2(wb);
+                    let mw = _mm_movehdup_ps(dm);
                     let q = $codes(wb);
                     for k in 0..T {
                         let xb = x[k].add(ib * 36);
-                        let p = _mm_mul_ps(dm, load_f16x2(xb)); // [dw * dx, mw * sx]
+                        let ds = load_f16x2(xb);
+                        let p = _mm_mul_ss(dm, ds); // dw * dx
+                        summs[k] = _mm_fmadd_ss(mw, _mm_movehdup_ps(ds), summs[k]);
                         let s = _mm256_cvtepi32_ps(dpbusd(q, load32(xb.add(4))));
                         acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc[k]);
-                        summs[k] = _mm_add_ps(summs[k], p);
                     }
                 }
             }
             let mut out = [0.0; T];
             for k in 0..T {
-                out[k] = hsum_ps(acc[k]) + _mm_cvtss_f32(_mm_movehdup_ps(summs[k]));
+                out[k] = hsum_ps(acc[k]) + _mm_cvtss_f32(summs[k]);
             }
             out
         }
