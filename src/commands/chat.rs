@@ -107,7 +107,7 @@ pub fn run(a: &ChatArgs) -> Result<()> {
             sampler.accept(t);
         }
         let mut reply_ids: Vec<u32> = Vec::new();
-        let mut stream = StreamDecoder::new();
+        let mut stream = StreamDecoder::for_tokenizer(tok);
         let mut out = stdout.lock();
         while reply_ids.len() < a.max_reply {
             let next = sampler.sample(logits);

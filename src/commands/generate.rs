@@ -36,7 +36,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             n_threads: a.threads,
         },
     )?;
-    let mut stream = StreamDecoder::new();
+    let mut stream = StreamDecoder::for_tokenizer(tok);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
 

@@ -3,6 +3,7 @@
 //! be shared by many [`Session`]s, which own the mutable state.
 
 mod config;
+mod ops;
 mod session;
 pub mod weights;
 

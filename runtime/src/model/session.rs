@@ -8,6 +8,7 @@
 //! K and V (ggml converts `src1` to the f16 `vec_dot_type` of the cache), RMSNorm sums squares in f64,
 //! and RoPE angles are built by repeated multiplication as in `ggml_rope_cache_init`.
 
+use super::ops::{attention, rms_norm, rope, rope_cache, swiglu, Ops};
 use super::{Model, Weights};
 use crate::{Error, Result};
 use half::f16;
@@ -34,11 +35,13 @@ impl Default for SessionParams {
     }
 }
 
-/// Per-layer key and value cache, f16, laid out `[L][S][Hkv*D]`.
+/// Per-layer key and value cache, f16. Keys are laid out `[L][S][Hkv*D]`, values transposed
+/// `[L][Hkv*D][S]` as llama.cpp stores them without flash attention, so that each output
+/// element of attention is one contiguous f16 dot product over the cached positions.
 #[derive(Debug)]
 struct KvCache {
     k: Vec<f16>,
-    v: Vec<f16>,
+    vt: Vec<f16>,
 }
 
 /// Scratch buffers for a batch of up to `n_batch` tokens (T below).
@@ -105,6 +108,7 @@ pub struct Session<'m, 'a> {
     s: Scratch,
     act_stride: usize,
     kernels: Kernels,
+    ops: Ops,
     pool: ThreadPool,
 }
 
@@ -166,8 +170,9 @@ impl<'m, 'a> Session<'m, 'a> {
         })?;
         let kv = KvCache {
             k: vec![f16::ZERO; kv_len],
-            v: vec![f16::ZERO; kv_len],
+            vt: vec![f16::ZERO; kv_len],
         };
+        let kernels = Kernels::best();
         Ok(Session {
             model,
             params,
@@ -175,7 +180,8 @@ impl<'m, 'a> Session<'m, 'a> {
             kv,
             s,
             act_stride,
-            kernels: Kernels::best(),
+            kernels,
+            ops: Ops::new(&kernels),
             pool,
         })
     }
@@ -218,8 +224,11 @@ impl<'m, 'a> Session<'m, 'a> {
                 what: "cannot evaluate an empty prompt".into(),
             });
         }
+        // llama.cpp evaluates a prompt of two or more tokens as one batch, whose attention
+        // products take another summation order (tinyBLAS) than single-token decoding does.
+        let batched = tokens.len() > 1;
         for chunk in tokens.chunks(self.params.n_batch) {
-            self.forward(chunk, false);
+            self.forward(chunk, false, batched);
         }
         Ok(&self.s.logits[..self.model.config.n_vocab])
     }
@@ -239,8 +248,9 @@ impl<'m, 'a> Session<'m, 'a> {
         self.check(tokens)?;
         let v = self.model.config.n_vocab;
         let mut i = 0;
+        let batched = tokens.len() > 1;
         for chunk in tokens.chunks(self.params.n_batch) {
-            self.forward(chunk, true);
+            self.forward(chunk, true, batched);
             for t in 0..chunk.len() {
                 on_logits(i, &self.s.logits[t * v..(t + 1) * v]);
                 i += 1;
@@ -271,8 +281,9 @@ impl<'m, 'a> Session<'m, 'a> {
 
     /// Runs the network over one batch of `T <= n_batch` tokens at positions `pos..pos+T`, appending
     /// their keys and values to the cache. Writes logits for every token when `all_logits`, otherwise
-    /// for the last one only (into row 0).
-    fn forward(&mut self, tokens: &[u32], all_logits: bool) {
+    /// for the last one only (into row 0). `batched` selects the attention products' summation
+    /// order: llama.cpp's for a batch of two or more tokens, else its single-token one.
+    fn forward(&mut self, tokens: &[u32], all_logits: bool, batched: bool) {
         let model = self.model;
         let cfg = &model.config;
         let w = &model.weights;
@@ -323,7 +334,8 @@ impl<'m, 'a> Session<'m, 'a> {
                 &mut s.par,
             );
 
-            let layer_base = l * self.params.n_ctx * kvd;
+            let n_ctx = self.params.n_ctx;
+            let layer_base = l * n_ctx * kvd;
             for t in 0..t_len {
                 let pos = self.pos + t;
                 rope_cache(
@@ -352,24 +364,24 @@ impl<'m, 'a> Session<'m, 'a> {
                 {
                     *dst = f16::from_f32(src);
                 }
-                for (dst, &src) in self.kv.v[slot..slot + kvd]
-                    .iter_mut()
-                    .zip(&s.v[t * kvd..(t + 1) * kvd])
-                {
-                    *dst = f16::from_f32(src);
+                for (i, &src) in s.v[t * kvd..(t + 1) * kvd].iter().enumerate() {
+                    self.kv.vt[layer_base + i * n_ctx + pos] = f16::from_f32(src);
                 }
             }
             for t in 0..t_len {
                 let n_kv = self.pos + t + 1; // causal: this token sees itself and everything before
                 attention(
+                    &self.ops,
                     &mut s.att_out[t * qd..(t + 1) * qd],
                     &s.q[t * qd..(t + 1) * qd],
                     &self.kv.k[layer_base..layer_base + n_kv * kvd],
-                    &self.kv.v[layer_base..layer_base + n_kv * kvd],
+                    &self.kv.vt[layer_base..layer_base + n_ctx * kvd],
+                    n_ctx,
                     cfg,
                     &mut s.scores[..n_kv],
                     &mut s.q16,
                     &mut s.p16[..n_kv],
+                    batched,
                 );
             }
             mm.run(
@@ -406,8 +418,8 @@ impl<'m, 'a> Session<'m, 'a> {
                 &mut s.act,
                 &mut s.par,
             );
-            for (g, u) in s.hb[..t_len * f].iter_mut().zip(&s.hb2[..t_len * f]) {
-                *g = silu(*g) * u;
+            for t in 0..t_len {
+                swiglu(&mut s.hb[t * f..(t + 1) * f], &s.hb2[t * f..(t + 1) * f]);
             }
             mm.run(
                 &mut s.proj[..t_len * c],
@@ -446,99 +458,6 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         self.pos += t_len;
     }
-}
-
-/// `out = rmsnorm(x) * w` as ggml's `rms_norm` followed by `mul`: the mean of squares is summed in
-/// f64 (ggml_float), the scale is `1 / sqrtf(mean + eps)` in f32.
-fn rms_norm(out: &mut [f32], x: &[f32], w: &super::weights::Vector<'_>, eps: f32) {
-    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
-    let mean = sum / x.len() as f64;
-    let scale = 1.0 / ((mean + f64::from(eps)) as f32).sqrt();
-    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-        *o = (v * scale) * w.get(i);
-    }
-}
-
-/// cos/sin pairs for position `pos` (ggml_rope_cache_init with ext_factor 0 and mscale 1): the angle
-/// of pair i is `pos * freq_scale * base^(-2i/n_rot)`, built by repeated multiplication as ggml does.
-fn rope_cache(cache: &mut [f32], pos: usize, base: f32, freq_scale: f32, n_rot: usize) {
-    let theta_scale = base.powf(-2.0 / n_rot as f32);
-    let mut theta = pos as f32;
-    for pair in cache.chunks_exact_mut(2) {
-        let angle = freq_scale * theta;
-        pair[0] = angle.cos();
-        pair[1] = angle.sin();
-        theta *= theta_scale;
-    }
-}
-
-/// Rotates adjacent pairs of one head (GGUF llama tensors are permuted for this "normal" RoPE mode);
-/// dimensions past `n_rot` are left alone.
-fn rope(head: &mut [f32], cache: &[f32]) {
-    for (x, cs) in head.chunks_exact_mut(2).zip(cache.chunks_exact(2)) {
-        let (x0, x1) = (x[0], x[1]);
-        x[0] = x0 * cs[0] - x1 * cs[1];
-        x[1] = x0 * cs[1] + x1 * cs[0];
-    }
-}
-
-/// ggml's `silu`: x / (1 + e^-x).
-#[inline]
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
-/// Grouped-query attention of one token over `n_kv` cached positions: for each query head, scores
-/// `q·k / sqrt(D)` against the keys of its KV head, softmax, then the weighted sum of values.
-#[allow(clippy::too_many_arguments)]
-fn attention(
-    out: &mut [f32],     // (H*D,)
-    q: &[f32],           // (H*D,)
-    k_cache: &[f16],     // (n_kv, Hkv*D)
-    v_cache: &[f16],     // (n_kv, Hkv*D)
-    cfg: &super::Config, //
-    scores: &mut [f32],  // (n_kv,)
-    q16: &mut [f16],     // (D,)
-    p16: &mut [f16],     // (n_kv,)
-) {
-    let d = cfg.head_dim;
-    let kvd = cfg.kv_dim();
-    let group = cfg.n_head / cfg.n_head_kv;
-    let scale = 1.0 / (d as f32).sqrt();
-    for h in 0..cfg.n_head {
-        let kvh = h / group;
-        for (dst, &src) in q16.iter_mut().zip(&q[h * d..(h + 1) * d]) {
-            *dst = f16::from_f32(src);
-        }
-        for (j, sc) in scores.iter_mut().enumerate() {
-            let k = &k_cache[j * kvd + kvh * d..][..d];
-            *sc = dot_f16(q16, k) * scale;
-        }
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f64;
-        for sc in scores.iter_mut() {
-            *sc = (*sc - max).exp();
-            sum += f64::from(*sc);
-        }
-        let inv = (1.0 / sum) as f32;
-        for (p, sc) in p16.iter_mut().zip(scores.iter()) {
-            *p = f16::from_f32(sc * inv);
-        }
-        let o = &mut out[h * d..(h + 1) * d];
-        o.fill(0.0);
-        for (j, p) in p16.iter().enumerate() {
-            let p = p.to_f32();
-            let v = &v_cache[j * kvd + kvh * d..][..d];
-            for (o, v) in o.iter_mut().zip(v) {
-                *o += p * v.to_f32();
-            }
-        }
-    }
-}
-
-#[inline]
-fn dot_f16(a: &[f16], b: &[f16]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x.to_f32() * y.to_f32()).sum()
 }
 
 /// The matrix-product context of one forward pass: kernels, thread pool, activation row stride.

@@ -20,8 +20,25 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder whose buffers grow on first use; see [`StreamDecoder::for_tokenizer`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder with buffers already sized for the longest piece of `tok`, so that [`Self::push`]
+    /// never allocates (the decode loop's allocation-free guarantee relies on this).
+    pub fn for_tokenizer(tok: &Tokenizer) -> Self {
+        let longest = (0..tok.n_vocab() as u32)
+            .map(|id| tok.token_bytes(id).len())
+            .max()
+            .unwrap_or(0);
+        // Pending: an incomplete character (< 4 bytes) plus one piece. Output: every byte of that
+        // may become a 3-byte U+FFFD.
+        let pending = longest + 4;
+        StreamDecoder {
+            pending: Vec::with_capacity(pending),
+            out: String::with_capacity(3 * pending),
+        }
     }
 
     /// Appends the piece of `id` (left out if it is a control or unknown token and not
