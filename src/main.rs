@@ -34,6 +34,27 @@ enum Command {
     Detokenize(DetokenizeArgs),
     /// Perplexity of a text file, computed the way llama.cpp's `llama-perplexity` does.
     Perplexity(PerplexityArgs),
+    /// Prefill and decode speed (tok/s), measured as tools/peer measures llama.cpp.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Threads for the forward pass.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Prompt tokens, evaluated in one batch.
+    #[arg(long, default_value_t = 128)]
+    pub prompt: usize,
+    /// Tokens generated one at a time (greedy).
+    #[arg(long, default_value_t = 128)]
+    pub gen: usize,
+    /// Timed runs after one warm-up; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
 }
 
 #[derive(Args, Debug)]
@@ -187,6 +208,7 @@ fn main() -> ExitCode {
         Command::Tokenize(a) => commands::tokenize::run_tokenize(&a),
         Command::Detokenize(a) => commands::tokenize::run_detokenize(&a),
         Command::Perplexity(a) => commands::perplexity::run(&a),
+        Command::Bench(a) => commands::bench::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# ingot vs llama.cpp, side by side on the same machine and model: prefill of a 128-token prompt in one
+# batch, then 128 greedy decode steps, median of 5 runs each, alternating the engines (A B A B) at
+# high priority as ../shared/docs/peer.md recommends for a shared 2-core machine.
+# Usage: scripts/bench-vs-llama.sh [MODEL] [THREADS...]    (defaults: the fetched SmolLM2, threads 1 2)
+# Needs the peer build (tools/peer, ~10 min the first time; apt packages cmake and libclang-dev).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+model=${1:-$("$root/scripts/fetch-model.sh")}
+shift || true
+threads=("${@:-1 2}")
+[ $# -gt 0 ] || threads=(1 2)
+(cd "$root" && cargo build --release -q)
+(cd "$root/tools/peer" && cargo build --release -q)
+prio() { setsid -w bash -c 'echo -20 > /proc/self/autogroup 2>/dev/null; exec nice -n -20 "$@"' _ "$@"; }
+for t in "${threads[@]}"; do
+  for round in 1 2; do
+    echo "== threads $t, round $round: ingot"
+    prio "$root/target/release/ingot" bench -m "$model" --threads "$t" 2>/dev/null
+    echo "== threads $t, round $round: llama.cpp"
+    prio "$root/tools/peer/target/release/ingot-peer" bench --model "$model" --threads "$t" 2>/dev/null
+  done
+done

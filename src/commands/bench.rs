@@ -1,0 +1,113 @@
+//! `ingot bench`: prefill and decode speed, measured the way `tools/peer bench` measures llama.cpp
+//! (same prompt text, same token counts, one warm-up run, median of the rest), so the two can be run
+//! side by side (scripts/bench-vs-llama.sh alternates them).
+
+use super::{load_model, open};
+use crate::BenchArgs;
+use anyhow::{ensure, Result};
+use ingot_runtime::model::{Session, SessionParams};
+use ingot_runtime::sampler::argmax;
+use std::time::Instant;
+
+/// The prompt `tools/peer bench` uses (A Tale of Two Cities, public domain).
+const BENCH_TEXT: &str = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age \
+of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, it was the \
+season of Darkness, it was the spring of hope, it was the winter of despair, we had everything before us, we had \
+nothing before us, we were all going direct to Heaven, we were all going direct the other way - in short, the period \
+was so far like the present period, that some of its noisiest authorities insisted on its being received, for good or \
+for evil, in the superlative degree of comparison only. There were a king with a large jaw and a queen with a plain \
+face, on the throne of England; there were a king with a large jaw and a queen with a fair face, on the throne of \
+France. In both countries it was clearer than crystal to the lords of the State preserves of loaves and fishes, that \
+things in general were settled for ever.";
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    ensure!(a.runs >= 1, "--runs must be at least 1");
+    let file = open(&a.model)?;
+    let model = load_model(&file)?;
+    let all = model.tokenizer.encode(BENCH_TEXT, true, false);
+    ensure!(
+        all.len() >= a.prompt,
+        "the bench text has only {} tokens; use --prompt {} or less",
+        all.len(),
+        all.len()
+    );
+    let prompt = &all[..a.prompt];
+    let params = SessionParams {
+        n_ctx: 512.max(a.prompt + a.gen + 1),
+        n_batch: a.prompt.max(1),
+        n_threads: a.threads,
+    };
+    let mut session = Session::new(&model, params)?;
+    let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    let mut first: Vec<u32> = Vec::new();
+    for run in 0..=a.runs {
+        session.reset();
+        let t0 = Instant::now();
+        let mut next = argmax(session.prefill(prompt)?);
+        let t_pp = t0.elapsed().as_secs_f64();
+        let mut gen = vec![next];
+        let t1 = Instant::now();
+        for _ in 0..a.gen {
+            next = argmax(session.decode(next)?);
+            gen.push(next);
+        }
+        let t_tg = t1.elapsed().as_secs_f64();
+        let (ppt, tgt) = (a.prompt as f64 / t_pp, a.gen as f64 / t_tg);
+        if run == 0 {
+            eprintln!("warmup: prefill {ppt:.1} tok/s, decode {tgt:.1} tok/s");
+            first = gen;
+        } else {
+            eprintln!("run {run}: prefill {ppt:.1} tok/s, decode {tgt:.1} tok/s");
+            ensure!(gen == first, "greedy output changed between runs");
+            pp.push(ppt);
+            tg.push(tgt);
+        }
+    }
+    println!("kernels = {}", session.kernels().isa());
+    println!(
+        "model = {}, threads = {}, kv = f16, runs = {} (+1 warmup)",
+        a.model.display(),
+        a.threads,
+        a.runs
+    );
+    println!(
+        "prefill {} tokens in one batch: median {:.1} tok/s  (runs: {:?})",
+        a.prompt,
+        median(&pp),
+        rounded(&pp)
+    );
+    println!(
+        "decode {} tokens one at a time: median {:.1} tok/s  (runs: {:?})",
+        a.gen,
+        median(&tg),
+        rounded(&tg)
+    );
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak RSS = {:.0} MiB", kib as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}
+
+fn rounded(v: &[f64]) -> Vec<f64> {
+    v.iter().map(|x| (x * 10.0).round() / 10.0).collect()
+}
+
+/// Peak resident set size (VmHWM) on Linux.
+fn peak_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
