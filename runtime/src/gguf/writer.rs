@@ -2,7 +2,7 @@
 //! Used by tests (to make small and deliberately broken files) and by the converter.
 
 use super::reader::DEFAULT_ALIGNMENT;
-use super::Value;
+use super::{Value, ValueType};
 use ingot_kernels::QuantType;
 
 /// An owned metadata value for writing.
@@ -25,21 +25,21 @@ pub enum OwnedValue {
 }
 
 impl OwnedValue {
-    fn type_id(&self) -> u32 {
+    fn value_type(&self) -> ValueType {
         match self {
-            OwnedValue::U8(_) => 0,
-            OwnedValue::I8(_) => 1,
-            OwnedValue::U16(_) => 2,
-            OwnedValue::I16(_) => 3,
-            OwnedValue::U32(_) => 4,
-            OwnedValue::I32(_) => 5,
-            OwnedValue::F32(_) => 6,
-            OwnedValue::Bool(_) => 7,
-            OwnedValue::String(_) => 8,
-            OwnedValue::Array(_) => 9,
-            OwnedValue::U64(_) => 10,
-            OwnedValue::I64(_) => 11,
-            OwnedValue::F64(_) => 12,
+            OwnedValue::U8(_) => ValueType::U8,
+            OwnedValue::I8(_) => ValueType::I8,
+            OwnedValue::U16(_) => ValueType::U16,
+            OwnedValue::I16(_) => ValueType::I16,
+            OwnedValue::U32(_) => ValueType::U32,
+            OwnedValue::I32(_) => ValueType::I32,
+            OwnedValue::F32(_) => ValueType::F32,
+            OwnedValue::Bool(_) => ValueType::Bool,
+            OwnedValue::String(_) => ValueType::String,
+            OwnedValue::Array(_) => ValueType::Array,
+            OwnedValue::U64(_) => ValueType::U64,
+            OwnedValue::I64(_) => ValueType::I64,
+            OwnedValue::F64(_) => ValueType::F64,
         }
     }
 
@@ -58,7 +58,7 @@ impl OwnedValue {
             OwnedValue::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
             OwnedValue::F64(v) => out.extend_from_slice(&v.to_le_bytes()),
             OwnedValue::Array(items) => {
-                let elem = items.first().map_or(4, OwnedValue::type_id);
+                let elem = items.first().map_or(ValueType::U32, OwnedValue::value_type).id();
                 out.extend_from_slice(&elem.to_le_bytes());
                 out.extend_from_slice(&(items.len() as u64).to_le_bytes());
                 for it in items {
@@ -163,7 +163,7 @@ impl GgufWriter {
         out.extend_from_slice(&(self.metadata.len() as u64).to_le_bytes());
         for (k, v) in &self.metadata {
             write_str(&mut out, k);
-            out.extend_from_slice(&v.type_id().to_le_bytes());
+            out.extend_from_slice(&v.value_type().id().to_le_bytes());
             v.write_payload(&mut out);
         }
         let mut offset = 0usize;

@@ -3,7 +3,8 @@
 //! be shared by many [`Session`]s, which own the mutable state.
 
 mod config;
-mod ops;
+#[doc(hidden)]
+pub mod ops;
 mod session;
 pub mod weights;
 

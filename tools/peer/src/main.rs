@@ -6,9 +6,14 @@
 //!   perplexity --model M -f TEXT [--ctx 512] [--chunks K] [--threads N] [--flash-attn off|on|auto]
 //!   bench      --model M [--threads N] [--runs 5]
 //!   sysinfo
+//!   kernel-parity [--rows 200] [--seed 1]
+//!   op-parity  --model M [--fixture testdata/peer/smollm2-q4_1.json] [--case 0] [--layers 1] [--decode 1]
 //!
 //! Everything runs on the CPU backend. Flash attention is explicitly disabled unless asked otherwise,
 //! the KV cache is llama.cpp's default (F16) and the model's own add-BOS flag is honoured everywhere.
+
+mod opcheck;
+mod parity;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -610,6 +615,14 @@ fn main() -> Res<()> {
         "tokenize" => cmd_tokenize(&backend, &a),
         "perplexity" => cmd_perplexity(&backend, &a),
         "bench" => cmd_bench(&backend, &a),
+        "op-parity" => opcheck::cmd_op_parity(
+            a.req("model")?,
+            a.get("fixture").unwrap_or("../../testdata/peer/smollm2-q4_1.json"),
+            a.num("case", 0)?,
+            a.num("layers", 1)?,
+            a.num("decode", 1)? != 0,
+        ),
+        "kernel-parity" => parity::cmd_kernel_parity(a.num("rows", 200)?, a.num("seed", 1)?),
         "sysinfo" => {
             println!("{}", system_info());
             Ok(())

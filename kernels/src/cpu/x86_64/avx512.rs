@@ -6,9 +6,13 @@
 //! `dpbusd(8 | 16, y)`; Q8_0/Q8_1 weights are biased to unsigned (`w ^ 0x80 = w + 128`) and
 //! `dpbusd(128, y)` is subtracted, all in i32.
 //!
-//! Types without a kernel here (F32, F16, BF16) run the AVX2 kernels, which this token implies.
+//! F16 follows ggml's AVX-512 build (`ggml_vec_dot_f16` with the `GGML_F32Cx16` macros, and
+//! tinyBLAS's one-accumulator loop, see [`Avx512Vnni::dot_f16_ggml`] and
+//! [`Avx512Vnni::dot_f16_sgemm`]); F32 and BF16 run the AVX2 kernels, which this token implies.
 
 use core::arch::x86_64::*;
+
+use half::f16;
 
 use super::avx2::{hsum_ps, load32, load_f16x1, load_f16x2, nibbles32, q5_high_bits, Avx2};
 use super::matmul_body;
@@ -60,9 +64,8 @@ impl Avx512Vnni {
                 QuantType::Q5_1 => dot_q5_1::<1>(n, wp, xp),
                 QuantType::Q8_0 => dot_q8_0::<1>(n, wp, xp),
                 QuantType::Q8_1 => dot_q8_1::<1>(n, wp, xp),
-                QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
-                    return self.avx2.vec_dot(ty, n, w, x)
-                }
+                QuantType::F16 => [dot_f16_ggml(wp.cast(), xp[0].cast(), n, n)],
+                QuantType::F32 | QuantType::BF16 => return self.avx2.vec_dot(ty, n, w, x),
             }
         };
         v
@@ -94,11 +97,33 @@ impl Avx512Vnni {
                 QuantType::Q5_1 => mm_q5_1(out, wp, rb, rows, xp, act_stride, t, n),
                 QuantType::Q8_0 => mm_q8_0(out, wp, rb, rows, xp, act_stride, t, n),
                 QuantType::Q8_1 => mm_q8_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
+                QuantType::F16 => mm_f16(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::F32 | QuantType::BF16 => {
                     self.avx2.matmul(ty, out, w, rows, x_act, act_stride, t, n)
                 }
             }
         }
+    }
+
+    /// ggml's `ggml_vec_dot_f16` as built for AVX-512 (no AVX512-FP16), over a row that ggml sees
+    /// as `n_pad >= x.len()` elements whose tail past `x.len()` is zero (llama.cpp's padded KV
+    /// cells): four 16-lane FMA accumulators over 64-element steps up to `n_pad & !63`, reduced
+    /// `(a0 + a2) + (a1 + a3)` then by `_mm512_reduce_add_ps`, the rest summed in f64.
+    pub fn dot_f16_ggml(self, x: &[f16], y: &[f16], n_pad: usize) -> f32 {
+        assert_eq!(x.len(), y.len());
+        assert!(n_pad >= x.len());
+        // SAFETY: `self` proves avx512f/bw/vl + fma/f16c; both slices hold x.len() elements.
+        unsafe { dot_f16_ggml(x.as_ptr().cast(), y.as_ptr().cast(), x.len(), n_pad) }
+    }
+
+    /// One element of llamafile's `tinyBLAS<16, __m512, __m512, ggml_fp16_t, ggml_fp16_t, float>`
+    /// (ggml's F16 x F16 matrix product when the batch has two or more columns): a single
+    /// 16-lane FMA accumulator over 16-element steps, a zero-filled masked last step, then
+    /// `_mm512_reduce_add_ps`. Zero padding past `a.len()` does not change the result.
+    pub fn dot_f16_sgemm(self, a: &[f16], b: &[f16]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        // SAFETY: `self` proves avx512f/bw/vl + fma/f16c; both slices hold a.len() elements.
+        unsafe { dot_f16_sgemm(a.as_ptr().cast(), b.as_ptr().cast(), a.len()) }
     }
 
     /// As [`Avx2::quantize_activations`] (the AVX-512 build of ggml produces the same bytes).
@@ -247,6 +272,108 @@ dot_asym!(dot_q4_1, 20, q4_codes::<4>);
 dot_asym!(dot_q5_1, 24, q5_codes::<4>);
 dot_q8!(dot_q8_0, 34, 2);
 dot_q8!(dot_q8_1, 36, 4);
+
+/// gcc 12's `_mm512_reduce_add_ps`: 8 + 8, 4 + 4, then `[0] + [2]`, `[1] + [3]`, then the two.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn reduce_add16(v: __m512) -> f32 {
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    let t3 = _mm256_add_ps(hi, _mm512_castps512_ps256(v));
+    let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));
+    let t8 = _mm_add_ps(t6, _mm_shuffle_ps::<0b01_00_11_10>(t6, t6));
+    _mm_cvtss_f32(_mm_add_ss(t8, _mm_movehdup_ps(t8)))
+}
+
+/// `len` (<= 16) f16 at `p` widened to f32, zeros past `len`.
+///
+/// # Safety
+/// `len` readable f16 at `p`; the CPU has avx512f/bw/vl.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn load_f16x16(p: *const u16, len: usize) -> __m512 {
+    debug_assert!(len <= 16);
+    let h = if len == 16 {
+        // SAFETY: 16 readable f16 (caller); loadu accepts any alignment.
+        unsafe { _mm256_loadu_si256(p.cast()) }
+    } else {
+        // SAFETY: masked-off lanes are not accessed; the first `len` are readable (caller).
+        unsafe { _mm256_maskz_loadu_epi16(((1u32 << len) - 1) as u16, p.cast()) }
+    };
+    _mm512_cvtph_ps(h)
+}
+
+/// See [`Avx512Vnni::dot_f16_ggml`].
+///
+/// # Safety
+/// `n` readable f16 at `x` and `y`; `n_pad >= n`; the CPU has this module's features.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_f16_ggml(x: *const u16, y: *const u16, n: usize, n_pad: usize) -> f32 {
+    let np = n_pad & !63;
+    let vec_end = n.min(np);
+    let mut sum = [_mm512_setzero_ps(); 4];
+    let mut i = 0;
+    while i < vec_end {
+        let len = (vec_end - i).min(16);
+        // SAFETY: i + len <= n elements at x and y (caller).
+        let (ax, ay) = unsafe { (load_f16x16(x.add(i), len), load_f16x16(y.add(i), len)) };
+        let j = (i / 16) % 4;
+        sum[j] = _mm512_fmadd_ps(ax, ay, sum[j]);
+        i += 16;
+    }
+    let s0 = _mm512_add_ps(sum[0], sum[2]);
+    let s1 = _mm512_add_ps(sum[1], sum[3]);
+    let mut sumf = f64::from(reduce_add16(_mm512_add_ps(s0, s1)));
+    for i in np..n {
+        // SAFETY: i < n (caller).
+        let (a, b) = unsafe { (*x.add(i), *y.add(i)) };
+        sumf += f64::from(f16::from_bits(a).to_f32() * f16::from_bits(b).to_f32());
+    }
+    sumf as f32
+}
+
+/// See [`Avx512Vnni::dot_f16_sgemm`].
+///
+/// # Safety
+/// `n` readable f16 at `a` and `b`; the CPU has this module's features.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_f16_sgemm(a: *const u16, b: *const u16, n: usize) -> f32 {
+    let mut acc = _mm512_setzero_ps();
+    let mut l = 0;
+    while l < n {
+        let len = (n - l).min(16);
+        // SAFETY: l + len <= n elements at a and b (caller).
+        let (av, bv) = unsafe { (load_f16x16(a.add(l), len), load_f16x16(b.add(l), len)) };
+        acc = _mm512_fmadd_ps(av, bv, acc);
+        l += 16;
+    }
+    reduce_add16(acc)
+}
+
+/// F16 x F16 rows x tokens: one [`dot_f16_ggml`] per pair, so bitwise equal to `vec_dot`.
+///
+/// # Safety
+/// As [`super::matmul_body`]; the CPU has this module's features.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mm_f16(
+    out: &mut [f32],
+    w: *const u8,
+    rb: usize,
+    rows: usize,
+    x: *const u8,
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    debug_assert_eq!(out.len(), t * rows);
+    for r in 0..rows {
+        for j in 0..t {
+            // SAFETY: row r of W and token j of X hold n f16 each (caller).
+            out[j * rows + r] =
+                unsafe { dot_f16_ggml(w.add(r * rb).cast(), x.add(j * stride).cast(), n, n) };
+        }
+    }
+}
 
 macro_rules! matmul_fns {
     ($($mm:ident => $kern:ident),* $(,)?) => {$(
