@@ -6,35 +6,44 @@
 //! What is checked, per prompt:
 //! - the tokenizer gives llama.cpp's prompt ids exactly;
 //! - the logits of llama.cpp's top-40 tokens after the prompt, and of its top-8 at every greedy step
-//!   (teacher-forced: llama.cpp's token is fed back), agree within `LOGIT_TOL`;
-//! - ingot's greedy choice equals llama.cpp's at every step whose llama.cpp margin is at least
-//!   `MARGIN_TOL`; since the continuation is teacher-forced, this means the free-running greedy texts
-//!   are identical up to the first step where llama.cpp itself was nearly undecided.
+//!   (teacher-forced: llama.cpp's token is fed back), agree within the path's tolerance — exactly,
+//!   on the x86 SIMD paths (see [`tolerances`]);
+//! - ingot's greedy choice equals llama.cpp's at every step whose llama.cpp margin is at least the
+//!   path's margin tolerance (every step, on x86); since the continuation is teacher-forced, the
+//!   free-running greedy texts are identical up to the first step where that does not hold.
 
 mod common;
 
+use ingot_kernels::{Isa, Kernels};
 use ingot_runtime::gguf::GgufFile;
 use ingot_runtime::model::{Model, Session, SessionParams};
 use ingot_runtime::sampler::argmax;
 use serde_json::Value;
 
-/// Largest |Δlogit| accepted. Both sides run the same quantized weights, quantize activations to the
-/// same Q8_1/Q8_0 blocks and keep an f16 KV cache; what differs is the float summation order inside
-/// the SIMD dot products and ggml's vectorized exp/silu approximations. This model amplifies such
-/// differences: an experiment that changed nothing but whether the attention query is rounded to f16
-/// (a relative change of 2^-11 in one intermediate) moved its logits by up to 0.52 on these prompts,
-/// because every Q8 activation block that lands on a rounding boundary flips a quantum and the flip
-/// propagates through 30 layers. Two builds of llama.cpp itself (0.26 with AVX-512 and 0.25.3 through
-/// llama-cpp-python) differ by up to 0.43 on the same prompts. Measured here: at most 0.77 (printed
-/// by this test). 1.0 bounds that with a margin while still catching any real error in an op (a
-/// wrong RoPE, norm, scale or quantization moves logits by several units).
-const LOGIT_TOL: f64 = 1.0;
-
-/// Greedy steps where llama.cpp's own top-2 margin is below this are not required to agree. Two
-/// llama.cpp builds were seen to flip greedy choices at margins of 0.09 and 0.36; half of LOGIT_TOL
-/// is the largest margin a perturbation within the tolerance above can flip when it moves the two
-/// logits in opposite directions by half the tolerance each.
-const MARGIN_TOL: f64 = 0.5;
+/// Tolerances for one kernel path: the largest |Δlogit| accepted, and the llama.cpp top-2 margin
+/// below which a greedy step is not required to agree.
+///
+/// The x86 SIMD paths (AVX2, AVX-512) reproduce ggml's x86 CPU backend operation by operation (same
+/// activation quantization, same lane layout and summation order in every dot product, same FMA
+/// contractions, ggml's vectorized expf, its tinyBLAS order for batched attention, the padded
+/// transposed V cache; checked op by op with `tools/peer op-parity`), so on them the logits must be
+/// identical: the tolerance only absorbs printing of the fixture (JSON round-trips f32 exactly, so
+/// 1e-6 is ample), and every greedy step must agree, however small its margin.
+///
+/// The scalar reference (and other ISAs) follows ggml's *generic* C code, whose summation order
+/// differs from the x86 build the fixture came from. This model amplifies such differences: every
+/// Q8 activation block that lands on a rounding boundary flips a quantum and the flip propagates
+/// through 30 layers. Measured on the scalar path: up to 0.99. Two builds of llama.cpp itself (0.26
+/// with AVX-512 and 0.25.3 through llama-cpp-python) differ by up to 0.43 on these prompts and flip
+/// greedy choices at margins of 0.09 and 0.36. 1.5 bounds that while still catching any real error
+/// in an op (a wrong RoPE, norm, scale or quantization moves logits by several units); a margin of
+/// half the tolerance is the most a perturbation within it can overturn.
+fn tolerances(isa: Isa) -> (f64, f64) {
+    match isa {
+        Isa::Avx2 | Isa::Avx512Vnni => (1e-6, 0.0),
+        _ => (1.5, 0.75),
+    }
+}
 
 fn pairs(v: &Value) -> Vec<(usize, f64)> {
     v.as_array()
@@ -61,6 +70,9 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
         },
     )
     .unwrap();
+    let isa = Kernels::best().isa();
+    let (logit_tol, margin_tol) = tolerances(isa);
+    println!("kernels: {isa}; max |Δlogit| allowed {logit_tol}, greedy steps must agree at margins >= {margin_tol}");
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 4);
     let mut failures = Vec::new();
@@ -94,7 +106,7 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
                 max_diff = max_diff.max((f64::from(logits[id]) - l).abs());
             }
             let ours = argmax(&logits);
-            if margin >= MARGIN_TOL {
+            if margin >= margin_tol {
                 if ours != want {
                     failures.push(format!("{name} step {step}: ingot chose {ours}, llama.cpp {want} (margin {margin:.3})"));
                 }
@@ -111,13 +123,13 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
             logits = session.decode(want).unwrap().to_vec();
         }
         println!(
-            "{name:>16}: {} prompt ids equal; max |Δlogit| prompt {prompt_diff:.4}, all steps {max_diff:.4}; \
+            "{name:>16}: {} prompt ids equal; max |Δlogit| prompt {prompt_diff:.6}, all steps {max_diff:.6}; \
              {agreed} greedy steps agree; low-margin steps {skipped:?}",
             ids.len()
         );
-        if max_diff > LOGIT_TOL {
+        if max_diff > logit_tol {
             failures.push(format!(
-                "{name}: max |Δlogit| {max_diff:.4} exceeds {LOGIT_TOL}"
+                "{name}: max |Δlogit| {max_diff:.6} exceeds {logit_tol}"
             ));
         }
     }

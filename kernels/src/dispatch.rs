@@ -14,10 +14,13 @@ use std::sync::OnceLock;
 use crate::reference::{self, check_row};
 use crate::QuantType;
 
+#[cfg(target_arch = "aarch64")]
+use crate::cpu::aarch64::{dotprod::NeonDotprod, neon::Neon};
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::x86_64::{avx2::Avx2, avx512::Avx512Vnni};
 
-/// The environment variable that forces a kernel path: `scalar`, `avx2` or `avx512`.
+/// The environment variable that forces a kernel path: `scalar`, `avx2`, `avx512`, `neon` or
+/// `dotprod`.
 pub const ISA_ENV: &str = "INGOT_ISA";
 
 /// A kernel path, slowest first.
@@ -29,18 +32,31 @@ pub enum Isa {
     Avx2,
     /// x86_64 AVX-512 F/BW/VL + VNNI (plus AVX2 + FMA + F16C).
     Avx512Vnni,
+    /// aarch64 Advanced SIMD (every AArch64 core).
+    Neon,
+    /// aarch64 Advanced SIMD + the ARMv8.2 dotprod extension (`SDOT`).
+    NeonDotprod,
 }
 
 impl Isa {
-    /// Every path, slowest first.
-    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni];
+    /// Every path, slowest first within each architecture (only one architecture's paths are
+    /// ever available).
+    pub const ALL: [Isa; 5] = [
+        Isa::Scalar,
+        Isa::Avx2,
+        Isa::Avx512Vnni,
+        Isa::Neon,
+        Isa::NeonDotprod,
+    ];
 
-    /// The `INGOT_ISA` spelling: `"scalar"`, `"avx2"`, `"avx512"`.
+    /// The `INGOT_ISA` spelling: `"scalar"`, `"avx2"`, `"avx512"`, `"neon"`, `"dotprod"`.
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
             Isa::Avx512Vnni => "avx512",
+            Isa::Neon => "neon",
+            Isa::NeonDotprod => "dotprod",
         }
     }
 
@@ -65,6 +81,10 @@ enum Backend {
     Avx2(Avx2),
     #[cfg(target_arch = "x86_64")]
     Avx512(Avx512Vnni),
+    #[cfg(target_arch = "aarch64")]
+    Neon(Neon),
+    #[cfg(target_arch = "aarch64")]
+    NeonDotprod(NeonDotprod),
 }
 
 /// A chosen set of CPU kernels. Cheap to copy; all methods are allocation-free, assert their slice
@@ -112,9 +132,13 @@ impl Kernels {
     fn parse_choice(v: &str) -> Result<Kernels, String> {
         let fallback = Kernels::detect().isa();
         match Isa::from_name(v) {
-            None => Err(format!(
-                "{ISA_ENV}={v:?} is not one of scalar|avx2|avx512; using {fallback}"
-            )),
+            None => {
+                let names: Vec<&str> = Isa::ALL.iter().map(|i| i.name()).collect();
+                Err(format!(
+                    "{ISA_ENV}={v:?} is not one of {}; using {fallback}",
+                    names.join("|")
+                ))
+            }
             Some(isa) => Kernels::for_isa(isa).ok_or_else(|| {
                 format!("{ISA_ENV}={v}: this CPU does not support {isa}; using {fallback}")
             }),
@@ -130,7 +154,11 @@ impl Kernels {
             Isa::Avx2 => Backend::Avx2(Avx2::detect()?),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Backend::Avx512(Avx512Vnni::detect()?),
-            #[cfg(not(target_arch = "x86_64"))]
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Backend::Neon(Neon::detect()?),
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDotprod => Backend::NeonDotprod(NeonDotprod::detect()?),
+            // The other architecture's paths.
             _ => return None,
         };
         Some(Kernels { backend })
@@ -144,6 +172,10 @@ impl Kernels {
             Backend::Avx2(_) => Isa::Avx2,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(_) => Isa::Avx512Vnni,
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon(_) => Isa::Neon,
+            #[cfg(target_arch = "aarch64")]
+            Backend::NeonDotprod(_) => Isa::NeonDotprod,
         }
     }
 
@@ -159,6 +191,10 @@ impl Kernels {
             Backend::Avx2(k) => k.vec_dot(ty, n, w, x),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.vec_dot(ty, n, w, x),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon(k) => k.vec_dot(ty, n, w, x),
+            #[cfg(target_arch = "aarch64")]
+            Backend::NeonDotprod(k) => k.vec_dot(ty, n, w, x),
         }
     }
 
@@ -175,6 +211,10 @@ impl Kernels {
             Backend::Avx2(k) => k.quantize_activations(ty, x, out),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.quantize_activations(ty, x, out),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon(k) => k.quantize_activations(ty, x, out),
+            #[cfg(target_arch = "aarch64")]
+            Backend::NeonDotprod(k) => k.quantize_activations(ty, x, out),
         }
     }
 
@@ -233,6 +273,10 @@ impl Kernels {
             Backend::Avx2(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
+            #[cfg(target_arch = "aarch64")]
+            Backend::Neon(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
+            #[cfg(target_arch = "aarch64")]
+            Backend::NeonDotprod(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
         }
     }
 }
@@ -295,7 +339,9 @@ mod tests {
         assert_eq!(k.isa(), Isa::Scalar);
         let e = Kernels::parse_choice("neon9").unwrap_err();
         assert!(
-            e.starts_with("INGOT_ISA=\"neon9\" is not one of scalar|avx2|avx512; using "),
+            e.starts_with(
+                "INGOT_ISA=\"neon9\" is not one of scalar|avx2|avx512|neon|dotprod; using "
+            ),
             "{e}"
         );
         assert!(!e.contains('\n'));
@@ -305,6 +351,32 @@ mod tests {
                 (Err(e), None) => assert!(e.contains("does not support"), "{e}"),
                 (got, avail) => panic!("{isa}: {got:?} vs available {avail:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for isa in Isa::ALL {
+            assert_eq!(Isa::from_name(isa.name()), Some(isa));
+            assert_eq!(Isa::from_name(&isa.name().to_uppercase()), Some(isa));
+        }
+        assert_eq!(Isa::from_name("neon"), Some(Isa::Neon));
+        assert_eq!(Isa::from_name("dotprod"), Some(Isa::NeonDotprod));
+        // A token of one architecture never exists on the other.
+        let x86 = [Isa::Avx2, Isa::Avx512Vnni];
+        let arm = [Isa::Neon, Isa::NeonDotprod];
+        let other = if cfg!(target_arch = "aarch64") {
+            x86
+        } else {
+            arm
+        };
+        for isa in other {
+            assert!(Kernels::for_isa(isa).is_none(), "{isa}");
+        }
+        if cfg!(target_arch = "aarch64") {
+            // NEON is baseline on AArch64, so it is always there and detect() picks at least it.
+            assert!(Kernels::for_isa(Isa::Neon).is_some());
+            assert!(Kernels::detect().isa() >= Isa::Neon);
         }
     }
 

@@ -5,5 +5,7 @@
 //! whole inner loops inside `#[target_feature]` functions. [`crate::dispatch::Kernels`] picks one.
 //! Every path is tested against [`crate::reference`] in `tests/simd_conformance.rs`.
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;

@@ -58,7 +58,10 @@ impl OwnedValue {
             OwnedValue::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
             OwnedValue::F64(v) => out.extend_from_slice(&v.to_le_bytes()),
             OwnedValue::Array(items) => {
-                let elem = items.first().map_or(ValueType::U32, OwnedValue::value_type).id();
+                let elem = items
+                    .first()
+                    .map_or(ValueType::U32, OwnedValue::value_type)
+                    .id();
                 out.extend_from_slice(&elem.to_le_bytes());
                 out.extend_from_slice(&(items.len() as u64).to_le_bytes());
                 for it in items {
