@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Cross-builds ingot-kernels for aarch64 and runs its tests under qemu-user on emulated cores with
 # and without the dotprod extension, so both NEON paths (`neon`, `dotprod`) and the scalar path run
-# on an x86_64 host. Checks that the conformance suite ran the ISAs each core has, and that the
-# release test binary contains `sdot`.
+# on an x86_64 host. Also lints the aarch64 build with clippy (the host's clippy never compiles the
+# `cfg(target_arch = "aarch64")` code), checks that the conformance suite ran the ISAs each core
+# has, and that the release test binary contains `sdot`.
 #
 #   scripts/test-aarch64.sh [extra cargo test args]       (from anywhere in the workspace)
 #
-# Env: AARCH64_CPUS="max cortex-a72" (qemu -cpu names), SKIP_SETUP=1 (toolchain already there).
+# Env: AARCH64_CPUS="max cortex-a72" (qemu -cpu names), SKIP_SETUP=1 (toolchain already there),
+#      AARCH64_CLIPPY=0 (skip the lint step), AARCH64_TARGET_DIR (default target/aarch64-debian).
 #
 # Toolchain (Debian 12 bookworm x86_64; needs root or sudo, apt, ~1.2 GB on disk): rustup has no
 # aarch64 std here, so this uses Debian's `rustc-web` plus its arm64 std (`libstd-rust-web-dev:arm64`,
-# same version, Multi-Arch: same), `aarch64-linux-gnu-gcc` as linker and `qemu-aarch64` as runner;
-# rustup's cargo drives Debian's rustc through RUSTC=. Installing is idempotent (a second run only
-# checks). Pitfalls handled below: apt can keep a stale per-arch index after a half-failed update
+# same version, Multi-Arch: same; plus the matching `rust-web-clippy`), `aarch64-linux-gnu-gcc` as
+# linker and `qemu-aarch64` as runner; rustup's cargo drives Debian's rustc through RUSTC=.
+# Installing is idempotent (a second run only checks). Pitfalls handled below: apt can keep a stale per-arch index after a half-failed update
 # (mismatched rustc/std versions), RUSTDOC must point at Debian's rustdoc as well, and qemu must
 # NOT be given `-L /usr/aarch64-linux-gnu` (mixing the cross ld.so with libc6:arm64 hangs in the
 # first pthread_create).
@@ -33,7 +35,7 @@ toolchain_ready() {
     local a b p
     a=$(installed_ver rustc-web)
     b=$(installed_ver libstd-rust-web-dev:arm64)
-    [ -n "$a" ] && [ "$a" = "$b" ] || return 1
+    [ -n "$a" ] && [ "$a" = "$b" ] && [ "$a" = "$(installed_ver rust-web-clippy)" ] || return 1
     for p in "${PKGS_HOST[@]}"; do [ -n "$(installed_ver "$p")" ] || return 1; done
     [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/aarch64-unknown-linux-gnu/lib ] &&
         command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null
@@ -62,7 +64,8 @@ install_toolchain() {
     [ -n "$V" ] || { echo "test-aarch64: no rustc-web version offered for both amd64 and arm64" >&2; exit 1; }
     echo "test-aarch64: installing rustc-web=$V and its arm64 std" >&2
     $SUDO apt-get install -y -q --no-install-recommends --allow-downgrades \
-        "rustc-web=$V" "libstd-rust-web-dev=$V" "libstd-rust-web-dev:arm64=$V" "${PKGS_HOST[@]}"
+        "rustc-web=$V" "libstd-rust-web-dev=$V" "libstd-rust-web-dev:arm64=$V" "rust-web-clippy=$V" \
+        "${PKGS_HOST[@]}"
     toolchain_ready || { echo "test-aarch64: toolchain check failed after install" >&2; exit 1; }
 }
 
@@ -78,6 +81,11 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64 # no -L (see a
 # Host build artifacts come from a different rustc: keep them apart from the native target dir.
 export CARGO_TARGET_DIR="${AARCH64_TARGET_DIR:-target/aarch64-debian}"
 TARGET=aarch64-unknown-linux-gnu
+
+if [ "${AARCH64_CLIPPY:-1}" != 0 ]; then
+    # Debian's cargo-clippy runs rustup's cargo with Debian's clippy-driver wrapped around $RUSTC.
+    /usr/bin/cargo-clippy clippy -p ingot-kernels --all-targets --release --target "$TARGET" -- -D warnings
+fi
 
 # Build once (release: the conformance suite is slow under emulation at opt-level 1).
 cargo test -p ingot-kernels --release --target "$TARGET" --no-run "$@"

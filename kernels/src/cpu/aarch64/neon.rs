@@ -295,7 +295,7 @@ fn cvtnps_epi32(v: float32x4_t) -> int32x4_t {
         vcgeq_f32(v, vdupq_n_f32(-2_147_483_648.0)),
         vcltq_f32(v, vdupq_n_f32(2_147_483_648.0)),
     );
-    vcvtnq_s32_f32(v)
+    vbslq_s32(in_range, vcvtnq_s32_f32(v), vdupq_n_s32(i32::MIN))
 }
 
 /// ggml-cpu's x86 `quantize_row_q8_0` (`Q81 = false`) / `quantize_row_q8_1` (`Q81 = true`) on
