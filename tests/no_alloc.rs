@@ -69,7 +69,7 @@ fn decode_steps_allocate_nothing() {
 fn decode_steps(model: &Model<'_>, threads: usize) {
     let tok = &model.tokenizer;
     let mut session = Session::new(
-        &model,
+        model,
         SessionParams {
             n_ctx: 128,
             n_batch: 16,
