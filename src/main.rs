@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// Timed runs after one warm-up; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
+    /// Also measure memory read bandwidth and report decode speed against the bandwidth roofline
+    /// (weight bytes per token / bandwidth).
+    #[arg(long)]
+    pub roofline: bool,
 }
 
 #[derive(Args, Debug)]

@@ -85,7 +85,48 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if let Some(kib) = peak_rss_kib() {
         println!("peak RSS = {:.0} MiB", kib as f64 / 1024.0);
     }
+    if a.roofline {
+        // A decode step reads every weight once (the embedding only one row, but the tied output
+        // reads all of it) plus the KV cache so far; weights dominate at these context lengths.
+        let bytes = model.weight_bytes() as f64;
+        let bw = read_bandwidth(a.threads);
+        let roof = bw / bytes;
+        println!(
+            "memory bandwidth (read, {} threads) = {:.1} GB/s; weights {:.1} MB per token -> roofline {:.1} tok/s; \
+             decode reaches {:.0}% of it",
+            a.threads,
+            bw / 1e9,
+            bytes / 1e6,
+            roof,
+            100.0 * median(&tg) / roof
+        );
+    }
     Ok(())
+}
+
+/// Read bandwidth in bytes/s: `threads` threads each summing their part of a 512 MiB buffer (far
+/// larger than any cache), best of 5 passes — a STREAM-like "sum" kernel.
+fn read_bandwidth(threads: usize) -> f64 {
+    let n: usize = (512 << 20) / 8; // u64 words
+    let buf: Vec<u64> = (0..n as u64).collect();
+    let chunk = n.div_ceil(threads.max(1));
+    let mut best = f64::INFINITY;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let total: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = buf
+                .chunks(chunk)
+                .map(|c| s.spawn(move || c.iter().fold(0u64, |acc, &x| acc.wrapping_add(x))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .fold(0, u64::wrapping_add)
+        });
+        std::hint::black_box(total);
+        best = best.min(t0.elapsed().as_secs_f64());
+    }
+    (n * 8) as f64 / best
 }
 
 fn median(v: &[f64]) -> f64 {
