@@ -1,23 +1,32 @@
 //! Parity of the tokenizer with llama.cpp on SmolLM2-135M-Instruct (`tokenizer.ggml.pre = smollm`).
 //!
-//! The model comes from `shared/models` (or `INGOT_MODEL`); the expected ids from
-//! `testdata/tokenizer/smollm2.jsonl` (or `INGOT_TOKENIZER_FIXTURE`): lines of
-//! `{"text": .., "parse_special": bool, "ids": [..]}`. The GGUF metadata is read by a minimal reader
-//! local to this file, to be replaced by `ingot_runtime::gguf`.
+//! The model comes from `models/` (scripts/fetch-model.sh), `../shared/models` or `INGOT_MODEL`; the
+//! expected ids from `testdata/tokenizer/smollm2.jsonl` (or `INGOT_TOKENIZER_FIXTURE`): lines of
+//! `{"text": .., "parse_special": bool, "ids": [..]}`, made by Hugging Face `tokenizers` and
+//! cross-checked against llama.cpp (tools/oracles/make_tokenizer_fixture.py).
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::PathBuf;
 
-use ingot_runtime::tokenizer::{StreamDecoder, Tokenizer, TokenizerConfig};
+use ingot_runtime::gguf::GgufFile;
+use ingot_runtime::model::tokenizer_config;
+use ingot_runtime::tokenizer::{StreamDecoder, Tokenizer};
 
+/// `$INGOT_MODEL`, else `models/` at the repository root (scripts/fetch-model.sh), else `../shared/models`.
 fn model_path() -> PathBuf {
-    match std::env::var_os("INGOT_MODEL") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+    if let Some(p) = std::env::var_os("INGOT_MODEL") {
+        return PathBuf::from(p);
     }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let name = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    [
+        root.join("models").join(name),
+        root.join("../shared/models").join(name),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+    .unwrap_or_else(|| {
+        panic!("test model {name} not found: run scripts/fetch-model.sh (or set INGOT_MODEL)")
+    })
 }
 
 fn fixture_path() -> PathBuf {
@@ -29,139 +38,11 @@ fn fixture_path() -> PathBuf {
     }
 }
 
-/// The metadata values this test needs.
-#[derive(Debug)]
-enum Value {
-    Str(String),
-    Int(i64),
-    Bool(bool),
-    Strs(Vec<String>),
-    Ints(Vec<i64>),
-    Other,
-}
-
-struct Gguf<R: Read>(R);
-
-impl<R: Read> Gguf<R> {
-    fn bytes<const N: usize>(&mut self) -> [u8; N] {
-        let mut b = [0; N];
-        self.0.read_exact(&mut b).expect("truncated GGUF");
-        b
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.bytes())
-    }
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.bytes())
-    }
-    fn string(&mut self) -> String {
-        let n = self.u64() as usize;
-        let mut b = vec![0; n];
-        self.0.read_exact(&mut b).expect("truncated GGUF");
-        String::from_utf8(b).expect("GGUF string is not UTF-8")
-    }
-    /// A scalar of GGUF type `ty` as an integer, or `None` for a float.
-    fn scalar(&mut self, ty: u32) -> Option<i64> {
-        Some(match ty {
-            0 => i64::from(self.bytes::<1>()[0]),
-            1 => i64::from(self.bytes::<1>()[0] as i8),
-            2 => i64::from(u16::from_le_bytes(self.bytes())),
-            3 => i64::from(i16::from_le_bytes(self.bytes())),
-            4 => i64::from(self.u32()),
-            5 => i64::from(i32::from_le_bytes(self.bytes())),
-            7 => i64::from(self.bytes::<1>()[0]),
-            10 | 11 => self.u64() as i64,
-            6 => {
-                self.bytes::<4>();
-                return None;
-            }
-            12 => {
-                self.bytes::<8>();
-                return None;
-            }
-            _ => panic!("unexpected GGUF scalar type {ty}"),
-        })
-    }
-    fn value(&mut self, ty: u32) -> Value {
-        match ty {
-            7 => Value::Bool(self.bytes::<1>()[0] != 0),
-            8 => Value::Str(self.string()),
-            9 => {
-                let ety = self.u32();
-                let n = self.u64() as usize;
-                if ety == 8 {
-                    Value::Strs((0..n).map(|_| self.string()).collect())
-                } else {
-                    let v: Vec<Option<i64>> = (0..n).map(|_| self.scalar(ety)).collect();
-                    v.into_iter()
-                        .collect::<Option<Vec<_>>>()
-                        .map_or(Value::Other, Value::Ints)
-                }
-            }
-            _ => self.scalar(ty).map_or(Value::Other, Value::Int),
-        }
-    }
-}
-
-fn read_metadata(path: &PathBuf) -> HashMap<String, Value> {
-    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut g = Gguf(BufReader::new(file));
-    assert_eq!(&g.bytes::<4>(), b"GGUF");
-    assert_eq!(g.u32(), 3, "GGUF version");
-    let _n_tensors = g.u64();
-    let n_kv = g.u64();
-    (0..n_kv)
-        .map(|_| {
-            let key = g.string();
-            let ty = g.u32();
-            (key, g.value(ty))
-        })
-        .collect()
-}
-
+/// The tokenizer exactly as the runtime builds it from the file's metadata.
 fn load() -> Tokenizer {
-    let mut md = read_metadata(&model_path());
-    let mut take = |k: &str| md.remove(k);
-    let string = |v: Option<Value>| match v {
-        Some(Value::Str(s)) => s,
-        v => panic!("expected a string, got {v:?}"),
-    };
-    let strings = |v: Option<Value>| match v {
-        Some(Value::Strs(s)) => s,
-        None => Vec::new(),
-        v => panic!("expected strings, got {v:?}"),
-    };
-    let id = |v: Option<Value>| match v {
-        Some(Value::Int(i)) => Some(i as u32),
-        None => None,
-        v => panic!("expected an integer, got {v:?}"),
-    };
-    let flag = |v: Option<Value>| matches!(v, Some(Value::Bool(true)));
-    let model = string(take("tokenizer.ggml.model"));
-    let pre = string(take("tokenizer.ggml.pre"));
-    let token_types = match take("tokenizer.ggml.token_type") {
-        Some(Value::Ints(v)) => v.into_iter().map(|t| t as i32).collect(),
-        _ => Vec::new(),
-    };
-    let cfg = TokenizerConfig {
-        tokens: strings(take("tokenizer.ggml.tokens")),
-        merges: strings(take("tokenizer.ggml.merges")),
-        token_types,
-        scores: Vec::new(),
-        bos: id(take("tokenizer.ggml.bos_token_id")),
-        eos: id(take("tokenizer.ggml.eos_token_id")),
-        eot: id(take("tokenizer.ggml.eot_token_id")),
-        unk: id(take("tokenizer.ggml.unknown_token_id")),
-        pad: id(take("tokenizer.ggml.padding_token_id")),
-        add_bos: take("tokenizer.ggml.add_bos_token")
-            .map_or(TokenizerConfig::default_add_bos(&model, &pre), |v| {
-                flag(Some(v))
-            }),
-        add_eos: flag(take("tokenizer.ggml.add_eos_token")),
-        model,
-        pre,
-    };
-    Tokenizer::new(cfg).expect("SmolLM2 tokenizer")
+    let file = GgufFile::open(model_path()).expect("open model");
+    let gguf = file.parse().expect("parse model");
+    Tokenizer::new(tokenizer_config(&gguf).expect("tokenizer metadata")).expect("SmolLM2 tokenizer")
 }
 
 /// GPT-2's byte-level character for byte `b`, as a string.
