@@ -23,10 +23,10 @@ use serde_json::Value;
 /// Tolerances for one kernel path: the largest |Δlogit| accepted, and the llama.cpp top-2 margin
 /// below which a greedy step is not required to agree.
 ///
-/// The x86 SIMD paths (AVX2, AVX-512) reproduce ggml's x86 CPU backend operation by operation (same
+/// The AVX-512 path reproduces ggml's x86 CPU backend operation by operation (same
 /// activation quantization, same lane layout and summation order in every dot product, same FMA
 /// contractions, ggml's vectorized expf, its tinyBLAS order for batched attention, the padded
-/// transposed V cache; checked op by op with `tools/peer op-parity`), so on them the logits must be
+/// transposed V cache; checked op by op with `tools/peer op-parity`), so its logits must be
 /// identical: the tolerance only absorbs printing of the fixture (JSON round-trips f32 exactly, so
 /// 1e-6 is ample), and every greedy step must agree, however small its margin.
 ///
@@ -38,9 +38,15 @@ use serde_json::Value;
 /// greedy choices at margins of 0.09 and 0.36. 1.5 bounds that while still catching any real error
 /// in an op (a wrong RoPE, norm, scale or quantization moves logits by several units); a margin of
 /// half the tolerance is the most a perturbation within it can overturn.
+///
+/// The AVX2 path reproduces the quantized dot products exactly (ggml has no wider kernel for them),
+/// but the fixture's llama.cpp was built with AVX-512, whose f16 attention dots use 16-lane
+/// accumulators that the AVX2 path only approximates in order: measured up to 1e-5. It is held to
+/// 1e-3, and greedy steps must agree down to margins of 2e-3 (twice that).
 fn tolerances(isa: Isa) -> (f64, f64) {
     match isa {
-        Isa::Avx2 | Isa::Avx512Vnni => (1e-6, 0.0),
+        Isa::Avx512Vnni => (1e-6, 0.0),
+        Isa::Avx2 => (1e-3, 2e-3),
         _ => (1.5, 0.75),
     }
 }

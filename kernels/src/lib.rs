@@ -4,11 +4,14 @@
 //! - [`blocks`]: `#[repr(C)]` block layouts of the quantized types, decoded safely from bytes.
 //! - [`reference`](mod@reference): scalar reference kernels that reproduce llama.cpp's CPU results; every faster
 //!   kernel path is tested against these.
-//! - [`dispatch`]: [`Kernels`], the runtime-selected fast path ([`Isa`]: scalar, AVX2, AVX-512 VNNI),
-//!   whose SIMD bodies live in [`cpu`].
+//! - [`dispatch`]: [`Kernels`], the runtime-selected fast path ([`Isa`]),
+//!   whose SIMD bodies live in [`cpu`] (x86_64: AVX2, AVX-512 VNNI; aarch64: NEON, NEON + dotprod).
 //!
-//! - [`pool`]: [`ThreadPool`], a persistent spin-then-park worker pool, and [`Kernels::matmul_par`],
-//!   the matrix product split by rows across it (bit-identical for any thread count).
+//! - [`ops`](mod@ops): ggml-exact non-matmul ops on [`Kernels`] (expf, soft_max, SwiGLU, RoPE,
+//!   f16 dots, one attention head), bit-identical on every path to [`reference::ops`].
+//! - [`pool`]: [`ThreadPool`], a persistent spin-then-park worker pool, [`Kernels::matmul_par`],
+//!   the matrix product split by rows across it (bit-identical for any thread count), and
+//!   [`ThreadPool::for_each_chunk_with`], disjoint output chunks with per-thread scratch.
 //!
 //! This crate knows nothing of models or files: slices in, `&mut` slice out, sizes explicit,
 //! no allocation. Dimension letters used in shape comments: `n` elements per row (the reduction
@@ -17,6 +20,7 @@
 pub mod blocks;
 pub mod cpu;
 pub mod dispatch;
+pub mod ops;
 pub mod pool;
 pub mod quant_type;
 pub mod reference;

@@ -105,7 +105,8 @@ impl ThreadPool {
     /// Runs `f(i, n)` on the calling thread (`i = 0`) and on every worker that wakes in time (each
     /// with its own `i`), and returns when all of those have finished. Workers that are asleep or
     /// preempted may not run `f` at all, so `f` must share its work dynamically (e.g. chunks taken from
-    /// an atomic counter), never assume that every index runs. Allocates nothing. A panic in any
+    /// an atomic counter), never assume that every index runs. Each index runs at most once per
+    /// call, on one thread, so `i` may select per-thread scratch. Allocates nothing. A panic in any
     /// thread is re-raised here.
     pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
         let n = self.shared.n_threads;
@@ -218,19 +219,109 @@ fn worker(s: &Shared, index: usize) {
     }
 }
 
-/// `*mut f32` that may be shared with the pool's workers; see the SAFETY comments where it is used.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: the pointer is only dereferenced through disjoint ranges, one per thread, while the
-// exclusive borrow it was made from is held by the caller of `ThreadPool::run` (see `matmul_par`).
-unsafe impl Send for SharedMut {}
+/// `*mut T` that may be shared with the pool's workers; see the SAFETY comments where it is used.
+struct SharedMut<T>(*mut T);
+impl<T> Clone for SharedMut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedMut<T> {}
+// SAFETY: the pointer is only dereferenced through disjoint ranges (or elements), each used by one
+// thread at a time, while the exclusive borrow it was made from is held by the caller of
+// `ThreadPool::run` (see `matmul_par` and `for_each_chunk_with`). Handing a `&mut T` to another
+// thread needs `T: Send`.
+unsafe impl<T: Send> Send for SharedMut<T> {}
 // SAFETY: as above.
-unsafe impl Sync for SharedMut {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
 
-impl SharedMut {
+impl<T> SharedMut<T> {
     /// The pointer (a method, so closures capture the whole `Sync` wrapper, not the raw field).
-    fn get(self) -> *mut f32 {
+    fn get(self) -> *mut T {
         self.0
+    }
+}
+
+impl ThreadPool {
+    /// Calls `f(item, chunk)` for every `chunk_len`-element chunk of `out` (item `i` is
+    /// `out[i * chunk_len..][..chunk_len]`), the items shared dynamically across the pool. See
+    /// [`ThreadPool::for_each_chunk_with`].
+    ///
+    /// # Panics
+    /// If `chunk_len` is 0 or does not divide `out.len()`; a panic of `f` is re-raised.
+    pub fn for_each_chunk<T, F>(&self, out: &mut [T], chunk_len: usize, f: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [T]) + Sync,
+    {
+        // A Vec of a zero-sized type never allocates.
+        let mut units = vec![(); self.n_threads()];
+        self.for_each_chunk_with(out, chunk_len, &mut units, |i, c, _| f(i, c));
+    }
+
+    /// Calls `f(item, chunk, slot)` for every `chunk_len`-element chunk of `out` (item `i` is
+    /// `out[i * chunk_len..][..chunk_len]`), exactly once each, on whichever thread takes the item
+    /// from an atomic counter; `slot` is `per_thread[t]` of the thread `t` running it (per-thread
+    /// scratch: one slot per pool thread). So the result is the same for any thread count as long
+    /// as `f`'s output depends only on its item. Runs on the caller alone when there is one item
+    /// or one thread. Allocates nothing.
+    ///
+    /// # Panics
+    /// If `chunk_len` is 0 or does not divide `out.len()`, or `per_thread` has fewer than
+    /// [`ThreadPool::n_threads`] slots; a panic of `f` is re-raised.
+    pub fn for_each_chunk_with<T, S, F>(
+        &self,
+        out: &mut [T],
+        chunk_len: usize,
+        per_thread: &mut [S],
+        f: F,
+    ) where
+        T: Send,
+        S: Send,
+        F: Fn(usize, &mut [T], &mut S) + Sync,
+    {
+        assert!(
+            chunk_len > 0 && out.len().is_multiple_of(chunk_len),
+            "for_each_chunk: chunk length {chunk_len} does not divide {}",
+            out.len()
+        );
+        let n_threads = self.n_threads();
+        assert!(
+            per_thread.len() >= n_threads,
+            "for_each_chunk: {} per-thread slots for {n_threads} threads",
+            per_thread.len()
+        );
+        let n_items = out.len() / chunk_len;
+        if n_threads == 1 || n_items <= 1 {
+            for (i, c) in out.chunks_exact_mut(chunk_len).enumerate() {
+                f(i, c, &mut per_thread[0]);
+            }
+            return;
+        }
+        let base = SharedMut(out.as_mut_ptr());
+        let slots = SharedMut(per_thread.as_mut_ptr());
+        let next = AtomicUsize::new(0);
+        self.run(&|t, _| {
+            // SAFETY: `run` calls this closure at most once per thread index per call, each index on
+            // one thread (the caller is 0, worker `i` is `i`), and t < n_threads <= per_thread.len()
+            // (asserted above); `per_thread` is exclusively borrowed for the whole `run` call, which
+            // returns only after every thread running this closure is done.
+            let slot = unsafe { &mut *slots.get().add(t) };
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n_items {
+                    break;
+                }
+                // SAFETY: `base` points to `out`, exclusively borrowed for the whole `run` call
+                // (see above). Each item index is taken once (atomic counter), so the ranges
+                // [i * chunk_len, (i + 1) * chunk_len) are disjoint and inside out.len() =
+                // n_items * chunk_len.
+                let chunk = unsafe {
+                    std::slice::from_raw_parts_mut(base.get().add(i * chunk_len), chunk_len)
+                };
+                f(i, chunk, slot);
+            }
+        });
     }
 }
 
@@ -379,6 +470,34 @@ mod tests {
             hits.fetch_add(1, Ordering::Relaxed);
         });
         assert!(hits.load(Ordering::Relaxed) >= 1);
+    }
+
+    #[test]
+    fn for_each_chunk_covers_every_item_once_with_per_thread_slots() {
+        for n in [1, 2, 3, 5] {
+            let pool = ThreadPool::new(n).unwrap();
+            for items in [0usize, 1, 2, 7, 100] {
+                let mut out = vec![0u32; items * 3];
+                let mut slots = vec![0usize; n];
+                for _ in 0..50 {
+                    pool.for_each_chunk_with(&mut out, 3, &mut slots, |i, c, slot| {
+                        *slot += 1;
+                        for (k, v) in c.iter_mut().enumerate() {
+                            *v += (i * 3 + k) as u32 + 1;
+                        }
+                    });
+                }
+                let want: Vec<u32> = (0..items * 3).map(|v| 50 * (v as u32 + 1)).collect();
+                assert_eq!(out, want, "threads={n} items={items}");
+                assert_eq!(slots.iter().sum::<usize>(), 50 * items);
+                let mut plain = vec![0u32; items * 3];
+                pool.for_each_chunk(&mut plain, 3, |i, c| c.fill(i as u32));
+                assert!(plain
+                    .chunks(3)
+                    .enumerate()
+                    .all(|(i, c)| c.iter().all(|&v| v == i as u32)));
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod float;
+pub mod ops;
 mod quants;
 
 pub use float::{

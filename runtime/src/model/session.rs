@@ -8,7 +8,7 @@
 //! K and V (ggml converts `src1` to the f16 `vec_dot_type` of the cache), RMSNorm sums squares in f64,
 //! and RoPE angles are built by repeated multiplication as in `ggml_rope_cache_init`.
 
-use super::ops::{attention, rms_norm, rope, rope_cache, swiglu, Ops};
+use super::ops::{llama_n_kv, rms_norm, rope_cache};
 use super::{Model, Weights};
 use crate::{Error, Result};
 use half::f16;
@@ -21,7 +21,9 @@ pub struct SessionParams {
     pub n_ctx: usize,
     /// Most tokens evaluated in one batch; longer inputs are split.
     pub n_batch: usize,
-    /// Threads that split every matrix product by rows (the caller's thread included).
+    /// Threads that split every matrix product by rows, attention by (token, head) and the
+    /// per-token work of a batch by token (the caller's thread included). Results do not depend
+    /// on it.
     pub n_threads: usize,
 }
 
@@ -47,22 +49,28 @@ struct KvCache {
 /// Scratch buffers for a batch of up to `n_batch` tokens (T below).
 #[derive(Debug)]
 struct Scratch {
-    x: Vec<f32>,       // (T, C) residual stream
-    xb: Vec<f32>,      // (T, C) normalized input of a sub-layer
-    q: Vec<f32>,       // (T, H*D)
-    k: Vec<f32>,       // (T, Hkv*D)
-    v: Vec<f32>,       // (T, Hkv*D)
-    att_out: Vec<f32>, // (T, H*D)
-    proj: Vec<f32>,    // (T, C) output of wo / w_down
-    hb: Vec<f32>,      // (T, F) gate, then silu(gate) * up
-    hb2: Vec<f32>,     // (T, F) up
-    scores: Vec<f32>,  // (S,) attention scores of one head
-    q16: Vec<f16>,     // (D,) one query head in f16
-    p16: Vec<f16>,     // (S,) attention probabilities in f16
-    rope: Vec<f32>,    // (n_rot,) cos/sin pairs for one position
-    act: Vec<u8>,      // (T, bytes of one quantized activation row of the widest input)
-    logits: Vec<f32>,  // (T, V) or (1, V)
-    par: Vec<f32>,     // (T, max(C, F, H*D)) per-thread blocks of a threaded batched product
+    x: Vec<f32>,            // (T, C) residual stream
+    xb: Vec<f32>,           // (T, C) normalized input of a sub-layer
+    q: Vec<f32>,            // (T, H*D)
+    k: Vec<f32>,            // (T, Hkv*D)
+    v: Vec<f32>,            // (T, Hkv*D)
+    att_out: Vec<f32>,      // (T, H*D)
+    proj: Vec<f32>,         // (T, C) output of wo / w_down
+    hb: Vec<f32>,           // (T, F) gate, then silu(gate) * up
+    hb2: Vec<f32>,          // (T, F) up
+    attn: Vec<AttnScratch>, // one per pool thread
+    rope: Vec<f32>,         // (n_rot,) cos/sin pairs for one position
+    act: Vec<u8>,           // (T, bytes of one quantized activation row of the widest input)
+    logits: Vec<f32>,       // (T, V) or (1, V)
+    par: Vec<f32>,          // (T, max(C, F, H*D)) per-thread blocks of a threaded batched product
+}
+
+/// One thread's scratch for attention heads.
+#[derive(Debug)]
+struct AttnScratch {
+    scores: Vec<f32>, // (S,) attention scores of one head
+    q16: Vec<f16>,    // (D,) one query head in f16
+    p16: Vec<f16>,    // (S,) attention probabilities in f16
 }
 
 /// Bytes a session with `params` allocates for `model` (KV cache plus scratch), so callers can plan.
@@ -70,12 +78,13 @@ pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
     let cfg = &model.config;
     let t = params.n_batch;
     let kv = 2 * cfg.n_layer * params.n_ctx * cfg.kv_dim() * 2;
+    let n_threads = params.n_threads.max(1);
     let f32s = t * (3 * cfg.n_embd + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.n_ff)
-        + params.n_ctx
+        + n_threads * params.n_ctx
         + cfg.n_rot
         + t * cfg.n_vocab;
     let f32s = f32s + t * cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim());
-    let f16s = cfg.head_dim + params.n_ctx;
+    let f16s = n_threads * (cfg.head_dim + params.n_ctx);
     kv + 4 * f32s + 2 * f16s + t * act_row_bytes(&model.weights)
 }
 
@@ -108,7 +117,6 @@ pub struct Session<'m, 'a> {
     s: Scratch,
     act_stride: usize,
     kernels: Kernels,
-    ops: Ops,
     pool: ThreadPool,
 }
 
@@ -157,9 +165,13 @@ impl<'m, 'a> Session<'m, 'a> {
             proj: vec![0.0; t * cfg.n_embd],
             hb: vec![0.0; t * cfg.n_ff],
             hb2: vec![0.0; t * cfg.n_ff],
-            scores: vec![0.0; params.n_ctx],
-            q16: vec![f16::ZERO; cfg.head_dim],
-            p16: vec![f16::ZERO; params.n_ctx],
+            attn: (0..params.n_threads)
+                .map(|_| AttnScratch {
+                    scores: vec![0.0; params.n_ctx],
+                    q16: vec![f16::ZERO; cfg.head_dim],
+                    p16: vec![f16::ZERO; params.n_ctx],
+                })
+                .collect(),
             rope: vec![0.0; cfg.n_rot],
             act: vec![0; t * act_stride],
             logits: vec![0.0; t * cfg.n_vocab],
@@ -181,7 +193,6 @@ impl<'m, 'a> Session<'m, 'a> {
             s,
             act_stride,
             kernels,
-            ops: Ops::new(&kernels),
             pool,
         })
     }
@@ -290,11 +301,18 @@ impl<'m, 'a> Session<'m, 'a> {
         let (c, qd, kvd, f) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
         let t_len = tokens.len();
         let s = &mut self.s;
+        let kern = &self.kernels;
+        let pool = &self.pool;
         let mm = MatMul {
-            k: &self.kernels,
-            pool: &self.pool,
+            k: kern,
+            pool,
             stride: self.act_stride,
         };
+        let (d, n_head) = (cfg.head_dim, cfg.n_head);
+        let group = cfg.n_head / cfg.n_head_kv;
+        let scale = 1.0 / (d as f32).sqrt();
+        let n_ctx = self.params.n_ctx;
+        let pos0 = self.pos;
 
         // Embedding lookup: dequantize one row of token_embd per token (ggml_get_rows).
         for (t, &tok) in tokens.iter().enumerate() {
@@ -304,40 +322,32 @@ impl<'m, 'a> Session<'m, 'a> {
 
         for (l, layer) in w.layers.iter().enumerate() {
             // Attention block.
-            for t in 0..t_len {
-                rms_norm(
-                    &mut s.xb[t * c..(t + 1) * c],
-                    &s.x[t * c..(t + 1) * c],
-                    &layer.attn_norm,
-                    cfg.rms_eps,
-                );
-            }
-            mm.run(
-                &mut s.q[..t_len * qd],
-                &layer.wq,
-                &s.xb[..t_len * c],
-                &mut s.act,
-                &mut s.par,
-            );
-            mm.run(
+            let x = &s.x;
+            pool.for_each_chunk(&mut s.xb[..t_len * c], c, |t, xb| {
+                rms_norm(xb, &x[t * c..(t + 1) * c], &layer.attn_norm, cfg.rms_eps);
+            });
+            mm.quantize(&layer.wq, &s.xb[..t_len * c], &mut s.act);
+            mm.product(&mut s.q[..t_len * qd], &layer.wq, t_len, &s.act, &mut s.par);
+            mm.requantize(&layer.wq, &layer.wk, &s.xb[..t_len * c], &mut s.act);
+            mm.product(
                 &mut s.k[..t_len * kvd],
                 &layer.wk,
-                &s.xb[..t_len * c],
-                &mut s.act,
+                t_len,
+                &s.act,
                 &mut s.par,
             );
-            mm.run(
+            mm.requantize(&layer.wk, &layer.wv, &s.xb[..t_len * c], &mut s.act);
+            mm.product(
                 &mut s.v[..t_len * kvd],
                 &layer.wv,
-                &s.xb[..t_len * c],
-                &mut s.act,
+                t_len,
+                &s.act,
                 &mut s.par,
             );
 
-            let n_ctx = self.params.n_ctx;
             let layer_base = l * n_ctx * kvd;
             for t in 0..t_len {
-                let pos = self.pos + t;
+                let pos = pos0 + t;
                 rope_cache(
                     &mut s.rope,
                     pos,
@@ -345,45 +355,48 @@ impl<'m, 'a> Session<'m, 'a> {
                     cfg.rope_freq_scale,
                     cfg.n_rot,
                 );
-                for h in 0..cfg.n_head {
-                    rope(
-                        &mut s.q[t * qd + h * cfg.head_dim..][..cfg.head_dim],
-                        &s.rope,
-                    );
+                for head in s.q[t * qd..(t + 1) * qd].chunks_exact_mut(d) {
+                    kern.rope_ggml(head, &s.rope);
                 }
-                for h in 0..cfg.n_head_kv {
-                    rope(
-                        &mut s.k[t * kvd + h * cfg.head_dim..][..cfg.head_dim],
-                        &s.rope,
-                    );
+                for head in s.k[t * kvd..(t + 1) * kvd].chunks_exact_mut(d) {
+                    kern.rope_ggml(head, &s.rope);
                 }
                 let slot = layer_base + pos * kvd;
-                for (dst, &src) in self.kv.k[slot..slot + kvd]
-                    .iter_mut()
-                    .zip(&s.k[t * kvd..(t + 1) * kvd])
-                {
-                    *dst = f16::from_f32(src);
-                }
+                kern.to_f16(
+                    &s.k[t * kvd..(t + 1) * kvd],
+                    &mut self.kv.k[slot..slot + kvd],
+                );
                 for (i, &src) in s.v[t * kvd..(t + 1) * kvd].iter().enumerate() {
                     self.kv.vt[layer_base + i * n_ctx + pos] = f16::from_f32(src);
                 }
             }
-            for t in 0..t_len {
-                let n_kv = self.pos + t + 1; // causal: this token sees itself and everything before
-                attention(
-                    &self.ops,
-                    &mut s.att_out[t * qd..(t + 1) * qd],
-                    &s.q[t * qd..(t + 1) * qd],
-                    &self.kv.k[layer_base..layer_base + n_kv * kvd],
-                    &self.kv.vt[layer_base..layer_base + n_ctx * kvd],
-                    n_ctx,
-                    cfg,
-                    &mut s.scores[..n_kv],
-                    &mut s.q16,
-                    &mut s.p16[..n_kv],
-                    batched,
-                );
-            }
+            // One work item per (token, head), written to its own D-slice of att_out.
+            let (q, kv) = (&s.q, &self.kv);
+            pool.for_each_chunk_with(
+                &mut s.att_out[..t_len * qd],
+                d,
+                &mut s.attn,
+                |item, out, sc| {
+                    let (t, h) = (item / n_head, item % n_head);
+                    let kvh = h / group;
+                    let n_kv = pos0 + t + 1; // causal: this token sees itself and everything before
+                    let layer_end = layer_base + n_ctx * kvd;
+                    kern.attention_head_ggml(
+                        out,
+                        &q[t * qd + h * d..][..d],
+                        &kv.k[layer_base + kvh * d..layer_end],
+                        kvd,
+                        &kv.vt[layer_base + kvh * d * n_ctx..layer_end],
+                        n_ctx,
+                        scale,
+                        batched,
+                        llama_n_kv(n_kv),
+                        &mut sc.scores[..n_kv],
+                        &mut sc.q16,
+                        &mut sc.p16[..n_kv],
+                    );
+                },
+            );
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,
@@ -396,31 +409,30 @@ impl<'m, 'a> Session<'m, 'a> {
             }
 
             // Feed-forward block (SwiGLU).
-            for t in 0..t_len {
-                rms_norm(
-                    &mut s.xb[t * c..(t + 1) * c],
-                    &s.x[t * c..(t + 1) * c],
-                    &layer.ffn_norm,
-                    cfg.rms_eps,
-                );
-            }
-            mm.run(
+            let x = &s.x;
+            pool.for_each_chunk(&mut s.xb[..t_len * c], c, |t, xb| {
+                rms_norm(xb, &x[t * c..(t + 1) * c], &layer.ffn_norm, cfg.rms_eps);
+            });
+            mm.quantize(&layer.w_gate, &s.xb[..t_len * c], &mut s.act);
+            mm.product(
                 &mut s.hb[..t_len * f],
                 &layer.w_gate,
-                &s.xb[..t_len * c],
-                &mut s.act,
+                t_len,
+                &s.act,
                 &mut s.par,
             );
-            mm.run(
+            mm.requantize(&layer.w_gate, &layer.w_up, &s.xb[..t_len * c], &mut s.act);
+            mm.product(
                 &mut s.hb2[..t_len * f],
                 &layer.w_up,
-                &s.xb[..t_len * c],
-                &mut s.act,
+                t_len,
+                &s.act,
                 &mut s.par,
             );
-            for t in 0..t_len {
-                swiglu(&mut s.hb[t * f..(t + 1) * f], &s.hb2[t * f..(t + 1) * f]);
-            }
+            let up = &s.hb2;
+            pool.for_each_chunk(&mut s.hb[..t_len * f], f, |t, g| {
+                kern.swiglu_ggml(g, &up[t * f..(t + 1) * f]);
+            });
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.w_down,
@@ -468,9 +480,7 @@ struct MatMul<'p> {
 }
 
 impl MatMul<'_> {
-    /// `out (T, rows) = x (T, cols) @ W^T`: each row of `x` is quantized to the weight type's
-    /// activation format first (ggml's `from_float` of the `vec_dot_type`), then the rows of `W` are
-    /// split across the pool and every weight row is dotted with every token while it is in cache.
+    /// `out (T, rows) = x (T, cols) @ W^T`: [`MatMul::quantize`] then [`MatMul::product`].
     fn run(
         &self,
         out: &mut [f32],
@@ -479,16 +489,55 @@ impl MatMul<'_> {
         act: &mut [u8],
         par: &mut [f32],
     ) {
-        let n = wt.cols;
-        let t_len = x.len() / n;
-        debug_assert_eq!(out.len(), t_len * wt.rows);
+        self.quantize(wt, x, act);
+        self.product(out, wt, x.len() / wt.cols, act, par);
+    }
+
+    /// Quantizes each row of `x` (T, cols) into `act` in the activation format of `wt`'s type
+    /// (ggml's `from_float` of the `vec_dot_type`), one row every `stride` bytes.
+    fn quantize(&self, wt: &super::weights::Matrix<'_>, x: &[f32], act: &mut [u8]) {
         let act_ty: QuantType = wt.ty.info().vec_dot_type;
+        let n = wt.cols;
         let arb = act_ty.row_bytes(n).expect("checked at load");
-        for t in 0..t_len {
+        for (t, row) in x.chunks_exact(n).enumerate() {
             let dst = &mut act[t * self.stride..t * self.stride + arb];
-            self.k
-                .quantize_activations(act_ty, &x[t * n..(t + 1) * n], dst);
+            self.k.quantize_activations(act_ty, row, dst);
         }
+    }
+
+    /// [`MatMul::quantize`] for `wt` when `x` was last quantized for `prev` (same input): only
+    /// when their activation formats differ.
+    fn requantize(
+        &self,
+        prev: &super::weights::Matrix<'_>,
+        wt: &super::weights::Matrix<'_>,
+        x: &[f32],
+        act: &mut [u8],
+    ) {
+        if prev.ty.info().vec_dot_type != wt.ty.info().vec_dot_type {
+            self.quantize(wt, x, act);
+        }
+    }
+
+    /// `out (T, rows) = W @ act` for activations already quantized by [`MatMul::quantize`]: the
+    /// rows of `W` are split across the pool and every weight row is dotted with every token while
+    /// it is in cache.
+    fn product(
+        &self,
+        out: &mut [f32],
+        wt: &super::weights::Matrix<'_>,
+        t_len: usize,
+        act: &[u8],
+        par: &mut [f32],
+    ) {
+        let n = wt.cols;
+        debug_assert_eq!(out.len(), t_len * wt.rows);
+        let arb = wt
+            .ty
+            .info()
+            .vec_dot_type
+            .row_bytes(n)
+            .expect("checked at load");
         let act_len = (t_len - 1) * self.stride + arb;
         let par = if t_len > 1 {
             &mut par[..t_len * wt.rows]

@@ -276,7 +276,7 @@ dot_q8!(dot_q8_1, 36, 4);
 /// gcc 12's `_mm512_reduce_add_ps`: 8 + 8, 4 + 4, then `[0] + [2]`, `[1] + [3]`, then the two.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn reduce_add16(v: __m512) -> f32 {
+pub(super) fn reduce_add16(v: __m512) -> f32 {
     let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
     let t3 = _mm256_add_ps(hi, _mm512_castps512_ps256(v));
     let t6 = _mm_add_ps(_mm256_extractf128_ps::<1>(t3), _mm256_castps256_ps128(t3));

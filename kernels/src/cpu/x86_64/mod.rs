@@ -9,7 +9,9 @@
 //! `vec_dot` per (row, token).
 
 pub mod avx2;
+mod avx2_ops;
 pub mod avx512;
+mod avx512_ops;
 
 /// Rows x tokens driver shared by the ISA modules. Expands to the body of a `#[target_feature]`
 /// `unsafe fn` with parameters `(out: &mut [f32], w: *const u8, rb: usize, rows: usize,

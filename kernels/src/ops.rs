@@ -1,0 +1,245 @@
+//! The non-matmul operations of llama.cpp's CPU forward pass that need fused multiply-adds, as
+//! methods of [`Kernels`]: ggml's `expf`, soft_max, SwiGLU, RoPE rotation, f32 -> f16, the two f16
+//! dot orders of attention, and one attention head built from them.
+//!
+//! [`crate::reference::ops`] defines each op (scalar, `f32::mul_add`, which is a libm `fmaf` call
+//! without the FMA target feature). The AVX2 and AVX-512 paths run the same per-lane operations
+//! with inline FMA and are bit-identical to it for every input (NaN payloads aside), so the choice
+//! of path never changes a result. Other ISAs (and targets) run the scalar definition.
+//!
+//! Nothing here allocates. Dispatch goes through [`Kernels::isa`]; the ISA token is detected once
+//! per process.
+
+use half::f16;
+
+use crate::reference::ops as reference;
+use crate::{Isa, Kernels};
+
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::x86_64::{avx2::Avx2, avx512::Avx512Vnni};
+
+/// The implementation behind one call: the ISA token when there is a SIMD version.
+#[derive(Clone, Copy)]
+enum Path {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2(Avx2),
+    #[cfg(target_arch = "x86_64")]
+    Avx512(Avx512Vnni),
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_token() -> Option<Avx2> {
+    static TOKEN: std::sync::OnceLock<Option<Avx2>> = std::sync::OnceLock::new();
+    *TOKEN.get_or_init(Avx2::detect)
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_token() -> Option<Avx512Vnni> {
+    static TOKEN: std::sync::OnceLock<Option<Avx512Vnni>> = std::sync::OnceLock::new();
+    *TOKEN.get_or_init(Avx512Vnni::detect)
+}
+
+impl Path {
+    fn dot_f16_ggml(self, x: &[f16], y: &[f16], n_pad: usize) -> f32 {
+        match self {
+            Path::Scalar => reference::dot_f16_ggml(x, y, n_pad),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.dot_f16_ggml(x, y, n_pad),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.dot_f16_ggml(x, y, n_pad),
+        }
+    }
+
+    fn dot_f16_sgemm(self, a: &[f16], b: &[f16]) -> f32 {
+        match self {
+            Path::Scalar => reference::dot_f16_sgemm(a, b),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.dot_f16_sgemm(a, b),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.dot_f16_sgemm(a, b),
+        }
+    }
+
+    fn soft_max(self, x: &mut [f32], max: f32) -> f64 {
+        match self {
+            Path::Scalar => reference::soft_max(x, max),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.soft_max_ggml(x, max),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.soft_max_ggml(x, max),
+        }
+    }
+
+    fn to_f16(self, src: &[f32], dst: &mut [f16]) {
+        match self {
+            Path::Scalar => reference::to_f16(src, dst),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.to_f16(src, dst),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.to_f16(src, dst),
+        }
+    }
+}
+
+impl Kernels {
+    fn ops_path(&self) -> Path {
+        match self.isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => avx512_token().map_or(Path::Scalar, Path::Avx512),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => avx2_token().map_or(Path::Scalar, Path::Avx2),
+            _ => Path::Scalar,
+        }
+    }
+
+    /// `x[i] = exp(x[i])` as ggml's AVX-512 `ggml_v_expf`: [`reference::v_expf`].
+    pub fn expf_ggml(&self, x: &mut [f32]) {
+        match self.ops_path() {
+            Path::Scalar => reference::expf(x),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.expf_ggml(x),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.expf_ggml(x),
+        }
+    }
+
+    /// ggml's `ggml_vec_soft_max_f32`: `x = exp(x - max)` in place, returns the sum (f64):
+    /// [`reference::soft_max`].
+    pub fn soft_max_ggml(&self, x: &mut [f32], max: f32) -> f64 {
+        self.ops_path().soft_max(x, max)
+    }
+
+    /// ggml's `ggml_vec_swiglu_f32` in place, `g = silu(g) * u`: [`reference::swiglu`].
+    ///
+    /// # Panics
+    /// If `u` is shorter than `g`.
+    pub fn swiglu_ggml(&self, g: &mut [f32], u: &[f32]) {
+        match self.ops_path() {
+            Path::Scalar => reference::swiglu(g, u),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.swiglu_ggml(g, u),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.swiglu_ggml(g, u),
+        }
+    }
+
+    /// Rotates the adjacent pairs of `head` by the `(cos, sin)` pairs of `cache` (ggml's normal
+    /// RoPE mode): [`reference::rope`].
+    pub fn rope_ggml(&self, head: &mut [f32], cache: &[f32]) {
+        match self.ops_path() {
+            Path::Scalar => reference::rope(head, cache),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.rope_ggml(head, cache),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.rope_ggml(head, cache),
+        }
+    }
+
+    /// `dst[i] = f16(src[i])`, round to nearest even: [`reference::to_f16`].
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn to_f16(&self, src: &[f32], dst: &mut [f16]) {
+        self.ops_path().to_f16(src, dst)
+    }
+
+    /// ggml's `ggml_vec_dot_f16` (AVX-512 build) over a row of `n_pad >= x.len()` elements, zero
+    /// past `x.len()`: [`reference::dot_f16_ggml`].
+    ///
+    /// # Panics
+    /// If the lengths differ or `n_pad < x.len()`.
+    pub fn dot_f16_ggml(&self, x: &[f16], y: &[f16], n_pad: usize) -> f32 {
+        self.ops_path().dot_f16_ggml(x, y, n_pad)
+    }
+
+    /// One element of tinyBLAS's F16 x F16 product (AVX-512 build): [`reference::dot_f16_sgemm`].
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn dot_f16_sgemm(&self, a: &[f16], b: &[f16]) -> f32 {
+        self.ops_path().dot_f16_sgemm(a, b)
+    }
+
+    /// One query head of llama.cpp's non-flash attention over `n_kv = scores.len()` cached
+    /// positions: `kq = mul_mat(k, q)` (q rounded to f16), `soft_max_ext(kq, mask, scale)`,
+    /// `kqv = mul_mat(v^T, kq)` (kq rounded to f16). With `batched` both products take tinyBLAS's
+    /// order ([`Kernels::dot_f16_sgemm`], ggml's choice for a batch of two or more tokens), else
+    /// `ggml_vec_dot_f16`'s, the value products over rows of `v_pad` elements (llama.cpp's padded
+    /// KV length, masked cells count as zeros).
+    ///
+    /// - `out` (D,), `q` (D,);
+    /// - `k`: key `j` of this head at `k[j * k_stride..][..D]`;
+    /// - `vt`: this head's values transposed, element `i` of position `j` at `vt[i * vt_stride + j]`;
+    /// - scratch: `scores` (n_kv,), `q16` (D,), `p16` (n_kv,).
+    ///
+    /// # Panics
+    /// If a length disagrees with the above or `v_pad < n_kv`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_head_ggml(
+        &self,
+        out: &mut [f32],
+        q: &[f32],
+        k: &[f16],
+        k_stride: usize,
+        vt: &[f16],
+        vt_stride: usize,
+        scale: f32,
+        batched: bool,
+        v_pad: usize,
+        scores: &mut [f32],
+        q16: &mut [f16],
+        p16: &mut [f16],
+    ) {
+        let d = q.len();
+        let n_kv = scores.len();
+        assert_eq!(out.len(), d, "attention_head: out must be (D,)");
+        assert_eq!(q16.len(), d, "attention_head: q16 must be (D,)");
+        assert_eq!(p16.len(), n_kv, "attention_head: p16 must be (n_kv,)");
+        assert!(v_pad >= n_kv, "attention_head: v_pad < n_kv");
+        if n_kv == 0 || d == 0 {
+            out.fill(0.0);
+            return;
+        }
+        assert!(
+            (n_kv - 1)
+                .checked_mul(k_stride)
+                .and_then(|v| v.checked_add(d))
+                .is_some_and(|need| k.len() >= need),
+            "attention_head: k too short"
+        );
+        assert!(
+            (d - 1)
+                .checked_mul(vt_stride)
+                .and_then(|v| v.checked_add(n_kv))
+                .is_some_and(|need| vt.len() >= need),
+            "attention_head: vt too short"
+        );
+        let p = self.ops_path();
+        p.to_f16(q, q16);
+        for (j, sc) in scores.iter_mut().enumerate() {
+            let kj = &k[j * k_stride..][..d];
+            let dot = if batched {
+                p.dot_f16_sgemm(kj, q16)
+            } else {
+                p.dot_f16_ggml(kj, q16, d)
+            };
+            *sc = dot * scale;
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum = p.soft_max(scores, max);
+        let inv = (1.0 / sum) as f32;
+        for sc in scores.iter_mut() {
+            *sc *= inv;
+        }
+        p.to_f16(scores, p16);
+        for (i, o) in out.iter_mut().enumerate() {
+            let v = &vt[i * vt_stride..][..n_kv];
+            *o = if batched {
+                p.dot_f16_sgemm(v, p16)
+            } else {
+                p.dot_f16_ggml(v, p16, v_pad)
+            };
+        }
+    }
+}

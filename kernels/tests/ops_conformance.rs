@@ -1,0 +1,299 @@
+//! The ggml-exact ops of `ingot_kernels::ops` on every [`Kernels`] path available on the host
+//! against their scalar definitions in `ingot_kernels::reference::ops`: bit for bit (no tolerance:
+//! these ops reproduce llama.cpp exactly, and any path may run them), at the lengths
+//! `{0,1,2,3,7,8,15,16,17,31,33,64,255,1023}` and at shifted (odd) offsets. NaN results must be
+//! NaN, with any payload (Rust does not specify NaN payloads of float operations).
+//!
+//! Inputs come from a seeded splitmix64, so every failure reproduces.
+
+use half::f16;
+use ingot_kernels::reference::ops as reference;
+use ingot_kernels::{Isa, Kernels};
+
+const LENGTHS: [usize; 14] = [0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 64, 255, 1023];
+const OFFSETS: [usize; 3] = [0, 1, 3];
+
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 / (1u32 << 23) as f32) - 1.0
+    }
+
+    /// Mostly ordinary values of the given scale, with the specials and edges of `expf`: NaN,
+    /// infinities, signed zeros, subnormals, the overflow/underflow boundaries (|x| near 88,
+    /// 103 and 133 = 192 ln 2) and huge magnitudes.
+    fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| match self.next_u64() % 40 {
+                0 => f32::NAN,
+                1 => f32::from_bits(0x7fc0_1234 | ((self.next_u64() as u32) & 0x8000_0000)),
+                2 => f32::INFINITY,
+                3 => f32::NEG_INFINITY,
+                4 => 0.0,
+                5 => -0.0,
+                6 => f32::from_bits((self.next_u64() as u32) & 0x807f_ffff), // subnormal
+                7 => self.unit() * 1e30,
+                8..=11 => {
+                    let edge = [88.7, 103.9, 133.1, 87.3][(self.next_u64() % 4) as usize];
+                    edge * self.unit().signum() + self.unit() * 0.5
+                }
+                _ => self.unit() * scale,
+            })
+            .collect()
+    }
+}
+
+fn kernels() -> Vec<Kernels> {
+    let ks: Vec<Kernels> = Isa::ALL.into_iter().filter_map(Kernels::for_isa).collect();
+    let names: Vec<String> = ks.iter().map(|k| k.isa().to_string()).collect();
+    println!("ISAs covered: {}", names.join(", "));
+    ks
+}
+
+fn same_f32(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+}
+
+fn same_f16(a: &[f16], b: &[f16]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+}
+
+#[test]
+fn v_expf_is_close_to_exp() {
+    for i in -2000..1760 {
+        let x = i as f32 * 0.05;
+        let (a, b) = (reference::v_expf(x), x.exp());
+        assert!(
+            (a - b).abs() <= 4e-7 * b.max(f32::MIN_POSITIVE),
+            "{x}: {a} vs {b}"
+        );
+    }
+    assert_eq!(reference::v_expf(f32::NEG_INFINITY), 0.0);
+    assert_eq!(reference::v_expf(-200.0), 0.0);
+    assert_eq!(reference::v_expf(f32::INFINITY), f32::INFINITY);
+}
+
+#[test]
+fn expf_matches_reference() {
+    let mut rng = SplitMix64(1);
+    for k in kernels() {
+        for n in LENGTHS {
+            for off in OFFSETS {
+                for scale in [1.0, 20.0, 120.0] {
+                    let x = rng.values(n + off, scale);
+                    let mut want = x[off..].to_vec();
+                    reference::expf(&mut want);
+                    let mut got = x.clone();
+                    k.expf_ggml(&mut got[off..]);
+                    assert!(same_f32(&got[off..], &want), "{} n={n} off={off}", k.isa());
+                    assert!(same_f32(&got[..off], &x[..off]), "{} wrote before", k.isa());
+                }
+            }
+        }
+        // Every f32 bit pattern in a sparse sweep, subnormals and specials included.
+        let x: Vec<f32> = (0..=u32::MAX / 4099)
+            .map(|i| f32::from_bits(i * 4099))
+            .collect();
+        let mut want = x.clone();
+        reference::expf(&mut want);
+        let mut got = x.clone();
+        k.expf_ggml(&mut got);
+        assert!(same_f32(&got, &want), "{} bit sweep", k.isa());
+    }
+}
+
+#[test]
+fn soft_max_matches_reference() {
+    let mut rng = SplitMix64(2);
+    for k in kernels() {
+        for n in LENGTHS {
+            for off in OFFSETS {
+                // Attention scores: finite, with -inf for masked cells; and the edge values.
+                for special in [false, true] {
+                    let mut x: Vec<f32> = if special {
+                        rng.values(n + off, 8.0)
+                    } else {
+                        (0..n + off).map(|_| rng.unit() * 8.0).collect()
+                    };
+                    if !special && n > 2 {
+                        x[off + n - 1] = f32::NEG_INFINITY;
+                    }
+                    let max = x[off..].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let mut want = x[off..].to_vec();
+                    let sw = reference::soft_max(&mut want, max);
+                    let mut got = x.clone();
+                    let sg = k.soft_max_ggml(&mut got[off..], max);
+                    let ok = sw.to_bits() == sg.to_bits() || (sw.is_nan() && sg.is_nan());
+                    assert!(ok, "{} sum n={n} off={off}: {sg} vs {sw}", k.isa());
+                    assert!(same_f32(&got[off..], &want), "{} n={n} off={off}", k.isa());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn swiglu_matches_reference() {
+    let mut rng = SplitMix64(3);
+    for k in kernels() {
+        for n in LENGTHS {
+            for off in OFFSETS {
+                let g = rng.values(n + off, 6.0);
+                let u = rng.values(n + off, 2.0);
+                let mut want = g[off..].to_vec();
+                reference::swiglu(&mut want, &u[off..]);
+                let mut got = g.clone();
+                k.swiglu_ggml(&mut got[off..], &u[off..]);
+                assert!(same_f32(&got[off..], &want), "{} n={n} off={off}", k.isa());
+            }
+        }
+    }
+}
+
+#[test]
+fn rope_matches_reference() {
+    let mut rng = SplitMix64(4);
+    for k in kernels() {
+        for n in LENGTHS {
+            for off in OFFSETS {
+                // Cache shorter, equal or longer than the head (n_rot < head_dim leaves the rest).
+                for cn in [n / 2, n, n + 5] {
+                    let h = rng.values(n + off, 4.0);
+                    let c: Vec<f32> = (0..cn + off).map(|_| rng.unit()).collect();
+                    let mut want = h[off..].to_vec();
+                    reference::rope(&mut want, &c[off..]);
+                    let mut got = h.clone();
+                    k.rope_ggml(&mut got[off..], &c[off..]);
+                    assert!(same_f32(&got[off..], &want), "{} n={n} cn={cn}", k.isa());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn to_f16_matches_reference() {
+    let mut rng = SplitMix64(5);
+    for k in kernels() {
+        for n in LENGTHS {
+            for off in OFFSETS {
+                for scale in [1.0, 1e-5, 7e4] {
+                    let x = rng.values(n + off, scale);
+                    let mut want = vec![f16::ZERO; n];
+                    reference::to_f16(&x[off..], &mut want);
+                    let mut got = vec![f16::ONE; n + off];
+                    k.to_f16(&x[off..], &mut got[off..]);
+                    assert!(same_f16(&got[off..], &want), "{} n={n} off={off}", k.isa());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn f16_dots_match_reference() {
+    let mut rng = SplitMix64(6);
+    let mut lengths = LENGTHS.to_vec();
+    lengths.extend([63, 65, 100, 256, 300, 700]);
+    for k in kernels() {
+        for &n in &lengths {
+            for off in OFFSETS {
+                let a: Vec<f16> = (0..n + off).map(|_| f16::from_f32(rng.unit())).collect();
+                let b: Vec<f16> = (0..n + off).map(|_| f16::from_f32(rng.unit())).collect();
+                let (a, b) = (&a[off..], &b[off..]);
+                for n_pad in [n, n.div_ceil(64) * 64, n.div_ceil(256).max(1) * 256] {
+                    assert_eq!(
+                        k.dot_f16_ggml(a, b, n_pad).to_bits(),
+                        reference::dot_f16_ggml(a, b, n_pad).to_bits(),
+                        "{} ggml n={n} pad={n_pad} off={off}",
+                        k.isa()
+                    );
+                }
+                assert_eq!(
+                    k.dot_f16_sgemm(a, b).to_bits(),
+                    reference::dot_f16_sgemm(a, b).to_bits(),
+                    "{} sgemm n={n} off={off}",
+                    k.isa()
+                );
+            }
+        }
+    }
+}
+
+/// The fused head against the same steps written out with the reference ops.
+#[test]
+fn attention_head_matches_reference() {
+    let mut rng = SplitMix64(7);
+    let d = 64;
+    let (k_stride, vt_stride) = (3 * d, 700);
+    for k in kernels() {
+        for n_kv in [1usize, 2, 17, 64, 255, 300] {
+            let keys: Vec<f16> = (0..n_kv * k_stride)
+                .map(|_| f16::from_f32(rng.unit() * 2.0))
+                .collect();
+            let vt: Vec<f16> = (0..d * vt_stride)
+                .map(|_| f16::from_f32(rng.unit()))
+                .collect();
+            let q: Vec<f32> = (0..d).map(|_| rng.unit() * 3.0).collect();
+            let scale = 1.0 / (d as f32).sqrt();
+            let v_pad = n_kv.div_ceil(256) * 256;
+            for batched in [false, true] {
+                // The definition, step by step.
+                let mut q16 = vec![f16::ZERO; d];
+                reference::to_f16(&q, &mut q16);
+                let mut s: Vec<f32> = (0..n_kv)
+                    .map(|j| {
+                        let kj = &keys[j * k_stride..][..d];
+                        let dot = if batched {
+                            reference::dot_f16_sgemm(kj, &q16)
+                        } else {
+                            reference::dot_f16_ggml(kj, &q16, d)
+                        };
+                        dot * scale
+                    })
+                    .collect();
+                let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let inv = (1.0 / reference::soft_max(&mut s, max)) as f32;
+                let p: Vec<f16> = s.iter().map(|&x| f16::from_f32(x * inv)).collect();
+                let want: Vec<f32> = (0..d)
+                    .map(|i| {
+                        let v = &vt[i * vt_stride..][..n_kv];
+                        if batched {
+                            reference::dot_f16_sgemm(v, &p)
+                        } else {
+                            reference::dot_f16_ggml(v, &p, v_pad)
+                        }
+                    })
+                    .collect();
+                let mut out = vec![f32::NAN; d];
+                let (mut sc, mut q16, mut p16) =
+                    (vec![0.0; n_kv], vec![f16::ZERO; d], vec![f16::ZERO; n_kv]);
+                k.attention_head_ggml(
+                    &mut out, &q, &keys, k_stride, &vt, vt_stride, scale, batched, v_pad, &mut sc,
+                    &mut q16, &mut p16,
+                );
+                assert!(
+                    same_f32(&out, &want),
+                    "{} n_kv={n_kv} batched={batched}",
+                    k.isa()
+                );
+            }
+        }
+    }
+}
