@@ -366,7 +366,10 @@ impl Kernels {
         };
         assert_eq!(target.len(), t * rows, "matmul_par: scratch too short");
         let base = SharedMut(target.as_mut_ptr());
-        let n_chunks = rows.div_ceil(CHUNK_ROWS);
+        // Few tokens: long contiguous runs per work item keep the hardware prefetchers streaming;
+        // about 8 items per thread still balance a preempted thread's share.
+        let chunk_rows = (rows / (8 * nt)).next_multiple_of(CHUNK_ROWS).max(CHUNK_ROWS);
+        let n_chunks = rows.div_ceil(chunk_rows);
         let next = AtomicUsize::new(0);
         // Chunk c covers rows c*CHUNK_ROWS.. ; its block in `target` is the (t, chunk rows) matrix
         // starting at t * first row (for t == 1, simply its rows of `out`).
@@ -375,7 +378,7 @@ impl Kernels {
             if c >= n_chunks {
                 break;
             }
-            let r = c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(rows);
+            let r = c * chunk_rows..((c + 1) * chunk_rows).min(rows);
             let len = t * r.len();
             // SAFETY: `base` points to `target`, exclusively borrowed for the whole `run` call, which
             // returns only after every thread running this closure is done. Each chunk index is taken
@@ -395,7 +398,7 @@ impl Kernels {
         });
         if t > 1 {
             for c in 0..n_chunks {
-                let r = c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(rows);
+                let r = c * chunk_rows..((c + 1) * chunk_rows).min(rows);
                 let block = &scratch[t * r.start..t * r.end];
                 for j in 0..t {
                     out[j * rows + r.start..j * rows + r.end]
