@@ -5,32 +5,13 @@
 //!
 //! Known-answer tests for the activation quantizers' rounding live in `activation_kat.rs`.
 
+mod common;
+use common::{shifted, SplitMix64, LENGTH_BLOCKS, OFFSETS, U32, U64};
+
 use ingot_kernels::blocks::{BlockQ4_1, BlockQ5_1, BlockQ8_1, QK};
 use ingot_kernels::{matvec, quantize_activations, QuantType};
 
-const LENGTH_BLOCKS: [usize; 12] = [1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 255, 1023];
-const OFFSETS: [usize; 3] = [0, 1, 3];
-/// f32 unit roundoff.
-const U32: f64 = 1.0 / (1u64 << 24) as f64;
-/// f64 unit roundoff.
-const U64: f64 = 1.0 / (1u64 << 53) as f64;
-
-struct SplitMix64(u64);
-
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1) with 24 random bits.
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u32 << 23) as f32) - 1.0
-    }
-
     /// `n` values whose scale changes every 32 elements (2^-10 .. 2^5), with occasional outliers,
     /// all-equal and all-zero blocks, so that per-block scales, min/max and zero paths all run.
     fn activations(&mut self, n: usize) -> Vec<f32> {
@@ -51,13 +32,6 @@ impl SplitMix64 {
         }
         v
     }
-}
-
-/// `bytes` copied behind `off` junk bytes, so kernels see a slice at that address offset.
-fn shifted(bytes: &[u8], off: usize) -> Vec<u8> {
-    let mut v = vec![0xa5u8; off];
-    v.extend_from_slice(bytes);
-    v
 }
 
 fn quantize(ty: QuantType, x: &[f32]) -> Vec<u8> {

@@ -12,26 +12,15 @@
 //! The input mixes per-block scales 2^-10..2^5, constant blocks, all-positive blocks, and blocks
 //! with amax = 127 and values on half-integers, where `roundf` and ties-to-even disagree.
 
+mod common;
+use common::SplitMix64;
+
 use ingot_kernels::blocks::QK;
 use ingot_kernels::{quantize_activations, QuantType};
 
 const N: usize = 2048;
 
-struct SplitMix64(u64);
-
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / 8_388_608.0 - 1.0
-    }
-
     /// Same draw order as the C harness's `gen`.
     fn fill(&mut self, x: &mut [f32]) {
         for block in x.chunks_exact_mut(QK) {

@@ -6,29 +6,16 @@
 //!
 //! Inputs come from a seeded splitmix64, so every failure reproduces.
 
+mod common;
+use common::{SplitMix64, OFFSETS};
+
 use half::f16;
 use ingot_kernels::reference::ops as reference;
 use ingot_kernels::{Isa, Kernels};
 
 const LENGTHS: [usize; 14] = [0, 1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 64, 255, 1023];
-const OFFSETS: [usize; 3] = [0, 1, 3];
-
-struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u32 << 23) as f32) - 1.0
-    }
-
     /// Mostly ordinary values of the given scale, with the specials and edges of `expf`: NaN,
     /// infinities, signed zeros, subnormals, the overflow/underflow boundaries (|x| near 88,
     /// 103 and 133 = 192 ln 2) and huge magnitudes.

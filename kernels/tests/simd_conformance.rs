@@ -11,31 +11,14 @@
 //!
 //! Inputs come from a seeded splitmix64, so every failure reproduces.
 
+mod common;
+use common::{shifted, SplitMix64, LENGTH_BLOCKS, OFFSETS, U32};
+
 use half::f16;
 use ingot_kernels::blocks::QK;
 use ingot_kernels::{quantize_activations, Isa, Kernels, QuantType};
 
-const LENGTH_BLOCKS: [usize; 12] = [1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 255, 1023];
-const OFFSETS: [usize; 3] = [0, 1, 3];
-/// f32 unit roundoff.
-const U32: f64 = 1.0 / (1u64 << 24) as f64;
-
-struct SplitMix64(u64);
-
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        ((self.next_u64() >> 40) as f32 / (1u32 << 23) as f32) - 1.0
-    }
-
     /// Values whose scale changes every 32 elements, with all-zero, all-equal and all-positive
     /// blocks and rare outliers.
     fn values(&mut self, n: usize) -> Vec<f32> {
@@ -79,13 +62,6 @@ fn paths(test: &str) -> Vec<Kernels> {
     assert!(ran.contains(&"scalar"), "the scalar path must always run");
     eprintln!("{test}: ran {ran:?}, skipped (not on this CPU) {skipped:?}");
     ks
-}
-
-/// `bytes` behind `off` junk bytes, so kernels see a slice at that address offset.
-fn shifted(bytes: &[u8], off: usize) -> Vec<u8> {
-    let mut v = vec![0xa5u8; off];
-    v.extend_from_slice(bytes);
-    v
 }
 
 fn weights(ty: QuantType, x: &[f32]) -> Vec<u8> {
