@@ -368,7 +368,9 @@ impl Kernels {
         let base = SharedMut(target.as_mut_ptr());
         // Few tokens: long contiguous runs per work item keep the hardware prefetchers streaming;
         // about 8 items per thread still balance a preempted thread's share.
-        let chunk_rows = (rows / (8 * nt)).next_multiple_of(CHUNK_ROWS).max(CHUNK_ROWS);
+        let chunk_rows = (rows / (8 * nt))
+            .next_multiple_of(CHUNK_ROWS)
+            .max(CHUNK_ROWS);
         let n_chunks = rows.div_ceil(chunk_rows);
         let next = AtomicUsize::new(0);
         // Chunk c covers rows c*CHUNK_ROWS.. ; its block in `target` is the (t, chunk rows) matrix

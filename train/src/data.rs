@@ -1,0 +1,98 @@
+//! Character-level data for tiny experiments: a tokenizer whose vocabulary is the sorted set of the
+//! characters of a text, a deterministic train/validation split, and random `(B, T)` windows with
+//! next-token targets. Byte-level BPE and the cached tokenized corpus are later work (issue 5).
+
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+/// One token per distinct character, ids in the order of the sorted characters (nanoGPT's
+/// `shakespeare_char`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CharTokenizer {
+    /// `chars[id]` is token `id`'s character.
+    pub chars: Vec<char>,
+}
+
+impl CharTokenizer {
+    pub fn from_text(text: &str) -> Self {
+        let mut chars: Vec<char> = text.chars().collect();
+        chars.sort_unstable();
+        chars.dedup();
+        CharTokenizer { chars }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.chars.len()
+    }
+
+    /// Token ids of `text`; a character outside the vocabulary is an error.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        text.chars()
+            .map(|ch| match self.chars.binary_search(&ch) {
+                Ok(id) => Ok(id as u32),
+                Err(_) => Err(Error::Data {
+                    what: format!("character {ch:?} is not in the vocabulary"),
+                }),
+            })
+            .collect()
+    }
+
+    /// The text of `ids` (ids out of range become U+FFFD).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        ids.iter()
+            .map(|&id| self.chars.get(id as usize).copied().unwrap_or('\u{FFFD}'))
+            .collect()
+    }
+}
+
+/// Splits `ids` into the first `1 - val_fraction` for training and the rest for validation.
+pub fn train_val_split(ids: &[u32], val_fraction: f64) -> (&[u32], &[u32]) {
+    let n_train = ((ids.len() as f64) * (1.0 - val_fraction)).round() as usize;
+    ids.split_at(n_train.min(ids.len()))
+}
+
+/// A batch of `b` random windows of `t + 1` consecutive ids: `tokens (B, T)` and `targets (B, T)`, the
+/// same windows shifted by one.
+pub fn random_batch(
+    ids: &[u32],
+    b: usize,
+    t: usize,
+    rng: &mut Rng,
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    if ids.len() < t + 1 {
+        return Err(Error::Data {
+            what: format!(
+                "{} tokens is too few for one window of {}",
+                ids.len(),
+                t + 1
+            ),
+        });
+    }
+    let (mut tokens, mut targets) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
+    for _ in 0..b {
+        let start = rng.below(ids.len() - t);
+        tokens.extend_from_slice(&ids[start..start + t]);
+        targets.extend_from_slice(&ids[start + 1..start + t + 1]);
+    }
+    Ok((tokens, targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn char_round_trip_and_windows() {
+        let tok = CharTokenizer::from_text("hello world");
+        assert_eq!(tok.vocab_size(), 8);
+        let ids = tok.encode("hello world").unwrap();
+        assert_eq!(tok.decode(&ids), "hello world");
+        assert!(tok.encode("z").is_err());
+        let (x, y) = random_batch(&ids, 3, 4, &mut Rng::new(1)).unwrap();
+        assert_eq!((x.len(), y.len()), (12, 12));
+        for r in 0..3 {
+            assert_eq!(x[r * 4 + 1..r * 4 + 4], y[r * 4..r * 4 + 3]);
+        }
+        assert!(random_batch(&ids, 1, 11, &mut Rng::new(1)).is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! Softmax cross-entropy over the vocabulary: `loss[n] = logsumexp(logits[n]) - logits[n][target]`,
+//! computed with the row maximum subtracted. The model's loss is the mean over the `N` tokens
+//! (PyTorch's `F.cross_entropy` default), so the backward takes `dloss = 1/N`.
+
+use crate::Float;
+
+/// Fills `probs (N, V)` with the softmax of `logits (N, V)` and `losses (N,)` with the per-token loss.
+pub fn cross_entropy_forward<F: Float>(
+    probs: &mut [F],
+    losses: &mut [F],
+    logits: &[F],
+    targets: &[u32],
+    v: usize,
+) {
+    let n = targets.len();
+    assert!(probs.len() == n * v && logits.len() == n * v && losses.len() == n);
+    for row in 0..n {
+        let l = &logits[row * v..(row + 1) * v];
+        let p = &mut probs[row * v..(row + 1) * v];
+        let max = l.iter().fold(F::NEG_INFINITY, |m, &x| m.max(x));
+        let mut sum = F::ZERO;
+        for (pi, &li) in p.iter_mut().zip(l) {
+            *pi = (li - max).exp();
+            sum += *pi;
+        }
+        let inv = F::ONE / sum;
+        p.iter_mut().for_each(|pi| *pi *= inv);
+        losses[row] = sum.ln() + max - l[targets[row] as usize];
+    }
+}
+
+/// `dlogits (N, V) += dloss * (probs - onehot(target))`, the same `dloss` for every token.
+pub fn cross_entropy_backward<F: Float>(
+    dlogits: &mut [F],
+    probs: &[F],
+    targets: &[u32],
+    v: usize,
+    dloss: F,
+) {
+    let n = targets.len();
+    assert!(dlogits.len() == n * v && probs.len() == n * v);
+    for row in 0..n {
+        let (d, p) = (
+            &mut dlogits[row * v..(row + 1) * v],
+            &probs[row * v..(row + 1) * v],
+        );
+        for (di, &pi) in d.iter_mut().zip(p) {
+            *di += dloss * pi;
+        }
+        d[targets[row] as usize] -= dloss;
+    }
+}

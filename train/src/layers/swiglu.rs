@@ -1,0 +1,31 @@
+//! The SwiGLU gate (Shazeer 2020) of llama's MLP: `h = silu(gate) * up` with `silu(g) = g * sigmoid(g)`,
+//! where `gate = x W_gate^T` (GGUF `ffn_gate`, Meta's `w1`) and `up = x W_up^T` (`ffn_up`, `w3`); the MLP
+//! output is `h W_down^T` (`ffn_down`, `w2`).
+
+use crate::Float;
+
+#[inline]
+fn sigmoid<F: Float>(x: F) -> F {
+    F::ONE / (F::ONE + (-x).exp())
+}
+
+/// `out (N, F) = silu(gate) * up`, elementwise.
+pub fn swiglu_forward<F: Float>(out: &mut [F], gate: &[F], up: &[F]) {
+    assert!(out.len() == gate.len() && out.len() == up.len());
+    for ((h, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+        *h = g * sigmoid(g) * u;
+    }
+}
+
+/// `dgate += dout * up * silu'(gate)` with `silu'(g) = s (1 + g (1 - s))`, `s = sigmoid(g)`;
+/// `dup += dout * silu(gate)`.
+pub fn swiglu_backward<F: Float>(dgate: &mut [F], dup: &mut [F], dout: &[F], gate: &[F], up: &[F]) {
+    let n = dout.len();
+    assert!(dgate.len() == n && dup.len() == n && gate.len() == n && up.len() == n);
+    for i in 0..n {
+        let (g, u, d) = (gate[i], up[i], dout[i]);
+        let s = sigmoid(g);
+        dgate[i] += d * u * s * (F::ONE + g * (F::ONE - s));
+        dup[i] += d * g * s;
+    }
+}

@@ -1,0 +1,34 @@
+//! ingot's trainer: a llama-style decoder in `f32` with an explicit forward and backward for every layer
+//! (the clarity of llm.c's `train_gpt2.c`), AdamW with global-norm clipping and a warmup + cosine
+//! schedule, and a minimal character-level pretraining loop. It trains the architecture the runtime
+//! serves (RMSNorm, RoPE on adjacent pairs, GQA attention, SwiGLU, no biases), under GGUF's tensor
+//! names, so a trained model converts to GGUF without reordering anything.
+//!
+//! It does not own tokenizers beyond the character level, checkpoint files or the CLI (later work).
+//!
+//! Dimension letters, used in every shape comment:
+//! ```text
+//! B batch   T sequence   N = B*T rows   C width   V vocabulary   L blocks
+//! H query heads   Hkv key/value heads   D = C/H head size   F SwiGLU hidden width
+//! ```
+//! Matrices are row-major `(out, in)` like `nn.Linear` and GGUF (`ne0 = in`).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod data;
+pub mod error;
+mod float;
+pub mod layers;
+pub mod model;
+pub mod optim;
+pub mod parallel;
+pub mod params;
+pub mod pretrain;
+pub mod rng;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use float::Float;
+pub use model::Model;
+pub use optim::{clip_grad_norm, lr_schedule, AdamW, AdamWConfig, Schedule};

@@ -1,0 +1,418 @@
+//! The llama-style decoder: parameters and gradients (one flat buffer each, named views from
+//! `params.rs`), activations planned once for a `(B, T)`, and the forward and backward passes written
+//! out layer by layer in the manner of llm.c's `gpt2_forward` / `gpt2_backward`. The layer math lives in
+//! `layers/`; this file owns the buffers and the order.
+//!
+//! One block, with `x` the residual stream `(N, C)`, `N = B*T`:
+//! ```text
+//! ln1 = rmsnorm(x) * attn_norm
+//! q, k, v = ln1 Wq^T, ln1 Wk^T, ln1 Wv^T        then RoPE on q and k (adjacent pairs)
+//! xa = x + attention(q, k, v) Wo^T              causal, GQA
+//! ln2 = rmsnorm(xa) * ffn_norm
+//! x' = xa + (silu(ln2 Wgate^T) * (ln2 Wup^T)) Wdown^T
+//! ```
+//! then `logits = (rmsnorm(x_L) * output_norm) Wout^T` with `Wout = token_embd` when tied, and the
+//! mean cross-entropy over the `N` tokens.
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::layers::*;
+use crate::params::{self, views, views_mut};
+use crate::rng::Rng;
+use crate::Float;
+
+/// Activations for one `(B, T)`: what the forward saves for the backward, and the backward's scratch.
+#[derive(Debug)]
+struct Activations<F> {
+    b: usize,
+    t: usize,
+    tokens: Vec<u32>,  // (N,)
+    targets: Vec<u32>, // (N,); empty when the forward had none
+    x: Vec<F>,         // (L+1, N, C) residual stream entering each block; x[L] leaves the last
+    ln1: Vec<F>,       // (L, N, C)
+    rstd1: Vec<F>,     // (L, N)
+    q: Vec<F>,         // (L, N, H*D) after RoPE
+    k: Vec<F>,         // (L, N, Hkv*D) after RoPE
+    v: Vec<F>,         // (L, N, Hkv*D)
+    att: Vec<F>,       // (L, B, H, T, T) attention probabilities
+    atty: Vec<F>,      // (L, N, H*D) attention output before Wo
+    xa: Vec<F>,        // (L, N, C) residual stream after the attention branch
+    ln2: Vec<F>,       // (L, N, C)
+    rstd2: Vec<F>,     // (L, N)
+    gate: Vec<F>,      // (L, N, F)
+    up: Vec<F>,        // (L, N, F)
+    hidden: Vec<F>,    // (L, N, F) silu(gate) * up
+    lnf: Vec<F>,       // (N, C)
+    rstdf: Vec<F>,     // (N,)
+    logits: Vec<F>,    // (N, V)
+    probs: Vec<F>,     // (N, V)
+    losses: Vec<F>,    // (N,)
+    proj: Vec<F>,      // (N, C) scratch: a branch's output before the residual add
+    // backward scratch, reused by every block
+    dx: Vec<F>,      // (N, C) gradient of the residual stream
+    dln: Vec<F>,     // (N, C) gradient of a norm's output
+    dq: Vec<F>,      // (N, H*D)
+    dk: Vec<F>,      // (N, Hkv*D)
+    dv: Vec<F>,      // (N, Hkv*D)
+    datty: Vec<F>,   // (N, H*D)
+    dgate: Vec<F>,   // (N, F)
+    dup: Vec<F>,     // (N, F)
+    dhidden: Vec<F>, // (N, F)
+    dlogits: Vec<F>, // (N, V)
+}
+
+impl<F: Float> Activations<F> {
+    fn new(cfg: &Config, b: usize, t: usize) -> Self {
+        let (n, c, l, v, f) = (b * t, cfg.dim, cfg.n_layers, cfg.vocab_size, cfg.ffn_dim);
+        let (qd, kvd) = (cfg.n_heads * cfg.head_dim(), cfg.kv_dim());
+        let z = |len: usize| vec![F::ZERO; len];
+        Activations {
+            b,
+            t,
+            tokens: vec![0; n],
+            targets: Vec::new(),
+            x: z((l + 1) * n * c),
+            ln1: z(l * n * c),
+            rstd1: z(l * n),
+            q: z(l * n * qd),
+            k: z(l * n * kvd),
+            v: z(l * n * kvd),
+            att: z(l * b * cfg.n_heads * t * t),
+            atty: z(l * n * qd),
+            xa: z(l * n * c),
+            ln2: z(l * n * c),
+            rstd2: z(l * n),
+            gate: z(l * n * f),
+            up: z(l * n * f),
+            hidden: z(l * n * f),
+            lnf: z(n * c),
+            rstdf: z(n),
+            logits: z(n * v),
+            probs: z(n * v),
+            losses: z(n),
+            proj: z(n * c),
+            dx: z(n * c),
+            dln: z(n * c),
+            dq: z(n * qd),
+            dk: z(n * kvd),
+            dv: z(n * kvd),
+            datty: z(n * qd),
+            dgate: z(n * f),
+            dup: z(n * f),
+            dhidden: z(n * f),
+            dlogits: z(n * v),
+        }
+    }
+}
+
+/// The model: configuration, parameters, gradients, activations. `F = f32` for training; the tests
+/// also run it in `f64`.
+#[derive(Debug)]
+pub struct Model<F: Float = f32> {
+    pub config: Config,
+    /// All parameters, laid out by [`params::layout`].
+    pub params: Vec<F>,
+    /// Gradients, same layout; [`Model::backward`] accumulates into them.
+    pub grads: Vec<F>,
+    /// Threads for the batch and the matmuls; results are bit-identical for any value.
+    pub n_threads: usize,
+    rope: Vec<F>, // (T, D/2, 2) cos/sin
+    acts: Option<Activations<F>>,
+}
+
+impl<F: Float> Model<F> {
+    /// A model with all parameters zero (see [`Model::init`]).
+    pub fn new(config: Config, n_threads: usize) -> Result<Self> {
+        config.validate()?;
+        let np = params::num_params(&config);
+        let rope = rope_table(
+            config.max_seq_len,
+            config.head_dim(),
+            config.rope_base as f64,
+        );
+        Ok(Model {
+            params: vec![F::ZERO; np],
+            grads: vec![F::ZERO; np],
+            n_threads: n_threads.max(1),
+            rope,
+            acts: None,
+            config,
+        })
+    }
+
+    /// Initialises as GPT-2 / nanoGPT do: matrices `N(0, 0.02)`, the two projections that write into the
+    /// residual stream (`attn_output`, `ffn_down`) `N(0, 0.02 / sqrt(2L))`, norm gains 1.
+    pub fn init(&mut self, seed: u64) {
+        let mut rng = Rng::new(seed);
+        let residual_std = 0.02 / (2.0 * self.config.n_layers as f64).sqrt();
+        for spec in params::layout(&self.config) {
+            let p = &mut self.params[spec.offset..spec.offset + spec.len];
+            if !spec.is_matrix() {
+                p.iter_mut().for_each(|x| *x = F::ONE);
+                continue;
+            }
+            let residual =
+                spec.name.ends_with("attn_output.weight") || spec.name.ends_with("ffn_down.weight");
+            let std = if residual { residual_std } else { 0.02 };
+            p.iter_mut()
+                .for_each(|x| *x = F::from_f64(std * rng.normal()));
+        }
+    }
+
+    /// The parameter tensor called `name` (GGUF naming), if any.
+    pub fn param(&self, name: &str) -> Option<&[F]> {
+        let spec = params::layout(&self.config)
+            .into_iter()
+            .find(|s| s.name == name)?;
+        Some(&self.params[spec.offset..spec.offset + spec.len])
+    }
+
+    /// The gradient of the parameter tensor called `name`, if any.
+    pub fn grad(&self, name: &str) -> Option<&[F]> {
+        let spec = params::layout(&self.config)
+            .into_iter()
+            .find(|s| s.name == name)?;
+        Some(&self.grads[spec.offset..spec.offset + spec.len])
+    }
+
+    /// The logits `(B, T, V)` of the last forward.
+    pub fn logits(&self) -> &[F] {
+        self.acts.as_ref().map_or(&[], |a| &a.logits)
+    }
+
+    pub fn zero_grad(&mut self) {
+        self.grads.iter_mut().for_each(|g| *g = F::ZERO);
+    }
+
+    /// Runs the model on `tokens (B, T)`; with `targets (B, T)` also computes the mean loss, which it
+    /// returns and which [`Model::backward`] then differentiates.
+    pub fn forward(
+        &mut self,
+        tokens: &[u32],
+        targets: Option<&[u32]>,
+        b: usize,
+        t: usize,
+    ) -> Result<Option<F>> {
+        let cfg = &self.config;
+        let n = b * t;
+        let batch_err = |what: String| Err(Error::Batch { what });
+        if t == 0 || b == 0 || t > cfg.max_seq_len {
+            return batch_err(format!(
+                "shape ({b}, {t}) needs B > 0 and 0 < T <= {}",
+                cfg.max_seq_len
+            ));
+        }
+        for (what, ids) in [("tokens", Some(tokens)), ("targets", targets)] {
+            let Some(ids) = ids else { continue };
+            if ids.len() != n {
+                return batch_err(format!("{what} has {} ids, expected B*T = {n}", ids.len()));
+            }
+            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
+                return batch_err(format!(
+                    "{what} id {bad} out of range for vocabulary {}",
+                    cfg.vocab_size
+                ));
+            }
+        }
+        if self.acts.as_ref().is_none_or(|a| a.b != b || a.t != t) {
+            self.acts = Some(Activations::new(cfg, b, t));
+        }
+        let a = self.acts.as_mut().expect("planned above");
+        let (c, v, f, th) = (cfg.dim, cfg.vocab_size, cfg.ffn_dim, self.n_threads);
+        let (nh, nkv, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
+        let (qd, kvd) = (nh * d, nkv * d);
+        let eps = F::from_f64(cfg.norm_eps as f64);
+        let shape = AttentionShape { b, t, nh, nkv, d };
+        let w = views(cfg, &self.params);
+
+        a.tokens.copy_from_slice(tokens);
+        a.targets.clear();
+        a.targets.extend_from_slice(targets.unwrap_or(&[]));
+        embedding_forward(&mut a.x[..n * c], tokens, w.token_embd, c);
+        for (l, lw) in w.layers.iter().enumerate() {
+            let (x_in, x_out) = a.x[l * n * c..(l + 2) * n * c].split_at_mut(n * c); // (N, C) each
+            let ln1 = &mut a.ln1[l * n * c..][..n * c];
+            let q = &mut a.q[l * n * qd..][..n * qd];
+            let k = &mut a.k[l * n * kvd..][..n * kvd];
+            let vv = &mut a.v[l * n * kvd..][..n * kvd];
+            let att = &mut a.att[l * b * nh * t * t..][..b * nh * t * t];
+            let atty = &mut a.atty[l * n * qd..][..n * qd];
+            let xa = &mut a.xa[l * n * c..][..n * c];
+            let ln2 = &mut a.ln2[l * n * c..][..n * c];
+            let gate = &mut a.gate[l * n * f..][..n * f];
+            let up = &mut a.up[l * n * f..][..n * f];
+            let hidden = &mut a.hidden[l * n * f..][..n * f];
+
+            rmsnorm_forward(ln1, &mut a.rstd1[l * n..][..n], x_in, lw.attn_norm, c, eps);
+            linear_forward(q, ln1, lw.attn_q, n, c, qd, th);
+            linear_forward(k, ln1, lw.attn_k, n, c, kvd, th);
+            linear_forward(vv, ln1, lw.attn_v, n, c, kvd, th);
+            rope_forward(q, &self.rope, b, t, nh, d);
+            rope_forward(k, &self.rope, b, t, nkv, d);
+            attention_forward(atty, att, q, k, vv, shape, th);
+            linear_forward(&mut a.proj, atty, lw.attn_output, n, qd, c, th);
+            residual_forward(xa, x_in, &a.proj);
+
+            rmsnorm_forward(ln2, &mut a.rstd2[l * n..][..n], xa, lw.ffn_norm, c, eps);
+            linear_forward(gate, ln2, lw.ffn_gate, n, c, f, th);
+            linear_forward(up, ln2, lw.ffn_up, n, c, f, th);
+            swiglu_forward(hidden, gate, up);
+            linear_forward(&mut a.proj, hidden, lw.ffn_down, n, f, c, th);
+            residual_forward(x_out, xa, &a.proj);
+        }
+        let x_last = &a.x[cfg.n_layers * n * c..];
+        rmsnorm_forward(&mut a.lnf, &mut a.rstdf, x_last, w.output_norm, c, eps);
+        let wout = w.output.unwrap_or(w.token_embd);
+        linear_forward(&mut a.logits, &a.lnf, wout, n, c, v, th);
+
+        let Some(targets) = targets else {
+            return Ok(None);
+        };
+        cross_entropy_forward(&mut a.probs, &mut a.losses, &a.logits, targets, v);
+        let mean = a.losses.iter().map(|l| l.to_f64()).sum::<f64>() / n as f64;
+        Ok(Some(F::from_f64(mean)))
+    }
+
+    /// Accumulates into [`Model::grads`] the gradient of the last forward's mean loss.
+    ///
+    /// Panics if the last forward had no targets.
+    pub fn backward(&mut self) {
+        self.backward_scaled(F::ONE)
+    }
+
+    /// As [`Model::backward`], for `scale * loss`: gradient accumulation over `k` micro-batches passes
+    /// `1/k` so the sum is the gradient of the mean.
+    pub fn backward_scaled(&mut self, scale: F) {
+        let cfg = &self.config;
+        let a = self.acts.as_mut().expect("backward before forward");
+        assert!(
+            !a.targets.is_empty(),
+            "backward needs a forward with targets"
+        );
+        let (b, t) = (a.b, a.t);
+        let n = b * t;
+        let (c, v, f, th) = (cfg.dim, cfg.vocab_size, cfg.ffn_dim, self.n_threads);
+        let (nh, nkv, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
+        let (qd, kvd) = (nh * d, nkv * d);
+        let shape = AttentionShape { b, t, nh, nkv, d };
+        let w = views(cfg, &self.params);
+        let mut g = views_mut(cfg, &mut self.grads);
+        let zero = |buf: &mut [F]| buf.iter_mut().for_each(|x| *x = F::ZERO);
+
+        // loss -> logits -> final norm
+        zero(&mut a.dlogits);
+        let dloss = scale / F::from_f64(n as f64);
+        cross_entropy_backward(&mut a.dlogits, &a.probs, &a.targets, v, dloss);
+        zero(&mut a.dln);
+        {
+            let wout = w.output.unwrap_or(w.token_embd);
+            let dwout: &mut [F] = match g.output.as_mut() {
+                Some(o) => o,
+                None => &mut *g.token_embd,
+            };
+            linear_backward(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, th);
+        }
+        zero(&mut a.dx);
+        let x_last = &a.x[cfg.n_layers * n * c..];
+        rmsnorm_backward(
+            &mut a.dx,
+            g.output_norm,
+            &a.dln,
+            x_last,
+            w.output_norm,
+            &a.rstdf,
+            c,
+        );
+
+        // blocks, last to first; `dx` holds d(x_out) on entry and d(x_in) on exit
+        for (l, (lw, lg)) in w.layers.iter().zip(g.layers.iter_mut()).enumerate().rev() {
+            let x_in = &a.x[l * n * c..][..n * c];
+            let ln1 = &a.ln1[l * n * c..][..n * c];
+            let q = &a.q[l * n * qd..][..n * qd];
+            let k = &a.k[l * n * kvd..][..n * kvd];
+            let vv = &a.v[l * n * kvd..][..n * kvd];
+            let att = &a.att[l * b * nh * t * t..][..b * nh * t * t];
+            let atty = &a.atty[l * n * qd..][..n * qd];
+            let xa = &a.xa[l * n * c..][..n * c];
+            let ln2 = &a.ln2[l * n * c..][..n * c];
+            let gate = &a.gate[l * n * f..][..n * f];
+            let up = &a.up[l * n * f..][..n * f];
+            let hidden = &a.hidden[l * n * f..][..n * f];
+
+            // MLP branch: x_out = xa + mlp(ln2), so d(xa) = d(x_out) + the norm's share
+            zero(&mut a.dhidden);
+            linear_backward(
+                &mut a.dhidden,
+                lg.ffn_down,
+                &a.dx,
+                hidden,
+                lw.ffn_down,
+                n,
+                f,
+                c,
+                th,
+            );
+            zero(&mut a.dgate);
+            zero(&mut a.dup);
+            swiglu_backward(&mut a.dgate, &mut a.dup, &a.dhidden, gate, up);
+            zero(&mut a.dln);
+            linear_backward(
+                &mut a.dln,
+                lg.ffn_gate,
+                &a.dgate,
+                ln2,
+                lw.ffn_gate,
+                n,
+                c,
+                f,
+                th,
+            );
+            linear_backward(&mut a.dln, lg.ffn_up, &a.dup, ln2, lw.ffn_up, n, c, f, th);
+            rmsnorm_backward(
+                &mut a.dx,
+                lg.ffn_norm,
+                &a.dln,
+                xa,
+                lw.ffn_norm,
+                &a.rstd2[l * n..][..n],
+                c,
+            );
+
+            // attention branch: xa = x_in + attn(ln1)
+            zero(&mut a.datty);
+            linear_backward(
+                &mut a.datty,
+                lg.attn_output,
+                &a.dx,
+                atty,
+                lw.attn_output,
+                n,
+                qd,
+                c,
+                th,
+            );
+            zero(&mut a.dq);
+            zero(&mut a.dk);
+            zero(&mut a.dv);
+            attention_backward(
+                &mut a.dq, &mut a.dk, &mut a.dv, &a.datty, q, k, vv, att, shape, th,
+            );
+            rope_backward(&mut a.dq, &self.rope, b, t, nh, d);
+            rope_backward(&mut a.dk, &self.rope, b, t, nkv, d);
+            zero(&mut a.dln);
+            linear_backward(&mut a.dln, lg.attn_q, &a.dq, ln1, lw.attn_q, n, c, qd, th);
+            linear_backward(&mut a.dln, lg.attn_k, &a.dk, ln1, lw.attn_k, n, c, kvd, th);
+            linear_backward(&mut a.dln, lg.attn_v, &a.dv, ln1, lw.attn_v, n, c, kvd, th);
+            rmsnorm_backward(
+                &mut a.dx,
+                lg.attn_norm,
+                &a.dln,
+                x_in,
+                lw.attn_norm,
+                &a.rstd1[l * n..][..n],
+                c,
+            );
+        }
+        embedding_backward(g.token_embd, &a.dx, &a.tokens, c);
+    }
+}

@@ -1,0 +1,165 @@
+//! AdamW (Loshchilov & Hutter 2019), global-norm gradient clipping and the warmup + cosine learning-rate
+//! schedule: the optimizer of nanoGPT, written to follow PyTorch's `torch.optim.AdamW` (single-tensor
+//! path) operation for operation so the golden test can compare trajectories.
+//!
+//! Weight decay rule (nanoGPT's `configure_optimizers`): every tensor with two or more dimensions (the
+//! embedding and all projection matrices) is decayed; one-dimensional tensors (the RMSNorm gains) are
+//! not. The decay is decoupled: `p *= 1 - lr * wd` before the Adam step, not added to the gradient.
+
+use crate::config::Config;
+use crate::params;
+use crate::Float;
+
+/// AdamW hyperparameters (the learning rate comes per step, from the schedule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdamWConfig {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    /// nanoGPT's: betas (0.9, 0.95), eps 1e-8, weight decay 0.1.
+    fn default() -> Self {
+        AdamWConfig {
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            weight_decay: 0.1,
+        }
+    }
+}
+
+/// AdamW state: first and second moments in the parameters' flat layout, and the step count.
+#[derive(Debug, Clone)]
+pub struct AdamW<F: Float = f32> {
+    pub config: AdamWConfig,
+    /// First moment, `(num_params,)`.
+    pub m: Vec<F>,
+    /// Second moment, `(num_params,)`.
+    pub v: Vec<F>,
+    /// Steps taken so far (the bias corrections use `step` after increment, from 1).
+    pub step: u64,
+    decayed: Vec<(usize, usize, bool)>, // (offset, len, weight-decayed) per tensor
+}
+
+impl<F: Float> AdamW<F> {
+    pub fn new(config: AdamWConfig, model: &Config) -> Self {
+        let layout = params::layout(model);
+        let np = layout.iter().map(|s| s.len).sum();
+        let decayed = layout
+            .iter()
+            .map(|s| (s.offset, s.len, s.is_matrix()))
+            .collect();
+        AdamW {
+            config,
+            m: vec![F::ZERO; np],
+            v: vec![F::ZERO; np],
+            step: 0,
+            decayed,
+        }
+    }
+
+    /// One update of `params` from `grads` at learning rate `lr`. As PyTorch: the scalar factors are
+    /// computed in `f64` and rounded once; `m` moves toward `g` by `lerp`; `denom = sqrt(v) /
+    /// sqrt(1 - beta2^t) + eps`; `p += -(lr / (1 - beta1^t)) * (m / denom)`.
+    pub fn update(&mut self, params: &mut [F], grads: &[F], lr: f64) {
+        assert!(params.len() == self.m.len() && grads.len() == self.m.len());
+        self.step += 1;
+        let c = &self.config;
+        let t = self.step as i32;
+        let one_minus_b1 = F::from_f64(1.0 - c.beta1);
+        let b2 = F::from_f64(c.beta2);
+        let one_minus_b2 = F::from_f64(1.0 - c.beta2);
+        let neg_step_size = F::from_f64(-(lr / (1.0 - c.beta1.powi(t))));
+        let bc2_sqrt = F::from_f64((1.0 - c.beta2.powi(t)).sqrt());
+        let eps = F::from_f64(c.eps);
+        let decay = F::from_f64(1.0 - lr * c.weight_decay);
+        for &(offset, len, decayed) in &self.decayed {
+            let r = offset..offset + len;
+            let (p, g) = (&mut params[r.clone()], &grads[r.clone()]);
+            let (m, v) = (&mut self.m[r.clone()], &mut self.v[r]);
+            for i in 0..len {
+                if decayed {
+                    p[i] *= decay;
+                }
+                m[i] += one_minus_b1 * (g[i] - m[i]);
+                v[i] = v[i] * b2 + one_minus_b2 * g[i] * g[i];
+                let denom = v[i].sqrt() / bc2_sqrt + eps;
+                p[i] += neg_step_size * (m[i] / denom);
+            }
+        }
+    }
+}
+
+/// Scales `grads` so their global L2 norm is at most `max_norm` (as `torch.nn.utils.clip_grad_norm_`:
+/// factor `max_norm / (norm + 1e-6)` when below 1). Returns the norm before clipping.
+pub fn clip_grad_norm<F: Float>(grads: &mut [F], max_norm: f64) -> f64 {
+    let norm = grads
+        .iter()
+        .map(|g| g.to_f64() * g.to_f64())
+        .sum::<f64>()
+        .sqrt();
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        let coef = F::from_f64(coef);
+        grads.iter_mut().for_each(|g| *g *= coef);
+    }
+    norm
+}
+
+/// Linear warmup then cosine decay (nanoGPT's `get_lr`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub max_lr: f64,
+    pub min_lr: f64,
+    pub warmup_steps: u64,
+    /// The step at which the cosine reaches `min_lr` (and stays).
+    pub decay_steps: u64,
+}
+
+/// The learning rate at 0-based `step`: `max_lr * (step + 1) / warmup` during warmup, then
+/// `min + (max - min) * (1 + cos(pi * r)) / 2` with `r` going from 0 to 1 between the end of warmup and
+/// `decay_steps`, then `min_lr`.
+pub fn lr_schedule(s: &Schedule, step: u64) -> f64 {
+    if step < s.warmup_steps {
+        return s.max_lr * (step + 1) as f64 / s.warmup_steps as f64;
+    }
+    if step >= s.decay_steps {
+        return s.min_lr;
+    }
+    let r = (step - s.warmup_steps) as f64 / (s.decay_steps - s.warmup_steps) as f64;
+    s.min_lr + 0.5 * (1.0 + (std::f64::consts::PI * r).cos()) * (s.max_lr - s.min_lr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_shape() {
+        let s = Schedule {
+            max_lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_steps: 10,
+            decay_steps: 110,
+        };
+        assert!((lr_schedule(&s, 0) - 1e-4).abs() < 1e-12);
+        assert!((lr_schedule(&s, 9) - 1e-3).abs() < 1e-12);
+        assert!((lr_schedule(&s, 10) - 1e-3).abs() < 1e-12);
+        assert!((lr_schedule(&s, 60) - 5.5e-4).abs() < 1e-12);
+        assert_eq!(lr_schedule(&s, 110), 1e-4);
+        assert_eq!(lr_schedule(&s, 10_000), 1e-4);
+    }
+
+    #[test]
+    fn clip_scales_to_max_norm() {
+        let mut g = vec![3.0f32, 4.0];
+        assert_eq!(clip_grad_norm(&mut g, 1.0), 5.0);
+        assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
+        let mut g = vec![0.3f32, 0.4];
+        clip_grad_norm(&mut g, 1.0);
+        assert_eq!(g, vec![0.3, 0.4]);
+    }
+}
