@@ -36,6 +36,40 @@ enum Command {
     Perplexity(PerplexityArgs),
     /// Prefill and decode speed (tok/s), measured as tools/peer measures llama.cpp.
     Bench(BenchArgs),
+    /// Convert a model to a GGUF file of another type (today: requantize a GGUF file).
+    Convert(ConvertArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (K-quants come later).
+Per tensor: 1-D tensors and norms stay F32; with a target below Q8_0, output.weight and token_embd.weight
+are kept at Q8_0 (llama.cpp uses Q6_K there); rows that are not whole 32-element blocks fall back to F16;
+an already-quantized tensor is copied when its type does not change. See convert/README.md.
+The output is written to a temporary file next to OUT and renamed when complete.")]
+pub struct ConvertArgs {
+    /// Input model: a GGUF file.
+    pub input: PathBuf,
+    /// Output GGUF file.
+    #[arg(short = 'o', long)]
+    pub output: PathBuf,
+    /// Output type (case-insensitive).
+    #[arg(short = 't', long = "type")]
+    pub r#type: String,
+    /// Allow quantizing tensors that are already quantized to another quantized type (through f32;
+    /// the precision lost by the first quantization stays lost).
+    #[arg(long)]
+    pub allow_requantize: bool,
+    /// PATTERN=TYPE: tensors whose name contains PATTERN (a glob: * ? [0-9], ^ and $ anchor) get TYPE;
+    /// repeatable, the first match wins.
+    #[arg(long = "tensor-type", value_name = "PATTERN=TYPE")]
+    pub tensor_type: Vec<String>,
+    /// Threads for quantization (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// No per-tensor progress lines (the summary is still printed).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -213,6 +247,7 @@ fn main() -> ExitCode {
         Command::Detokenize(a) => commands::tokenize::run_detokenize(&a),
         Command::Perplexity(a) => commands::perplexity::run(&a),
         Command::Bench(a) => commands::bench::run(&a),
+        Command::Convert(a) => commands::convert::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

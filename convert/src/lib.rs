@@ -1,2 +1,58 @@
-//! ingot-convert: reads checkpoints and writes quantized GGUF files (being written).
+//! ingot-convert: model files in, quantized GGUF files out.
+//!
+//! What it owns: choosing each tensor's type ([`policy`], with `--tensor-type` patterns in
+//! [`pattern`]), converting rows between types with ggml's reference quantizers ([`quantize`]),
+//! reading inputs (today GGUF files, for requantization: [`gguf_input`]) and writing the output
+//! atomically ([`output`]) through the runtime's streaming GGUF writer. What it does not own: the
+//! block formats and quantizers themselves (`ingot-kernels`), GGUF parsing and layout
+//! (`ingot-runtime::gguf`), the command line (the `ingot` binary).
+//!
+//! Not yet here (issue 4): Hugging Face safetensors and ingot checkpoint inputs, K-quants and the
+//! llama.cpp presets built on them. See `convert/README.md` for the per-tensor policy and what
+//! llama.cpp does differently.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod gguf_input;
+pub mod output;
+pub mod pattern;
+pub mod policy;
+pub mod quantize;
+
+pub use error::{Error, Result};
+pub use gguf_input::{convert_gguf, Options, Progress, Summary, TensorPlan};
+pub use policy::{Override, Policy};
+
+use std::path::Path;
+
+/// Converts `input` to `output`, dispatching on the input's format. Only GGUF files are read so far;
+/// a directory (Hugging Face checkpoint) or a `.safetensors` file is refused with a clear error.
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    opts: &Options,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Summary> {
+    let unsupported = |what: &str| Error::UnsupportedInput {
+        path: input.display().to_string(),
+        what: what.to_string(),
+    };
+    if input.is_dir() {
+        return Err(unsupported(
+            "directory inputs (Hugging Face checkpoints) are not supported yet; only GGUF files can be converted",
+        ));
+    }
+    let mut magic = [0u8; 4];
+    {
+        use std::io::Read;
+        let mut f = std::fs::File::open(input).map_err(|e| error::io(input, e))?;
+        // A file shorter than 4 bytes is left to the GGUF reader, which reports it precisely.
+        let _ = f.read(&mut magic).map_err(|e| error::io(input, e))?;
+    }
+    if &magic != b"GGUF" && input.extension().is_some_and(|e| e == "safetensors") {
+        return Err(unsupported(
+            "safetensors inputs are not supported yet; only GGUF files can be converted",
+        ));
+    }
+    convert_gguf(input, output, opts, progress)
+}

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod chat;
+pub mod convert;
 pub mod generate;
 pub mod info;
 pub mod perplexity;

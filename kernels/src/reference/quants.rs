@@ -5,8 +5,9 @@
 //! `quantize_row_q8_{0,1}_x86` (ggml-cpu/arch/x86/quants.c). Element order inside a block is
 //! documented in [`crate::blocks`]. Scales are stored as f16 and widened exactly to f32 before use.
 //!
-//! The conversions `(int8_t)(v + 8.5f)` etc. in ggml truncate toward zero; `as i8` / `as u8` do the
-//! same for every value ggml can produce here and saturate where C would be undefined.
+//! The conversions `(int8_t)(v + 8.5f)` etc. in ggml truncate toward zero. Where C leaves them
+//! undefined (NaN, out of range: reached when a block's scale is an f32 subnormal and `1/d` overflows),
+//! `c_to_i8` reproduces what gcc and clang compile them to on x86-64, which is what ggml writes there.
 
 use super::{abs, check_row, cvtps_epi32, maxps, round_half_away, round_half_even};
 use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, QK};
@@ -50,6 +51,22 @@ fn q5_pack(q: &[u8; QK]) -> ([u8; HALF], [u8; 4]) {
         qh |= ((x1 as u32 & 0x10) >> 4) << (j + HALF);
     }
     (qs, qh.to_le_bytes())
+}
+
+/// C's `(int8_t)v` / `(uint8_t)v` as compiled for x86-64 (`cvttss2si`): truncation toward zero to
+/// i32, NaN and values outside i32 becoming the "integer indefinite" `0x8000_0000`, then the low byte.
+/// Rust's saturating `as` would give 127 / -128 for the ±inf that ggml's `quantize_row_*_ref` meets
+/// when `d` is an f32 subnormal (every |x| in the block below ~1e-37) and `id = 1/d` overflows; ggml
+/// stores 0 there (its f16 scale is 0 too, so the block dequantizes to zeros either way). Checked
+/// against ggml by `ingot-peer quantize-parity` (set `tiny`).
+#[inline]
+fn c_to_i8(v: f32) -> i8 {
+    let i = if v.is_nan() || !(-2_147_483_648.0..2_147_483_648.0).contains(&v) {
+        i32::MIN
+    } else {
+        v as i32
+    };
+    i as i8 // the low byte
 }
 
 #[inline]
@@ -200,8 +217,8 @@ pub fn quantize_row_q4_0_ref(src: &[f32], dst: &mut [u8]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut qs = [0u8; HALF];
         for j in 0..HALF {
-            let xi0 = ((x[j] * id + 8.5) as i8).min(15) as u8;
-            let xi1 = ((x[j + HALF] * id + 8.5) as i8).min(15) as u8;
+            let xi0 = c_to_i8(x[j] * id + 8.5).min(15) as u8;
+            let xi1 = c_to_i8(x[j + HALF] * id + 8.5).min(15) as u8;
             qs[j] = xi0 | (xi1 << 4);
         }
         BlockQ4_0 {
@@ -224,8 +241,8 @@ pub fn quantize_row_q4_1_ref(src: &[f32], dst: &mut [u8]) {
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut qs = [0u8; HALF];
         for j in 0..HALF {
-            let xi0 = (((x[j] - min) * id + 0.5) as i8).min(15) as u8;
-            let xi1 = (((x[j + HALF] - min) * id + 0.5) as i8).min(15) as u8;
+            let xi0 = c_to_i8((x[j] - min) * id + 0.5).min(15) as u8;
+            let xi1 = c_to_i8((x[j + HALF] - min) * id + 0.5).min(15) as u8;
             qs[j] = xi0 | (xi1 << 4);
         }
         let b = BlockQ4_1 {
@@ -246,7 +263,7 @@ pub fn quantize_row_q5_0_ref(src: &[f32], dst: &mut [u8]) {
     {
         let d = signed_absmax(x) / -16.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let q: [u8; QK] = core::array::from_fn(|j| ((x[j] * id + 16.5) as i8).min(31) as u8);
+        let q: [u8; QK] = core::array::from_fn(|j| c_to_i8(x[j] * id + 16.5).min(31) as u8);
         let (qs, qh) = q5_pack(&q);
         BlockQ5_0 {
             d: f16::from_f32(d),
@@ -268,7 +285,7 @@ pub fn quantize_row_q5_1_ref(src: &[f32], dst: &mut [u8]) {
         let (min, max) = min_max(x);
         let d = (max - min) / 31.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let q: [u8; QK] = core::array::from_fn(|j| ((x[j] - min) * id + 0.5) as u8);
+        let q: [u8; QK] = core::array::from_fn(|j| c_to_i8((x[j] - min) * id + 0.5) as u8);
         let (qs, qh) = q5_pack(&q);
         let b = BlockQ5_1 {
             d: f16::from_f32(d),
@@ -291,7 +308,7 @@ fn q8_ref_block(x: &[f32]) -> (f32, [i8; QK]) {
     }
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-    let qs = core::array::from_fn(|j| round_half_away(x[j] * id) as i8);
+    let qs = core::array::from_fn(|j| c_to_i8(round_half_away(x[j] * id)));
     (d, qs)
 }
 

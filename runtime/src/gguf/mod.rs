@@ -7,7 +7,7 @@ pub mod reader;
 pub mod writer;
 
 pub use reader::{Array, Gguf, TensorInfo, Value, ValueType, DEFAULT_ALIGNMENT, MAX_DIMS};
-pub use writer::GgufWriter;
+pub use writer::{GgufStreamWriter, GgufWriter, TensorDecl};
 
 #[cfg(feature = "std")]
 mod file;

@@ -8,12 +8,17 @@
 //!   sysinfo
 //!   kernel-parity [--rows 200] [--seed 1]
 //!   op-parity  --model M [--fixture testdata/peer/smollm2-q4_1.json] [--case 0] [--layers 1] [--decode 1]
+//!   quantize-parity [--model M] [--out testdata/peer/quantize.json] [--seed 1]
+//!   quantize-file --in M --out F --type Q8_0 [--allow-requantize 1] [--threads 0]
+//!   gguf-diff  --a F1 --b F2
 //!
 //! Everything runs on the CPU backend. Flash attention is explicitly disabled unless asked otherwise,
 //! the KV cache is llama.cpp's default (F16) and the model's own add-BOS flag is honoured everywhere.
 
 mod opcheck;
 mod parity;
+mod quant_inputs;
+mod quantize;
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -73,7 +78,7 @@ impl Args {
     }
 }
 
-fn system_info() -> String {
+pub(crate) fn system_info() -> String {
     unsafe {
         let p = llama_cpp_sys_2::llama_print_system_info();
         CStr::from_ptr(p).to_string_lossy().trim().to_string()
@@ -623,6 +628,15 @@ fn main() -> Res<()> {
             a.num("decode", 1)? != 0,
         ),
         "kernel-parity" => parity::cmd_kernel_parity(a.num("rows", 200)?, a.num("seed", 1)?),
+        "quantize-parity" => quantize::cmd_quantize_parity(a.get("model"), a.get("out"), a.num("seed", quant_inputs::SEED)?),
+        "quantize-file" => quantize::cmd_quantize_file(
+            a.req("in")?,
+            a.req("out")?,
+            a.req("type")?,
+            a.num("allow-requantize", 0)? != 0,
+            a.num("threads", 0)?,
+        ),
+        "gguf-diff" => quantize::cmd_gguf_diff(a.req("a")?, a.req("b")?),
         "sysinfo" => {
             println!("{}", system_info());
             Ok(())
