@@ -13,7 +13,9 @@
 use half::f16;
 
 use crate::reference::ops as reference;
-use crate::{Isa, Kernels};
+#[cfg(target_arch = "x86_64")]
+use crate::Isa;
+use crate::Kernels;
 
 #[cfg(target_arch = "x86_64")]
 use crate::cpu::x86_64::{avx2::Avx2, avx512::Avx512Vnni};
