@@ -38,6 +38,8 @@ enum Command {
     Bench(BenchArgs),
     /// Convert a model to a GGUF file of another type (today: requantize a GGUF file).
     Convert(ConvertArgs),
+    /// Train a model from scratch (`ingot train pretrain --help`).
+    Train(commands::train::TrainArgs),
 }
 
 #[derive(Args, Debug)]
@@ -248,6 +250,7 @@ fn main() -> ExitCode {
         Command::Perplexity(a) => commands::perplexity::run(&a),
         Command::Bench(a) => commands::bench::run(&a),
         Command::Convert(a) => commands::convert::run(&a),
+        Command::Train(a) => commands::train::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod info;
 pub mod perplexity;
 pub mod tokenize;
+pub mod train;
 
 use anyhow::{Context, Result};
 use ingot_runtime::gguf::GgufFile;

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 
 /// A llama-style decoder's shape.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Config {
     /// `V`: vocabulary size.
     pub vocab_size: usize,

@@ -1,6 +1,10 @@
 //! Character-level data for tiny experiments: a tokenizer whose vocabulary is the sorted set of the
 //! characters of a text, a deterministic train/validation split, and random `(B, T)` windows with
-//! next-token targets. Byte-level BPE and the cached tokenized corpus are later work (issue 5).
+//! next-token targets. Reading files and caching token ids is `corpus.rs`; byte-level BPE is later work
+//! (issue 5).
+//!
+//! Split: the validation set is the last `val_fraction` of the concatenated token stream (nanoGPT's
+//! `shakespeare_char` keeps the last 10%); windows never cross from one part into the other.
 
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -19,6 +23,39 @@ impl CharTokenizer {
         chars.sort_unstable();
         chars.dedup();
         CharTokenizer { chars }
+    }
+
+    /// The tokenizer from its tokens in id order (each one character, strictly increasing), as a
+    /// checkpoint stores them.
+    pub fn from_tokens(tokens: &[String]) -> Result<Self> {
+        let mut chars = Vec::with_capacity(tokens.len());
+        for (id, t) in tokens.iter().enumerate() {
+            let mut it = t.chars();
+            let (Some(ch), None) = (it.next(), it.next()) else {
+                return Err(Error::Data {
+                    what: format!("character token {id} is {t:?}, not one character"),
+                });
+            };
+            if chars.last().is_some_and(|&last| last >= ch) {
+                return Err(Error::Data {
+                    what: format!(
+                        "character tokens are not strictly increasing at id {id} ({t:?})"
+                    ),
+                });
+            }
+            chars.push(ch);
+        }
+        Ok(CharTokenizer { chars })
+    }
+
+    /// The tokens in id order, one character each.
+    pub fn tokens(&self) -> Vec<String> {
+        self.chars.iter().map(|c| c.to_string()).collect()
+    }
+
+    /// A string that identifies this tokenizer (the token cache's key includes it).
+    pub fn fingerprint(&self) -> String {
+        format!("char {}", self.chars.iter().collect::<String>())
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -94,5 +131,8 @@ mod tests {
             assert_eq!(x[r * 4 + 1..r * 4 + 4], y[r * 4..r * 4 + 3]);
         }
         assert!(random_batch(&ids, 1, 11, &mut Rng::new(1)).is_err());
+        assert_eq!(CharTokenizer::from_tokens(&tok.tokens()).unwrap(), tok);
+        assert!(CharTokenizer::from_tokens(&["b".into(), "a".into()]).is_err());
+        assert!(CharTokenizer::from_tokens(&["ab".into()]).is_err());
     }
 }

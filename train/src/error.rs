@@ -12,6 +12,10 @@ pub enum Error {
     Batch { what: String },
     /// The training data is unusable (too short for one window, empty).
     Data { what: String },
+    /// Reading or writing a file failed (`path` names it).
+    Io { path: String, what: String },
+    /// A checkpoint is missing, truncated, corrupted, of another version or inconsistent with itself.
+    Checkpoint { path: String, what: String },
 }
 
 /// `Result` with the trainer's [`Error`].
@@ -23,8 +27,20 @@ impl fmt::Display for Error {
             Error::Config { what } => write!(f, "model configuration: {what}"),
             Error::Batch { what } => write!(f, "batch: {what}"),
             Error::Data { what } => write!(f, "training data: {what}"),
+            Error::Io { path, what } => write!(f, "{path}: {what}"),
+            Error::Checkpoint { path, what } => write!(f, "checkpoint {path}: {what}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+impl Error {
+    /// An I/O failure on `path`.
+    pub fn io(path: &std::path::Path, e: impl fmt::Display) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            what: e.to_string(),
+        }
+    }
+}

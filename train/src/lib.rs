@@ -4,7 +4,9 @@
 //! serves (RMSNorm, RoPE on adjacent pairs, GQA attention, SwiGLU, no biases), under GGUF's tensor
 //! names, so a trained model converts to GGUF without reordering anything.
 //!
-//! It does not own tokenizers beyond the character level, checkpoint files or the CLI (later work).
+//! It also owns the corpus on disk and its token cache (`corpus.rs`) and checkpoints (`checkpoint.rs`,
+//! format in `train/README.md`). It does not own tokenizers beyond the character level (later work)
+//! or the command line (`ingot train`, in the root package).
 //!
 //! Dimension letters, used in every shape comment:
 //! ```text
@@ -15,9 +17,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checkpoint;
 pub mod config;
+pub mod corpus;
 pub mod data;
 pub mod error;
+pub mod files;
 mod float;
 pub mod layers;
 pub mod model;

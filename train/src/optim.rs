@@ -11,7 +11,7 @@ use crate::params;
 use crate::Float;
 
 /// AdamW hyperparameters (the learning rate comes per step, from the schedule).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AdamWConfig {
     pub beta1: f64,
     pub beta2: f64,
@@ -110,7 +110,7 @@ pub fn clip_grad_norm<F: Float>(grads: &mut [F], max_norm: f64) -> f64 {
 }
 
 /// Linear warmup then cosine decay (nanoGPT's `get_lr`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     pub max_lr: f64,
     pub min_lr: f64,
