@@ -40,6 +40,32 @@ pub struct TrainArgs {
 pub enum TrainCommand {
     /// Pretrain a character-level llama-style model from scratch on text files.
     Pretrain(Box<PretrainArgs>),
+    /// Measure training throughput (tokens/s) on random character-level data.
+    Bench(BenchArgs),
+}
+
+/// The configurations of the side-by-side comparison with PyTorch (`tools/oracles/bench_torch_train.py`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum BenchConfig {
+    /// nanoGPT's "baby Shakespeare": 4 layers, 4 heads, width 128, context 64, batch 12.
+    Baby,
+    /// 6 layers, 6 heads, width 384, context 256, batch 8.
+    Large,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Threads (0 = all cores).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+    #[arg(long, value_enum, default_value_t = BenchConfig::Baby)]
+    pub config: BenchConfig,
+    /// Optimizer steps before timing.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub warmup: u64,
+    /// Timed optimizer steps.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub steps: u64,
 }
 
 /// Options left out take the defaults shown; with `--resume` they take the checkpoint's values, and
@@ -140,6 +166,7 @@ pub struct PretrainArgs {
 pub fn run(a: &TrainArgs) -> Result<()> {
     match &a.command {
         TrainCommand::Pretrain(p) => pretrain(p),
+        TrainCommand::Bench(b) => bench(b),
     }
 }
 
@@ -337,6 +364,77 @@ fn read_corpus(sources: &[PathBuf]) -> Result<corpus::Corpus> {
                 .join(", ")
         )
     })
+}
+
+/// Full training steps (forward, backward, clipping, AdamW) of a fresh model on random ids from a
+/// 65-symbol vocabulary (the character set of tiny Shakespeare), timed after a warm-up.
+fn bench(a: &BenchArgs) -> Result<()> {
+    let (layers, width, heads, ctx, batch) = match a.config {
+        BenchConfig::Baby => (4, 128, 4, 64, 12),
+        BenchConfig::Large => (6, 384, 6, 256, 8),
+    };
+    let threads = if a.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        a.threads
+    };
+    let cfg = Config {
+        vocab_size: 65,
+        dim: width,
+        n_layers: layers,
+        n_heads: heads,
+        n_kv_heads: heads,
+        ffn_dim: default_ffn(width),
+        max_seq_len: ctx,
+        rope_base: 10000.0,
+        norm_eps: 1e-5,
+        tied_embeddings: true,
+    };
+    let mut model = Model::<f32>::new(cfg.clone(), threads).context("bad model shape")?;
+    model.init(1337);
+    let adamw = AdamWConfig {
+        beta1: 0.9,
+        beta2: 0.99,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let steps = a.warmup + a.steps.max(1);
+    let run = TrainConfig {
+        batch,
+        seq_len: ctx,
+        grad_accum: 1,
+        steps,
+        schedule: Schedule {
+            max_lr: 1e-3,
+            min_lr: 1e-4,
+            warmup_steps: 100.min(steps),
+            decay_steps: steps,
+        },
+        grad_clip: 1.0,
+        seed: 1338,
+    };
+    let mut trainer = Trainer::new(model, AdamW::new(adamw, &cfg), run);
+    let mut rng = ingot_train::rng::Rng::new(7);
+    let ids: Vec<u32> = (0..200_000).map(|_| (rng.next_u64() % 65) as u32).collect();
+    for _ in 0..a.warmup {
+        trainer.train_step(&ids)?;
+    }
+    let start = Instant::now();
+    let mut loss = 0.0;
+    for _ in 0..a.steps.max(1) {
+        loss = trainer.train_step(&ids)?.loss;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let tokens = (a.steps.max(1) as usize * batch * ctx) as f64;
+    println!(
+        "ingot train bench: config {:?}, {threads} thread(s), {} params, {} steps in {secs:.2}s, \
+         {:.0} tokens/s (loss {loss:.3})",
+        a.config,
+        ingot_train::params::num_params(&cfg),
+        a.steps.max(1),
+        tokens / secs
+    );
+    Ok(())
 }
 
 /// 8/3 of the width (the parameter count of a 4x MLP in three matrices), rounded up to 32.

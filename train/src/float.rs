@@ -26,6 +26,7 @@ pub trait Float:
     + MulAssign
     + DivAssign
     + Sum
+    + crate::parallel::MatmulNt
 {
     const ZERO: Self;
     const ONE: Self;

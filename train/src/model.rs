@@ -17,6 +17,7 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layers::*;
+use crate::parallel::Engine;
 use crate::params::{self, views, views_mut};
 use crate::rng::Rng;
 use crate::Float;
@@ -114,8 +115,9 @@ pub struct Model<F: Float = f32> {
     pub params: Vec<F>,
     /// Gradients, same layout; [`Model::backward`] accumulates into them.
     pub grads: Vec<F>,
-    /// Threads for the batch and the matmuls; results are bit-identical for any value.
-    pub n_threads: usize,
+    /// The thread pool (for the batch and the matmuls; results are bit-identical for any thread
+    /// count) and the matrix products' scratch.
+    engine: Engine<F>,
     rope: Vec<F>, // (T, D/2, 2) cos/sin
     acts: Option<Activations<F>>,
 }
@@ -133,7 +135,7 @@ impl<F: Float> Model<F> {
         Ok(Model {
             params: vec![F::ZERO; np],
             grads: vec![F::ZERO; np],
-            n_threads: n_threads.max(1),
+            engine: Engine::new(n_threads),
             rope,
             acts: None,
             config,
@@ -157,6 +159,11 @@ impl<F: Float> Model<F> {
             p.iter_mut()
                 .for_each(|x| *x = F::from_f64(std * rng.normal()));
         }
+    }
+
+    /// Threads for the batch and the matmuls, the caller included.
+    pub fn n_threads(&self) -> usize {
+        self.engine.n_threads()
     }
 
     /// The parameter tensor called `name` (GGUF naming), if any.
@@ -218,7 +225,8 @@ impl<F: Float> Model<F> {
             self.acts = Some(Activations::new(cfg, b, t));
         }
         let a = self.acts.as_mut().expect("planned above");
-        let (c, v, f, th) = (cfg.dim, cfg.vocab_size, cfg.ffn_dim, self.n_threads);
+        let (c, v, f) = (cfg.dim, cfg.vocab_size, cfg.ffn_dim);
+        let e = &mut self.engine;
         let (nh, nkv, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
         let (qd, kvd) = (nh * d, nkv * d);
         let eps = F::from_f64(cfg.norm_eps as f64);
@@ -244,26 +252,26 @@ impl<F: Float> Model<F> {
             let hidden = &mut a.hidden[l * n * f..][..n * f];
 
             rmsnorm_forward(ln1, &mut a.rstd1[l * n..][..n], x_in, lw.attn_norm, c, eps);
-            linear_forward(q, ln1, lw.attn_q, n, c, qd, th);
-            linear_forward(k, ln1, lw.attn_k, n, c, kvd, th);
-            linear_forward(vv, ln1, lw.attn_v, n, c, kvd, th);
+            linear_forward(q, ln1, lw.attn_q, n, c, qd, e);
+            linear_forward(k, ln1, lw.attn_k, n, c, kvd, e);
+            linear_forward(vv, ln1, lw.attn_v, n, c, kvd, e);
             rope_forward(q, &self.rope, b, t, nh, d);
             rope_forward(k, &self.rope, b, t, nkv, d);
-            attention_forward(atty, att, q, k, vv, shape, th);
-            linear_forward(&mut a.proj, atty, lw.attn_output, n, qd, c, th);
+            attention_forward(atty, att, q, k, vv, shape, &e.pool);
+            linear_forward(&mut a.proj, atty, lw.attn_output, n, qd, c, e);
             residual_forward(xa, x_in, &a.proj);
 
             rmsnorm_forward(ln2, &mut a.rstd2[l * n..][..n], xa, lw.ffn_norm, c, eps);
-            linear_forward(gate, ln2, lw.ffn_gate, n, c, f, th);
-            linear_forward(up, ln2, lw.ffn_up, n, c, f, th);
+            linear_forward(gate, ln2, lw.ffn_gate, n, c, f, e);
+            linear_forward(up, ln2, lw.ffn_up, n, c, f, e);
             swiglu_forward(hidden, gate, up);
-            linear_forward(&mut a.proj, hidden, lw.ffn_down, n, f, c, th);
+            linear_forward(&mut a.proj, hidden, lw.ffn_down, n, f, c, e);
             residual_forward(x_out, xa, &a.proj);
         }
         let x_last = &a.x[cfg.n_layers * n * c..];
         rmsnorm_forward(&mut a.lnf, &mut a.rstdf, x_last, w.output_norm, c, eps);
         let wout = w.output.unwrap_or(w.token_embd);
-        linear_forward(&mut a.logits, &a.lnf, wout, n, c, v, th);
+        linear_forward(&mut a.logits, &a.lnf, wout, n, c, v, e);
 
         let Some(targets) = targets else {
             return Ok(None);
@@ -291,7 +299,8 @@ impl<F: Float> Model<F> {
         );
         let (b, t) = (a.b, a.t);
         let n = b * t;
-        let (c, v, f, th) = (cfg.dim, cfg.vocab_size, cfg.ffn_dim, self.n_threads);
+        let (c, v, f) = (cfg.dim, cfg.vocab_size, cfg.ffn_dim);
+        let e = &mut self.engine;
         let (nh, nkv, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
         let (qd, kvd) = (nh * d, nkv * d);
         let shape = AttentionShape { b, t, nh, nkv, d };
@@ -310,7 +319,7 @@ impl<F: Float> Model<F> {
                 Some(o) => o,
                 None => &mut *g.token_embd,
             };
-            linear_backward(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, th);
+            linear_backward(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, e);
         }
         zero(&mut a.dx);
         let x_last = &a.x[cfg.n_layers * n * c..];
@@ -350,7 +359,7 @@ impl<F: Float> Model<F> {
                 n,
                 f,
                 c,
-                th,
+                e,
             );
             zero(&mut a.dgate);
             zero(&mut a.dup);
@@ -365,9 +374,9 @@ impl<F: Float> Model<F> {
                 n,
                 c,
                 f,
-                th,
+                e,
             );
-            linear_backward(&mut a.dln, lg.ffn_up, &a.dup, ln2, lw.ffn_up, n, c, f, th);
+            linear_backward(&mut a.dln, lg.ffn_up, &a.dup, ln2, lw.ffn_up, n, c, f, e);
             rmsnorm_backward(
                 &mut a.dx,
                 lg.ffn_norm,
@@ -389,20 +398,20 @@ impl<F: Float> Model<F> {
                 n,
                 qd,
                 c,
-                th,
+                e,
             );
             zero(&mut a.dq);
             zero(&mut a.dk);
             zero(&mut a.dv);
             attention_backward(
-                &mut a.dq, &mut a.dk, &mut a.dv, &a.datty, q, k, vv, att, shape, th,
+                &mut a.dq, &mut a.dk, &mut a.dv, &a.datty, q, k, vv, att, shape, &e.pool,
             );
             rope_backward(&mut a.dq, &self.rope, b, t, nh, d);
             rope_backward(&mut a.dk, &self.rope, b, t, nkv, d);
             zero(&mut a.dln);
-            linear_backward(&mut a.dln, lg.attn_q, &a.dq, ln1, lw.attn_q, n, c, qd, th);
-            linear_backward(&mut a.dln, lg.attn_k, &a.dk, ln1, lw.attn_k, n, c, kvd, th);
-            linear_backward(&mut a.dln, lg.attn_v, &a.dv, ln1, lw.attn_v, n, c, kvd, th);
+            linear_backward(&mut a.dln, lg.attn_q, &a.dq, ln1, lw.attn_q, n, c, qd, e);
+            linear_backward(&mut a.dln, lg.attn_k, &a.dk, ln1, lw.attn_k, n, c, kvd, e);
+            linear_backward(&mut a.dln, lg.attn_v, &a.dv, ln1, lw.attn_v, n, c, kvd, e);
             rmsnorm_backward(
                 &mut a.dx,
                 lg.attn_norm,

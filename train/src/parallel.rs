@@ -1,53 +1,291 @@
-//! Deterministic data parallelism over `std::thread::scope`: the work items (whole output rows, or
-//! one batch element's slices) are cut into at most `n_threads` contiguous groups, one scoped thread
-//! per group, the last group on the caller's thread. Every item is computed by the same code in the same
-//! order whatever the split, so results are bit-identical for any thread count. No pool: a spawn costs
-//! microseconds against the milliseconds of a training matmul; a persistent pool is a later speed step.
+//! Deterministic data parallelism over one persistent [`ThreadPool`] (ingot-kernels' spin-then-park
+//! pool, created once per model): work items (whole output rows, one batch element's slices, one
+//! matrix product's row blocks) are taken from an atomic counter by whichever thread is free. Every
+//! item is computed by the same code in the same order whatever thread runs it, so results are
+//! bit-identical for any thread count.
+//!
+//! [`Engine`] adds the matrix products: `f32` goes to the runtime-dispatched SIMD kernels of
+//! `ingot-kernels` (AVX2/FMA, NEON, or the scalar reference on an older CPU), other types (the `f64`
+//! of the finite-difference tests) to a plain dot-product loop. Its buffers grow to the largest
+//! product seen and are then reused, so a training step allocates nothing for them.
 
-/// Calls `f` on every item, spread over at most `n_threads` threads.
+pub use ingot_kernels::ThreadPool;
+use ingot_kernels::{Kernels, QuantType};
+
+use crate::Float;
+
+/// A pool of `n_threads`, the caller included. Panics if the OS refuses to start a thread.
+pub fn pool(n_threads: usize) -> ThreadPool {
+    ThreadPool::new(n_threads.max(1)).expect("could not start the trainer's worker threads")
+}
+
+/// Calls `f` on every item, spread over `pool`.
 pub fn par_for_each<I: Send>(
     items: impl IntoIterator<Item = I>,
-    n_threads: usize,
+    pool: &ThreadPool,
     f: impl Fn(I) + Sync,
 ) {
-    let items: Vec<I> = items.into_iter().collect();
-    let n = items.len();
-    let n_threads = n_threads.clamp(1, n.max(1));
-    if n_threads == 1 {
-        items.into_iter().for_each(f);
+    let mut items: Vec<Option<I>> = items.into_iter().map(Some).collect();
+    if items.is_empty() {
         return;
     }
-    let per = n.div_ceil(n_threads);
-    let mut it = items.into_iter();
-    let f = &f;
-    std::thread::scope(|s| {
-        loop {
-            let group: Vec<I> = it.by_ref().take(per).collect();
-            if group.is_empty() {
-                break;
-            }
-            if it.len() == 0 {
-                group.into_iter().for_each(f); // the last group runs here
-                break;
-            }
-            s.spawn(move || group.into_iter().for_each(f));
+    pool.for_each_chunk(&mut items, 1, |_, item| {
+        if let Some(it) = item[0].take() {
+            f(it)
         }
     });
 }
 
-/// Calls `f(row, out_row)` on each `row_len`-long row of `out`, spread over at most `n_threads` threads.
+/// Calls `f(row, out_row)` on each `row_len`-long row of `out`, spread over `pool`.
 pub fn par_rows<T: Send>(
     out: &mut [T],
     row_len: usize,
-    n_threads: usize,
+    pool: &ThreadPool,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
     assert!(row_len > 0 && out.len().is_multiple_of(row_len));
-    par_for_each(
-        out.chunks_mut(row_len).enumerate(),
-        n_threads,
-        |(r, row)| f(r, row),
+    if out.is_empty() {
+        return;
+    }
+    // Several rows per item when rows are short, so taking an item costs nothing next to it.
+    let per = (4096 / row_len).clamp(1, 64);
+    let n_rows = out.len() / row_len;
+    let chunk = per.min(n_rows) * row_len;
+    if out.len().is_multiple_of(chunk) {
+        pool.for_each_chunk(out, chunk, |i, c| {
+            for (j, row) in c.chunks_exact_mut(row_len).enumerate() {
+                f(i * (chunk / row_len) + j, row)
+            }
+        });
+    } else {
+        pool.for_each_chunk(out, row_len, f);
+    }
+}
+
+/// How a matrix operand is stored: `(rows, K)` row-major, or transposed, `(K, rows)` row-major.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Rows,
+    Transposed,
+}
+
+/// The thread pool and the scratch of the matrix products.
+#[derive(Debug)]
+pub struct Engine<F> {
+    pub pool: ThreadPool,
+    kernels: Kernels,
+    wb: Vec<u8>,     // packed B (R, K) as f32 bytes
+    xb: Vec<u8>,     // packed A (M, K) as f32 bytes
+    split: Vec<f32>, // (M, R) matmul_par's per-thread scratch
+    pa: Vec<F>,      // packed A (M, K), the generic path
+    pb: Vec<F>,      // packed B (R, K), the generic path
+    pub tmp: Vec<F>, // a product before it is added to a gradient
+}
+
+impl<F: Float> Engine<F> {
+    pub fn new(n_threads: usize) -> Self {
+        Engine {
+            pool: pool(n_threads),
+            kernels: Kernels::best(),
+            wb: Vec::new(),
+            xb: Vec::new(),
+            split: Vec::new(),
+            pa: Vec::new(),
+            pb: Vec::new(),
+            tmp: Vec::new(),
+        }
+    }
+
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// `out (M, R) = A (M, K) @ B (R, K)^T`, each operand stored as its [`Layout`] says.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_nt(
+        &mut self,
+        out: &mut [F],
+        a: &[F],
+        la: Layout,
+        b: &[F],
+        lb: Layout,
+        m: usize,
+        r: usize,
+        k: usize,
+    ) {
+        assert!(out.len() == m * r && a.len() == m * k && b.len() == r * k);
+        if m == 0 || r == 0 {
+            return;
+        }
+        if k == 0 {
+            out.iter_mut().for_each(|o| *o = F::ZERO);
+            return;
+        }
+        F::matmul_nt(self, out, a, la, b, lb, m, r, k);
+    }
+
+    /// `acc += A @ B^T` (see [`Engine::matmul_nt`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_nt_acc(
+        &mut self,
+        acc: &mut [F],
+        a: &[F],
+        la: Layout,
+        b: &[F],
+        lb: Layout,
+        m: usize,
+        r: usize,
+        k: usize,
+    ) {
+        let mut tmp = std::mem::take(&mut self.tmp);
+        tmp.resize(m * r, F::ZERO);
+        self.matmul_nt(&mut tmp, a, la, b, lb, m, r, k);
+        for (x, &y) in acc.iter_mut().zip(&tmp) {
+            *x += y;
+        }
+        self.tmp = tmp;
+    }
+}
+
+/// `dst (rows, k)` row-major from `src` stored as `layout` says.
+fn pack<T: Copy, U>(
+    dst: &mut [U],
+    src: &[T],
+    layout: Layout,
+    rows: usize,
+    k: usize,
+    conv: impl Fn(T, &mut U),
+) {
+    match layout {
+        Layout::Rows => dst.iter_mut().zip(src).for_each(|(d, &s)| conv(s, d)),
+        Layout::Transposed => {
+            // src (k, rows): tiles of 16 x 16 keep both sides in cache lines
+            const TB: usize = 16;
+            for r0 in (0..rows).step_by(TB) {
+                for k0 in (0..k).step_by(TB) {
+                    for r in r0..(r0 + TB).min(rows) {
+                        for kk in k0..(k0 + TB).min(k) {
+                            conv(src[kk * rows + r], &mut dst[r * k + kk]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `f32` bytes of `src` (rows, k) packed row-major into `dst`.
+fn pack_bytes(dst: &mut Vec<u8>, src: &[f32], layout: Layout, rows: usize, k: usize) {
+    dst.resize(rows * k * 4, 0);
+    match layout {
+        Layout::Rows => {
+            for (d, &s) in dst.chunks_exact_mut(4).zip(src) {
+                d.copy_from_slice(&s.to_le_bytes());
+            }
+        }
+        Layout::Transposed => {
+            const TB: usize = 16;
+            for r0 in (0..rows).step_by(TB) {
+                for k0 in (0..k).step_by(TB) {
+                    for r in r0..(r0 + TB).min(rows) {
+                        let row = &mut dst[(r * k + k0) * 4..(r * k + (k0 + TB).min(k)) * 4];
+                        for (d, kk) in row.chunks_exact_mut(4).zip(k0..) {
+                            d.copy_from_slice(&src[kk * rows + r].to_le_bytes());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The per-type matrix product behind [`Engine::matmul_nt`].
+pub trait MatmulNt: Sized {
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_nt(
+        e: &mut Engine<Self>,
+        out: &mut [Self],
+        a: &[Self],
+        la: Layout,
+        b: &[Self],
+        lb: Layout,
+        m: usize,
+        r: usize,
+        k: usize,
     );
+}
+
+impl MatmulNt for f32 {
+    fn matmul_nt(
+        e: &mut Engine<f32>,
+        out: &mut [f32],
+        a: &[f32],
+        la: Layout,
+        b: &[f32],
+        lb: Layout,
+        m: usize,
+        r: usize,
+        k: usize,
+    ) {
+        pack_bytes(&mut e.xb, a, la, m, k);
+        pack_bytes(&mut e.wb, b, lb, r, k);
+        if e.split.len() < m * r {
+            e.split.resize(m * r, 0.0);
+        }
+        e.kernels.matmul_par(
+            &e.pool,
+            QuantType::F32,
+            out,
+            &e.wb,
+            r,
+            &e.xb,
+            k * 4,
+            m,
+            k,
+            &mut e.split,
+        );
+    }
+}
+
+impl MatmulNt for f64 {
+    fn matmul_nt(
+        e: &mut Engine<f64>,
+        out: &mut [f64],
+        a: &[f64],
+        la: Layout,
+        b: &[f64],
+        lb: Layout,
+        m: usize,
+        r: usize,
+        k: usize,
+    ) {
+        generic_matmul_nt(e, out, a, la, b, lb, m, r, k)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn generic_matmul_nt<F: Float>(
+    e: &mut Engine<F>,
+    out: &mut [F],
+    a: &[F],
+    la: Layout,
+    b: &[F],
+    lb: Layout,
+    m: usize,
+    r: usize,
+    k: usize,
+) {
+    e.pa.resize(m * k, F::ZERO);
+    e.pb.resize(r * k, F::ZERO);
+    pack(&mut e.pa, a, la, m, k, |s, d| *d = s);
+    pack(&mut e.pb, b, lb, r, k, |s, d| *d = s);
+    let (pa, pb) = (&e.pa, &e.pb);
+    par_rows(out, r, &e.pool, |i, row| {
+        let x = &pa[i * k..(i + 1) * k];
+        for (o, y) in row.iter_mut().enumerate() {
+            *y = crate::layers::dot(x, &pb[o * k..(o + 1) * k]);
+        }
+    });
 }
 
 #[cfg(test)]
@@ -56,14 +294,67 @@ mod tests {
 
     #[test]
     fn every_row_once_for_any_thread_count() {
-        for threads in [1, 2, 3, 7, 64] {
+        for threads in [1, 2, 3, 7] {
+            let pool = pool(threads);
             let mut out = vec![0usize; 5 * 3];
-            par_rows(&mut out, 3, threads, |r, row| {
+            par_rows(&mut out, 3, &pool, |r, row| {
                 row.iter_mut().for_each(|x| *x += r + 1)
             });
             let want: Vec<usize> = (0..15).map(|i| i / 3 + 1).collect();
             assert_eq!(out, want, "threads {threads}");
+            par_rows(&mut [0u8; 0], 1, &pool, |_, _| unreachable!());
         }
-        par_rows(&mut [0u8; 0], 1, 4, |_, _| unreachable!());
+    }
+
+    #[test]
+    fn matmul_layouts_agree_with_f64() {
+        let (m, r, k) = (37, 70, 19);
+        let a: Vec<f64> = (0..m * k)
+            .map(|i| ((i * 7 % 13) as f64 - 6.0) / 8.0)
+            .collect();
+        let b: Vec<f64> = (0..r * k)
+            .map(|i| ((i * 5 % 11) as f64 - 5.0) / 4.0)
+            .collect();
+        let t = |x: &[f64], rows: usize| -> Vec<f64> {
+            (0..x.len()).map(|i| x[(i % rows) * k + i / rows]).collect()
+        };
+        let mut want = vec![0.0; m * r];
+        for i in 0..m {
+            for o in 0..r {
+                want[i * r + o] = (0..k).map(|kk| a[i * k + kk] * b[o * k + kk]).sum();
+            }
+        }
+        for threads in [1, 2] {
+            let mut e64 = Engine::<f64>::new(threads);
+            let mut e32 = Engine::<f32>::new(threads);
+            for (la, lb) in [
+                (Layout::Rows, Layout::Rows),
+                (Layout::Transposed, Layout::Transposed),
+            ] {
+                let aa = if la == Layout::Rows {
+                    a.clone()
+                } else {
+                    t(&a, m)
+                };
+                let bb = if lb == Layout::Rows {
+                    b.clone()
+                } else {
+                    t(&b, r)
+                };
+                let mut out = vec![0.0; m * r];
+                e64.matmul_nt(&mut out, &aa, la, &bb, lb, m, r, k);
+                assert!(out.iter().zip(&want).all(|(x, y)| (x - y).abs() < 1e-12));
+                let (a32, b32): (Vec<f32>, Vec<f32>) = (
+                    aa.iter().map(|&x| x as f32).collect(),
+                    bb.iter().map(|&x| x as f32).collect(),
+                );
+                let mut out32 = vec![0.0f32; m * r];
+                e32.matmul_nt(&mut out32, &a32, la, &b32, lb, m, r, k);
+                assert!(out32
+                    .iter()
+                    .zip(&want)
+                    .all(|(&x, y)| (x as f64 - y).abs() < 1e-4));
+            }
+        }
     }
 }

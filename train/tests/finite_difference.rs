@@ -6,6 +6,7 @@
 //! difference `(L(x + h) - L(x - h)) / 2h`. Error per tensor: `max |analytic - numeric| / max |numeric|`.
 
 use ingot_train::layers::*;
+use ingot_train::parallel::{pool, Engine};
 use ingot_train::rng::Rng;
 use ingot_train::{params, Config, Model};
 
@@ -122,12 +123,22 @@ fn linear() {
     let inputs = vec![randn(&mut rng, n * ic, 1.0), randn(&mut rng, oc * ic, 0.5)];
     let fwd = |x: &[Vec<f64>]| {
         let mut out = vec![0.0; n * oc];
-        linear_forward(&mut out, &x[0], &x[1], n, ic, oc, threads);
+        linear_forward(&mut out, &x[0], &x[1], n, ic, oc, &mut Engine::new(threads));
         out
     };
     check("linear", &["inp", "w"], inputs, fwd, |x, dout| {
         let (mut dx, mut dw) = (vec![0.0; n * ic], vec![0.0; oc * ic]);
-        linear_backward(&mut dx, &mut dw, dout, &x[0], &x[1], n, ic, oc, threads);
+        linear_backward(
+            &mut dx,
+            &mut dw,
+            dout,
+            &x[0],
+            &x[1],
+            n,
+            ic,
+            oc,
+            &mut Engine::new(threads),
+        );
         vec![dx, dw]
     });
 }
@@ -179,16 +190,25 @@ fn attention() {
         ];
         let fwd = |x: &[Vec<f64>]| {
             let (mut out, mut att) = (vec![0.0; qn], vec![0.0; an]);
-            attention_forward(&mut out, &mut att, &x[0], &x[1], &x[2], s, 2);
+            attention_forward(&mut out, &mut att, &x[0], &x[1], &x[2], s, &pool(2));
             out
         };
         let layer = format!("attention {nh}/{nkv}");
         check(&layer, &["q", "k", "v"], inputs, fwd, |x, dout| {
             let (mut out, mut att) = (vec![0.0; qn], vec![0.0; an]);
-            attention_forward(&mut out, &mut att, &x[0], &x[1], &x[2], s, 2);
+            attention_forward(&mut out, &mut att, &x[0], &x[1], &x[2], s, &pool(2));
             let (mut dq, mut dk, mut dv) = (vec![0.0; qn], vec![0.0; kvn], vec![0.0; kvn]);
             attention_backward(
-                &mut dq, &mut dk, &mut dv, dout, &x[0], &x[1], &x[2], &att, s, 2,
+                &mut dq,
+                &mut dk,
+                &mut dv,
+                dout,
+                &x[0],
+                &x[1],
+                &x[2],
+                &att,
+                s,
+                &pool(2),
             );
             vec![dq, dk, dv]
         });

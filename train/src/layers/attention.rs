@@ -6,7 +6,7 @@
 //! thread owns whole slices and the result does not depend on the thread count.
 
 use super::linear::dot;
-use crate::parallel::par_for_each;
+use crate::parallel::{par_for_each, ThreadPool};
 use crate::Float;
 
 /// Sizes of one attention call.
@@ -40,7 +40,7 @@ pub fn attention_forward<F: Float>(
     k: &[F],
     v: &[F],
     s: AttentionShape,
-    threads: usize,
+    pool: &ThreadPool,
 ) {
     s.check();
     let AttentionShape { b, t, nh, nkv, d } = s;
@@ -53,7 +53,7 @@ pub fn attention_forward<F: Float>(
         .chunks_mut(qs.max(1))
         .zip(att.chunks_mut((nh * t * t).max(1)))
         .enumerate();
-    par_for_each(items, threads, |(bi, (out, att))| {
+    par_for_each(items, pool, |(bi, (out, att))| {
         let (q, k, v) = (
             &q[bi * qs..][..qs],
             &k[bi * kvs..][..kvs],
@@ -104,7 +104,7 @@ pub fn attention_backward<F: Float>(
     v: &[F],
     att: &[F],
     s: AttentionShape,
-    threads: usize,
+    pool: &ThreadPool,
 ) {
     s.check();
     let AttentionShape { b, t, nh, nkv, d } = s;
@@ -118,7 +118,7 @@ pub fn attention_backward<F: Float>(
         .chunks_mut(qs.max(1))
         .zip(dk.chunks_mut(kvs.max(1)))
         .zip(dv.chunks_mut(kvs.max(1)));
-    par_for_each(items.enumerate(), threads, |(bi, ((dq, dk), dv))| {
+    par_for_each(items.enumerate(), pool, |(bi, ((dq, dk), dv))| {
         let (q, k, v) = (
             &q[bi * qs..][..qs],
             &k[bi * kvs..][..kvs],
