@@ -5,7 +5,7 @@
 mod common;
 
 use ingot_runtime::gguf::GgufFile;
-use ingot_runtime::model::{Model, Session, SessionParams};
+use ingot_runtime::model::{session_bytes, Model, Session, SessionParams};
 use ingot_runtime::sampler::{Sampler, SamplerParams};
 use ingot_runtime::tokenizer::StreamDecoder;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static BYTES: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static ARMED: Cell<bool> = const { Cell::new(false) };
 }
@@ -26,6 +27,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if ARMED.with(Cell::get) {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(layout.size(), Ordering::Relaxed);
         }
         // SAFETY: same layout the caller passed, which satisfies `alloc`'s contract.
         unsafe { System.alloc(layout) }
@@ -37,6 +39,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if ARMED.with(Cell::get) {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(new_size, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged; `ptr`/`layout` come from this allocator.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -60,6 +63,24 @@ fn decode_steps_allocate_nothing() {
     let model = Model::from_gguf(file.parse().unwrap()).unwrap();
     for threads in [1, 2] {
         decode_steps(&model, threads);
+    }
+    // The session allocates what `session_bytes` (shown by `ingot info --ctx`) says it will: the plan is
+    // exact up to the thread pool's own bookkeeping (thread handles, names), a few KiB.
+    for (n_ctx, n_batch, n_threads) in [(64, 16, 1), (512, 64, 2), (2048, 1, 1)] {
+        let params = SessionParams {
+            n_ctx,
+            n_batch,
+            n_threads,
+        };
+        let before = BYTES.load(Ordering::Relaxed);
+        let (session, _) = counted(|| Session::new(&model, params).unwrap());
+        let got = BYTES.load(Ordering::Relaxed) - before;
+        let planned = session_bytes(&model, params);
+        assert!(
+            got >= planned && got - planned < 16 << 10,
+            "{params:?}: planned {planned} bytes, allocated {got}"
+        );
+        drop(session);
     }
     // The counter works: an allocation while armed is seen.
     let (_, n) = counted(|| std::hint::black_box(vec![1u8; 16]));
