@@ -402,3 +402,91 @@ fn best_is_available_and_named() {
         Kernels::detect().isa()
     );
 }
+
+/// The register-tiled matmul paths (row pairs x up to 8 tokens, row panels): every row count
+/// 1..=7 and token count 1..=9 (tile edges), at block counts on both sides of one tile's worth,
+/// bitwise equal to per-pair `vec_dot`.
+#[test]
+fn matmul_tile_edges_equal_vec_dot_bitwise() {
+    let mut rng = SplitMix64(0x711e_ed9e);
+    for k in paths("matmul_tile_edges_equal_vec_dot_bitwise") {
+        for ty in [
+            QuantType::Q4_0,
+            QuantType::Q4_1,
+            QuantType::Q8_0,
+            QuantType::Q8_1,
+        ] {
+            let act = ty.info().vec_dot_type;
+            for blocks in [1usize, 2, 5, 18] {
+                let n = blocks * QK;
+                let (rb, arb) = (ty.row_bytes(n).unwrap(), act.row_bytes(n).unwrap());
+                for rows in 1..=7usize {
+                    let w = weights(ty, &rng.values(n * rows));
+                    let ws = shifted(&w, 1);
+                    let w = &ws[1..];
+                    for t in 1..=9usize {
+                        let stride = arb + 1;
+                        let mut xa = vec![0xa5u8; 1 + (t - 1) * stride + arb];
+                        for j in 0..t {
+                            let at = 1 + j * stride;
+                            quantize_activations(act, &rng.values(n), &mut xa[at..at + arb]);
+                        }
+                        let x_act = &xa[1..];
+                        let mut out = vec![f32::NAN; t * rows];
+                        k.matmul(ty, &mut out, w, rows, x_act, stride, t, n);
+                        for j in 0..t {
+                            let xj = &x_act[j * stride..j * stride + arb];
+                            for r in 0..rows {
+                                let want = k.vec_dot(ty, n, &w[r * rb..(r + 1) * rb], xj);
+                                assert_eq!(
+                                    out[j * rows + r].to_bits(),
+                                    want.to_bits(),
+                                    "{} {ty} n={n} rows={rows} t={t} row {r} token {j}",
+                                    k.isa()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Rows longer than a row panel and matrices spanning several panels, with a token count that
+/// leaves a partial tile: bitwise equal to per-pair `vec_dot`.
+#[test]
+fn matmul_multi_panel_equal_vec_dot_bitwise() {
+    let mut rng = SplitMix64(0x9a4e_1000);
+    for k in paths("matmul_multi_panel_equal_vec_dot_bitwise") {
+        for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0] {
+            let act = ty.info().vec_dot_type;
+            // 2048 x 256 blocks of Q8_0 is ~17 MB; keep it smaller: 600 rows of 96 blocks spans
+            // several 256 KB panels.
+            for (rows, blocks) in [(600usize, 96usize), (3, 300)] {
+                let n = blocks * QK;
+                let (rb, arb) = (ty.row_bytes(n).unwrap(), act.row_bytes(n).unwrap());
+                let w = weights(ty, &rng.values(n * rows));
+                let t = 11;
+                let mut xa = vec![0u8; t * arb];
+                for j in 0..t {
+                    quantize_activations(act, &rng.values(n), &mut xa[j * arb..(j + 1) * arb]);
+                }
+                let mut out = vec![f32::NAN; t * rows];
+                k.matmul(ty, &mut out, &w, rows, &xa, arb, t, n);
+                for j in 0..t {
+                    let xj = &xa[j * arb..(j + 1) * arb];
+                    for r in 0..rows {
+                        let want = k.vec_dot(ty, n, &w[r * rb..(r + 1) * rb], xj);
+                        assert_eq!(
+                            out[j * rows + r].to_bits(),
+                            want.to_bits(),
+                            "{} {ty} rows={rows} n={n} row {r} token {j}",
+                            k.isa()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

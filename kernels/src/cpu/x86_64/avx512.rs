@@ -91,12 +91,12 @@ impl Avx512Vnni {
         // out.len() == t * rows.
         unsafe {
             match ty {
-                QuantType::Q4_0 => mm_q4_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q4_1 => mm_q4_1(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q4_0 => mmt_q4_0(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q4_1 => mmt_q4_1(out, wp, rb, rows, xp, act_stride, t, n),
                 QuantType::Q5_0 => mm_q5_0(out, wp, rb, rows, xp, act_stride, t, n),
                 QuantType::Q5_1 => mm_q5_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q8_0 => mm_q8_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q8_1 => mm_q8_1(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q8_0 => mmt_q8_0(out, wp, rb, rows, xp, act_stride, t, n),
+                QuantType::Q8_1 => mmt_q8_1(out, wp, rb, rows, xp, act_stride, t, n),
                 QuantType::F16 => mm_f16(out, wp, rb, rows, xp, act_stride, t, n),
                 QuantType::F32 | QuantType::BF16 => {
                     self.avx2.matmul(ty, out, w, rows, x_act, act_stride, t, n)
@@ -388,7 +388,377 @@ macro_rules! matmul_fns {
         }
     )*};
 }
-matmul_fns!(
-    mm_q4_0 => dot_q4_0, mm_q4_1 => dot_q4_1, mm_q5_0 => dot_q5_0, mm_q5_1 => dot_q5_1,
-    mm_q8_0 => dot_q8_0, mm_q8_1 => dot_q8_1,
-);
+matmul_fns!(mm_q5_0 => dot_q5_0, mm_q5_1 => dot_q5_1);
+
+// ---------------------------------------------------------------------------------------------
+// Register-tiled matmul for Q4_0 / Q4_1 x Q8_0 / Q8_1 and Q8_0 / Q8_1.
+//
+// One zmm holds the same block of two weight rows (`[row a | row b]`, 8 lanes each), so each
+// lane runs exactly the ymm instruction sequence of the `dot_*::<1>` kernels above: the integer
+// block dot (the same exact i32 per group of four bytes, computed by an equivalent identity),
+// `p = dw * dx` rounded once, `acc = fma(p, s, acc)` with blocks in order, and the same final
+// `hsum_ps` (+ `summs` for Q4_1). A tile is `RP` row pairs x `TT` tokens: each weight block is
+// decoded once per tile and each activation block loaded once per tile (a 32-byte broadcast), and
+// the activation scales are converted once per token group into a stack table shared by all rows.
+//
+// Integer identities (exact, no overflow: every partial sum is below 2^17 in magnitude):
+// - Q8: `sum(w * y) = sum((y + 128) * w) - 128 * sum(w)`: `vpdpbusd` with the unsigned operand
+//   `y ^ 0x80` and the signed `w`, accumulating onto `-dpbusd(128, w)` (per row and block).
+// - Q4_0: the same with the signed codes `q - 8`.
+// - Q4_1: `dpbusd(q, y)` as in `dot_q4_1`.
+// ---------------------------------------------------------------------------------------------
+
+/// Most blocks per row the tiled kernels take (n <= 8192 elements); longer rows, and single
+/// tokens, use [`super::matmul_body`].
+const TILE_MAX_NB: usize = 256;
+/// Tokens per tile (and per activation-scale table).
+const TILE_TT: usize = 8;
+/// How many tiles ahead the tile kernels prefetch weight rows (decode streams them from DRAM).
+const TILE_PF_TILES: usize = 2;
+/// Weight bytes per row panel: a panel is revisited once per token group, so it should stay in L2.
+const PANEL_BYTES: usize = 256 * 1024;
+
+/// The f16 at `a` and the one at `b` widened to `[a x8 | b x8]`.
+///
+/// # Safety
+/// 2 readable bytes at `a` and at `b`; the CPU has this module's features.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn f16_pair16(a: *const u8, b: *const u8) -> __m512 {
+    // SAFETY: 2 readable bytes at each (caller); read_unaligned accepts any alignment.
+    let (ha, hb) = unsafe {
+        (
+            core::ptr::read_unaligned(a.cast::<i16>()),
+            core::ptr::read_unaligned(b.cast::<i16>()),
+        )
+    };
+    _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16(hb), _mm_set1_epi16(ha)))
+}
+
+/// The 32 bytes at `a` and at `b` as `[a | b]`.
+///
+/// # Safety
+/// 32 readable bytes at `a` and at `b`; the CPU has this module's features.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn load32_pair(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: forwarded from the caller.
+    unsafe { _mm512_inserti64x4::<1>(_mm512_castsi256_si512(load32(a)), load32(b)) }
+}
+
+/// [`nibbles32`] of the 16 `qs` bytes at `a` and at `b`, as `[a | b]`.
+///
+/// # Safety
+/// 16 readable bytes at `a` and at `b`; the CPU has this module's features.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn nibbles_pair(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: 16 readable bytes at each (caller); loadu accepts any alignment.
+    let (la, lb) = unsafe { (_mm_loadu_si128(a.cast()), _mm_loadu_si128(b.cast())) };
+    let v = _mm512_inserti64x4::<1>(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(la)),
+        _mm256_broadcastsi128_si256(lb),
+    );
+    // 16-bit lanes of the odd 128-bit quarters shift by 4 (the high nibbles), as in nibbles32.
+    let counts = _mm512_set_epi16(
+        4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4, 4, 4, 0, 0, 0, 0, 0, 0,
+        0, 0,
+    );
+    _mm512_and_si512(_mm512_srlv_epi16(v, counts), _mm512_set1_epi8(0x0f))
+}
+
+/// Signed Q8 codes of the blocks at `a` and `b` (`qs` at byte `QO`), as `[a | b]`.
+///
+/// # Safety
+/// `QO + 32` readable bytes at `a` and at `b`; the CPU has this module's features.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q8_pair<const QO: usize>(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: forwarded from the caller.
+    unsafe { load32_pair(a.add(QO), b.add(QO)) }
+}
+
+/// Signed Q4_0 codes `q - 8` of the blocks at `a` and `b`, as `[a | b]`.
+///
+/// # Safety
+/// 18 readable bytes at `a` and at `b`; the CPU has this module's features.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_0_pair(a: *const u8, b: *const u8) -> __m512i {
+    // SAFETY: forwarded from the caller.
+    let q = unsafe { nibbles_pair(a.add(2), b.add(2)) };
+    _mm512_sub_epi8(q, _mm512_set1_epi8(8))
+}
+
+/// Prefetches `len` bytes (rounded up to whole lines) at `base + off` into L1: the weight rows of
+/// a later tile, walked at the rate the current tile consumes its own.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn prefetch_tile(base: *const u8, off: usize, len: usize) {
+    let mut o = 0;
+    while o < len {
+        // A prefetch never faults, whatever the address; wrapping_add keeps the arithmetic safe.
+        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(off + o).cast());
+        o += 64;
+    }
+}
+
+/// Upper 8 lanes of `v`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hi256(v: __m512) -> __m256 {
+    _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))
+}
+
+/// Tile kernel for Q4_0 x Q8_0 (`q4_0_pair`, 18, 34, 2) and Q8_0 / Q8_1 (`q8_pair`): `RP` row
+/// pairs `w[p] = [a, b]` x `TT` tokens `x[k]`, returning `out[p][h][k] = vec_dot(w[p][h], x[k])`.
+macro_rules! tile_sym {
+    ($name:ident, $codes:expr, $wbs:literal, $xbs:literal, $xqo:literal) => {
+        /// # Safety
+        /// Each `w[p][h]` holds `nb` weight blocks and each `x[k]` `nb` activation blocks;
+        /// `dx[ib * TILE_TT + k]` is the f32 scale of block `ib` of `x[k]` for `ib < nb`; the
+        /// CPU has this module's features.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name<const RP: usize, const TT: usize>(
+            nb: usize,
+            w: [[*const u8; 2]; RP],
+            x: [*const u8; TT],
+            dx: *const f32,
+            _sx: *const f32,
+            pf: *const u8,
+        ) -> [[[f32; TT]; 2]; RP] {
+            let bias = _mm512_set1_epi8(-128);
+            let zero = _mm512_setzero_si512();
+            let mut acc = [[_mm512_setzero_ps(); TT]; RP];
+            for ib in 0..nb {
+                // SAFETY: ib < nb blocks at every w[p][h] and x[k], 8 * nb floats at dx
+                // (caller).
+                unsafe {
+                    prefetch_tile(pf, ib * 2 * RP * $wbs, 2 * RP * $wbs);
+                    let mut q = [zero; RP];
+                    let mut negc = [zero; RP];
+                    let mut dw = [_mm512_setzero_ps(); RP];
+                    for p in 0..RP {
+                        let (a, b) = (w[p][0].add(ib * $wbs), w[p][1].add(ib * $wbs));
+                        q[p] = $codes(a, b);
+                        negc[p] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, bias, q[p]));
+                        dw[p] = f16_pair16(a, b);
+                    }
+                    for k in 0..TT {
+                        let y = _mm512_broadcast_i64x4(load32(x[k].add(ib * $xbs + $xqo)));
+                        let y = _mm512_xor_si512(y, bias);
+                        let d = _mm512_set1_ps(*dx.add(ib * TILE_TT + k));
+                        for p in 0..RP {
+                            let s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(negc[p], y, q[p]));
+                            acc[p][k] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], d), s, acc[p][k]);
+                        }
+                    }
+                }
+            }
+            let mut out = [[[0.0; TT]; 2]; RP];
+            for p in 0..RP {
+                for k in 0..TT {
+                    out[p][0][k] = hsum_ps(_mm512_castps512_ps256(acc[p][k]));
+                    out[p][1][k] = hsum_ps(hi256(acc[p][k]));
+                }
+            }
+            out
+        }
+    };
+}
+
+tile_sym!(tile_q4_0, q4_0_pair, 18, 34, 2);
+tile_sym!(tile_q8_0, q8_pair::<2>, 34, 34, 2);
+tile_sym!(tile_q8_1, q8_pair::<4>, 36, 36, 4);
+
+/// Tile kernel for Q4_1 x Q8_1, as [`tile_q4_0`] plus `summs = fma(mw, sx, summs)` per token lane
+/// (`sx[ib * TILE_TT + k]` the f32 `s` of block `ib` of `x[k]`).
+///
+/// # Safety
+/// As [`tile_q4_0`], and 8 * nb floats at `sx`.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_q4_1<const RP: usize, const TT: usize>(
+    nb: usize,
+    w: [[*const u8; 2]; RP],
+    x: [*const u8; TT],
+    dx: *const f32,
+    sx: *const f32,
+    pf: *const u8,
+) -> [[[f32; TT]; 2]; RP] {
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); TT]; RP];
+    // Lanes k and 8 + k: summs of row a / row b with token k.
+    let mut summs = [_mm512_setzero_ps(); RP];
+    for ib in 0..nb {
+        // SAFETY: ib < nb blocks at every w[p][h] and x[k], 8 * nb floats at dx and sx (caller).
+        unsafe {
+            prefetch_tile(pf, ib * 2 * RP * 20, 2 * RP * 20);
+            let s8 = _mm256_loadu_pd(sx.add(ib * TILE_TT).cast());
+            let s16 = _mm512_castpd_ps(_mm512_broadcast_f64x4(s8));
+            let mut q = [zero; RP];
+            let mut dw = [_mm512_setzero_ps(); RP];
+            for p in 0..RP {
+                let (a, b) = (w[p][0].add(ib * 20), w[p][1].add(ib * 20));
+                q[p] = nibbles_pair(a.add(4), b.add(4));
+                dw[p] = f16_pair16(a, b);
+                summs[p] = _mm512_fmadd_ps(f16_pair16(a.add(2), b.add(2)), s16, summs[p]);
+            }
+            for k in 0..TT {
+                let y = _mm512_broadcast_i64x4(load32(x[k].add(ib * 36 + 4)));
+                let d = _mm512_set1_ps(*dx.add(ib * TILE_TT + k));
+                for p in 0..RP {
+                    let s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, q[p], y));
+                    acc[p][k] = _mm512_fmadd_ps(_mm512_mul_ps(dw[p], d), s, acc[p][k]);
+                }
+            }
+        }
+    }
+    let mut out = [[[0.0; TT]; 2]; RP];
+    for p in 0..RP {
+        let mut sm = [0f32; 16];
+        // SAFETY: `sm` has room for 16 floats; storeu accepts any alignment.
+        unsafe { _mm512_storeu_ps(sm.as_mut_ptr(), summs[p]) };
+        for k in 0..TT {
+            out[p][0][k] = hsum_ps(_mm512_castps512_ps256(acc[p][k])) + sm[k];
+            out[p][1][k] = hsum_ps(hi256(acc[p][k])) + sm[8 + k];
+        }
+    }
+    out
+}
+
+/// Tiled rows x tokens driver for one type (`$xbs` activation block bytes, `$asym` whether the
+/// activation blocks carry `s`); same contract as [`super::matmul_body`], which it falls back to
+/// (with `$fallback`) for rows longer than [`TILE_MAX_NB`] blocks.
+macro_rules! mm_tiled {
+    ($mm:ident, $rows_fn:ident, $tile:ident, $fallback:ident, $xbs:literal, $asym:literal) => {
+        /// Rows `r0..r1` against tokens `j0..j0 + TT`, `RP` row pairs per tile.
+        ///
+        /// # Safety
+        /// As [`super::matmul_body`] for the whole call; `r0 <= r1 <= rows`, `j0 + TT <= t`;
+        /// `dx` (and `sx` where used) hold the scale tables of tokens `j0..j0 + TT`.
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $rows_fn<const RP: usize, const TT: usize>(
+            out: &mut [f32],
+            w: *const u8,
+            rb: usize,
+            rows: usize,
+            (r0, r1): (usize, usize),
+            x: *const u8,
+            stride: usize,
+            j0: usize,
+            nb: usize,
+            (dx, sx): (*const f32, *const f32),
+        ) {
+            let xs: [*const u8; TT] = core::array::from_fn(|k| x.wrapping_add((j0 + k) * stride));
+            let row = |r: usize| w.wrapping_add(r * rb);
+            let mut r = r0;
+            while r + 2 * RP <= r1 {
+                let ws: [[*const u8; 2]; RP] =
+                    core::array::from_fn(|p| [row(r + 2 * p), row(r + 2 * p + 1)]);
+                // Prefetch target only (may lie past W: prefetches never fault).
+                let pf = row(r + 2 * RP * TILE_PF_TILES);
+                // SAFETY: rows r..r + 2 * RP <= rows and tokens j0..j0 + TT <= t are in
+                // bounds (caller), nb = n / QK blocks each; dx/sx as the caller states.
+                let v = unsafe { $tile::<RP, TT>(nb, ws, xs, dx, sx, pf) };
+                for (p, v) in v.iter().enumerate() {
+                    for (h, v) in v.iter().enumerate() {
+                        for (k, &v) in v.iter().enumerate() {
+                            out[(j0 + k) * rows + r + 2 * p + h] = v;
+                        }
+                    }
+                }
+                r += 2 * RP;
+            }
+            while r < r1 {
+                // A lone last row is paired with itself.
+                let b = (r + 1).min(r1 - 1);
+                let pf = row(r + 2 * TILE_PF_TILES);
+                // SAFETY: as above, for rows r and b < r1.
+                let [v] = unsafe { $tile::<1, TT>(nb, [[row(r), row(b)]], xs, dx, sx, pf) };
+                for k in 0..TT {
+                    out[(j0 + k) * rows + r] = v[0][k];
+                    out[(j0 + k) * rows + b] = v[1][k];
+                }
+                r += 2;
+            }
+        }
+
+        /// Rows x tokens driver: see [`super::matmul_body`] for the safety contract.
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $mm(
+            out: &mut [f32],
+            w: *const u8,
+            rb: usize,
+            rows: usize,
+            x: *const u8,
+            stride: usize,
+            t: usize,
+            n: usize,
+        ) {
+            debug_assert_eq!(out.len(), t * rows);
+            let nb = n / QK;
+            // Decode (one token) streams W from DRAM once: one row at a time in order keeps the
+            // hardware prefetchers ahead, which measured faster than the row-pair tiles.
+            if nb > TILE_MAX_NB || t == 1 {
+                matmul_body!($fallback, out, w, rb, rows, x, stride, t, n);
+                return;
+            }
+            let mut dx = [core::mem::MaybeUninit::<f32>::uninit(); TILE_MAX_NB * TILE_TT];
+            let mut sx = [core::mem::MaybeUninit::<f32>::uninit(); TILE_MAX_NB * TILE_TT];
+            let panel = ((PANEL_BYTES / rb.max(1)) & !7).max(8);
+            let mut r0 = 0;
+            while r0 < rows {
+                let r1 = (r0 + panel).min(rows);
+                let mut j0 = 0;
+                while j0 < t {
+                    let tt = (t - j0).min(TILE_TT);
+                    for ib in 0..nb {
+                        for k in 0..TILE_TT {
+                            let (d, s) = if k >= tt {
+                                (0.0, 0.0)
+                            } else if $asym {
+                                let xb = x.wrapping_add((j0 + k) * stride + ib * $xbs);
+                                // SAFETY: block ib of token j0 + k < t is in bounds (caller).
+                                let ds = unsafe { load_f16x2(xb) };
+                                (_mm_cvtss_f32(ds), _mm_cvtss_f32(_mm_movehdup_ps(ds)))
+                            } else {
+                                let xb = x.wrapping_add((j0 + k) * stride + ib * $xbs);
+                                // SAFETY: as above.
+                                let d = unsafe { load_f16x1(xb) };
+                                (_mm_cvtss_f32(d), 0.0)
+                            };
+                            dx[ib * TILE_TT + k].write(d);
+                            sx[ib * TILE_TT + k].write(s);
+                        }
+                    }
+                    // The first nb * TILE_TT entries of both tables were written just above.
+                    let sc = (dx.as_ptr().cast::<f32>(), sx.as_ptr().cast::<f32>());
+                    let rr = (r0, r1);
+                    // SAFETY: r0 <= r1 <= rows, j0 + tt <= t, tables filled for nb blocks of
+                    // tokens j0..j0 + tt; the caller's guarantees cover the rest.
+                    unsafe {
+                        match tt {
+                            1 => $rows_fn::<2, 1>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            2 => $rows_fn::<2, 2>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            3 => $rows_fn::<2, 3>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            4 => $rows_fn::<2, 4>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            5 => $rows_fn::<1, 5>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            6 => $rows_fn::<1, 6>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            7 => $rows_fn::<1, 7>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            _ => $rows_fn::<1, 8>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                        }
+                    }
+                    j0 += tt;
+                }
+                r0 = r1;
+            }
+        }
+    };
+}
+
+mm_tiled!(mmt_q4_0, rows_q4_0, tile_q4_0, dot_q4_0, 34, false);
+mm_tiled!(mmt_q4_1, rows_q4_1, tile_q4_1, dot_q4_1, 36, true);
+mm_tiled!(mmt_q8_0, rows_q8_0, tile_q8_0, dot_q8_0, 34, false);
+mm_tiled!(mmt_q8_1, rows_q8_1, tile_q8_1, dot_q8_1, 36, true);
