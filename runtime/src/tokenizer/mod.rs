@@ -404,5 +404,45 @@ fn piece(text: &str, attr: u16, out: &mut Vec<u8>) {
     }
 }
 
+/// Splits text into the words a pre-tokenizer produces before any merge is applied: what a BPE
+/// trainer counts, so that training and encoding agree on word boundaries.
+pub struct WordSplitter {
+    pre: pretokenize::PreTokenizer,
+    scratch: pretokenize::Scratch,
+    ranges: Vec<core::ops::Range<usize>>,
+}
+
+impl core::fmt::Debug for WordSplitter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("WordSplitter")
+            .field("pre", &self.pre)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WordSplitter {
+    /// The splitter of `tokenizer.ggml.pre` value `pre`, or `None` for an unknown name.
+    pub fn new(pre: &str) -> Option<WordSplitter> {
+        Some(WordSplitter {
+            pre: pretokenize::PreTokenizer::from_name(pre)?,
+            scratch: pretokenize::Scratch::default(),
+            ranges: Vec::new(),
+        })
+    }
+
+    /// Appends the words of `text` (in order, covering all of it) to `out`.
+    pub fn split<'t>(&mut self, text: &'t str, out: &mut Vec<&'t str>) {
+        self.ranges.clear();
+        self.pre.split(text, &mut self.scratch, &mut self.ranges);
+        out.extend(self.ranges.drain(..).map(|r| &text[r]));
+    }
+}
+
+/// GPT-2's byte-level character for byte `b` (printable bytes stand for themselves, the others map
+/// to U+0100 and up): the alphabet of `gpt2`-model vocabularies.
+pub fn byte_to_char(b: u8) -> char {
+    unicode::BYTE_TO_CHAR[b as usize]
+}
+
 #[cfg(test)]
 mod tests;
