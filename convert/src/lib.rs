@@ -2,18 +2,20 @@
 //!
 //! What it owns: choosing each tensor's type ([`policy`], with `--tensor-type` patterns in
 //! [`pattern`]), converting rows between types with ggml's reference quantizers ([`quantize`]),
-//! reading inputs (today GGUF files, for requantization: [`gguf_input`]) and writing the output
+//! reading inputs (GGUF files, for requantization: [`gguf_input`]; Hugging Face llama directories:
+//! [`hf_input`]) and writing the output
 //! atomically ([`output`]) through the runtime's streaming GGUF writer. What it does not own: the
 //! block formats and quantizers themselves (`ingot-kernels`), GGUF parsing and layout
 //! (`ingot-runtime::gguf`), the command line (the `ingot` binary).
 //!
-//! Not yet here (issue 4): Hugging Face safetensors and ingot checkpoint inputs, K-quants and the
+//! Not yet here (issue 4): ingot checkpoint inputs, K-quants and the
 //! llama.cpp presets built on them. See `convert/README.md` for the per-tensor policy and what
 //! llama.cpp does differently.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod gguf_input;
+pub mod hf_input;
 pub mod output;
 pub mod pattern;
 pub mod policy;
@@ -25,8 +27,9 @@ pub use policy::{Override, Policy};
 
 use std::path::Path;
 
-/// Converts `input` to `output`, dispatching on the input's format. Only GGUF files are read so far;
-/// a directory (Hugging Face checkpoint) or a `.safetensors` file is refused with a clear error.
+/// Converts `input` to `output`, dispatching on the input's format: a directory is a Hugging Face
+/// checkpoint ([`hf_input`]), anything else a GGUF file; a lone `.safetensors` file is refused with a
+/// clear error.
 pub fn convert(
     input: &Path,
     output: &Path,
@@ -38,9 +41,7 @@ pub fn convert(
         what: what.to_string(),
     };
     if input.is_dir() {
-        return Err(unsupported(
-            "directory inputs (Hugging Face checkpoints) are not supported yet; only GGUF files can be converted",
-        ));
+        return hf_input::convert_hf(input, output, opts, progress);
     }
     let mut magic = [0u8; 4];
     {

@@ -1,5 +1,5 @@
-//! `ingot convert`: requantize a GGUF file with the converter crate, printing one progress line per
-//! tensor and a summary to stderr.
+//! `ingot convert`: requantize a GGUF file, or convert a Hugging Face llama directory, with the
+//! converter crate, printing one progress line per tensor and a summary to stderr.
 
 use anyhow::{Context, Result};
 use ingot_convert::policy::{self, Reason};
