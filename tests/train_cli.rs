@@ -111,6 +111,12 @@ fn pretrain_then_resume() {
     let evaluated: Vec<u64> = m.iter().filter(|r| r.2.is_some()).map(|r| r.0).collect();
     assert_eq!(evaluated, [0, 3, 4, 6, 7]);
     assert!(m.iter().filter_map(|r| r.2).all(f64::is_finite));
+    // The loss curve is redrawn at the end: one polyline each for training and validation loss.
+    let svg = fs::read_to_string(out.join("loss.svg")).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.matches("<polyline").count() >= 2,
+        "{svg}"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! OUT/metrics.jsonl           one JSON object per step (and one per evaluation at step 0)
+//! OUT/loss.svg                the loss curve (training and validation), redrawn at the end of a run
 //! OUT/step-XXXXXXXX/          checkpoints (train/README.md, "Checkpoint format"); the newest --keep stay
 //! OUT/latest                  the newest checkpoint's directory name
 //! OUT/cache/tokens-*.bin      the tokenized corpus, keyed by its content and the tokenizer
@@ -85,7 +86,7 @@ of the token stream is the validation set; windows are drawn at random from the 
 Seeds: the model is initialised from --seed, the batch sampler from --seed + 1, validation windows from
 --seed + 2 (the same windows at every evaluation).
 
-Output (--out): metrics.jsonl, step-XXXXXXXX/ checkpoints and `latest`, cache/ (tokenized corpus).
+Output (--out): metrics.jsonl, loss.svg, step-XXXXXXXX/ checkpoints and `latest`, cache/ (tokenized corpus).
 --resume takes that directory (or one checkpoint directory) and continues bit-identically; --steps may
 be raised then (the learning rate stays at --min-lr past the original last step).")]
 pub struct PretrainArgs {
@@ -329,11 +330,15 @@ fn pretrain(a: &PretrainArgs) -> Result<()> {
         );
         return Ok(());
     }
+    drop(metrics);
+    let plot_path = out.join("loss.svg");
+    super::plot::loss_svg(&metrics_path, &plot_path)?;
     eprintln!(
-        "pretrain: {} steps in {}, final training loss {last_loss:.4}; metrics in {}",
+        "pretrain: {} steps in {}, final training loss {last_loss:.4}; metrics in {}, loss curve in {}",
         s.trainer.step - first_step,
         duration(start.elapsed().as_secs_f64()),
-        metrics_path.display()
+        metrics_path.display(),
+        plot_path.display()
     );
     Ok(())
 }
