@@ -11,7 +11,7 @@
 use crate::error::io;
 use crate::output::AtomicFile;
 use crate::policy::{self, Policy, Reason};
-use crate::quantize::{convert_rows, SCRATCH_ELEMS};
+use crate::quantize::write_converted;
 use crate::{Error, Result};
 use ingot_kernels::QuantType;
 use ingot_runtime::gguf::keys::{GENERAL_FILE_TYPE, GENERAL_QUANTIZATION_VERSION};
@@ -44,6 +44,15 @@ impl TensorPlan {
     /// Whether the bytes are copied unchanged.
     pub fn is_copy(&self) -> bool {
         self.from == self.to
+    }
+
+    /// The output header entry of this tensor.
+    pub fn decl(&self) -> TensorDecl {
+        TensorDecl {
+            name: self.name.clone(),
+            dims: self.dims.clone(),
+            ty: self.to,
+        }
     }
 }
 
@@ -147,14 +156,7 @@ pub fn convert_gguf(
     let gguf = file.parse()?;
     let tensors = plan(&gguf, &opts.policy)?;
     let (meta, file_type) = metadata(&gguf, opts.policy.target)?;
-    let decls: Vec<TensorDecl> = tensors
-        .iter()
-        .map(|t| TensorDecl {
-            name: t.name.clone(),
-            dims: t.dims.clone(),
-            ty: t.to,
-        })
-        .collect();
+    let decls: Vec<TensorDecl> = tensors.iter().map(TensorPlan::decl).collect();
 
     let mut out = AtomicFile::create(output)?;
     let tmp = out.temp_path().to_path_buf();
@@ -171,27 +173,16 @@ pub fn convert_gguf(
             continue;
         }
         let n = plan.dims[0] as usize;
-        let (sb, db) = (
-            plan.from.row_bytes(n).expect("validated by the reader"),
-            plan.to.row_bytes(n).expect("validated by the plan"),
-        );
-        // Rows per batch: SCRATCH_ELEMS per thread, so each thread gets a full scratch buffer.
-        let rows_per_batch = (SCRATCH_ELEMS * opts.threads.max(1) / n).max(1);
-        for (b, src) in info.data.chunks(rows_per_batch * sb).enumerate() {
-            let rows = src.len() / sb;
-            buf.resize(rows * db, 0);
-            convert_rows(
-                &plan.name,
-                plan.from,
-                plan.to,
-                n,
-                b * rows_per_batch,
-                src,
-                &mut buf,
-                opts.threads,
-            )?;
-            w.write(&buf).map_err(|e| io(&tmp, e))?;
-        }
+        write_converted(
+            &mut w,
+            plan,
+            plan.from,
+            n,
+            info.data,
+            opts.threads,
+            &mut buf,
+            &tmp,
+        )?;
     }
     w.finish().map_err(|e| io(&tmp, e))?;
     out.commit()?;

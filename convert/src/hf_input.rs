@@ -36,7 +36,7 @@ use crate::error::io;
 use crate::gguf_input::{Options, Progress, Summary, TensorPlan};
 use crate::output::AtomicFile;
 use crate::policy;
-use crate::quantize::{convert_rows, SCRATCH_ELEMS};
+use crate::quantize::write_converted;
 use crate::{Error, Result};
 use ingot_kernels::QuantType;
 use ingot_runtime::gguf::keys::{GENERAL_FILE_TYPE, GENERAL_QUANTIZATION_VERSION};
@@ -645,14 +645,7 @@ pub fn convert_hf(
     ));
     meta.extend(tok_meta);
 
-    let decls: Vec<TensorDecl> = plans
-        .iter()
-        .map(|t| TensorDecl {
-            name: t.name.clone(),
-            dims: t.dims.clone(),
-            ty: t.to,
-        })
-        .collect();
+    let decls: Vec<TensorDecl> = plans.iter().map(TensorPlan::decl).collect();
     let mut out = AtomicFile::create(output)?;
     let tmp = out.temp_path().to_path_buf();
     let mut w = GgufStreamWriter::new(&mut out, &meta, &decls).map_err(|e| io(&tmp, e))?;
@@ -671,23 +664,16 @@ pub fn convert_hf(
             x = permute_rows(&x, rows, n, h);
         }
         let src: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let db = plan.to.row_bytes(n).expect("validated by the plan");
-        let rows_per_batch = (SCRATCH_ELEMS * opts.threads.max(1) / n).max(1);
-        for (b, chunk) in src.chunks(rows_per_batch * n * 4).enumerate() {
-            let r = chunk.len() / (n * 4);
-            buf.resize(r * db, 0);
-            convert_rows(
-                &plan.name,
-                QuantType::F32,
-                plan.to,
-                n,
-                b * rows_per_batch,
-                chunk,
-                &mut buf,
-                opts.threads,
-            )?;
-            w.write(&buf).map_err(|e| io(&tmp, e))?;
-        }
+        write_converted(
+            &mut w,
+            plan,
+            QuantType::F32,
+            n,
+            &src,
+            opts.threads,
+            &mut buf,
+            &tmp,
+        )?;
     }
     w.finish().map_err(|e| io(&tmp, e))?;
     out.commit()?;

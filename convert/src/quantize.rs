@@ -99,6 +99,40 @@ fn convert_chunk(
     Ok(())
 }
 
+/// Converts `src` (whole rows of `n` elements in `from`) to `plan.to` and appends the result to `w`,
+/// in batches of [`SCRATCH_ELEMS`] elements per thread so that every thread gets a full scratch buffer
+/// and the output is never held whole. `buf` is reused across calls; `tmp` names the file in errors.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_converted<W: std::io::Write>(
+    w: &mut ingot_runtime::gguf::GgufStreamWriter<W>,
+    plan: &crate::gguf_input::TensorPlan,
+    from: QuantType,
+    n: usize,
+    src: &[u8],
+    threads: usize,
+    buf: &mut Vec<u8>,
+    tmp: &std::path::Path,
+) -> Result<()> {
+    let sb = from.row_bytes(n).expect("validated by the reader");
+    let db = plan.to.row_bytes(n).expect("validated by the plan");
+    let rows_per_batch = (SCRATCH_ELEMS * threads.max(1) / n).max(1);
+    for (b, chunk) in src.chunks(rows_per_batch * sb).enumerate() {
+        buf.resize(chunk.len() / sb * db, 0);
+        convert_rows(
+            &plan.name,
+            from,
+            plan.to,
+            n,
+            b * rows_per_batch,
+            chunk,
+            buf,
+            threads,
+        )?;
+        w.write(buf).map_err(|e| crate::error::io(tmp, e))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
