@@ -273,6 +273,141 @@ dot_asym!(dot_q5_1, 24, q5_codes::<4>);
 dot_q8!(dot_q8_0, 34, 2);
 dot_q8!(dot_q8_1, 36, 4);
 
+// ---------------------------------------------------------------------------------------------
+// Matrix-vector kernels (decode: one token). A one-row dot is bound by its accumulator chain
+// (one FMA per block, each waiting on the last); `R` rows side by side give `R` independent chains
+// and share the activation block's load and its `dpbusd(c, y)`. Each row's lanes run exactly the
+// instruction sequence of its `dot_*::<1>` kernel above, so the results are bitwise the same.
+// ---------------------------------------------------------------------------------------------
+
+/// Symmetric types (`q * y - c * y` per block): Q4_0 / Q5_0 (codes minus 8 / 16) and Q8_0 (bias
+/// 128, see `dot_q8`); `$bs` weight block bytes, `$c` the byte whose `dpbusd` with `y` is
+/// subtracted, `$codes` the unsigned codes of one weight block.
+macro_rules! rows_sym {
+    ($name:ident, $bs:literal, $xbs:literal, $c:literal, $codes:expr) => {
+        /// `R` rows `w[r]` of `n` elements dotted with the one activation row `x` (Q8_0, or Q8_1
+        /// for Q8_1 weights).
+        ///
+        /// # Safety
+        /// `n / QK` weight blocks at each `w[r]` and activation blocks at `x`; the CPU has this
+        /// module's features.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name<const R: usize>(n: usize, w: [*const u8; R], x: *const u8) -> [f32; R] {
+            let c = _mm256_set1_epi8($c);
+            let mut acc = [_mm256_setzero_ps(); R];
+            for ib in 0..n / QK {
+                // SAFETY: ib < n / QK blocks of $bs bytes at each w[r] and $xbs bytes at x
+                // (caller).
+                unsafe {
+                    let xb = x.add(ib * $xbs);
+                    let dx = load_f16x1(xb);
+                    let y = load32(xb.add($xbs - 32));
+                    let cy = dpbusd(c, y);
+                    for r in 0..R {
+                        let wb = w[r].add(ib * $bs);
+                        let d = _mm_mul_ss(load_f16x1(wb), dx);
+                        let i = _mm256_sub_epi32(dpbusd($codes(wb), y), cy);
+                        let s = _mm256_cvtepi32_ps(i);
+                        acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), s, acc[r]);
+                    }
+                }
+            }
+            let mut out = [0.0; R];
+            for r in 0..R {
+                out[r] = hsum_ps(acc[r]);
+            }
+            out
+        }
+    };
+}
+
+/// Asymmetric types (`dpbusd(q, y)` plus `mw * sx`): Q4_1 / Q5_1 x Q8_1, as `dot_asym`.
+macro_rules! rows_asym {
+    ($name:ident, $bs:literal, $codes:expr) => {
+        /// `R` rows `w[r]` of `n` elements dotted with the one Q8_1 activation row `x`.
+        ///
+        /// # Safety
+        /// `n / QK` weight blocks at each `w[r]` and activation blocks at `x`; the CPU has this
+        /// module's features.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name<const R: usize>(n: usize, w: [*const u8; R], x: *const u8) -> [f32; R] {
+            let mut acc = [_mm256_setzero_ps(); R];
+            let mut summs = [_mm_setzero_ps(); R];
+            for ib in 0..n / QK {
+                // SAFETY: ib < n / QK blocks of $bs bytes at each w[r] and 36 bytes at x
+                // (caller).
+                unsafe {
+                    let xb = x.add(ib * 36);
+                    let ds = load_f16x2(xb);
+                    let sx = _mm_movehdup_ps(ds);
+                    let y = load32(xb.add(4));
+                    for r in 0..R {
+                        let wb = w[r].add(ib * $bs);
+                        let dm = load_f16x2(wb);
+                        let p = _mm_mul_ss(dm, ds);
+                        summs[r] = _mm_fmadd_ss(_mm_movehdup_ps(dm), sx, summs[r]);
+                        let s = _mm256_cvtepi32_ps(dpbusd($codes(wb), y));
+                        acc[r] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), s, acc[r]);
+                    }
+                }
+            }
+            let mut out = [0.0; R];
+            for r in 0..R {
+                out[r] = hsum_ps(acc[r]) + _mm_cvtss_f32(summs[r]);
+            }
+            out
+        }
+    };
+}
+
+/// Unsigned Q8 weight codes `w + 128` of the block at `wb` whose `qs` start at byte `QO`.
+///
+/// # Safety
+/// `QO + 32` readable bytes at `wb`; the CPU has this module's features.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q8_codes<const QO: usize>(wb: *const u8) -> __m256i {
+    // SAFETY: forwarded from the caller.
+    unsafe { _mm256_xor_si256(load32(wb.add(QO)), _mm256_set1_epi8(-128)) }
+}
+
+rows_sym!(rows1_q4_0, 18, 34, 8, q4_codes::<2>);
+rows_sym!(rows1_q5_0, 22, 34, 16, q5_codes::<2>);
+rows_sym!(rows1_q8_0, 34, 34, -128, q8_codes::<2>);
+rows_sym!(rows1_q8_1, 36, 36, -128, q8_codes::<4>);
+rows_asym!(rows1_q4_1, 20, q4_codes::<4>);
+rows_asym!(rows1_q5_1, 24, q5_codes::<4>);
+
+/// Rows per matrix-vector step: enough independent FMA chains to cover the FMA latency.
+const MV_ROWS: usize = 4;
+
+/// Matrix-vector driver: `out[r] = vec_dot(W[r], x)` for every row, [`MV_ROWS`] rows per step.
+///
+/// # Safety
+/// As [`super::matmul_body`] with `t == 1`; the CPU has this module's features.
+macro_rules! matvec_body {
+    ($kern:ident, $out:ident, $w:ident, $rb:ident, $rows:ident, $x:ident, $n:ident) => {{
+        debug_assert_eq!($out.len(), $rows);
+        let row = |r: usize| $w.wrapping_add(r * $rb);
+        let mut r = 0;
+        while r + MV_ROWS <= $rows {
+            // SAFETY: rows r..r + MV_ROWS < rows and the one activation row are in bounds
+            // (caller); the enclosing function has the kernel's target features.
+            let v = unsafe { $kern::<MV_ROWS>($n, core::array::from_fn(|k| row(r + k)), $x) };
+            $out[r..r + MV_ROWS].copy_from_slice(&v);
+            r += MV_ROWS;
+        }
+        while r < $rows {
+            // SAFETY: as above, for row r alone.
+            let [v] = unsafe { $kern::<1>($n, [row(r)], $x) };
+            $out[r] = v;
+            r += 1;
+        }
+    }};
+}
+
 /// gcc 12's `_mm512_reduce_add_ps`: 8 + 8, 4 + 4, then `[0] + [2]`, `[1] + [3]`, then the two.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -376,7 +511,7 @@ unsafe fn mm_f16(
 }
 
 macro_rules! matmul_fns {
-    ($($mm:ident => $kern:ident),* $(,)?) => {$(
+    ($($mm:ident => $kern:ident, $rows1:ident),* $(,)?) => {$(
         /// Rows x tokens driver for one type: see [`super::matmul_body`] for the safety contract.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -384,11 +519,15 @@ macro_rules! matmul_fns {
             out: &mut [f32], w: *const u8, rb: usize, rows: usize,
             x: *const u8, stride: usize, t: usize, n: usize,
         ) {
-            matmul_body!($kern, out, w, rb, rows, x, stride, t, n)
+            if t == 1 {
+                matvec_body!($rows1, out, w, rb, rows, x, n)
+            } else {
+                matmul_body!($kern, out, w, rb, rows, x, stride, t, n)
+            }
         }
     )*};
 }
-matmul_fns!(mm_q5_0 => dot_q5_0, mm_q5_1 => dot_q5_1);
+matmul_fns!(mm_q5_0 => dot_q5_0, rows1_q5_0, mm_q5_1 => dot_q5_1, rows1_q5_1);
 
 // ---------------------------------------------------------------------------------------------
 // Register-tiled matmul for Q4_0 / Q4_1 x Q8_0 / Q8_1 and Q8_0 / Q8_1.
@@ -630,7 +769,7 @@ unsafe fn tile_q4_1<const RP: usize, const TT: usize>(
 /// activation blocks carry `s`); same contract as [`super::matmul_body`], which it falls back to
 /// (with `$fallback`) for rows longer than [`TILE_MAX_NB`] blocks.
 macro_rules! mm_tiled {
-    ($mm:ident, $rows_fn:ident, $tile:ident, $fallback:ident, $xbs:literal, $asym:literal) => {
+    ($mm:ident, $rows_fn:ident, $tile:ident, $fallback:ident, $rows1:ident, $xbs:literal, $asym:literal) => {
         /// Rows `r0..r1` against tokens `j0..j0 + TT`, `RP` row pairs per tile.
         ///
         /// # Safety
@@ -699,9 +838,12 @@ macro_rules! mm_tiled {
         ) {
             debug_assert_eq!(out.len(), t * rows);
             let nb = n / QK;
-            // Decode (one token) streams W from DRAM once: one row at a time in order keeps the
-            // hardware prefetchers ahead, which measured faster than the row-pair tiles.
-            if nb > TILE_MAX_NB || t == 1 {
+            // Decode (one token): a few rows side by side, streamed in order.
+            if t == 1 {
+                matvec_body!($rows1, out, w, rb, rows, x, n);
+                return;
+            }
+            if nb > TILE_MAX_NB {
                 matmul_body!($fallback, out, w, rb, rows, x, stride, t, n);
                 return;
             }
@@ -758,7 +900,7 @@ macro_rules! mm_tiled {
     };
 }
 
-mm_tiled!(mmt_q4_0, rows_q4_0, tile_q4_0, dot_q4_0, 34, false);
-mm_tiled!(mmt_q4_1, rows_q4_1, tile_q4_1, dot_q4_1, 36, true);
-mm_tiled!(mmt_q8_0, rows_q8_0, tile_q8_0, dot_q8_0, 34, false);
-mm_tiled!(mmt_q8_1, rows_q8_1, tile_q8_1, dot_q8_1, 36, true);
+mm_tiled!(mmt_q4_0, rows_q4_0, tile_q4_0, dot_q4_0, rows1_q4_0, 34, false);
+mm_tiled!(mmt_q4_1, rows_q4_1, tile_q4_1, dot_q4_1, rows1_q4_1, 36, true);
+mm_tiled!(mmt_q8_0, rows_q8_0, tile_q8_0, dot_q8_0, rows1_q8_0, 34, false);
+mm_tiled!(mmt_q8_1, rows_q8_1, tile_q8_1, dot_q8_1, rows1_q8_1, 36, true);
