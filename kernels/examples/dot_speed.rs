@@ -2,7 +2,8 @@
 //! dot_speed [TYPE...]` (default Q4_1 Q4_0 Q8_0). For SmolLM2-135M-shaped matrices (576 x 1536 and
 //! 1536 x 576, the FFN shapes) it prints, per available ISA, GB/s of weight bytes for
 //! `matvec` (decode: one token) and the effective rate of `matmul` over 16 tokens (weight bytes x
-//! tokens / time, the prefill path). The matrices are ~0.55 MB, so they sit in L2: this measures
+//! tokens / time, the prefill path), and for types the path repacks (`+packed`), the same over the
+//! packed layout. The matrices are ~0.55 MB, so they sit in L2: this measures
 //! the kernels, not DRAM.
 
 use std::hint::black_box;
@@ -83,6 +84,26 @@ fn main() {
                     black_box(&out);
                 });
                 let gb = w.len() as f64 / 1e9;
+                if k.packs(ty) {
+                    let mut p = vec![0u8; w.len()];
+                    ingot_kernels::packed::pack(ty, &w, rows, n, &mut p);
+                    let pv = time_per_iter(|| {
+                        k.matmul_packed(ty, &mut out[..rows], black_box(&p), rows, &xa, arb, 1, n);
+                        black_box(&out);
+                    });
+                    let pm = time_per_iter(|| {
+                        k.matmul_packed(ty, &mut out, black_box(&p), rows, &xa, arb, T, n);
+                        black_box(&out);
+                    });
+                    println!(
+                        "{ty:<5} {rows:>4} x {n:<5}  {:<8} {:>8.2} ({:>6.1} us)  {:>8.2} ({:>7.1} us)",
+                        "+packed",
+                        gb / pv,
+                        pv * 1e6,
+                        gb * T as f64 / pm,
+                        pm * 1e6
+                    );
+                }
                 println!(
                     "{ty:<5} {rows:>4} x {n:<5}  {isa:<8} {:>8.2} ({:>6.1} us)  {:>8.2} ({:>7.1} us)",
                     gb / tv,

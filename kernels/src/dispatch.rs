@@ -231,6 +231,43 @@ impl Kernels {
         self.matmul(ty, out, w, rows, x_act, stride, 1, n);
     }
 
+    /// Whether [`Kernels::matmul_packed`] has a fast path for `ty` here, i.e. whether a model
+    /// should repack its `ty` weights ([`crate::packed`]) for these kernels. Other paths still
+    /// compute packed products, by the scalar reference.
+    pub fn packs(&self, ty: QuantType) -> bool {
+        match self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(_) => ty == QuantType::Q4_0,
+            _ => false,
+        }
+    }
+
+    /// [`Kernels::matmul`] for a weight matrix in a packed layout ([`crate::packed::pack`]):
+    /// `out[j * rows + r]` for `t` activation rows (Q8_0 for Q4_0) `act_stride` bytes apart. Every
+    /// path is bitwise equal to [`crate::packed::matmul_packed_reference`] (not to `matmul` on
+    /// the unpacked rows: the packed arithmetic rounds differently).
+    ///
+    /// # Panics
+    /// If the matrix is not [`crate::packed::packable`] or a length or stride disagrees.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_packed(
+        &self,
+        ty: QuantType,
+        out: &mut [f32],
+        w: &[u8],
+        rows: usize,
+        x_act: &[u8],
+        act_stride: usize,
+        t: usize,
+        n: usize,
+    ) {
+        match self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
+            _ => crate::packed::matmul_packed_reference(ty, out, w, rows, x_act, act_stride, t, n),
+        }
+    }
+
     /// Batched product for prefill: `out[j * rows + r] = vec_dot(ty, n, W[r], X[j])`.
     ///
     /// - `out` (T, rows) row-major, `T = t`;

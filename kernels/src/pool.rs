@@ -31,6 +31,7 @@ const SPIN_LIMIT: u32 = 1 << 14;
 /// Rows per work item of [`Kernels::matmul_par`]: small enough that a preempted thread leaves little
 /// for the others to wait on, large enough that taking an item costs nothing next to computing it.
 const CHUNK_ROWS: usize = 32;
+const _: () = assert!(CHUNK_ROWS.is_multiple_of(crate::packed::PACK_ROWS));
 
 /// The job: called as `f(thread_index, n_threads)`.
 type Job<'a> = &'a (dyn Fn(usize, usize) + Sync);
@@ -348,9 +349,70 @@ impl Kernels {
         n: usize,
         scratch: &mut [f32],
     ) {
+        let shape = (rows, act_stride, t, n);
+        self.par_product(false, pool, ty, out, w, x_act, shape, scratch)
+    }
+
+    /// [`crate::Kernels::matmul_packed`] split across `pool` as [`Kernels::matmul_par`] splits
+    /// `matmul` (the row chunks are multiples of [`crate::packed::PACK_ROWS`]), so bit-identical
+    /// for any thread count.
+    ///
+    /// # Panics
+    /// As [`crate::Kernels::matmul_packed`], or if `scratch` is too short.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_par_packed(
+        &self,
+        pool: &ThreadPool,
+        ty: crate::QuantType,
+        out: &mut [f32],
+        w: &[u8],
+        rows: usize,
+        x_act: &[u8],
+        act_stride: usize,
+        t: usize,
+        n: usize,
+        scratch: &mut [f32],
+    ) {
+        let shape = (rows, act_stride, t, n);
+        self.par_product(true, pool, ty, out, w, x_act, shape, scratch)
+    }
+
+    /// One product, `matmul_packed` when `packed`, else `matmul`.
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        packed: bool,
+        ty: crate::QuantType,
+        out: &mut [f32],
+        w: &[u8],
+        rows: usize,
+        x_act: &[u8],
+        act_stride: usize,
+        t: usize,
+        n: usize,
+    ) {
+        if packed {
+            self.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
+        } else {
+            self.matmul(ty, out, w, rows, x_act, act_stride, t, n)
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn par_product(
+        &self,
+        packed: bool,
+        pool: &ThreadPool,
+        ty: crate::QuantType,
+        out: &mut [f32],
+        w: &[u8],
+        x_act: &[u8],
+        (rows, act_stride, t, n): (usize, usize, usize, usize),
+        scratch: &mut [f32],
+    ) {
         let nt = pool.n_threads();
         if nt == 1 || rows < 2 * CHUNK_ROWS {
-            return self.matmul(ty, out, w, rows, x_act, act_stride, t, n);
+            return self.product(packed, ty, out, w, rows, x_act, act_stride, t, n);
         }
         assert_eq!(out.len(), t * rows, "matmul_par: out must be (t, rows)");
         let rb = ty.row_bytes(n).expect("matmul_par: n must be whole blocks");
@@ -387,7 +449,8 @@ impl Kernels {
             // once (atomic counter), so the ranges [t * r.start, t * r.end) are disjoint, and
             // t * r.end <= t * rows = target.len().
             let mine = unsafe { std::slice::from_raw_parts_mut(base.get().add(t * r.start), len) };
-            self.matmul(
+            self.product(
+                packed,
                 ty,
                 mine,
                 &w[r.start * rb..r.end * rb],

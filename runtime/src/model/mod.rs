@@ -15,6 +15,7 @@ pub use weights::{Layer, Matrix, Weights};
 use crate::gguf::{keys, Gguf};
 use crate::tokenizer::{Tokenizer, TokenizerConfig};
 use crate::{Error, Result};
+use ingot_kernels::{packed, Kernels};
 
 /// A llama-architecture model over the bytes of a GGUF file.
 #[derive(Debug)]
@@ -25,12 +26,32 @@ pub struct Model<'a> {
     pub tokenizer: Tokenizer,
     /// `tokenizer.chat_template`, when the file has one.
     pub chat_template: Option<&'a str>,
+    /// Weight matrices repacked at load for the kernels ([`ingot_kernels::packed`]); each
+    /// [`Matrix::packed`] says where its copy is.
+    packed: Vec<u8>,
 }
 
 impl<'a> Model<'a> {
     /// Validates everything the forward pass and tokenizer will rely on: hyperparameters, every tensor's
     /// presence, type and shape, and the tokenizer's consistency with the embedding.
+    ///
+    /// Weight matrices the best kernels of this CPU ([`Kernels::best`]) compute faster in a
+    /// packed layout (Q4_0 on AVX-512) are repacked here, once; see [`Model::from_gguf_unpacked`]
+    /// to keep every product on the file's own bytes (so does the environment variable
+    /// `INGOT_REPACK=0`).
     pub fn from_gguf(gguf: Gguf<'a>) -> Result<Model<'a>> {
+        let mut model = Self::from_gguf_unpacked(gguf)?;
+        #[cfg(feature = "std")]
+        if std::env::var_os("INGOT_REPACK").is_some_and(|v| v == "0") {
+            return Ok(model);
+        }
+        model.repack(&Kernels::best())?;
+        Ok(model)
+    }
+
+    /// As [`Model::from_gguf`], without repacking: every product reads the file's bytes, exactly
+    /// as llama.cpp's non-repacked CPU path computes them.
+    pub fn from_gguf_unpacked(gguf: Gguf<'a>) -> Result<Model<'a>> {
         let config = Config::from_gguf(&gguf)?;
         let weights = Weights::from_gguf(&gguf, &config)?;
         let tokenizer = Tokenizer::new(tokenizer_config(&gguf)?)?;
@@ -50,7 +71,56 @@ impl<'a> Model<'a> {
             weights,
             tokenizer,
             chat_template,
+            packed: Vec::new(),
         })
+    }
+
+    /// Copies every matrix that `kernels` [`Kernels::packs`] into the packed arena, in the packed
+    /// layout (same size as the original). The embedding itself is only gathered from, so it keeps
+    /// its rows (the tied output projection is packed like any other product).
+    fn repack(&mut self, kernels: &Kernels) -> Result<()> {
+        let w = &mut self.weights;
+        let mut mats: Vec<&mut Matrix<'a>> = vec![&mut w.output];
+        for l in &mut w.layers {
+            mats.extend([
+                &mut l.wq,
+                &mut l.wk,
+                &mut l.wv,
+                &mut l.wo,
+                &mut l.w_gate,
+                &mut l.w_up,
+                &mut l.w_down,
+            ]);
+        }
+        mats.retain(|m| kernels.packs(m.ty) && packed::packable(m.ty, m.rows, m.cols));
+        let total: usize = mats.iter().map(|m| m.data.len()).sum();
+        let mut arena = Vec::new();
+        arena.try_reserve_exact(total).map_err(|_| Error::Model {
+            what: format!("cannot allocate {total} bytes to repack the weights"),
+        })?;
+        arena.resize(total, 0);
+        let mut off = 0;
+        for m in mats {
+            let len = m.data.len();
+            packed::pack(m.ty, m.data, m.rows, m.cols, &mut arena[off..off + len]);
+            m.packed = Some((off, len));
+            off += len;
+        }
+        self.packed = arena;
+        Ok(())
+    }
+
+    /// The bytes the products of `m` read: its packed copy when it has one, else the file's.
+    pub fn product_bytes(&self, m: &Matrix<'a>) -> &[u8] {
+        match m.packed {
+            Some((off, len)) => &self.packed[off..off + len],
+            None => m.data,
+        }
+    }
+
+    /// Bytes of the packed copies made at load (0 when nothing was repacked).
+    pub fn packed_bytes(&self) -> usize {
+        self.packed.len()
     }
 
     /// Bytes of all weight tensors (what a decode step reads, roughly).

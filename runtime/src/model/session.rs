@@ -307,6 +307,7 @@ impl<'m, 'a> Session<'m, 'a> {
             k: kern,
             pool,
             stride: self.act_stride,
+            model,
         };
         let (d, n_head) = (cfg.head_dim, cfg.n_head);
         let group = cfg.n_head / cfg.n_head_kv;
@@ -477,6 +478,8 @@ struct MatMul<'p> {
     k: &'p Kernels,
     pool: &'p ThreadPool,
     stride: usize,
+    /// The model, for its packed weight copies.
+    model: &'p super::Model<'p>,
 }
 
 impl MatMul<'_> {
@@ -544,17 +547,14 @@ impl MatMul<'_> {
         } else {
             &mut par[..0]
         };
-        self.k.matmul_par(
-            self.pool,
-            wt.ty,
-            out,
-            wt.data,
-            wt.rows,
-            &act[..act_len],
-            self.stride,
-            t_len,
-            n,
-            par,
-        );
+        let act = &act[..act_len];
+        if wt.packed.is_some() {
+            let w = self.model.product_bytes(wt);
+            let (k, pool, s) = (self.k, self.pool, self.stride);
+            k.matmul_par_packed(pool, wt.ty, out, w, wt.rows, act, s, t_len, n, par);
+        } else {
+            let (k, pool, s) = (self.k, self.pool, self.stride);
+            k.matmul_par(pool, wt.ty, out, wt.data, wt.rows, act, s, t_len, n, par);
+        }
     }
 }

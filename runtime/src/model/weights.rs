@@ -15,6 +15,9 @@ pub struct Matrix<'a> {
     pub rows: usize,
     pub cols: usize,
     pub data: &'a [u8],
+    /// Where the model keeps this matrix repacked for its kernels ([`ingot_kernels::packed`]):
+    /// `(offset, len)` in the model's packed arena; `None` when the products read `data`.
+    pub packed: Option<(usize, usize)>,
 }
 
 impl<'a> Matrix<'a> {
@@ -104,6 +107,7 @@ fn matrix<'a>(gguf: &Gguf<'a>, name: &str, rows: usize, cols: usize) -> Result<M
         rows,
         cols,
         data: t.data,
+        packed: None,
     })
 }
 

@@ -886,10 +886,10 @@ macro_rules! mm_tiled {
                             2 => $rows_fn::<2, 2>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
                             3 => $rows_fn::<2, 3>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
                             4 => $rows_fn::<2, 4>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            5 => $rows_fn::<1, 5>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            6 => $rows_fn::<1, 6>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            7 => $rows_fn::<1, 7>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            _ => $rows_fn::<1, 8>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            5 => $rows_fn::<2, 5>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            6 => $rows_fn::<2, 6>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            7 => $rows_fn::<2, 7>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                            _ => $rows_fn::<2, 8>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
                         }
                     }
                     j0 += tt;

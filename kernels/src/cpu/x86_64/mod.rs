@@ -12,6 +12,7 @@ pub mod avx2;
 mod avx2_ops;
 pub mod avx512;
 mod avx512_ops;
+mod avx512_packed;
 
 /// Rows x tokens driver shared by the ISA modules. Expands to the body of a `#[target_feature]`
 /// `unsafe fn` with parameters `(out: &mut [f32], w: *const u8, rb: usize, rows: usize,

@@ -1,0 +1,205 @@
+//! Interleaved ("packed") weight layouts, made once when a model is loaded, for kernels that compute
+//! one output *per lane*: each 32-bit lane of a 512-bit register holds one weight row, so a block's
+//! integer dot product for 16 rows is 8 `vpdpbusd` and its scaling one multiply and one FMA for all
+//! 16 rows (the row-major layout needs those per row). llama.cpp repacks Q4_0 the same way at load
+//! (its `q4_0_8x8` layout); this is ingot's own layout and arithmetic, defined here.
+//!
+//! # `Q4_0x16`: Q4_0 weights, 16 rows interleaved
+//!
+//! Rows are taken in groups of [`PACK_ROWS`] (the row count must be a multiple of it). A group holds
+//! its rows' `n / 32` blocks in order, each group-block 288 bytes, exactly the bytes of the 16 Q4_0
+//! blocks it replaces, so a packed matrix is as large as the original and rows `16g..16g + 16` sit at
+//! the same byte offset `16g * row_bytes`:
+//!
+//! ```text
+//! bytes   0..32    d of rows 0..16 (f16 each, row order)
+//! bytes  32..288   four 64-byte chunks c = 0..4; in chunk c, bytes 4r..4r + 4 are
+//!                  qs[4c..4c + 4] of row r: low nibbles = codes 4c..4c + 4, high nibbles =
+//!                  codes 16 + 4c..16 + 4c + 4 (Q4_0's own nibble order)
+//! ```
+//!
+//! # Arithmetic (every path, bitwise)
+//!
+//! `out[j][r] = acc` after, for each block `b` in order starting from `acc = 0`:
+//! `acc = fma(sumi_b as f32, d_w * d_x, acc)`, with `sumi_b = sum((q - 8) * y)` exact in `i32` and
+//! `d_w * d_x` one rounded f32 product. That is not the row-major `vec_dot` (which ggml's AVX2
+//! code accumulates in 8 lanes, see [`crate::reference`]), so results differ from the unpacked
+//! path by rounding; within the packed path every ISA, batch size and thread count agrees bit for
+//! bit.
+
+use half::f16;
+
+use crate::blocks::QK;
+use crate::QuantType;
+
+/// Rows per interleaved group.
+pub const PACK_ROWS: usize = 16;
+
+/// Bytes of one Q4_0 block.
+const Q4_0_BYTES: usize = 18;
+/// Bytes of one Q8_0 activation block.
+const Q8_0_BYTES: usize = 34;
+
+/// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0 with a row count that is a
+/// non-zero multiple of [`PACK_ROWS`] and whole blocks per row.
+pub fn packable(ty: QuantType, rows: usize, n: usize) -> bool {
+    ty == QuantType::Q4_0 && rows > 0 && rows.is_multiple_of(PACK_ROWS) && n > 0 && n.is_multiple_of(QK)
+}
+
+fn check(ty: QuantType, rows: usize, n: usize, a: usize, b: usize) {
+    assert!(
+        packable(ty, rows, n),
+        "pack: {} x {n} {} has no packed layout",
+        rows,
+        ty.name()
+    );
+    let len = rows * (n / QK) * Q4_0_BYTES;
+    assert!(
+        a == len && b == len,
+        "pack: buffers must hold {len} bytes ({rows} x {n} {}), got {a} and {b}",
+        ty.name()
+    );
+}
+
+/// Byte offset in a packed group of row `r`'s block `b`: (scale offset, first chunk offset).
+#[inline]
+fn group_block(b: usize) -> usize {
+    b * PACK_ROWS * Q4_0_BYTES
+}
+
+/// Rewrites `src` (`rows` rows of `n` elements of `ty`, row-major) into the packed layout in
+/// `dst`, which has the same length.
+///
+/// # Panics
+/// If the matrix is not [`packable`] or either buffer's length is not the matrix's size.
+pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
+    check(ty, rows, n, src.len(), dst.len());
+    let nb = n / QK;
+    let rb = nb * Q4_0_BYTES;
+    for (gsrc, gdst) in src
+        .chunks_exact(PACK_ROWS * rb)
+        .zip(dst.chunks_exact_mut(PACK_ROWS * rb))
+    {
+        for b in 0..nb {
+            let out = &mut gdst[group_block(b)..][..PACK_ROWS * Q4_0_BYTES];
+            for r in 0..PACK_ROWS {
+                let blk = &gsrc[r * rb + b * Q4_0_BYTES..][..Q4_0_BYTES];
+                out[2 * r..2 * r + 2].copy_from_slice(&blk[..2]);
+                for c in 0..4 {
+                    let at = 32 + 64 * c + 4 * r;
+                    out[at..at + 4].copy_from_slice(&blk[2 + 4 * c..2 + 4 * c + 4]);
+                }
+            }
+        }
+    }
+}
+
+/// The inverse of [`pack`]: `src` packed, `dst` row-major.
+///
+/// # Panics
+/// As [`pack`].
+pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
+    check(ty, rows, n, src.len(), dst.len());
+    let nb = n / QK;
+    let rb = nb * Q4_0_BYTES;
+    for (gsrc, gdst) in src
+        .chunks_exact(PACK_ROWS * rb)
+        .zip(dst.chunks_exact_mut(PACK_ROWS * rb))
+    {
+        for b in 0..nb {
+            let inp = &gsrc[group_block(b)..][..PACK_ROWS * Q4_0_BYTES];
+            for r in 0..PACK_ROWS {
+                let blk = &mut gdst[r * rb + b * Q4_0_BYTES..][..Q4_0_BYTES];
+                blk[..2].copy_from_slice(&inp[2 * r..2 * r + 2]);
+                for c in 0..4 {
+                    let at = 32 + 64 * c + 4 * r;
+                    blk[2 + 4 * c..2 + 4 * c + 4].copy_from_slice(&inp[at..at + 4]);
+                }
+            }
+        }
+    }
+}
+
+/// Checks a packed product's arguments; returns the packed matrix's bytes per row.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_matmul_packed(
+    ty: QuantType,
+    out: usize,
+    w: usize,
+    rows: usize,
+    x: usize,
+    stride: usize,
+    t: usize,
+    n: usize,
+) -> usize {
+    assert!(
+        packable(ty, rows, n),
+        "matmul_packed: {rows} x {n} {} has no packed layout",
+        ty.name()
+    );
+    let rb = (n / QK) * Q4_0_BYTES;
+    assert_eq!(w, rows * rb, "matmul_packed: w must be rows x row_bytes(n)");
+    assert_eq!(out, t * rows, "matmul_packed: out must be (t, rows)");
+    let arb = (n / QK) * Q8_0_BYTES;
+    if t > 0 {
+        assert!(
+            stride >= arb,
+            "matmul_packed: activation stride below a row"
+        );
+        assert!(
+            (t - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(arb))
+                .is_some_and(|need| x >= need),
+            "matmul_packed: activations too short"
+        );
+    }
+    rb
+}
+
+/// The scalar reference of the packed product: `out[j * rows + r]` for packed `w` (`rows x n`,
+/// [`packable`]) and `t` Q8_0 activation rows `stride` bytes apart in `x` (see the module docs
+/// for the arithmetic every path reproduces).
+///
+/// # Panics
+/// If the matrix is not packable or a buffer is too short for the shapes.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed_reference(
+    ty: QuantType,
+    out: &mut [f32],
+    w: &[u8],
+    rows: usize,
+    x: &[u8],
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
+    let nb = n / QK;
+    for (g, grp) in w.chunks_exact(PACK_ROWS * rb).enumerate() {
+        for r in 0..PACK_ROWS {
+            for j in 0..t {
+                let xr = &x[j * stride..][..nb * Q8_0_BYTES];
+                let mut acc = 0f32;
+                for b in 0..nb {
+                    let gb = &grp[group_block(b)..][..PACK_ROWS * Q4_0_BYTES];
+                    let xb = &xr[b * Q8_0_BYTES..][..Q8_0_BYTES];
+                    let dw = f16::from_le_bytes([gb[2 * r], gb[2 * r + 1]]).to_f32();
+                    let dx = f16::from_le_bytes([xb[0], xb[1]]).to_f32();
+                    let mut sumi = 0i32;
+                    for c in 0..4 {
+                        for i in 0..4 {
+                            let q = gb[32 + 64 * c + 4 * r + i];
+                            let lo = i32::from(q & 0x0f) - 8;
+                            let hi = i32::from(q >> 4) - 8;
+                            sumi += lo * i32::from(xb[2 + 4 * c + i] as i8);
+                            sumi += hi * i32::from(xb[2 + 16 + 4 * c + i] as i8);
+                        }
+                    }
+                    acc = (sumi as f32).mul_add(dw * dx, acc);
+                }
+                out[j * rows + g * PACK_ROWS + r] = acc;
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Models whose weights the kernels repack at load (Q4_0 on AVX-512, see `ingot_kernels::packed`):
+//! the packed forward pass agrees with the file's own row-major path within rounding, keeps its
+//! greedy choices, gives the same bits for any thread count, and `INGOT_REPACK=0`-style loading
+//! (`Model::from_gguf_unpacked`) repacks nothing. On a CPU whose kernels do not repack, the tests
+//! check that nothing was packed and compare the (identical) paths.
+
+mod common;
+
+use common::{tiny_model, Tiny};
+use ingot_kernels::{Kernels, QuantType};
+use ingot_runtime::gguf::Gguf;
+use ingot_runtime::model::{Model, Session, SessionParams};
+
+fn q4_0_model() -> Vec<u8> {
+    tiny_model(&Tiny {
+        n_embd: 128,
+        n_head: 4,
+        n_head_kv: 2,
+        n_ff: 256,
+        n_layer: 2,
+        weight_type: QuantType::Q4_0,
+    })
+    .to_bytes()
+}
+
+/// Every token's logits over a prompt in several batches, then 6 greedy decode steps' logits.
+fn run(model: &Model<'_>, threads: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut s = Session::new(
+        model,
+        SessionParams {
+            n_ctx: 64,
+            n_batch: 7,
+            n_threads: threads,
+        },
+    )
+    .unwrap();
+    let ids: Vec<u32> = (0..20).map(|i| (i * 37 + 5) % 256).collect();
+    let mut logits = Vec::new();
+    s.eval_all(&ids, |_, l| logits.extend_from_slice(l))
+        .unwrap();
+    let mut greedy = Vec::new();
+    let mut last = logits[logits.len() - model.config.n_vocab..].to_vec();
+    for _ in 0..6 {
+        let next = (0..last.len())
+            .max_by(|&a, &b| last[a].total_cmp(&last[b]))
+            .unwrap() as u32;
+        greedy.push(next);
+        last = s.decode(next).unwrap().to_vec();
+        logits.extend_from_slice(&last);
+    }
+    (logits, greedy)
+}
+
+#[test]
+fn packed_forward_agrees_with_the_row_major_path() {
+    let bytes = q4_0_model();
+    let packed = Model::from_gguf(Gguf::parse(&bytes).unwrap()).unwrap();
+    let plain = Model::from_gguf_unpacked(Gguf::parse(&bytes).unwrap()).unwrap();
+    assert_eq!(plain.packed_bytes(), 0);
+    if Kernels::best().packs(QuantType::Q4_0) {
+        // Every layer matrix and the tied output are Q4_0 with rows a multiple of 16.
+        assert!(packed.packed_bytes() > 0);
+        assert!(packed.weights.layers.iter().all(|l| l.wq.packed.is_some()));
+    } else {
+        eprintln!("{}: no packed path here", Kernels::best().isa());
+        assert_eq!(packed.packed_bytes(), 0);
+    }
+    let (a, ga) = run(&packed, 1);
+    let (b, gb) = run(&plain, 1);
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    eprintln!("max |packed - row-major| = {worst:e} (max |logit| {scale})");
+    assert!(worst <= 1e-4 * scale.max(1.0), "differ by {worst}");
+    assert_eq!(ga, gb, "greedy tokens");
+}
+
+#[test]
+fn packed_forward_is_identical_at_1_2_and_3_threads() {
+    let bytes = q4_0_model();
+    let model = Model::from_gguf(Gguf::parse(&bytes).unwrap()).unwrap();
+    let (want, _) = run(&model, 1);
+    for threads in [2, 3] {
+        let (got, _) = run(&model, threads);
+        let first = got
+            .iter()
+            .zip(&want)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert_eq!(first, None, "{threads} threads differ at logit {first:?}");
+    }
+}
