@@ -61,11 +61,50 @@ fn pairs(v: &Value) -> Vec<(usize, f64)> {
 
 #[test]
 fn logits_and_greedy_tokens_match_llama_cpp() {
-    let fixture: Value = serde_json::from_str(
-        &std::fs::read_to_string(common::testdata("peer/smollm2-q4_1.json")).unwrap(),
-    )
-    .unwrap();
-    let file = GgufFile::open(common::model_path()).unwrap();
+    check(
+        &common::model_path(),
+        "peer/smollm2-q4_1.json",
+        tolerances(Kernels::best().isa()),
+    );
+}
+
+/// The same on SmolLM2 requantized to Q4_0 by `ingot convert` (byte-identical to
+/// `llama_model_quantize`, see tests/convert.rs), against `testdata/peer/smollm2-q4_0.json`.
+/// llama.cpp repacks Q4_0 for its AVX-512 kernels, and so does ingot (`ingot_kernels::packed`,
+/// one row per lane, one FMA per block): where ingot's kernels repack, the logits must be
+/// identical; elsewhere ingot keeps the row-major layout, whose summation order differs, and the
+/// generic tolerances apply.
+#[test]
+fn q4_0_logits_and_greedy_tokens_match_llama_cpp() {
+    let dir = std::env::temp_dir().join(format!("ingot-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let q4_0 = dir.join("smollm2-q4_0.gguf");
+    let src = common::model_path();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args([
+            "convert",
+            src.to_str().unwrap(),
+            "-o",
+            q4_0.to_str().unwrap(),
+        ])
+        .args(["--type", "Q4_0", "--allow-requantize", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let k = Kernels::best();
+    let tol = if k.packs(ingot_kernels::QuantType::Q4_0) {
+        (1e-6, 0.0)
+    } else {
+        (1.5, 0.75)
+    };
+    check(&q4_0, "peer/smollm2-q4_0.json", tol);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn check(model_path: &std::path::Path, fixture: &str, (logit_tol, margin_tol): (f64, f64)) {
+    let fixture: Value =
+        serde_json::from_str(&std::fs::read_to_string(common::testdata(fixture)).unwrap()).unwrap();
+    let file = GgufFile::open(model_path).unwrap();
     let model = Model::from_gguf(file.parse().unwrap()).unwrap();
     let mut session = Session::new(
         &model,
@@ -77,7 +116,6 @@ fn logits_and_greedy_tokens_match_llama_cpp() {
     )
     .unwrap();
     let isa = Kernels::best().isa();
-    let (logit_tol, margin_tol) = tolerances(isa);
     println!("kernels: {isa}; max |Δlogit| allowed {logit_tol}, greedy steps must agree at margins >= {margin_tol}");
     let cases = fixture["cases"].as_array().unwrap();
     assert!(cases.len() >= 4);
