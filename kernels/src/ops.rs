@@ -63,6 +63,35 @@ impl Path {
         }
     }
 
+    /// `out[r] = dot(x[r * stride..][..len], y)` for every `r < out.len()`, with `len = y.len()`:
+    /// [`Path::dot_f16_sgemm`] when `batched`, else [`Path::dot_f16_ggml`] with `n_pad`. The
+    /// caller has checked that `x` holds every row.
+    fn dot_f16_rows(
+        self,
+        batched: bool,
+        x: &[f16],
+        stride: usize,
+        y: &[f16],
+        n_pad: usize,
+        out: &mut [f32],
+    ) {
+        let len = y.len();
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.dot_f16_rows(batched, x, stride, y, n_pad, out),
+            _ => {
+                for (r, o) in out.iter_mut().enumerate() {
+                    let xr = &x[r * stride..][..len];
+                    *o = if batched {
+                        self.dot_f16_sgemm(xr, y)
+                    } else {
+                        self.dot_f16_ggml(xr, y, n_pad)
+                    };
+                }
+            }
+        }
+    }
+
     fn soft_max(self, x: &mut [f32], max: f32) -> f64 {
         match self {
             Path::Scalar => reference::soft_max(x, max),
@@ -219,14 +248,9 @@ impl Kernels {
         );
         let p = self.ops_path();
         p.to_f16(q, q16);
-        for (j, sc) in scores.iter_mut().enumerate() {
-            let kj = &k[j * k_stride..][..d];
-            let dot = if batched {
-                p.dot_f16_sgemm(kj, q16)
-            } else {
-                p.dot_f16_ggml(kj, q16, d)
-            };
-            *sc = dot * scale;
+        p.dot_f16_rows(batched, k, k_stride, q16, d, scores);
+        for sc in scores.iter_mut() {
+            *sc *= scale;
         }
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let sum = p.soft_max(scores, max);
@@ -235,13 +259,6 @@ impl Kernels {
             *sc *= inv;
         }
         p.to_f16(scores, p16);
-        for (i, o) in out.iter_mut().enumerate() {
-            let v = &vt[i * vt_stride..][..n_kv];
-            *o = if batched {
-                p.dot_f16_sgemm(v, p16)
-            } else {
-                p.dot_f16_ggml(v, p16, v_pad)
-            };
-        }
+        p.dot_f16_rows(batched, vt, vt_stride, p16, v_pad, out);
     }
 }

@@ -43,7 +43,11 @@ const Q8_0_BYTES: usize = 34;
 /// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0 with a row count that is a
 /// non-zero multiple of [`PACK_ROWS`] and whole blocks per row.
 pub fn packable(ty: QuantType, rows: usize, n: usize) -> bool {
-    ty == QuantType::Q4_0 && rows > 0 && rows.is_multiple_of(PACK_ROWS) && n > 0 && n.is_multiple_of(QK)
+    ty == QuantType::Q4_0
+        && rows > 0
+        && rows.is_multiple_of(PACK_ROWS)
+        && n > 0
+        && n.is_multiple_of(QK)
 }
 
 fn check(ty: QuantType, rows: usize, n: usize, a: usize, b: usize) {

@@ -126,6 +126,53 @@ impl Avx512Vnni {
         unsafe { dot_f16_sgemm(a.as_ptr().cast(), b.as_ptr().cast(), a.len()) }
     }
 
+    /// `out[r] = dot(x[r * stride..][..y.len()], y)` for each `r < out.len()`: bitwise
+    /// [`Avx512Vnni::dot_f16_sgemm`] per row when `batched`, else [`Avx512Vnni::dot_f16_ggml`]
+    /// with `n_pad`. Four rows at a time share each load and conversion of `y`.
+    ///
+    /// # Panics
+    /// If `x` is shorter than the last row's end, or `n_pad < y.len()` (ggml order).
+    pub fn dot_f16_rows(
+        self,
+        batched: bool,
+        x: &[f16],
+        stride: usize,
+        y: &[f16],
+        n_pad: usize,
+        out: &mut [f32],
+    ) {
+        let (n, rows) = (y.len(), out.len());
+        if rows == 0 {
+            return;
+        }
+        assert!(
+            (rows - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(n))
+                .is_some_and(|need| x.len() >= need),
+            "dot_f16_rows: x too short"
+        );
+        assert!(batched || n_pad >= n, "dot_f16_rows: n_pad < len");
+        let (xp, yp) = (x.as_ptr().cast::<u16>(), y.as_ptr().cast::<u16>());
+        let mut r = 0;
+        while r < rows {
+            let k = (rows - r).min(4);
+            let xs: [*const u16; 4] =
+                core::array::from_fn(|i| xp.wrapping_add((r + i.min(k - 1)) * stride));
+            // SAFETY: `self` proves avx512f/bw/vl + fma/f16c; rows r..r + k (k >= 1; unused slots
+            // repeat the last row) each hold n f16 in x (asserted above), y holds n.
+            let v = unsafe {
+                if batched {
+                    dot_f16_sgemm4(xs, yp, n)
+                } else {
+                    dot_f16_ggml4(xs, yp, n, n_pad)
+                }
+            };
+            out[r..r + k].copy_from_slice(&v[..k]);
+            r += k;
+        }
+    }
+
     /// As [`Avx2::quantize_activations`] (the AVX-512 build of ggml produces the same bytes).
     pub fn quantize_activations(self, ty: QuantType, x: &[f32], out: &mut [u8]) {
         self.avx2.quantize_activations(ty, x, out)
@@ -464,6 +511,68 @@ unsafe fn dot_f16_ggml(x: *const u16, y: *const u16, n: usize, n_pad: usize) -> 
         sumf += f64::from(f16::from_bits(a).to_f32() * f16::from_bits(b).to_f32());
     }
     sumf as f32
+}
+
+/// [`dot_f16_ggml`] of four rows `x[i]` with one `y`, each row's operations unchanged.
+///
+/// # Safety
+/// `n` readable f16 at each `x[i]` and at `y`; `n_pad >= n`; the CPU has this module's features.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_f16_ggml4(x: [*const u16; 4], y: *const u16, n: usize, n_pad: usize) -> [f32; 4] {
+    let np = n_pad & !63;
+    let vec_end = n.min(np);
+    let mut sum = [[_mm512_setzero_ps(); 4]; 4];
+    let mut i = 0;
+    while i < vec_end {
+        let len = (vec_end - i).min(16);
+        // SAFETY: i + len <= n elements at y and every x[r] (caller).
+        let ay = unsafe { load_f16x16(y.add(i), len) };
+        let j = (i / 16) % 4;
+        for r in 0..4 {
+            // SAFETY: as above.
+            let ax = unsafe { load_f16x16(x[r].add(i), len) };
+            sum[r][j] = _mm512_fmadd_ps(ax, ay, sum[r][j]);
+        }
+        i += 16;
+    }
+    core::array::from_fn(|r| {
+        let s0 = _mm512_add_ps(sum[r][0], sum[r][2]);
+        let s1 = _mm512_add_ps(sum[r][1], sum[r][3]);
+        let mut sumf = f64::from(reduce_add16(_mm512_add_ps(s0, s1)));
+        for i in np..n {
+            // SAFETY: i < n (caller).
+            let (a, b) = unsafe { (*x[r].add(i), *y.add(i)) };
+            sumf += f64::from(f16::from_bits(a).to_f32() * f16::from_bits(b).to_f32());
+        }
+        sumf as f32
+    })
+}
+
+/// [`dot_f16_sgemm`] of four rows `a[i]` with one `b`, each row's operations unchanged.
+///
+/// # Safety
+/// `n` readable f16 at each `a[i]` and at `b`; the CPU has this module's features.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_f16_sgemm4(a: [*const u16; 4], b: *const u16, n: usize) -> [f32; 4] {
+    let mut acc = [_mm512_setzero_ps(); 4];
+    let mut l = 0;
+    while l < n {
+        let len = (n - l).min(16);
+        // SAFETY: l + len <= n elements at b and every a[r] (caller).
+        let bv = unsafe { load_f16x16(b.add(l), len) };
+        for r in 0..4 {
+            // SAFETY: as above.
+            let av = unsafe { load_f16x16(a[r].add(l), len) };
+            acc[r] = _mm512_fmadd_ps(av, bv, acc[r]);
+        }
+        l += 16;
+    }
+    [
+        reduce_add16(acc[0]),
+        reduce_add16(acc[1]),
+        reduce_add16(acc[2]),
+        reduce_add16(acc[3]),
+    ]
 }
 
 /// See [`Avx512Vnni::dot_f16_sgemm`].
