@@ -12,6 +12,7 @@
 //! 8   4  u32 version = 1
 //! 12  4  u32 reserved = 0
 //! 16 32  key: SHA-256 of "ingot-token-cache 1\n", the tokenizer's fingerprint, "\n", the corpus hash
+//!        (fingerprint: "char " + the characters, or "bpe " + SHA-256 of the tokens, types and merges)
 //! 48  8  u64 n: number of ids
 //! 56 32  SHA-256 of the ids' bytes
 //! 88 4n  ids, u32 each
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::data::CharTokenizer;
+use crate::data::TextTokenizer;
 use crate::error::{Error, Result};
 use crate::files;
 
@@ -115,7 +116,7 @@ pub enum CacheOutcome {
 }
 
 /// The cache key of `corpus` under `tok`.
-fn cache_key(corpus: &Corpus, tok: &CharTokenizer) -> [u8; 32] {
+fn cache_key(corpus: &Corpus, tok: &TextTokenizer) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(format!("ingot-token-cache {CACHE_VERSION}\n").as_bytes());
     h.update(tok.fingerprint().as_bytes());
@@ -128,7 +129,7 @@ fn cache_key(corpus: &Corpus, tok: &CharTokenizer) -> [u8; 32] {
 /// tokenized and (with a `cache_dir`) stored there atomically for next time.
 pub fn tokenize_cached(
     corpus: &Corpus,
-    tok: &CharTokenizer,
+    tok: &TextTokenizer,
     cache_dir: Option<&Path>,
 ) -> Result<(Vec<u32>, CacheOutcome)> {
     let key = cache_key(corpus, tok);
@@ -188,7 +189,7 @@ mod tests {
         fs::write(dir.join("skip.md"), "not text data").unwrap();
         let corpus = read_corpus(std::slice::from_ref(&dir)).unwrap();
         assert_eq!(corpus.text, "first\nsecond\n");
-        let tok = CharTokenizer::from_text(&corpus.text);
+        let tok = TextTokenizer::Char(crate::data::CharTokenizer::from_text(&corpus.text));
         let cache = dir.join("cache");
         let (ids, how) = tokenize_cached(&corpus, &tok, Some(&cache)).unwrap();
         assert_eq!(how, CacheOutcome::Stored);
