@@ -466,16 +466,6 @@ fn bench(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The text a BPE tokenizer is trained on: the first `1 - VAL_FRACTION` of the corpus's bytes (cut
-/// back to a character boundary), so validation text does not shape the vocabulary.
-fn training_text(text: &str) -> &str {
-    let mut cut = ((text.len() as f64) * (1.0 - VAL_FRACTION)).round() as usize;
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    &text[..cut]
-}
-
 /// 8/3 of the width (the parameter count of a 4x MLP in three matrices), rounded up to 32.
 fn default_ffn(width: usize) -> usize {
     (8 * width).div_ceil(3).div_ceil(32) * 32
@@ -506,7 +496,7 @@ fn fresh(a: &PretrainArgs, threads: usize) -> Result<Setup> {
                 vocab_size: a.vocab_size.unwrap_or(2048),
                 ..BpeOptions::default()
             };
-            let text = training_text(&corpus.text);
+            let text = corpus::tokenizer_text(&corpus.text, VAL_FRACTION);
             let trained = bpe::train([text], &opts).context("cannot train the BPE tokenizer")?;
             eprintln!(
                 "pretrain: BPE tokenizer of {} tokens ({} merges) trained on {} bytes in {:.1} s",

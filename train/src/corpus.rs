@@ -104,6 +104,19 @@ pub fn read_corpus(sources: &[PathBuf]) -> Result<Corpus> {
     })
 }
 
+/// The text a tokenizer is trained on: the first `1 - val_fraction` of the corpus's bytes, cut back
+/// to a character boundary, so that validation text does not shape the vocabulary. (The token
+/// stream is split at `1 - val_fraction` of its *tokens*, so the two cuts are near each other, not
+/// at the same byte.)
+pub fn tokenizer_text(text: &str, val_fraction: f64) -> &str {
+    let mut cut = ((text.len() as f64) * (1.0 - val_fraction)).round() as usize;
+    cut = cut.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
 /// Where the ids came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
