@@ -339,7 +339,7 @@ fn bpe_checkpoint_round_trips() {
         ..BpeOptions::default()
     };
     let trained = bpe::train([corpus::tokenizer_text(&text, 0.1)], &opts).unwrap();
-    let tok = TextTokenizer::Bpe(BpeTokenizer::new(trained).unwrap());
+    let tok: TextTokenizer = BpeTokenizer::new(trained).unwrap().into();
     let cfg = Config {
         vocab_size: tok.vocab_size(),
         dim: 32,
@@ -547,7 +547,7 @@ fn llama_cpp_agrees_on_trained_models() {
         ..BpeOptions::default()
     };
     let trained = bpe::train([corpus::tokenizer_text(&text, 0.1)], &opts).unwrap();
-    let bpe_tok = TextTokenizer::Bpe(BpeTokenizer::new(trained).unwrap());
+    let bpe_tok: TextTokenizer = BpeTokenizer::new(trained).unwrap().into();
     check_against_llama_cpp(
         "train/roundtrip/bpe-q8_0.gguf",
         "train/roundtrip/bpe-q8_0-llama.json",

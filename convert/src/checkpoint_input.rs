@@ -170,9 +170,9 @@ impl CheckpointConfig {
                 .ok_or_else(|| bad(path, "model.tied_embeddings is missing or not a boolean"))?,
         };
         if c.vocab_size > u32::MAX as usize
-            || c.dim % c.n_heads != 0
-            || c.n_heads % c.n_kv_heads != 0
-            || (c.dim / c.n_heads) % 2 != 0
+            || !c.dim.is_multiple_of(c.n_heads)
+            || !c.n_heads.is_multiple_of(c.n_kv_heads)
+            || !(c.dim / c.n_heads).is_multiple_of(2)
         {
             return Err(bad(
                 path,

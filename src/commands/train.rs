@@ -505,7 +505,7 @@ fn fresh(a: &PretrainArgs, threads: usize) -> Result<Setup> {
                 text.len(),
                 t0.elapsed().as_secs_f64()
             );
-            TextTokenizer::Bpe(BpeTokenizer::new(trained)?)
+            BpeTokenizer::new(trained)?.into()
         }
     };
     let width = a.width.unwrap_or(128);

@@ -141,7 +141,7 @@ impl TokenizerMeta {
                     token_types: token_types.clone(),
                     n_special,
                 };
-                Ok(TextTokenizer::Bpe(BpeTokenizer::new(trained)?))
+                Ok(BpeTokenizer::new(trained)?.into())
             }
         }
     }

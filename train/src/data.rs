@@ -88,7 +88,14 @@ impl CharTokenizer {
 #[derive(Debug, PartialEq)]
 pub enum TextTokenizer {
     Char(CharTokenizer),
-    Bpe(BpeTokenizer),
+    /// Boxed: the runtime tokenizer inside is large.
+    Bpe(Box<BpeTokenizer>),
+}
+
+impl From<BpeTokenizer> for TextTokenizer {
+    fn from(t: BpeTokenizer) -> Self {
+        TextTokenizer::Bpe(Box::new(t))
+    }
 }
 
 impl From<CharTokenizer> for TextTokenizer {

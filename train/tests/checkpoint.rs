@@ -294,7 +294,7 @@ fn bpe_tokenizer_round_trips() {
         assert_eq!(trained.tokens[id], t);
         assert_eq!(trained.token_types[id], 3);
     }
-    let tok = TextTokenizer::Bpe(ingot_train::bpe::BpeTokenizer::new(trained).unwrap());
+    let tok: TextTokenizer = ingot_train::bpe::BpeTokenizer::new(trained).unwrap().into();
     let ids = tok.encode(&text).unwrap();
     assert_eq!(tok.decode(&ids), text);
     let mut t = fresh(tok.vocab_size(), 1);
