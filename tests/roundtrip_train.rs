@@ -13,6 +13,8 @@
 //!   converted file tokenizes as the trainer does and its F32 logits match the trainer's.
 //! - `q8_0_stays_close_to_f32`: a model trained longer, converted to F32 and Q8_0: the Q8_0 loss on
 //!   held-out text is within 1% of F32's and far below chance, and greedy text is printed.
+//! - `cli_trains_bpe_and_converts`: `ingot train pretrain --tokenizer bpe`, `ingot convert` and
+//!   `ingot tokenize` end to end (reserved ids 256-258, the trainer's tokens).
 //! - `bad_checkpoints_are_clear_errors`: a damaged or unknown checkpoint is refused with a message
 //!   naming the problem, and no output file is left.
 //! - `llama_cpp_agrees_on_trained_models`: committed files made by `ingot train pretrain` +
@@ -679,4 +681,68 @@ fn bad_checkpoints_are_clear_errors() {
     std::fs::create_dir_all(&d).unwrap();
     std::fs::write(d.join("latest"), "../elsewhere\n").unwrap();
     expect(&d, "not a checkpoint name");
+}
+
+/// The command line end to end: `ingot train pretrain --tokenizer bpe`, then `ingot convert` on the
+/// run directory, then `ingot tokenize` on the result: the reserved ids and the trainer's tokens.
+#[test]
+fn cli_trains_bpe_and_converts() {
+    use std::process::Command;
+    let dir = scratch("cli");
+    let run = dir.join("run");
+    let ingot = env!("CARGO_BIN_EXE_ingot");
+    let macbeth = testdata("text/macbeth_40k.txt");
+    let o = Command::new(ingot)
+        .args(["train", "pretrain", "--data"])
+        .arg(&macbeth)
+        .arg("--out")
+        .arg(&run)
+        .args(["--tokenizer", "bpe", "--vocab-size", "300", "--steps", "3"])
+        .args([
+            "--layers", "1", "--width", "32", "--heads", "2", "--ctx", "16",
+        ])
+        .args(["--batch", "2", "--eval-every", "0", "--threads", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("bpe vocabulary 300"), "{err}");
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("step-00000003/checkpoint.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["version"], 2);
+    assert_eq!(meta["tokenizer"]["type"], "bpe");
+    assert_eq!(meta["tokenizer"]["tokens"][257], "<|im_start|>");
+
+    let gguf = dir.join("m.gguf");
+    let o = Command::new(ingot)
+        .arg("convert")
+        .arg(&run)
+        .arg("-o")
+        .arg(&gguf)
+        .args(["--type", "Q8_0", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(ingot)
+        .args(["tokenize", "-m"])
+        .arg(&gguf)
+        .arg("<|im_start|>user\nthe king<|im_end|><|endoftext|>")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ids: Vec<u32> = serde_json::from_slice(&o.stdout).unwrap();
+    // The trainer's tokenizer, as the CLI trains it (the first 90% of the text).
+    let text = std::fs::read_to_string(&macbeth).unwrap();
+    let opts = BpeOptions {
+        vocab_size: 300,
+        ..BpeOptions::default()
+    };
+    let trained = bpe::train([corpus::tokenizer_text(&text, 0.1)], &opts).unwrap();
+    let tok = BpeTokenizer::new(trained).unwrap();
+    let mut want = vec![257];
+    want.extend(tok.encode("user\nthe king"));
+    want.extend([258, 256]);
+    assert_eq!(ids, want);
 }
