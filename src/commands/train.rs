@@ -1,7 +1,8 @@
-//! `ingot train pretrain`: a llama-style model (character-level or byte-level BPE) trained from scratch on text files,
-//! with a progress line on stderr, `metrics.jsonl`, periodic validation, and checkpoints that
-//! `--resume` continues bit-identically. The loop, data and checkpoint format are `ingot-train`'s; this
-//! file owns the options, their defaults (nanoGPT's "baby Shakespeare"), the schedule of evaluations and
+//! `ingot train pretrain`: a llama-style model (character-level or byte-level BPE) trained from
+//! scratch on text files, with a progress line on stderr, `metrics.jsonl`, periodic validation, and
+//! checkpoints that `--resume` continues bit-identically. The loop, data, tokenizers and checkpoint
+//! format are `ingot-train`'s; this file owns the options, their defaults (nanoGPT's "baby
+//! Shakespeare"), the schedule of evaluations and
 //! saves, and the output directory:
 //!
 //! ```text
