@@ -50,8 +50,9 @@ are kept at Q8_0 (llama.cpp uses Q6_K there); rows that are not whole 32-element
 an already-quantized tensor is copied when its type does not change. See convert/README.md.
 The output is written to a temporary file next to OUT and renamed when complete.")]
 pub struct ConvertArgs {
-    /// Input model: a GGUF file (requantized), or a Hugging Face `LlamaForCausalLM` directory
-    /// (config.json, *.safetensors, tokenizer.json).
+    /// Input model: a GGUF file (requantized), a Hugging Face `LlamaForCausalLM` directory
+    /// (config.json, *.safetensors, tokenizer.json), or an ingot training run or checkpoint
+    /// directory (`ingot train pretrain --out DIR`: DIR converts its `latest` checkpoint).
     pub input: PathBuf,
     /// Output GGUF file.
     #[arg(short = 'o', long)]

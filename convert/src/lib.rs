@@ -3,16 +3,17 @@
 //! What it owns: choosing each tensor's type ([`policy`], with `--tensor-type` patterns in
 //! [`pattern`]), converting rows between types with ggml's reference quantizers ([`quantize`]),
 //! reading inputs (GGUF files, for requantization: [`gguf_input`]; Hugging Face llama directories:
-//! [`hf_input`]) and writing the output
+//! [`hf_input`]; ingot training checkpoints: [`checkpoint_input`]) and writing the output
 //! atomically ([`output`]) through the runtime's streaming GGUF writer. What it does not own: the
 //! block formats and quantizers themselves (`ingot-kernels`), GGUF parsing and layout
 //! (`ingot-runtime::gguf`), the command line (the `ingot` binary).
 //!
-//! Not yet here (issue 4): ingot checkpoint inputs, K-quants and the
+//! Not yet here (issue 4): K-quants and the
 //! llama.cpp presets built on them. See `convert/README.md` for the per-tensor policy and what
 //! llama.cpp does differently.
 #![forbid(unsafe_code)]
 
+pub mod checkpoint_input;
 pub mod error;
 pub mod gguf_input;
 pub mod hf_input;
@@ -27,8 +28,9 @@ pub use policy::{Override, Policy};
 
 use std::path::Path;
 
-/// Converts `input` to `output`, dispatching on the input's format: a directory is a Hugging Face
-/// checkpoint ([`hf_input`]), anything else a GGUF file; a lone `.safetensors` file is refused with a
+/// Converts `input` to `output`, dispatching on the input's format: a directory holding
+/// `checkpoint.json` or `latest` is an ingot training checkpoint or run ([`checkpoint_input`]), any
+/// other directory a Hugging Face checkpoint ([`hf_input`]), anything else a GGUF file; a lone `.safetensors` file is refused with a
 /// clear error.
 pub fn convert(
     input: &Path,
@@ -41,6 +43,9 @@ pub fn convert(
         what: what.to_string(),
     };
     if input.is_dir() {
+        if checkpoint_input::is_checkpoint_dir(input) {
+            return checkpoint_input::convert_checkpoint(input, output, opts, progress);
+        }
         return hf_input::convert_hf(input, output, opts, progress);
     }
     let mut magic = [0u8; 4];

@@ -1,5 +1,6 @@
-//! `ingot convert`: requantize a GGUF file, or convert a Hugging Face llama directory, with the
-//! converter crate, printing one progress line per tensor and a summary to stderr.
+//! `ingot convert`: requantize a GGUF file, or convert a Hugging Face llama directory or an ingot
+//! training checkpoint, with the converter crate, printing one progress line per tensor and a
+//! summary to stderr.
 
 use anyhow::{Context, Result};
 use ingot_convert::policy::{self, Reason};

@@ -1,7 +1,8 @@
-//! `ingot train pretrain`: a character-level llama-style model trained from scratch on text files,
-//! with a progress line on stderr, `metrics.jsonl`, periodic validation, and checkpoints that
-//! `--resume` continues bit-identically. The loop, data and checkpoint format are `ingot-train`'s; this
-//! file owns the options, their defaults (nanoGPT's "baby Shakespeare"), the schedule of evaluations and
+//! `ingot train pretrain`: a llama-style model (character-level or byte-level BPE) trained from
+//! scratch on text files, with a progress line on stderr, `metrics.jsonl`, periodic validation, and
+//! checkpoints that `--resume` continues bit-identically. The loop, data, tokenizers and checkpoint
+//! format are `ingot-train`'s; this file owns the options, their defaults (nanoGPT's "baby
+//! Shakespeare"), the schedule of evaluations and
 //! saves, and the output directory:
 //!
 //! ```text
@@ -19,9 +20,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use ingot_train::bpe::{self, BpeOptions, BpeTokenizer};
 use ingot_train::checkpoint::{self, DataMeta};
 use ingot_train::corpus::{self, CacheOutcome};
-use ingot_train::data::{train_val_split, CharTokenizer};
+use ingot_train::data::{train_val_split, CharTokenizer, TextTokenizer};
 use ingot_train::pretrain::{TrainConfig, Trainer};
 use ingot_train::{AdamW, AdamWConfig, Config, Model, Schedule};
 
@@ -31,6 +33,16 @@ const DEFAULT_OUT: &str = "runs/pretrain";
 /// The last tenth of the token stream is the validation set (nanoGPT's `shakespeare_char` split).
 const VAL_FRACTION: f64 = 0.1;
 
+/// `--tokenizer`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// One token per character of the corpus (nanoGPT's shakespeare_char).
+    Char,
+    /// Byte-level BPE trained on the training part of the corpus (GPT-2 pre-tokenization), with
+    /// <|endoftext|> = 256, <|im_start|> = 257, <|im_end|> = 258.
+    Bpe,
+}
+
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[command(subcommand)]
@@ -39,7 +51,7 @@ pub struct TrainArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum TrainCommand {
-    /// Pretrain a character-level llama-style model from scratch on text files.
+    /// Pretrain a llama-style model (character-level or byte-level BPE) from scratch on text files.
     Pretrain(Box<PretrainArgs>),
     /// Measure training throughput (tokens/s) on random character-level data.
     Bench(BenchArgs),
@@ -82,6 +94,11 @@ up to a multiple of 32 (the parameter count of a 4x GELU MLP).
 Data: files, or directories whose *.txt files are read in name order, concatenated. Without --data:
 ../shared/data/shakespeare, else data/shakespeare (scripts/fetch-data.sh puts it there). The last 10%
 of the token stream is the validation set; windows are drawn at random from the rest.
+
+Tokenizer: --tokenizer char (default) makes one token per character of the corpus; --tokenizer bpe
+trains a byte-level BPE of --vocab-size tokens (default 2048) on the training part (first 90%) of the
+text: ids 0-255 are the bytes, 256 <|endoftext|>, 257 <|im_start|>, 258 <|im_end|>, then the merges.
+Both are stored in the checkpoint, and `ingot convert` writes them as a GGUF `gpt2` tokenizer.
 
 Seeds: the model is initialised from --seed, the batch sampler from --seed + 1, validation windows from
 --seed + 2 (the same windows at every evaluation).
@@ -159,6 +176,12 @@ pub struct PretrainArgs {
     /// Random seed [default: 1337].
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
+    /// Tokenizer of a new run [default: char].
+    #[arg(long, value_enum)]
+    pub tokenizer: Option<TokenizerKind>,
+    /// BPE vocabulary size: 256 bytes + 3 special tokens + merges [default: 2048].
+    #[arg(long, value_name = "V")]
+    pub vocab_size: Option<usize>,
     /// Continue a run: its output directory (newest checkpoint) or a checkpoint directory.
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
@@ -174,7 +197,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
 /// Everything the loop needs, from a fresh start or a checkpoint.
 struct Setup {
     trainer: Trainer,
-    tokenizer: CharTokenizer,
+    tokenizer: TextTokenizer,
     data: DataMeta,
     corpus: corpus::Corpus,
     out: PathBuf,
@@ -196,6 +219,7 @@ fn pretrain(a: &PretrainArgs) -> Result<()> {
     fs::create_dir_all(&out).with_context(|| format!("cannot create `{}`", out.display()))?;
 
     let (ids, cached) = corpus::tokenize_cached(&s.corpus, &s.tokenizer, Some(&out.join("cache")))?;
+    s.data.tokens = ids.len() as u64;
     let (train, val) = train_val_split(&ids, VAL_FRACTION);
     let t = s.trainer.config.seq_len;
     if train.len() <= t || val.len() <= t {
@@ -210,11 +234,12 @@ fn pretrain(a: &PretrainArgs) -> Result<()> {
     let cfg = &s.trainer.model.config;
     let tc = s.trainer.config.clone();
     eprintln!(
-        "pretrain: {} files, {} tokens ({} train, {} validation), character vocabulary {} ({})",
+        "pretrain: {} files, {} tokens ({} train, {} validation), {} vocabulary {} ({})",
         s.corpus.files.len(),
         ids.len(),
         train.len(),
         val.len(),
+        s.tokenizer.kind(),
         cfg.vocab_size,
         match cached {
             CacheOutcome::Hit => "token cache hit",
@@ -457,7 +482,33 @@ fn fresh(a: &PretrainArgs, threads: usize) -> Result<Setup> {
     }
     let sources = data_sources(a)?;
     let corpus = read_corpus(&sources)?;
-    let tokenizer = CharTokenizer::from_text(&corpus.text);
+    let tokenizer = match a.tokenizer.unwrap_or(TokenizerKind::Char) {
+        TokenizerKind::Char => {
+            if a.vocab_size.is_some() {
+                bail!(
+                    "--vocab-size is for --tokenizer bpe (a character vocabulary is the corpus's characters)"
+                );
+            }
+            TextTokenizer::Char(CharTokenizer::from_text(&corpus.text))
+        }
+        TokenizerKind::Bpe => {
+            let t0 = Instant::now();
+            let opts = BpeOptions {
+                vocab_size: a.vocab_size.unwrap_or(2048),
+                ..BpeOptions::default()
+            };
+            let text = corpus::tokenizer_text(&corpus.text, VAL_FRACTION);
+            let trained = bpe::train([text], &opts).context("cannot train the BPE tokenizer")?;
+            eprintln!(
+                "pretrain: BPE tokenizer of {} tokens ({} merges) trained on {} bytes in {:.1} s",
+                trained.tokens.len(),
+                trained.merges.len(),
+                text.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            BpeTokenizer::new(trained)?.into()
+        }
+    };
     let width = a.width.unwrap_or(128);
     let heads = a.heads.unwrap_or(4);
     let ctx = a.ctx.unwrap_or(64);
@@ -524,7 +575,7 @@ fn fresh(a: &PretrainArgs, threads: usize) -> Result<Setup> {
         sources: sources.iter().map(|p| p.display().to_string()).collect(),
         files: corpus.files.len(),
         corpus_sha256: corpus.sha256.clone(),
-        tokens: corpus.text.chars().count() as u64,
+        tokens: 0, // set once the corpus is tokenized
         val_fraction: VAL_FRACTION,
     };
     Ok(Setup {
@@ -587,6 +638,20 @@ fn resume(a: &PretrainArgs, path: &Path, threads: usize) -> Result<Setup> {
         s(a.seed),
         m.training.seed.wrapping_sub(1).to_string(),
     );
+    let stored_kind = match &m.tokenizer {
+        checkpoint::TokenizerMeta::Char { .. } => "char",
+        checkpoint::TokenizerMeta::Bpe { .. } => "bpe",
+    };
+    check(
+        "--tokenizer",
+        a.tokenizer.map(|k| format!("{k:?}").to_lowercase()),
+        stored_kind.to_string(),
+    );
+    check(
+        "--vocab-size",
+        s(a.vocab_size),
+        m.model.vocab_size.to_string(),
+    );
     if !conflicts.is_empty() {
         bail!(
             "a resumed run keeps the checkpoint's configuration, but {}; drop these options, or \
@@ -613,7 +678,7 @@ fn resume(a: &PretrainArgs, path: &Path, threads: usize) -> Result<Setup> {
             corpus.sha256
         );
     }
-    let tokenizer = ckpt.tokenizer();
+    let tokenizer = ckpt.tokenizer()?;
     let data = m.data.clone();
     eprintln!("resuming from {} (step {})", dir.display(), m.step);
     let trainer = ckpt.into_trainer(threads)?;

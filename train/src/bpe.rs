@@ -6,29 +6,41 @@
 //! GPT-2 byte-to-unicode table — both come from the runtime (`ingot_runtime::tokenizer::
 //! WordSplitter`, `byte_to_char`), so training splits words exactly as encoding does.
 //!
+//! Vocabulary layout (ids are stable for a given number of special tokens): ids `0..256` are the
+//! 256 bytes as their GPT-2 byte-level characters (a space is `Ġ`, byte `b` is id `b`), then the
+//! special tokens in the order given (by default [`SPECIAL_TOKENS`]: `<|endoftext|>` 256,
+//! `<|im_start|>` 257, `<|im_end|>` 258, control tokens that text never encodes to unless
+//! special-token parsing is asked for), then one token per merge in merge order.
+//!
 //! Algorithm: the text is split into words by the GPT-2 pre-tokenizer and the distinct words are
-//! counted. Every word starts as its bytes (tokens 0..256 are the 256 bytes, as their GPT-2
-//! byte-level characters: a space is `Ġ`). Then, until the vocabulary is full, the most frequent
+//! counted. Every word starts as its bytes. Then, until the vocabulary is full, the most frequent
 //! adjacent pair of symbols (ties: the lexicographically smallest `(left, right)` token texts) is
 //! merged everywhere. Pair counts are updated incrementally: only the words holding the merged pair
 //! are rescanned (an index from pair to words), and a lazy max-heap finds the next pair.
 
 use std::collections::{BinaryHeap, HashMap};
 
-use ingot_runtime::tokenizer::{byte_to_char, TokenizerConfig, WordSplitter};
+use ingot_runtime::tokenizer::{byte_to_char, Tokenizer, TokenizerConfig, WordSplitter};
 
 use crate::{Error, Result};
 
 /// The `tokenizer.ggml.pre` value of trained tokenizers (llama.cpp's name for the GPT-2 splitter).
 pub const PRE: &str = "gpt-2";
 
+/// The default special tokens, ids 256, 257, 258: end of text (also BOS/EOS), and ChatML's turn
+/// delimiters, reserved at pretraining so that SFT and chat can use ChatML without resizing.
+pub const SPECIAL_TOKENS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+/// The id of the first special token (`<|endoftext|>` by default).
+pub const FIRST_SPECIAL: u32 = 256;
+
 /// Training options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BpeOptions {
-    /// Final vocabulary size: 256 byte tokens + merges + special tokens.
+    /// Final vocabulary size: 256 byte tokens + special tokens + merges (fewer when training
+    /// stops early, see `min_frequency`).
     pub vocab_size: usize,
-    /// Special tokens appended after the merged tokens as control tokens (type 3), e.g.
-    /// `<|endoftext|>`. The first one is also the EOS token of [`TrainedBpe::config`].
+    /// Special tokens placed right after the 256 byte tokens (ids 256, 257, ...) as control
+    /// tokens (type 3). The first one is also the BOS/EOS token of [`TrainedBpe::config`].
     pub special_tokens: Vec<String>,
     /// Pairs seen fewer times than this are not merged (training stops early). At least 1.
     pub min_frequency: u64,
@@ -38,7 +50,7 @@ impl Default for BpeOptions {
     fn default() -> Self {
         BpeOptions {
             vocab_size: 4096,
-            special_tokens: vec!["<|endoftext|>".to_owned()],
+            special_tokens: SPECIAL_TOKENS.iter().map(|s| s.to_string()).collect(),
             min_frequency: 2,
         }
     }
@@ -47,30 +59,34 @@ impl Default for BpeOptions {
 /// A trained byte-level BPE vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrainedBpe {
-    /// Token texts in id order (byte-level encoded), special tokens last.
+    /// Token texts in id order (byte-level encoded): bytes, special tokens, merged tokens.
     pub tokens: Vec<String>,
     /// `"left right"` merges in rank order.
     pub merges: Vec<String>,
     /// `tokenizer.ggml.token_type` per token: 1 normal, 3 control.
     pub token_types: Vec<i32>,
-    /// Number of special tokens at the end of `tokens`.
+    /// Number of special tokens, ids `256..256 + n_special`.
     pub n_special: usize,
 }
 
 impl TrainedBpe {
-    /// The GGUF tokenizer metadata: model `gpt2`, pre `gpt-2`, EOS = EOT = the first special
-    /// token (if any), no BOS.
+    /// The id of the first special token (BOS/EOS), if any.
+    pub fn eos(&self) -> Option<u32> {
+        (self.n_special > 0).then_some(FIRST_SPECIAL)
+    }
+
+    /// The GGUF tokenizer metadata: model `gpt2`, pre `gpt-2`, BOS = EOS = the first special
+    /// token (if any), nothing added when encoding (what `ingot convert` writes for a trained
+    /// checkpoint).
     pub fn config(&self) -> TokenizerConfig {
-        let first_special =
-            (self.n_special > 0).then(|| (self.tokens.len() - self.n_special) as u32);
         TokenizerConfig {
             model: "gpt2".to_owned(),
             pre: PRE.to_owned(),
             tokens: self.tokens.clone(),
             token_types: self.token_types.clone(),
             merges: self.merges.clone(),
-            eos: first_special,
-            eot: first_special,
+            bos: self.eos(),
+            eos: self.eos(),
             ..TokenizerConfig::default()
         }
     }
@@ -133,7 +149,6 @@ pub fn train_counts(counts: &HashMap<&str, u64>, opts: &BpeOptions) -> Result<Tr
             ),
         });
     }
-    let n_merged_target = opts.vocab_size - n_special;
     let min_freq = opts.min_frequency.max(1);
 
     // Token texts: raw bytes (for ordering) and their byte-level strings.
@@ -145,6 +160,11 @@ pub fn train_counts(counts: &HashMap<&str, u64>, opts: &BpeOptions) -> Result<Tr
         .map(|(i, b)| (b.clone(), i as u32))
         .collect();
     let mut merges = Vec::new();
+    // The special tokens (ids 256..): never symbols of a word, so absent from `by_bytes`.
+    for sp in &opts.special_tokens {
+        tok_bytes.push(sp.as_bytes().to_vec());
+        tokens.push(sp.clone());
+    }
 
     // Distinct words in a fixed order (sorted), as symbol sequences.
     let mut list: Vec<(&str, u64)> = counts.iter().map(|(&w, &c)| (w, c)).collect();
@@ -175,7 +195,7 @@ pub fn train_counts(counts: &HashMap<&str, u64>, opts: &BpeOptions) -> Result<Tr
     let mut delta: HashMap<(u32, u32), i64> = HashMap::new();
     let mut new_word = Vec::new();
     let mut ties = Vec::new();
-    while tokens.len() < n_merged_target {
+    while tokens.len() < opts.vocab_size {
         // The most frequent pair; among equal counts, the smallest (left, right) texts.
         let valid = |e: &Entry, pc: &HashMap<(u32, u32), u64>| pc.get(&e.pair) == Some(&e.count);
         let best = loop {
@@ -282,19 +302,96 @@ pub fn train_counts(counts: &HashMap<&str, u64>, opts: &BpeOptions) -> Result<Tr
     }
 
     let mut token_types = vec![1; tokens.len()];
-    for s in &opts.special_tokens {
-        if tokens.contains(s) {
+    let specials = 256..256 + n_special;
+    for (id, t) in tokens.iter().enumerate() {
+        if !specials.contains(&id) && opts.special_tokens.contains(t) {
             return Err(Error::Config {
-                what: format!("special token {s:?} is already in the vocabulary"),
+                what: format!("special token {t:?} is also a merged token (id {id})"),
             });
         }
-        tokens.push(s.clone());
-        token_types.push(3);
     }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = opts.special_tokens.iter().find(|s| !seen.insert(*s)) {
+        return Err(Error::Config {
+            what: format!("special token {dup:?} is given twice"),
+        });
+    }
+    token_types[specials].fill(3);
     Ok(TrainedBpe {
         tokens,
         merges,
         token_types,
         n_special,
     })
+}
+
+/// A trained byte-level BPE vocabulary with its encoder (the runtime's `gpt2` tokenizer, so the
+/// trainer tokenizes exactly as the converted model will be tokenized by ingot and llama.cpp).
+pub struct BpeTokenizer {
+    pub trained: TrainedBpe,
+    tokenizer: Tokenizer,
+}
+
+impl core::fmt::Debug for BpeTokenizer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BpeTokenizer")
+            .field("n_vocab", &self.trained.tokens.len())
+            .field("merges", &self.trained.merges.len())
+            .field("n_special", &self.trained.n_special)
+            .finish()
+    }
+}
+
+impl PartialEq for BpeTokenizer {
+    fn eq(&self, other: &Self) -> bool {
+        self.trained == other.trained
+    }
+}
+
+impl BpeTokenizer {
+    /// The encoder of `trained`; an error when the runtime refuses the vocabulary (duplicate
+    /// tokens, bad token types).
+    pub fn new(trained: TrainedBpe) -> Result<Self> {
+        let tokenizer = Tokenizer::new(trained.config()).map_err(|e| Error::Data {
+            what: format!("BPE tokenizer: {e}"),
+        })?;
+        Ok(BpeTokenizer { trained, tokenizer })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.trained.tokens.len()
+    }
+
+    /// Token ids of `text`; special-token text is encoded as plain text.
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        self.tokenizer.encode(text, false, false)
+    }
+
+    /// The text of `ids` (special tokens rendered).
+    pub fn decode(&self, ids: &[u32]) -> String {
+        self.tokenizer.decode(ids, true)
+    }
+
+    /// The runtime tokenizer behind this one.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// A string that identifies this tokenizer (the token cache's key includes it): the SHA-256 of
+    /// its pre-tokenizer, tokens, types and merges.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(PRE.as_bytes());
+        for (t, ty) in self.trained.tokens.iter().zip(&self.trained.token_types) {
+            h.update(b"\0t");
+            h.update(t.as_bytes());
+            h.update(ty.to_le_bytes());
+        }
+        for m in &self.trained.merges {
+            h.update(b"\0m");
+            h.update(m.as_bytes());
+        }
+        format!("bpe {}", crate::files::hex(&h.finalize()))
+    }
 }

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, SafeTensors, View};
 use serde::{Deserialize, Serialize};
 
+use crate::bpe::{BpeTokenizer, TrainedBpe, PRE};
 use crate::config::Config;
-use crate::data::CharTokenizer;
+use crate::data::{CharTokenizer, TextTokenizer};
 use crate::error::{Error, Result};
 use crate::files;
 use crate::model::Model;
@@ -30,8 +31,10 @@ use crate::rng::Rng;
 
 /// `checkpoint.json`'s `format` value.
 pub const FORMAT: &str = "ingot-checkpoint";
-/// The format version this code writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this code writes (2: adds the `bpe` tokenizer).
+pub const VERSION: u32 = 2;
+/// The oldest format version this code reads (version 1 checkpoints are character-level).
+pub const MIN_VERSION: u32 = 1;
 /// `checkpoint.json`'s `architecture` value: GGUF's `general.architecture` for the trained model.
 pub const ARCHITECTURE: &str = "llama";
 pub const META_FILE: &str = "checkpoint.json";
@@ -74,6 +77,80 @@ pub struct Meta {
 pub enum TokenizerMeta {
     /// One token per character; `tokens[id]` is token `id`'s one-character string.
     Char { tokens: Vec<String> },
+    /// Byte-level BPE (format version 2), as GGUF stores it: `tokens[id]` in GPT-2's byte-level
+    /// alphabet, `token_types[id]` (1 normal, 3 control), `merges` in rank order, the
+    /// pre-tokenizer's llama.cpp name, and the BOS/EOS id.
+    Bpe {
+        pre: String,
+        tokens: Vec<String>,
+        token_types: Vec<i32>,
+        merges: Vec<String>,
+        eos: Option<u32>,
+    },
+}
+
+impl TokenizerMeta {
+    /// What a checkpoint stores of `tok`.
+    pub fn of(tok: &TextTokenizer) -> TokenizerMeta {
+        match tok {
+            TextTokenizer::Char(t) => TokenizerMeta::Char { tokens: t.tokens() },
+            TextTokenizer::Bpe(t) => TokenizerMeta::Bpe {
+                pre: PRE.into(),
+                tokens: t.trained.tokens.clone(),
+                token_types: t.trained.token_types.clone(),
+                merges: t.trained.merges.clone(),
+                eos: t.trained.eos(),
+            },
+        }
+    }
+
+    /// The tokenizer stored; an error names what is malformed.
+    pub fn tokenizer(&self) -> Result<TextTokenizer> {
+        match self {
+            TokenizerMeta::Char { tokens } => Ok(CharTokenizer::from_tokens(tokens)?.into()),
+            TokenizerMeta::Bpe {
+                pre,
+                tokens,
+                token_types,
+                merges,
+                eos,
+            } => {
+                let data = |what: String| Error::Data { what };
+                if pre != PRE {
+                    return Err(data(format!(
+                        "BPE pre-tokenizer {pre:?} is not supported (only {PRE:?})"
+                    )));
+                }
+                if token_types.len() != tokens.len() || tokens.len() < 256 {
+                    return Err(data(format!(
+                        "BPE tokenizer with {} tokens and {} token types (at least 256 tokens, one type each)",
+                        tokens.len(),
+                        token_types.len()
+                    )));
+                }
+                let n_special = token_types[256..].iter().take_while(|&&t| t == 3).count();
+                let want_eos = (n_special > 0).then_some(crate::bpe::FIRST_SPECIAL);
+                if *eos != want_eos {
+                    return Err(data(format!(
+                        "BPE eos {eos:?} is not the first special token {want_eos:?}"
+                    )));
+                }
+                let trained = TrainedBpe {
+                    tokens: tokens.clone(),
+                    merges: merges.clone(),
+                    token_types: token_types.clone(),
+                    n_special,
+                };
+                Ok(BpeTokenizer::new(trained)?.into())
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            TokenizerMeta::Char { tokens } | TokenizerMeta::Bpe { tokens, .. } => tokens.len(),
+        }
+    }
 }
 
 /// AdamW's hyperparameters and step count.
@@ -189,7 +266,7 @@ fn tensor_file(specs: &[TensorSpec], groups: &[(&str, &[f32])]) -> Result<Vec<u8
 pub fn save(
     dir: &Path,
     trainer: &Trainer,
-    tokenizer: &CharTokenizer,
+    tokenizer: &TextTokenizer,
     data: &DataMeta,
 ) -> Result<()> {
     let cfg = &trainer.model.config;
@@ -207,9 +284,7 @@ pub fn save(
         architecture: ARCHITECTURE.into(),
         step: trainer.step,
         model: cfg.clone(),
-        tokenizer: TokenizerMeta::Char {
-            tokens: tokenizer.tokens(),
-        },
+        tokenizer: TokenizerMeta::of(tokenizer),
         optimizer: OptimizerMeta {
             name: "adamw".into(),
             beta1: oc.beta1,
@@ -286,7 +361,7 @@ pub fn step_dir_name(step: u64) -> String {
 pub fn save_in_run(
     out: &Path,
     trainer: &Trainer,
-    tokenizer: &CharTokenizer,
+    tokenizer: &TextTokenizer,
     data: &DataMeta,
     keep: usize,
 ) -> Result<PathBuf> {
@@ -366,11 +441,12 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
             "{META_FILE} is not an ingot checkpoint (\"format\" is not \"{FORMAT}\")"
         )));
     }
-    match value.get("version").and_then(|v| v.as_u64()) {
-        Some(v) if v == VERSION as u64 => {}
+    let version = value.get("version").and_then(|v| v.as_u64());
+    match version {
+        Some(v) if (MIN_VERSION as u64..=VERSION as u64).contains(&v) => {}
         v => {
             return Err(err(format!(
-                "format version {} is not supported (this ingot reads version {VERSION})",
+                "format version {} is not supported (this ingot reads versions {MIN_VERSION} to {VERSION})",
                 v.map_or("missing".into(), |v| v.to_string())
             )))
         }
@@ -405,12 +481,16 @@ fn validate_meta(meta: &Meta) -> std::result::Result<(), String> {
         ));
     }
     meta.model.validate().map_err(|e| e.to_string())?;
-    let TokenizerMeta::Char { tokens } = &meta.tokenizer;
-    CharTokenizer::from_tokens(tokens).map_err(|e| format!("tokenizer: {e}"))?;
-    if tokens.len() != meta.model.vocab_size {
+    if meta.version < 2 && !matches!(meta.tokenizer, TokenizerMeta::Char { .. }) {
+        return Err("a version 1 checkpoint can only hold a \"char\" tokenizer".into());
+    }
+    meta.tokenizer
+        .tokenizer()
+        .map_err(|e| format!("tokenizer: {e}"))?;
+    if meta.tokenizer.len() != meta.model.vocab_size {
         return Err(format!(
             "tokenizer has {} tokens but model.vocab_size is {}",
-            tokens.len(),
+            meta.tokenizer.len(),
             meta.model.vocab_size
         ));
     }
@@ -564,10 +644,9 @@ fn read_tensor_file(
 }
 
 impl Checkpoint {
-    /// The character tokenizer stored in the checkpoint.
-    pub fn tokenizer(&self) -> CharTokenizer {
-        let TokenizerMeta::Char { tokens } = &self.meta.tokenizer;
-        CharTokenizer::from_tokens(tokens).expect("validated by load")
+    /// The tokenizer stored in the checkpoint (validated by [`load`]).
+    pub fn tokenizer(&self) -> Result<TextTokenizer> {
+        self.meta.tokenizer.tokenizer()
     }
 
     /// The stored run's configuration.

@@ -12,6 +12,7 @@
 //! 8   4  u32 version = 1
 //! 12  4  u32 reserved = 0
 //! 16 32  key: SHA-256 of "ingot-token-cache 1\n", the tokenizer's fingerprint, "\n", the corpus hash
+//!        (fingerprint: "char " + the characters, or "bpe " + SHA-256 of the tokens, types and merges)
 //! 48  8  u64 n: number of ids
 //! 56 32  SHA-256 of the ids' bytes
 //! 88 4n  ids, u32 each
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::data::CharTokenizer;
+use crate::data::TextTokenizer;
 use crate::error::{Error, Result};
 use crate::files;
 
@@ -103,6 +104,19 @@ pub fn read_corpus(sources: &[PathBuf]) -> Result<Corpus> {
     })
 }
 
+/// The text a tokenizer is trained on: the first `1 - val_fraction` of the corpus's bytes, cut back
+/// to a character boundary, so that validation text does not shape the vocabulary. (The token
+/// stream is split at `1 - val_fraction` of its *tokens*, so the two cuts are near each other, not
+/// at the same byte.)
+pub fn tokenizer_text(text: &str, val_fraction: f64) -> &str {
+    let mut cut = ((text.len() as f64) * (1.0 - val_fraction)).round() as usize;
+    cut = cut.min(text.len());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &text[..cut]
+}
+
 /// Where the ids came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -115,7 +129,7 @@ pub enum CacheOutcome {
 }
 
 /// The cache key of `corpus` under `tok`.
-fn cache_key(corpus: &Corpus, tok: &CharTokenizer) -> [u8; 32] {
+fn cache_key(corpus: &Corpus, tok: &TextTokenizer) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(format!("ingot-token-cache {CACHE_VERSION}\n").as_bytes());
     h.update(tok.fingerprint().as_bytes());
@@ -128,7 +142,7 @@ fn cache_key(corpus: &Corpus, tok: &CharTokenizer) -> [u8; 32] {
 /// tokenized and (with a `cache_dir`) stored there atomically for next time.
 pub fn tokenize_cached(
     corpus: &Corpus,
-    tok: &CharTokenizer,
+    tok: &TextTokenizer,
     cache_dir: Option<&Path>,
 ) -> Result<(Vec<u32>, CacheOutcome)> {
     let key = cache_key(corpus, tok);
@@ -188,7 +202,7 @@ mod tests {
         fs::write(dir.join("skip.md"), "not text data").unwrap();
         let corpus = read_corpus(std::slice::from_ref(&dir)).unwrap();
         assert_eq!(corpus.text, "first\nsecond\n");
-        let tok = CharTokenizer::from_text(&corpus.text);
+        let tok = TextTokenizer::Char(crate::data::CharTokenizer::from_text(&corpus.text));
         let cache = dir.join("cache");
         let (ids, how) = tokenize_cached(&corpus, &tok, Some(&cache)).unwrap();
         assert_eq!(how, CacheOutcome::Stored);

@@ -1,11 +1,12 @@
 //! Character-level data for tiny experiments: a tokenizer whose vocabulary is the sorted set of the
 //! characters of a text, a deterministic train/validation split, and random `(B, T)` windows with
-//! next-token targets. Reading files and caching token ids is `corpus.rs`; byte-level BPE is later work
-//! (issue 5).
+//! next-token targets, and [`TextTokenizer`], a run's tokenizer (characters or byte-level BPE from
+//! `bpe.rs`). Reading files and caching token ids is `corpus.rs`.
 //!
 //! Split: the validation set is the last `val_fraction` of the concatenated token stream (nanoGPT's
 //! `shakespeare_char` keeps the last 10%); windows never cross from one part into the other.
 
+use crate::bpe::BpeTokenizer;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
@@ -79,6 +80,69 @@ impl CharTokenizer {
         ids.iter()
             .map(|&id| self.chars.get(id as usize).copied().unwrap_or('\u{FFFD}'))
             .collect()
+    }
+}
+
+/// The tokenizer of a run: character-level (tiny experiments, the default) or trained byte-level
+/// BPE ([`crate::bpe`]).
+#[derive(Debug, PartialEq)]
+pub enum TextTokenizer {
+    Char(CharTokenizer),
+    /// Boxed: the runtime tokenizer inside is large.
+    Bpe(Box<BpeTokenizer>),
+}
+
+impl From<BpeTokenizer> for TextTokenizer {
+    fn from(t: BpeTokenizer) -> Self {
+        TextTokenizer::Bpe(Box::new(t))
+    }
+}
+
+impl From<CharTokenizer> for TextTokenizer {
+    fn from(t: CharTokenizer) -> Self {
+        TextTokenizer::Char(t)
+    }
+}
+
+impl TextTokenizer {
+    /// A string that identifies this tokenizer (the token cache's key includes it).
+    pub fn fingerprint(&self) -> String {
+        match self {
+            TextTokenizer::Char(t) => t.fingerprint(),
+            TextTokenizer::Bpe(t) => t.fingerprint(),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            TextTokenizer::Char(t) => t.vocab_size(),
+            TextTokenizer::Bpe(t) => t.vocab_size(),
+        }
+    }
+
+    /// Token ids of `text`. Character level: a character outside the vocabulary is an error. BPE:
+    /// never fails (every byte is a token); special-token text is plain text.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            TextTokenizer::Char(t) => t.encode(text),
+            TextTokenizer::Bpe(t) => Ok(t.encode(text)),
+        }
+    }
+
+    /// The text of `ids`.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        match self {
+            TextTokenizer::Char(t) => t.decode(ids),
+            TextTokenizer::Bpe(t) => t.decode(ids),
+        }
+    }
+
+    /// `"char"` or `"bpe"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TextTokenizer::Char(_) => "char",
+            TextTokenizer::Bpe(_) => "bpe",
+        }
     }
 }
 

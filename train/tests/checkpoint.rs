@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use ingot_train::checkpoint::{self, DataMeta};
-use ingot_train::data::{train_val_split, CharTokenizer};
+use ingot_train::data::{train_val_split, CharTokenizer, TextTokenizer};
 use ingot_train::pretrain::{StepStats, TrainConfig, Trainer};
 use ingot_train::{AdamW, AdamWConfig, Config, Error, Model, Schedule};
 
@@ -102,13 +102,16 @@ fn resume_is_bit_identical() {
     let out = scratch("resume");
     let mut first = fresh(s.tok.vocab_size(), 1);
     run_until(&mut first, train, STEPS / 2);
-    checkpoint::save_in_run(&out, &first, &s.tok, &s.data, 2).unwrap();
+    checkpoint::save_in_run(&out, &first, &s.tok.clone().into(), &s.data, 2).unwrap();
     drop(first); // the "kill": nothing survives but the files
 
     let dir = checkpoint::resolve(&out).unwrap();
     assert_eq!(dir, out.join("step-00000004"));
     let ckpt = checkpoint::load(&dir).unwrap();
-    assert_eq!(ckpt.tokenizer(), s.tok);
+    assert_eq!(
+        ckpt.tokenizer().unwrap(),
+        TextTokenizer::Char(s.tok.clone())
+    );
     assert_eq!(ckpt.meta.data, s.data);
     // A different thread count on resume: results do not depend on it.
     let mut resumed = ckpt.into_trainer(3).unwrap();
@@ -124,8 +127,8 @@ fn resume_is_bit_identical() {
     assert_eq!(resumed_stats, straight_stats[STEPS as usize / 2..]);
 
     // Saving again at the end keeps `keep` = 2 directories and moves `latest`.
-    checkpoint::save_in_run(&out, &resumed, &s.tok, &s.data, 2).unwrap();
-    checkpoint::save_in_run(&out, &resumed, &s.tok, &s.data, 2).unwrap(); // same step: replaced
+    checkpoint::save_in_run(&out, &resumed, &s.tok.clone().into(), &s.data, 2).unwrap();
+    checkpoint::save_in_run(&out, &resumed, &s.tok.clone().into(), &s.data, 2).unwrap(); // same step: replaced
     let mut dirs: Vec<String> = fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -142,7 +145,7 @@ fn saved(name: &str) -> PathBuf {
     let mut t = fresh(s.tok.vocab_size(), 1);
     run_until(&mut t, &s.ids, 1);
     let dir = scratch(name).join("ckpt");
-    checkpoint::save(&dir, &t, &s.tok, &s.data).unwrap();
+    checkpoint::save(&dir, &t, &s.tok.clone().into(), &s.data).unwrap();
     dir
 }
 
@@ -214,6 +217,10 @@ fn damaged_checkpoints_are_clear_errors() {
     let d = copy("version");
     edit_json(&d, |v| v["version"] = 99.into());
     expect(&d, "version 99 is not supported");
+    // Version 1 (character tokenizers only) still loads.
+    let d = copy("version1");
+    edit_json(&d, |v| v["version"] = 1.into());
+    checkpoint::load(&d).unwrap();
     let d = copy("shape");
     edit_json(&d, |v| v["model"]["dim"] = 64.into());
     expect(&d, "has shape [");
@@ -262,4 +269,47 @@ fn damaged_checkpoints_are_clear_errors() {
         fs::write(&p, &orig).unwrap();
     }
     checkpoint::load(&d).unwrap();
+}
+
+/// A byte-level BPE tokenizer (format version 2) is stored and comes back identical, with the
+/// reserved special tokens at their documented ids; a version 1 file cannot hold one.
+#[test]
+fn bpe_tokenizer_round_trips() {
+    let s = setup();
+    let text = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/text/macbeth_40k.txt"
+    ))
+    .unwrap();
+    let opts = ingot_train::bpe::BpeOptions {
+        vocab_size: 400,
+        ..Default::default()
+    };
+    let trained = ingot_train::bpe::train([text.as_str()], &opts).unwrap();
+    for (id, t) in [
+        (256, "<|endoftext|>"),
+        (257, "<|im_start|>"),
+        (258, "<|im_end|>"),
+    ] {
+        assert_eq!(trained.tokens[id], t);
+        assert_eq!(trained.token_types[id], 3);
+    }
+    let tok: TextTokenizer = ingot_train::bpe::BpeTokenizer::new(trained).unwrap().into();
+    let ids = tok.encode(&text).unwrap();
+    assert_eq!(tok.decode(&ids), text);
+    let mut t = fresh(tok.vocab_size(), 1);
+    run_until(&mut t, &ids, 1);
+    let dir = scratch("bpe").join("ckpt");
+    checkpoint::save(&dir, &t, &tok, &s.data).unwrap();
+    let ckpt = checkpoint::load(&dir).unwrap();
+    assert_eq!(ckpt.meta.version, checkpoint::VERSION);
+    let back = ckpt.tokenizer().unwrap();
+    assert_eq!(back, tok);
+    assert_eq!(back.fingerprint(), tok.fingerprint());
+    assert_ne!(
+        back.fingerprint(),
+        TextTokenizer::Char(s.tok.clone()).fingerprint()
+    );
+    edit_json(&dir, |v| v["version"] = 1.into());
+    assert!(load_err(&dir).contains("version 1 checkpoint can only hold"));
 }

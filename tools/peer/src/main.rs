@@ -1,7 +1,7 @@
 //! ingot-peer: llama.cpp (through `llama-cpp-2`) as the reference implementation for ingot.
 //!
 //! Subcommands (see tools/peer/README.md):
-//!   logits     --model M --out FILE.json [--threads N]
+//!   logits     --model M --out FILE.json [--threads N] [--steps 32] [--ctx 512] [--prompts FILE.jsonl]
 //!   tokenize   --model M --in FILE.jsonl --out FILE.jsonl
 //!   perplexity --model M -f TEXT [--ctx 512] [--chunks K] [--threads N] [--flash-attn off|on|auto]
 //!   bench      --model M [--threads N] [--runs 5]
@@ -261,13 +261,29 @@ fn cmd_logits(backend: &LlamaBackend, a: &Args) -> Res<()> {
     let threads: i32 = a.num("threads", 1)?;
     let steps: usize = a.num("steps", 32)?;
     let fa = a.get("flash-attn").unwrap_or("off").to_string();
+    let n_ctx: u32 = a.num("ctx", 512)?;
+    // --prompts FILE.jsonl: one {"name", "text", "parse_special"} per line instead of the built-in five
+    // (models with a small vocabulary, e.g. ingot-trained character-level ones, cannot take those).
+    let prompts: Vec<(String, String, bool)> = match a.get("prompts") {
+        None => PROMPTS.iter().map(|(n, t, p)| (n.to_string(), t.to_string(), *p)).collect(),
+        Some(path) => {
+            let mut v = Vec::new();
+            for line in std::fs::read_to_string(path)?.lines().filter(|l| !l.trim().is_empty()) {
+                let j: Value = serde_json::from_str(line)?;
+                let text = j["text"].as_str().ok_or("prompt line without text")?.to_string();
+                let name = j["name"].as_str().unwrap_or("prompt").to_string();
+                v.push((name, text, j["parse_special"].as_bool().unwrap_or(false)));
+            }
+            v
+        }
+    };
     let model = load_model(backend, model_path)?;
-    let cfg = CtxCfg { n_ctx: 512, n_batch: 512, threads, flash_attn: fa.clone() };
+    let cfg = CtxCfg { n_ctx, n_batch: n_ctx, threads, flash_attn: fa.clone() };
     let mut ctx = new_ctx(&model, backend, &cfg)?;
     let eog: Vec<bool> = (0..model.n_vocab()).map(|i| model.vocab().is_eog(LlamaToken(i))).collect();
 
     let mut cases = Vec::new();
-    for (name, text, parse_special) in PROMPTS {
+    for (name, text, parse_special) in &prompts {
         let prompt = tokenize(&model, text, *parse_special);
         assert!(prompt.len() + steps <= cfg.n_ctx as usize && prompt.len() <= cfg.n_batch as usize);
         ctx.clear_kv_cache();
