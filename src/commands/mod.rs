@@ -29,8 +29,7 @@ pub fn open(path: &Path) -> Result<GgufFile> {
 
 /// Parses and validates the model in `file`.
 pub fn load_model(file: &GgufFile) -> Result<Model<'_>> {
-    let gguf = file.parse()?;
-    Model::from_gguf(gguf).with_context(|| format!("cannot load `{}`", file.path()))
+    Model::from_file(file).with_context(|| format!("cannot load `{}`", file.path()))
 }
 
 /// Sampler parameters from the command line.

@@ -46,6 +46,31 @@ impl GgufFile {
         &self.path
     }
 
+    /// Tells the OS that `part` (a sub-slice of [`GgufFile::bytes`]) will not be read for a while,
+    /// so its pages leave this process's resident set (used for weights a model has repacked).
+    /// The bytes stay valid: a later read faults them back in from the file. Returns false (and
+    /// does nothing) when `part` is not inside the mapping or the OS refuses.
+    pub fn release(&self, part: &[u8]) -> bool {
+        let base = self.map.as_ptr() as usize;
+        let start = part.as_ptr() as usize;
+        let Some(off) = start.checked_sub(base) else {
+            return false;
+        };
+        if part.is_empty() || off + part.len() > self.map.len() {
+            return false;
+        }
+        // SAFETY: `map` is a read-only *shared* file mapping (`Mmap::map`). MADV_DONTNEED on it only
+        // drops this process's page-table entries for the range (memmap2 widens it to whole
+        // pages); the next access reads the same bytes back from the page cache or the file, so
+        // every `&[u8]` borrowed from the mapping keeps seeing unchanged contents. (On private or
+        // anonymous memory DONTNEED would zero pages; this mapping is neither.)
+        unsafe {
+            self.map
+                .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, off, part.len())
+        }
+        .is_ok()
+    }
+
     /// Parses the mapped bytes. Errors are the parser's, with the file's path prepended to the message.
     pub fn parse(&self) -> Result<super::Gguf<'_>> {
         super::Gguf::parse(&self.map).map_err(|e| match e {

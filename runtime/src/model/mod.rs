@@ -49,6 +49,18 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
+    /// [`Model::from_gguf`] over a mapped file, then releases the pages of the weights it repacked
+    /// ([`GgufFile::release`](crate::gguf::GgufFile::release)), so the process holds one copy of
+    /// them, not two.
+    #[cfg(feature = "std")]
+    pub fn from_file(file: &'a crate::gguf::GgufFile) -> Result<Model<'a>> {
+        let model = Self::from_gguf(file.parse()?)?;
+        for m in model.weights.matrices().filter(|m| m.packed.is_some()) {
+            file.release(m.data);
+        }
+        Ok(model)
+    }
+
     /// As [`Model::from_gguf`], without repacking: every product reads the file's bytes, exactly
     /// as llama.cpp's non-repacked CPU path computes them.
     pub fn from_gguf_unpacked(gguf: Gguf<'a>) -> Result<Model<'a>> {

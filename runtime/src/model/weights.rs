@@ -148,6 +148,15 @@ fn check_shape(t: &TensorInfo<'_>, want: &[u64]) -> Result<()> {
 }
 
 impl<'a> Weights<'a> {
+    /// Every weight matrix a product reads: the output projection, then each layer's seven.
+    pub fn matrices(&self) -> impl Iterator<Item = &Matrix<'a>> {
+        core::iter::once(&self.output).chain(
+            self.layers
+                .iter()
+                .flat_map(|l| [&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down]),
+        )
+    }
+
     /// Finds and checks every tensor of a llama model described by `cfg`.
     pub fn from_gguf(gguf: &Gguf<'a>, cfg: &Config) -> Result<Weights<'a>> {
         let (c, v, f) = (cfg.n_embd, cfg.n_vocab, cfg.n_ff);
