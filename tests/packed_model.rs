@@ -9,18 +9,22 @@ mod common;
 use common::{tiny_model, Tiny};
 use ingot_kernels::{Kernels, QuantType};
 use ingot_runtime::gguf::Gguf;
-use ingot_runtime::model::{Model, Session, SessionParams};
+use ingot_runtime::model::{Model, Repack, Session, SessionParams};
 
-fn q4_0_model() -> Vec<u8> {
+fn tiny(weight_type: QuantType) -> Vec<u8> {
     tiny_model(&Tiny {
         n_embd: 128,
         n_head: 4,
         n_head_kv: 2,
         n_ff: 256,
         n_layer: 2,
-        weight_type: QuantType::Q4_0,
+        weight_type,
     })
     .to_bytes()
+}
+
+fn q4_0_model() -> Vec<u8> {
+    tiny(QuantType::Q4_0)
 }
 
 /// Every token's logits over a prompt in several batches, then 6 greedy decode steps' logits.
@@ -92,4 +96,47 @@ fn packed_forward_is_identical_at_1_2_and_3_threads() {
             .position(|(a, b)| a.to_bits() != b.to_bits());
         assert_eq!(first, None, "{threads} threads differ at logit {first:?}");
     }
+}
+
+#[test]
+fn repack_all_also_packs_q8_0_and_agrees_within_rounding() {
+    let bytes = tiny(QuantType::Q8_0);
+    let exact = Model::from_gguf_with(Gguf::parse(&bytes).unwrap(), Repack::Exact).unwrap();
+    let all = Model::from_gguf_with(Gguf::parse(&bytes).unwrap(), Repack::All).unwrap();
+    // Repack::Exact leaves Q8_0 (which llama.cpp does not repack) on the row-major path.
+    assert_eq!(exact.packed_bytes(), 0);
+    if Kernels::best().packs(QuantType::Q8_0) {
+        // Layer matrices (the tiny vocabulary, 260, is not whole 16-row groups: its output
+        // projection stays row-major).
+        assert!(all.packed_bytes() > 0);
+        assert!(all.weights.layers.iter().all(|l| l.w_down.packed.is_some()));
+        assert!(all.weights.output.packed.is_none());
+    }
+    let (a, ga) = run(&all, 1);
+    let (b, gb) = run(&exact, 1);
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    eprintln!(
+        "Q8_0: max |packed - row-major| = {worst:e} (max |logit| {scale}); greedy {ga:?} vs {gb:?}"
+    );
+    // Rounding differences in the products flip some Q8_0 activation quanta, and each flip moves
+    // later values by about a quantum (1/127 of a block's range): measured 0.038 of 4.4 here, 2%
+    // of the logit range on SmolLM2. A wrong row, scale or code moves them by the whole range.
+    assert!(worst <= 5e-2 * scale.max(1.0), "differ by {worst}");
+    let (t2, _) = run(&all, 2);
+    assert!(t2.iter().zip(&a).all(|(x, y)| x.to_bits() == y.to_bits()));
+}
+
+#[test]
+fn repack_policy_selects_types() {
+    assert!(!Repack::None.selects(QuantType::Q4_0));
+    assert!(Repack::Exact.selects(QuantType::Q4_0));
+    assert!(!Repack::Exact.selects(QuantType::Q8_0));
+    assert!(Repack::All.selects(QuantType::Q8_0));
+    assert_eq!(Repack::default(), Repack::Exact);
 }

@@ -232,12 +232,12 @@ impl Kernels {
     }
 
     /// Whether [`Kernels::matmul_packed`] has a fast path for `ty` here, i.e. whether a model
-    /// should repack its `ty` weights ([`crate::packed`]) for these kernels. Other paths still
+    /// may repack its `ty` weights ([`crate::packed`]) for these kernels. Other paths still
     /// compute packed products, by the scalar reference.
     pub fn packs(&self, ty: QuantType) -> bool {
         match self.backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512(_) => ty == QuantType::Q4_0,
+            Backend::Avx512(_) => matches!(ty, QuantType::Q4_0 | QuantType::Q8_0),
             _ => false,
         }
     }

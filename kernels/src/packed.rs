@@ -18,10 +18,16 @@
 //!                  codes 16 + 4c..16 + 4c + 4 (Q4_0's own nibble order)
 //! ```
 //!
+//! # `Q8_0x16`: Q8_0 weights, 16 rows interleaved
+//!
+//! The same with Q8_0's 32 one-byte codes: a group-block is 544 bytes (16 x 34), the 16 scales
+//! then eight 64-byte chunks, chunk `c` holding `qs[4c..4c + 4]` of row `r` at bytes `4r..4r + 4`.
+//!
 //! # Arithmetic (every path, bitwise)
 //!
 //! `out[j][r] = acc` after, for each block `b` in order starting from `acc = 0`:
-//! `acc = fma(sumi_b as f32, d_w * d_x, acc)`, with `sumi_b = sum((q - 8) * y)` exact in `i32` and
+//! `acc = fma(sumi_b as f32, d_w * d_x, acc)`, with `sumi_b = sum(w * y)` (`w = q - 8` for Q4_0,
+//! the code itself for Q8_0) exact in `i32` and
 //! `d_w * d_x` one rounded f32 product. That is not the row-major `vec_dot` (which ggml's AVX2
 //! code accumulates in 8 lanes, see [`crate::reference`]), so results differ from the unpacked
 //! path by rounding; within the packed path every ISA, batch size and thread count agrees bit for
@@ -35,15 +41,22 @@ use crate::QuantType;
 /// Rows per interleaved group.
 pub const PACK_ROWS: usize = 16;
 
-/// Bytes of one Q4_0 block.
-const Q4_0_BYTES: usize = 18;
-/// Bytes of one Q8_0 activation block.
+/// Bytes of one Q8_0 (activation or weight) block.
 const Q8_0_BYTES: usize = 34;
 
-/// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0 with a row count that is a
-/// non-zero multiple of [`PACK_ROWS`] and whole blocks per row.
+/// Block bytes and 4-byte code chunks per block of a packable type.
+fn geometry(ty: QuantType) -> Option<(usize, usize)> {
+    match ty {
+        QuantType::Q4_0 => Some((18, 4)),
+        QuantType::Q8_0 => Some((34, 8)),
+        _ => None,
+    }
+}
+
+/// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0 or Q8_0 with a row count that is
+/// a non-zero multiple of [`PACK_ROWS`] and whole blocks per row.
 pub fn packable(ty: QuantType, rows: usize, n: usize) -> bool {
-    ty == QuantType::Q4_0
+    geometry(ty).is_some()
         && rows > 0
         && rows.is_multiple_of(PACK_ROWS)
         && n > 0
@@ -57,18 +70,12 @@ fn check(ty: QuantType, rows: usize, n: usize, a: usize, b: usize) {
         rows,
         ty.name()
     );
-    let len = rows * (n / QK) * Q4_0_BYTES;
+    let len = rows * (n / QK) * geometry(ty).map_or(0, |g| g.0);
     assert!(
         a == len && b == len,
         "pack: buffers must hold {len} bytes ({rows} x {n} {}), got {a} and {b}",
         ty.name()
     );
-}
-
-/// Byte offset in a packed group of row `r`'s block `b`: (scale offset, first chunk offset).
-#[inline]
-fn group_block(b: usize) -> usize {
-    b * PACK_ROWS * Q4_0_BYTES
 }
 
 /// Rewrites `src` (`rows` rows of `n` elements of `ty`, row-major) into the packed layout in
@@ -78,18 +85,19 @@ fn group_block(b: usize) -> usize {
 /// If the matrix is not [`packable`] or either buffer's length is not the matrix's size.
 pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
     check(ty, rows, n, src.len(), dst.len());
+    let (bb, chunks) = geometry(ty).expect("checked");
     let nb = n / QK;
-    let rb = nb * Q4_0_BYTES;
+    let rb = nb * bb;
     for (gsrc, gdst) in src
         .chunks_exact(PACK_ROWS * rb)
         .zip(dst.chunks_exact_mut(PACK_ROWS * rb))
     {
         for b in 0..nb {
-            let out = &mut gdst[group_block(b)..][..PACK_ROWS * Q4_0_BYTES];
+            let out = &mut gdst[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
             for r in 0..PACK_ROWS {
-                let blk = &gsrc[r * rb + b * Q4_0_BYTES..][..Q4_0_BYTES];
+                let blk = &gsrc[r * rb + b * bb..][..bb];
                 out[2 * r..2 * r + 2].copy_from_slice(&blk[..2]);
-                for c in 0..4 {
+                for c in 0..chunks {
                     let at = 32 + 64 * c + 4 * r;
                     out[at..at + 4].copy_from_slice(&blk[2 + 4 * c..2 + 4 * c + 4]);
                 }
@@ -104,18 +112,19 @@ pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
 /// As [`pack`].
 pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
     check(ty, rows, n, src.len(), dst.len());
+    let (bb, chunks) = geometry(ty).expect("checked");
     let nb = n / QK;
-    let rb = nb * Q4_0_BYTES;
+    let rb = nb * bb;
     for (gsrc, gdst) in src
         .chunks_exact(PACK_ROWS * rb)
         .zip(dst.chunks_exact_mut(PACK_ROWS * rb))
     {
         for b in 0..nb {
-            let inp = &gsrc[group_block(b)..][..PACK_ROWS * Q4_0_BYTES];
+            let inp = &gsrc[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
             for r in 0..PACK_ROWS {
-                let blk = &mut gdst[r * rb + b * Q4_0_BYTES..][..Q4_0_BYTES];
+                let blk = &mut gdst[r * rb + b * bb..][..bb];
                 blk[..2].copy_from_slice(&inp[2 * r..2 * r + 2]);
-                for c in 0..4 {
+                for c in 0..chunks {
                     let at = 32 + 64 * c + 4 * r;
                     blk[2 + 4 * c..2 + 4 * c + 4].copy_from_slice(&inp[at..at + 4]);
                 }
@@ -141,7 +150,7 @@ pub(crate) fn check_matmul_packed(
         "matmul_packed: {rows} x {n} {} has no packed layout",
         ty.name()
     );
-    let rb = (n / QK) * Q4_0_BYTES;
+    let rb = (n / QK) * geometry(ty).expect("packable").0;
     assert_eq!(w, rows * rb, "matmul_packed: w must be rows x row_bytes(n)");
     assert_eq!(out, t * rows, "matmul_packed: out must be (t, rows)");
     let arb = (n / QK) * Q8_0_BYTES;
@@ -179,6 +188,7 @@ pub fn matmul_packed_reference(
     n: usize,
 ) {
     let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
+    let (bb, _) = geometry(ty).expect("packable");
     let nb = n / QK;
     for (g, grp) in w.chunks_exact(PACK_ROWS * rb).enumerate() {
         for r in 0..PACK_ROWS {
@@ -186,18 +196,26 @@ pub fn matmul_packed_reference(
                 let xr = &x[j * stride..][..nb * Q8_0_BYTES];
                 let mut acc = 0f32;
                 for b in 0..nb {
-                    let gb = &grp[group_block(b)..][..PACK_ROWS * Q4_0_BYTES];
+                    let gb = &grp[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
                     let xb = &xr[b * Q8_0_BYTES..][..Q8_0_BYTES];
                     let dw = f16::from_le_bytes([gb[2 * r], gb[2 * r + 1]]).to_f32();
                     let dx = f16::from_le_bytes([xb[0], xb[1]]).to_f32();
+                    let y = |i: usize| i32::from(xb[2 + i] as i8);
                     let mut sumi = 0i32;
-                    for c in 0..4 {
-                        for i in 0..4 {
-                            let q = gb[32 + 64 * c + 4 * r + i];
-                            let lo = i32::from(q & 0x0f) - 8;
-                            let hi = i32::from(q >> 4) - 8;
-                            sumi += lo * i32::from(xb[2 + 4 * c + i] as i8);
-                            sumi += hi * i32::from(xb[2 + 16 + 4 * c + i] as i8);
+                    if ty == QuantType::Q4_0 {
+                        for c in 0..4 {
+                            for i in 0..4 {
+                                let q = gb[32 + 64 * c + 4 * r + i];
+                                sumi += (i32::from(q & 0x0f) - 8) * y(4 * c + i);
+                                sumi += (i32::from(q >> 4) - 8) * y(16 + 4 * c + i);
+                            }
+                        }
+                    } else {
+                        for c in 0..8 {
+                            for i in 0..4 {
+                                let q = gb[32 + 64 * c + 4 * r + i] as i8;
+                                sumi += i32::from(q) * y(4 * c + i);
+                            }
                         }
                     }
                     acc = (sumi as f32).mul_add(dw * dx, acc);

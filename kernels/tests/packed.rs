@@ -1,4 +1,4 @@
-//! The packed (interleaved) weight layout of `ingot_kernels::packed`:
+//! The packed (interleaved) weight layouts of `ingot_kernels::packed` (Q4_0 and Q8_0):
 //!
 //! - `pack` then `unpack` gives back every byte, and the layout is the one documented (checked
 //!   element by element against the row-major blocks);
@@ -19,17 +19,34 @@ use ingot_kernels::packed::{matmul_packed_reference, pack, packable, unpack, PAC
 use ingot_kernels::{quantize_activations, Isa, Kernels, QuantType, ThreadPool};
 
 const Q4_0: QuantType = QuantType::Q4_0;
+const Q8_0: QuantType = QuantType::Q8_0;
+/// The packable types.
+const TYPES: [QuantType; 2] = [Q4_0, Q8_0];
 
-/// A random Q4_0 matrix (from random values, so scales are realistic) and its packed form.
-fn matrix(rng: &mut SplitMix64, rows: usize, n: usize) -> (Vec<u8>, Vec<u8>) {
+/// A random matrix of `ty` (from random values, so scales are realistic) and its packed form.
+fn matrix(rng: &mut SplitMix64, ty: QuantType, rows: usize, n: usize) -> (Vec<u8>, Vec<u8>) {
     let vals: Vec<f32> = (0..rows * n)
         .map(|i| rng.unit() * (1.0 + (i / QK % 7) as f32))
         .collect();
-    let mut w = vec![0u8; Q4_0.row_bytes(rows * n).unwrap()];
-    (Q4_0.info().from_f32)(&vals, &mut w);
+    let mut w = vec![0u8; ty.row_bytes(rows * n).unwrap()];
+    (ty.info().from_f32)(&vals, &mut w);
     let mut p = vec![0u8; w.len()];
-    pack(Q4_0, &w, rows, n, &mut p);
+    pack(ty, &w, rows, n, &mut p);
     (w, p)
+}
+
+/// Code `i` of a row-major block: `q - 8` for Q4_0, the signed byte for Q8_0.
+fn code(ty: QuantType, blk: &[u8], i: usize) -> i64 {
+    if ty == Q4_0 {
+        let q = if i < 16 {
+            blk[2 + i] & 15
+        } else {
+            blk[2 + i - 16] >> 4
+        };
+        i64::from(q) - 8
+    } else {
+        i64::from(blk[2 + i] as i8)
+    }
 }
 
 /// `t` Q8_0 activation rows of `n`, `stride` bytes apart.
@@ -58,26 +75,29 @@ fn paths() -> Vec<Kernels> {
 #[test]
 fn pack_unpack_round_trips_and_follows_the_documented_layout() {
     let mut rng = SplitMix64(11);
-    for (rows, n) in [(16, 32), (32, 96), (48, 256)] {
-        let (w, p) = matrix(&mut rng, rows, n);
-        let mut back = vec![0u8; w.len()];
-        unpack(Q4_0, &p, rows, n, &mut back);
-        assert_eq!(back, w, "{rows} x {n}");
-        let nb = n / QK;
-        let rb = nb * 18;
-        for r in 0..rows {
-            let (g, rr) = (r / PACK_ROWS, r % PACK_ROWS);
-            for b in 0..nb {
-                let blk = &w[r * rb + b * 18..][..18];
-                let gb = &p[g * PACK_ROWS * rb + b * 288..][..288];
-                assert_eq!(
-                    &gb[2 * rr..2 * rr + 2],
-                    &blk[..2],
-                    "scale of row {r} block {b}"
-                );
-                for c in 0..4 {
-                    let at = 32 + 64 * c + 4 * rr;
-                    assert_eq!(&gb[at..at + 4], &blk[2 + 4 * c..6 + 4 * c]);
+    for ty in TYPES {
+        let bb = ty.block_bytes();
+        for (rows, n) in [(16, 32), (32, 96), (48, 256)] {
+            let (w, p) = matrix(&mut rng, ty, rows, n);
+            let mut back = vec![0u8; w.len()];
+            unpack(ty, &p, rows, n, &mut back);
+            assert_eq!(back, w, "{ty} {rows} x {n}");
+            let nb = n / QK;
+            let rb = nb * bb;
+            for r in 0..rows {
+                let (g, rr) = (r / PACK_ROWS, r % PACK_ROWS);
+                for b in 0..nb {
+                    let blk = &w[r * rb + b * bb..][..bb];
+                    let gb = &p[g * PACK_ROWS * rb + b * 16 * bb..][..16 * bb];
+                    assert_eq!(
+                        &gb[2 * rr..2 * rr + 2],
+                        &blk[..2],
+                        "scale of row {r} block {b}"
+                    );
+                    for c in 0..(bb - 2) / 4 {
+                        let at = 32 + 64 * c + 4 * rr;
+                        assert_eq!(&gb[at..at + 4], &blk[2 + 4 * c..6 + 4 * c]);
+                    }
                 }
             }
         }
@@ -87,32 +107,31 @@ fn pack_unpack_round_trips_and_follows_the_documented_layout() {
 #[test]
 fn reference_is_the_documented_sum_and_close_to_vec_dot() {
     let mut rng = SplitMix64(12);
-    for (rows, n) in [(16, 32), (32, 320), (16, 4096)] {
-        let (w, p) = matrix(&mut rng, rows, n);
+    for (ty, rows, n) in TYPES
+        .iter()
+        .flat_map(|&ty| [(ty, 16, 32), (ty, 32, 320), (ty, 16, 4096)])
+    {
+        let bb = ty.block_bytes();
+        let (w, p) = matrix(&mut rng, ty, rows, n);
         let arb = QuantType::Q8_0.row_bytes(n).unwrap();
         let x = activations(&mut rng, 3, n, arb);
         let mut out = vec![0f32; 3 * rows];
-        matmul_packed_reference(Q4_0, &mut out, &p, rows, &x, arb, 3, n);
+        matmul_packed_reference(ty, &mut out, &p, rows, &x, arb, 3, n);
         let nb = n / QK;
         for j in 0..3 {
             let xr = &x[j * arb..][..arb];
             for r in 0..rows {
-                let wr = &w[r * nb * 18..][..nb * 18];
+                let wr = &w[r * nb * bb..][..nb * bb];
                 // Independent evaluation in f64 from the row-major blocks.
                 let (mut exact, mut mag) = (0f64, 0f64);
                 for b in 0..nb {
-                    let (bw, bx) = (&wr[b * 18..][..18], &xr[b * 34..][..34]);
+                    let (bw, bx) = (&wr[b * bb..][..bb], &xr[b * 34..][..34]);
                     let dw = f16::from_le_bytes([bw[0], bw[1]]).to_f64();
                     let dx = f16::from_le_bytes([bx[0], bx[1]]).to_f64();
                     let mut s = 0i64;
                     let mut a = 0i64;
                     for i in 0..QK {
-                        let q = if i < 16 {
-                            bw[2 + i] & 15
-                        } else {
-                            bw[2 + i - 16] >> 4
-                        };
-                        let v = (i64::from(q) - 8) * i64::from(bx[2 + i] as i8);
+                        let v = code(ty, bw, i) * i64::from(bx[2 + i] as i8);
                         s += v;
                         a += v.abs();
                     }
@@ -124,9 +143,9 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
                 let tol = (2.0 * nb as f64 + 4.0) * U32 * mag + 1e-30;
                 assert!(
                     (got - exact).abs() <= tol,
-                    "{rows}x{n} r{r} j{j}: {got} vs {exact} (tol {tol})"
+                    "{ty} {rows}x{n} r{r} j{j}: {got} vs {exact} (tol {tol})"
                 );
-                let vd = (Q4_0.info().vec_dot)(n, wr, xr) as f64;
+                let vd = (ty.info().vec_dot)(n, wr, xr) as f64;
                 assert!((got - vd).abs() <= 2.0 * tol, "vs vec_dot: {got} vs {vd}");
             }
         }
@@ -138,23 +157,24 @@ fn every_path_is_bitwise_equal_to_the_reference() {
     let mut rng = SplitMix64(13);
     let ks = paths();
     // 4128 elements = 129 blocks: crosses the 128-block scale-table chunk of the AVX-512 path.
-    for (rows, n) in [(16, 32), (48, 96), (32, 4128), (160, 576)] {
-        let (_, p) = matrix(&mut rng, rows, n);
+    let shapes = [(16, 32), (48, 96), (32, 4128), (160, 576)];
+    for (ty, rows, n) in TYPES.iter().flat_map(|&ty| shapes.map(|(r, n)| (ty, r, n))) {
+        let (_, p) = matrix(&mut rng, ty, rows, n);
         let arb = QuantType::Q8_0.row_bytes(n).unwrap();
         for t in (1..=17).chain([33]) {
             for (stride, off) in [(arb, 0), (arb + 5, 3)] {
                 let x = shifted(&activations(&mut rng, t, n, stride), off);
                 let x = &x[off..];
                 let mut want = vec![0f32; t * rows];
-                matmul_packed_reference(Q4_0, &mut want, &p, rows, x, stride, t, n);
+                matmul_packed_reference(ty, &mut want, &p, rows, x, stride, t, n);
                 for k in &ks {
                     let mut got = vec![f32::NAN; t * rows];
-                    k.matmul_packed(Q4_0, &mut got, &p, rows, x, stride, t, n);
+                    k.matmul_packed(ty, &mut got, &p, rows, x, stride, t, n);
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                         assert_eq!(
                             g.to_bits(),
                             w.to_bits(),
-                            "{} {rows}x{n} t{t} stride{stride} at {i}: {g} vs {w}",
+                            "{} {ty} {rows}x{n} t{t} stride{stride} at {i}: {g} vs {w}",
                             k.isa().name()
                         );
                     }
@@ -168,18 +188,18 @@ fn every_path_is_bitwise_equal_to_the_reference() {
 fn threaded_product_is_bitwise_equal_for_any_thread_count() {
     let mut rng = SplitMix64(14);
     let (rows, n) = (576, 192);
-    let (_, p) = matrix(&mut rng, rows, n);
     let arb = QuantType::Q8_0.row_bytes(n).unwrap();
     let k = Kernels::best();
-    for t in [1, 7, 16] {
+    for (ty, t) in TYPES.iter().flat_map(|&ty| [(ty, 1), (ty, 7), (ty, 16)]) {
+        let (_, p) = matrix(&mut rng, ty, rows, n);
         let x = activations(&mut rng, t, n, arb);
         let mut want = vec![0f32; t * rows];
-        matmul_packed_reference(Q4_0, &mut want, &p, rows, &x, arb, t, n);
+        matmul_packed_reference(ty, &mut want, &p, rows, &x, arb, t, n);
         for threads in [1, 2, 3] {
             let pool = ThreadPool::new(threads).unwrap();
             let mut got = vec![f32::NAN; t * rows];
             let mut scratch = vec![0f32; t * rows];
-            k.matmul_par_packed(&pool, Q4_0, &mut got, &p, rows, &x, arb, t, n, &mut scratch);
+            k.matmul_par_packed(&pool, ty, &mut got, &p, rows, &x, arb, t, n, &mut scratch);
             let same = got
                 .iter()
                 .zip(&want)
@@ -190,15 +210,16 @@ fn threaded_product_is_bitwise_equal_for_any_thread_count() {
 }
 
 #[test]
-fn only_q4_0_with_whole_groups_packs() {
+fn only_q4_0_and_q8_0_with_whole_groups_pack() {
     assert!(packable(Q4_0, 16, 32));
+    assert!(packable(Q8_0, 32, 64));
     assert!(!packable(Q4_0, 24, 32));
     assert!(!packable(Q4_0, 0, 32));
-    assert!(!packable(Q4_0, 16, 48));
-    assert!(!packable(QuantType::Q8_0, 16, 32));
+    assert!(!packable(Q8_0, 16, 48));
     assert!(!packable(QuantType::Q4_1, 16, 32));
+    assert!(!packable(QuantType::F16, 16, 32));
     for k in paths() {
-        assert!(!k.packs(QuantType::Q8_0));
+        assert!(!k.packs(QuantType::Q4_1));
     }
 }
 

@@ -15,7 +15,7 @@ pub use weights::{Layer, Matrix, Weights};
 use crate::gguf::{keys, Gguf};
 use crate::tokenizer::{Tokenizer, TokenizerConfig};
 use crate::{Error, Result};
-use ingot_kernels::{packed, Kernels};
+use ingot_kernels::{packed, Kernels, QuantType};
 
 /// A llama-architecture model over the bytes of a GGUF file.
 #[derive(Debug)]
@@ -35,17 +35,17 @@ impl<'a> Model<'a> {
     /// Validates everything the forward pass and tokenizer will rely on: hyperparameters, every tensor's
     /// presence, type and shape, and the tokenizer's consistency with the embedding.
     ///
-    /// Weight matrices the best kernels of this CPU ([`Kernels::best`]) compute faster in a
-    /// packed layout (Q4_0 on AVX-512) are repacked here, once; see [`Model::from_gguf_unpacked`]
-    /// to keep every product on the file's own bytes (so does the environment variable
-    /// `INGOT_REPACK=0`).
+    /// Weight matrices that the best kernels of this CPU ([`Kernels::best`]) compute faster in a
+    /// packed layout are repacked here, once, as [`Repack::from_env`] says (by default only
+    /// Q4_0, which llama.cpp repacks too, so results stay identical to llama.cpp's).
     pub fn from_gguf(gguf: Gguf<'a>) -> Result<Model<'a>> {
+        Self::from_gguf_with(gguf, Repack::from_env()?)
+    }
+
+    /// [`Model::from_gguf`] with an explicit repacking policy.
+    pub fn from_gguf_with(gguf: Gguf<'a>, repack: Repack) -> Result<Model<'a>> {
         let mut model = Self::from_gguf_unpacked(gguf)?;
-        #[cfg(feature = "std")]
-        if std::env::var_os("INGOT_REPACK").is_some_and(|v| v == "0") {
-            return Ok(model);
-        }
-        model.repack(&Kernels::best())?;
+        model.repack(&Kernels::best(), repack)?;
         Ok(model)
     }
 
@@ -61,8 +61,8 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
-    /// As [`Model::from_gguf`], without repacking: every product reads the file's bytes, exactly
-    /// as llama.cpp's non-repacked CPU path computes them.
+    /// As [`Model::from_gguf`], without repacking ([`Repack::None`]): every product reads the
+    /// file's bytes, exactly as llama.cpp's non-repacked CPU path computes them.
     pub fn from_gguf_unpacked(gguf: Gguf<'a>) -> Result<Model<'a>> {
         let config = Config::from_gguf(&gguf)?;
         let weights = Weights::from_gguf(&gguf, &config)?;
@@ -87,10 +87,11 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// Copies every matrix that `kernels` [`Kernels::packs`] into the packed arena, in the packed
-    /// layout (same size as the original). The embedding itself is only gathered from, so it keeps
-    /// its rows (the tied output projection is packed like any other product).
-    fn repack(&mut self, kernels: &Kernels) -> Result<()> {
+    /// Copies every matrix that `kernels` [`Kernels::packs`] and `policy` selects into the packed
+    /// arena, in the packed layout (same size as the original). The embedding itself is only
+    /// gathered from, so it keeps its rows (the tied output projection is packed like any other
+    /// product).
+    fn repack(&mut self, kernels: &Kernels, policy: Repack) -> Result<()> {
         let w = &mut self.weights;
         let mut mats: Vec<&mut Matrix<'a>> = vec![&mut w.output];
         for l in &mut w.layers {
@@ -104,7 +105,9 @@ impl<'a> Model<'a> {
                 &mut l.w_down,
             ]);
         }
-        mats.retain(|m| kernels.packs(m.ty) && packed::packable(m.ty, m.rows, m.cols));
+        mats.retain(|m| {
+            policy.selects(m.ty) && kernels.packs(m.ty) && packed::packable(m.ty, m.rows, m.cols)
+        });
         let total: usize = mats.iter().map(|m| m.data.len()).sum();
         let mut arena = Vec::new();
         arena.try_reserve_exact(total).map_err(|_| Error::Model {
@@ -138,6 +141,49 @@ impl<'a> Model<'a> {
     /// Bytes of all weight tensors (what a decode step reads, roughly).
     pub fn weight_bytes(&self) -> u64 {
         self.gguf.tensor_bytes()
+    }
+}
+
+/// Which weight matrices a model repacks at load for its kernels ([`ingot_kernels::packed`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Repack {
+    /// None: every product reads the file's rows.
+    None,
+    /// The types llama.cpp also repacks on this kind of CPU (Q4_0), with the same arithmetic, so
+    /// logits stay bit-identical to llama.cpp's. The default.
+    #[default]
+    Exact,
+    /// Every type the kernels can pack (Q4_0 and Q8_0 on AVX-512): faster for Q8_0 weights, whose
+    /// results then differ from llama.cpp's by rounding (one accumulator per row instead of 8
+    /// partial sums; no less accurate).
+    All,
+}
+
+impl Repack {
+    /// From the environment variable `INGOT_REPACK`: `0` or `none`, `exact` (the default, also
+    /// when unset), or `all`.
+    pub fn from_env() -> Result<Repack> {
+        #[cfg(feature = "std")]
+        if let Some(v) = std::env::var_os("INGOT_REPACK") {
+            return match v.to_str() {
+                Some("0" | "none") => Ok(Repack::None),
+                Some("exact" | "1" | "") => Ok(Repack::Exact),
+                Some("all") => Ok(Repack::All),
+                _ => Err(Error::Model {
+                    what: format!("INGOT_REPACK={v:?}: expected 0, none, exact or all"),
+                }),
+            };
+        }
+        Ok(Repack::default())
+    }
+
+    /// Whether this policy repacks weights of type `ty` (where the kernels can).
+    pub fn selects(self, ty: QuantType) -> bool {
+        match self {
+            Repack::None => false,
+            Repack::Exact => ty == QuantType::Q4_0,
+            Repack::All => true,
+        }
     }
 }
 

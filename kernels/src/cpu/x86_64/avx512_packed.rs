@@ -1,8 +1,9 @@
 //! AVX-512 VNNI kernels for the packed layouts of [`crate::packed`]: one weight row per 32-bit
-//! lane, 16 rows per register, so a Q4_0 block's integer dot for 16 rows is 8 `vpdpbusd` (four
-//! 4-byte steps of low nibbles, four of high nibbles, each against a broadcast 4-byte slice of the
-//! activation block) and its scaling one multiply and one FMA. Bitwise equal to
-//! [`crate::packed::matmul_packed_reference`].
+//! lane, 16 rows per register, so a block's integer dot for 16 rows is 8 `vpdpbusd` (Q4_0: four
+//! 4-byte steps of low nibbles and four of high nibbles; Q8_0: eight 4-byte steps of codes biased
+//! to unsigned by `^ 0x80`), each against a broadcast 4-byte slice of the activation block, started
+//! from the exact correction `-bias * sum(y)` (bias 8 or 128); its scaling is one multiply and one
+//! FMA. Bitwise equal to [`crate::packed::matmul_packed_reference`].
 
 use core::arch::x86_64::*;
 
@@ -11,8 +12,14 @@ use crate::blocks::QK;
 use crate::packed::{check_matmul_packed, PACK_ROWS};
 use crate::QuantType;
 
-/// Bytes of one packed Q4_0 group-block (16 rows).
-const GB: usize = 16 * 18;
+/// Bytes of one packed group-block (16 rows): Q8_0 when `Q8`, else Q4_0.
+const fn group_block_bytes(q8: bool) -> usize {
+    if q8 {
+        16 * 34
+    } else {
+        16 * 18
+    }
+}
 /// Bytes of one Q8_0 activation block.
 const XB: usize = 34;
 /// Tokens per tile.
@@ -38,22 +45,30 @@ impl Avx512Vnni {
     ) {
         let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
         // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it);
-        // `check_matmul_packed` established a packable Q4_0 matrix of rows * rb bytes, t
-        // activation rows of n / QK Q8_0 blocks `stride` bytes apart in x, and out.len() == t * rows.
-        unsafe { mm_q4_0x16(out, w.as_ptr(), rb, rows, x.as_ptr(), stride, t, n) }
+        // `check_matmul_packed` established a packable matrix of `ty` (Q4_0 or Q8_0) of
+        // rows * rb bytes, t activation rows of n / QK Q8_0 blocks `stride` bytes apart in x,
+        // and out.len() == t * rows.
+        unsafe {
+            let (w, x) = (w.as_ptr(), x.as_ptr());
+            if ty == QuantType::Q8_0 {
+                mm_packed::<true>(out, w, rb, rows, x, stride, t, n)
+            } else {
+                mm_packed::<false>(out, w, rb, rows, x, stride, t, n)
+            }
+        }
     }
 }
 
 /// One 16-row group (`g`: its first group-block) x `K` tokens over blocks `b0..b1`, continuing
-/// from `acc`. `dx[(b - b0) * TT + k]` is token `k`'s f32 scale of block `b`, `cy[..]` its
-/// `-8 * sum(y)`.
+/// from `acc`; Q8_0 weights when `Q8`, else Q4_0. `dx[(b - b0) * TT + k]` is token `k`'s f32 scale
+/// of block `b`, `cy[..]` its `-bias * sum(y)`.
 ///
 /// # Safety
 /// `b1` group-blocks at `g`; `b1` Q8_0 blocks at each `x[k]`; `(b1 - b0) * TT` entries in both
 /// tables; the CPU has AVX-512 F/BW/VL + VNNI and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const K: usize>(
+unsafe fn tile<const Q8: bool, const K: usize>(
     g: *const u8,
     x: [*const u8; K],
     (b0, b1): (usize, usize),
@@ -62,17 +77,30 @@ unsafe fn tile<const K: usize>(
     mut acc: [__m512; K],
 ) -> [__m512; K] {
     let m = _mm512_set1_epi8(0x0f);
+    let bias = _mm512_set1_epi8(-128);
+    // Activation byte offset of each code register's 4-byte steps.
+    let offs: [usize; 8] = if Q8 {
+        [0, 4, 8, 12, 16, 20, 24, 28]
+    } else {
+        [0, 16, 4, 20, 8, 24, 12, 28]
+    };
     for b in b0..b1 {
         // SAFETY: b < b1 group-blocks at g, Q8_0 blocks at each x[k], table entries (caller).
         unsafe {
-            let gb = g.add(b * GB);
+            let gb = g.add(b * group_block_bytes(Q8));
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.cast()));
-            let mut lo = [_mm512_setzero_si512(); 4];
-            let mut hi = [_mm512_setzero_si512(); 4];
-            for c in 0..4 {
-                let v = _mm512_loadu_si512(gb.add(32 + 64 * c).cast());
-                lo[c] = _mm512_and_si512(v, m);
-                hi[c] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m);
+            let mut codes = [_mm512_setzero_si512(); 8];
+            if Q8 {
+                for (c, code) in codes.iter_mut().enumerate() {
+                    let v = _mm512_loadu_si512(gb.add(32 + 64 * c).cast());
+                    *code = _mm512_xor_si512(v, bias);
+                }
+            } else {
+                for c in 0..4 {
+                    let v = _mm512_loadu_si512(gb.add(32 + 64 * c).cast());
+                    codes[2 * c] = _mm512_and_si512(v, m);
+                    codes[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m);
+                }
             }
             let e = (b - b0) * TT;
             for k in 0..K {
@@ -80,9 +108,9 @@ unsafe fn tile<const K: usize>(
                 let ys = |o: usize| _mm512_set1_epi32(core::ptr::read_unaligned(y.add(o).cast()));
                 let mut s0 = _mm512_set1_epi32(*cy.add(e + k));
                 let mut s1 = _mm512_setzero_si512();
-                for c in 0..4 {
-                    s0 = _mm512_dpbusd_epi32(s0, lo[c], ys(4 * c));
-                    s1 = _mm512_dpbusd_epi32(s1, hi[c], ys(16 + 4 * c));
+                for i in (0..8).step_by(2) {
+                    s0 = _mm512_dpbusd_epi32(s0, codes[i], ys(offs[i]));
+                    s1 = _mm512_dpbusd_epi32(s1, codes[i + 1], ys(offs[i + 1]));
                 }
                 let sumi = _mm512_add_epi32(s0, s1);
                 let p = _mm512_mul_ps(dw, _mm512_set1_ps(*dx.add(e + k)));
@@ -97,10 +125,10 @@ unsafe fn tile<const K: usize>(
 /// [`CHUNK_NB`] with the scale tables rebuilt per chunk and the partial sums carried in `out`.
 ///
 /// # Safety
-/// As [`mm_q4_0x16`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`.
+/// As [`mm_packed`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tokens<const K: usize>(
+unsafe fn tokens<const Q8: bool, const K: usize>(
     out: &mut [f32],
     w: *const u8,
     rb: usize,
@@ -133,7 +161,7 @@ unsafe fn tokens<const K: usize>(
                     (d, _mm512_reduce_add_epi32(s32))
                 };
                 dx[(b - b0) * TT + k].write(d);
-                cy[(b - b0) * TT + k].write(-8 * s);
+                cy[(b - b0) * TT + k].write(if Q8 { -128 * s } else { -8 * s });
             }
         }
         let mut g = r0;
@@ -151,7 +179,7 @@ unsafe fn tokens<const K: usize>(
             // SAFETY: rows g..g + 16 are a whole group in bounds, tokens in bounds, the tables'
             // entries (b - b0) * TT + k for b0 <= b < b1, k < K written just above; the CPU has
             // the features (this function's).
-            acc = unsafe { tile::<K>(grp, xs, (b0, b1), tables.0, tables.1, acc) };
+            acc = unsafe { tile::<Q8, K>(grp, xs, (b0, b1), tables.0, tables.1, acc) };
             for (k, a) in acc.iter().enumerate() {
                 // SAFETY: as for the load above.
                 unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *a) };
@@ -162,15 +190,15 @@ unsafe fn tokens<const K: usize>(
     }
 }
 
-/// Packed Q4_0 x Q8_0 product.
+/// Packed Q8_0 (`Q8`) or Q4_0 weights x Q8_0 activations.
 ///
 /// # Safety
-/// `w` holds `rows` (a multiple of 16) packed rows of `rb` bytes (`n / QK` Q4_0 blocks each), `x`
+/// `w` holds `rows` (a multiple of 16) packed rows of `rb` bytes (`n / QK` blocks each), `x`
 /// holds `t` rows of `n / QK` Q8_0 blocks `stride` bytes apart, `out.len() == t * rows`; the CPU
 /// has AVX-512 F/BW/VL + VNNI and F16C.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mm_q4_0x16(
+unsafe fn mm_packed<const Q8: bool>(
     out: &mut [f32],
     w: *const u8,
     rb: usize,
@@ -194,14 +222,14 @@ unsafe fn mm_q4_0x16(
             // guarantees cover the rest.
             unsafe {
                 match k {
-                    1 => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    4 => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    5 => tokens::<5>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    6 => tokens::<6>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    7 => tokens::<7>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    _ => tokens::<8>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    1 => tokens::<Q8, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    2 => tokens::<Q8, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    3 => tokens::<Q8, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    4 => tokens::<Q8, 4>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    5 => tokens::<Q8, 5>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    6 => tokens::<Q8, 6>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    7 => tokens::<Q8, 7>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    _ => tokens::<Q8, 8>(out, w, rb, rows, rr, x, stride, j0, nb),
                 }
             }
             j0 += k;
