@@ -340,13 +340,19 @@ macro_rules! rows_sym {
         /// module's features.
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn $name<const R: usize>(n: usize, w: [*const u8; R], x: *const u8) -> [f32; R] {
+        unsafe fn $name<const R: usize>(
+            n: usize,
+            w: [*const u8; R],
+            x: *const u8,
+            pf: *const u8,
+        ) -> [f32; R] {
             let c = _mm256_set1_epi8($c);
             let mut acc = [_mm256_setzero_ps(); R];
             for ib in 0..n / QK {
                 // SAFETY: ib < n / QK blocks of $bs bytes at each w[r] and $xbs bytes at x
                 // (caller).
                 unsafe {
+                    prefetch_tile(pf, ib * R * $bs, R * $bs);
                     let xb = x.add(ib * $xbs);
                     let dx = load_f16x1(xb);
                     let y = load32(xb.add($xbs - 32));
@@ -379,13 +385,19 @@ macro_rules! rows_asym {
         /// module's features.
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn $name<const R: usize>(n: usize, w: [*const u8; R], x: *const u8) -> [f32; R] {
+        unsafe fn $name<const R: usize>(
+            n: usize,
+            w: [*const u8; R],
+            x: *const u8,
+            pf: *const u8,
+        ) -> [f32; R] {
             let mut acc = [_mm256_setzero_ps(); R];
             let mut summs = [_mm_setzero_ps(); R];
             for ib in 0..n / QK {
                 // SAFETY: ib < n / QK blocks of $bs bytes at each w[r] and 36 bytes at x
                 // (caller).
                 unsafe {
+                    prefetch_tile(pf, ib * R * $bs, R * $bs);
                     let xb = x.add(ib * 36);
                     let ds = load_f16x2(xb);
                     let sx = _mm_movehdup_ps(ds);
@@ -429,6 +441,10 @@ rows_asym!(rows1_q5_1, 24, q5_codes::<4>);
 
 /// Rows per matrix-vector step: enough independent FMA chains to cover the FMA latency.
 const MV_ROWS: usize = 4;
+/// How many steps ahead the matrix-vector kernels prefetch their rows. Rows side by side are not
+/// one sequential stream, which the hardware prefetchers need to keep up with DRAM (measured on
+/// a 30 MB matrix: 25 GB/s for one row at a time, 7 GB/s for four without software prefetch).
+const MV_PF_STEPS: usize = 3;
 
 /// Matrix-vector driver: `out[r] = vec_dot(W[r], x)` for every row, [`MV_ROWS`] rows per step.
 ///
@@ -440,15 +456,17 @@ macro_rules! matvec_body {
         let row = |r: usize| $w.wrapping_add(r * $rb);
         let mut r = 0;
         while r + MV_ROWS <= $rows {
+            // Prefetch target only (may lie past W: prefetches never fault).
+            let pf = row(r + MV_PF_STEPS * MV_ROWS);
             // SAFETY: rows r..r + MV_ROWS < rows and the one activation row are in bounds
             // (caller); the enclosing function has the kernel's target features.
-            let v = unsafe { $kern::<MV_ROWS>($n, core::array::from_fn(|k| row(r + k)), $x) };
+            let v = unsafe { $kern::<MV_ROWS>($n, core::array::from_fn(|k| row(r + k)), $x, pf) };
             $out[r..r + MV_ROWS].copy_from_slice(&v);
             r += MV_ROWS;
         }
         while r < $rows {
             // SAFETY: as above, for row r alone.
-            let [v] = unsafe { $kern::<1>($n, [row(r)], $x) };
+            let [v] = unsafe { $kern::<1>($n, [row(r)], $x, row(r + MV_PF_STEPS)) };
             $out[r] = v;
             r += 1;
         }
