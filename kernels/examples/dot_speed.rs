@@ -84,6 +84,13 @@ fn main() {
                     black_box(&out);
                 });
                 let gb = w.len() as f64 / 1e9;
+                println!(
+                    "{ty:<5} {rows:>4} x {n:<5}  {isa:<8} {:>8.2} ({:>6.1} us)  {:>8.2} ({:>7.1} us)",
+                    gb / tv,
+                    tv * 1e6,
+                    gb * T as f64 / tm,
+                    tm * 1e6
+                );
                 if k.packs(ty) {
                     let mut p = vec![0u8; w.len()];
                     ingot_kernels::packed::pack(ty, &w, rows, n, &mut p);
@@ -104,13 +111,6 @@ fn main() {
                         pm * 1e6
                     );
                 }
-                println!(
-                    "{ty:<5} {rows:>4} x {n:<5}  {isa:<8} {:>8.2} ({:>6.1} us)  {:>8.2} ({:>7.1} us)",
-                    gb / tv,
-                    tv * 1e6,
-                    gb * T as f64 / tm,
-                    tm * 1e6
-                );
             }
         }
     }

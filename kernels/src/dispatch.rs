@@ -238,6 +238,8 @@ impl Kernels {
         match self.backend {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(_) => matches!(ty, QuantType::Q4_0 | QuantType::Q8_0),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(_) => ty == QuantType::Q4_0,
             _ => false,
         }
     }
@@ -264,6 +266,10 @@ impl Kernels {
         match self.backend {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(k) if ty == QuantType::Q4_0 => {
+                k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
+            }
             _ => crate::packed::matmul_packed_reference(ty, out, w, rows, x_act, act_stride, t, n),
         }
     }

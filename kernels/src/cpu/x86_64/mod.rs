@@ -10,6 +10,7 @@
 
 pub mod avx2;
 mod avx2_ops;
+mod avx2_packed;
 pub mod avx512;
 mod avx512_ops;
 mod avx512_packed;
