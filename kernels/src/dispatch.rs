@@ -240,6 +240,8 @@ impl Kernels {
             Backend::Avx512(_) => matches!(ty, QuantType::Q4_0 | QuantType::Q8_0),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(_) => ty == QuantType::Q4_0,
+            #[cfg(target_arch = "aarch64")]
+            Backend::NeonDotprod(_) => ty == QuantType::Q4_0,
             _ => false,
         }
     }
@@ -268,6 +270,10 @@ impl Kernels {
             Backend::Avx512(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(k) if ty == QuantType::Q4_0 => {
+                k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
+            }
+            #[cfg(target_arch = "aarch64")]
+            Backend::NeonDotprod(k) if ty == QuantType::Q4_0 => {
                 k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
             }
             _ => crate::packed::matmul_packed_reference(ty, out, w, rows, x_act, act_stride, t, n),

@@ -103,7 +103,7 @@ impl NeonDotprod {
 /// bytes `4l..4l+4` into lane `l`. Exact: |lane| grows by at most 4 * 2^14 per call.
 #[inline]
 #[target_feature(enable = "neon,dotprod")]
-fn idot_sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+pub(super) fn idot_sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     // SAFETY: SDOT reads and writes only the three named registers; this function is compiled
     // with `dotprod`, and every caller holds a `NeonDotprod` token (or is itself compiled with
     // `neon,dotprod` and reached only through one).

@@ -26,6 +26,7 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 
 pub mod dotprod;
+mod dotprod_packed;
 pub mod neon;
 
 /// f16 bits -> f32 with `FCVT Sd, Hn` (exact; base ARMv8 FP, no FEAT_FP16 needed).

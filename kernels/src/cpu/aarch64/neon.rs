@@ -223,7 +223,7 @@ fn cvt_f32x4_f16(f: float32x4_t) -> uint16x4_t {
 /// Elements `i..i+4` (8 bytes) readable at `p`.
 #[inline]
 #[target_feature(enable = "neon")]
-unsafe fn f16x4(p: *const u8, i: usize) -> float32x4_t {
+pub(super) unsafe fn f16x4(p: *const u8, i: usize) -> float32x4_t {
     // SAFETY: the caller guarantees 8 readable bytes at p + 2i; byte loads need no alignment.
     cvt_f16x4(vreinterpret_u16_u8(unsafe { vld1_u8(p.add(2 * i)) }))
 }
