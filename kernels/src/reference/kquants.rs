@@ -426,12 +426,12 @@ pub fn quantize_row_q2_k_ref(src: &[f32], dst: &mut [u8]) {
         } else {
             f16::from_f32(0.0)
         };
-        for j in 0..16 {
-            let dj = d.to_f32() * (sc[j] & 0xf) as f32;
+        for (j, &s) in sc.iter().enumerate() {
+            let dj = d.to_f32() * (s & 0xf) as f32;
             if dj == 0.0 {
                 continue;
             }
-            let dm = dmin.to_f32() * (sc[j] >> 4) as f32;
+            let dm = dmin.to_f32() * (s >> 4) as f32;
             for i in 16 * j..16 * j + 16 {
                 l[i] = nearest_int((x[i] + dm) / dj).clamp(0, 3) as u8;
             }
@@ -591,8 +591,8 @@ pub fn quantize_row_q6_k_ref(src: &[f32], dst: &mut [u8]) {
         let d = f16::from_f32(1.0 / iscale);
         let sc: [i8; 16] =
             core::array::from_fn(|ib| nearest_int(iscale * scales[ib]).min(127) as i8);
-        for j in 0..16 {
-            let dj = d.to_f32() * sc[j] as f32;
+        for (j, &s) in sc.iter().enumerate() {
+            let dj = d.to_f32() * s as f32;
             if dj == 0.0 {
                 continue;
             }

@@ -17,7 +17,7 @@
 //! samples also store their input values (hex f32 LE), since the test has no model.
 
 use crate::quant_inputs::{self, f32_bytes, fnv1a};
-use crate::quantize::{
+use crate::quantize::{quantize_file_fnv, 
     bad_blocks, f32_diff, ggml_from_float_ref, ggml_quantize, ggml_to_float, ingot_quantize,
     smollm2_rows,
 };
@@ -225,6 +225,18 @@ pub fn cmd_kquant_parity(model: Option<&str>, out: Option<&str>, seed: u64) -> R
             "MISMATCHES FOUND"
         }
     );
+    // llama.cpp's own requantization of the model with each K preset (what `llama-quantize
+    // --allow-requantize M OUT TYPE` writes), for `tests/convert.rs`.
+    let mut files = Map::new();
+    if let (Some(m), Some(_)) = (model, out) {
+        for ty in ["Q2_K", "Q3_K_M", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"] {
+            let tmp = std::env::temp_dir().join(format!("ingot-peer-{}-{ty}.gguf", std::process::id()));
+            let h = quantize_file_fnv(m, tmp.to_str().unwrap(), ty)?;
+            let _ = std::fs::remove_file(&tmp);
+            println!("llama_model_quantize {ty}: tensors_fnv {h:016x}");
+            files.insert(ty.into(), json!(format!("{h:016x}")));
+        }
+    }
     if let Some(path) = out {
         let doc = json!({
             "made_by": "tools/peer: ingot-peer kquant-parity --model M --out testdata/peer/kquants.json",
@@ -238,6 +250,7 @@ pub fn cmd_kquant_parity(model: Option<&str>, out: Option<&str>, seed: u64) -> R
             "rmse": "sqrt(mean((x - to_float(ggml bytes))^2)) in f64; null where it is NaN (sets past the f16 range)",
             "sets": Json::Object(fixture),
             "samples": samples,
+            "llama_quantize_tensors_fnv": Json::Object(files),
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;
         println!("wrote {path}");

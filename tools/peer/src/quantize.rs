@@ -293,14 +293,19 @@ fn ftype(name: &str) -> Res<sys::llama_ftype> {
         "Q5_0" => sys::LLAMA_FTYPE_MOSTLY_Q5_0,
         "Q5_1" => sys::LLAMA_FTYPE_MOSTLY_Q5_1,
         "Q8_0" => sys::LLAMA_FTYPE_MOSTLY_Q8_0,
+        "Q2_K" => sys::LLAMA_FTYPE_MOSTLY_Q2_K,
+        "Q3_K_M" => sys::LLAMA_FTYPE_MOSTLY_Q3_K_M,
+        "Q4_K_S" => sys::LLAMA_FTYPE_MOSTLY_Q4_K_S,
         "Q4_K_M" => sys::LLAMA_FTYPE_MOSTLY_Q4_K_M,
+        "Q5_K_S" => sys::LLAMA_FTYPE_MOSTLY_Q5_K_S,
+        "Q5_K_M" => sys::LLAMA_FTYPE_MOSTLY_Q5_K_M,
         "Q6_K" => sys::LLAMA_FTYPE_MOSTLY_Q6_K,
         other => return Err(format!("unknown --type {other}").into()),
     })
 }
 
 /// Runs `llama_model_quantize(input -> output, ty, allow_requantize)` quietly and returns `tensors_fnv`.
-fn quantize_file_fnv(input: &str, output: &str, ty: &str) -> Res<u64> {
+pub(crate) fn quantize_file_fnv(input: &str, output: &str, ty: &str) -> Res<u64> {
     let (fin, fout) = (CString::new(input)?, CString::new(output)?);
     // SAFETY: as in cmd_quantize_file.
     let rc = unsafe {
