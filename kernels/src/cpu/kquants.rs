@@ -1,10 +1,21 @@
 //! Kernel routing for the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, and Q8_K as a weight type).
 //!
 //! [`crate::Kernels`] sends every K-quant `vec_dot` / `matmul` here instead of to the per-ISA
-//! modules, whose legacy-type kernels do not know the 256-element super-blocks. For now every ISA
-//! runs the scalar reference ([`crate::reference`], ggml's `_generic` dot products) here: correct
-//! and bit-identical on every path, but not vectorized. A SIMD kernel for a type and ISA is added
-//! as one arm of [`vec_dot`] and tested against the reference in `tests/simd_conformance.rs`.
+//! modules, whose legacy-type kernels do not know the 256-element super-blocks. Every path gives
+//! results bitwise equal to the scalar reference ([`crate::reference`], ggml's `_generic` dot
+//! products; `tests/simd_conformance.rs` checks it):
+//!
+//! | type | x86_64 AVX2 and AVX-512 paths | other paths |
+//! |---|---|---|
+//! | Q4_K, Q6_K | `x86_64/avx2_kquants.rs` (AVX2, same lane order as the reference) | scalar reference |
+//! | Q2_K, Q3_K, Q5_K, Q8_K | scalar reference | scalar reference |
+//!
+//! The AVX-512 path uses the AVX2 kernels (its token implies AVX2); NEON has no K-quant kernels
+//! yet and runs the reference.
+
+#[cfg(target_arch = "x86_64")]
+#[path = "x86_64/avx2_kquants.rs"]
+mod avx2_kquants;
 
 use crate::dispatch::{check_matmul, Isa};
 use crate::reference::check_row;
@@ -12,11 +23,32 @@ use crate::QuantType;
 
 /// Dot product of one K-quant row with one Q8_K row, as [`crate::TypeInfo::vec_dot`].
 #[inline]
-pub(crate) fn vec_dot(_isa: Isa, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+pub(crate) fn vec_dot(isa: Isa, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> f32 {
     debug_assert!(ty.is_k_quant());
     check_row(ty, n, w.len());
     check_row(ty.info().vec_dot_type, n, x.len());
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) && avx2().is_some() {
+        match ty {
+            // SAFETY: avx2() proved AVX2 + FMA + F16C on this CPU; w and x hold exactly n / 256
+            // blocks of Q4_K and Q8_K (checked above).
+            QuantType::Q4_K => return unsafe { avx2_kquants::dot_q4_k(w, x) },
+            // SAFETY: as above, for Q6_K.
+            QuantType::Q6_K => return unsafe { avx2_kquants::dot_q6_k(w, x) },
+            _ => {}
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
     (ty.info().vec_dot)(n, w, x)
+}
+
+/// The AVX2 token, detected once.
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> Option<crate::cpu::x86_64::avx2::Avx2> {
+    static TOKEN: std::sync::OnceLock<Option<crate::cpu::x86_64::avx2::Avx2>> =
+        std::sync::OnceLock::new();
+    *TOKEN.get_or_init(crate::cpu::x86_64::avx2::Avx2::detect)
 }
 
 /// [`crate::Kernels::matmul`] for a K-quant weight type: each weight row dotted with every token
