@@ -7,8 +7,8 @@
 //!
 //! | type | x86_64 AVX2 and AVX-512 paths | other paths |
 //! |---|---|---|
-//! | Q4_K, Q6_K | `x86_64/avx2_kquants.rs` (AVX2, same lane order as the reference) | scalar reference |
-//! | Q2_K, Q3_K, Q5_K, Q8_K | scalar reference | scalar reference |
+//! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | `x86_64/avx2_kquants.rs` (AVX2, the reference's lane order) | scalar reference |
+//! | Q8_K (as a weight: never in model files) | scalar reference | scalar reference |
 //!
 //! The AVX-512 path uses the AVX2 kernels (its token implies AVX2); NEON has no K-quant kernels
 //! yet and runs the reference.
@@ -35,6 +35,12 @@ pub(crate) fn vec_dot(isa: Isa, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> 
             QuantType::Q4_K => return unsafe { avx2_kquants::dot_q4_k(w, x) },
             // SAFETY: as above, for Q6_K.
             QuantType::Q6_K => return unsafe { avx2_kquants::dot_q6_k(w, x) },
+            // SAFETY: as above, for Q5_K.
+            QuantType::Q5_K => return unsafe { avx2_kquants::dot_q5_k(w, x) },
+            // SAFETY: as above, for Q3_K.
+            QuantType::Q3_K => return unsafe { avx2_kquants::dot_q3_k(w, x) },
+            // SAFETY: as above, for Q2_K.
+            QuantType::Q2_K => return unsafe { avx2_kquants::dot_q2_k(w, x) },
             _ => {}
         }
     }
