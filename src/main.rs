@@ -44,10 +44,14 @@ enum Command {
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
-Types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (K-quants come later).
-Per tensor: 1-D tensors and norms stay F32; with a target below Q8_0, output.weight and token_embd.weight
-are kept at Q8_0 (llama.cpp uses Q6_K there); rows that are not whole 32-element blocks fall back to F16;
+Types: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+Presets (llama.cpp's): Q2_K, Q3_K_M, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K (more bits for some attn_v,
+ffn_down and attn_output tensors).
+Per tensor: 1-D tensors and norms stay F32; with a quantized target other than Q8_0, output.weight (and tied
+token_embd.weight) become Q6_K, or Q8_0 when rows are not multiples of 256; an untied token_embd is kept at
+Q8_0; rows that are not whole blocks fall back as llama.cpp does (Q4_K -> Q5_0, Q6_K -> Q8_0, ..., else F16);
 an already-quantized tensor is copied when its type does not change. See convert/README.md.
+Example: ingot convert SmolLM2.Q4_1.gguf -o smollm2-q4_k_m.gguf --type Q4_K_M --allow-requantize
 The output is written to a temporary file next to OUT and renamed when complete.")]
 pub struct ConvertArgs {
     /// Input model: a GGUF file (requantized), a Hugging Face `LlamaForCausalLM` directory
@@ -57,7 +61,7 @@ pub struct ConvertArgs {
     /// Output GGUF file.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
-    /// Output type (case-insensitive).
+    /// Output type or llama.cpp preset (case-insensitive), e.g. Q8_0, Q4_K, Q4_K_M.
     #[arg(short = 't', long = "type")]
     pub r#type: String,
     /// Allow quantizing tensors that are already quantized to another quantized type (through f32;

@@ -225,12 +225,12 @@ fn failures_leave_no_output_and_keep_an_existing_file() {
     let out = dir.join("out.gguf");
 
     // Unsupported and unknown types, before anything is opened.
-    for ty in ["Q4_K_M", "Q6_K", "Q9_9"] {
+    for ty in ["Q3_K_L", "IQ2_XS", "Q9_9"] {
         let o = convert(&good, &out, &["--type", ty]);
         assert!(!o.status.success());
         let err = stderr(&o);
         assert!(
-            err.contains("supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1"),
+            err.contains("supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K"),
             "{err}"
         );
     }

@@ -544,8 +544,10 @@ pub fn convert_checkpoint(
         views.push(view);
     }
 
-    let file_type =
-        policy::llama_ftype(opts.policy.target).ok_or_else(|| Error::UnsupportedType {
+    let file_type = opts
+        .policy
+        .file_type()
+        .ok_or_else(|| Error::UnsupportedType {
             name: opts.policy.target.name().into(),
             what: "not a file type".into(),
         })?;

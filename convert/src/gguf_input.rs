@@ -93,6 +93,7 @@ impl Summary {
 
 /// Chooses every tensor's type. Errors (a refused requantization) before anything is written.
 pub fn plan(gguf: &Gguf<'_>, policy: &Policy) -> Result<Vec<TensorPlan>> {
+    let policy = policy.for_model(gguf.tensors().iter().map(|t| (t.name, t.shape())));
     gguf.tensors()
         .iter()
         .map(|t| {
@@ -123,9 +124,9 @@ pub fn plan(gguf: &Gguf<'_>, policy: &Policy) -> Result<Vec<TensorPlan>> {
 /// The output metadata: the input's pairs in order, with `general.file_type` (llama.cpp's
 /// `LLAMA_FTYPE_*` of the target) and `general.quantization_version` set, as `llama_model_quantize`
 /// does (`gguf_set_kv` then `gguf_set_val_u32` for both keys).
-pub fn metadata(gguf: &Gguf<'_>, target: QuantType) -> Result<(Vec<(String, OwnedValue)>, u32)> {
-    let file_type = policy::llama_ftype(target).ok_or_else(|| Error::UnsupportedType {
-        name: target.name().into(),
+pub fn metadata(gguf: &Gguf<'_>, policy: &Policy) -> Result<(Vec<(String, OwnedValue)>, u32)> {
+    let file_type = policy.file_type().ok_or_else(|| Error::UnsupportedType {
+        name: policy.target.name().into(),
         what: "not a file type".into(),
     })?;
     let mut meta: Vec<(String, OwnedValue)> = gguf
@@ -155,7 +156,7 @@ pub fn convert_gguf(
     let file = GgufFile::open(input)?;
     let gguf = file.parse()?;
     let tensors = plan(&gguf, &opts.policy)?;
-    let (meta, file_type) = metadata(&gguf, opts.policy.target)?;
+    let (meta, file_type) = metadata(&gguf, &opts.policy)?;
     let decls: Vec<TensorDecl> = tensors.iter().map(TensorPlan::decl).collect();
 
     let mut out = AtomicFile::create(output)?;

@@ -554,6 +554,18 @@ pub fn convert_hf(
     }
 
     // Plan every tensor before creating the output.
+    let gguf_dims: Vec<(String, Vec<u64>)> = want
+        .iter()
+        .map(|e| {
+            (
+                e.gguf.clone(),
+                e.shape.iter().rev().map(|&d| d as u64).collect(),
+            )
+        })
+        .collect();
+    let policy = opts
+        .policy
+        .for_model(gguf_dims.iter().map(|(n, d)| (n.as_str(), d.as_slice())));
     let mut plans = Vec::with_capacity(want.len());
     let mut views = Vec::with_capacity(want.len());
     for e in &want {
@@ -578,7 +590,7 @@ pub fn convert_hf(
             ),
         })?;
         let dims: Vec<u64> = e.shape.iter().rev().map(|&d| d as u64).collect();
-        let (to, reason) = opts.policy.choose(&e.gguf, &dims, QuantType::F32)?;
+        let (to, reason) = policy.choose(&e.gguf, &dims, QuantType::F32)?;
         let decl = TensorDecl {
             name: e.gguf.clone(),
             dims: dims.clone(),
@@ -600,8 +612,10 @@ pub fn convert_hf(
         views.push(view);
     }
 
-    let file_type =
-        policy::llama_ftype(opts.policy.target).ok_or_else(|| Error::UnsupportedType {
+    let file_type = opts
+        .policy
+        .file_type()
+        .ok_or_else(|| Error::UnsupportedType {
             name: opts.policy.target.name().into(),
             what: "not a file type".into(),
         })?;

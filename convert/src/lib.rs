@@ -8,9 +8,8 @@
 //! block formats and quantizers themselves (`ingot-kernels`), GGUF parsing and layout
 //! (`ingot-runtime::gguf`), the command line (the `ingot` binary).
 //!
-//! Not yet here (issue 4): K-quants and the
-//! llama.cpp presets built on them. See `convert/README.md` for the per-tensor policy and what
-//! llama.cpp does differently.
+//! Not yet here (issue 4): i-quants. See `convert/README.md` for the per-tensor policy (K-quant
+//! presets included) and what llama.cpp does differently.
 #![forbid(unsafe_code)]
 
 pub mod checkpoint_input;

@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn thread_count_does_not_change_bytes() {
-        let n = 96;
+        let n = 256; // one K-quant super-block, eight 32-element blocks
         let rows = 37;
         let x: Vec<f32> = (0..n * rows)
             .map(|i| ((i * 7919) % 1000) as f32 / 300.0 - 1.5)

@@ -1,4 +1,4 @@
-//! ggml's legacy quantized block layouts (`ggml/src/ggml-common.h`), byte for byte.
+//! ggml's quantized block layouts (`ggml/src/ggml-common.h`), byte for byte.
 //!
 //! Each block holds 32 consecutive elements of a row. The structs are `#[repr(C)]` copies of ggml's
 //! `block_q*` types so that their sizes and field offsets *are* the file format; a size change is a
@@ -6,7 +6,8 @@
 //! blocks start at odd addresses while `f16` wants 2-byte alignment. Instead every struct has a safe
 //! [`read`](BlockQ4_0::read) / [`write`](BlockQ4_0::write) pair that decodes from / encodes to a
 //! little-endian byte slice at the offsets `core::mem::offset_of!` gives for the struct, so the layout
-//! is written down exactly once.
+//! is written down exactly once. The K-quant super-blocks (`QK_K = 256` elements) are in the
+//! submodule `kquants.rs` and re-exported here.
 //!
 //! This module owns layouts only; what the numbers mean (scales, rounding, dot products) lives in
 //! [`crate::reference`].
@@ -24,6 +25,11 @@
 
 use core::mem::{offset_of, size_of};
 use half::f16;
+
+mod kquants;
+pub use kquants::{
+    BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, K_SCALE_SIZE, QK_K,
+};
 
 /// Elements per block for every type in this module (ggml `QK4_0 == QK4_1 == QK5_0 == QK5_1 ==
 /// QK8_0 == QK8_1 == 32`).

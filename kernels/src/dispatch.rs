@@ -185,6 +185,9 @@ impl Kernels {
     /// # Panics
     /// If `n` is not whole blocks or a length disagrees with `n`.
     pub fn vec_dot(&self, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+        if ty.is_k_quant() {
+            return crate::cpu::kquants::vec_dot(self.isa(), ty, n, w, x);
+        }
         match self.backend {
             Backend::Scalar => (ty.info().vec_dot)(n, w, x),
             #[cfg(target_arch = "x86_64")]
@@ -198,7 +201,7 @@ impl Kernels {
         }
     }
 
-    /// Converts activations `x` (n,) to activation format `ty` (F32, F16, BF16, Q8_0 or Q8_1),
+    /// Converts activations `x` (n,) to activation format `ty` (F32, F16, BF16, Q8_0, Q8_1 or Q8_K),
     /// byte-identical to [`crate::reference::quantize_activations`]. `out.len()` must be
     /// `ty.row_bytes(x.len())`.
     ///
@@ -305,6 +308,10 @@ impl Kernels {
         t: usize,
         n: usize,
     ) {
+        if ty.is_k_quant() {
+            let isa = self.isa();
+            return crate::cpu::kquants::matmul(isa, ty, out, w, rows, x_act, act_stride, t, n);
+        }
         match self.backend {
             Backend::Scalar => {
                 let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);

@@ -11,7 +11,10 @@
 
 #![forbid(unsafe_code)]
 
-use crate::blocks::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1, QK};
+use crate::blocks::{
+    BlockQ2_K, BlockQ3_K, BlockQ4_0, BlockQ4_1, BlockQ4_K, BlockQ5_0, BlockQ5_1, BlockQ5_K,
+    BlockQ6_K, BlockQ8_0, BlockQ8_1, BlockQ8_K, QK, QK_K,
+};
 use crate::reference as r;
 
 /// A tensor element format. Names follow ggml (`Q4_0`, not `Q40`) because they are the file format.
@@ -27,6 +30,12 @@ pub enum QuantType {
     Q8_0,
     Q8_1,
     BF16,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
+    Q8_K,
 }
 
 /// One row of the type table: geometry plus the scalar reference kernels for the type.
@@ -76,8 +85,8 @@ const fn row(
 
 /// Indexed by `QuantType as usize`, in the order of [`QuantType::ALL`]. The pairings of
 /// `vec_dot_type` are those of ggml-cpu's `type_traits_cpu` (`ggml-cpu.c`), except Q8_1 weights,
-/// which ggml never multiplies; ingot gives them the obvious Q8_1 x Q8_1 product.
-static TABLE: [TypeInfo; 9] = {
+/// which ggml never multiplies; ingot gives them the obvious Q8_1 x Q8_1 product (likewise Q8_K).
+static TABLE: [TypeInfo; 15] = {
     use QuantType::*;
     [
         row(F32, r::f32_to_f32, r::f32_from_f32, F32, r::vec_dot_f32),
@@ -131,12 +140,54 @@ static TABLE: [TypeInfo; 9] = {
             BF16,
             r::vec_dot_bf16,
         ),
+        row(
+            Q2_K,
+            r::dequantize_row_q2_k,
+            r::quantize_row_q2_k_ref,
+            Q8_K,
+            r::vec_dot_q2_k_q8_k,
+        ),
+        row(
+            Q3_K,
+            r::dequantize_row_q3_k,
+            r::quantize_row_q3_k_ref,
+            Q8_K,
+            r::vec_dot_q3_k_q8_k,
+        ),
+        row(
+            Q4_K,
+            r::dequantize_row_q4_k,
+            r::quantize_row_q4_k_ref,
+            Q8_K,
+            r::vec_dot_q4_k_q8_k,
+        ),
+        row(
+            Q5_K,
+            r::dequantize_row_q5_k,
+            r::quantize_row_q5_k_ref,
+            Q8_K,
+            r::vec_dot_q5_k_q8_k,
+        ),
+        row(
+            Q6_K,
+            r::dequantize_row_q6_k,
+            r::quantize_row_q6_k_ref,
+            Q8_K,
+            r::vec_dot_q6_k_q8_k,
+        ),
+        row(
+            Q8_K,
+            r::dequantize_row_q8_k,
+            r::quantize_row_q8_k_ref,
+            Q8_K,
+            r::vec_dot_q8_k_q8_k,
+        ),
     ]
 };
 
 impl QuantType {
     /// Every supported type, in table order.
-    pub const ALL: [QuantType; 9] = [
+    pub const ALL: [QuantType; 15] = [
         QuantType::F32,
         QuantType::F16,
         QuantType::Q4_0,
@@ -146,7 +197,26 @@ impl QuantType {
         QuantType::Q8_0,
         QuantType::Q8_1,
         QuantType::BF16,
+        QuantType::Q2_K,
+        QuantType::Q3_K,
+        QuantType::Q4_K,
+        QuantType::Q5_K,
+        QuantType::Q6_K,
+        QuantType::Q8_K,
     ];
+
+    /// Whether this is one of ggml's 256-element super-block types (Q2_K..Q8_K).
+    pub const fn is_k_quant(self) -> bool {
+        matches!(
+            self,
+            QuantType::Q2_K
+                | QuantType::Q3_K
+                | QuantType::Q4_K
+                | QuantType::Q5_K
+                | QuantType::Q6_K
+                | QuantType::Q8_K
+        )
+    }
 
     /// The type with GGUF / `enum ggml_type` id `id`, or `None` for ids ingot does not support
     /// (including the retired ids 4 and 5, once Q4_2 / Q4_3).
@@ -160,6 +230,12 @@ impl QuantType {
             7 => QuantType::Q5_1,
             8 => QuantType::Q8_0,
             9 => QuantType::Q8_1,
+            10 => QuantType::Q2_K,
+            11 => QuantType::Q3_K,
+            12 => QuantType::Q4_K,
+            13 => QuantType::Q5_K,
+            14 => QuantType::Q6_K,
+            15 => QuantType::Q8_K,
             30 => QuantType::BF16,
             _ => return None,
         })
@@ -177,6 +253,12 @@ impl QuantType {
             QuantType::Q8_0 => 8,
             QuantType::Q8_1 => 9,
             QuantType::BF16 => 30,
+            QuantType::Q2_K => 10,
+            QuantType::Q3_K => 11,
+            QuantType::Q4_K => 12,
+            QuantType::Q5_K => 13,
+            QuantType::Q6_K => 14,
+            QuantType::Q8_K => 15,
         }
     }
 
@@ -192,6 +274,12 @@ impl QuantType {
             QuantType::Q8_0 => "Q8_0",
             QuantType::Q8_1 => "Q8_1",
             QuantType::BF16 => "BF16",
+            QuantType::Q2_K => "Q2_K",
+            QuantType::Q3_K => "Q3_K",
+            QuantType::Q4_K => "Q4_K",
+            QuantType::Q5_K => "Q5_K",
+            QuantType::Q6_K => "Q6_K",
+            QuantType::Q8_K => "Q8_K",
         }
     }
 
@@ -200,10 +288,12 @@ impl QuantType {
         &TABLE[self as usize]
     }
 
-    /// Elements per block: 1 for F32/F16/BF16, 32 for the block-quantized types.
+    /// Elements per block: 1 for F32/F16/BF16, 256 for the K-quants, 32 for the other
+    /// block-quantized types.
     pub const fn block_elems(self) -> usize {
         match self {
             QuantType::F32 | QuantType::F16 | QuantType::BF16 => 1,
+            _ if self.is_k_quant() => QK_K,
             _ => QK,
         }
     }
@@ -219,6 +309,12 @@ impl QuantType {
             QuantType::Q5_1 => BlockQ5_1::SIZE,
             QuantType::Q8_0 => BlockQ8_0::SIZE,
             QuantType::Q8_1 => BlockQ8_1::SIZE,
+            QuantType::Q2_K => BlockQ2_K::SIZE,
+            QuantType::Q3_K => BlockQ3_K::SIZE,
+            QuantType::Q4_K => BlockQ4_K::SIZE,
+            QuantType::Q5_K => BlockQ5_K::SIZE,
+            QuantType::Q6_K => BlockQ6_K::SIZE,
+            QuantType::Q8_K => BlockQ8_K::SIZE,
         }
     }
 
@@ -278,7 +374,13 @@ mod tests {
                 (Q5_1, Q8_1),
                 (Q8_0, Q8_0),
                 (Q8_1, Q8_1),
-                (BF16, BF16)
+                (BF16, BF16),
+                (Q2_K, Q8_K),
+                (Q3_K, Q8_K),
+                (Q4_K, Q8_K),
+                (Q5_K, Q8_K),
+                (Q6_K, Q8_K),
+                (Q8_K, Q8_K)
             ]
         );
     }
@@ -300,14 +402,20 @@ mod tests {
                 (7, "Q5_1"),
                 (8, "Q8_0"),
                 (9, "Q8_1"),
-                (30, "BF16")
+                (30, "BF16"),
+                (10, "Q2_K"),
+                (11, "Q3_K"),
+                (12, "Q4_K"),
+                (13, "Q5_K"),
+                (14, "Q6_K"),
+                (15, "Q8_K")
             ]
         );
     }
 
     #[test]
     fn unknown_ggml_ids_are_none() {
-        let known = [0u32, 1, 2, 3, 6, 7, 8, 9, 30];
+        let known = [0u32, 1, 2, 3, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 30];
         for id in (0..1000).chain([u32::MAX, u32::MAX - 1, 1 << 31]) {
             assert_eq!(
                 QuantType::from_ggml_id(id).is_some(),
@@ -327,6 +435,9 @@ mod tests {
         assert_eq!(BF16.row_bytes(3), Some(6));
         assert_eq!(Q4_0.row_bytes(31), None);
         assert_eq!(Q5_1.row_bytes(33), None);
+        assert_eq!(Q4_K.row_bytes(512), Some(288));
+        assert_eq!(Q6_K.row_bytes(576), None);
+        assert_eq!(Q8_K.row_bytes(256), Some(292));
         // Whole blocks whose byte size overflows usize.
         assert_eq!(F32.row_bytes(usize::MAX), None);
         assert_eq!(F16.row_bytes(usize::MAX / 2 + 1), None);

@@ -7,7 +7,8 @@
 //! - `from_f32` = ggml's `quantize_row_*_ref` (ggml-quants.c), what `llama-quantize` writes;
 //! - [`quantize_activations`] = ggml-cpu's `type_traits_cpu[..].from_float` as built for x86 with
 //!   AVX2/AVX-512, i.e. `quantize_row_q8_0` / `quantize_row_q8_1` in `ggml-cpu/arch/x86/quants.c`
-//!   (ties to even, `127/amax`), which differ from the `_ref` quantizers (ties away, `1/d`);
+//!   (ties to even, `127/amax`), which differ from the `_ref` quantizers (ties away, `1/d`), and
+//!   `quantize_row_q8_K` (= `quantize_row_q8_K_ref`) for the K-quants (`kquants.rs`);
 //! - `vec_dot` = ggml-cpu's scalar `ggml_vec_dot_*_generic` (quants.c) and `ggml_vec_dot_f16` etc.
 //!   (vec.cpp): an exact integer dot per block, then one f32 multiply-add per block. ggml's SIMD
 //!   versions reassociate that f32 sum, so they agree with this only to rounding.
@@ -23,12 +24,20 @@
 #![forbid(unsafe_code)]
 
 mod float;
+mod kquants;
 pub mod ops;
 mod quants;
 
 pub use float::{
     bf16_from_f32, bf16_to_f32, f16_from_f32, f16_to_f32, f32_from_f32, f32_to_f32, fp32_to_bf16,
     vec_dot_bf16, vec_dot_f16, vec_dot_f32,
+};
+pub use kquants::{
+    dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
+    dequantize_row_q6_k, dequantize_row_q8_k, quantize_row_q2_k_ref, quantize_row_q3_k_ref,
+    quantize_row_q4_k_ref, quantize_row_q5_k_ref, quantize_row_q6_k_ref, quantize_row_q8_k_ref,
+    vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k,
+    vec_dot_q8_k_q8_k,
 };
 pub use quants::{
     dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,
@@ -40,7 +49,7 @@ pub use quants::{
 
 use crate::QuantType;
 
-/// Converts activations `x` (n,) to the activation format `ty` (one of F32, F16, BF16, Q8_0, Q8_1:
+/// Converts activations `x` (n,) to the activation format `ty` (one of F32, F16, BF16, Q8_0, Q8_1, Q8_K:
 /// a `vec_dot_type` of some weight type) the way ggml-cpu's x86 `from_float` does before a matmul.
 /// `out.len()` must be `ty.row_bytes(x.len())`.
 ///
@@ -54,6 +63,8 @@ pub fn quantize_activations(ty: QuantType, x: &[f32], out: &mut [u8]) {
         QuantType::BF16 => bf16_from_f32(x, out),
         QuantType::Q8_0 => quantize_row_q8_0_x86(x, out),
         QuantType::Q8_1 => quantize_row_q8_1_x86(x, out),
+        // ggml-cpu's x86 `quantize_row_q8_K` is the `_ref` quantizer itself.
+        QuantType::Q8_K => quantize_row_q8_k_ref(x, out),
         _ => panic!("quantize_activations: {ty} is not an activation (vec_dot) type"),
     }
 }

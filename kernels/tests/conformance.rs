@@ -8,7 +8,7 @@
 mod common;
 use common::{shifted, SplitMix64, LENGTH_BLOCKS, OFFSETS, U32, U64};
 
-use ingot_kernels::blocks::{BlockQ4_1, BlockQ5_1, BlockQ8_1, QK};
+use ingot_kernels::blocks::{BlockQ2_K, BlockQ4_1, BlockQ4_K, BlockQ5_1, BlockQ5_K, BlockQ8_1, QK};
 use ingot_kernels::{matvec, quantize_activations, QuantType};
 
 impl SplitMix64 {
@@ -106,7 +106,52 @@ fn round_trip_bounds(ty: QuantType, x: &[f32]) -> Vec<f64> {
         QuantType::Q8_0 | QuantType::Q8_1 => sym(127.0, false),
         QuantType::Q4_1 => asym(15.0),
         QuantType::Q5_1 => asym(31.0),
+        QuantType::Q8_K => sym(127.0, false),
+        QuantType::Q2_K => k_quant_bounds(x, 16, 3.0, false, 15.0),
+        QuantType::Q3_K => k_quant_bounds(x, 16, 4.0, true, 32.0),
+        QuantType::Q4_K => k_quant_bounds(x, 32, 15.0, false, 63.0),
+        QuantType::Q5_K => k_quant_bounds(x, 32, 31.0, false, 63.0),
+        QuantType::Q6_K => k_quant_bounds(x, 16, 32.0, true, 128.0),
     }
+}
+
+/// Bounds for one 256-element K-quant super-block `x`, sub-blocks of `sub` elements.
+///
+/// Per sub-block the ideal step is `s = (max(x,0) - min(x,0)) / levels` (types with a minimum) or
+/// `amax / levels` (symmetric: Q3_K, Q6_K). ggml searches scales around it and may clip the
+/// extreme codes, so quants land within 1.5 steps. The sub-block scales (and minimums) are then
+/// stored as integers relative to the largest one, `D = max s / scale_levels`: rounding one moves
+/// every code of the sub-block by up to `levels * D / 2`, and a scale that rounds to 0 (only when
+/// `s < D / 2`) leaves elements of magnitude below `levels * s`. f16 storage and f32 arithmetic
+/// are covered by the relative slack.
+fn k_quant_bounds(
+    x: &[f32],
+    sub: usize,
+    levels: f64,
+    symmetric: bool,
+    scale_levels: f64,
+) -> Vec<f64> {
+    let stats: Vec<(f64, f64)> = x
+        .chunks(sub)
+        .map(|c| {
+            let c64 = c.iter().map(|&v| v as f64);
+            let (min, max) = c64.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            if symmetric {
+                (min.abs().max(max) / levels, 0.0)
+            } else {
+                ((max - min) / levels, -min)
+            }
+        })
+        .collect();
+    let d = stats.iter().fold(0.0f64, |a, s| a.max(s.0)) / scale_levels;
+    let dmin = stats.iter().fold(0.0f64, |a, s| a.max(s.1)) / scale_levels;
+    let amax = x.iter().fold(0.0f64, |a, &v| a.max((v as f64).abs()));
+    (0..x.len())
+        .map(|i| {
+            let (s, _) = stats[i / sub];
+            1.5 * s + (levels + 1.0) * d + dmin + amax * 2f64.powi(-9)
+        })
+        .collect()
 }
 
 #[test]
@@ -114,7 +159,7 @@ fn round_trip_error_within_bounds() {
     let mut rng = SplitMix64(0x1d60_7e57);
     for ty in QuantType::ALL {
         let be = ty.block_elems();
-        let bounds_unit = if be == 1 { 1 } else { QK };
+        let bounds_unit = if be == 1 { 1 } else { QK.max(be) };
         for blocks in LENGTH_BLOCKS {
             for off in OFFSETS {
                 let n = elems(ty, blocks);
@@ -176,9 +221,14 @@ fn activation_quantizers_round_trip_within_bounds() {
     }
 }
 
-/// The `m` of weight block `b` for the min/max types, 0 otherwise.
+/// The `m` of weight block `b` for the min/max types, 0 otherwise. For the K-quants with
+/// sub-block minimums, the largest minimum the super-block can encode (`dmin * 63`, Q2_K
+/// `dmin * 15`): the dot product rounds `d * sc * q` and `dmin * m` separately.
 fn block_m(ty: QuantType, w: &[u8], b: usize) -> f64 {
     match ty {
+        QuantType::Q2_K => BlockQ2_K::read(&w[b * BlockQ2_K::SIZE..]).dmin.to_f64() * 15.0,
+        QuantType::Q4_K => BlockQ4_K::read(&w[b * BlockQ4_K::SIZE..]).dmin.to_f64() * 63.0,
+        QuantType::Q5_K => BlockQ5_K::read(&w[b * BlockQ5_K::SIZE..]).dmin.to_f64() * 63.0,
         QuantType::Q4_1 => BlockQ4_1::read(&w[b * BlockQ4_1::SIZE..]).m.to_f64(),
         QuantType::Q5_1 => BlockQ5_1::read(&w[b * BlockQ5_1::SIZE..]).m.to_f64(),
         _ => 0.0,
@@ -226,9 +276,20 @@ fn vec_dot_matches_f64_dot_of_dequantized_operands() {
                     ((wd[i] as f64 - m).abs() + m.abs()) * (xd[i] as f64).abs()
                 })
                 .sum();
+            // K-quants: |d * sc * q| <= |w| + m and the rounded min term is up to m (block_m).
+            let abs_sum_k: f64 = (0..n)
+                .map(|i| {
+                    let m = block_m(ty, &w, i / be);
+                    ((wd[i] as f64).abs() + 2.0 * m) * (xd[i] as f64).abs()
+                })
+                .sum();
 
             // Named tolerances (see the kernels' docs for the order of operations):
             let tol = match ty {
+                // K-quants: exact integer sums per super-block, then f32 products and sums (the
+                // eight lane sums of ggml, or one running sum) over `blocks` super-blocks; the
+                // sub-block minimums make the rounded terms up to twice the weights' magnitude.
+                _ if ty.is_k_quant() => (blocks as f64 + 4.0) * U32 * abs_sum_k,
                 // Product rounded to f32 (u each), sum in f64 (n * u64), result rounded to f32.
                 QuantType::F32 => U32 * abs_sum + n as f64 * U64 * abs_sum + U32 * exact.abs(),
                 // Products of f16/bf16 values are exact in f32; only the f64 sum and final rounding.

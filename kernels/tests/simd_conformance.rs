@@ -159,7 +159,8 @@ fn dot_tolerance(ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> f64 {
 fn vec_dot_matches_reference_within_rounding() {
     let mut rng = SplitMix64(0x5eed_51d0);
     for k in paths("vec_dot_matches_reference_within_rounding") {
-        for ty in QuantType::ALL {
+        // K-quants are held to bitwise equality instead (`k_quant_dots_equal_reference_bitwise`).
+        for ty in QuantType::ALL.into_iter().filter(|t| !t.is_k_quant()) {
             for &blocks in &LENGTH_BLOCKS {
                 // The float types get a tail that is not a multiple of the vector width too.
                 let n =
@@ -177,6 +178,62 @@ fn vec_dot_matches_reference_within_rounding() {
                         "{} {ty} n={n} off={off}: got {got}, reference {want}, |diff| {err:e} > {tol:e}",
                         k.isa()
                     );
+                }
+            }
+        }
+    }
+}
+
+/// The K-quant dot products on every path are bitwise equal to ggml's `_generic` order (eight
+/// exact i32 lanes per super-block, `sums[l] += d * lane[l]` in f32, lanes added in order at the
+/// end): a SIMD kernel can keep exactly that order, so no tolerance is needed. Rows of random
+/// values (per-32 scale changes, outliers, zero blocks) and rows of random bytes (every code and
+/// scale pattern; f16 scales made finite), at odd offsets.
+#[test]
+fn k_quant_dots_equal_reference_bitwise() {
+    let mut rng = SplitMix64(0x6b9a_0001);
+    for k in paths("k_quant_dots_equal_reference_bitwise") {
+        for ty in QuantType::ALL.into_iter().filter(|t| t.is_k_quant()) {
+            for blocks in [1usize, 2, 3, 7, 8, 17] {
+                let n = blocks * ty.block_elems();
+                for case in 0..3 {
+                    let (w, x) = if case < 2 {
+                        (weights(ty, &rng.values(n)), activations(ty, &rng.values(n)))
+                    } else {
+                        let mut w = rng.bytes(ty.row_bytes(n).unwrap());
+                        // Finite f16 scales: clear bit 14 of every 2-byte word at the f16 fields.
+                        let (d_at, dmin_at): (usize, Option<usize>) = match ty {
+                            QuantType::Q2_K => (80, Some(82)),
+                            QuantType::Q3_K => (108, None),
+                            QuantType::Q4_K | QuantType::Q5_K => (0, Some(2)),
+                            QuantType::Q6_K => (208, None),
+                            _ => (usize::MAX, None),
+                        };
+                        for b in 0..blocks {
+                            for at in [Some(d_at), dmin_at].into_iter().flatten() {
+                                if at != usize::MAX {
+                                    w[b * ty.block_bytes() + at + 1] &= 0xbf;
+                                }
+                            }
+                        }
+                        let x = activations(ty, &rng.values(n));
+                        if ty == QuantType::Q8_K {
+                            (activations(ty, &rng.values(n)), x)
+                        } else {
+                            (w, x)
+                        }
+                    };
+                    let want = (ty.info().vec_dot)(n, &w, &x);
+                    for off in OFFSETS {
+                        let (ws, xs) = (shifted(&w, off), shifted(&x, off + 2));
+                        let got = k.vec_dot(ty, n, &ws[off..], &xs[off + 2..]);
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{} {ty} n={n} case {case} off={off}: got {got}, reference {want}",
+                            k.isa()
+                        );
+                    }
                 }
             }
         }

@@ -12,7 +12,7 @@ fn mib(b: u64) -> f64 {
 }
 
 pub fn run(a: &crate::ConvertArgs) -> Result<()> {
-    let target = policy::parse_type(&a.r#type)?;
+    let target = policy::Target::parse(&a.r#type)?;
     let overrides = a
         .tensor_type
         .iter()
@@ -27,6 +27,7 @@ pub fn run(a: &crate::ConvertArgs) -> Result<()> {
             target,
             overrides,
             allow_requantize: a.allow_requantize,
+            model: Default::default(),
         },
         threads,
     };
@@ -41,6 +42,8 @@ pub fn run(a: &crate::ConvertArgs) -> Result<()> {
             Reason::NotAWeightMatrix => String::new(),
             Reason::Override(i) => format!(" (--tensor-type {})", a.tensor_type[i]),
             Reason::KeptAtQ8_0 => " (output/embeddings kept at Q8_0)".into(),
+            Reason::OutputQ6K => " (output head at Q6_K)".into(),
+            Reason::Preset => format!(" ({} rule)", a.r#type.to_ascii_uppercase()),
             Reason::Target => String::new(),
             Reason::RowFallback => " (row not whole blocks: F16)".into(),
         };

@@ -95,10 +95,10 @@ fn tensor<'a, 'g>(gguf: &'g Gguf<'a>, name: &str) -> Result<&'g TensorInfo<'a>> 
 fn matrix<'a>(gguf: &Gguf<'a>, name: &str, rows: usize, cols: usize) -> Result<Matrix<'a>> {
     let t = tensor(gguf, name)?;
     check_shape(t, &[cols as u64, rows as u64])?;
-    if t.ty == QuantType::Q8_1 {
+    if matches!(t.ty, QuantType::Q8_1 | QuantType::Q8_K) {
         return Err(Error::Tensor {
             name: name.into(),
-            what: "Q8_1 is an activation format, not a weight type".into(),
+            what: format!("{} is an activation format, not a weight type", t.ty),
         });
     }
     Ok(Matrix {

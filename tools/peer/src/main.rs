@@ -15,6 +15,7 @@
 //! Everything runs on the CPU backend. Flash attention is explicitly disabled unless asked otherwise,
 //! the KV cache is llama.cpp's default (F16) and the model's own add-BOS flag is honoured everywhere.
 
+mod kquants;
 mod opcheck;
 mod parity;
 mod quant_inputs;
@@ -645,6 +646,7 @@ fn main() -> Res<()> {
         ),
         "kernel-parity" => parity::cmd_kernel_parity(a.num("rows", 200)?, a.num("seed", 1)?),
         "quantize-parity" => quantize::cmd_quantize_parity(a.get("model"), a.get("out"), a.num("seed", quant_inputs::SEED)?),
+        "kquant-parity" => kquants::cmd_kquant_parity(a.get("model"), a.get("out"), a.num("seed", quant_inputs::SEED)?),
         "quantize-file" => quantize::cmd_quantize_file(
             a.req("in")?,
             a.req("out")?,

@@ -181,7 +181,11 @@ unsafe extern "C" fn cb(t: *mut sys::ggml_tensor, ask: bool, ud: *mut c_void) ->
                         sys::GGML_TYPE_Q4_1 => QuantType::Q4_1,
                         sys::GGML_TYPE_Q8_0 => QuantType::Q8_0,
                         sys::GGML_TYPE_Q4_0 => QuantType::Q4_0,
-                        _ => return true,
+                        // K-quants (Q8_K activations): ingot's ids are ggml's.
+                        other => match QuantType::from_ggml_id(other as u32) {
+                            Some(q) if q.is_k_quant() => q,
+                            _ => return true,
+                        },
                     };
                     let at_ = wt.info().vec_dot_type;
                     let rb = wt.row_bytes(k).unwrap();

@@ -65,6 +65,8 @@ fn ggml_type(t: QuantType) -> sys::ggml_type {
         QuantType::Q5_1 => sys::GGML_TYPE_Q5_1,
         QuantType::Q8_0 => sys::GGML_TYPE_Q8_0,
         QuantType::Q8_1 => sys::GGML_TYPE_Q8_1,
+        // Q2_K..Q8_K: ingot's ids are ggml's.
+        k => k.ggml_id() as sys::ggml_type,
     }
 }
 

@@ -30,7 +30,7 @@ const TYPES: [(QuantType, sys::ggml_type); 8] = [
     (QuantType::BF16, sys::GGML_TYPE_BF16),
 ];
 
-fn ggml_quantize(t: sys::ggml_type, x: &[f32], n_per_row: usize) -> Vec<u8> {
+pub(crate) fn ggml_quantize(t: sys::ggml_type, x: &[f32], n_per_row: usize) -> Vec<u8> {
     let rows = x.len() / n_per_row;
     // SAFETY: row size from ggml itself; `out` holds `rows` rows; `x` holds rows * n_per_row floats.
     unsafe {
@@ -50,7 +50,7 @@ fn ggml_quantize(t: sys::ggml_type, x: &[f32], n_per_row: usize) -> Vec<u8> {
     }
 }
 
-fn ggml_from_float_ref(t: sys::ggml_type, x: &[f32]) -> Vec<u8> {
+pub(crate) fn ggml_from_float_ref(t: sys::ggml_type, x: &[f32]) -> Vec<u8> {
     // SAFETY: the trait table is static; from_float_ref writes row_size(t, len) bytes.
     unsafe {
         let tr = &*sys::ggml_get_type_traits(t);
@@ -60,7 +60,7 @@ fn ggml_from_float_ref(t: sys::ggml_type, x: &[f32]) -> Vec<u8> {
     }
 }
 
-fn ggml_to_float(t: sys::ggml_type, q: &[u8], n: usize) -> Option<Vec<f32>> {
+pub(crate) fn ggml_to_float(t: sys::ggml_type, q: &[u8], n: usize) -> Option<Vec<f32>> {
     // SAFETY: `q` holds row_size(t, n) bytes (made by ggml for n elements); `y` holds n floats.
     unsafe {
         let tr = &*sys::ggml_get_type_traits(t);
@@ -132,7 +132,7 @@ fn pack(t: QuantType, q: &[u8], h: usize) -> Vec<u8> {
     }
 }
 
-fn ingot_quantize(t: QuantType, x: &[f32]) -> Vec<u8> {
+pub(crate) fn ingot_quantize(t: QuantType, x: &[f32]) -> Vec<u8> {
     let mut out = vec![0u8; t.row_bytes(x.len()).expect("whole blocks")];
     (t.info().from_f32)(x, &mut out);
     out
@@ -145,19 +145,19 @@ fn byte_diff(t: QuantType, a: &[u8], b: &[u8]) -> (usize, usize, Option<usize>) 
     (bytes, bad.len(), bad.first().copied())
 }
 
-fn bad_blocks(t: QuantType, a: &[u8], b: &[u8]) -> Vec<usize> {
+pub(crate) fn bad_blocks(t: QuantType, a: &[u8], b: &[u8]) -> Vec<usize> {
     let bb = t.block_bytes();
     (0..a.len() / bb).filter(|&i| a[i * bb..(i + 1) * bb] != b[i * bb..(i + 1) * bb]).collect()
 }
 
 /// Bitwise mismatches of two f32 vectors (NaN equals NaN).
-fn f32_diff(a: &[f32], b: &[f32]) -> usize {
+pub(crate) fn f32_diff(a: &[f32], b: &[f32]) -> usize {
     a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits() && !(x.is_nan() && y.is_nan())).count()
 }
 
 /// Rows of the SmolLM2 tensors in `SMOLLM2_ROWS`, dequantized by ggml; also checks ingot's `to_f32`
 /// of the same source bytes bitwise.
-fn smollm2_rows(model: &str) -> Res<(Vec<f32>, usize)> {
+pub(crate) fn smollm2_rows(model: &str) -> Res<(Vec<f32>, usize)> {
     let file = GgufFile::open(model)?;
     let g = file.parse()?;
     let mut all = Vec::new();
@@ -293,14 +293,19 @@ fn ftype(name: &str) -> Res<sys::llama_ftype> {
         "Q5_0" => sys::LLAMA_FTYPE_MOSTLY_Q5_0,
         "Q5_1" => sys::LLAMA_FTYPE_MOSTLY_Q5_1,
         "Q8_0" => sys::LLAMA_FTYPE_MOSTLY_Q8_0,
+        "Q2_K" => sys::LLAMA_FTYPE_MOSTLY_Q2_K,
+        "Q3_K_M" => sys::LLAMA_FTYPE_MOSTLY_Q3_K_M,
+        "Q4_K_S" => sys::LLAMA_FTYPE_MOSTLY_Q4_K_S,
         "Q4_K_M" => sys::LLAMA_FTYPE_MOSTLY_Q4_K_M,
+        "Q5_K_S" => sys::LLAMA_FTYPE_MOSTLY_Q5_K_S,
+        "Q5_K_M" => sys::LLAMA_FTYPE_MOSTLY_Q5_K_M,
         "Q6_K" => sys::LLAMA_FTYPE_MOSTLY_Q6_K,
         other => return Err(format!("unknown --type {other}").into()),
     })
 }
 
 /// Runs `llama_model_quantize(input -> output, ty, allow_requantize)` quietly and returns `tensors_fnv`.
-fn quantize_file_fnv(input: &str, output: &str, ty: &str) -> Res<u64> {
+pub(crate) fn quantize_file_fnv(input: &str, output: &str, ty: &str) -> Res<u64> {
     let (fin, fout) = (CString::new(input)?, CString::new(output)?);
     // SAFETY: as in cmd_quantize_file.
     let rc = unsafe {

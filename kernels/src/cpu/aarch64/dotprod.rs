@@ -55,6 +55,8 @@ impl NeonDotprod {
                 QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
                     return self.neon.vec_dot(ty, n, w, x)
                 }
+                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
             }
         };
         v
@@ -88,6 +90,8 @@ impl NeonDotprod {
                 QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
                     self.neon.matmul(ty, out, w, rows, x_act, act_stride, t, n)
                 }
+                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
             }
         }
     }

@@ -57,6 +57,8 @@ impl Avx2 {
                 QuantType::Q5_1 => dot_q5_1::<1>(n, w, x),
                 QuantType::Q8_0 => dot_q8_0::<1>(n, w, x),
                 QuantType::Q8_1 => dot_q8_1::<1>(n, w, x),
+                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
             }
         };
         v
@@ -90,6 +92,8 @@ impl Avx2 {
                 QuantType::Q5_1 => mm_q5_1(out, wp, rb, rows, xp, act_stride, t, n),
                 QuantType::Q8_0 => mm_q8_0(out, wp, rb, rows, xp, act_stride, t, n),
                 QuantType::Q8_1 => mm_q8_1(out, wp, rb, rows, xp, act_stride, t, n),
+                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
             }
         }
     }

@@ -66,6 +66,8 @@ impl Avx512Vnni {
                 QuantType::Q8_1 => dot_q8_1::<1>(n, wp, xp),
                 QuantType::F16 => [dot_f16_ggml(wp.cast(), xp[0].cast(), n, n)],
                 QuantType::F32 | QuantType::BF16 => return self.avx2.vec_dot(ty, n, w, x),
+                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
             }
         };
         v
@@ -101,6 +103,8 @@ impl Avx512Vnni {
                 QuantType::F32 | QuantType::BF16 => {
                     self.avx2.matmul(ty, out, w, rows, x_act, act_stride, t, n)
                 }
+                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
             }
         }
     }

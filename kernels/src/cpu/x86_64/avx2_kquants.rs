@@ -1,0 +1,338 @@
+//! AVX2 dot products of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K weights with Q8_K activations, **bitwise
+//! equal** to [`crate::reference`] (ggml's `ggml_vec_dot_q*_K_q8_K_generic`), so every kernel path
+//! gives the same K-quant results.
+//!
+//! The generic code keeps eight i32 lanes per super-block, lane `l` summing the scaled products of
+//! the elements `e ≡ l (mod 8)`, then does `sums[l] += d * (float)lane[l]` in f32 and adds the
+//! eight sums in order at the very end. Integer sums are exact in any order, so this module only
+//! has to keep each product in its lane:
+//!
+//! ```text
+//! per 16 elements e0..e0+16 (e0 a multiple of 16; one Q6_K scale, half a Q4_K scale):
+//!     q16 = widen(unpacked codes), y16 = widen(activations)        16 x i16
+//!     p   = q16 * y16                                              exact: |p| <= 15*128, 32*128
+//!     s   = widen_i32(p[0..8]) + widen_i32(p[8..16])               lanes 0..7 = e mod 8
+//! lanes  += s * scale                                              (vpmulld; Q4_K: per 32 elements)
+//! sums    = sums + d * cvt_f32(lanes)                              vmulps then vaddps: no FMA
+//! ```
+//!
+//! and the per-block `sumf -= dmin * sum(bsums * mins)` (Q4_K, Q5_K) and the final ordered sum are
+//! the reference's scalar code. Q2_K's generic code has no lanes: one exact i32 sum per block, then
+//! `sumf += dall * isum - dmin * summs`; here the lanes are summed to that i32.
+
+use core::arch::x86_64::*;
+
+use half::f16;
+
+use crate::blocks::{BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, QK_K};
+
+const Q8K_QS: usize = 4;
+const Q8K_BSUMS: usize = 4 + QK_K;
+
+#[inline]
+fn f16_at(p: &[u8], at: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([p[at], p[at + 1]])).to_f32()
+}
+
+#[inline]
+fn f32_at(p: &[u8], at: usize) -> f32 {
+    f32::from_le_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
+}
+
+/// `lanes + scale * (widen(p[0..8]) + widen(p[8..16]))` for 16 i16 products `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn lanes_add(lanes: __m256i, p: __m256i, scale: i32) -> __m256i {
+    let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(p));
+    let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(p));
+    _mm256_add_epi32(
+        lanes,
+        _mm256_mullo_epi32(_mm256_add_epi32(lo, hi), _mm256_set1_epi32(scale)),
+    )
+}
+
+/// 16 activations at `y` widened to i16.
+///
+/// # Safety
+/// 16 readable bytes at `y`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_y16(y: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 16 readable bytes; loadu accepts any alignment.
+    _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(y.cast()) })
+}
+
+/// `sums + d * cvt(lanes)`, as two roundings.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn sums_add(sums: __m256, d: f32, lanes: __m256i) -> __m256 {
+    _mm256_add_ps(
+        sums,
+        _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes)),
+    )
+}
+
+/// `sumf + sums[0] + ... + sums[7]`, left to right.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn ordered_sum(sumf: f32, sums: __m256) -> f32 {
+    let mut a = [0f32; 8];
+    // SAFETY: `a` holds 8 f32; storeu accepts any alignment.
+    unsafe { _mm256_storeu_ps(a.as_mut_ptr(), sums) };
+    a.iter().fold(sumf, |s, &v| s + v)
+}
+
+/// ggml `get_scale_min_k4` for all 8 sub-blocks.
+#[inline]
+fn scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..8 {
+        if j < 4 {
+            sc[j] = s[j] & 63;
+            m[j] = s[j + 4] & 63;
+        } else {
+            sc[j] = (s[j + 4] & 0xf) | ((s[j - 4] >> 6) << 4);
+            m[j] = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+        }
+    }
+    (sc, m)
+}
+
+/// Q4_K · Q8_K over `w.len() / 144` super-blocks.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q4_K blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q4_k(w: &[u8], x: &[u8]) -> f32 {
+    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ4_K::SIZE);
+    // SAFETY: forwarded caller guarantees; Q4_K has no high bits.
+    unsafe { dot_k4::<false>(w, x) }
+}
+
+/// Q5_K · Q8_K over `w.len() / 176` super-blocks.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q5_K blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q5_k(w: &[u8], x: &[u8]) -> f32 {
+    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ5_K::SIZE);
+    // SAFETY: forwarded caller guarantees.
+    unsafe { dot_k4::<true>(w, x) }
+}
+
+/// The Q4_K (`Q5 = false`) / Q5_K (`Q5 = true`) body: same scales and minimums at bytes 4..16,
+/// quants at 16 (Q4_K) or 48 (Q5_K, high bits `qh` at 16..48).
+///
+/// # Safety
+/// As [`dot_q4_k`] / [`dot_q5_k`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_k4<const Q5: bool>(w: &[u8], x: &[u8]) -> f32 {
+    let bs = if Q5 { BlockQ5_K::SIZE } else { BlockQ4_K::SIZE };
+    let mask = _mm_set1_epi8(0x0f);
+    let one = _mm_set1_epi8(1);
+    let mut sums = _mm256_setzero_ps();
+    let mut sumf = 0.0f32;
+    for (bw, bx) in w.chunks_exact(bs).zip(x.chunks_exact(BlockQ8_K::SIZE)) {
+        let (sc, mins) = scales_mins(&bw[4..16]);
+        let qs = bw[if Q5 { 48 } else { 16 }..].as_ptr();
+        let qh = bw[16..].as_ptr();
+        let y = bx[Q8K_QS..].as_ptr();
+        let mut lanes = _mm256_setzero_si256();
+        for c in 0..4 {
+            for half in 0..2 {
+                // 16-byte pieces of qs[32c..32c+32]: low nibbles are elements 64c + i, high
+                // nibbles 64c + 32 + i (i < 32); for Q5_K bit 4 is qh[i] bit 2c (low), 2c+1 (high).
+                // SAFETY: qs has 128 bytes (a whole block, checked by the caller's lengths);
+                // 32c + 16half + 16 <= 128.
+                let raw = unsafe { _mm_loadu_si128(qs.add(32 * c + 16 * half).cast()) };
+                let mut lo8 = _mm_and_si128(raw, mask);
+                let mut hi8 = _mm_and_si128(_mm_srli_epi16::<4>(raw), mask);
+                if Q5 {
+                    // SAFETY: qh has 32 bytes; 16half + 16 <= 32.
+                    let h = unsafe { _mm_loadu_si128(qh.add(16 * half).cast()) };
+                    let bit = |s: i32| _mm_and_si128(_mm_srl_epi16(h, _mm_cvtsi32_si128(s)), one);
+                    lo8 = _mm_or_si128(lo8, _mm_slli_epi16::<4>(bit(2 * c as i32)));
+                    hi8 = _mm_or_si128(hi8, _mm_slli_epi16::<4>(bit(2 * c as i32 + 1)));
+                }
+                let lo = _mm256_cvtepu8_epi16(lo8);
+                let hi = _mm256_cvtepu8_epi16(hi8);
+                let e_lo = 64 * c + 16 * half;
+                let e_hi = e_lo + 32;
+                // SAFETY: y has 256 bytes; e + 16 <= 256.
+                let (y_lo, y_hi) = unsafe { (load_y16(y.add(e_lo)), load_y16(y.add(e_hi))) };
+                lanes = lanes_add(lanes, _mm256_mullo_epi16(lo, y_lo), sc[2 * c] as i32);
+                lanes = lanes_add(lanes, _mm256_mullo_epi16(hi, y_hi), sc[2 * c + 1] as i32);
+            }
+        }
+        let dy = f32_at(bx, 0);
+        let sumi: i32 = (0..16).map(|j| bsum(bx, j) * mins[j / 2] as i32).sum();
+        sums = sums_add(sums, f16_at(bw, 0) * dy, lanes);
+        sumf -= (f16_at(bw, 2) * dy) * sumi as f32;
+    }
+    ordered_sum(sumf, sums)
+}
+
+/// `bsums[j]` of a Q8_K block.
+#[inline]
+fn bsum(bx: &[u8], j: usize) -> i32 {
+    i16::from_le_bytes([bx[Q8K_BSUMS + 2 * j], bx[Q8K_BSUMS + 2 * j + 1]]) as i32
+}
+
+/// Q3_K · Q8_K over `w.len() / 110` super-blocks.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q3_K blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q3_k(w: &[u8], x: &[u8]) -> f32 {
+    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ3_K::SIZE);
+    let m2 = _mm_set1_epi8(0x03);
+    let one = _mm_set1_epi8(1);
+    let four = _mm_set1_epi8(4);
+    let mut sums = _mm256_setzero_ps();
+    for (bw, bx) in w
+        .chunks_exact(BlockQ3_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (hm, qs, s) = (bw.as_ptr(), bw[32..].as_ptr(), &bw[96..108]);
+        let y = bx[Q8K_QS..].as_ptr();
+        let mut lanes = _mm256_setzero_si256();
+        for h in 0..2 {
+            for k in 0..4 {
+                for i0 in [0usize, 16] {
+                    // Element 128h + 32k + i: low bits (qs[32h + i] >> 2k) & 3, bit 2 in hmask[i]
+                    // bit 4h + k; q = low + 4 * bit - 4.
+                    // SAFETY: qs has 64 bytes (32h + i0 + 16 <= 64), hmask 32 (i0 + 16 <= 32).
+                    let (l, b) = unsafe {
+                        (
+                            _mm_loadu_si128(qs.add(32 * h + i0).cast()),
+                            _mm_loadu_si128(hm.add(i0).cast()),
+                        )
+                    };
+                    let low = _mm_and_si128(_mm_srl_epi16(l, _mm_cvtsi32_si128(2 * k as i32)), m2);
+                    let bit =
+                        _mm_and_si128(_mm_srl_epi16(b, _mm_cvtsi32_si128((4 * h + k) as i32)), one);
+                    let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<2>(bit)), four);
+                    let e = 128 * h + 32 * k + i0;
+                    // SAFETY: y has 256 bytes; e + 16 <= 256.
+                    let y16 = unsafe { load_y16(y.add(e)) };
+                    let p = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(q), y16);
+                    lanes = lanes_add(lanes, p, scale_q3(e / 16, s));
+                }
+            }
+        }
+        let d = f16_at(bw, 108) * f32_at(bx, 0);
+        sums = sums_add(sums, d, lanes);
+    }
+    ordered_sum(0.0, sums)
+}
+
+/// The 6-bit scale of 16-element sub-block `j` of a Q3_K block, minus 32.
+#[inline]
+fn scale_q3(j: usize, s: &[u8]) -> i32 {
+    let low = if j < 8 { s[j] & 0xf } else { s[j - 8] >> 4 };
+    let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    (low | (high << 4)) as i32 - 32
+}
+
+/// Q2_K · Q8_K over `w.len() / 84` super-blocks.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q2_K blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q2_k(w: &[u8], x: &[u8]) -> f32 {
+    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ2_K::SIZE);
+    let m2 = _mm_set1_epi8(0x03);
+    let mut sumf = 0.0f32;
+    for (bw, bx) in w
+        .chunks_exact(BlockQ2_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (sc, qs) = (&bw[..16], bw[16..].as_ptr());
+        let y = bx[Q8K_QS..].as_ptr();
+        let mut lanes = _mm256_setzero_si256();
+        for h in 0..2 {
+            for p in 0..4 {
+                for i0 in [0usize, 16] {
+                    // Element 128h + 32p + i: (qs[32h + i] >> 2p) & 3.
+                    // SAFETY: qs has 64 bytes; 32h + i0 + 16 <= 64.
+                    let l = unsafe { _mm_loadu_si128(qs.add(32 * h + i0).cast()) };
+                    let q = _mm_and_si128(_mm_srl_epi16(l, _mm_cvtsi32_si128(2 * p as i32)), m2);
+                    let e = 128 * h + 32 * p + i0;
+                    // SAFETY: y has 256 bytes; e + 16 <= 256.
+                    let y16 = unsafe { load_y16(y.add(e)) };
+                    let prod = _mm256_mullo_epi16(_mm256_cvtepu8_epi16(q), y16);
+                    lanes = lanes_add(lanes, prod, (sc[e / 16] & 0xf) as i32);
+                }
+            }
+        }
+        let mut l = [0i32; 8];
+        // SAFETY: `l` holds 8 i32; storeu accepts any alignment.
+        unsafe { _mm256_storeu_si256(l.as_mut_ptr().cast(), lanes) };
+        let isum: i32 = l.iter().sum();
+        let summs: i32 = (0..16).map(|j| bsum(bx, j) * (sc[j] >> 4) as i32).sum();
+        let dy = f32_at(bx, 0);
+        let dall = dy * f16_at(bw, 80);
+        let dmin = dy * f16_at(bw, 82);
+        sumf += dall * isum as f32 - dmin * summs as f32;
+    }
+    sumf
+}
+
+/// Q6_K · Q8_K over `w.len() / 210` super-blocks.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q6_K blocks.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q6_k(w: &[u8], x: &[u8]) -> f32 {
+    let nb = w.len() / BlockQ6_K::SIZE;
+    debug_assert_eq!(x.len(), nb * BlockQ8_K::SIZE);
+    let m4 = _mm_set1_epi8(0x0f);
+    let m2 = _mm_set1_epi8(0x03);
+    let off = _mm_set1_epi8(32);
+    let mut sums = _mm256_setzero_ps();
+    for (bw, bx) in w
+        .chunks_exact(BlockQ6_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (ql, qh) = (bw.as_ptr(), bw[128..].as_ptr());
+        let y = bx[Q8K_QS..].as_ptr();
+        let mut lanes = _mm256_setzero_si256();
+        for h in 0..2 {
+            for k in 0..4 {
+                for i0 in [0usize, 16] {
+                    // Elements 128h + 32k + i0 .. +16: low 4 bits from ql, top 2 from qh.
+                    // SAFETY: ql has 128 bytes (64h + 32(k%2) + i0 + 16 <= 128), qh 64 bytes
+                    // (32h + i0 + 16 <= 64).
+                    let (l, hb) = unsafe {
+                        (
+                            _mm_loadu_si128(ql.add(64 * h + 32 * (k % 2) + i0).cast()),
+                            _mm_loadu_si128(qh.add(32 * h + i0).cast()),
+                        )
+                    };
+                    let low = if k / 2 == 0 {
+                        _mm_and_si128(l, m4)
+                    } else {
+                        _mm_and_si128(_mm_srli_epi16::<4>(l), m4)
+                    };
+                    let high = match k {
+                        0 => _mm_and_si128(hb, m2),
+                        1 => _mm_and_si128(_mm_srli_epi16::<2>(hb), m2),
+                        2 => _mm_and_si128(_mm_srli_epi16::<4>(hb), m2),
+                        _ => _mm_and_si128(_mm_srli_epi16::<6>(hb), m2),
+                    };
+                    let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<4>(high)), off);
+                    let e = 128 * h + 32 * k + i0;
+                    // SAFETY: y has 256 bytes; e + 16 <= 256.
+                    let y16 = unsafe { load_y16(y.add(e)) };
+                    let p = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(q), y16);
+                    lanes = lanes_add(lanes, p, bw[192 + e / 16] as i8 as i32);
+                }
+            }
+        }
+        let d = f16_at(bw, 208) * f32_at(bx, 0);
+        sums = sums_add(sums, d, lanes);
+    }
+    ordered_sum(0.0, sums)
+}

@@ -1,0 +1,1010 @@
+//! Reference kernels for ggml's K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and their activation type Q8_K.
+//!
+//! Per type: `dequantize_row_*` and `quantize_row_*_ref` (ggml-quants.c), and `vec_dot_*_q8_K`
+//! (ggml-cpu/quants.c `ggml_vec_dot_*_q8_K_generic`, including its eight f32 lane sums). The
+//! quantizers are ggml's float searches for the best sub-block scale (`make_qkx2_quants` for the
+//! types with a minimum, `make_qx_quants` for Q6_K, `make_q3_quants` for Q3_K) followed by a
+//! requantization against the f16/6-bit rounded scales; they are written as ggml's C with no fused
+//! multiply-add and in the same order of operations, so they match a ggml compiled without
+//! contraction bit for bit. ggml on x86-64 uses `quantize_row_q8_K_ref` itself as the activation
+//! quantizer, so Q8_K has one quantizer.
+//!
+//! Integer conversions follow C: `nearest_int` is ggml's `+ 12582912.f` bit trick (round to nearest
+//! even, defined for every f32), and stores into `uint8_t` / `int8_t` keep the low byte.
+//! Bit layouts are documented on the block structs in [`crate::blocks`].
+
+use super::{abs, check_row};
+use crate::blocks::{
+    BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, K_SCALE_SIZE, QK_K,
+};
+use crate::QuantType;
+use half::f16;
+
+/// ggml `GROUP_MAX_EPS`: a group whose largest |x| is below this quantizes to zeros.
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// ggml's `nearest_int`: adds 1.5 * 2^23 so the FPU rounds to an integer (ties to even) in the low
+/// mantissa bits, then reads them back. Exact for |x| < 2^22; for larger or non-finite inputs it
+/// returns whatever those bits hold, exactly as ggml does (its `assert` is compiled out).
+#[inline]
+fn nearest_int(x: f32) -> i32 {
+    let v = x + 12_582_912.0;
+    (v.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
+}
+
+/// ggml `get_scale_min_k4`: the 6-bit scale and minimum of 32-element sub-block `j` (0..8) of a
+/// Q4_K / Q5_K block.
+#[inline]
+fn scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// The 6-bit scale of 16-element sub-block `j` (0..16) of a Q3_K block, minus 32.
+#[inline]
+fn scale_q3(j: usize, s: &[u8; 12]) -> i32 {
+    let low = if j < 8 { s[j] & 0xf } else { s[j - 8] >> 4 };
+    let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+    (low | (high << 4)) as i32 - 32
+}
+
+/// `make_qkx2_quants`: for one sub-block, the scale and minimum minimising the weighted error of
+/// `x ≈ scale * L + min` with `L` in `0..=nmax`, searching `nstep + 1` candidate scales around
+/// `nmax / (max - min)`. Writes `L`; returns `(scale, -min)` (ggml's `the_min`).
+#[allow(clippy::too_many_arguments)]
+fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    l_out: &mut [u8],
+    laux: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
+    let n = x.len();
+    let mut min = x[0];
+    let mut max = x[0];
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        if x[i] < min {
+            min = x[i];
+        }
+        if x[i] > max {
+            max = x[i];
+        }
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l_out.fill(0);
+        return (0.0, -min);
+    }
+    let err = |d: f32| if use_mad { abs(d) } else { d * d };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best_error = 0.0f32;
+    for i in 0..n {
+        let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        l_out[i] = l as u8;
+        let diff = scale * l as f32 + min - x[i];
+        best_error += weights[i] * err(diff);
+    }
+    if nstep < 1 {
+        return (scale, -min);
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            laux[i] = l as u8;
+            let (w, lf) = (weights[i], l as f32);
+            sum_l += w * lf;
+            sum_l2 += w * lf * lf;
+            sum_xl += w * lf * x[i];
+        }
+        let det = sum_w * sum_l2 - sum_l * sum_l;
+        if det > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur_error = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+                cur_error += weights[i] * err(diff);
+            }
+            if cur_error < best_error {
+                l_out[..n].copy_from_slice(&laux[..n]);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// `make_qx_quants` with `rmse_type = 1` and no importance weights (the only use by a `_ref`
+/// quantizer: Q6_K): symmetric quants `L - nmax` in `-nmax..nmax`, error weighted by `x²`, 18
+/// candidate scales `-(nmax ± 0.1 k) / max`. Writes `L` (offset by `nmax`); returns the scale.
+fn make_qx_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
+    let n = x.len();
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        let ax = abs(v);
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l_out[..n].fill(0);
+        return 0.0;
+    }
+    let q = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let mut iscale = -nmax as f32 / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        let l = q(iscale, x[i]);
+        l_out[i] = (l + nmax) as i8;
+        let w = x[i] * x[i];
+        sumlx += w * x[i] * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in -9i32..=9 {
+        if is == 0 {
+            continue;
+        }
+        iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        sumlx = 0.0;
+        suml2 = 0.0;
+        for &v in x {
+            let l = q(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * l;
+            suml2 += w * l * l;
+        }
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for i in 0..n {
+                l_out[i] = (nmax + q(iscale, x[i])) as i8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// `make_q3_quants` with `do_rmse = true` (Q3_K): starts from `-nmax / max` and then moves single
+/// quants while that lowers the `x²`-weighted error, up to 5 sweeps. Writes `L` (offset by
+/// `nmax`); returns the scale.
+fn make_q3_quants(nmax: i32, x: &[f32], l_out: &mut [i8]) -> f32 {
+    let n = x.len();
+    let (mut max, mut amax) = (0.0f32, 0.0f32);
+    for &v in x {
+        let ax = abs(v);
+        if ax > amax {
+            amax = ax;
+            max = v;
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        l_out[..n].fill(0);
+        return 0.0;
+    }
+    let iscale = -nmax as f32 / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        let l = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+        l_out[i] = l as i8;
+        let w = x[i] * x[i];
+        sumlx += w * x[i] * l as f32;
+        suml2 += w * l as f32 * l as f32;
+    }
+    for _ in 0..5 {
+        let mut n_changed = 0;
+        for i in 0..n {
+            let w = x[i] * x[i];
+            let li = l_out[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * li * li;
+                let new_l = nearest_int(x[i] * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != l_out[i] as i32 {
+                    let nl = new_l as f32;
+                    slx += w * x[i] * nl;
+                    sl2 += w * nl * nl;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l_out[i] = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed += 1;
+                    }
+                }
+            }
+        }
+        if n_changed == 0 {
+            break;
+        }
+    }
+    for l in l_out[..n].iter_mut() {
+        *l += nmax as i8;
+    }
+    if suml2 > 0.0 {
+        sumlx / suml2
+    } else {
+        0.0
+    }
+}
+
+/// Packs 2-bit values the way Q2_K / Q3_K `qs` hold them (see [`BlockQ2_K`]).
+#[inline]
+fn pack_2bit(l: &[u8; QK_K]) -> [u8; QK_K / 4] {
+    let mut qs = [0u8; QK_K / 4];
+    for h in 0..2 {
+        for i in 0..32 {
+            let j = 128 * h + i;
+            qs[32 * h + i] = l[j] | (l[j + 32] << 2) | (l[j + 64] << 4) | (l[j + 96] << 6);
+        }
+    }
+    qs
+}
+
+/// The 2-bit value of element `128h + 32p + i` (`p` the bit pair) from `qs`.
+#[inline]
+fn unpack_2bit(qs: &[u8; QK_K / 4]) -> [u8; QK_K] {
+    core::array::from_fn(|e| {
+        let (h, p, i) = (e / 128, (e / 32) % 4, e % 32);
+        (qs[32 * h + i] >> (2 * p)) & 3
+    })
+}
+
+/// Packs the 6-bit scales and minimums of Q4_K / Q5_K (inverse of [`scale_min_k4`]).
+#[inline]
+fn pack_scales_k4(ls: &[u8; 8], lm: &[u8; 8]) -> [u8; K_SCALE_SIZE] {
+    let mut s = [0u8; K_SCALE_SIZE];
+    for j in 0..8 {
+        if j < 4 {
+            s[j] = ls[j];
+            s[j + 4] = lm[j];
+        } else {
+            s[j + 4] = (ls[j] & 0xf) | ((lm[j] & 0xf) << 4);
+            s[j - 4] |= (ls[j] >> 4) << 6;
+            s[j] |= (lm[j] >> 4) << 6;
+        }
+    }
+    s
+}
+
+/// The common part of `quantize_row_q{4,5}_K_ref`: per 32-element sub-block `make_qkx2_quants` with
+/// weights `sqrt(mean(x²)) + |x|`, 6-bit scales and minimums relative to their maxima, then the
+/// quants recomputed against the rounded scales. Returns `(d, dmin, scales, L)`.
+fn quantize_k4_super(
+    x: &[f32],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+) -> (f16, f16, [u8; K_SCALE_SIZE], [u8; QK_K]) {
+    let mut l = [0u8; QK_K];
+    let mut laux = [0u8; 32];
+    let mut weights = [0f32; 32];
+    let mut mins = [0f32; 8];
+    let mut scales = [0f32; 8];
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..8 {
+        let xs = &x[32 * j..32 * j + 32];
+        let mut sum_x2 = 0.0f32;
+        for &v in xs {
+            sum_x2 += v * v;
+        }
+        let av_x = (sum_x2 / 32.0).sqrt();
+        for (w, &v) in weights.iter_mut().zip(xs) {
+            *w = av_x + abs(v);
+        }
+        let (s, m) = make_qkx2_quants(
+            nmax,
+            xs,
+            &weights,
+            &mut l[32 * j..32 * j + 32],
+            &mut laux,
+            rmin,
+            0.1,
+            nstep,
+            false,
+        );
+        scales[j] = s;
+        mins[j] = m;
+        if s > max_scale {
+            max_scale = s;
+        }
+        if m > max_min {
+            max_min = m;
+        }
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let ls: [u8; 8] = core::array::from_fn(|j| (nearest_int(inv_scale * scales[j]) as u8).min(63));
+    let lm: [u8; 8] = core::array::from_fn(|j| (nearest_int(inv_min * mins[j]) as u8).min(63));
+    let packed = pack_scales_k4(&ls, &lm);
+    let d = f16::from_f32(max_scale / 63.0);
+    let dmin = f16::from_f32(max_min / 63.0);
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, &packed);
+        let dj = d.to_f32() * sc as f32;
+        if dj == 0.0 {
+            continue;
+        }
+        let dm = dmin.to_f32() * m as f32;
+        for i in 32 * j..32 * j + 32 {
+            l[i] = nearest_int((x[i] + dm) / dj).clamp(0, nmax) as u8;
+        }
+    }
+    (d, dmin, packed, l)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reference quantizers (ggml-quants.c `quantize_row_*_ref`).
+
+/// `quantize_row_q2_K_ref`: per 16-element sub-block `make_qkx2_quants(nmax 3, weights |x|, mean
+/// absolute error, 16 steps from -0.5)`, then 4-bit scales and minimums relative to their maxima.
+pub fn quantize_row_q2_k_ref(src: &[f32], dst: &mut [u8]) {
+    check_row(QuantType::Q2_K, src.len(), dst.len());
+    for (x, out) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(BlockQ2_K::SIZE))
+    {
+        let mut l = [0u8; QK_K];
+        let mut laux = [0u8; 16];
+        let mut weights = [0f32; 16];
+        let mut mins = [0f32; 16];
+        let mut scales = [0f32; 16];
+        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+        for j in 0..16 {
+            let xs = &x[16 * j..16 * j + 16];
+            for (w, &v) in weights.iter_mut().zip(xs) {
+                *w = abs(v);
+            }
+            let (s, m) = make_qkx2_quants(
+                3,
+                xs,
+                &weights,
+                &mut l[16 * j..16 * j + 16],
+                &mut laux,
+                -0.5,
+                0.1,
+                15,
+                true,
+            );
+            scales[j] = s;
+            mins[j] = m;
+            if s > max_scale {
+                max_scale = s;
+            }
+            if m > max_min {
+                max_min = m;
+            }
+        }
+        let q4scale = 15.0f32;
+        let mut sc = [0u8; 16];
+        let d = if max_scale > 0.0 {
+            let iscale = q4scale / max_scale;
+            for j in 0..16 {
+                sc[j] = nearest_int(iscale * scales[j]) as u8;
+            }
+            f16::from_f32(max_scale / q4scale)
+        } else {
+            f16::from_f32(0.0)
+        };
+        let dmin = if max_min > 0.0 {
+            let iscale = q4scale / max_min;
+            for j in 0..16 {
+                sc[j] |= (nearest_int(iscale * mins[j]) << 4) as u8;
+            }
+            f16::from_f32(max_min / q4scale)
+        } else {
+            f16::from_f32(0.0)
+        };
+        for (j, &s) in sc.iter().enumerate() {
+            let dj = d.to_f32() * (s & 0xf) as f32;
+            if dj == 0.0 {
+                continue;
+            }
+            let dm = dmin.to_f32() * (s >> 4) as f32;
+            for i in 16 * j..16 * j + 16 {
+                l[i] = nearest_int((x[i] + dm) / dj).clamp(0, 3) as u8;
+            }
+        }
+        BlockQ2_K {
+            scales: sc,
+            qs: pack_2bit(&l),
+            d,
+            dmin,
+        }
+        .write(out);
+    }
+}
+
+/// `quantize_row_q3_K_ref`: per 16-element sub-block `make_q3_quants(nmax 4)`, 6-bit signed scales
+/// relative to the scale of largest magnitude, then the quants recomputed against them.
+pub fn quantize_row_q3_k_ref(src: &[f32], dst: &mut [u8]) {
+    check_row(QuantType::Q3_K, src.len(), dst.len());
+    for (x, out) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(BlockQ3_K::SIZE))
+    {
+        let mut l = [0i8; QK_K];
+        let mut scales = [0f32; 16];
+        let (mut max_scale, mut amax) = (0.0f32, 0.0f32);
+        for j in 0..16 {
+            scales[j] = make_q3_quants(4, &x[16 * j..16 * j + 16], &mut l[16 * j..16 * j + 16]);
+            let s = abs(scales[j]);
+            if s > amax {
+                amax = s;
+                max_scale = scales[j];
+            }
+        }
+        let mut sc = [0u8; 12];
+        let d = if max_scale != 0.0 {
+            let iscale = -32.0 / max_scale;
+            for j in 0..16 {
+                // int8_t l = nearest_int(..); l = MAX(-32, MIN(31, l)) + 32;
+                let lj = ((nearest_int(iscale * scales[j]) as i8).clamp(-32, 31) + 32) as u8;
+                if j < 8 {
+                    sc[j] = lj & 0xf;
+                } else {
+                    sc[j - 8] |= (lj & 0xf) << 4;
+                }
+                sc[j % 4 + 8] |= (lj >> 4) << (2 * (j / 4));
+            }
+            f16::from_f32(1.0 / iscale)
+        } else {
+            f16::from_f32(0.0)
+        };
+        for j in 0..16 {
+            let dj = d.to_f32() * scale_q3(j, &sc) as f32;
+            if dj == 0.0 {
+                continue;
+            }
+            for i in 16 * j..16 * j + 16 {
+                l[i] = (nearest_int(x[i] / dj).clamp(-4, 3) + 4) as i8;
+            }
+        }
+        // Bit 2 of element 32b + i goes to hmask[i] bit b; the low two bits to qs.
+        let mut hmask = [0u8; 32];
+        let mut low = [0u8; QK_K];
+        for (j, &q) in l.iter().enumerate() {
+            let mut q = q as u8;
+            if q > 3 {
+                hmask[j % 32] |= 1 << (j / 32);
+                q -= 4;
+            }
+            low[j] = q;
+        }
+        BlockQ3_K {
+            hmask,
+            qs: pack_2bit(&low),
+            scales: sc,
+            d,
+        }
+        .write(out);
+    }
+}
+
+/// `quantize_row_q4_K_ref`: [`quantize_k4_super`] with `nmax 15`, 21 steps from -1.
+pub fn quantize_row_q4_k_ref(src: &[f32], dst: &mut [u8]) {
+    check_row(QuantType::Q4_K, src.len(), dst.len());
+    for (x, out) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(BlockQ4_K::SIZE))
+    {
+        let (d, dmin, scales, l) = quantize_k4_super(x, 15, -1.0, 20);
+        let mut qs = [0u8; QK_K / 2];
+        for c in 0..4 {
+            for i in 0..32 {
+                qs[32 * c + i] = l[64 * c + i] | (l[64 * c + 32 + i] << 4);
+            }
+        }
+        BlockQ4_K {
+            d,
+            dmin,
+            scales,
+            qs,
+        }
+        .write(out);
+    }
+}
+
+/// `quantize_row_q5_K_ref`: [`quantize_k4_super`] with `nmax 31`, 16 steps from -0.5.
+pub fn quantize_row_q5_k_ref(src: &[f32], dst: &mut [u8]) {
+    check_row(QuantType::Q5_K, src.len(), dst.len());
+    for (x, out) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(BlockQ5_K::SIZE))
+    {
+        let (d, dmin, scales, l) = quantize_k4_super(x, 31, -0.5, 15);
+        let mut qs = [0u8; QK_K / 2];
+        let mut qh = [0u8; QK_K / 8];
+        for c in 0..4 {
+            for i in 0..32 {
+                let (l1, l2) = (l[64 * c + i], l[64 * c + 32 + i]);
+                qh[i] |= ((l1 >> 4) << (2 * c)) | ((l2 >> 4) << (2 * c + 1));
+                qs[32 * c + i] = (l1 & 0xf) | ((l2 & 0xf) << 4);
+            }
+        }
+        BlockQ5_K {
+            d,
+            dmin,
+            scales,
+            qh,
+            qs,
+        }
+        .write(out);
+    }
+}
+
+/// `quantize_row_q6_K_ref`: per 16-element sub-block `make_qx_quants(nmax 32)`, i8 scales relative
+/// to the scale of largest magnitude (`-128 / max_scale`), then the quants recomputed against them.
+pub fn quantize_row_q6_k_ref(src: &[f32], dst: &mut [u8]) {
+    check_row(QuantType::Q6_K, src.len(), dst.len());
+    for (x, out) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(BlockQ6_K::SIZE))
+    {
+        let mut l = [0i8; QK_K];
+        let mut scales = [0f32; 16];
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for ib in 0..16 {
+            let s = make_qx_quants(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
+            scales[ib] = s;
+            if abs(s) > max_abs_scale {
+                max_abs_scale = abs(s);
+                max_scale = s;
+            }
+        }
+        if max_abs_scale < GROUP_MAX_EPS {
+            out[..BlockQ6_K::SIZE].fill(0);
+            continue;
+        }
+        let iscale = -128.0 / max_scale;
+        let d = f16::from_f32(1.0 / iscale);
+        let sc: [i8; 16] =
+            core::array::from_fn(|ib| nearest_int(iscale * scales[ib]).min(127) as i8);
+        for (j, &s) in sc.iter().enumerate() {
+            let dj = d.to_f32() * s as f32;
+            if dj == 0.0 {
+                continue;
+            }
+            for i in 16 * j..16 * j + 16 {
+                l[i] = (nearest_int(x[i] / dj).clamp(-32, 31) + 32) as i8;
+            }
+        }
+        let mut ql = [0u8; QK_K / 2];
+        let mut qh = [0u8; QK_K / 4];
+        for h in 0..2 {
+            for i in 0..32 {
+                let q = |k: usize| l[128 * h + 32 * k + i] as u8;
+                ql[64 * h + i] = (q(0) & 0xf) | ((q(2) & 0xf) << 4);
+                ql[64 * h + 32 + i] = (q(1) & 0xf) | ((q(3) & 0xf) << 4);
+                qh[32 * h + i] =
+                    (q(0) >> 4) | ((q(1) >> 4) << 2) | ((q(2) >> 4) << 4) | ((q(3) >> 4) << 6);
+            }
+        }
+        BlockQ6_K {
+            ql,
+            qh,
+            scales: sc,
+            d,
+        }
+        .write(out);
+    }
+}
+
+/// `quantize_row_q8_K_ref` (also ggml-cpu's x86 `quantize_row_q8_K`): `d = max / -127` for the
+/// signed value of largest magnitude, `q = min(127, nearest_int(x * (-127 / max)))`, plus the sums
+/// of each 16 quants.
+pub fn quantize_row_q8_k_ref(src: &[f32], dst: &mut [u8]) {
+    check_row(QuantType::Q8_K, src.len(), dst.len());
+    for (x, out) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(BlockQ8_K::SIZE))
+    {
+        let (mut max, mut amax) = (0.0f32, 0.0f32);
+        for &v in x {
+            if abs(v) > amax {
+                amax = abs(v);
+                max = v;
+            }
+        }
+        let mut b = BlockQ8_K {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; 16],
+        };
+        if amax != 0.0 {
+            let iscale = -127.0 / max;
+            for (q, &v) in b.qs.iter_mut().zip(x) {
+                *q = nearest_int(iscale * v).min(127) as i8;
+            }
+            for (g, s) in b.bsums.iter_mut().enumerate() {
+                *s = b.qs[16 * g..16 * g + 16]
+                    .iter()
+                    .map(|&q| q as i32)
+                    .sum::<i32>() as i16;
+            }
+            b.d = 1.0 / iscale;
+        }
+        b.write(out);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dequantization (ggml-quants.c `dequantize_row_*`).
+
+/// `dequantize_row_q2_K`: `d * sc * q - dmin * m` (two roundings, no FMA).
+pub fn dequantize_row_q2_k(src: &[u8], dst: &mut [f32]) {
+    check_row(QuantType::Q2_K, dst.len(), src.len());
+    for (b, y) in src
+        .chunks_exact(BlockQ2_K::SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b = BlockQ2_K::read(b);
+        let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
+        let q = unpack_2bit(&b.qs);
+        for (s, (y, q)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
+            let sc = b.scales[s];
+            let dl = d * (sc & 0xf) as f32;
+            let ml = min * (sc >> 4) as f32;
+            for (y, &q) in y.iter_mut().zip(q) {
+                *y = dl * q as f32 - ml;
+            }
+        }
+    }
+}
+
+/// The 3-bit values of a Q3_K block as signed `q - 4` (bit 2 clear means -4).
+#[inline]
+fn q3_values(b: &BlockQ3_K) -> [i32; QK_K] {
+    let low = unpack_2bit(&b.qs);
+    core::array::from_fn(|e| {
+        let high = (b.hmask[e % 32] >> (e / 32)) & 1;
+        low[e] as i32 - if high != 0 { 0 } else { 4 }
+    })
+}
+
+/// `dequantize_row_q3_K`: `d * (scale6 - 32) * (q - 4)`.
+pub fn dequantize_row_q3_k(src: &[u8], dst: &mut [f32]) {
+    check_row(QuantType::Q3_K, dst.len(), src.len());
+    for (b, y) in src
+        .chunks_exact(BlockQ3_K::SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b = BlockQ3_K::read(b);
+        let d_all = b.d.to_f32();
+        let q = q3_values(&b);
+        for (s, (y, q)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
+            let dl = d_all * scale_q3(s, &b.scales) as f32;
+            for (y, &q) in y.iter_mut().zip(q) {
+                *y = dl * q as f32;
+            }
+        }
+    }
+}
+
+/// The 4-bit values of a Q4_K / Q5_K `qs` (see [`BlockQ4_K`]).
+#[inline]
+fn q4k_values(qs: &[u8; QK_K / 2]) -> [u8; QK_K] {
+    core::array::from_fn(|e| {
+        let (c, half, i) = (e / 64, (e / 32) % 2, e % 32);
+        (qs[32 * c + i] >> (4 * half)) & 0xf
+    })
+}
+
+/// The 5-bit values of a Q5_K block.
+#[inline]
+fn q5k_values(b: &BlockQ5_K) -> [u8; QK_K] {
+    let low = q4k_values(&b.qs);
+    core::array::from_fn(|e| low[e] | (((b.qh[e % 32] >> (e / 32)) & 1) << 4))
+}
+
+/// `dequantize_row_q4_K`: `d * sc * q - dmin * m` (two roundings, no FMA).
+pub fn dequantize_row_q4_k(src: &[u8], dst: &mut [f32]) {
+    check_row(QuantType::Q4_K, dst.len(), src.len());
+    for (b, y) in src
+        .chunks_exact(BlockQ4_K::SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b = BlockQ4_K::read(b);
+        dequantize_k4(b.d, b.dmin, &b.scales, &q4k_values(&b.qs), y);
+    }
+}
+
+/// `dequantize_row_q5_K`: as Q4_K with 5-bit quants.
+pub fn dequantize_row_q5_k(src: &[u8], dst: &mut [f32]) {
+    check_row(QuantType::Q5_K, dst.len(), src.len());
+    for (b, y) in src
+        .chunks_exact(BlockQ5_K::SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b = BlockQ5_K::read(b);
+        dequantize_k4(b.d, b.dmin, &b.scales, &q5k_values(&b), y);
+    }
+}
+
+#[inline]
+fn dequantize_k4(d: f16, dmin: f16, scales: &[u8; K_SCALE_SIZE], q: &[u8; QK_K], y: &mut [f32]) {
+    let (d, min) = (d.to_f32(), dmin.to_f32());
+    for (s, (y, q)) in y.chunks_exact_mut(32).zip(q.chunks_exact(32)).enumerate() {
+        let (sc, m) = scale_min_k4(s, scales);
+        let (dl, ml) = (d * sc as f32, min * m as f32);
+        for (y, &q) in y.iter_mut().zip(q) {
+            *y = dl * q as f32 - ml;
+        }
+    }
+}
+
+/// The 6-bit values of a Q6_K block as signed `q - 32`.
+#[inline]
+fn q6_values(b: &BlockQ6_K) -> [i32; QK_K] {
+    core::array::from_fn(|e| {
+        let (h, k, i) = (e / 128, (e / 32) % 4, e % 32);
+        let low = (b.ql[64 * h + 32 * (k % 2) + i] >> (4 * (k / 2))) & 0xf;
+        let high = (b.qh[32 * h + i] >> (2 * k)) & 3;
+        (low | (high << 4)) as i32 - 32
+    })
+}
+
+/// `dequantize_row_q6_K`: `(d * scale) * (q - 32)`.
+pub fn dequantize_row_q6_k(src: &[u8], dst: &mut [f32]) {
+    check_row(QuantType::Q6_K, dst.len(), src.len());
+    for (b, y) in src
+        .chunks_exact(BlockQ6_K::SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b = BlockQ6_K::read(b);
+        let d = b.d.to_f32();
+        let q = q6_values(&b);
+        for (s, (y, q)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
+            let ds = d * b.scales[s] as f32;
+            for (y, &q) in y.iter_mut().zip(q) {
+                *y = ds * q as f32;
+            }
+        }
+    }
+}
+
+/// `dequantize_row_q8_K`: `d * q`.
+pub fn dequantize_row_q8_k(src: &[u8], dst: &mut [f32]) {
+    check_row(QuantType::Q8_K, dst.len(), src.len());
+    for (b, y) in src
+        .chunks_exact(BlockQ8_K::SIZE)
+        .zip(dst.chunks_exact_mut(QK_K))
+    {
+        let b = BlockQ8_K::read(b);
+        for (y, &q) in y.iter_mut().zip(&b.qs) {
+            *y = b.d * q as f32;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dot products (ggml-cpu/quants.c `ggml_vec_dot_*_q8_K_generic`).
+
+#[track_caller]
+fn check_dot(w_ty: QuantType, n: usize, w: &[u8], x: &[u8]) {
+    check_row(w_ty, n, w.len());
+    check_row(QuantType::Q8_K, n, x.len());
+}
+
+/// ggml's eight-lane integer accumulation: lane `l` sums `scale(g) * q[8g + l] * y[8g + l]` over
+/// the 32 groups of 8 elements, where `scale` is constant per 16 (`per = 16`) or 32 (`per = 32`)
+/// elements. Exact in i32.
+#[inline]
+fn lanes8(q: &[i32; QK_K], y: &[i8; QK_K], scale: impl Fn(usize) -> i32) -> [i32; 8] {
+    let mut acc = [0i32; 8];
+    for (g, (q, y)) in q.chunks_exact(8).zip(y.chunks_exact(8)).enumerate() {
+        let s = scale(g);
+        for l in 0..8 {
+            acc[l] += s * (q[l] * y[l] as i32);
+        }
+    }
+    acc
+}
+
+/// `ggml_vec_dot_q2_K_q8_K_generic`: per block `sumf += (dy * d) * isum - (dy * dmin) * summs`.
+pub fn vec_dot_q2_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q2_K, n, w, x);
+    let mut sumf = 0.0f32;
+    for (bw, bx) in w
+        .chunks_exact(BlockQ2_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ2_K::read(bw), BlockQ8_K::read(bx));
+        let summs: i32 = (0..16)
+            .map(|j| bx.bsums[j] as i32 * (bw.scales[j] >> 4) as i32)
+            .sum();
+        let dall = bx.d * bw.d.to_f32();
+        let dmin = bx.d * bw.dmin.to_f32();
+        let q = unpack_2bit(&bw.qs);
+        let mut isum = 0i32;
+        for s in 0..16 {
+            let isuml: i32 = (16 * s..16 * s + 16)
+                .map(|e| bx.qs[e] as i32 * q[e] as i32)
+                .sum();
+            isum += (bw.scales[s] & 0xf) as i32 * isuml;
+        }
+        sumf += dall * isum as f32 - dmin * summs as f32;
+    }
+    sumf
+}
+
+/// `ggml_vec_dot_q3_K_q8_K_generic`: eight f32 lane sums `sums[l] += (d * dy) * aux32[l]`, added
+/// to `sumf` in lane order at the end.
+pub fn vec_dot_q3_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q3_K, n, w, x);
+    let mut sums = [0f32; 8];
+    for (bw, bx) in w
+        .chunks_exact(BlockQ3_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ3_K::read(bw), BlockQ8_K::read(bx));
+        let aux32 = lanes8(&q3_values(&bw), &bx.qs, |g| scale_q3(g / 2, &bw.scales));
+        let d = bw.d.to_f32() * bx.d;
+        for (s, &a) in sums.iter_mut().zip(&aux32) {
+            *s += d * a as f32;
+        }
+    }
+    sums.iter().fold(0.0f32, |acc, &s| acc + s)
+}
+
+/// The shared body of the Q4_K and Q5_K dots: lane sums of the scaled products, and
+/// `sumf -= (dmin * dy) * sum(bsums * m)` per block, the lane sums added last.
+#[inline]
+fn dot_k4(
+    d: f16,
+    dmin: f16,
+    scales: &[u8; K_SCALE_SIZE],
+    q: &[u8; QK_K],
+    bx: &BlockQ8_K,
+    sums: &mut [f32; 8],
+) -> f32 {
+    let q: [i32; QK_K] = core::array::from_fn(|e| q[e] as i32);
+    let sm: [(u8, u8); 8] = core::array::from_fn(|j| scale_min_k4(j, scales));
+    let sumi: i32 = (0..16)
+        .map(|j| bx.bsums[j] as i32 * sm[j / 2].1 as i32)
+        .sum();
+    let aux32 = lanes8(&q, &bx.qs, |g| sm[g / 4].0 as i32);
+    let dd = d.to_f32() * bx.d;
+    for (s, &a) in sums.iter_mut().zip(&aux32) {
+        *s += dd * a as f32;
+    }
+    let dm = dmin.to_f32() * bx.d;
+    dm * sumi as f32
+}
+
+/// `ggml_vec_dot_q4_K_q8_K_generic`.
+pub fn vec_dot_q4_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q4_K, n, w, x);
+    let mut sums = [0f32; 8];
+    let mut sumf = 0.0f32;
+    for (bw, bx) in w
+        .chunks_exact(BlockQ4_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ4_K::read(bw), BlockQ8_K::read(bx));
+        sumf -= dot_k4(
+            bw.d,
+            bw.dmin,
+            &bw.scales,
+            &q4k_values(&bw.qs),
+            &bx,
+            &mut sums,
+        );
+    }
+    sums.iter().fold(sumf, |acc, &s| acc + s)
+}
+
+/// `ggml_vec_dot_q5_K_q8_K_generic`.
+pub fn vec_dot_q5_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q5_K, n, w, x);
+    let mut sums = [0f32; 8];
+    let mut sumf = 0.0f32;
+    for (bw, bx) in w
+        .chunks_exact(BlockQ5_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ5_K::read(bw), BlockQ8_K::read(bx));
+        sumf -= dot_k4(bw.d, bw.dmin, &bw.scales, &q5k_values(&bw), &bx, &mut sums);
+    }
+    sums.iter().fold(sumf, |acc, &s| acc + s)
+}
+
+/// `ggml_vec_dot_q6_K_q8_K_generic`.
+pub fn vec_dot_q6_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q6_K, n, w, x);
+    let mut sums = [0f32; 8];
+    for (bw, bx) in w
+        .chunks_exact(BlockQ6_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ6_K::read(bw), BlockQ8_K::read(bx));
+        let aux32 = lanes8(&q6_values(&bw), &bx.qs, |g| bw.scales[g / 2] as i32);
+        let d = bw.d.to_f32() * bx.d;
+        for (s, &a) in sums.iter_mut().zip(&aux32) {
+            *s += d * a as f32;
+        }
+    }
+    sums.iter().fold(0.0f32, |acc, &s| acc + s)
+}
+
+/// Q8_K x Q8_K, which ggml never computes (Q8_K is only an activation format): an exact integer
+/// dot per block times `dw * dx`, so that the Q8_K row of the type table is complete.
+pub fn vec_dot_q8_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q8_K, n, w, x);
+    let mut sumf = 0.0f32;
+    for (bw, bx) in w
+        .chunks_exact(BlockQ8_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ8_K::read(bw), BlockQ8_K::read(bx));
+        let sumi: i32 = bw
+            .qs
+            .iter()
+            .zip(&bx.qs)
+            .map(|(&a, &b)| a as i32 * b as i32)
+            .sum();
+        sumf += sumi as f32 * (bw.d * bx.d);
+    }
+    sumf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_int_rounds_to_even() {
+        for (x, want) in [
+            (0.5f32, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (3.49, 3),
+            (-7.6, -8),
+        ] {
+            assert_eq!(nearest_int(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn scale_packing_round_trips() {
+        let ls: [u8; 8] = core::array::from_fn(|j| (j as u8 * 9 + 5) % 64);
+        let lm: [u8; 8] = core::array::from_fn(|j| (j as u8 * 23 + 60) % 64);
+        let p = pack_scales_k4(&ls, &lm);
+        for j in 0..8 {
+            assert_eq!(scale_min_k4(j, &p), (ls[j], lm[j]));
+        }
+    }
+}
