@@ -1,6 +1,6 @@
 //! The decode hot path allocates nothing: after a session, sampler and stream decoder are set up and
-//! warmed up, a decode step (forward pass + sampling + incremental detokenization) performs zero heap
-//! allocations. A counting global allocator, armed only on this test's thread, proves it.
+//! warmed up, 256 decode steps (forward pass + sampling + incremental detokenization) perform zero heap
+//! allocations and zero frees, on the row-major and the repacked kernels. A counting global allocator, armed only on this test's thread, proves it.
 
 mod common;
 
@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+static FREES: AtomicUsize = AtomicUsize::new(0);
 static BYTES: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static ARMED: Cell<bool> = const { Cell::new(false) };
@@ -33,6 +34,9 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ARMED.with(Cell::get) {
+            FREES.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: `ptr` was returned by `System.alloc` with this `layout` (all allocations go through it).
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -49,12 +53,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Runs `f` armed; returns its result and the allocations (plus reallocations) it made.
 fn counted<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let (r, n, _) = counted_with_frees(f);
+    (r, n)
+}
+
+/// As [`counted`], also returning the frees.
+fn counted_with_frees<R>(f: impl FnOnce() -> R) -> (R, usize, usize) {
     let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let frees = FREES.load(Ordering::Relaxed);
     ARMED.with(|a| a.set(true));
     let r = f();
     ARMED.with(|a| a.set(false));
-    (r, ALLOCATIONS.load(Ordering::Relaxed) - before)
+    let n = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    (r, n, FREES.load(Ordering::Relaxed) - frees)
 }
 
 #[test]
@@ -82,9 +95,31 @@ fn decode_steps_allocate_nothing() {
         );
         drop(session);
     }
-    // The counter works: an allocation while armed is seen.
-    let (_, n) = counted(|| std::hint::black_box(vec![1u8; 16]));
-    assert_eq!(n, 1);
+    // The counter works: an allocation and a free while armed are seen.
+    let (_, n, f) = counted_with_frees(|| drop(std::hint::black_box(vec![1u8; 16])));
+    assert_eq!((n, f), (1, 1));
+}
+
+/// The repacked kernels (Q4_0, and Q8_0 with `Repack::All`) plan their scratch on the stack: a
+/// tiny Q4_0 model and a tiny Q8_0 model repacked for these kernels decode without allocating.
+#[test]
+fn repacked_decode_steps_allocate_nothing() {
+    use ingot_kernels::QuantType;
+    use ingot_runtime::gguf::Gguf;
+    use ingot_runtime::model::Repack;
+    for ty in [QuantType::Q4_0, QuantType::Q8_0] {
+        let bytes = common::tiny_model(&common::Tiny {
+            n_embd: 128,
+            n_ff: 256,
+            weight_type: ty,
+            ..common::Tiny::default()
+        })
+        .to_bytes();
+        let model = Model::from_gguf_with(Gguf::parse(&bytes).unwrap(), Repack::All).unwrap();
+        for threads in [1, 2] {
+            decode_steps(&model, threads);
+        }
+    }
 }
 
 fn decode_steps(model: &Model<'_>, threads: usize) {
@@ -92,7 +127,7 @@ fn decode_steps(model: &Model<'_>, threads: usize) {
     let mut session = Session::new(
         model,
         SessionParams {
-            n_ctx: 128,
+            n_ctx: 320,
             n_batch: 16,
             n_threads: threads,
         },
@@ -112,8 +147,8 @@ fn decode_steps(model: &Model<'_>, threads: usize) {
         let _ = stream.push(tok, next, false).len();
         next = sampler.sample(session.decode(next).unwrap());
     }
-    let (_, n) = counted(|| {
-        for _ in 0..32 {
+    let (_, n, frees) = counted_with_frees(|| {
+        for _ in 0..256 {
             sampler.accept(next);
             let _ = stream.push(tok, next, false).len();
             let logits = session.decode(next).unwrap();
@@ -121,7 +156,8 @@ fn decode_steps(model: &Model<'_>, threads: usize) {
         }
     });
     assert_eq!(
-        n, 0,
-        "{n} heap allocations in 32 decode steps with {threads} threads"
+        (n, frees),
+        (0, 0),
+        "heap allocations and frees in 256 decode steps with {threads} threads"
     );
 }
