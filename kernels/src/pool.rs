@@ -326,6 +326,20 @@ impl ThreadPool {
     }
 }
 
+/// Most products one [`Kernels::matvec_par_group`] takes.
+pub const MAX_GROUP: usize = 4;
+
+/// One product of a [`Kernels::matvec_par_group`]: `out (rows,) = W @ x`, `W` in `ty` (in the
+/// packed layout of [`crate::packed`] when `packed`).
+#[derive(Debug)]
+pub struct MatVec<'a> {
+    pub ty: crate::QuantType,
+    pub packed: bool,
+    pub w: &'a [u8],
+    pub rows: usize,
+    pub out: &'a mut [f32],
+}
+
 impl Kernels {
     /// [`crate::Kernels::matmul`] with the rows of `W` split across `pool`'s threads. Every output
     /// element is computed by the same kernel call as in the single-threaded product, so the result
@@ -375,6 +389,97 @@ impl Kernels {
     ) {
         let shape = (rows, act_stride, t, n);
         self.par_product(true, pool, ty, out, w, x_act, shape, scratch)
+    }
+
+    /// Several matrix-vector products of one activation row `x_act` (`n` elements in the
+    /// activation format every product's type shares) in a single pool job: the rows of all of them
+    /// are split into work items as [`Kernels::matmul_par`] splits one, so each output is bitwise
+    /// what `matmul_par` (or `matmul_par_packed`) gives, with one wake-up of the workers instead of
+    /// one per matrix. At most [`MAX_GROUP`] products.
+    ///
+    /// # Panics
+    /// As the single products, or if the group is larger than [`MAX_GROUP`].
+    pub fn matvec_par_group(
+        &self,
+        pool: &ThreadPool,
+        group: &mut [MatVec<'_>],
+        x_act: &[u8],
+        n: usize,
+    ) {
+        assert!(
+            group.len() <= MAX_GROUP,
+            "matvec_par_group: at most {MAX_GROUP} products"
+        );
+        let nt = pool.n_threads();
+        let stride = x_act.len();
+        if nt == 1 {
+            for m in group.iter_mut() {
+                self.product(m.packed, m.ty, m.out, m.w, m.rows, x_act, stride, 1, n);
+            }
+            return;
+        }
+        // Per product: output base, rows per item, row bytes, first item, and what the kernel
+        // needs; the closure below reads only this table, never `group`.
+        #[derive(Clone, Copy)]
+        struct Part<'w> {
+            out: SharedMut<f32>,
+            chunk_rows: usize,
+            rb: usize,
+            first: usize,
+            ty: crate::QuantType,
+            packed: bool,
+            w: &'w [u8],
+            rows: usize,
+        }
+        let mut parts = [None::<Part<'_>>; MAX_GROUP];
+        let mut n_items = 0;
+        for (i, m) in group.iter_mut().enumerate() {
+            assert_eq!(m.out.len(), m.rows, "matvec_par_group: out must be (rows,)");
+            let rb =
+                m.ty.row_bytes(n)
+                    .expect("matvec_par_group: n must be whole blocks");
+            assert_eq!(
+                m.w.len(),
+                m.rows * rb,
+                "matvec_par_group: w must be rows x row_bytes(n)"
+            );
+            let chunk_rows = (m.rows / (8 * nt))
+                .next_multiple_of(CHUNK_ROWS)
+                .max(CHUNK_ROWS);
+            parts[i] = Some(Part {
+                out: SharedMut(m.out.as_mut_ptr()),
+                chunk_rows,
+                rb,
+                first: n_items,
+                ty: m.ty,
+                packed: m.packed,
+                w: m.w,
+                rows: m.rows,
+            });
+            n_items += m.rows.div_ceil(chunk_rows);
+        }
+        let parts = &parts[..group.len()];
+        let next = AtomicUsize::new(0);
+        pool.run(&|_, _| loop {
+            let item = next.fetch_add(1, Ordering::Relaxed);
+            if item >= n_items {
+                break;
+            }
+            // The product this item belongs to: the last whose first item is <= item.
+            let Some(p) = parts.iter().rev().flatten().find(|p| p.first <= item) else {
+                unreachable!("item 0 belongs to the first product")
+            };
+            let c = item - p.first;
+            let r = c * p.chunk_rows..((c + 1) * p.chunk_rows).min(p.rows);
+            // SAFETY: `p.out` points to that product's `out`, exclusively borrowed (through
+            // `group`) for the whole `run` call, which returns only after every thread running
+            // this closure is done. Each item is taken once (atomic counter) and maps to one
+            // (product, chunk), so the ranges [r.start, r.end) of one product are disjoint, and
+            // r.end <= rows = out.len() (asserted above).
+            let mine = unsafe { std::slice::from_raw_parts_mut(p.out.get().add(r.start), r.len()) };
+            let w = &p.w[r.start * p.rb..r.end * p.rb];
+            self.product(p.packed, p.ty, mine, w, r.len(), x_act, stride, 1, n);
+        });
     }
 
     /// One product, `matmul_packed` when `packed`, else `matmul`.

@@ -239,3 +239,67 @@ fn short_activations_are_refused() {
     let mut out = vec![0f32; 16];
     Kernels::best().matmul_packed(Q4_0, &mut out, &p, 16, &x, 34, 1, 32);
 }
+
+#[test]
+fn grouped_matvecs_equal_the_single_products_for_any_thread_count() {
+    use ingot_kernels::pool::MatVec;
+    let mut rng = SplitMix64(15);
+    let n = 192;
+    let k = Kernels::best();
+    // A packed Q4_0 matrix, a row-major Q4_0 one and a packed Q8_0 one (all take Q8_0
+    // activations), with row counts that split into several work items or just one.
+    let (w0, p0) = matrix(&mut rng, Q4_0, 576, n);
+    let (w1, _) = matrix(&mut rng, Q4_0, 48, n);
+    let (_, p2) = matrix(&mut rng, Q8_0, 1536, n);
+    let x = activations(&mut rng, 1, n, QuantType::Q8_0.row_bytes(n).unwrap());
+    let parts: [(QuantType, bool, &[u8], usize); 3] = [
+        (Q4_0, true, &p0, 576),
+        (Q4_0, false, &w1, 48),
+        (Q8_0, true, &p2, 1536),
+    ];
+    let single = |threads: usize| -> Vec<Vec<f32>> {
+        let pool = ThreadPool::new(threads).unwrap();
+        parts
+            .iter()
+            .map(|&(ty, packed, w, rows)| {
+                let mut out = vec![f32::NAN; rows];
+                if packed {
+                    k.matmul_par_packed(&pool, ty, &mut out, w, rows, &x, x.len(), 1, n, &mut []);
+                } else {
+                    k.matmul_par(&pool, ty, &mut out, w, rows, &x, x.len(), 1, n, &mut []);
+                }
+                out
+            })
+            .collect()
+    };
+    let want = single(1);
+    for threads in [1, 2, 3] {
+        assert_eq!(single(threads), want, "single products, {threads} threads");
+        let pool = ThreadPool::new(threads).unwrap();
+        let mut outs: Vec<Vec<f32>> = parts.iter().map(|p| vec![f32::NAN; p.3]).collect();
+        let [o0, o1, o2] = &mut outs[..] else {
+            unreachable!()
+        };
+        let mut group = [o0, o1, o2]
+            .into_iter()
+            .zip(parts)
+            .map(|(out, (ty, packed, w, rows))| MatVec {
+                ty,
+                packed,
+                w,
+                rows,
+                out,
+            })
+            .collect::<Vec<_>>();
+        k.matvec_par_group(&pool, &mut group, &x, n);
+        drop(group);
+        for (got, want) in outs.iter().zip(&want) {
+            assert!(
+                got.iter()
+                    .zip(want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "grouped products, {threads} threads"
+            );
+        }
+    }
+}

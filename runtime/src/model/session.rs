@@ -12,6 +12,7 @@ use super::ops::{llama_n_kv, rms_norm, rope_cache};
 use super::{Model, Weights};
 use crate::{Error, Result};
 use half::f16;
+use ingot_kernels::pool::MatVec;
 use ingot_kernels::{Kernels, QuantType, ThreadPool};
 
 /// How a session is sized. Every buffer is planned from these numbers at creation.
@@ -328,23 +329,35 @@ impl<'m, 'a> Session<'m, 'a> {
                 rms_norm(xb, &x[t * c..(t + 1) * c], &layer.attn_norm, cfg.rms_eps);
             });
             mm.quantize(&layer.wq, &s.xb[..t_len * c], &mut s.act);
-            mm.product(&mut s.q[..t_len * qd], &layer.wq, t_len, &s.act, &mut s.par);
-            mm.requantize(&layer.wq, &layer.wk, &s.xb[..t_len * c], &mut s.act);
-            mm.product(
-                &mut s.k[..t_len * kvd],
-                &layer.wk,
-                t_len,
-                &s.act,
-                &mut s.par,
-            );
-            mm.requantize(&layer.wk, &layer.wv, &s.xb[..t_len * c], &mut s.act);
-            mm.product(
-                &mut s.v[..t_len * kvd],
-                &layer.wv,
-                t_len,
-                &s.act,
-                &mut s.par,
-            );
+            if t_len == 1 && MatMul::same_activations(&[&layer.wq, &layer.wk, &layer.wv]) {
+                // One token: the three products in one pool job.
+                mm.products1(
+                    [
+                        (&mut s.q[..qd], &layer.wq),
+                        (&mut s.k[..kvd], &layer.wk),
+                        (&mut s.v[..kvd], &layer.wv),
+                    ],
+                    &s.act,
+                );
+            } else {
+                mm.product(&mut s.q[..t_len * qd], &layer.wq, t_len, &s.act, &mut s.par);
+                mm.requantize(&layer.wq, &layer.wk, &s.xb[..t_len * c], &mut s.act);
+                mm.product(
+                    &mut s.k[..t_len * kvd],
+                    &layer.wk,
+                    t_len,
+                    &s.act,
+                    &mut s.par,
+                );
+                mm.requantize(&layer.wk, &layer.wv, &s.xb[..t_len * c], &mut s.act);
+                mm.product(
+                    &mut s.v[..t_len * kvd],
+                    &layer.wv,
+                    t_len,
+                    &s.act,
+                    &mut s.par,
+                );
+            }
 
             let layer_base = l * n_ctx * kvd;
             for t in 0..t_len {
@@ -415,21 +428,31 @@ impl<'m, 'a> Session<'m, 'a> {
                 rms_norm(xb, &x[t * c..(t + 1) * c], &layer.ffn_norm, cfg.rms_eps);
             });
             mm.quantize(&layer.w_gate, &s.xb[..t_len * c], &mut s.act);
-            mm.product(
-                &mut s.hb[..t_len * f],
-                &layer.w_gate,
-                t_len,
-                &s.act,
-                &mut s.par,
-            );
-            mm.requantize(&layer.w_gate, &layer.w_up, &s.xb[..t_len * c], &mut s.act);
-            mm.product(
-                &mut s.hb2[..t_len * f],
-                &layer.w_up,
-                t_len,
-                &s.act,
-                &mut s.par,
-            );
+            if t_len == 1 && MatMul::same_activations(&[&layer.w_gate, &layer.w_up]) {
+                mm.products1(
+                    [
+                        (&mut s.hb[..f], &layer.w_gate),
+                        (&mut s.hb2[..f], &layer.w_up),
+                    ],
+                    &s.act,
+                );
+            } else {
+                mm.product(
+                    &mut s.hb[..t_len * f],
+                    &layer.w_gate,
+                    t_len,
+                    &s.act,
+                    &mut s.par,
+                );
+                mm.requantize(&layer.w_gate, &layer.w_up, &s.xb[..t_len * c], &mut s.act);
+                mm.product(
+                    &mut s.hb2[..t_len * f],
+                    &layer.w_up,
+                    t_len,
+                    &s.act,
+                    &mut s.par,
+                );
+            }
             let up = &s.hb2;
             pool.for_each_chunk(&mut s.hb[..t_len * f], f, |t, g| {
                 kern.swiglu_ggml(g, &up[t * f..(t + 1) * f]);
@@ -520,6 +543,39 @@ impl MatMul<'_> {
         if prev.ty.info().vec_dot_type != wt.ty.info().vec_dot_type {
             self.quantize(wt, x, act);
         }
+    }
+
+    /// Whether the products of `ws` (same input width) read one quantization of the input.
+    fn same_activations(ws: &[&super::weights::Matrix<'_>]) -> bool {
+        let first = ws[0].ty.info().vec_dot_type;
+        ws.iter()
+            .all(|w| w.ty.info().vec_dot_type == first && w.cols == ws[0].cols)
+    }
+
+    /// `out_i (rows_i,) = W_i @ act` for one token whose activations are already quantized for
+    /// all of them ([`MatMul::same_activations`]): one pool job for the `N` products.
+    fn products1<const N: usize>(
+        &self,
+        products: [(&mut [f32], &super::weights::Matrix<'_>); N],
+        act: &[u8],
+    ) {
+        let n = products[0].1.cols;
+        let arb = products[0]
+            .1
+            .ty
+            .info()
+            .vec_dot_type
+            .row_bytes(n)
+            .expect("checked at load");
+        let mut group = products.map(|(out, wt)| MatVec {
+            ty: wt.ty,
+            packed: wt.packed.is_some(),
+            w: self.model.product_bytes(wt),
+            rows: wt.rows,
+            out,
+        });
+        self.k
+            .matvec_par_group(self.pool, &mut group, &act[..arb], n);
     }
 
     /// `out (T, rows) = W @ act` for activations already quantized by [`MatMul::quantize`]: the
