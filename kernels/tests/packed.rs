@@ -248,7 +248,7 @@ fn grouped_matvecs_equal_the_single_products_for_any_thread_count() {
     let k = Kernels::best();
     // A packed Q4_0 matrix, a row-major Q4_0 one and a packed Q8_0 one (all take Q8_0
     // activations), with row counts that split into several work items or just one.
-    let (w0, p0) = matrix(&mut rng, Q4_0, 576, n);
+    let (_, p0) = matrix(&mut rng, Q4_0, 576, n);
     let (w1, _) = matrix(&mut rng, Q4_0, 48, n);
     let (_, p2) = matrix(&mut rng, Q8_0, 1536, n);
     let x = activations(&mut rng, 1, n, QuantType::Q8_0.row_bytes(n).unwrap());
