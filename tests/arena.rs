@@ -85,7 +85,9 @@ fn run(session: &mut Session<'_, '_>, prompt: &[u32], steps: usize) -> Vec<Vec<u
 fn exact_arena_works_and_one_byte_less_is_an_error() {
     let file = GgufFile::open(common::model_path()).unwrap();
     let model = Model::from_gguf(file.parse().unwrap()).unwrap();
-    let prompt = model.tokenizer.encode("The capital of France is", true, true);
+    let prompt = model
+        .tokenizer
+        .encode("The capital of France is", true, true);
     let mut storage = Vec::new();
     for (n_ctx, n_batch, n_threads) in [(64, 4, 1), (96, 200, 2)] {
         let params = SessionParams {
@@ -107,7 +109,9 @@ fn exact_arena_works_and_one_byte_less_is_an_error() {
 
         // One byte less: an error that names both sizes.
         let buf = arena(&mut storage, need - 1, 0);
-        let err = Session::new_in_arena(&model, params, buf).unwrap_err().to_string();
+        let err = Session::new_in_arena(&model, params, buf)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!("{} bytes", need - 1)) && err.contains(&format!("{need} bytes")),
             "{err}"
@@ -115,7 +119,9 @@ fn exact_arena_works_and_one_byte_less_is_an_error() {
 
         // A start that is not aligned for f32: an error, not a misaligned view.
         let buf = arena(&mut storage, need, 1);
-        let err = Session::new_in_arena(&model, params, buf).unwrap_err().to_string();
+        let err = Session::new_in_arena(&model, params, buf)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("aligned"), "{err}");
     }
     assert_eq!(SESSION_ARENA_ALIGN, 4);
@@ -157,4 +163,55 @@ fn arena_session_allocates_nothing_after_creation() {
         }
     });
     assert_eq!(n, 0, "{n} allocations while evaluating in an arena session");
+}
+
+/// `ingot plan` prints the bytes an arena needs; an arena of exactly the printed size works and one
+/// byte less does not, and its parts add up.
+#[test]
+fn ingot_plan_prints_the_exact_arena_size() {
+    let path = common::model_path();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(["plan", "-m", path.to_str().unwrap(), "--ctx", "200"])
+        .args(["--threads", "2", "--batch", "8"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no `{name}:` line in\n{text}"));
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let (kv, scratch, session) = (field("kv_cache"), field("scratch"), field("session"));
+    assert_eq!(kv + scratch, session);
+
+    let file = GgufFile::open(&path).unwrap();
+    let model = Model::from_gguf(file.parse().unwrap()).unwrap();
+    assert_eq!(field("weights"), model.weight_bytes());
+    assert_eq!(field("total"), model.weight_bytes() + session);
+    let params = SessionParams {
+        n_ctx: 200,
+        n_batch: 8,
+        n_threads: 2,
+    };
+    let mut storage = Vec::new();
+    let need = session as usize;
+    assert!(Session::new_in_arena(&model, params, arena(&mut storage, need - 1, 0)).is_err());
+    let mut s = Session::new_in_arena(&model, params, arena(&mut storage, need, 0)).unwrap();
+    let prompt = model.tokenizer.encode("Hello", true, true);
+    s.prefill(&prompt).unwrap();
+
+    // Bad sizes: a message, exit status 1.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(["plan", "-m", path.to_str().unwrap(), "--ctx", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
 }

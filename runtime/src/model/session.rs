@@ -169,6 +169,16 @@ pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
         .saturating_add(t.saturating_mul(act_row_bytes(&model.weights)))
 }
 
+/// Bytes of the f16 KV cache alone (keys and values of every layer at every position): the part
+/// of [`session_bytes`] that grows with `n_ctx`; the rest is scratch.
+pub fn kv_cache_bytes(model: &Model<'_>, params: SessionParams) -> usize {
+    let cfg = &model.config;
+    4usize
+        .saturating_mul(cfg.n_layer)
+        .saturating_mul(params.n_ctx)
+        .saturating_mul(cfg.kv_dim())
+}
+
 /// Largest quantized activation row any matrix product of the model needs.
 fn act_row_bytes(w: &Weights<'_>) -> usize {
     let mut m = w
