@@ -297,6 +297,15 @@ void ingot_session_free(struct ingot_session *session);
 // `session` is NULL or live.
 int32_t ingot_session_reset(struct ingot_session *session);
 
+// Keeps the first `n` cached tokens and forgets the rest, so evaluation continues at position `n`
+// (no-op when `n` is at least the cached count). Use it to reuse a common prefix between chat turns.
+// The logits are no longer available until the next evaluation. Not thread-safe on the same session.
+//
+// # Safety
+// `session` is NULL or live.
+int32_t ingot_session_truncate(struct ingot_session *session,
+                               size_t n);
+
 // Writes the number of tokens in the session's KV cache to `*n_out`. Not thread-safe on the same
 // session.
 //
@@ -428,6 +437,23 @@ int32_t ingot_detokenize(const struct ingot_model *model,
                          char *buf,
                          size_t buf_size,
                          size_t *len_out);
+
+// Copies the bytes `token` stands for into `buf[0..buf_size]` (no NUL: a piece may end inside a
+// multi-byte UTF-8 character that the next token completes, so write pieces out as bytes) and their
+// count into `*len_out`; `INGOT_ERR_BUFFER_TOO_SMALL` (with `*len_out` set) when `buf_size` is
+// smaller. Control tokens ("<|im_end|>") give no bytes unless `render_special`, as in
+// `ingot_detokenize`; the concatenated pieces of a sequence are exactly its detokenized bytes.
+// Thread-safe.
+//
+// # Safety
+// `model` is NULL or live; `buf` is NULL or writable for `buf_size` bytes; `len_out` is NULL or
+// writable.
+int32_t ingot_token_to_piece(const struct ingot_model *model,
+                             int32_t token,
+                             bool render_special,
+                             char *buf,
+                             size_t buf_size,
+                             size_t *len_out);
 
 // Renders `messages[0..n_messages]` with the model's own chat template (`tokenizer.chat_template`,
 // Jinja, rendered as Hugging Face transformers does; ChatML when the file has none), appending the

@@ -258,6 +258,25 @@ pub unsafe extern "C" fn ingot_session_reset(session: *mut ingot_session) -> i32
     })
 }
 
+/// Keeps the first `n` cached tokens and forgets the rest, so evaluation continues at position `n`
+/// (no-op when `n` is at least the cached count). Use it to reuse a common prefix between chat turns.
+/// The logits are no longer available until the next evaluation. Not thread-safe on the same session.
+///
+/// # Safety
+/// `session` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ingot_session_truncate(session: *mut ingot_session, n: usize) -> i32 {
+    boundary(|| {
+        // SAFETY: caller's contract.
+        let s = unsafe { mut_arg(session, "session") }?;
+        if n < s.session.pos() {
+            s.session.truncate(n);
+            s.has_logits = false;
+        }
+        Ok(())
+    })
+}
+
 /// Writes the number of tokens in the session's KV cache to `*n_out`. Not thread-safe on the same
 /// session.
 ///

@@ -110,6 +110,65 @@ pub unsafe extern "C" fn ingot_detokenize(
     })
 }
 
+/// Copies the bytes `token` stands for into `buf[0..buf_size]` (no NUL: a piece may end inside a
+/// multi-byte UTF-8 character that the next token completes, so write pieces out as bytes) and their
+/// count into `*len_out`; `INGOT_ERR_BUFFER_TOO_SMALL` (with `*len_out` set) when `buf_size` is
+/// smaller. Control tokens ("<|im_end|>") give no bytes unless `render_special`, as in
+/// `ingot_detokenize`; the concatenated pieces of a sequence are exactly its detokenized bytes.
+/// Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or live; `buf` is NULL or writable for `buf_size` bytes; `len_out` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn ingot_token_to_piece(
+    model: *const ingot_model,
+    token: i32,
+    render_special: bool,
+    buf: *mut c_char,
+    buf_size: usize,
+    len_out: *mut usize,
+) -> i32 {
+    boundary(|| {
+        // SAFETY: caller's contract.
+        let m = unsafe { ref_arg(model, "model") }?;
+        let tok = &m.model.tokenizer;
+        let n_vocab = m.model.config.n_vocab;
+        if token < 0 || token as usize >= n_vocab {
+            return Err(Fail::invalid(format!(
+                "token id {token} is outside the vocabulary of {n_vocab}"
+            )));
+        }
+        let id = token as u32;
+        let bytes = tok.token_bytes(id);
+        // Hidden without `render_special`: control tokens, and unknown ones, which the tokenizer
+        // does not flag publicly but `decode` leaves out (a shown token with bytes always decodes to
+        // something, U+FFFD at worst).
+        let shown = render_special
+            || bytes.is_empty()
+            || !tok.is_control(id) && !tok.decode(&[id], false).is_empty();
+        let bytes: &[u8] = if shown { bytes } else { &[] };
+        // SAFETY: caller's contract.
+        unsafe { write_out(len_out, bytes.len(), "len_out") }?;
+        if buf_size < bytes.len() {
+            return Err(Fail::new(
+                ingot_status::INGOT_ERR_BUFFER_TOO_SMALL,
+                format!("the piece has {} bytes, the buffer {buf_size}", bytes.len()),
+            ));
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if buf.is_null() {
+            return Err(Fail::null("buf"));
+        }
+        // SAFETY: non-NULL and writable for `buf_size >= len` bytes (caller's contract); `bytes`
+        // belongs to the model, not to the caller's buffer.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), bytes.len()) };
+        Ok(())
+    })
+}
+
 /// Renders `messages[0..n_messages]` with the model's own chat template (`tokenizer.chat_template`,
 /// Jinja, rendered as Hugging Face transformers does; ChatML when the file has none), appending the
 /// assistant prefix when `add_generation_prompt`. Copies the text and a NUL into `buf[0..buf_size]`

@@ -744,3 +744,93 @@ fn bad_files_and_buffers_are_errors() {
         ingot_model_free(m);
     }
 }
+
+#[test]
+fn pieces_concatenate_to_the_detokenized_text() {
+    let m = load();
+    let text = "<|im_start|>user\nnaïve 🎉 日本語<|im_end|>";
+    let ids = tokenize(m.ptr, text, true, true);
+    with_reference(|r| {
+        for special in [false, true] {
+            let mut all = Vec::new();
+            for &id in &ids {
+                let mut buf = [0 as c_char; 64];
+                let mut len = 0usize;
+                // SAFETY: 64 writable bytes.
+                let st = unsafe {
+                    ingot_token_to_piece(m.ptr, id, special, buf.as_mut_ptr(), 64, &mut len)
+                };
+                assert_eq!(st, OK, "{}", last_error());
+                all.extend(buf[..len].iter().map(|&c| c as u8));
+            }
+            let ids: Vec<u32> = ids.iter().map(|&t| t as u32).collect();
+            assert_eq!(
+                String::from_utf8(all).unwrap(),
+                r.tokenizer.decode(&ids, special)
+            );
+        }
+    });
+    let mut len = 0usize;
+    // SAFETY: a NULL buffer of size 0 asks for the length.
+    let st = unsafe { ingot_token_to_piece(m.ptr, ids[3], true, null_mut(), 0, &mut len) };
+    assert_eq!(st, SMALL);
+    assert!(len > 0);
+    // SAFETY: as above.
+    let st = unsafe { ingot_token_to_piece(m.ptr, -1, true, null_mut(), 0, &mut len) };
+    expect_err(st, INVALID, "-1");
+}
+
+#[test]
+fn truncate_reuses_a_prefix() {
+    let m = load();
+    let sp = ingot_session_params {
+        n_ctx: 64,
+        ..ingot_session_params_default()
+    };
+    let ids = tokenize(m.ptr, "One two three four five six", true, true);
+    let (a, b) = (session(m.ptr, &sp), session(m.ptr, &sp));
+    // SAFETY: live sessions from this test, readable ids.
+    unsafe {
+        // a: the whole prompt at once. b: the first half, a detour, back to the half, the rest.
+        assert_eq!(ingot_prefill(a, ids.as_ptr(), ids.len()), OK);
+        let h = ids.len() / 2;
+        assert_eq!(ingot_prefill(b, ids.as_ptr(), h), OK);
+        assert_eq!(ingot_prefill(b, ids.as_ptr(), 3), OK);
+        assert_eq!(ingot_session_truncate(b, h), OK);
+        let mut n = 0usize;
+        assert_eq!(ingot_session_n_past(b, &mut n), OK);
+        assert_eq!(n, h);
+        let (mut lp, mut nv) = (null(), 0usize);
+        expect_err(
+            ingot_session_logits(b, &mut lp, &mut nv),
+            STATE,
+            "no logits",
+        );
+        assert_eq!(ingot_prefill(b, ids.as_ptr().add(h), ids.len() - h), OK);
+        let (mut la, mut lb) = (null(), null());
+        assert_eq!(ingot_session_logits(a, &mut la, &mut nv), OK);
+        assert_eq!(ingot_session_logits(b, &mut lb, &mut nv), OK);
+        let (la, lb) = (
+            std::slice::from_raw_parts(la, nv),
+            std::slice::from_raw_parts(lb, nv),
+        );
+        // Same tokens at the same positions; batches split differently, so compare the argmax and
+        // closeness rather than bits.
+        let am = |l: &[f32]| {
+            l.iter()
+                .enumerate()
+                .max_by(|x, y| x.1.total_cmp(y.1))
+                .unwrap()
+                .0
+        };
+        assert_eq!(am(la), am(lb));
+        let max_diff = la
+            .iter()
+            .zip(lb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(max_diff < 1e-2, "{max_diff}");
+        ingot_session_free(a);
+        ingot_session_free(b);
+    }
+}
