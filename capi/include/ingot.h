@@ -455,6 +455,14 @@ int32_t ingot_token_to_piece(const struct ingot_model *model,
                              size_t buf_size,
                              size_t *len_out);
 
+// Writes to `*is_eog_out` whether `token` ends generation: EOS, EOT and the end-of-turn tokens
+// llama.cpp recognizes ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", ...), the set
+// `ingot_generate` stops at. Thread-safe.
+//
+// # Safety
+// `model` is NULL or live; `is_eog_out` is NULL or writable.
+int32_t ingot_token_is_eog(const struct ingot_model *model, int32_t token, bool *is_eog_out);
+
 // Renders `messages[0..n_messages]` with the model's own chat template (`tokenizer.chat_template`,
 // Jinja, rendered as Hugging Face transformers does; ChatML when the file has none), appending the
 // assistant prefix when `add_generation_prompt`. Copies the text and a NUL into `buf[0..buf_size]`

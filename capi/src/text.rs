@@ -169,6 +169,33 @@ pub unsafe extern "C" fn ingot_token_to_piece(
     })
 }
 
+/// Writes to `*is_eog_out` whether `token` ends generation: EOS, EOT and the end-of-turn tokens
+/// llama.cpp recognizes ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", ...), the set
+/// `ingot_generate` stops at. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or live; `is_eog_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ingot_token_is_eog(
+    model: *const ingot_model,
+    token: i32,
+    is_eog_out: *mut bool,
+) -> i32 {
+    boundary(|| {
+        // SAFETY: caller's contract.
+        let m = unsafe { ref_arg(model, "model") }?;
+        let n_vocab = m.model.config.n_vocab;
+        if token < 0 || token as usize >= n_vocab {
+            return Err(Fail::invalid(format!(
+                "token id {token} is outside the vocabulary of {n_vocab}"
+            )));
+        }
+        let eog = m.model.tokenizer.is_eog(token as u32);
+        // SAFETY: caller's contract.
+        unsafe { write_out(is_eog_out, eog, "is_eog_out") }
+    })
+}
+
 /// Renders `messages[0..n_messages]` with the model's own chat template (`tokenizer.chat_template`,
 /// Jinja, rendered as Hugging Face transformers does; ChatML when the file has none), appending the
 /// assistant prefix when `add_generation_prompt`. Copies the text and a NUL into `buf[0..buf_size]`

@@ -834,3 +834,20 @@ fn truncate_reuses_a_prefix() {
         ingot_session_free(b);
     }
 }
+
+#[test]
+fn end_of_generation_tokens_match_the_runtime() {
+    let m = load();
+    with_reference(|r| {
+        for id in 0..r.config.n_vocab as i32 {
+            let mut eog = false;
+            // SAFETY: live model, writable bool.
+            assert_eq!(unsafe { ingot_token_is_eog(m.ptr, id, &mut eog) }, OK);
+            assert_eq!(eog, r.tokenizer.is_eog(id as u32), "{id}");
+        }
+    });
+    let mut eog = false;
+    // SAFETY: as above.
+    let st = unsafe { ingot_token_is_eog(m.ptr, 49152, &mut eog) };
+    expect_err(st, INVALID, "49152");
+}
