@@ -22,6 +22,16 @@ pub struct ingot_model {
     _file: Option<GgufFile>,
 }
 
+// The header promises that a model may be used from many threads at once and that sessions and
+// samplers may move between threads: the compiler checks both.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    const fn movable<T: Send>() {}
+    shared::<ingot_model>();
+    movable::<crate::ingot_session>();
+    movable::<crate::ingot_sampler>();
+};
+
 /// What `ingot_model_get_info` reports about a model. Append-only.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -176,10 +176,8 @@ fn versions_and_info() {
     };
     assert_eq!(st, OK);
     // SAFETY: NUL-terminated by the call.
-    assert_eq!(
-        unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap(),
-        "llama"
-    );
+    let arch = unsafe { CStr::from_ptr(buf.as_ptr()) };
+    assert_eq!(arch.to_str().unwrap(), "llama");
     assert_eq!(len, 5);
     // Too small (5 bytes, no room for the NUL): the length needed and an error.
     let mut len = 0usize;
@@ -518,7 +516,7 @@ fn step_by_step_equals_generate_and_errors_are_clean() {
     };
     let (se, sa) = (session(m.ptr, &sp), sampler(m.ptr, &greedy));
     let mut tok = 0i32;
-    // SAFETY (all calls below): live handles from this test, readable inputs, writable outputs.
+    // SAFETY: all calls below get live handles from this test, readable inputs, writable outputs.
     unsafe {
         expect_err(ingot_sample(sa, se, &mut tok), STATE, "ingot_prefill");
         let ids = tokenize(m.ptr, "Once upon a time", true, true);
@@ -526,7 +524,7 @@ fn step_by_step_equals_generate_and_errors_are_clean() {
         expect_err(ingot_prefill(se, null(), 3), NULL, "tokens");
         let bad = [5, 1 << 30];
         expect_err(ingot_prefill(se, bad.as_ptr(), 2), INVALID, "1073741824");
-        let long = vec![1i32; 33];
+        let long = [1i32; 33];
         expect_err(ingot_prefill(se, long.as_ptr(), 33), FULL, "context of 32");
         let mut n_past = 99usize;
         assert_eq!(ingot_session_n_past(se, &mut n_past), OK);
@@ -631,10 +629,8 @@ fn arena_exact_size_works_one_byte_less_fails() {
     };
     let mut need = 0usize;
     // SAFETY: live model, readable params, writable size.
-    assert_eq!(
-        unsafe { ingot_session_arena_size(m.ptr, &sp, &mut need) },
-        OK
-    );
+    let st = unsafe { ingot_session_arena_size(m.ptr, &sp, &mut need) };
+    assert_eq!(st, OK);
     let want = with_reference(|r| {
         session_bytes(
             r,
@@ -687,7 +683,7 @@ fn arena_exact_size_works_one_byte_less_fails() {
 #[test]
 fn bad_files_and_buffers_are_errors() {
     let mut m = null_mut();
-    // SAFETY (all calls): readable inputs, writable outputs.
+    // SAFETY: every call gets readable inputs and writable outputs.
     unsafe {
         expect_err(ingot_model_load_file(null(), &mut m), NULL, "path");
         expect_err(
