@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Print a model's architecture, hyperparameters, tokenizer and tensor table.
     Info(InfoArgs),
+    /// Print the exact memory a session needs: weights (mapped), KV cache and scratch, in bytes.
+    Plan(PlanArgs),
     /// Continue a raw-text prompt (no chat template); the generated text streams to stdout.
     Generate(GenerateArgs),
     /// Chat with a model using its own chat template (interactive, or one user turn per stdin line).
@@ -101,6 +103,27 @@ pub struct BenchArgs {
     /// (weight bytes per token / bandwidth).
     #[arg(long)]
     pub roofline: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Example: ingot plan -m models/SmolLM2-135M-Instruct.Q4_1.gguf --ctx 512
+The `session` line is exactly what ingot_session_arena_size() returns in the C ABI: a caller-owned
+arena of that many bytes (ingot_session_new_in_arena) holds the whole session; one byte less is refused.
+Weights are not copied: they are read from the memory-mapped file (or the caller's buffer).")]
+pub struct PlanArgs {
+    /// GGUF model file.
+    #[arg(short = 'm', long)]
+    pub model: PathBuf,
+    /// Context length (tokens the KV cache holds).
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+    /// Threads (each has its own attention scratch).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Most tokens evaluated in one batch (clamped to --ctx).
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
 }
 
 #[derive(Args, Debug)]
@@ -249,6 +272,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Info(a) => commands::info::run(&a),
+        Command::Plan(a) => commands::plan::run(&a),
         Command::Generate(a) => commands::generate::run(&a),
         Command::Chat(a) => commands::chat::run(&a),
         Command::Tokenize(a) => commands::tokenize::run_tokenize(&a),

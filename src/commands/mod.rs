@@ -7,6 +7,7 @@ pub mod convert;
 pub mod generate;
 pub mod info;
 pub mod perplexity;
+pub mod plan;
 pub mod plot;
 pub mod tokenize;
 pub mod train;

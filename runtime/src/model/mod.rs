@@ -9,7 +9,7 @@ mod session;
 pub mod weights;
 
 pub use config::{Config, LLAMA_LIKE};
-pub use session::{session_bytes, Session, SessionParams};
+pub use session::{kv_cache_bytes, session_bytes, Session, SessionParams, SESSION_ARENA_ALIGN};
 pub use weights::{Layer, Matrix, Weights};
 
 use crate::gguf::{keys, Gguf};

@@ -1,5 +1,7 @@
 //! A [`Session`]: one conversation's state (KV cache, position) and every buffer the forward pass
-//! needs, all allocated when the session is created. Evaluating tokens allocates nothing.
+//! needs, all allocated when the session is created ([`Session::new`]) or carved out of a caller's
+//! arena of exactly [`session_bytes`] bytes ([`Session::new_in_arena`]). Evaluating tokens allocates
+//! nothing.
 //!
 //! The forward pass follows llama.cpp's `llm_build_llama` graph operation by operation, with the same
 //! numerics where it costs nothing: activations are quantized to the weight type's `vec_dot_type`
@@ -11,6 +13,8 @@
 use super::ops::{llama_n_kv, rms_norm, rope_cache};
 use super::{Model, Weights};
 use crate::{Error, Result};
+use bytemuck::Pod;
+use core::ops::{Deref, DerefMut};
 use half::f16;
 use ingot_kernels::pool::MatVec;
 use ingot_kernels::{Kernels, QuantType, ThreadPool};
@@ -38,55 +42,142 @@ impl Default for SessionParams {
     }
 }
 
+/// One session buffer: owned by the session ([`Session::new`]) or a piece of the caller's arena
+/// ([`Session::new_in_arena`]). Either way the forward pass sees a slice.
+#[derive(Debug)]
+enum Buf<'m, T> {
+    Heap(Vec<T>),
+    Arena(&'m mut [T]),
+}
+
+impl<T> Deref for Buf<'_, T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            Buf::Heap(v) => v,
+            Buf::Arena(s) => s,
+        }
+    }
+}
+
+impl<T> DerefMut for Buf<'_, T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            Buf::Heap(v) => v,
+            Buf::Arena(s) => s,
+        }
+    }
+}
+
+/// Hands out zeroed buffers, from the heap or from the front of an arena.
+struct Carver<'m> {
+    /// `None`: allocate on the heap. `Some(rest)`: the part of the arena not handed out yet.
+    arena: Option<&'m mut [u8]>,
+}
+
+impl<'m> Carver<'m> {
+    /// A zeroed buffer of `n` elements. In an arena, the next `n * size_of::<T>()` bytes, which must be
+    /// aligned for `T`: [`Session::new_in_arena`] checks the arena's size and alignment up front and
+    /// takes the buffers in order of decreasing alignment (f32, f16, u8), so this holds.
+    fn take<T: Pod>(&mut self, n: usize) -> Result<Buf<'m, T>> {
+        let Some(rest) = self.arena.take() else {
+            return Ok(Buf::Heap(vec![T::zeroed(); n]));
+        };
+        let bytes = n * size_of::<T>();
+        if rest.len() < bytes {
+            return Err(Error::Request {
+                what: "session arena exhausted (internal: plan and layout disagree)".into(),
+            });
+        }
+        let (head, tail) = rest.split_at_mut(bytes);
+        self.arena = Some(tail);
+        let s: &mut [T] = bytemuck::try_cast_slice_mut(head).map_err(|e| Error::Request {
+            what: format!("session arena is misaligned for its buffers: {e}"),
+        })?;
+        s.fill(T::zeroed());
+        Ok(Buf::Arena(s))
+    }
+}
+
 /// Per-layer key and value cache, f16. Keys are laid out `[L][S][Hkv*D]`, values transposed
 /// `[L][Hkv*D][S]` as llama.cpp stores them without flash attention, so that each output
 /// element of attention is one contiguous f16 dot product over the cached positions.
 #[derive(Debug)]
-struct KvCache {
-    k: Vec<f16>,
-    vt: Vec<f16>,
+struct KvCache<'m> {
+    k: Buf<'m, f16>,
+    vt: Buf<'m, f16>,
 }
 
 /// Scratch buffers for a batch of up to `n_batch` tokens (T below).
 #[derive(Debug)]
-struct Scratch {
-    x: Vec<f32>,            // (T, C) residual stream
-    xb: Vec<f32>,           // (T, C) normalized input of a sub-layer
-    q: Vec<f32>,            // (T, H*D)
-    k: Vec<f32>,            // (T, Hkv*D)
-    v: Vec<f32>,            // (T, Hkv*D)
-    att_out: Vec<f32>,      // (T, H*D)
-    proj: Vec<f32>,         // (T, C) output of wo / w_down
-    hb: Vec<f32>,           // (T, F) gate, then silu(gate) * up
-    hb2: Vec<f32>,          // (T, F) up
-    attn: Vec<AttnScratch>, // one per pool thread
-    rope: Vec<f32>,         // (n_rot,) cos/sin pairs for one position
-    act: Vec<u8>,           // (T, bytes of one quantized activation row of the widest input)
-    logits: Vec<f32>,       // (T, V) or (1, V)
-    par: Vec<f32>,          // (T, max(C, F, H*D)) per-thread blocks of a threaded batched product
+struct Scratch<'m> {
+    x: Buf<'m, f32>,            // (T, C) residual stream
+    xb: Buf<'m, f32>,           // (T, C) normalized input of a sub-layer
+    q: Buf<'m, f32>,            // (T, H*D)
+    k: Buf<'m, f32>,            // (T, Hkv*D)
+    v: Buf<'m, f32>,            // (T, Hkv*D)
+    att_out: Buf<'m, f32>,      // (T, H*D)
+    proj: Buf<'m, f32>,         // (T, C) output of wo / w_down
+    hb: Buf<'m, f32>,           // (T, F) gate, then silu(gate) * up
+    hb2: Buf<'m, f32>,          // (T, F) up
+    attn: Vec<AttnScratch<'m>>, // one per pool thread
+    rope: Buf<'m, f32>,         // (n_rot,) cos/sin pairs for one position
+    act: Buf<'m, u8>,           // (T, bytes of one quantized activation row of the widest input)
+    logits: Buf<'m, f32>,       // (T, V) or (1, V)
+    par: Buf<'m, f32>, // (T, max(C, F, H*D)) per-thread blocks of a threaded batched product
 }
 
 /// One thread's scratch for attention heads.
 #[derive(Debug)]
-struct AttnScratch {
-    scores: Vec<f32>, // (S,) attention scores of one head
-    q16: Vec<f16>,    // (D,) one query head in f16
-    p16: Vec<f16>,    // (S,) attention probabilities in f16
+struct AttnScratch<'m> {
+    scores: Buf<'m, f32>, // (S,) attention scores of one head
+    q16: Buf<'m, f16>,    // (D,) one query head in f16
+    p16: Buf<'m, f16>,    // (S,) attention probabilities in f16
 }
 
-/// Bytes a session with `params` allocates for `model` (KV cache plus scratch), so callers can plan.
+/// Alignment [`Session::new_in_arena`] requires of the arena's first byte (that of `f32`). Kernels
+/// use unaligned loads, but a 64-byte aligned arena keeps every buffer on cache lines.
+pub const SESSION_ARENA_ALIGN: usize = align_of::<f32>();
+
+/// Bytes of the KV cache plus scratch of a session with `params` for `model`, with `n_batch` clamped
+/// to `n_ctx` as [`Session::new`] does: exactly the arena [`Session::new_in_arena`] needs, and what
+/// [`Session::new`] allocates besides the thread pool's bookkeeping (thread handles, a few hundred
+/// bytes). Saturates instead of overflowing for sizes `Session::new` would refuse.
 pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
     let cfg = &model.config;
-    let t = params.n_batch;
-    let kv = 2 * cfg.n_layer * params.n_ctx * cfg.kv_dim() * 2;
+    let t = params.n_batch.min(params.n_ctx);
     let n_threads = params.n_threads.max(1);
-    let f32s = t * (3 * cfg.n_embd + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.n_ff)
-        + n_threads * params.n_ctx
-        + cfg.n_rot
-        + t * cfg.n_vocab;
-    let f32s = f32s + t * cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim());
-    let f16s = n_threads * (cfg.head_dim + params.n_ctx);
-    kv + 4 * f32s + 2 * f16s + t * act_row_bytes(&model.weights)
+    let (s, d) = (params.n_ctx, cfg.head_dim);
+    let f32s = [
+        t.saturating_mul(3 * cfg.n_embd + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.n_ff),
+        n_threads.saturating_mul(s),
+        cfg.n_rot,
+        t.saturating_mul(cfg.n_vocab),
+        t.saturating_mul(cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim())),
+    ];
+    let f16s = [
+        // K and V^T caches.
+        2usize
+            .saturating_mul(cfg.n_layer)
+            .saturating_mul(s)
+            .saturating_mul(cfg.kv_dim()),
+        n_threads.saturating_mul(d.saturating_add(s)),
+    ];
+    let f32s = f32s.iter().fold(0usize, |a, &b| a.saturating_add(b));
+    let f16s = f16s.iter().fold(0usize, |a, &b| a.saturating_add(b));
+    f32s.saturating_mul(4)
+        .saturating_add(f16s.saturating_mul(2))
+        .saturating_add(t.saturating_mul(act_row_bytes(&model.weights)))
+}
+
+/// Bytes of the f16 KV cache alone (keys and values of every layer at every position): the part
+/// of [`session_bytes`] that grows with `n_ctx`; the rest is scratch.
+pub fn kv_cache_bytes(model: &Model<'_>, params: SessionParams) -> usize {
+    let cfg = &model.config;
+    4usize
+        .saturating_mul(cfg.n_layer)
+        .saturating_mul(params.n_ctx)
+        .saturating_mul(cfg.kv_dim())
 }
 
 /// Largest quantized activation row any matrix product of the model needs.
@@ -107,15 +198,51 @@ fn act_row_bytes(w: &Weights<'_>) -> usize {
     m
 }
 
+/// Checks `params` and returns them with `n_batch` clamped to `n_ctx`.
+fn checked_params(model: &Model<'_>, params: SessionParams) -> Result<SessionParams> {
+    if params.n_ctx == 0 || params.n_batch == 0 {
+        return Err(Error::Request {
+            what: "context and batch sizes must be at least 1".into(),
+        });
+    }
+    if params.n_ctx > 1 << 24 || params.n_batch > 1 << 16 {
+        return Err(Error::Request {
+            what: format!(
+                "context {} / batch {} too large",
+                params.n_ctx, params.n_batch
+            ),
+        });
+    }
+    if params.n_threads == 0 || params.n_threads > 256 {
+        return Err(Error::Request {
+            what: format!("thread count {} must be in 1..=256", params.n_threads),
+        });
+    }
+    let cfg = &model.config;
+    cfg.n_layer
+        .checked_mul(params.n_ctx)
+        .and_then(|n| n.checked_mul(cfg.kv_dim()))
+        .and_then(|n| n.checked_mul(4))
+        .ok_or_else(|| Error::Request {
+            what: "KV cache size overflows".into(),
+        })?;
+    Ok(SessionParams {
+        n_batch: params.n_batch.min(params.n_ctx),
+        ..params
+    })
+}
+
 /// The state of one sequence being evaluated by a model.
+///
+/// `'m` bounds both the borrow of the model and, for [`Session::new_in_arena`], of the arena.
 #[derive(Debug)]
 pub struct Session<'m, 'a> {
     model: &'m Model<'a>,
     params: SessionParams,
     /// Tokens already in the KV cache.
     pos: usize,
-    kv: KvCache,
-    s: Scratch,
+    kv: KvCache<'m>,
+    s: Scratch<'m>,
     act_stride: usize,
     kernels: Kernels,
     pool: ThreadPool,
@@ -124,67 +251,116 @@ pub struct Session<'m, 'a> {
 impl<'m, 'a> Session<'m, 'a> {
     /// Allocates a session for `model`. Errors if the sizes are zero or the buffers would not fit in memory.
     pub fn new(model: &'m Model<'a>, params: SessionParams) -> Result<Session<'m, 'a>> {
-        let cfg = &model.config;
-        if params.n_ctx == 0 || params.n_batch == 0 {
-            return Err(Error::Request {
-                what: "context and batch sizes must be at least 1".into(),
-            });
-        }
-        if params.n_ctx > 1 << 24 || params.n_batch > 1 << 16 {
+        Self::build(model, params, Carver { arena: None })
+    }
+
+    /// A session whose KV cache and scratch are carved out of `arena`, which must hold at least
+    /// [`session_bytes`]`(model, params)` bytes and start at a multiple of [`SESSION_ARENA_ALIGN`];
+    /// bytes past that size are left alone. Evaluating tokens then touches no other memory than the
+    /// arena, the model and the session value itself. Creating it still allocates the thread pool's
+    /// bookkeeping and a table of `n_threads` per-thread slices (a few hundred bytes) on the heap.
+    /// A smaller or misaligned arena is [`Error::Request`] naming both sizes.
+    pub fn new_in_arena(
+        model: &'m Model<'a>,
+        params: SessionParams,
+        arena: &'m mut [u8],
+    ) -> Result<Session<'m, 'a>> {
+        let p = checked_params(model, params)?;
+        let need = session_bytes(model, p);
+        if arena.len() < need {
             return Err(Error::Request {
                 what: format!(
-                    "context {} / batch {} too large",
-                    params.n_ctx, params.n_batch
+                    "session arena of {} bytes is too small: n_ctx {}, n_batch {}, n_threads {} need {need} bytes",
+                    arena.len(),
+                    p.n_ctx,
+                    p.n_batch,
+                    p.n_threads
                 ),
             });
         }
-        let t = params.n_batch.min(params.n_ctx);
-        if params.n_threads == 0 || params.n_threads > 256 {
+        if !(arena.as_ptr() as usize).is_multiple_of(SESSION_ARENA_ALIGN) {
             return Err(Error::Request {
-                what: format!("thread count {} must be in 1..=256", params.n_threads),
+                what: format!(
+                    "session arena at {:p} is not aligned to {SESSION_ARENA_ALIGN} bytes",
+                    arena.as_ptr()
+                ),
             });
         }
-        let params = SessionParams {
-            n_batch: t,
-            ..params
-        };
-        let kv_len = cfg
-            .n_layer
-            .checked_mul(params.n_ctx)
-            .and_then(|n| n.checked_mul(cfg.kv_dim()))
-            .ok_or_else(|| Error::Request {
-                what: "KV cache size overflows".into(),
-            })?;
+        Self::build(
+            model,
+            p,
+            Carver {
+                arena: Some(&mut arena[..need]),
+            },
+        )
+    }
+
+    /// The arena [`Session::new_in_arena`] needs: [`session_bytes`], after checking `params` as
+    /// [`Session::new`] does.
+    pub fn arena_bytes(model: &Model<'_>, params: SessionParams) -> Result<usize> {
+        Ok(session_bytes(model, checked_params(model, params)?))
+    }
+
+    /// Plans and obtains every buffer; the order of `take`s (f32s, then f16s, then bytes) is the
+    /// arena layout, and together they are exactly [`session_bytes`].
+    fn build(
+        model: &'m Model<'a>,
+        params: SessionParams,
+        mut mem: Carver<'m>,
+    ) -> Result<Session<'m, 'a>> {
+        let params = checked_params(model, params)?;
+        let cfg = &model.config;
+        let t = params.n_batch;
+        let kv_len = cfg.n_layer * params.n_ctx * cfg.kv_dim();
         let act_stride = act_row_bytes(&model.weights);
+        let x = mem.take(t * cfg.n_embd)?;
+        let xb = mem.take(t * cfg.n_embd)?;
+        let q = mem.take(t * cfg.q_dim())?;
+        let k = mem.take(t * cfg.kv_dim())?;
+        let v = mem.take(t * cfg.kv_dim())?;
+        let att_out = mem.take(t * cfg.q_dim())?;
+        let proj = mem.take(t * cfg.n_embd)?;
+        let hb = mem.take(t * cfg.n_ff)?;
+        let hb2 = mem.take(t * cfg.n_ff)?;
+        let rope = mem.take(cfg.n_rot)?;
+        let logits = mem.take(t * cfg.n_vocab)?;
+        let par = mem.take(t * cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim()))?;
+        let mut scores = Vec::with_capacity(params.n_threads);
+        for _ in 0..params.n_threads {
+            scores.push(mem.take::<f32>(params.n_ctx)?);
+        }
+        let kv = KvCache {
+            k: mem.take(kv_len)?,
+            vt: mem.take(kv_len)?,
+        };
+        let mut attn = Vec::with_capacity(params.n_threads);
+        for scores in scores {
+            attn.push(AttnScratch {
+                scores,
+                q16: mem.take(cfg.head_dim)?,
+                p16: mem.take(params.n_ctx)?,
+            });
+        }
+        let act = mem.take(t * act_stride)?;
         let s = Scratch {
-            x: vec![0.0; t * cfg.n_embd],
-            xb: vec![0.0; t * cfg.n_embd],
-            q: vec![0.0; t * cfg.q_dim()],
-            k: vec![0.0; t * cfg.kv_dim()],
-            v: vec![0.0; t * cfg.kv_dim()],
-            att_out: vec![0.0; t * cfg.q_dim()],
-            proj: vec![0.0; t * cfg.n_embd],
-            hb: vec![0.0; t * cfg.n_ff],
-            hb2: vec![0.0; t * cfg.n_ff],
-            attn: (0..params.n_threads)
-                .map(|_| AttnScratch {
-                    scores: vec![0.0; params.n_ctx],
-                    q16: vec![f16::ZERO; cfg.head_dim],
-                    p16: vec![f16::ZERO; params.n_ctx],
-                })
-                .collect(),
-            rope: vec![0.0; cfg.n_rot],
-            act: vec![0; t * act_stride],
-            logits: vec![0.0; t * cfg.n_vocab],
-            par: vec![0.0; t * cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim())],
+            x,
+            xb,
+            q,
+            k,
+            v,
+            att_out,
+            proj,
+            hb,
+            hb2,
+            attn,
+            rope,
+            act,
+            logits,
+            par,
         };
         let pool = ThreadPool::new(params.n_threads).map_err(|e| Error::Request {
             what: format!("cannot start {} threads: {e}", params.n_threads),
         })?;
-        let kv = KvCache {
-            k: vec![f16::ZERO; kv_len],
-            vt: vec![f16::ZERO; kv_len],
-        };
         let kernels = Kernels::best();
         Ok(Session {
             model,
@@ -216,6 +392,12 @@ impl<'m, 'a> Session<'m, 'a> {
     /// The sizes this session was created with (`n_batch` clamped to `n_ctx`).
     pub fn params(&self) -> SessionParams {
         self.params
+    }
+
+    /// The logits (V,) of the last token evaluated by [`Session::prefill`] or [`Session::decode`]
+    /// (what they returned); zeros before the first evaluation.
+    pub fn logits(&self) -> &[f32] {
+        &self.s.logits[..self.model.config.n_vocab]
     }
 
     /// Forgets all tokens (the buffers are kept).

@@ -1,0 +1,42 @@
+//! `ingot plan`: the exact memory a session needs, in bytes, before anything is allocated: the
+//! weights (mapped from the file, not copied), the f16 KV cache and the scratch buffers. The session
+//! total is what `ingot_session_arena_size` returns and what `Session::new_in_arena` needs.
+
+use super::{load_model, open};
+use crate::PlanArgs;
+use anyhow::Result;
+use ingot_runtime::model::{kv_cache_bytes, Session, SessionParams};
+
+pub fn run(a: &PlanArgs) -> Result<()> {
+    let file = open(&a.model)?;
+    let model = load_model(&file)?;
+    let params = SessionParams {
+        n_ctx: a.ctx,
+        n_batch: a.batch,
+        n_threads: a.threads,
+    };
+    // Checks the sizes exactly as creating the session would.
+    let session = Session::arena_bytes(&model, params)?;
+    let kv = kv_cache_bytes(&model, params);
+    let weights = model.weight_bytes();
+    let file_bytes = file.bytes().len() as u64;
+    let c = &model.config;
+    println!("model:    {}", file.path());
+    println!(
+        "params:   ctx {} batch {} threads {}",
+        a.ctx,
+        a.batch.min(a.ctx),
+        a.threads
+    );
+    println!("weights:  {weights} bytes (mapped, of a {file_bytes}-byte file; not copied)");
+    println!(
+        "kv_cache: {kv} bytes (f16 K and V: {} layers x {} positions x {} x 2)",
+        c.n_layer,
+        a.ctx,
+        c.kv_dim()
+    );
+    println!("scratch:  {} bytes", session - kv);
+    println!("session:  {session} bytes (kv_cache + scratch = ingot_session_arena_size)");
+    println!("total:    {} bytes", weights + session as u64);
+    Ok(())
+}
