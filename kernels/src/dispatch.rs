@@ -345,10 +345,47 @@ impl Kernels {
         use crate::sgemm::{drive, Scalar};
         match self.backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512(t) => drive(t, pool, scratch, accumulate, m, n, k, a, b, c, ldc),
+            Backend::Avx512(t) => drive(t, Some(pool), scratch, accumulate, m, n, k, a, b, c, ldc),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(t) => drive(t, pool, scratch, accumulate, m, n, k, a, b, c, ldc),
-            _ => drive(Scalar, pool, scratch, accumulate, m, n, k, a, b, c, ldc),
+            Backend::Avx2(t) => drive(t, Some(pool), scratch, accumulate, m, n, k, a, b, c, ldc),
+            _ => drive(
+                Scalar,
+                Some(pool),
+                scratch,
+                accumulate,
+                m,
+                n,
+                k,
+                a,
+                b,
+                c,
+                ldc,
+            ),
+        }
+    }
+
+    /// [`Kernels::sgemm`] on the calling thread alone (for products inside a pool's work item,
+    /// e.g. one attention head); the same bits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm_serial(
+        &self,
+        scratch: &mut crate::SgemmScratch,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: crate::MatRef<'_>,
+        b: crate::MatRef<'_>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        use crate::sgemm::{drive, Scalar};
+        match self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(t) => drive(t, None, scratch, accumulate, m, n, k, a, b, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(t) => drive(t, None, scratch, accumulate, m, n, k, a, b, c, ldc),
+            _ => drive(Scalar, None, scratch, accumulate, m, n, k, a, b, c, ldc),
         }
     }
 }

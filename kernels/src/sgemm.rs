@@ -33,8 +33,10 @@ const MB: usize = 1536;
 /// A work item of the compute phase covers this many A micro-panels by this many B micro-panels.
 const ITEM_M_PANELS: usize = 8;
 const ITEM_N_PANELS: usize = 4;
-/// The largest `MR * NR` of any micro-kernel (the edge-tile buffer).
-const MAX_TILE: usize = 12 * 32;
+/// The largest `MR`, `NR` and `MR * NR` of any micro-kernel (packing and the edge-tile buffer).
+const MAX_MR: usize = 12;
+const MAX_NR: usize = 32;
+const MAX_TILE: usize = MAX_MR * MAX_NR;
 
 /// A read-only matrix view: element `(r, c)` is `data[r * rs + c * cs]`. A row-major `(rows, ld)`
 /// buffer is `MatRef::new(data, ld, 1)`; its transpose is `MatRef::new(data, 1, ld)`.
@@ -227,12 +229,13 @@ impl SendPtr {
     }
 }
 
-/// Runs `f(item)` for every `item < n_items`, each exactly once, over the pool.
-fn par_items(pool: &ThreadPool, n_items: usize, f: impl Fn(usize) + Sync) {
-    if pool.n_threads() == 1 || n_items <= 1 {
+/// Runs `f(item)` for every `item < n_items`, each exactly once, over the pool (`None`: on the
+/// calling thread).
+fn par_items(pool: Option<&ThreadPool>, n_items: usize, f: impl Fn(usize) + Sync) {
+    let Some(pool) = pool.filter(|p| p.n_threads() > 1 && n_items > 1) else {
         (0..n_items).for_each(f);
         return;
-    }
+    };
     let next = AtomicUsize::new(0);
     pool.run(&|_, _| loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -258,10 +261,14 @@ fn pack_a(
         dst.iter_mut().for_each(|x| *x = 0.0);
     }
     if a.cs == 1 {
-        for i in 0..mr {
-            let row = &a.data[(i0 + i) * a.rs + p0..][..kc];
-            for (d, &x) in dst[i..].iter_mut().step_by(big_mr).zip(row) {
-                *d = x;
+        // Rows of A are contiguous: read the mr rows side by side, write the panel in order.
+        let mut rows = [&a.data[..0]; MAX_MR];
+        for (i, row) in rows.iter_mut().enumerate().take(mr) {
+            *row = &a.data[(i0 + i) * a.rs + p0..][..kc];
+        }
+        for (p, d) in dst.chunks_exact_mut(big_mr).enumerate() {
+            for (x, row) in d.iter_mut().zip(&rows[..mr]) {
+                *x = row[p];
             }
         }
     } else if a.rs == 1 {
@@ -297,10 +304,14 @@ fn pack_b(
             d[..nr].copy_from_slice(&b.data[(p0 + p) * b.rs + j0..][..nr]);
         }
     } else if b.rs == 1 {
-        for j in 0..nr {
-            let col = &b.data[(j0 + j) * b.cs + p0..][..kc];
-            for (d, &x) in dst[j..].iter_mut().step_by(big_nr).zip(col) {
-                *d = x;
+        // Columns of B are contiguous: read the nr columns side by side, write the panel in order.
+        let mut cols = [&b.data[..0]; MAX_NR];
+        for (j, col) in cols.iter_mut().enumerate().take(nr) {
+            *col = &b.data[(j0 + j) * b.cs + p0..][..kc];
+        }
+        for (p, d) in dst.chunks_exact_mut(big_nr).enumerate() {
+            for (x, col) in d.iter_mut().zip(&cols[..nr]) {
+                *x = col[p];
             }
         }
     } else {
@@ -317,7 +328,7 @@ fn pack_b(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn drive<K: MicroKernel>(
     kern: K,
-    pool: &ThreadPool,
+    pool: Option<&ThreadPool>,
     scratch: &mut SgemmScratch,
     accumulate: bool,
     m: usize,
@@ -330,7 +341,7 @@ pub(crate) fn drive<K: MicroKernel>(
 ) {
     check(m, n, k, &a, &b, c, ldc);
     let (mr, nr) = (K::MR, K::NR);
-    assert!(mr * nr <= MAX_TILE && MB.is_multiple_of(mr) && NC.is_multiple_of(nr));
+    assert!(mr <= MAX_MR && nr <= MAX_NR && MB.is_multiple_of(mr) && NC.is_multiple_of(nr));
     if m == 0 || n == 0 {
         return;
     }

@@ -2,8 +2,8 @@
 //! element is one fused multiply-add chain over `k` on every path), and the reference against an f64
 //! product within the FMA-chain error bound. Sizes cover 1..=70 in each dimension, the micro-tile
 //! edges (4, 6, 12, 16, 32 and neighbours) and the cache-block edges (`KC`, the row and column
-//! blocks); operands come plain, transposed and with general strides; 1, 2 and 3 threads must give
-//! the same bits; accumulation and `K = 0` are covered. Inputs from a seeded splitmix64.
+//! blocks); operands come plain, transposed and with general strides; 1, 2 and 3 threads and
+//! `sgemm_serial` must give the same bits; accumulation and `K = 0` are covered. Inputs from a seeded splitmix64.
 
 mod common;
 use common::{SplitMix64, U32};
@@ -80,6 +80,15 @@ fn check_all(
     let mut want = c0.clone();
     sgemm_reference(accumulate, m, n, k, a.view(), b.view(), &mut want, ldc);
     for kern in ks {
+        let mut scratch = SgemmScratch::default();
+        let mut got = c0.clone();
+        let (av, bv) = (a.view(), b.view());
+        kern.sgemm_serial(&mut scratch, accumulate, m, n, k, av, bv, &mut got, ldc);
+        assert!(
+            got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{} serial: ({m}, {n}, {k}) {sa:?} x {sb:?} acc {accumulate} differs from the reference",
+            kern.isa()
+        );
         for pool in pools {
             let mut scratch = SgemmScratch::default();
             let mut got = c0.clone();
