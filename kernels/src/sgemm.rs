@@ -5,10 +5,13 @@
 //! micro-kernel, `cpu/x86_64/{avx512,avx2}_sgemm.rs` the SIMD micro-kernels.
 //!
 //! Design (BLIS, Van Zee & van de Geijn 2015; the `gemm` and `matrixmultiply` crates): `K` is cut into
-//! blocks of [`KC`]; for each block, `A` is packed into `MR`-row micro-panels and `B` into `NR`-column
-//! micro-panels (element `p` of a panel's `MR`/`NR` values contiguous, zero-padded at the edges), both
-//! into reusable scratch ([`SgemmScratch`]); then a register-tiled micro-kernel computes each
-//! `MR x NR` tile of `C` from one A and one B micro-panel, keeping the whole tile in registers. Work
+//! blocks of [`KC`]; for each block, `A` is cut into `MR`-row micro-panels and `B` into `NR`-column
+//! micro-panels, and a register-tiled micro-kernel computes each `MR x NR` tile of `C` from one A and
+//! one B micro-panel, keeping the whole tile in registers. Panels the micro-kernel can read in place
+//! (whole panels of a row- or column-major `A`, of a `B` with contiguous rows) are not copied; the
+//! others (edges, zero-padded; a transposed `B`) are packed into reusable scratch
+//! ([`SgemmScratch`]) with step `p`'s `MR`/`NR` values contiguous. (For the trainer's small matrices
+//! packing `A` cost more than it saved.) Work
 //! items (packing panels, then blocks of tiles) are taken from an atomic counter by the pool's threads.
 //!
 //! Numerics, the same on every path: each element of `C` is **one fused multiply-add chain over `k` in
@@ -141,26 +144,32 @@ pub fn sgemm_reference(
     }
 }
 
+/// Where a micro-kernel reads its operands: `A[i][p]` at `a + i * a_rs + p * a_cs` (`i < MR`), and
+/// `B[p][0..NR]` contiguous at `b + p * b_rs`. A packed A panel has `a_rs = 1, a_cs = MR`, a packed B
+/// panel `b_rs = NR`; whole panels of a row- or column-major operand are read in place.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Panels {
+    pub a: *const f32,
+    pub a_rs: usize,
+    pub a_cs: usize,
+    pub b: *const f32,
+    pub b_rs: usize,
+}
+
 /// A register-tiled micro-kernel: one `MR x NR` tile of `C`.
 pub(crate) trait MicroKernel: Copy + Send + Sync {
     const MR: usize;
     const NR: usize;
 
-    /// `C[i][j] = fma chain over p of a[p * MR + i] * b[p * NR + j]`, starting from `C[i][j]` when
-    /// `load_c`, else from 0, for `i < MR`, `j < NR`; `C[i][j]` is at `c + i * ldc + j`.
+    /// `C[i][j] = fma chain over p < kc of A[i][p] * B[p][j]` (operands as [`Panels`] says),
+    /// starting from `C[i][j]` when `load_c`, else from 0, for `i < MR`, `j < NR`; `C[i][j]` is at
+    /// `c + i * ldc + j`.
     ///
     /// # Safety
-    /// `a` is valid for `kc * MR` reads, `b` for `kc * NR` reads, `c` for reads and writes of `MR`
-    /// rows of `NR` elements `ldc` apart, and the CPU has the implementor's target features.
-    unsafe fn tile(
-        self,
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load_c: bool,
-    );
+    /// Every `A[i][p]`, `B[p][j]` address above (`i < MR`, `j < NR`, `p < kc`) is valid for reads,
+    /// `c` for reads and writes of `MR` rows of `NR` elements `ldc` apart, and the CPU has the
+    /// implementor's target features.
+    unsafe fn tile(self, kc: usize, p: Panels, c: *mut f32, ldc: usize, load_c: bool);
 }
 
 /// The portable micro-kernel (`f32::mul_add`: an FMA instruction on aarch64 and on x86 built with
@@ -172,22 +181,7 @@ impl MicroKernel for Scalar {
     const MR: usize = 4;
     const NR: usize = 4;
 
-    unsafe fn tile(
-        self,
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load_c: bool,
-    ) {
-        // SAFETY: the caller guarantees kc * MR and kc * NR readable elements behind `a` and `b`.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a, kc * 4),
-                std::slice::from_raw_parts(b, kc * 4),
-            )
-        };
+    unsafe fn tile(self, kc: usize, p: Panels, c: *mut f32, ldc: usize, load_c: bool) {
         let mut acc = [[0f32; 4]; 4];
         if load_c {
             for (i, row) in acc.iter_mut().enumerate() {
@@ -197,16 +191,23 @@ impl MicroKernel for Scalar {
                 }
             }
         }
-        for (ap, bp) in a.chunks_exact(4).zip(b.chunks_exact(4)) {
-            for (row, &ai) in acc.iter_mut().zip(ap) {
-                for (x, &bj) in row.iter_mut().zip(bp) {
+        for k in 0..kc {
+            // SAFETY: k < kc, i < MR, j < NR: addresses the caller guarantees (see `Panels`).
+            let (a, b) = unsafe {
+                (
+                    [0, 1, 2, 3].map(|i| *p.a.add(i * p.a_rs + k * p.a_cs)),
+                    [0, 1, 2, 3].map(|j| *p.b.add(k * p.b_rs + j)),
+                )
+            };
+            for (row, &ai) in acc.iter_mut().zip(&a) {
+                for (x, &bj) in row.iter_mut().zip(&b) {
                     *x = ai.mul_add(bj, *x);
                 }
             }
         }
         for (i, row) in acc.iter().enumerate() {
             for (j, &x) in row.iter().enumerate() {
-                // SAFETY: as above.
+                // SAFETY: as for the loads of C.
                 unsafe { *c.add(i * ldc + j) = x };
             }
         }
@@ -364,36 +365,56 @@ pub(crate) fn drive<K: MicroKernel>(
     let pa = SendPtr(scratch.a.as_mut_ptr());
     let pb = SendPtr(scratch.b.as_mut_ptr());
     let pc = SendPtr(c.as_mut_ptr());
+    // Whole micro-panels of a row- or column-major A, and of a B with contiguous rows, are read in
+    // place; edge panels (zero-padded) and other strides are packed.
+    let a_in_place = a.cs == 1 || a.rs == 1;
+    let b_in_place = b.cs == 1;
     for j0 in (0..n).step_by(NC) {
         let nb = NC.min(n - j0);
         let n_bpanels = nb.div_ceil(nr);
+        let packs_b = |jp: usize| !b_in_place || nb - jp * nr < nr;
         for i0 in (0..m).step_by(MB) {
             let mb = MB.min(m - i0);
             let n_apanels = mb.div_ceil(mr);
+            let packs_a = |ip: usize| !a_in_place || mb - ip * mr < mr;
             for p0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - p0);
                 let load_c = accumulate || p0 > 0;
                 // Pack: items 0..n_apanels are A micro-panels, the rest B micro-panels.
-                par_items(pool, n_apanels + n_bpanels, |item| {
-                    if item < n_apanels {
-                        let i = item * mr;
-                        // SAFETY: panel `item` is scratch.a[item * kc * mr..][..kc * mr], inside a_len
-                        // (n_apanels * mr <= MB.min(m.next_multiple_of(mr)), kc <= KC.min(k)), and
-                        // disjoint from every other item's; scratch is exclusively borrowed here.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(pa.get().add(item * kc * mr), kc * mr)
-                        };
-                        pack_a(dst, &a, i0 + i, mr.min(mb - i), p0, kc, mr);
-                    } else {
-                        let jp = item - n_apanels;
-                        let j = jp * nr;
-                        // SAFETY: as above, for B panel `jp` inside b_len.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(pb.get().add(jp * kc * nr), kc * nr)
-                        };
-                        pack_b(dst, &b, p0, kc, j0 + j, nr.min(nb - j), nr);
-                    }
-                });
+                let to_pack = (0..n_apanels).filter(|&ip| packs_a(ip)).count()
+                    + (0..n_bpanels).filter(|&jp| packs_b(jp)).count();
+                if to_pack > 0 {
+                    par_items(pool, n_apanels + n_bpanels, |item| {
+                        if item < n_apanels {
+                            if !packs_a(item) {
+                                return;
+                            }
+                            let i = item * mr;
+                            // SAFETY: panel `item` is scratch.a[item * kc * mr..][..kc * mr],
+                            // inside a_len (n_apanels * mr <= MB.min(m.next_multiple_of(mr)),
+                            // kc <= KC.min(k)), and disjoint from every other item's; scratch is
+                            // exclusively borrowed here.
+                            let dst = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    pa.get().add(item * kc * mr),
+                                    kc * mr,
+                                )
+                            };
+                            pack_a(dst, &a, i0 + i, mr.min(mb - i), p0, kc, mr);
+                        } else {
+                            let jp = item - n_apanels;
+                            if !packs_b(jp) {
+                                return;
+                            }
+                            let j = jp * nr;
+                            // SAFETY: as above, for B panel `jp` inside b_len.
+                            let dst = unsafe {
+                                std::slice::from_raw_parts_mut(pb.get().add(jp * kc * nr), kc * nr)
+                            };
+                            pack_b(dst, &b, p0, kc, j0 + j, nr.min(nb - j), nr);
+                        }
+                    });
+                }
                 // Compute: item = (block of A panels, block of B panels).
                 let (mi_n, nj_n) = (
                     n_apanels.div_ceil(ITEM_M_PANELS),
@@ -405,22 +426,41 @@ pub(crate) fn drive<K: MicroKernel>(
                     for jp in jps {
                         let j = jp * nr;
                         let nr_here = nr.min(nb - j);
-                        // Panels were written by the pack phase, which `par_items` finished.
-                        let bp = pb.get().wrapping_add(jp * kc * nr).cast_const();
+                        // Packed panels were written by the pack phase, which has finished.
+                        let (bp, b_rs) = if packs_b(jp) {
+                            (pb.get().wrapping_add(jp * kc * nr).cast_const(), nr)
+                        } else {
+                            let at = p0 * b.rs + j0 + j;
+                            (b.data.as_ptr().wrapping_add(at), b.rs)
+                        };
                         let ips = mi * ITEM_M_PANELS..((mi + 1) * ITEM_M_PANELS).min(n_apanels);
                         for ip in ips {
                             let i = ip * mr;
                             let mr_here = mr.min(mb - i);
-                            let ap = pa.get().wrapping_add(ip * kc * mr).cast_const();
+                            let (ap, a_rs, a_cs) = if packs_a(ip) {
+                                (pa.get().wrapping_add(ip * kc * mr).cast_const(), 1, mr)
+                            } else {
+                                let at = (i0 + i) * a.rs + p0 * a.cs;
+                                (a.data.as_ptr().wrapping_add(at), a.rs, a.cs)
+                            };
+                            let panels = Panels {
+                                a: ap,
+                                a_rs,
+                                a_cs,
+                                b: bp,
+                                b_rs,
+                            };
                             let (ci, cj) = (i0 + i, j0 + j);
                             let ct = pc.get().wrapping_add(ci * ldc + cj);
                             if mr_here == mr && nr_here == nr {
-                                // SAFETY: ap/bp are whole packed panels (kc * mr, kc * nr floats);
+                                // SAFETY: a packed panel holds kc * mr (kc * nr) floats; a panel
+                                // read in place is whole (mr rows i0 + i.., nr columns j0 + j..,
+                                // kc steps from p0, all inside the operand: checked at entry);
                                 // the tile rows ci..ci + mr, columns cj..cj + nr are inside C
                                 // (checked at entry: (m-1) * ldc + n <= c.len(), ldc >= n) and
                                 // belong to this item alone; `kern` exists only if the CPU has
                                 // its features.
-                                unsafe { kern.tile(kc, ap, bp, ct, ldc, load_c) };
+                                unsafe { kern.tile(kc, panels, ct, ldc, load_c) };
                             } else {
                                 // Edge tile: through a full-size buffer, valid part copied in/out.
                                 let mut buf = [0f32; MAX_TILE];
@@ -434,9 +474,10 @@ pub(crate) fn drive<K: MicroKernel>(
                                         buf[r * nr..][..nr_here].copy_from_slice(src);
                                     }
                                 }
-                                // SAFETY: as for the full tile, with `buf` (mr x nr <= MAX_TILE
-                                // floats, row stride nr) as the tile.
-                                unsafe { kern.tile(kc, ap, bp, buf.as_mut_ptr(), nr, load_c) };
+                                // SAFETY: as for the full tile (edge panels are always packed,
+                                // so every operand address is inside a panel), with `buf`
+                                // (mr x nr <= MAX_TILE floats, row stride nr) as the tile.
+                                unsafe { kern.tile(kc, panels, buf.as_mut_ptr(), nr, load_c) };
                                 for r in 0..mr_here {
                                     // SAFETY: as for the copy in.
                                     let dst = unsafe {

@@ -9,7 +9,7 @@
 use core::arch::x86_64::*;
 
 use super::avx512::Avx512Vnni;
-use crate::sgemm::MicroKernel;
+use crate::sgemm::{MicroKernel, Panels};
 
 const MR: usize = 12;
 const NR: usize = 32;
@@ -18,59 +18,67 @@ impl MicroKernel for Avx512Vnni {
     const MR: usize = MR;
     const NR: usize = NR;
 
-    unsafe fn tile(
-        self,
-        kc: usize,
-        a: *const f32,
-        b: *const f32,
-        c: *mut f32,
-        ldc: usize,
-        load_c: bool,
-    ) {
-        // SAFETY: forwarded from the caller (pointer ranges); the token proves AVX-512 F.
-        unsafe { tile_12x32(kc, a, b, c, ldc, load_c) }
+    unsafe fn tile(self, kc: usize, p: Panels, c: *mut f32, ldc: usize, load_c: bool) {
+        // SAFETY: forwarded from the caller (operand addresses); the token proves AVX-512 F.
+        // Rows of A one float apart (a packed or column-major panel) get the variant with constant
+        // offsets; a row-major panel the one with `a_rs` (12 row pointers would not fit the GPRs).
+        unsafe {
+            if p.a_rs == 1 {
+                tile_12x32_unit(kc, p, c, ldc, load_c)
+            } else {
+                tile_12x32_strided(kc, p, c, ldc, load_c)
+            }
+        }
     }
 }
 
 /// # Safety
-/// As [`MicroKernel::tile`] with `MR = 12`, `NR = 32`, on a CPU with AVX-512 F.
+/// As [`MicroKernel::tile`] with `a_rs == 1`, on a CPU with AVX-512 F.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_12x32(
-    kc: usize,
-    a: *const f32,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    load_c: bool,
-) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
-    if load_c {
-        for (i, row) in acc.iter_mut().enumerate() {
-            // SAFETY: row i < MR of the tile, 32 floats from its start (the caller's guarantee).
-            unsafe {
+unsafe fn tile_12x32_unit(kc: usize, p: Panels, c: *mut f32, ldc: usize, load_c: bool) {
+    // SAFETY: forwarded.
+    unsafe { tile::<true>(kc, p, c, ldc, load_c) }
+}
+
+/// # Safety
+/// As [`MicroKernel::tile`], on a CPU with AVX-512 F.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_12x32_strided(kc: usize, p: Panels, c: *mut f32, ldc: usize, load_c: bool) {
+    // SAFETY: forwarded.
+    unsafe { tile::<false>(kc, p, c, ldc, load_c) }
+}
+
+/// The tile body, inlined into the two target-feature functions above (`UNIT`: `a_rs == 1`).
+///
+/// # Safety
+/// As [`MicroKernel::tile`]; only called from functions with the target features.
+#[inline(always)]
+unsafe fn tile<const UNIT: bool>(kc: usize, p: Panels, c: *mut f32, ldc: usize, load_c: bool) {
+    let a_rs = if UNIT { 1 } else { p.a_rs };
+    // SAFETY (whole body): every address is one the caller guarantees: A[i][k] at
+    // a + i * a_rs + k * a_cs, B[k][0..NR] at b + k * b_rs, C rows i < MR of NR floats at c + i * ldc;
+    // the enclosing function has the target features.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        if load_c {
+            for (i, row) in acc.iter_mut().enumerate() {
                 row[0] = _mm512_loadu_ps(c.add(i * ldc));
                 row[1] = _mm512_loadu_ps(c.add(i * ldc + 16));
             }
         }
-    }
-    let (mut ap, mut bp) = (a, b);
-    for _ in 0..kc {
-        // SAFETY: p < kc: B's panel has kc * 32 floats, A's kc * 12 (the caller's guarantee).
-        unsafe {
+        let (mut ap, mut bp) = (p.a, p.b);
+        for _ in 0..kc {
             let b0 = _mm512_loadu_ps(bp);
             let b1 = _mm512_loadu_ps(bp.add(16));
             for (i, row) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*ap.add(i));
+                let ai = _mm512_set1_ps(*ap.add(i * a_rs));
                 row[0] = _mm512_fmadd_ps(ai, b0, row[0]);
                 row[1] = _mm512_fmadd_ps(ai, b1, row[1]);
             }
-            ap = ap.add(MR);
-            bp = bp.add(NR);
+            ap = ap.add(p.a_cs);
+            bp = bp.add(p.b_rs);
         }
-    }
-    for (i, row) in acc.iter().enumerate() {
-        // SAFETY: as for the loads of C.
-        unsafe {
+        for (i, row) in acc.iter().enumerate() {
             _mm512_storeu_ps(c.add(i * ldc), row[0]);
             _mm512_storeu_ps(c.add(i * ldc + 16), row[1]);
         }
