@@ -79,6 +79,52 @@ pub struct Engine<F> {
     pa: Vec<F>,          // packed A (M, K), the generic path
     pb: Vec<F>,          // packed B (R, K), the generic path
     tmp: Vec<F>,         // a product before it is added to a gradient, the generic path
+    /// Per pool thread: scratch of the products run inside a work item (attention heads).
+    pub workers: Vec<Worker<F>>,
+    /// `(B, H, T, T)` attention's score gradients between the passes of its backward.
+    pub att_grad: Vec<F>,
+}
+
+/// One pool thread's scratch for products inside a work item ([`Engine::workers`]).
+#[derive(Debug)]
+pub struct Worker<F> {
+    pub kernels: Kernels,
+    pub gemm: SgemmScratch,
+    _f: std::marker::PhantomData<F>,
+}
+
+impl<F: Float> Worker<F> {
+    /// `c (M, N) = a (M, K) · b (K, N)` (`+=` when `accumulate`), `c` row-major with row stride
+    /// `ldc`, on the calling thread: [`Kernels::sgemm_serial`] for `f32`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
+        &mut self,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_, F>,
+        b: View<'_, F>,
+        c: &mut [F],
+        ldc: usize,
+    ) {
+        F::gemm_serial(self, accumulate, m, n, k, a, b, c, ldc)
+    }
+}
+
+/// A strided matrix view: element `(r, c)` is `data[r * rs + c * cs]` (as ingot-kernels' `MatRef`,
+/// for any [`Float`]).
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a, F> {
+    pub data: &'a [F],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, F> View<'a, F> {
+    pub fn new(data: &'a [F], rs: usize, cs: usize) -> Self {
+        View { data, rs, cs }
+    }
 }
 
 impl<F: Float> Engine<F> {
@@ -90,6 +136,14 @@ impl<F: Float> Engine<F> {
             pa: Vec::new(),
             pb: Vec::new(),
             tmp: Vec::new(),
+            workers: (0..n_threads.max(1))
+                .map(|_| Worker {
+                    kernels: Kernels::best(),
+                    gemm: SgemmScratch::default(),
+                    _f: std::marker::PhantomData,
+                })
+                .collect(),
+            att_grad: Vec::new(),
         }
     }
 
@@ -168,6 +222,20 @@ pub trait MatmulNt: Sized {
         r: usize,
         k: usize,
     );
+
+    /// See [`Worker::gemm`]; lengths are the caller's contract (checked by indexing).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_serial(
+        w: &mut Worker<Self>,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_, Self>,
+        b: View<'_, Self>,
+        c: &mut [Self],
+        ldc: usize,
+    );
 }
 
 /// `f32`: ingot-kernels' [`Kernels::sgemm`] reads both operands in place through strides (`B^T` is
@@ -198,6 +266,23 @@ impl MatmulNt for f32 {
         e.kernels
             .sgemm(&e.pool, &mut e.sgemm, accumulate, m, r, k, a, bt, out, r);
     }
+
+    fn gemm_serial(
+        w: &mut Worker<f32>,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_, f32>,
+        b: View<'_, f32>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        let a = MatRef::new(a.data, a.rs, a.cs);
+        let b = MatRef::new(b.data, b.rs, b.cs);
+        w.kernels
+            .sgemm_serial(&mut w.gemm, accumulate, m, n, k, a, b, c, ldc);
+    }
 }
 
 impl MatmulNt for f64 {
@@ -223,6 +308,29 @@ impl MatmulNt for f64 {
             *x += y;
         }
         e.tmp = tmp;
+    }
+
+    /// The plain triple loop, one running sum per element over `k` in order.
+    fn gemm_serial(
+        _: &mut Worker<f64>,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_, f64>,
+        b: View<'_, f64>,
+        c: &mut [f64],
+        ldc: usize,
+    ) {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = if accumulate { c[i * ldc + j] } else { 0.0 };
+                for p in 0..k {
+                    acc += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+                }
+                c[i * ldc + j] = acc;
+            }
+        }
     }
 }
 
