@@ -53,7 +53,7 @@ unsafe fn tile_6x16_strided(kc: usize, p: Panels, c: *mut f32, ldc: usize, load_
 #[inline(always)]
 unsafe fn tile<const UNIT: bool>(kc: usize, p: Panels, c: *mut f32, ldc: usize, load_c: bool) {
     let a_rs = if UNIT { 1 } else { p.a_rs };
-    // SAFETY (whole body): every address is one the caller guarantees: A[i][k] at
+    // SAFETY: every address in this body is one the caller guarantees: A[i][k] at
     // a + i * a_rs + k * a_cs, B[k][0..NR] at b + k * b_rs, C rows i < MR of NR floats at c + i * ldc;
     // the enclosing function has the target features.
     unsafe {
