@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::ThreadPool;
 
-/// Depth of one packed block: a `KC x NR` B micro-panel (32 KiB at `NR = 32`) stays in L1/L2 while
-/// every A micro-panel of a work item streams past it.
-pub const KC: usize = 256;
+/// Depth of one block: a `KC x NR` B micro-panel (16 KiB at `NR = 32`) stays in the 32 KiB L1 while
+/// the A micro-panels of a work item stream past it (256 measured slower on Zen 4: 32 KiB panels).
+pub const KC: usize = 128;
 /// Columns of `B` packed at once (bounds the scratch: `KC * NC` floats).
 const NC: usize = 2048;
 /// Rows of `A` packed at once (bounds the scratch: `MB * KC` floats).
@@ -324,6 +324,13 @@ fn pack_b(
     }
 }
 
+/// Whether rows `stride` floats apart fall into few L1 sets (a multiple of 2 KiB: the 12 rows of an A
+/// panel, or the `KC` rows of a B panel, would share one or two sets of a 32 KiB 8-way cache and evict
+/// each other every step); such operands are packed instead of read in place.
+fn aliases(stride: usize) -> bool {
+    stride.is_multiple_of(512)
+}
+
 /// The blocked, packed, threaded product with micro-kernel `kern` (see the module docs). The caller
 /// ([`Kernels::sgemm`]) has checked the shapes.
 #[allow(clippy::too_many_arguments)]
@@ -367,8 +374,8 @@ pub(crate) fn drive<K: MicroKernel>(
     let pc = SendPtr(c.as_mut_ptr());
     // Whole micro-panels of a row- or column-major A, and of a B with contiguous rows, are read in
     // place; edge panels (zero-padded) and other strides are packed.
-    let a_in_place = a.cs == 1 || a.rs == 1;
-    let b_in_place = b.cs == 1;
+    let a_in_place = (a.cs == 1 && !aliases(a.rs)) || (a.rs == 1 && !aliases(a.cs));
+    let b_in_place = b.cs == 1 && !aliases(b.rs);
     for j0 in (0..n).step_by(NC) {
         let nb = NC.min(n - j0);
         let n_bpanels = nb.div_ceil(nr);
