@@ -34,7 +34,7 @@ const NC: usize = 2048;
 /// Rows of `A` packed at once (bounds the scratch: `MB * KC` floats).
 const MB: usize = 1536;
 /// A work item of the compute phase covers this many A micro-panels by this many B micro-panels.
-const ITEM_M_PANELS: usize = 8;
+const ITEM_M_PANELS: usize = 4;
 const ITEM_N_PANELS: usize = 4;
 /// The largest `MR`, `NR` and `MR * NR` of any micro-kernel (packing and the edge-tile buffer).
 const MAX_MR: usize = 12;
