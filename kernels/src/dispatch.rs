@@ -337,6 +337,78 @@ impl Kernels {
     }
 }
 
+impl Kernels {
+    /// `C (M, N) = A (M, K) · B (K, N)`, or `C += A · B` when `accumulate`, in f32 (the trainer's
+    /// products; [`crate::sgemm`]). `A` and `B` are strided views, so transposes are free; `C` is
+    /// row-major with row stride `ldc`. Work is spread over `pool`; `scratch` holds the packed
+    /// panels and is reused (no allocation once it has grown). Every path and thread count gives
+    /// the same bits as [`crate::sgemm::sgemm_reference`]: each `C[i][j]` is one fused
+    /// multiply-add chain over `k` in order.
+    ///
+    /// # Panics
+    /// If an operand is too short for its shape and strides, or `ldc < N`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm(
+        &self,
+        pool: &crate::ThreadPool,
+        scratch: &mut crate::SgemmScratch,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: crate::MatRef<'_>,
+        b: crate::MatRef<'_>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        use crate::sgemm::{drive, Scalar};
+        match self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(t) => drive(t, Some(pool), scratch, accumulate, m, n, k, a, b, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(t) => drive(t, Some(pool), scratch, accumulate, m, n, k, a, b, c, ldc),
+            _ => drive(
+                Scalar,
+                Some(pool),
+                scratch,
+                accumulate,
+                m,
+                n,
+                k,
+                a,
+                b,
+                c,
+                ldc,
+            ),
+        }
+    }
+
+    /// [`Kernels::sgemm`] on the calling thread alone (for products inside a pool's work item,
+    /// e.g. one attention head); the same bits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sgemm_serial(
+        &self,
+        scratch: &mut crate::SgemmScratch,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: crate::MatRef<'_>,
+        b: crate::MatRef<'_>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        use crate::sgemm::{drive, Scalar};
+        match self.backend {
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx512(t) => drive(t, None, scratch, accumulate, m, n, k, a, b, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(t) => drive(t, None, scratch, accumulate, m, n, k, a, b, c, ldc),
+            _ => drive(Scalar, None, scratch, accumulate, m, n, k, a, b, c, ldc),
+        }
+    }
+}
+
 /// Asserts the [`Kernels::matmul`] shape contract and returns the weight row stride in bytes.
 /// Every path calls this before touching memory; the SIMD paths rely on it for soundness.
 #[track_caller]

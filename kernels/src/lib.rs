@@ -15,6 +15,9 @@
 //!   the matrix product split by rows across it (bit-identical for any thread count), and
 //!   [`ThreadPool::for_each_chunk_with`], disjoint output chunks with per-thread scratch.
 //!
+//! - [`sgemm`]: [`Kernels::sgemm`], the blocked, packed, threaded f32 matrix product (the
+//!   trainer's), bitwise equal on every path and thread count to [`sgemm::sgemm_reference`].
+//!
 //! This crate knows nothing of models or files: slices in, `&mut` slice out, sizes explicit,
 //! no allocation. Dimension letters used in shape comments: `n` elements per row (the reduction
 //! dimension), `d` rows (output length), `T` tokens.
@@ -27,8 +30,10 @@ pub mod packed;
 pub mod pool;
 pub mod quant_type;
 pub mod reference;
+pub mod sgemm;
 
 pub use dispatch::{Isa, Kernels};
 pub use pool::ThreadPool;
 pub use quant_type::{QuantType, TypeInfo};
 pub use reference::{matvec, quantize_activations};
+pub use sgemm::{MatRef, SgemmScratch};

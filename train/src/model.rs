@@ -257,7 +257,7 @@ impl<F: Float> Model<F> {
             linear_forward(vv, ln1, lw.attn_v, n, c, kvd, e);
             rope_forward(q, &self.rope, b, t, nh, d);
             rope_forward(k, &self.rope, b, t, nkv, d);
-            attention_forward(atty, att, q, k, vv, shape, &e.pool);
+            attention_forward(atty, att, q, k, vv, shape, e);
             linear_forward(&mut a.proj, atty, lw.attn_output, n, qd, c, e);
             residual_forward(xa, x_in, &a.proj);
 
@@ -404,7 +404,7 @@ impl<F: Float> Model<F> {
             zero(&mut a.dk);
             zero(&mut a.dv);
             attention_backward(
-                &mut a.dq, &mut a.dk, &mut a.dv, &a.datty, q, k, vv, att, shape, &e.pool,
+                &mut a.dq, &mut a.dk, &mut a.dv, &a.datty, q, k, vv, att, shape, e,
             );
             rope_backward(&mut a.dq, &self.rope, b, t, nh, d);
             rope_backward(&mut a.dk, &self.rope, b, t, nkv, d);

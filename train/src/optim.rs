@@ -80,14 +80,16 @@ impl<F: Float> AdamW<F> {
             let r = offset..offset + len;
             let (p, g) = (&mut params[r.clone()], &grads[r.clone()]);
             let (m, v) = (&mut self.m[r.clone()], &mut self.v[r]);
-            for i in 0..len {
-                if decayed {
-                    p[i] *= decay;
-                }
-                m[i] += one_minus_b1 * (g[i] - m[i]);
-                v[i] = v[i] * b2 + one_minus_b2 * g[i] * g[i];
-                let denom = v[i].sqrt() / bc2_sqrt + eps;
-                p[i] += neg_step_size * (m[i] / denom);
+            // the decay as its own pass (same operations, same order per element): a loop without
+            // a branch vectorizes
+            if decayed {
+                p.iter_mut().for_each(|x| *x *= decay);
+            }
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m += one_minus_b1 * (g - *m);
+                *v = *v * b2 + one_minus_b2 * g * g;
+                let denom = v.sqrt() / bc2_sqrt + eps;
+                *p += neg_step_size * (*m / denom);
             }
         }
     }

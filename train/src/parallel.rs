@@ -4,13 +4,14 @@
 //! item is computed by the same code in the same order whatever thread runs it, so results are
 //! bit-identical for any thread count.
 //!
-//! [`Engine`] adds the matrix products: `f32` goes to the runtime-dispatched SIMD kernels of
-//! `ingot-kernels` (AVX2/FMA, NEON, or the scalar reference on an older CPU), other types (the `f64`
-//! of the finite-difference tests) to a plain dot-product loop. Its buffers grow to the largest
-//! product seen and are then reused, so a training step allocates nothing for them.
+//! [`Engine`] adds the matrix products: `f32` goes to ingot-kernels' blocked, packed GEMM
+//! ([`Kernels::sgemm`]: AVX-512 or AVX2 register tiles, or the portable micro-kernel), which reads
+//! transposed operands in place and accumulates gradients directly; other types (the `f64` of the
+//! finite-difference tests) go to a plain dot-product loop. Its buffers grow to the largest product
+//! seen and are then reused, so a training step allocates nothing for them.
 
 pub use ingot_kernels::ThreadPool;
-use ingot_kernels::{Kernels, QuantType};
+use ingot_kernels::{Kernels, MatRef, SgemmScratch};
 
 use crate::Float;
 
@@ -74,12 +75,56 @@ pub enum Layout {
 pub struct Engine<F> {
     pub pool: ThreadPool,
     kernels: Kernels,
-    wb: Vec<u8>,     // packed B (R, K) as f32 bytes
-    xb: Vec<u8>,     // packed A (M, K) as f32 bytes
-    split: Vec<f32>, // (M, R) matmul_par's per-thread scratch
-    pa: Vec<F>,      // packed A (M, K), the generic path
-    pb: Vec<F>,      // packed B (R, K), the generic path
-    pub tmp: Vec<F>, // a product before it is added to a gradient
+    sgemm: SgemmScratch, // packed panels of the f32 products
+    pa: Vec<F>,          // packed A (M, K), the generic path
+    pb: Vec<F>,          // packed B (R, K), the generic path
+    tmp: Vec<F>,         // a product before it is added to a gradient, the generic path
+    /// Per pool thread: scratch of the products run inside a work item (attention heads).
+    pub workers: Vec<Worker<F>>,
+    /// `(B, H, T, T)` attention's score gradients between the passes of its backward.
+    pub att_grad: Vec<F>,
+}
+
+/// One pool thread's scratch for products inside a work item ([`Engine::workers`]).
+#[derive(Debug)]
+pub struct Worker<F> {
+    pub kernels: Kernels,
+    pub gemm: SgemmScratch,
+    _f: std::marker::PhantomData<F>,
+}
+
+impl<F: Float> Worker<F> {
+    /// `c (M, N) = a (M, K) · b (K, N)` (`+=` when `accumulate`), `c` row-major with row stride
+    /// `ldc`, on the calling thread: [`Kernels::sgemm_serial`] for `f32`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm(
+        &mut self,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_, F>,
+        b: View<'_, F>,
+        c: &mut [F],
+        ldc: usize,
+    ) {
+        F::gemm_serial(self, accumulate, m, n, k, a, b, c, ldc)
+    }
+}
+
+/// A strided matrix view: element `(r, c)` is `data[r * rs + c * cs]` (as ingot-kernels' `MatRef`,
+/// for any [`Float`]).
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a, F> {
+    pub data: &'a [F],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, F> View<'a, F> {
+    pub fn new(data: &'a [F], rs: usize, cs: usize) -> Self {
+        View { data, rs, cs }
+    }
 }
 
 impl<F: Float> Engine<F> {
@@ -87,12 +132,18 @@ impl<F: Float> Engine<F> {
         Engine {
             pool: pool(n_threads),
             kernels: Kernels::best(),
-            wb: Vec::new(),
-            xb: Vec::new(),
-            split: Vec::new(),
+            sgemm: SgemmScratch::default(),
             pa: Vec::new(),
             pb: Vec::new(),
             tmp: Vec::new(),
+            workers: (0..n_threads.max(1))
+                .map(|_| Worker {
+                    kernels: Kernels::best(),
+                    gemm: SgemmScratch::default(),
+                    _f: std::marker::PhantomData,
+                })
+                .collect(),
+            att_grad: Vec::new(),
         }
     }
 
@@ -114,14 +165,7 @@ impl<F: Float> Engine<F> {
         k: usize,
     ) {
         assert!(out.len() == m * r && a.len() == m * k && b.len() == r * k);
-        if m == 0 || r == 0 {
-            return;
-        }
-        if k == 0 {
-            out.iter_mut().for_each(|o| *o = F::ZERO);
-            return;
-        }
-        F::matmul_nt(self, out, a, la, b, lb, m, r, k);
+        F::matmul_nt(self, false, out, a, la, b, lb, m, r, k);
     }
 
     /// `acc += A @ B^T` (see [`Engine::matmul_nt`]).
@@ -137,27 +181,15 @@ impl<F: Float> Engine<F> {
         r: usize,
         k: usize,
     ) {
-        let mut tmp = std::mem::take(&mut self.tmp);
-        tmp.resize(m * r, F::ZERO);
-        self.matmul_nt(&mut tmp, a, la, b, lb, m, r, k);
-        for (x, &y) in acc.iter_mut().zip(&tmp) {
-            *x += y;
-        }
-        self.tmp = tmp;
+        assert!(acc.len() == m * r && a.len() == m * k && b.len() == r * k);
+        F::matmul_nt(self, true, acc, a, la, b, lb, m, r, k);
     }
 }
 
 /// `dst (rows, k)` row-major from `src` stored as `layout` says.
-fn pack<T: Copy, U>(
-    dst: &mut [U],
-    src: &[T],
-    layout: Layout,
-    rows: usize,
-    k: usize,
-    conv: impl Fn(T, &mut U),
-) {
+fn pack<T: Copy>(dst: &mut [T], src: &[T], layout: Layout, rows: usize, k: usize) {
     match layout {
-        Layout::Rows => dst.iter_mut().zip(src).for_each(|(d, &s)| conv(s, d)),
+        Layout::Rows => dst.copy_from_slice(src),
         Layout::Transposed => {
             // src (k, rows): tiles of 16 x 16 keep both sides in cache lines
             const TB: usize = 16;
@@ -165,7 +197,7 @@ fn pack<T: Copy, U>(
                 for k0 in (0..k).step_by(TB) {
                     for r in r0..(r0 + TB).min(rows) {
                         for kk in k0..(k0 + TB).min(k) {
-                            conv(src[kk * rows + r], &mut dst[r * k + kk]);
+                            dst[r * k + kk] = src[kk * rows + r];
                         }
                     }
                 }
@@ -174,36 +206,13 @@ fn pack<T: Copy, U>(
     }
 }
 
-/// `f32` bytes of `src` (rows, k) packed row-major into `dst`.
-fn pack_bytes(dst: &mut Vec<u8>, src: &[f32], layout: Layout, rows: usize, k: usize) {
-    dst.resize(rows * k * 4, 0);
-    match layout {
-        Layout::Rows => {
-            for (d, &s) in dst.chunks_exact_mut(4).zip(src) {
-                d.copy_from_slice(&s.to_le_bytes());
-            }
-        }
-        Layout::Transposed => {
-            const TB: usize = 16;
-            for r0 in (0..rows).step_by(TB) {
-                for k0 in (0..k).step_by(TB) {
-                    for r in r0..(r0 + TB).min(rows) {
-                        let row = &mut dst[(r * k + k0) * 4..(r * k + (k0 + TB).min(k)) * 4];
-                        for (d, kk) in row.chunks_exact_mut(4).zip(k0..) {
-                            d.copy_from_slice(&src[kk * rows + r].to_le_bytes());
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The per-type matrix product behind [`Engine::matmul_nt`].
+/// The per-type matrix product behind [`Engine::matmul_nt`] (`accumulate`: `out +=`). Lengths are
+/// checked by the caller.
 pub trait MatmulNt: Sized {
     #[allow(clippy::too_many_arguments)]
     fn matmul_nt(
         e: &mut Engine<Self>,
+        accumulate: bool,
         out: &mut [Self],
         a: &[Self],
         la: Layout,
@@ -213,11 +222,29 @@ pub trait MatmulNt: Sized {
         r: usize,
         k: usize,
     );
+
+    /// See [`Worker::gemm`]; lengths are the caller's contract (checked by indexing).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_serial(
+        w: &mut Worker<Self>,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_, Self>,
+        b: View<'_, Self>,
+        c: &mut [Self],
+        ldc: usize,
+    );
 }
 
+/// `f32`: ingot-kernels' [`Kernels::sgemm`] reads both operands in place through strides (`B^T` is
+/// `B` with its strides swapped) and accumulates straight into `out`; every element is one FMA chain
+/// over `k`, the same bits for any thread count.
 impl MatmulNt for f32 {
     fn matmul_nt(
         e: &mut Engine<f32>,
+        accumulate: bool,
         out: &mut [f32],
         a: &[f32],
         la: Layout,
@@ -227,29 +254,41 @@ impl MatmulNt for f32 {
         r: usize,
         k: usize,
     ) {
-        pack_bytes(&mut e.xb, a, la, m, k);
-        pack_bytes(&mut e.wb, b, lb, r, k);
-        if e.split.len() < m * r {
-            e.split.resize(m * r, 0.0);
-        }
-        e.kernels.matmul_par(
-            &e.pool,
-            QuantType::F32,
-            out,
-            &e.wb,
-            r,
-            &e.xb,
-            k * 4,
-            m,
-            k,
-            &mut e.split,
-        );
+        // A (M, K); B^T (K, R)
+        let a = match la {
+            Layout::Rows => MatRef::rows(a, k),
+            Layout::Transposed => MatRef::transposed(a, m),
+        };
+        let bt = match lb {
+            Layout::Rows => MatRef::transposed(b, k),
+            Layout::Transposed => MatRef::rows(b, r),
+        };
+        e.kernels
+            .sgemm(&e.pool, &mut e.sgemm, accumulate, m, r, k, a, bt, out, r);
+    }
+
+    fn gemm_serial(
+        w: &mut Worker<f32>,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_, f32>,
+        b: View<'_, f32>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        let a = MatRef::new(a.data, a.rs, a.cs);
+        let b = MatRef::new(b.data, b.rs, b.cs);
+        w.kernels
+            .sgemm_serial(&mut w.gemm, accumulate, m, n, k, a, b, c, ldc);
     }
 }
 
 impl MatmulNt for f64 {
     fn matmul_nt(
         e: &mut Engine<f64>,
+        accumulate: bool,
         out: &mut [f64],
         a: &[f64],
         la: Layout,
@@ -259,10 +298,43 @@ impl MatmulNt for f64 {
         r: usize,
         k: usize,
     ) {
-        generic_matmul_nt(e, out, a, la, b, lb, m, r, k)
+        if !accumulate {
+            return generic_matmul_nt(e, out, a, la, b, lb, m, r, k);
+        }
+        let mut tmp = std::mem::take(&mut e.tmp);
+        tmp.resize(m * r, 0.0);
+        generic_matmul_nt(e, &mut tmp, a, la, b, lb, m, r, k);
+        for (x, &y) in out.iter_mut().zip(&tmp) {
+            *x += y;
+        }
+        e.tmp = tmp;
+    }
+
+    /// The plain triple loop, one running sum per element over `k` in order.
+    fn gemm_serial(
+        _: &mut Worker<f64>,
+        accumulate: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: View<'_, f64>,
+        b: View<'_, f64>,
+        c: &mut [f64],
+        ldc: usize,
+    ) {
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = if accumulate { c[i * ldc + j] } else { 0.0 };
+                for p in 0..k {
+                    acc += a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+                }
+                c[i * ldc + j] = acc;
+            }
+        }
     }
 }
 
+/// `out = A @ B^T` by packing both operands row-major and one [`crate::layers::dot`] per element.
 #[allow(clippy::too_many_arguments)]
 fn generic_matmul_nt<F: Float>(
     e: &mut Engine<F>,
@@ -275,10 +347,13 @@ fn generic_matmul_nt<F: Float>(
     r: usize,
     k: usize,
 ) {
+    if m == 0 || r == 0 {
+        return;
+    }
     e.pa.resize(m * k, F::ZERO);
     e.pb.resize(r * k, F::ZERO);
-    pack(&mut e.pa, a, la, m, k, |s, d| *d = s);
-    pack(&mut e.pb, b, lb, r, k, |s, d| *d = s);
+    pack(&mut e.pa, a, la, m, k);
+    pack(&mut e.pb, b, lb, r, k);
     let (pa, pb) = (&e.pa, &e.pb);
     par_rows(out, r, &e.pool, |i, row| {
         let x = &pa[i * k..(i + 1) * k];
@@ -329,6 +404,8 @@ mod tests {
             let mut e32 = Engine::<f32>::new(threads);
             for (la, lb) in [
                 (Layout::Rows, Layout::Rows),
+                (Layout::Rows, Layout::Transposed),
+                (Layout::Transposed, Layout::Rows),
                 (Layout::Transposed, Layout::Transposed),
             ] {
                 let aa = if la == Layout::Rows {
@@ -354,6 +431,17 @@ mod tests {
                     .iter()
                     .zip(&want)
                     .all(|(&x, y)| (x as f64 - y).abs() < 1e-4));
+                // accumulating adds the same product again
+                e64.matmul_nt_acc(&mut out, &aa, la, &bb, lb, m, r, k);
+                assert!(out
+                    .iter()
+                    .zip(&want)
+                    .all(|(x, y)| (x - 2.0 * y).abs() < 1e-12));
+                e32.matmul_nt_acc(&mut out32, &a32, la, &b32, lb, m, r, k);
+                assert!(out32
+                    .iter()
+                    .zip(&want)
+                    .all(|(&x, y)| (x as f64 - 2.0 * y).abs() < 2e-4));
             }
         }
     }

@@ -6,7 +6,7 @@
 //! difference `(L(x + h) - L(x - h)) / 2h`. Error per tensor: `max |analytic - numeric| / max |numeric|`.
 
 use ingot_train::layers::*;
-use ingot_train::parallel::{pool, Engine};
+use ingot_train::parallel::Engine;
 use ingot_train::rng::Rng;
 use ingot_train::{params, Config, Model};
 
@@ -190,13 +190,29 @@ fn attention() {
         ];
         let fwd = |x: &[Vec<f64>]| {
             let (mut out, mut att) = (vec![0.0; qn], vec![0.0; an]);
-            attention_forward(&mut out, &mut att, &x[0], &x[1], &x[2], s, &pool(2));
+            attention_forward(
+                &mut out,
+                &mut att,
+                &x[0],
+                &x[1],
+                &x[2],
+                s,
+                &mut Engine::new(2),
+            );
             out
         };
         let layer = format!("attention {nh}/{nkv}");
         check(&layer, &["q", "k", "v"], inputs, fwd, |x, dout| {
             let (mut out, mut att) = (vec![0.0; qn], vec![0.0; an]);
-            attention_forward(&mut out, &mut att, &x[0], &x[1], &x[2], s, &pool(2));
+            attention_forward(
+                &mut out,
+                &mut att,
+                &x[0],
+                &x[1],
+                &x[2],
+                s,
+                &mut Engine::new(2),
+            );
             let (mut dq, mut dk, mut dv) = (vec![0.0; qn], vec![0.0; kvn], vec![0.0; kvn]);
             attention_backward(
                 &mut dq,
@@ -208,7 +224,7 @@ fn attention() {
                 &x[2],
                 &att,
                 s,
-                &pool(2),
+                &mut Engine::new(2),
             );
             vec![dq, dk, dv]
         });

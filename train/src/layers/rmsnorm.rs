@@ -2,6 +2,7 @@
 //! `rstd = 1 / sqrt(mean(x^2) + eps)`, no mean subtraction and no bias. The runtime computes the same
 //! (ggml `rms_norm` then a multiply by the gain).
 
+use super::linear::dot;
 use crate::Float;
 
 /// `out (N, C) = inp (N, C) * rstd (N,) * w (C,)`; saves `rstd` for the backward.
@@ -20,7 +21,7 @@ pub fn rmsnorm_forward<F: Float>(
         .zip(inp.chunks_exact(c))
         .zip(rstd.iter_mut())
     {
-        let ss: F = x.iter().map(|&v| v * v).sum();
+        let ss = dot(x, x); // eight partial sums: vectorizes, where one running sum cannot
         let s = F::ONE / (ss / F::from_f64(c as f64) + eps).sqrt();
         for ((yi, &xi), &wi) in y.iter_mut().zip(x).zip(w) {
             *yi = xi * s * wi;
@@ -47,12 +48,7 @@ pub fn rmsnorm_backward<F: Float>(
     for row in 0..n {
         let (x, dy) = (&inp[row * c..(row + 1) * c], &dout[row * c..(row + 1) * c]);
         let r = rstd[row];
-        let gx: F = x
-            .iter()
-            .zip(dy)
-            .zip(w)
-            .map(|((&xi, &di), &wi)| di * wi * xi)
-            .sum();
+        let gx = dot3(dy, w, x);
         let k = r * r * gx * inv_c;
         let dx = &mut dinp[row * c..(row + 1) * c];
         for i in 0..c {
@@ -60,4 +56,26 @@ pub fn rmsnorm_backward<F: Float>(
             dw[i] += dy[i] * x[i] * r;
         }
     }
+}
+
+/// `sum a[i] * b[i] * c[i]` with eight interleaved partial sums (as [`dot`]).
+#[inline]
+fn dot3<F: Float>(a: &[F], b: &[F], c: &[F]) -> F {
+    debug_assert!(a.len() == b.len() && a.len() == c.len());
+    let split = a.len() / 8 * 8;
+    let mut acc = [F::ZERO; 8];
+    for ((x, y), z) in a[..split]
+        .chunks_exact(8)
+        .zip(b[..split].chunks_exact(8))
+        .zip(c[..split].chunks_exact(8))
+    {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i] * z[i];
+        }
+    }
+    let mut tail = F::ZERO;
+    for i in split..a.len() {
+        tail += a[i] * b[i] * c[i];
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }

@@ -11,9 +11,11 @@
 pub mod avx2;
 mod avx2_ops;
 mod avx2_packed;
+mod avx2_sgemm;
 pub mod avx512;
 mod avx512_ops;
 mod avx512_packed;
+mod avx512_sgemm;
 
 /// Rows x tokens driver shared by the ISA modules. Expands to the body of a `#[target_feature]`
 /// `unsafe fn` with parameters `(out: &mut [f32], w: *const u8, rb: usize, rows: usize,
