@@ -135,8 +135,8 @@ struct AttnScratch<'m> {
     p16: Buf<'m, f16>,    // (S,) attention probabilities in f16
 }
 
-/// Alignment [`Session::new_in_arena`] requires of the arena's first byte (that of `f32`). Kernels
-/// use unaligned loads, but a 64-byte aligned arena keeps every buffer on cache lines.
+/// Alignment [`Session::new_in_arena`] requires of the arena's first byte (that of `f32`, the most
+/// aligned buffer type); the kernels use unaligned loads, so nothing stricter is needed.
 pub const SESSION_ARENA_ALIGN: usize = align_of::<f32>();
 
 /// Bytes of the KV cache plus scratch of a session with `params` for `model`, with `n_batch` clamped
