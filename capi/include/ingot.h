@@ -95,7 +95,8 @@ typedef struct ingot_session ingot_session;
 typedef struct ingot_model_info {
   // Bytes of the whole GGUF (the mapping or the caller's buffer).
   uint64_t file_bytes;
-  // Bytes of all weight tensors: what a forward pass reads. Mapped, never copied.
+  // Bytes of all weight tensors: what a forward pass reads (mapped; Q4_0 repacked by
+  // `ingot_model_load_file` on some CPUs, same size).
   uint64_t weight_bytes;
   // Vocabulary size: valid token ids are 0..n_vocab.
   uint32_t n_vocab;
@@ -191,17 +192,20 @@ const char *ingot_version(void);
 const char *ingot_last_error(void);
 
 // Loads the GGUF model at `path` (NUL-terminated UTF-8) by memory-mapping it; the weights are read
-// from the mapping, never copied. On success `*model_out` owns a new model: free it with
+// from the mapping, except Q4_0 matrices on CPUs whose kernels repack them (AVX-512, AVX2, NEON
+// with dotprod; `INGOT_REPACK=0` disables it): those are copied once into the packed layout and
+// their mapped pages released, so the resident size does not grow. On success `*model_out` owns a new model: free it with
 // `ingot_model_free` after every session made from it. Thread-safe.
 //
 // # Safety
 // `path` is NULL or NUL-terminated; `model_out` is NULL or writable.
-int32_t ingot_model_load_file(const char *path, struct ingot_model **model_out);
+int32_t ingot_model_load_file(const char *path,
+                              struct ingot_model **model_out);
 
 // Loads a model from a GGUF image already in memory: `data[0..size]`, for systems without a file
-// system (flash, an embedded blob). Zero-copy: the model reads its weights from `data`, which the
-// caller keeps alive and unchanged until `ingot_model_free`. Any alignment works. On success
-// `*model_out` owns a new model. Thread-safe.
+// system (flash, an embedded blob). Zero-copy (no repacking either): the model reads its weights
+// from `data`, which the caller keeps alive and unchanged until `ingot_model_free`. Any alignment
+// works. On success `*model_out` owns a new model. Thread-safe.
 //
 // # Safety
 // `data` points to `size` readable bytes that stay valid and unmodified until the model is freed;

@@ -38,7 +38,8 @@ const _: () = {
 pub struct ingot_model_info {
     /// Bytes of the whole GGUF (the mapping or the caller's buffer).
     pub file_bytes: u64,
-    /// Bytes of all weight tensors: what a forward pass reads. Mapped, never copied.
+    /// Bytes of all weight tensors: what a forward pass reads (mapped; Q4_0 repacked by
+    /// `ingot_model_load_file` on some CPUs, same size).
     pub weight_bytes: u64,
     /// Vocabulary size: valid token ids are 0..n_vocab.
     pub n_vocab: u32,
@@ -73,13 +74,25 @@ fn load(bytes: &'static [u8], file: Option<GgufFile>) -> R<*mut ingot_model> {
         },
         (_, e) => e,
     })?;
-    let model = Model::from_gguf(gguf).map_err(|e| {
+    // A mapped file may be repacked for the kernels (its pages are released after, so the resident
+    // size stays the same); a caller's buffer is used as it is, never copied.
+    let loaded = if file.is_some() {
+        Model::from_gguf(gguf)
+    } else {
+        Model::from_gguf_unpacked(gguf)
+    };
+    let model = loaded.map_err(|e| {
         let mut fail = Fail::from(e);
         if let Some(f) = &file {
             fail.msg = format!("{}: {}", f.path(), fail.msg);
         }
         fail
     })?;
+    if let Some(f) = &file {
+        for m in model.weights.matrices().filter(|m| m.packed.is_some()) {
+            f.release(m.data);
+        }
+    }
     Ok(Box::into_raw(Box::new(ingot_model {
         model,
         file_len: bytes.len(),
@@ -88,7 +101,9 @@ fn load(bytes: &'static [u8], file: Option<GgufFile>) -> R<*mut ingot_model> {
 }
 
 /// Loads the GGUF model at `path` (NUL-terminated UTF-8) by memory-mapping it; the weights are read
-/// from the mapping, never copied. On success `*model_out` owns a new model: free it with
+/// from the mapping, except Q4_0 matrices on CPUs whose kernels repack them (AVX-512, AVX2, NEON
+/// with dotprod; `INGOT_REPACK=0` disables it): those are copied once into the packed layout and
+/// their mapped pages released, so the resident size does not grow. On success `*model_out` owns a new model: free it with
 /// `ingot_model_free` after every session made from it. Thread-safe.
 ///
 /// # Safety
@@ -117,9 +132,9 @@ pub unsafe extern "C" fn ingot_model_load_file(
 }
 
 /// Loads a model from a GGUF image already in memory: `data[0..size]`, for systems without a file
-/// system (flash, an embedded blob). Zero-copy: the model reads its weights from `data`, which the
-/// caller keeps alive and unchanged until `ingot_model_free`. Any alignment works. On success
-/// `*model_out` owns a new model. Thread-safe.
+/// system (flash, an embedded blob). Zero-copy (no repacking either): the model reads its weights
+/// from `data`, which the caller keeps alive and unchanged until `ingot_model_free`. Any alignment
+/// works. On success `*model_out` owns a new model. Thread-safe.
 ///
 /// # Safety
 /// `data` points to `size` readable bytes that stay valid and unmodified until the model is freed;

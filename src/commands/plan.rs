@@ -1,5 +1,5 @@
 //! `ingot plan`: the exact memory a session needs, in bytes, before anything is allocated: the
-//! weights (mapped from the file, not copied), the f16 KV cache and the scratch buffers. The session
+//! weights (mapped from the file; the matrices the kernels repack are copied once, same size), the f16 KV cache and the scratch buffers. The session
 //! total is what `ingot_session_arena_size` returns and what `Session::new_in_arena` needs.
 
 use super::{load_model, open};
@@ -28,7 +28,16 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         a.batch.min(a.ctx),
         a.threads
     );
-    println!("weights:  {weights} bytes (mapped, of a {file_bytes}-byte file; not copied)");
+    let packed = model.packed_bytes() as u64;
+    if packed == 0 {
+        println!("weights:  {weights} bytes (mapped, of a {file_bytes}-byte file; not copied)");
+    } else {
+        println!(
+            "weights:  {weights} bytes (mapped, of a {file_bytes}-byte file; {packed} of them \
+             repacked at load into heap memory for the kernels, their mapped pages released: \
+             INGOT_REPACK=0 keeps every weight mapped)"
+        );
+    }
     println!(
         "kv_cache: {kv} bytes (f16 K and V: {} layers x {} positions x {} x 2)",
         c.n_layer,
