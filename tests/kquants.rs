@@ -113,6 +113,25 @@ fn every_k_type_converts_loads_and_runs() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Q8_K is only an activation format (ggml has no Q8_K weight kernels): a file with Q8_K weights
+/// is refused at load with a message naming the tensor and the reason.
+#[test]
+fn q8_k_weights_are_refused() {
+    let tiny = Tiny {
+        n_embd: 256,
+        n_head: 4,
+        n_head_kv: 2,
+        n_ff: 512,
+        n_layer: 1,
+        weight_type: QuantType::Q8_K,
+    };
+    let bytes = tiny_model(&tiny).to_bytes();
+    let g = Gguf::parse(&bytes).unwrap();
+    let e = Model::from_gguf(g).unwrap_err().to_string();
+    assert!(e.contains("Q8_K is an activation format"), "{e}");
+    assert!(e.contains("blk.0."), "{e}");
+}
+
 #[test]
 fn smollm2_k_presets_like_llama_quantize() {
     let fixture: Value =

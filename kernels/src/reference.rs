@@ -25,6 +25,7 @@
 
 mod float;
 mod kquants;
+mod kquants_dot;
 pub mod ops;
 mod quants;
 
@@ -33,11 +34,13 @@ pub use float::{
     vec_dot_bf16, vec_dot_f16, vec_dot_f32,
 };
 pub use kquants::{
+    quantize_row_q2_k_ref, quantize_row_q3_k_ref, quantize_row_q4_k_ref, quantize_row_q5_k_ref,
+    quantize_row_q6_k_ref, quantize_row_q8_k_ref,
+};
+pub use kquants_dot::{
     dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
-    dequantize_row_q6_k, dequantize_row_q8_k, quantize_row_q2_k_ref, quantize_row_q3_k_ref,
-    quantize_row_q4_k_ref, quantize_row_q5_k_ref, quantize_row_q6_k_ref, quantize_row_q8_k_ref,
-    vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k, vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k,
-    vec_dot_q8_k_q8_k,
+    dequantize_row_q6_k, dequantize_row_q8_k, vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k,
+    vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k, vec_dot_q8_k_q8_k,
 };
 pub use quants::{
     dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,

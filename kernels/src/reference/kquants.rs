@@ -1,8 +1,8 @@
 //! Reference kernels for ggml's K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and their activation type Q8_K.
 //!
-//! Per type: `dequantize_row_*` and `quantize_row_*_ref` (ggml-quants.c), and `vec_dot_*_q8_K`
-//! (ggml-cpu/quants.c `ggml_vec_dot_*_q8_K_generic`, including its eight f32 lane sums). The
-//! quantizers are ggml's float searches for the best sub-block scale (`make_qkx2_quants` for the
+//! This file: the reference quantizers `quantize_row_*_ref` (ggml-quants.c) and the bit-packing
+//! helpers; `kquants_dot.rs`: `dequantize_row_*` and `vec_dot_*_q8_K` (ggml-cpu/quants.c
+//! `ggml_vec_dot_*_q8_K_generic`, including its eight f32 lane sums). The quantizers are ggml's float searches for the best sub-block scale (`make_qkx2_quants` for the
 //! types with a minimum, `make_qx_quants` for Q6_K, `make_q3_quants` for Q3_K) followed by a
 //! requantization against the f16/6-bit rounded scales; they are written as ggml's C with no fused
 //! multiply-add and in the same order of operations, so they match a ggml compiled without
@@ -35,7 +35,7 @@ fn nearest_int(x: f32) -> i32 {
 /// ggml `get_scale_min_k4`: the 6-bit scale and minimum of 32-element sub-block `j` (0..8) of a
 /// Q4_K / Q5_K block.
 #[inline]
-fn scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
+pub(super) fn scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -48,7 +48,7 @@ fn scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
 
 /// The 6-bit scale of 16-element sub-block `j` (0..16) of a Q3_K block, minus 32.
 #[inline]
-fn scale_q3(j: usize, s: &[u8; 12]) -> i32 {
+pub(super) fn scale_q3(j: usize, s: &[u8; 12]) -> i32 {
     let low = if j < 8 { s[j] & 0xf } else { s[j - 8] >> 4 };
     let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
     (low | (high << 4)) as i32 - 32
@@ -270,7 +270,7 @@ fn pack_2bit(l: &[u8; QK_K]) -> [u8; QK_K / 4] {
 
 /// The 2-bit value of element `128h + 32p + i` (`p` the bit pair) from `qs`.
 #[inline]
-fn unpack_2bit(qs: &[u8; QK_K / 4]) -> [u8; QK_K] {
+pub(super) fn unpack_2bit(qs: &[u8; QK_K / 4]) -> [u8; QK_K] {
     core::array::from_fn(|e| {
         let (h, p, i) = (e / 128, (e / 32) % 4, e % 32);
         (qs[32 * h + i] >> (2 * p)) & 3
@@ -657,326 +657,6 @@ pub fn quantize_row_q8_k_ref(src: &[f32], dst: &mut [u8]) {
         }
         b.write(out);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Dequantization (ggml-quants.c `dequantize_row_*`).
-
-/// `dequantize_row_q2_K`: `d * sc * q - dmin * m` (two roundings, no FMA).
-pub fn dequantize_row_q2_k(src: &[u8], dst: &mut [f32]) {
-    check_row(QuantType::Q2_K, dst.len(), src.len());
-    for (b, y) in src
-        .chunks_exact(BlockQ2_K::SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let b = BlockQ2_K::read(b);
-        let (d, min) = (b.d.to_f32(), b.dmin.to_f32());
-        let q = unpack_2bit(&b.qs);
-        for (s, (y, q)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
-            let sc = b.scales[s];
-            let dl = d * (sc & 0xf) as f32;
-            let ml = min * (sc >> 4) as f32;
-            for (y, &q) in y.iter_mut().zip(q) {
-                *y = dl * q as f32 - ml;
-            }
-        }
-    }
-}
-
-/// The 3-bit values of a Q3_K block as signed `q - 4` (bit 2 clear means -4).
-#[inline]
-fn q3_values(b: &BlockQ3_K) -> [i32; QK_K] {
-    let low = unpack_2bit(&b.qs);
-    core::array::from_fn(|e| {
-        let high = (b.hmask[e % 32] >> (e / 32)) & 1;
-        low[e] as i32 - if high != 0 { 0 } else { 4 }
-    })
-}
-
-/// `dequantize_row_q3_K`: `d * (scale6 - 32) * (q - 4)`.
-pub fn dequantize_row_q3_k(src: &[u8], dst: &mut [f32]) {
-    check_row(QuantType::Q3_K, dst.len(), src.len());
-    for (b, y) in src
-        .chunks_exact(BlockQ3_K::SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let b = BlockQ3_K::read(b);
-        let d_all = b.d.to_f32();
-        let q = q3_values(&b);
-        for (s, (y, q)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
-            let dl = d_all * scale_q3(s, &b.scales) as f32;
-            for (y, &q) in y.iter_mut().zip(q) {
-                *y = dl * q as f32;
-            }
-        }
-    }
-}
-
-/// The 4-bit values of a Q4_K / Q5_K `qs` (see [`BlockQ4_K`]).
-#[inline]
-fn q4k_values(qs: &[u8; QK_K / 2]) -> [u8; QK_K] {
-    core::array::from_fn(|e| {
-        let (c, half, i) = (e / 64, (e / 32) % 2, e % 32);
-        (qs[32 * c + i] >> (4 * half)) & 0xf
-    })
-}
-
-/// The 5-bit values of a Q5_K block.
-#[inline]
-fn q5k_values(b: &BlockQ5_K) -> [u8; QK_K] {
-    let low = q4k_values(&b.qs);
-    core::array::from_fn(|e| low[e] | (((b.qh[e % 32] >> (e / 32)) & 1) << 4))
-}
-
-/// `dequantize_row_q4_K`: `d * sc * q - dmin * m` (two roundings, no FMA).
-pub fn dequantize_row_q4_k(src: &[u8], dst: &mut [f32]) {
-    check_row(QuantType::Q4_K, dst.len(), src.len());
-    for (b, y) in src
-        .chunks_exact(BlockQ4_K::SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let b = BlockQ4_K::read(b);
-        dequantize_k4(b.d, b.dmin, &b.scales, &q4k_values(&b.qs), y);
-    }
-}
-
-/// `dequantize_row_q5_K`: as Q4_K with 5-bit quants.
-pub fn dequantize_row_q5_k(src: &[u8], dst: &mut [f32]) {
-    check_row(QuantType::Q5_K, dst.len(), src.len());
-    for (b, y) in src
-        .chunks_exact(BlockQ5_K::SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let b = BlockQ5_K::read(b);
-        dequantize_k4(b.d, b.dmin, &b.scales, &q5k_values(&b), y);
-    }
-}
-
-#[inline]
-fn dequantize_k4(d: f16, dmin: f16, scales: &[u8; K_SCALE_SIZE], q: &[u8; QK_K], y: &mut [f32]) {
-    let (d, min) = (d.to_f32(), dmin.to_f32());
-    for (s, (y, q)) in y.chunks_exact_mut(32).zip(q.chunks_exact(32)).enumerate() {
-        let (sc, m) = scale_min_k4(s, scales);
-        let (dl, ml) = (d * sc as f32, min * m as f32);
-        for (y, &q) in y.iter_mut().zip(q) {
-            *y = dl * q as f32 - ml;
-        }
-    }
-}
-
-/// The 6-bit values of a Q6_K block as signed `q - 32`.
-#[inline]
-fn q6_values(b: &BlockQ6_K) -> [i32; QK_K] {
-    core::array::from_fn(|e| {
-        let (h, k, i) = (e / 128, (e / 32) % 4, e % 32);
-        let low = (b.ql[64 * h + 32 * (k % 2) + i] >> (4 * (k / 2))) & 0xf;
-        let high = (b.qh[32 * h + i] >> (2 * k)) & 3;
-        (low | (high << 4)) as i32 - 32
-    })
-}
-
-/// `dequantize_row_q6_K`: `(d * scale) * (q - 32)`.
-pub fn dequantize_row_q6_k(src: &[u8], dst: &mut [f32]) {
-    check_row(QuantType::Q6_K, dst.len(), src.len());
-    for (b, y) in src
-        .chunks_exact(BlockQ6_K::SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let b = BlockQ6_K::read(b);
-        let d = b.d.to_f32();
-        let q = q6_values(&b);
-        for (s, (y, q)) in y.chunks_exact_mut(16).zip(q.chunks_exact(16)).enumerate() {
-            let ds = d * b.scales[s] as f32;
-            for (y, &q) in y.iter_mut().zip(q) {
-                *y = ds * q as f32;
-            }
-        }
-    }
-}
-
-/// `dequantize_row_q8_K`: `d * q`.
-pub fn dequantize_row_q8_k(src: &[u8], dst: &mut [f32]) {
-    check_row(QuantType::Q8_K, dst.len(), src.len());
-    for (b, y) in src
-        .chunks_exact(BlockQ8_K::SIZE)
-        .zip(dst.chunks_exact_mut(QK_K))
-    {
-        let b = BlockQ8_K::read(b);
-        for (y, &q) in y.iter_mut().zip(&b.qs) {
-            *y = b.d * q as f32;
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Dot products (ggml-cpu/quants.c `ggml_vec_dot_*_q8_K_generic`).
-
-#[track_caller]
-fn check_dot(w_ty: QuantType, n: usize, w: &[u8], x: &[u8]) {
-    check_row(w_ty, n, w.len());
-    check_row(QuantType::Q8_K, n, x.len());
-}
-
-/// ggml's eight-lane integer accumulation: lane `l` sums `scale(g) * q[8g + l] * y[8g + l]` over
-/// the 32 groups of 8 elements, where `scale` is constant per 16 (`per = 16`) or 32 (`per = 32`)
-/// elements. Exact in i32.
-#[inline]
-fn lanes8(q: &[i32; QK_K], y: &[i8; QK_K], scale: impl Fn(usize) -> i32) -> [i32; 8] {
-    let mut acc = [0i32; 8];
-    for (g, (q, y)) in q.chunks_exact(8).zip(y.chunks_exact(8)).enumerate() {
-        let s = scale(g);
-        for l in 0..8 {
-            acc[l] += s * (q[l] * y[l] as i32);
-        }
-    }
-    acc
-}
-
-/// `ggml_vec_dot_q2_K_q8_K_generic`: per block `sumf += (dy * d) * isum - (dy * dmin) * summs`.
-pub fn vec_dot_q2_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    check_dot(QuantType::Q2_K, n, w, x);
-    let mut sumf = 0.0f32;
-    for (bw, bx) in w
-        .chunks_exact(BlockQ2_K::SIZE)
-        .zip(x.chunks_exact(BlockQ8_K::SIZE))
-    {
-        let (bw, bx) = (BlockQ2_K::read(bw), BlockQ8_K::read(bx));
-        let summs: i32 = (0..16)
-            .map(|j| bx.bsums[j] as i32 * (bw.scales[j] >> 4) as i32)
-            .sum();
-        let dall = bx.d * bw.d.to_f32();
-        let dmin = bx.d * bw.dmin.to_f32();
-        let q = unpack_2bit(&bw.qs);
-        let mut isum = 0i32;
-        for s in 0..16 {
-            let isuml: i32 = (16 * s..16 * s + 16)
-                .map(|e| bx.qs[e] as i32 * q[e] as i32)
-                .sum();
-            isum += (bw.scales[s] & 0xf) as i32 * isuml;
-        }
-        sumf += dall * isum as f32 - dmin * summs as f32;
-    }
-    sumf
-}
-
-/// `ggml_vec_dot_q3_K_q8_K_generic`: eight f32 lane sums `sums[l] += (d * dy) * aux32[l]`, added
-/// to `sumf` in lane order at the end.
-pub fn vec_dot_q3_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    check_dot(QuantType::Q3_K, n, w, x);
-    let mut sums = [0f32; 8];
-    for (bw, bx) in w
-        .chunks_exact(BlockQ3_K::SIZE)
-        .zip(x.chunks_exact(BlockQ8_K::SIZE))
-    {
-        let (bw, bx) = (BlockQ3_K::read(bw), BlockQ8_K::read(bx));
-        let aux32 = lanes8(&q3_values(&bw), &bx.qs, |g| scale_q3(g / 2, &bw.scales));
-        let d = bw.d.to_f32() * bx.d;
-        for (s, &a) in sums.iter_mut().zip(&aux32) {
-            *s += d * a as f32;
-        }
-    }
-    sums.iter().fold(0.0f32, |acc, &s| acc + s)
-}
-
-/// The shared body of the Q4_K and Q5_K dots: lane sums of the scaled products, and
-/// `sumf -= (dmin * dy) * sum(bsums * m)` per block, the lane sums added last.
-#[inline]
-fn dot_k4(
-    d: f16,
-    dmin: f16,
-    scales: &[u8; K_SCALE_SIZE],
-    q: &[u8; QK_K],
-    bx: &BlockQ8_K,
-    sums: &mut [f32; 8],
-) -> f32 {
-    let q: [i32; QK_K] = core::array::from_fn(|e| q[e] as i32);
-    let sm: [(u8, u8); 8] = core::array::from_fn(|j| scale_min_k4(j, scales));
-    let sumi: i32 = (0..16)
-        .map(|j| bx.bsums[j] as i32 * sm[j / 2].1 as i32)
-        .sum();
-    let aux32 = lanes8(&q, &bx.qs, |g| sm[g / 4].0 as i32);
-    let dd = d.to_f32() * bx.d;
-    for (s, &a) in sums.iter_mut().zip(&aux32) {
-        *s += dd * a as f32;
-    }
-    let dm = dmin.to_f32() * bx.d;
-    dm * sumi as f32
-}
-
-/// `ggml_vec_dot_q4_K_q8_K_generic`.
-pub fn vec_dot_q4_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    check_dot(QuantType::Q4_K, n, w, x);
-    let mut sums = [0f32; 8];
-    let mut sumf = 0.0f32;
-    for (bw, bx) in w
-        .chunks_exact(BlockQ4_K::SIZE)
-        .zip(x.chunks_exact(BlockQ8_K::SIZE))
-    {
-        let (bw, bx) = (BlockQ4_K::read(bw), BlockQ8_K::read(bx));
-        sumf -= dot_k4(
-            bw.d,
-            bw.dmin,
-            &bw.scales,
-            &q4k_values(&bw.qs),
-            &bx,
-            &mut sums,
-        );
-    }
-    sums.iter().fold(sumf, |acc, &s| acc + s)
-}
-
-/// `ggml_vec_dot_q5_K_q8_K_generic`.
-pub fn vec_dot_q5_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    check_dot(QuantType::Q5_K, n, w, x);
-    let mut sums = [0f32; 8];
-    let mut sumf = 0.0f32;
-    for (bw, bx) in w
-        .chunks_exact(BlockQ5_K::SIZE)
-        .zip(x.chunks_exact(BlockQ8_K::SIZE))
-    {
-        let (bw, bx) = (BlockQ5_K::read(bw), BlockQ8_K::read(bx));
-        sumf -= dot_k4(bw.d, bw.dmin, &bw.scales, &q5k_values(&bw), &bx, &mut sums);
-    }
-    sums.iter().fold(sumf, |acc, &s| acc + s)
-}
-
-/// `ggml_vec_dot_q6_K_q8_K_generic`.
-pub fn vec_dot_q6_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    check_dot(QuantType::Q6_K, n, w, x);
-    let mut sums = [0f32; 8];
-    for (bw, bx) in w
-        .chunks_exact(BlockQ6_K::SIZE)
-        .zip(x.chunks_exact(BlockQ8_K::SIZE))
-    {
-        let (bw, bx) = (BlockQ6_K::read(bw), BlockQ8_K::read(bx));
-        let aux32 = lanes8(&q6_values(&bw), &bx.qs, |g| bw.scales[g / 2] as i32);
-        let d = bw.d.to_f32() * bx.d;
-        for (s, &a) in sums.iter_mut().zip(&aux32) {
-            *s += d * a as f32;
-        }
-    }
-    sums.iter().fold(0.0f32, |acc, &s| acc + s)
-}
-
-/// Q8_K x Q8_K, which ggml never computes (Q8_K is only an activation format): an exact integer
-/// dot per block times `dw * dx`, so that the Q8_K row of the type table is complete.
-pub fn vec_dot_q8_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
-    check_dot(QuantType::Q8_K, n, w, x);
-    let mut sumf = 0.0f32;
-    for (bw, bx) in w
-        .chunks_exact(BlockQ8_K::SIZE)
-        .zip(x.chunks_exact(BlockQ8_K::SIZE))
-    {
-        let (bw, bx) = (BlockQ8_K::read(bw), BlockQ8_K::read(bx));
-        let sumi: i32 = bw
-            .qs
-            .iter()
-            .zip(&bx.qs)
-            .map(|(&a, &b)| a as i32 * b as i32)
-            .sum();
-        sumf += sumi as f32 * (bw.d * bx.d);
-    }
-    sumf
 }
 
 #[cfg(test)]

@@ -43,6 +43,13 @@ fn gt(t: QuantType) -> sys::ggml_type {
     t.ggml_id() as sys::ggml_type
 }
 
+/// The f32 values as little-endian bytes with every NaN replaced by `0x7fc0_0000`: operations on
+/// inf/NaN produce a different default NaN on x86 (`0xffc0_0000`) than on AArch64, and the fixture
+/// must not depend on the machine that made or checks it.
+pub fn f32_bytes_canon(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| if v.is_nan() { 0x7fc0_0000u32.to_le_bytes() } else { v.to_le_bytes() }).collect()
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -159,7 +166,7 @@ pub fn cmd_kquant_parity(model: Option<&str>, out: Option<&str>, seed: u64) -> R
                 t.name().into(),
                 json!({
                     "quant_fnv": format!("{:016x}", fnv1a(&theirs)),
-                    "dequant_fnv": format!("{:016x}", fnv1a(&f32_bytes(&deq_g))),
+                    "dequant_fnv": format!("{:016x}", fnv1a(&f32_bytes_canon(&deq_g))),
                     "rmse": rg,
                     "blocks_differ_from_ingot": differ,
                 }),
@@ -207,7 +214,7 @@ pub fn cmd_kquant_parity(model: Option<&str>, out: Option<&str>, seed: u64) -> R
                         t.name().into(),
                         json!({
                             "bytes": hex(&w),
-                            "dequant_fnv": format!("{:016x}", fnv1a(&f32_bytes(&deq))),
+                            "dequant_fnv": format!("{:016x}", fnv1a(&f32_bytes_canon(&deq))),
                             "dot": dot,
                             "dot_bits": format!("{:08x}", dot.to_bits()),
                         }),
@@ -246,7 +253,7 @@ pub fn cmd_kquant_parity(model: Option<&str>, out: Option<&str>, seed: u64) -> R
             "llama_cpp_sys_2": "0.1.161",
             "build_cflags": option_env!("CFLAGS").unwrap_or(""),
             "system_info": crate::system_info(),
-            "hash": "FNV-1a 64 of ggml's quantized bytes / of the dequantized f32 little-endian bytes",
+            "hash": "FNV-1a 64 of ggml's quantized bytes / of the dequantized f32 little-endian bytes, every NaN as 0x7fc00000",
             "rmse": "sqrt(mean((x - to_float(ggml bytes))^2)) in f64; null where it is NaN (sets past the f16 range)",
             "sets": Json::Object(fixture),
             "samples": samples,
