@@ -16,13 +16,15 @@
 //! - **dtypes**: F32, F16 and BF16 tensors are read (exactly widened to f32), then written in the
 //!   type the [`Policy`] chooses, through the same row converter as GGUF inputs.
 //! - **Metadata**: `general.*` (architecture `llama`, name from the directory, file type,
-//!   quantization version), `llama.*` hyperparameters from `config.json`, and the tokenizer:
+//!   quantization version), `llama.*` hyperparameters from `config.json` (rope theta from
+//!   `rope_theta`, or from `rope_parameters` as transformers >= 5 writes it), and the tokenizer:
 //!   `tokenizer.json` must hold a `BPE` model, written as `tokenizer.ggml.model = "gpt2"` with tokens
 //!   (ids with no token become `[PADi]`, as llama.cpp does), merges (both the `"a b"` and the
 //!   `["a", "b"]` forms), token types (added tokens marked `special` are control tokens, other added
 //!   tokens user-defined, the rest normal), bos/eos/pad/unk ids from `tokenizer_config.json` (falling
 //!   back to `config.json`'s `bos_token_id` / `eos_token_id`), `add_bos_token` / `add_eos_token` when
-//!   `tokenizer_config.json` states them, and `tokenizer.chat_template`.
+//!   `tokenizer_config.json` states them, and `tokenizer.chat_template` (from `chat_template.jinja`,
+//!   where transformers >= 4.51 saves it, else `tokenizer_config.json`'s `chat_template`).
 //!   `tokenizer.ggml.pre` is `"smollm"` when the pre-tokenizer is exactly `Digits` (individual digits)
 //!   followed by `ByteLevel` — SmolLM/StarCoder's — and `"gpt-2"` otherwise. llama.cpp instead hashes
 //!   the tokenization of a probe text to recognise the pre-tokenizer; this structural check only
@@ -111,6 +113,35 @@ impl HfConfig {
                 format!("rope_scaling {} is not supported yet", v["rope_scaling"]),
             ));
         }
+        // transformers >= 5 writes `rope_parameters: {rope_type, rope_theta, ...}` in place of
+        // `rope_theta` and `rope_scaling`.
+        let rope = &v["rope_parameters"];
+        if !rope.is_null() {
+            if !rope.is_object() {
+                return Err(bad(
+                    path,
+                    format!("rope_parameters {rope} is not an object"),
+                ));
+            }
+            if !(rope["rope_type"].is_null() || rope["rope_type"] == "default") {
+                return Err(bad(
+                    path,
+                    format!("rope_parameters {rope}: only rope_type `default` is supported yet"),
+                ));
+            }
+        }
+        let rope_theta = match (&v["rope_theta"], &rope["rope_theta"]) {
+            (Value::Null, Value::Null) => 10000.0,
+            (Value::Null, t) | (t, Value::Null) => t
+                .as_f64()
+                .ok_or_else(|| bad(path, format!("rope_theta {t} is not a number")))?,
+            (a, b) => {
+                return Err(bad(
+                    path,
+                    format!("rope_theta {a} and rope_parameters.rope_theta {b} both given"),
+                ))
+            }
+        };
         if let Some(act) = v["hidden_act"].as_str() {
             if act != "silu" {
                 return Err(bad(
@@ -151,7 +182,7 @@ impl HfConfig {
             head_dim,
             intermediate_size: uint("intermediate_size")?,
             rms_norm_eps: float("rms_norm_eps", None)?,
-            rope_theta: float("rope_theta", Some(10000.0))?,
+            rope_theta,
             max_position_embeddings: uint("max_position_embeddings")?,
             vocab_size: uint("vocab_size")?,
             tie_word_embeddings: v["tie_word_embeddings"].as_bool().unwrap_or(false),
@@ -464,7 +495,11 @@ fn tokenizer_meta(dir: &Path, c: &HfConfig, config: &Value) -> Result<Vec<(Strin
             meta.push((format!("tokenizer.ggml.{key}"), OwnedValue::Bool(b)));
         }
     }
+    // transformers >= 4.51 saves the template as `chat_template.jinja` beside tokenizer_config.json
+    // (which then has no `chat_template`); that file wins, as in llama.cpp's gguf-py.
+    let jinja = dir.join("chat_template.jinja");
     let template = match &tc["chat_template"] {
+        _ if jinja.exists() => Some(std::fs::read_to_string(&jinja).map_err(|e| io(&jinja, e))?),
         Value::String(t) => Some(t.clone()),
         // A list of named templates: the one named "default", else the first.
         Value::Array(l) => l
@@ -707,6 +742,37 @@ pub fn convert_hf(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rope_theta_from_either_config_layout() {
+        let base = serde_json::json!({
+            "architectures": ["LlamaForCausalLM"], "hidden_size": 32, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64, "rms_norm_eps": 1e-5,
+            "max_position_embeddings": 256, "vocab_size": 260,
+        });
+        let p = Path::new("config.json");
+        let with = |k: &str, v: Value| {
+            let mut c = base.clone();
+            c[k] = v;
+            HfConfig::from_json(p, &c)
+        };
+        assert_eq!(HfConfig::from_json(p, &base).unwrap().rope_theta, 10000.0);
+        assert_eq!(
+            with("rope_theta", serde_json::json!(500000.0))
+                .unwrap()
+                .rope_theta,
+            500000.0
+        );
+        let v5 = serde_json::json!({"rope_type": "default", "rope_theta": 100000.0});
+        assert_eq!(with("rope_parameters", v5).unwrap().rope_theta, 100000.0);
+        let yarn = serde_json::json!({"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0});
+        let e = with("rope_parameters", yarn).unwrap_err().to_string();
+        assert!(e.contains("only rope_type `default`"), "{e}");
+        let mut both = base.clone();
+        both["rope_theta"] = serde_json::json!(1e4);
+        both["rope_parameters"] = serde_json::json!({"rope_theta": 2e4});
+        assert!(HfConfig::from_json(p, &both).is_err());
+    }
 
     #[test]
     fn permute_matches_llama_cpp() {
