@@ -1,40 +1,76 @@
 #!/usr/bin/env python3
-"""Writes the tiny Hugging Face llama fixture for tests/convert_hf.rs.
+"""Writes the tiny Hugging Face llama fixture for tests/convert_hf.rs with Hugging Face `transformers`.
 
-testdata/hf/tiny-llama/: a random `LlamaForCausalLM` checkpoint laid out as `save_pretrained`
-writes it (config.json, two safetensors shards + model.safetensors.index.json, tokenizer.json with a
-byte-level BPE model, tokenizer_config.json with a chat template). Hidden 32, 2 layers, 4 heads,
-2 KV heads, intermediate 64, vocab 260 (256 byte tokens, 2 merges, 2 special tokens), untied
-lm_head, f32 weights.
+testdata/hf/tiny-llama/: a random `LlamaForCausalLM` (`transformers.LlamaConfig`: hidden 32,
+2 layers, 4 heads, 2 KV heads, intermediate 64, vocab 260, untied lm_head, rope theta 10000,
+rms eps 1e-5, f32) written by `model.save_pretrained` in two safetensors shards with
+model.safetensors.index.json (config.json in transformers 5's layout: `rope_parameters`, `dtype`;
+plus generation_config.json), and a byte-level BPE tokenizer (256 byte tokens, 2 merges, 2 special
+tokens; SmolLM's `Digits` + `ByteLevel` pre-tokenizer) built with `tokenizers` and written by
+`PreTrainedTokenizerFast.save_pretrained` (tokenizer.json, tokenizer_config.json, and the chat
+template wherever this transformers version puts it).
 
-testdata/hf/tiny-llama-logits.json: the last-position logits for a few prompts, computed here in
-numpy (f64 internally) with Hugging Face's llama math on the *un-permuted* weights: RMSNorm,
-rotate_half RoPE, GQA causal attention, SwiGLU (`logits`); and the same math with the roped queries
-and keys, the values and the attention probabilities rounded to f16 (`logits_f16_attn`), which is
-where ingot's forward pass, like llama.cpp's CPU backend with its default f16 KV cache, leaves f32.
-The pure-f32 weights and activations (F32 weights are not quantized, nor their activations) make
-everything else agree to float rounding. The Rust test converts the directory with
-`ingot convert --type F32` and compares ingot's logits with these, which checks the Q/K row
-permutation that turns HF's rotate_half layout into ggml's adjacent-pair RoPE.
+The weights are drawn from a seeded torch generator at larger scales than transformers' default
+init (std 0.02, norms all ones), so that attention is far from uniform and the logits are O(1): a
+wrong Q/K permutation, a swapped norm or a transposed matrix moves them by far more than the
+tolerance.
 
-No torch or transformers needed: `python3 -m venv /tmp/v && /tmp/v/bin/pip install numpy safetensors`
-then `/tmp/v/bin/python tools/oracles/make_hf_fixture.py` from the repository root. The output is
-deterministic (numpy's PCG64 with a fixed seed).
+testdata/hf/tiny-llama-logits.json, per prompt: the text, the ids the HF tokenizer gives it
+(`add_special_tokens=False`; special tokens in the text are parsed), and the last-position logits of
+the transformers model in float32:
+  - `logits`: `attn_implementation="eager"`, transformers unchanged;
+  - `logits_f16_attn`: the same model with an attention function registered through
+    `transformers.AttentionInterface` that is transformers' `eager_attention_forward` except that
+    the roped queries and keys, the values and the softmax probabilities are rounded to f16 — where
+    ingot's forward pass (like llama.cpp's CPU backend with its default f16 KV cache) holds them.
+    Everything else (embedding, RMSNorm, RoPE, projections, SwiGLU, lm_head) is transformers' code.
+    (Checked: the registered function without the rounding gives logits bit-identical to eager.)
+  - `f16_alternatives`: an f16 rounding whose f32 input lies within 1e-6 (relative) of a midpoint
+    between two f16 values can go either way between two correct f32 implementations (they differ
+    by ~1e-7 relative from summation order). For each such rounding whose flip moves a logit by more
+    than 1e-4, the logits with that one rounding flipped (name, margin, change, logits).
+The Rust test converts the directory with `ingot convert --type F32`, checks that ingot's tokenizer
+gives the same ids, and compares ingot's logits with `logits_f16_attn` (or one of its
+`f16_alternatives`) within 1e-4, and with `logits` within 1e-2 (the f16 rounding alone moves
+transformers' own logits by up to 4.5e-3; printed when the script runs).
+
+Run from the repository root with a venv holding torch (CPU), transformers, tokenizers, safetensors:
+  python3 -m venv /tmp/v && /tmp/v/bin/pip install torch --index-url https://download.pytorch.org/whl/cpu
+  /tmp/v/bin/pip install transformers tokenizers safetensors
+  /tmp/v/bin/python tools/oracles/make_hf_fixture.py
+The versions used are written into the logits JSON. Deterministic for given versions (seeded torch
+generator, single-threaded CPU). It replaces the earlier numpy re-implementation of llama's math,
+which nothing else used: transformers is the reference now.
 """
 import json
 import os
+import shutil
 
-import numpy as np
-from safetensors.numpy import save_file
+import tokenizers
+import torch
+import transformers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (AttentionInterface, AttentionMaskInterface, AutoTokenizer, LlamaConfig, LlamaForCausalLM,
+                          PreTrainedTokenizerFast)
+from transformers.masking_utils import eager_mask
+from transformers.models.llama.modeling_llama import repeat_kv
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 OUT = os.path.join(ROOT, "testdata", "hf", "tiny-llama")
 LOGITS = os.path.join(ROOT, "testdata", "hf", "tiny-llama-logits.json")
 
-HIDDEN, LAYERS, HEADS, KV_HEADS, FF = 32, 2, 4, 2, 64
-HEAD_DIM = HIDDEN // HEADS
-EPS, THETA = 1e-5, 10000.0
-PROMPTS = [[104, 101, 108, 108, 111], [258, 72, 105, 33], [7, 200, 31, 0, 255, 256, 257, 259, 42]]
+SEED = 20261129
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% endif %}"
+)
+PROMPTS = [
+    "hello",
+    "<|im_start|>Hi!",
+    "<|im_start|>user\nhello 42<|im_end|>\n<|im_start|>assistant\n",
+    "\x00\x07 Déjà vu ★ 2026\t🦀",
+]
 
 
 def byte_tokens():
@@ -51,152 +87,177 @@ def byte_tokens():
     return [chr(table[b]) for b in range(256)]
 
 
-def tokenizer_files():
+def make_tokenizer():
     vocab = {t: i for i, t in enumerate(byte_tokens())}
     vocab["he"] = 256
     vocab["hel"] = 257
-    merges = ["h e", "he l"]
-    specials = [("<|im_start|>", 258), ("<|im_end|>", 259)]
-    for s, i in specials:
-        vocab[s] = i
-    tok = {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": [
-            {"id": i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-             "normalized": False, "special": True}
-            for s, i in specials
-        ],
-        "normalizer": None,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": True},
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-        ]},
-        "post_processor": None,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
-                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
-                  "ignore_merges": False, "vocab": vocab, "merges": merges},
-    }
-    cfg = {
-        "add_prefix_space": False,
-        "bos_token": "<|im_start|>",
-        "eos_token": "<|im_end|>",
-        "model_max_length": 256,
-        "tokenizer_class": "GPT2Tokenizer",
-        "chat_template": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}",
-    }
-    return tok, cfg
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[("h", "e"), ("he", "l")]))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        model_max_length=256,
+    )
+    # Added after the 258 vocabulary entries: <|im_start|> = 258, <|im_end|> = 259.
+    fast.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    fast.chat_template = CHAT_TEMPLATE
+    assert fast.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"]) == [258, 259]
+    return fast
 
 
-def weights(rng):
-    f = lambda *shape, s=0.25: (rng.standard_normal(shape) * s).astype(np.float32)
-    w = {"model.embed_tokens.weight": f(260, HIDDEN, s=0.5)}
-    for l in range(LAYERS):
-        p = f"model.layers.{l}."
-        w[p + "input_layernorm.weight"] = (1 + f(HIDDEN, s=0.1)).astype(np.float32)
-        w[p + "self_attn.q_proj.weight"] = f(HEADS * HEAD_DIM, HIDDEN, s=0.4)
-        w[p + "self_attn.k_proj.weight"] = f(KV_HEADS * HEAD_DIM, HIDDEN, s=0.4)
-        w[p + "self_attn.v_proj.weight"] = f(KV_HEADS * HEAD_DIM, HIDDEN)
-        w[p + "self_attn.o_proj.weight"] = f(HIDDEN, HEADS * HEAD_DIM)
-        w[p + "post_attention_layernorm.weight"] = (1 + f(HIDDEN, s=0.1)).astype(np.float32)
-        w[p + "mlp.gate_proj.weight"] = f(FF, HIDDEN)
-        w[p + "mlp.up_proj.weight"] = f(FF, HIDDEN)
-        w[p + "mlp.down_proj.weight"] = f(HIDDEN, FF)
-    w["model.norm.weight"] = (1 + f(HIDDEN, s=0.1)).astype(np.float32)
-    w["lm_head.weight"] = f(260, HIDDEN)
-    return w
+def make_model():
+    config = LlamaConfig(
+        vocab_size=260,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=False,
+        bos_token_id=258,
+        eos_token_id=259,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(SEED)
+    model = LlamaForCausalLM(config).to(torch.float32).eval()
+    g = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1 + 0.1 * torch.randn(p.shape, generator=g))
+            else:
+                s = 0.5 if "embed_tokens" in name else 0.4 if ("q_proj" in name or "k_proj" in name) else 0.25
+                p.copy_(s * torch.randn(p.shape, generator=g))
+    return model
 
 
-def rms_norm(x, w):
-    return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + EPS) * w
+# f16 rounding of the attention inputs. `ROUNDED` records each rounded tensor (before rounding) by
+# (layer, name); `FLIP`, when set to (layer, name, flat index), rounds that one element to its other
+# f16 neighbour.
+ROUNDED = {}
+FLIP = None
+TIE_MARGIN = 1e-6
 
 
-def rotate_half(x):
-    h = x.shape[-1] // 2
-    return np.concatenate([-x[..., h:], x[..., :h]], axis=-1)
+def f16(x, layer, name):
+    x = x.contiguous()
+    ROUNDED[(layer, name)] = x.detach().clone()
+    y = x.to(torch.float16)
+    if FLIP is not None and FLIP[:2] == (layer, name):
+        flat = y.view(-1)
+        i = FLIP[2]
+        away = torch.tensor(float("inf") if x.reshape(-1)[i] > flat[i] else float("-inf"), dtype=torch.float16)
+        flat[i] = torch.nextafter(flat[i], away)
+    return y.to(x.dtype)
 
 
-def f16(x, on):
-    return x.astype(np.float16).astype(np.float64) if on else x
+def f16_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """transformers' eager attention with the roped q and k, v and the probabilities rounded to f16."""
+    layer = module.layer_idx
+    key_states = repeat_kv(f16(key, layer, "k"), module.num_key_value_groups)
+    value_states = repeat_kv(f16(value, layer, "v"), module.num_key_value_groups)
+    w = torch.matmul(f16(query, layer, "q"), key_states.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        w = w + attention_mask
+    w = torch.nn.functional.softmax(w, dim=-1, dtype=torch.float32).to(query.dtype)
+    w = f16(w, layer, "p")
+    out = torch.matmul(w, value_states).transpose(1, 2).contiguous()
+    return out, w
 
 
-def forward(w, ids, f16_attn=False):
-    """HF LlamaForCausalLM.forward, logits of the last position. With `f16_attn`, the roped queries
-    and keys, the values and the attention probabilities are rounded to f16 where ingot (like
-    llama.cpp's CPU backend with its default f16 KV cache) stores them; all else is the same."""
-    W = {k: v.astype(np.float64) for k, v in w.items()}
-    T = len(ids)
-    x = W["model.embed_tokens.weight"][ids]  # (T, C)
-    inv = 1.0 / THETA ** (np.arange(0, HEAD_DIM, 2, dtype=np.float64) / HEAD_DIM)
-    ang = np.outer(np.arange(T, dtype=np.float64), inv)
-    emb = np.concatenate([ang, ang], axis=-1)  # (T, D)
-    cos, sin = np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]
-    mask = np.triu(np.full((T, T), -np.inf), 1)
-    for l in range(LAYERS):
-        p = f"model.layers.{l}."
-        h = rms_norm(x, W[p + "input_layernorm.weight"])
-        q = (h @ W[p + "self_attn.q_proj.weight"].T).reshape(T, HEADS, HEAD_DIM)
-        k = (h @ W[p + "self_attn.k_proj.weight"].T).reshape(T, KV_HEADS, HEAD_DIM)
-        v = (h @ W[p + "self_attn.v_proj.weight"].T).reshape(T, KV_HEADS, HEAD_DIM)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        rep = HEADS // KV_HEADS
-        q, k, v = f16(q, f16_attn), f16(k, f16_attn), f16(v, f16_attn)
-        k = np.repeat(k, rep, axis=1)
-        v = np.repeat(v, rep, axis=1)
-        att = np.einsum("thd,shd->hts", q, k) / np.sqrt(HEAD_DIM) + mask
-        att = np.exp(att - att.max(-1, keepdims=True))
-        att /= att.sum(-1, keepdims=True)
-        att = f16(att, f16_attn)
-        o = np.einsum("hts,shd->thd", att, v).reshape(T, HEADS * HEAD_DIM)
-        x = x + o @ W[p + "self_attn.o_proj.weight"].T
-        h = rms_norm(x, W[p + "post_attention_layernorm.weight"])
-        g = h @ W[p + "mlp.gate_proj.weight"].T
-        u = h @ W[p + "mlp.up_proj.weight"].T
-        x = x + ((g / (1 + np.exp(-g))) * u) @ W[p + "mlp.down_proj.weight"].T
-    x = rms_norm(x, W["model.norm.weight"])
-    return (x[-1] @ W["lm_head.weight"].T).tolist()
+def near_ties():
+    """The elements of the last f16 run whose f32 value lies within TIE_MARGIN (relative) of a
+    midpoint between two f16 values: a difference of float rounding between two correct
+    implementations (about 1e-7 relative here) can round them either way."""
+    out = []
+    for (layer, name), x in ROUNDED.items():
+        x = x.double().reshape(-1)
+        y16 = x.to(torch.float16)
+        y = y16.double()
+        up = torch.nextafter(y16, torch.tensor(float("inf"), dtype=torch.float16)).double()
+        dn = torch.nextafter(y16, torch.tensor(float("-inf"), dtype=torch.float16)).double()
+        mid = torch.where(x >= y, (y + up) / 2, (y + dn) / 2)
+        margin = (x - mid).abs() / x.abs().clamp_min(1e-30)
+        hit = (margin < TIE_MARGIN) & (x != y) & (margin > 0)  # exact midpoints round to even in both
+        out += [(layer, name, i, margin[i].item()) for i in hit.nonzero().flatten().tolist()]
+    return out
+
+
+def last_logits(model, ids, attn):
+    model.set_attn_implementation(attn)
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0, -1].tolist()
+
+
+def f16_alternatives(model, ids, ref):
+    """For each near-tie f16 rounding whose other direction moves a logit by more than 1e-4: the
+    logits with that one rounding flipped."""
+    global FLIP
+    last_logits(model, ids, "ingot_f16")
+    alts = []
+    for layer, name, i, margin in near_ties():
+        FLIP = (layer, name, i)
+        logits = last_logits(model, ids, "ingot_f16")
+        FLIP = None
+        d = max(abs(a - b) for a, b in zip(logits, ref))
+        if d > 1e-4:
+            alts.append({"flip": f"layer {layer} {name}[{i}]", "margin": margin, "max_change": d,
+                         "logits_f16_attn": logits})
+    return alts
 
 
 def main():
-    rng = np.random.default_rng(20261129)
-    w = weights(rng)
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
-    names = list(w)
-    split = names.index("model.layers.1.input_layernorm.weight")
-    shards = [names[:split], names[split:]]
-    index = {"metadata": {"total_size": sum(v.nbytes for v in w.values())}, "weight_map": {}}
-    for i, shard in enumerate(shards):
-        fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-        save_file({n: w[n] for n in shard}, os.path.join(OUT, fname), metadata={"format": "pt"})
-        for n in shard:
-            index["weight_map"][n] = fname
-    config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "hidden_size": HIDDEN, "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
-        "num_key_value_heads": KV_HEADS, "intermediate_size": FF, "rms_norm_eps": EPS,
-        "rope_theta": THETA, "max_position_embeddings": 256, "vocab_size": 260,
-        "tie_word_embeddings": False, "hidden_act": "silu", "torch_dtype": "float32",
-        "bos_token_id": 258, "eos_token_id": 259,
+    torch.set_num_threads(1)
+    # A registered attention function gets the mask its name asks for: eager's additive float mask.
+    AttentionInterface.register("ingot_f16", f16_attention)
+    AttentionMaskInterface.register("ingot_f16", eager_mask)
+    if os.path.isdir(OUT):
+        shutil.rmtree(OUT)
+    model = make_model()
+    # 140 KB of f32 weights: 100 KB shards give two files and the index.
+    model.save_pretrained(OUT, max_shard_size="100KB")
+    tok = make_tokenizer()
+    tok.save_pretrained(OUT)
+
+    # Reload both from disk: the reference is what the saved files give.
+    tok = AutoTokenizer.from_pretrained(OUT)
+    model = LlamaForCausalLM.from_pretrained(OUT, dtype=torch.float32, attn_implementation="eager").eval()
+    cases = []
+    for text in PROMPTS:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text, (text, tok.decode(ids))
+        cases.append({
+            "text": text,
+            "ids": ids,
+            "logits": last_logits(model, ids, "eager"),
+            "logits_f16_attn": last_logits(model, ids, "ingot_f16"),
+        })
+        cases[-1]["f16_alternatives"] = f16_alternatives(model, ids, cases[-1]["logits_f16_attn"])
+    ref = {
+        "note": "last-position logits of transformers' LlamaForCausalLM (float32, eager attention) on "
+                "the fixture (logits), and the same with the roped q and k, v and the attention "
+                "probabilities rounded to f16 as ingot's f16 KV cache does (logits_f16_attn); ids from "
+                "the saved tokenizer (AutoTokenizer, add_special_tokens=False); made by "
+                "tools/oracles/make_hf_fixture.py",
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "tokenizers": tokenizers.__version__},
+        "cases": cases,
     }
-    tok, tok_cfg = tokenizer_files()
-    dump = lambda obj, name: open(os.path.join(OUT, name), "w").write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-    dump(config, "config.json")
-    dump(index, "model.safetensors.index.json")
-    dump(tok, "tokenizer.json")
-    dump(tok_cfg, "tokenizer_config.json")
-    ref = {"note": "last-position logits of HF llama math in numpy (f64) on the fixture's weights "
-                   "(logits), and the same with q, k, v and attention probabilities rounded to f16 as "
-                   "ingot's f16 KV cache does (logits_f16_attn); made by tools/oracles/make_hf_fixture.py",
-           "cases": [{"ids": ids, "logits": forward(w, ids),
-                      "logits_f16_attn": forward(w, ids, f16_attn=True)} for ids in PROMPTS]}
     with open(LOGITS, "w") as fh:
-        json.dump(ref, fh)
+        json.dump(ref, fh, ensure_ascii=False)
         fh.write("\n")
+    for c in cases:
+        d = max(abs(a - b) for a, b in zip(c["logits"], c["logits_f16_attn"]))
+        print(f"{len(c['ids'])} tokens: max |eager - f16 attn| = {d:.3e}, "
+              f"max |logit| = {max(map(abs, c['logits'])):.3f}, f16 near-ties that move a logit "
+              f"> 1e-4: {[(a['flip'], round(a['max_change'], 6)) for a in c['f16_alternatives']]}")
 
 
 if __name__ == "__main__":
