@@ -247,3 +247,51 @@ impl Head {
         }
     }
 }
+
+/// The file beside a reward model checkpoint's tensors that holds its head.
+pub const HEAD_FILE: &str = "reward_head.safetensors";
+const HEAD_TENSOR: &str = "score.weight";
+
+/// Writes `w (C,)` as `dir/reward_head.safetensors` (tensor `score.weight`, shape `(1, C)`, F32),
+/// atomically.
+pub fn save_head(dir: &std::path::Path, w: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1, w.len()], &bytes)
+            .map_err(|e| Error::Checkpoint {
+                path: dir.display().to_string(),
+                what: format!("cannot serialize the reward head: {e}"),
+            })?;
+    let file =
+        safetensors::serialize([(HEAD_TENSOR, view)], None).map_err(|e| Error::Checkpoint {
+            path: dir.display().to_string(),
+            what: format!("cannot serialize the reward head: {e}"),
+        })?;
+    crate::files::atomic_write(&dir.join(HEAD_FILE), &file)
+}
+
+/// Reads the head of width `c` that [`save_head`] wrote into `dir`.
+pub fn load_head(dir: &std::path::Path, c: usize) -> Result<Vec<f32>> {
+    let path = dir.join(HEAD_FILE);
+    let bytes = crate::files::read(&path)?;
+    let err = |what: String| Error::Checkpoint {
+        path: path.display().to_string(),
+        what,
+    };
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| err(format!("not a safetensors file: {e}")))?;
+    let t = st
+        .tensor(HEAD_TENSOR)
+        .map_err(|_| err(format!("has no tensor {HEAD_TENSOR}")))?;
+    if t.dtype() != safetensors::Dtype::F32 || t.shape() != [1, c] {
+        return Err(err(format!(
+            "{HEAD_TENSOR} is {:?} {:?}, expected F32 [1, {c}]",
+            t.dtype(),
+            t.shape()
+        )));
+    }
+    Ok(t.data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect())
+}
