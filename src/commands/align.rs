@@ -388,8 +388,8 @@ pub fn sft(a: &SftArgs) -> Result<()> {
             );
         }
         let step = trainer.step;
-        let eval =
-            !val.is_empty() && ((c.eval_every > 0 && step % c.eval_every == 0) || trainer.done());
+        let eval = !val.is_empty()
+            && ((c.eval_every > 0 && step.is_multiple_of(c.eval_every)) || trainer.done());
         let v = if eval {
             Some(sft_eval(&mut trainer.model, &val, c.batch, t)?)
         } else {
@@ -402,7 +402,7 @@ pub fn sft(a: &SftArgs) -> Result<()> {
             "step": step, "loss": st.loss, "val_loss": v, "lr": st.lr, "grad_norm": st.grad_norm,
             "elapsed_s": start.elapsed().as_secs_f64(),
         }))?;
-        if step % 10 == 0 || v.is_some() {
+        if step.is_multiple_of(10) || v.is_some() {
             eprintln!(
                 "step {step:>5}/{}  loss {:.4}{}  {:.0}s",
                 c.steps,
@@ -600,7 +600,7 @@ pub fn rm(a: &RmArgs) -> Result<()> {
         head.update(&dhead, lr);
         trainer.step += 1;
         let step = trainer.step;
-        let v = if (c.eval_every > 0 && step % c.eval_every == 0) || trainer.done() {
+        let v = if (c.eval_every > 0 && step.is_multiple_of(c.eval_every)) || trainer.done() {
             eval(&mut trainer.model, &head.w)?
         } else {
             None
@@ -612,7 +612,7 @@ pub fn rm(a: &RmArgs) -> Result<()> {
             "step": step, "loss": st.loss, "accuracy": st.accuracy, "margin": st.margin,
             "heldout_accuracy": v, "lr": lr, "grad_norm": gn, "elapsed_s": start.elapsed().as_secs_f64(),
         }))?;
-        if step % 10 == 0 || v.is_some() {
+        if step.is_multiple_of(10) || v.is_some() {
             eprintln!(
                 "step {step:>5}/{}  loss {:.4}  batch acc {:.2}{}  {:.0}s",
                 c.steps,
@@ -720,7 +720,7 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
             .update(&mut trainer.model.params, &trainer.model.grads, lr);
         trainer.step += 1;
         let step = trainer.step;
-        let v = if (c.eval_every > 0 && step % c.eval_every == 0) || trainer.done() {
+        let v = if (c.eval_every > 0 && step.is_multiple_of(c.eval_every)) || trainer.done() {
             held_eval(&mut trainer.model)?
         } else {
             None
@@ -733,7 +733,7 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
             "heldout_accuracy": v.map(|v| v.0), "heldout_margin": v.map(|v| v.1),
             "lr": lr, "grad_norm": gn, "elapsed_s": start.elapsed().as_secs_f64(),
         }))?;
-        if step % 10 == 0 || v.is_some() {
+        if step.is_multiple_of(10) || v.is_some() {
             eprintln!(
                 "step {step:>5}/{}  loss {:.4}  margin {:.3}{}  {:.0}s",
                 c.steps,

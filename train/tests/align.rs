@@ -54,11 +54,11 @@ fn random_model(cfg: &Config, seed: u64) -> Model<f64> {
     model
 }
 
-/// Compares `analytic` with central differences of `objective` over `params[range]` (every index).
+/// Compares `analytic` with central differences of `objective` over every entry of `params`.
 fn fd_check(
     what: &str,
     analytic: &[f64],
-    params: &mut Vec<f64>,
+    params: &mut [f64],
     mut objective: impl FnMut(&[f64]) -> f64,
 ) -> f64 {
     let numeric: Vec<f64> = (0..params.len())

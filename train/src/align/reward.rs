@@ -239,11 +239,12 @@ impl Head {
         let (b1, b2) = (0.9f64, 0.999f64);
         let bc1 = 1.0 - b1.powi(t);
         let bc2 = (1.0 - b2.powi(t)).sqrt();
-        for i in 0..self.w.len() {
-            self.m[i] += (1.0 - b1 as f32) * (g[i] - self.m[i]);
-            self.v[i] = self.v[i] * b2 as f32 + (1.0 - b2 as f32) * g[i] * g[i];
-            let denom = self.v[i].sqrt() / bc2 as f32 + 1e-8;
-            self.w[i] -= (lr / bc1) as f32 * self.m[i] / denom;
+        let step = (lr / bc1) as f32;
+        for (((w, m), v), &g) in self.w.iter_mut().zip(&mut self.m).zip(&mut self.v).zip(g) {
+            *m += (1.0 - b1 as f32) * (g - *m);
+            *v = *v * b2 as f32 + (1.0 - b2 as f32) * g * g;
+            let denom = v.sqrt() / bc2 as f32 + 1e-8;
+            *w -= step * *m / denom;
         }
     }
 }
