@@ -10,6 +10,7 @@
 
 pub mod dpo;
 pub mod pairs;
+pub mod ppo;
 pub mod reward;
 pub mod sample;
 pub mod sft;
