@@ -750,50 +750,19 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
     let train_wall = start.elapsed().as_secs_f64();
 
     // the labeler's paired comparison with the reference (SFT) on the task's held-out prompts
-    let mut win = serde_json::Value::Null;
-    if c.task || c.corpus.is_some() {
-        let (task, _) = load_task(c)?;
-        let prompts: Vec<Prompt> = task.heldout.iter().map(|e| e.prompt.clone()).collect();
-        let gen = generate_config(
+    let win = if c.task || c.corpus.is_some() {
+        versus(
+            c,
+            "dpo",
+            &trainer.model,
+            &reference,
             &init.tokenizer,
             a.temperature,
-            c.seed.wrapping_add(7),
             n_threads,
-        )?;
-        let ours = answers(&trainer.model, &init.tokenizer, &prompts, &gen)?;
-        let theirs = answers(&reference, &init.tokenizer, &prompts, &gen)?;
-        let (w, ties, l) = win_rate(&task.labeler, &prompts, &ours, &theirs);
-        let mean = |xs: &[String]| {
-            prompts
-                .iter()
-                .zip(xs)
-                .map(|(p, x)| task.labeler.score(p, x).total())
-                .sum::<f64>()
-                / prompts.len() as f64
-        };
-        let n = prompts.len() as f64;
-        eprintln!(
-            "dpo vs sft on {} held-out prompts: {w} wins, {ties} ties, {l} losses (win rate {:.3}, ties \
-             half: {:.3}); mean labeler score {:.3} vs {:.3}",
-            prompts.len(),
-            w as f64 / n,
-            (w as f64 + ties as f64 / 2.0) / n,
-            mean(&ours),
-            mean(&theirs)
-        );
-        let examples: Vec<_> = prompts
-            .iter()
-            .zip(ours.iter().zip(&theirs))
-            .take(20)
-            .map(|(p, (o, t))| serde_json::json!({"prompt": p.text, "dpo": o, "sft": t}))
-            .collect();
-        write_jsonl(&c.out.join("samples.jsonl"), &examples)?;
-        win = serde_json::json!({
-            "prompts": prompts.len(), "wins": w, "ties": ties, "losses": l,
-            "win_rate": w as f64 / n, "win_rate_ties_half": (w as f64 + ties as f64 / 2.0) / n,
-            "mean_score": mean(&ours), "mean_score_sft": mean(&theirs),
-        });
-    }
+        )?
+    } else {
+        serde_json::Value::Null
+    };
     let summary = serde_json::json!({
         "stage": "dpo", "steps": c.steps, "beta": a.beta, "train_pairs": train.len(),
         "heldout_pairs": held.len(), "heldout_implicit_accuracy": last.map(|v| v.0),
@@ -808,6 +777,248 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
     eprintln!("saved {}  ({summary})", dir.display());
     Ok(())
 }
+
+/// The labeler's paired comparison of `ours` with `sft` on the task's held-out prompts (one sampled
+/// answer each); writes `OUT/samples.jsonl` (20 of them) and returns the figures.
+fn versus(
+    c: &Common,
+    name: &str,
+    ours_model: &Model<f32>,
+    sft: &Model<f32>,
+    tok: &CharTokenizer,
+    temperature: f32,
+    n_threads: usize,
+) -> Result<serde_json::Value> {
+    let (task, _) = load_task(c)?;
+    let prompts: Vec<Prompt> = task.heldout.iter().map(|e| e.prompt.clone()).collect();
+    let gen = generate_config(tok, temperature, c.seed.wrapping_add(7), n_threads)?;
+    let ours = answers(ours_model, tok, &prompts, &gen)?;
+    let theirs = answers(sft, tok, &prompts, &gen)?;
+    let (w, ties, l) = win_rate(&task.labeler, &prompts, &ours, &theirs);
+    let mean = |xs: &[String]| {
+        prompts
+            .iter()
+            .zip(xs)
+            .map(|(p, x)| task.labeler.score(p, x).total())
+            .sum::<f64>()
+            / prompts.len() as f64
+    };
+    let n = prompts.len() as f64;
+    eprintln!(
+        "{name} vs sft on {} held-out prompts: {w} wins, {ties} ties, {l} losses (win rate {:.3}, ties \
+         half: {:.3}); mean labeler score {:.3} vs {:.3}",
+        prompts.len(),
+        w as f64 / n,
+        (w as f64 + ties as f64 / 2.0) / n,
+        mean(&ours),
+        mean(&theirs)
+    );
+    let examples: Vec<_> = prompts
+        .iter()
+        .zip(ours.iter().zip(&theirs))
+        .take(20)
+        .map(|(p, (o, t))| serde_json::json!({"prompt": p.text, name: o, "sft": t}))
+        .collect();
+    write_jsonl(&c.out.join("samples.jsonl"), &examples)?;
+    Ok(serde_json::json!({
+        "prompts": prompts.len(), "wins": w, "ties": ties, "losses": l,
+        "win_rate": w as f64 / n, "win_rate_ties_half": (w as f64 + ties as f64 / 2.0) / n,
+        "mean_score": mean(&ours), "mean_score_sft": mean(&theirs),
+    }))
+}
+
+#[derive(Args, Debug)]
+pub struct PpoArgs {
+    /// `--steps` is the number of PPO iterations and `--batch` the rollouts per iteration.
+    #[command(flatten)]
+    pub common: Common,
+    /// The reward model (an `ingot train rm` run or checkpoint).
+    #[arg(long, value_name = "DIR")]
+    pub reward_model: PathBuf,
+    /// KL penalty coefficient (initial, with --kl-target).
+    #[arg(long, value_name = "X", default_value_t = 0.05)]
+    pub kl_coef: f64,
+    /// Adaptive KL controller's target (summed KL per answer); off when absent.
+    #[arg(long, value_name = "X")]
+    pub kl_target: Option<f64>,
+    /// Adaptive KL controller's horizon (rollouts).
+    #[arg(long, value_name = "N", default_value_t = 10000.0)]
+    pub kl_horizon: f64,
+    /// The per-token KL estimator: k1 (log ratio) or k3.
+    #[arg(long, value_name = "K", default_value = "k1")]
+    pub kl_estimator: String,
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub gamma: f64,
+    #[arg(long, value_name = "X", default_value_t = 0.95)]
+    pub lam: f64,
+    #[arg(long, value_name = "X", default_value_t = 0.2)]
+    pub cliprange: f64,
+    #[arg(long, value_name = "X", default_value_t = 0.2)]
+    pub cliprange_value: f64,
+    #[arg(long, value_name = "X", default_value_t = 0.1)]
+    pub vf_coef: f64,
+    /// Passes over each batch of rollouts.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub ppo_epochs: usize,
+    /// Rollouts per minibatch.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub minibatch: usize,
+    /// Sampling temperature of the rollouts.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Sampling temperature of the win-rate evaluation.
+    #[arg(long, value_name = "X", default_value_t = 0.7)]
+    pub eval_temperature: f32,
+}
+
+pub fn ppo(a: &PpoArgs) -> Result<()> {
+    use ingot_train::align::ppo::{KlEstimator, Ppo, PpoConfig};
+    use ingot_train::align::reward::rewards;
+    let c = &a.common;
+    validate(c)?;
+    let start = Instant::now();
+    let init = load_init(c)?;
+    let n_threads = threads(c.threads);
+    let rm_dir = checkpoint::resolve(&a.reward_model)
+        .with_context(|| format!("--reward-model `{}`", a.reward_model.display()))?;
+    let rm_ck = checkpoint::load(&rm_dir)?;
+    if rm_ck.tokenizer() != init.tokenizer {
+        bail!("the reward model's tokenizer differs from the policy's: train both from the same SFT run");
+    }
+    let mut rm = rm_ck.model(n_threads)?;
+    let head = ingot_train::align::reward::load_head(&rm_dir, rm.config.dim)?;
+    let kl_estimator = match a.kl_estimator.as_str() {
+        "k1" => KlEstimator::K1,
+        "k3" => KlEstimator::K3,
+        other => bail!("--kl-estimator must be k1 or k3, got {other:?}"),
+    };
+    let pc = PpoConfig {
+        kl_coef: a.kl_coef,
+        adaptive_kl: a.kl_target.map(|t| (t, a.kl_horizon)),
+        kl_estimator,
+        gamma: a.gamma,
+        lam: a.lam,
+        cliprange: a.cliprange,
+        cliprange_value: a.cliprange_value,
+        vf_coef: a.vf_coef,
+        epochs: a.ppo_epochs,
+        minibatch: a.minibatch,
+        whiten: true,
+        lr: c.lr,
+        grad_clip: if c.clip > 0.0 { c.clip } else { f64::INFINITY },
+        seed: c.seed,
+    };
+    let (task, data) = load_task(c)?;
+    let prompts = unique_prompts(&task, usize::MAX);
+    let prompt_ids = prompts
+        .iter()
+        .map(|p| Ok(ingot_train::align::encode_prompt(&init.tokenizer, &p.text)?))
+        .collect::<Result<Vec<_>>>()?;
+    let mut reference = Model::<f32>::new(init.model.config.clone(), n_threads)?;
+    reference.params.copy_from_slice(&init.model.params);
+    let opt = AdamW::new(
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+        &init.model.config,
+    );
+    let mut ppo = Ppo::new(init.model, reference, opt, pc);
+    let gen = generate_config(
+        &init.tokenizer,
+        a.temperature,
+        c.seed.wrapping_add(9),
+        n_threads,
+    )?;
+    let end = init.tokenizer.encode(&format!("{IM_END}\n"))?;
+    let t_rm = rm.config.max_seq_len;
+    let mut metrics = Metrics::create(&c.out)?;
+    let mut rng = Rng::new(c.seed.wrapping_add(8));
+    eprintln!(
+        "ppo: {} training prompts, {} iterations of {} rollouts, reward model {}",
+        prompts.len(),
+        c.steps,
+        c.batch,
+        rm_dir.display()
+    );
+    let mut last = None;
+    for it in 1..=c.steps {
+        let batch: Vec<Vec<u32>> = (0..c.batch)
+            .map(|_| prompt_ids[rng.below(prompt_ids.len())].clone())
+            .collect();
+        let score = |p: &[u32], r: &[u32]| -> ingot_train::Result<f64> {
+            let mut seq = [p, r].concat();
+            if !seq.ends_with(&end) {
+                seq.extend_from_slice(&end);
+            }
+            seq.truncate(t_rm);
+            Ok(rewards(&mut rm, &head, &[&seq], seq.len())?[0])
+        };
+        let st = ppo.iteration(&batch, &gen, &end, score)?;
+        metrics.write(serde_json::json!({
+            "iteration": it, "score": st.score, "kl": st.kl, "kl_coef": st.kl_coef, "entropy": st.entropy,
+            "clipfrac": st.clipfrac, "approx_kl": st.approx_kl, "pg_loss": st.pg_loss, "vf_loss": st.vf_loss,
+            "explained_variance": st.explained_variance, "response_len": st.response_len,
+            "elapsed_s": start.elapsed().as_secs_f64(),
+        }))?;
+        eprintln!(
+            "iter {it:>4}/{}  reward {:.3}  kl {:.3} (coef {:.3})  entropy {:.3}  clipfrac {:.3}  approx_kl \
+             {:.4}  vf {:.4}  ev {:.2}  len {:.1}  {:.0}s",
+            c.steps,
+            st.score,
+            st.kl,
+            st.kl_coef,
+            st.entropy,
+            st.clipfrac,
+            st.approx_kl,
+            st.vf_loss,
+            st.explained_variance,
+            st.response_len,
+            start.elapsed().as_secs_f64()
+        );
+        last = Some(st);
+    }
+    let trainer = Trainer {
+        model: ppo.policy,
+        opt: ppo.opt,
+        config: train_config(c, 1),
+        step: c.steps,
+        sampler: rng,
+    };
+    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let train_wall = start.elapsed().as_secs_f64();
+    let win = versus(
+        c,
+        "ppo",
+        &trainer.model,
+        &ppo.reference,
+        &init.tokenizer,
+        a.eval_temperature,
+        n_threads,
+    )?;
+    let summary = serde_json::json!({
+        "stage": "ppo", "iterations": c.steps, "rollouts_per_iteration": c.batch,
+        "last_reward": last.map(|s| s.score), "last_kl": last.map(|s| s.kl), "vs_sft": win,
+        "train_wall_s": train_wall, "wall_s": start.elapsed().as_secs_f64(),
+        "checkpoint": dir.display().to_string(),
+    });
+    files::atomic_write(
+        &c.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    eprintln!("saved {}  ({summary})", dir.display());
+    Ok(())
+}
+
+pub const PPO_HELP: &str = "\
+Example:
+  ingot train ppo --init runs/sft --reward-model runs/rm --out runs/ppo --steps 100 --batch 32 --lr 2e-5
+
+Policy and reference start from --init (SFT); the critic is a value head on the policy's trunk,
+initialised to zero. Each iteration samples --batch answers (KV cache), scores them with the reward
+model only, and updates with PPO (TRL defaults: kl_coef 0.05, cliprange 0.2, cliprange_value 0.2,
+vf_coef 0.1, gamma 1, lambda 0.95, 4 epochs, whitened advantages). At the end the labeler compares the
+policy with the SFT model on the held-out prompts (summary.json, samples.jsonl).";
 
 pub const SFT_HELP: &str = "\
 Examples:

@@ -52,6 +52,9 @@ pub enum TrainCommand {
     /// Direct preference optimisation on ranked answer pairs against the frozen initial model.
     #[command(after_help = super::align::DPO_HELP)]
     Dpo(Box<super::align::DpoArgs>),
+    /// PPO against a reward model with a KL penalty to the initial (SFT) model.
+    #[command(after_help = super::align::PPO_HELP)]
+    Ppo(Box<super::align::PpoArgs>),
 }
 
 /// The configurations of the side-by-side comparison with PyTorch (`tools/oracles/bench_torch_train.py`).
@@ -180,6 +183,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         TrainCommand::Sft(x) => super::align::sft(x),
         TrainCommand::Rm(x) => super::align::rm(x),
         TrainCommand::Dpo(x) => super::align::dpo(x),
+        TrainCommand::Ppo(x) => super::align::ppo(x),
     }
 }
 
