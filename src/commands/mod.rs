@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share: opening a model and turning options into
 //! runtime parameters.
 
+pub mod align;
 pub mod bench;
 pub mod chat;
 pub mod convert;

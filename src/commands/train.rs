@@ -28,7 +28,7 @@ use ingot_train::pretrain::{TrainConfig, Trainer};
 use ingot_train::{AdamW, AdamWConfig, Config, Model, Schedule};
 
 /// Corpus directories tried, in order, when `--data` is not given (relative to the working directory).
-const DEFAULT_DATA: [&str; 2] = ["../shared/data/shakespeare", "data/shakespeare"];
+pub(crate) const DEFAULT_DATA: [&str; 2] = ["../shared/data/shakespeare", "data/shakespeare"];
 const DEFAULT_OUT: &str = "runs/pretrain";
 /// The last tenth of the token stream is the validation set (nanoGPT's `shakespeare_char` split).
 const VAL_FRACTION: f64 = 0.1;
@@ -55,6 +55,18 @@ pub enum TrainCommand {
     Pretrain(Box<PretrainArgs>),
     /// Measure training throughput (tokens/s) on random character-level data.
     Bench(BenchArgs),
+    /// Supervised fine-tuning on chat data (loss on assistant tokens only).
+    #[command(after_help = super::align::SFT_HELP)]
+    Sft(Box<super::align::SftArgs>),
+    /// Train a reward model (trunk + scalar head) on ranked answer pairs, Bradley-Terry loss.
+    #[command(after_help = super::align::RM_HELP)]
+    Rm(Box<super::align::RmArgs>),
+    /// Direct preference optimisation on ranked answer pairs against the frozen initial model.
+    #[command(after_help = super::align::DPO_HELP)]
+    Dpo(Box<super::align::DpoArgs>),
+    /// PPO against a reward model with a KL penalty to the initial (SFT) model.
+    #[command(after_help = super::align::PPO_HELP)]
+    Ppo(Box<super::align::PpoArgs>),
 }
 
 /// The configurations of the side-by-side comparison with PyTorch (`tools/oracles/bench_torch_train.py`).
@@ -191,6 +203,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     match &a.command {
         TrainCommand::Pretrain(p) => pretrain(p),
         TrainCommand::Bench(b) => bench(b),
+        TrainCommand::Sft(x) => super::align::sft(x),
+        TrainCommand::Rm(x) => super::align::rm(x),
+        TrainCommand::Dpo(x) => super::align::dpo(x),
+        TrainCommand::Ppo(x) => super::align::ppo(x),
     }
 }
 

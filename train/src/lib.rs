@@ -17,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod align;
 pub mod bpe;
 pub mod checkpoint;
 pub mod config;

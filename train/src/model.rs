@@ -13,6 +13,12 @@
 //! ```
 //! then `logits = (rmsnorm(x_L) * output_norm) Wout^T` with `Wout = token_embd` when tied, and the
 //! mean cross-entropy over the `N` tokens.
+//!
+//! The alignment stages (`align/`) need three more entry points, all additive: a loss mask
+//! ([`Model::forward_masked`]: the mean over the unmasked tokens only, SFT), a weight per token's loss
+//! ([`Model::backward_token_weights`]: DPO's and PPO's per-sequence coefficients), and a gradient that
+//! enters at the final norm's output instead of the logits ([`Model::backward_hidden`]: a scalar head
+//! such as the reward model's reads [`Model::hidden`]).
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -29,6 +35,7 @@ struct Activations<F> {
     t: usize,
     tokens: Vec<u32>,  // (N,)
     targets: Vec<u32>, // (N,); empty when the forward had none
+    weights: Vec<F>,   // (N,) d(loss)/d(losses[n]) of a masked forward; empty: uniform 1/N
     x: Vec<F>,         // (L+1, N, C) residual stream entering each block; x[L] leaves the last
     ln1: Vec<F>,       // (L, N, C)
     rstd1: Vec<F>,     // (L, N)
@@ -72,6 +79,7 @@ impl<F: Float> Activations<F> {
             t,
             tokens: vec![0; n],
             targets: Vec::new(),
+            weights: Vec::new(),
             x: z((l + 1) * n * c),
             ln1: z(l * n * c),
             rstd1: z(l * n),
@@ -236,6 +244,7 @@ impl<F: Float> Model<F> {
         a.tokens.copy_from_slice(tokens);
         a.targets.clear();
         a.targets.extend_from_slice(targets.unwrap_or(&[]));
+        a.weights.clear();
         embedding_forward(&mut a.x[..n * c], tokens, w.token_embd, c);
         for (l, lw) in w.layers.iter().enumerate() {
             let (x_in, x_out) = a.x[l * n * c..(l + 2) * n * c].split_at_mut(n * c); // (N, C) each
@@ -291,15 +300,138 @@ impl<F: Float> Model<F> {
     /// As [`Model::backward`], for `scale * loss`: gradient accumulation over `k` micro-batches passes
     /// `1/k` so the sum is the gradient of the mean.
     pub fn backward_scaled(&mut self, scale: F) {
-        let cfg = &self.config;
+        let v = self.config.vocab_size;
         let a = self.acts.as_mut().expect("backward before forward");
         assert!(
             !a.targets.is_empty(),
             "backward needs a forward with targets"
         );
+        let n = a.b * a.t;
+        let zero = |buf: &mut [F]| buf.iter_mut().for_each(|x| *x = F::ZERO);
+
+        // loss -> logits
+        zero(&mut a.dlogits);
+        if a.weights.is_empty() {
+            let dloss = scale / F::from_f64(n as f64);
+            cross_entropy_backward(&mut a.dlogits, &a.probs, &a.targets, v, dloss);
+        } else {
+            cross_entropy_backward_weighted(
+                &mut a.dlogits,
+                &a.probs,
+                &a.targets,
+                v,
+                &a.weights,
+                scale,
+            );
+        }
+        self.backward_from_logits();
+    }
+
+    /// Accumulates into [`Model::grads`] the gradient of `sum_n weights[n] * losses[n]` over the last
+    /// forward's per-token losses ([`Model::token_losses`]), `weights (B, T)`. Masked positions are
+    /// weight 0; a per-sequence objective of log-probabilities (DPO, PPO) passes `-dObjective/dlogp`.
+    ///
+    /// Panics if the last forward had no targets or `weights` is not `B*T` long.
+    pub fn backward_token_weights(&mut self, weights: &[F]) {
+        let v = self.config.vocab_size;
+        let a = self.acts.as_mut().expect("backward before forward");
+        assert!(
+            !a.targets.is_empty(),
+            "backward needs a forward with targets"
+        );
+        assert_eq!(weights.len(), a.b * a.t, "one weight per token");
+        a.dlogits.iter_mut().for_each(|x| *x = F::ZERO);
+        cross_entropy_backward_weighted(&mut a.dlogits, &a.probs, &a.targets, v, weights, F::ONE);
+        self.backward_from_logits();
+    }
+
+    /// Accumulates into [`Model::grads`] the gradient of `sum dhidden * hidden` for the last forward's
+    /// final-norm output ([`Model::hidden`], `(B, T, C)`): the trunk's share of a head that reads the
+    /// hidden states (the reward model's scalar head, a value head). The LM head gets no gradient.
+    ///
+    /// Panics if `dhidden` is not `B*T*C` long.
+    pub fn backward_hidden(&mut self, dhidden: &[F]) {
+        let a = self.acts.as_mut().expect("backward before forward");
+        a.dln.copy_from_slice(dhidden);
+        self.backward_trunk();
+    }
+
+    /// The per-token losses `(B, T)` of the last forward with targets.
+    pub fn token_losses(&self) -> &[F] {
+        self.acts.as_ref().map_or(&[], |a| &a.losses)
+    }
+
+    /// The final norm's output `(B, T, C)` of the last forward: what the LM head (and any other head)
+    /// reads.
+    pub fn hidden(&self) -> &[F] {
+        self.acts.as_ref().map_or(&[], |a| &a.lnf)
+    }
+
+    /// As [`Model::forward`] with targets, but the loss is the mean over the positions where `mask`
+    /// is true only (`mask (B, T)`): masked positions contribute neither loss nor gradient, and the
+    /// following [`Model::backward`] differentiates that mean. At least one position must be unmasked.
+    pub fn forward_masked(
+        &mut self,
+        tokens: &[u32],
+        targets: &[u32],
+        mask: &[bool],
+        b: usize,
+        t: usize,
+    ) -> Result<F> {
+        if mask.len() != b * t {
+            return Err(Error::Batch {
+                what: format!("mask has {} entries, expected B*T = {}", mask.len(), b * t),
+            });
+        }
+        let count = mask.iter().filter(|&&m| m).count();
+        if count == 0 {
+            return Err(Error::Batch {
+                what: "the loss mask leaves no token to train on".into(),
+            });
+        }
+        self.forward(tokens, Some(targets), b, t)?;
+        let a = self.acts.as_mut().expect("forward ran");
+        let inv = F::from_f64(1.0 / count as f64);
+        a.weights.clear();
+        a.weights
+            .extend(mask.iter().map(|&m| if m { inv } else { F::ZERO }));
+        let sum: f64 = a
+            .losses
+            .iter()
+            .zip(mask)
+            .filter(|(_, &m)| m)
+            .map(|(l, _)| l.to_f64())
+            .sum();
+        Ok(F::from_f64(sum / count as f64))
+    }
+
+    /// From `dlogits` to the final norm's output gradient (`dln`), then the trunk.
+    fn backward_from_logits(&mut self) {
+        let cfg = &self.config;
+        let a = self.acts.as_mut().expect("backward before forward");
+        let n = a.b * a.t;
+        let (c, v) = (cfg.dim, cfg.vocab_size);
+        let e = &mut self.engine;
+        let w = views(cfg, &self.params);
+        let mut g = views_mut(cfg, &mut self.grads);
+        a.dln.iter_mut().for_each(|x| *x = F::ZERO);
+        let wout = w.output.unwrap_or(w.token_embd);
+        let dwout: &mut [F] = match g.output.as_mut() {
+            Some(o) => o,
+            None => &mut *g.token_embd,
+        };
+        linear_backward(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, e);
+        self.backward_trunk();
+    }
+
+    /// From `dln` (the gradient of the final norm's output) through the final norm, the blocks and
+    /// the embedding.
+    fn backward_trunk(&mut self) {
+        let cfg = &self.config;
+        let a = self.acts.as_mut().expect("backward before forward");
         let (b, t) = (a.b, a.t);
         let n = b * t;
-        let (c, v, f) = (cfg.dim, cfg.vocab_size, cfg.ffn_dim);
+        let (c, f) = (cfg.dim, cfg.ffn_dim);
         let e = &mut self.engine;
         let (nh, nkv, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
         let (qd, kvd) = (nh * d, nkv * d);
@@ -308,19 +440,6 @@ impl<F: Float> Model<F> {
         let mut g = views_mut(cfg, &mut self.grads);
         let zero = |buf: &mut [F]| buf.iter_mut().for_each(|x| *x = F::ZERO);
 
-        // loss -> logits -> final norm
-        zero(&mut a.dlogits);
-        let dloss = scale / F::from_f64(n as f64);
-        cross_entropy_backward(&mut a.dlogits, &a.probs, &a.targets, v, dloss);
-        zero(&mut a.dln);
-        {
-            let wout = w.output.unwrap_or(w.token_embd);
-            let dwout: &mut [F] = match g.output.as_mut() {
-                Some(o) => o,
-                None => &mut *g.token_embd,
-            };
-            linear_backward(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, e);
-        }
         zero(&mut a.dx);
         let x_last = &a.x[cfg.n_layers * n * c..];
         rmsnorm_backward(

@@ -1,6 +1,7 @@
 //! Softmax cross-entropy over the vocabulary: `loss[n] = logsumexp(logits[n]) - logits[n][target]`,
 //! computed with the row maximum subtracted. The model's loss is the mean over the `N` tokens
 //! (PyTorch's `F.cross_entropy` default), so the backward takes `dloss = 1/N`.
+//! A loss mask or per-token weights go through [`cross_entropy_backward_weighted`].
 
 use crate::Float;
 
@@ -40,6 +41,34 @@ pub fn cross_entropy_backward<F: Float>(
     let n = targets.len();
     assert!(dlogits.len() == n * v && probs.len() == n * v);
     for row in 0..n {
+        let (d, p) = (
+            &mut dlogits[row * v..(row + 1) * v],
+            &probs[row * v..(row + 1) * v],
+        );
+        for (di, &pi) in d.iter_mut().zip(p) {
+            *di += dloss * pi;
+        }
+        d[targets[row] as usize] -= dloss;
+    }
+}
+
+/// `dlogits (N, V) += scale * weights[n] * (probs - onehot(target))`: a weight per token, for a loss
+/// mask (weight 0 contributes no gradient) or per-sequence coefficients (DPO, PPO).
+pub fn cross_entropy_backward_weighted<F: Float>(
+    dlogits: &mut [F],
+    probs: &[F],
+    targets: &[u32],
+    v: usize,
+    weights: &[F],
+    scale: F,
+) {
+    let n = targets.len();
+    assert!(dlogits.len() == n * v && probs.len() == n * v && weights.len() == n);
+    for row in 0..n {
+        let dloss = scale * weights[row];
+        if dloss == F::ZERO {
+            continue;
+        }
         let (d, p) = (
             &mut dlogits[row * v..(row + 1) * v],
             &probs[row * v..(row + 1) * v],

@@ -20,7 +20,9 @@ pub use attention::{
     attention_backward, attention_backward_reference, attention_forward,
     attention_forward_reference, AttentionShape, TB as ATTENTION_ROW_BLOCK,
 };
-pub use cross_entropy::{cross_entropy_backward, cross_entropy_forward};
+pub use cross_entropy::{
+    cross_entropy_backward, cross_entropy_backward_weighted, cross_entropy_forward,
+};
 pub use linear::{dot, linear_backward, linear_forward};
 pub use rmsnorm::{rmsnorm_backward, rmsnorm_forward};
 pub use rope::{rope_backward, rope_forward, rope_table};

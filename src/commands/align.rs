@@ -1,0 +1,1053 @@
+//! `ingot train sft | rm | dpo`: the alignment stages after pretraining (library in
+//! `ingot_train::align`). Each reads a checkpoint (`--init`: a run directory or one checkpoint), writes
+//! ordinary checkpoints into `--out` (`step-XXXXXXXX/`, `latest`; the reward model adds
+//! `reward_head.safetensors` beside its trunk), `metrics.jsonl`, and a `summary.json` of its figures.
+//!
+//! `--task` (the default when no data is given) uses the bundled alignment task built from the
+//! Shakespeare corpus (`train/README.md`, "Alignment"): SFT trains on its demonstrations; RM samples
+//! two answers per prompt from the SFT model and ranks them with the labeler (written to
+//! `OUT/pairs.jsonl` and `OUT/pairs-heldout.jsonl`); DPO trains on such pairs and reports its win rate
+//! against the SFT model on the held-out prompts.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ingot_runtime::sampler::SamplerParams;
+use ingot_train::align::dpo::{dpo_loss_and_grad, pair_logps};
+use ingot_train::align::pairs::{answers, make_pairs, to_ids, win_rate, TextPair};
+use ingot_train::align::reward::{rm_eval, rm_loss_and_grad, save_head, BtConfig, Head, Pair};
+use ingot_train::align::sample::GenerateConfig;
+use ingot_train::align::sft::{check_lengths, sft_eval, sft_step, Encoded};
+use ingot_train::align::task::{self, Prompt, Task, TaskConfig};
+use ingot_train::align::vocab::extend_char_vocab;
+use ingot_train::align::{chatml, encode_chat, Message, IM_END};
+use ingot_train::checkpoint::{self, DataMeta};
+use ingot_train::corpus;
+use ingot_train::data::TextTokenizer;
+use ingot_train::pretrain::{TrainConfig, Trainer};
+use ingot_train::rng::Rng;
+use ingot_train::{clip_grad_norm, files, lr_schedule, AdamW, AdamWConfig, Model, Schedule};
+
+use super::train::DEFAULT_DATA;
+
+/// Options every alignment stage shares.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The checkpoint to start from: a run directory (its `latest`) or a checkpoint directory.
+    #[arg(long, value_name = "DIR")]
+    pub init: PathBuf,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Use the bundled alignment task (the default when no data file is given).
+    #[arg(long)]
+    pub task: bool,
+    /// Corpus the task is built from [default: ../shared/data/shakespeare, else data/shakespeare].
+    #[arg(long, value_name = "PATH")]
+    pub corpus: Option<PathBuf>,
+    /// Optimizer steps.
+    #[arg(long, value_name = "N")]
+    pub steps: u64,
+    /// Sequences (SFT) or pairs (RM, DPO) per step.
+    #[arg(long, value_name = "B", default_value_t = 8)]
+    pub batch: usize,
+    /// Peak learning rate (10 warmup steps, cosine to a tenth).
+    #[arg(long, value_name = "X")]
+    pub lr: f64,
+    /// Global gradient-norm clipping, 0 = off.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub clip: f64,
+    /// Evaluate every N steps and at the end, 0 = only at the end.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub eval_every: u64,
+    /// Threads (0 = all cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Random seed (task, sampler, head).
+    #[arg(long, value_name = "S", default_value_t = 1337)]
+    pub seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SftArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Chat JSONL (`{"messages":[{"role":..,"content":..},..]}` per line) instead of the task.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Validation chat JSONL [default with --data: none; with the task: its held-out prompts].
+    #[arg(long, value_name = "FILE")]
+    pub val: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Training pairs JSONL (`{"prompt","chosen","rejected"}` per line) instead of sampling them.
+    #[arg(long, value_name = "FILE")]
+    pub pairs: Option<PathBuf>,
+    /// Held-out pairs JSONL for the accuracy.
+    #[arg(long, value_name = "FILE")]
+    pub heldout_pairs: Option<PathBuf>,
+    /// Task prompts to sample answer pairs for (two answers each).
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub prompts: usize,
+    /// Smallest labeler score difference that makes a pair.
+    #[arg(long, value_name = "X", default_value_t = 0.5)]
+    pub gap: f64,
+    /// Bradley–Terry margin: loss = -log σ(r_c - r_r - margin).
+    #[arg(long, value_name = "X", default_value_t = 0.0)]
+    pub margin: f64,
+    /// TRL's center_rewards_coefficient: adds coef * mean((r_c + r_r)²).
+    #[arg(long, value_name = "X", default_value_t = 0.01)]
+    pub center: f64,
+    /// Sampling temperature for the pairs.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub temperature: f32,
+}
+
+#[derive(Args, Debug)]
+pub struct DpoArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Training pairs JSONL (e.g. an RM run's `pairs.jsonl`).
+    #[arg(long, value_name = "FILE")]
+    pub pairs: PathBuf,
+    /// Held-out pairs JSONL for the implicit-reward accuracy.
+    #[arg(long, value_name = "FILE")]
+    pub heldout_pairs: Option<PathBuf>,
+    /// DPO's β (the strength of the implicit KL to the reference).
+    #[arg(long, value_name = "X", default_value_t = 0.1)]
+    pub beta: f64,
+    /// Sampling temperature for the win-rate evaluation.
+    #[arg(long, value_name = "X", default_value_t = 0.7)]
+    pub temperature: f32,
+}
+
+fn threads(n: usize) -> usize {
+    match n {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+struct Init {
+    model: Model<f32>,
+    tokenizer: TextTokenizer,
+    dir: PathBuf,
+}
+
+fn load_init(c: &Common) -> Result<Init> {
+    let dir = checkpoint::resolve(&c.init).with_context(|| {
+        format!(
+            "--init `{}` must be a run directory or a checkpoint (e.g. runs/pretrain)",
+            c.init.display()
+        )
+    })?;
+    let ck = checkpoint::load(&dir)?;
+    let tokenizer = ck.tokenizer()?;
+    let model = ck.model(threads(c.threads))?;
+    Ok(Init {
+        model,
+        tokenizer,
+        dir,
+    })
+}
+
+fn load_task(c: &Common) -> Result<(Task, DataMeta)> {
+    let sources: Vec<PathBuf> = match &c.corpus {
+        Some(p) => vec![p.clone()],
+        None => match DEFAULT_DATA.iter().map(PathBuf::from).find(|p| p.is_dir()) {
+            Some(p) => vec![p],
+            None => bail!(
+                "no corpus for the alignment task: pass --corpus, or run scripts/fetch-data.sh (puts the \
+                 Shakespeare corpus into data/shakespeare)"
+            ),
+        },
+    };
+    let corpus = corpus::read_corpus(&sources)?;
+    let cfg = TaskConfig {
+        seed: c.seed,
+        ..TaskConfig::default()
+    };
+    let task = task::build(&corpus.text, &cfg)?;
+    let meta = DataMeta {
+        sources: sources
+            .iter()
+            .map(|p| format!("task:{} (seed {})", p.display(), c.seed))
+            .collect(),
+        files: corpus.files.len(),
+        corpus_sha256: corpus.sha256.clone(),
+        tokens: task.train.len() as u64,
+        val_fraction: 0.0,
+    };
+    Ok((task, meta))
+}
+
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<Vec<T>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a {what} line", path.display(), i + 1))?,
+        );
+    }
+    if out.is_empty() {
+        bail!("`{}` holds no {what} lines", path.display());
+    }
+    Ok(out)
+}
+
+fn write_jsonl<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let mut buf = Vec::new();
+    for r in rows {
+        serde_json::to_writer(&mut buf, r)?;
+        buf.push(b'\n');
+    }
+    files::atomic_write(path, &buf)?;
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct ChatLine {
+    messages: Vec<Message>,
+}
+
+/// Grows a character vocabulary by the characters `texts` need (ChatML's markers on the bundled
+/// corpus); other tokenizers pass through.
+fn fit_vocab(init: &mut Init, texts: &str, seed: u64) -> Result<()> {
+    let TextTokenizer::Char(tok) = &init.tokenizer else {
+        return Ok(());
+    };
+    if let Some((m, t)) = extend_char_vocab(&init.model, tok, texts, seed)? {
+        eprintln!(
+            "vocabulary: {} -> {} characters (added {:?}; new embedding rows drawn from N(0, 0.02))",
+            tok.vocab_size(),
+            t.vocab_size(),
+            t.chars
+                .iter()
+                .filter(|c| !tok.chars.contains(c))
+                .collect::<String>()
+        );
+        init.model = m;
+        init.tokenizer = TextTokenizer::Char(t);
+    }
+    Ok(())
+}
+
+fn schedule(c: &Common) -> Schedule {
+    Schedule {
+        max_lr: c.lr,
+        min_lr: c.lr / 10.0,
+        warmup_steps: 10.min(c.steps),
+        decay_steps: c.steps,
+    }
+}
+
+fn train_config(c: &Common, t: usize) -> TrainConfig {
+    TrainConfig {
+        batch: c.batch,
+        seq_len: t,
+        grad_accum: 1,
+        steps: c.steps,
+        schedule: schedule(c),
+        grad_clip: if c.clip > 0.0 { c.clip } else { f64::INFINITY },
+        seed: c.seed,
+    }
+}
+
+fn validate(c: &Common) -> Result<()> {
+    if c.steps == 0 || c.batch == 0 {
+        bail!("--steps and --batch must be positive");
+    }
+    if !(c.lr.is_finite() && c.lr > 0.0) {
+        bail!("--lr must be a positive number, got {}", c.lr);
+    }
+    fs::create_dir_all(&c.out).with_context(|| format!("cannot create `{}`", c.out.display()))?;
+    Ok(())
+}
+
+struct Metrics(fs::File);
+
+impl Metrics {
+    fn create(out: &Path) -> Result<Self> {
+        let p = out.join("metrics.jsonl");
+        Ok(Metrics(fs::File::create(&p).with_context(|| {
+            format!("cannot create `{}`", p.display())
+        })?))
+    }
+    fn write(&mut self, v: serde_json::Value) -> Result<()> {
+        writeln!(self.0, "{v}")?;
+        Ok(())
+    }
+}
+
+fn to_messages(prompt: &str, answer: &str) -> [Message; 2] {
+    [
+        Message::new("user", prompt),
+        Message::new("assistant", answer),
+    ]
+}
+
+pub fn sft(a: &SftArgs) -> Result<()> {
+    let c = &a.common;
+    validate(c)?;
+    let start = Instant::now();
+    let mut init = load_init(c)?;
+    let (train_msgs, val_msgs, data): (Vec<Vec<Message>>, Vec<Vec<Message>>, DataMeta) =
+        match &a.data {
+            Some(path) if !c.task => {
+                let train: Vec<ChatLine> = read_jsonl(path, "chat")?;
+                let val: Vec<ChatLine> = match &a.val {
+                    Some(v) => read_jsonl(v, "chat")?,
+                    None => Vec::new(),
+                };
+                let bytes = fs::read(path)?;
+                let meta = DataMeta {
+                    sources: vec![path.display().to_string()],
+                    files: 1,
+                    corpus_sha256: files::sha256_hex(&bytes),
+                    tokens: train.len() as u64,
+                    val_fraction: 0.0,
+                };
+                (
+                    train.into_iter().map(|l| l.messages).collect(),
+                    val.into_iter().map(|l| l.messages).collect(),
+                    meta,
+                )
+            }
+            Some(_) => bail!("give either --data or --task"),
+            None => {
+                let (task, meta) = load_task(c)?;
+                let f = |e: &task::Example| to_messages(&e.prompt.text, &e.answer).to_vec();
+                (
+                    task.train.iter().map(f).collect(),
+                    task.heldout.iter().map(f).collect(),
+                    meta,
+                )
+            }
+        };
+    let all_text: String = train_msgs
+        .iter()
+        .chain(&val_msgs)
+        .map(|m| chatml(m, false))
+        .collect();
+    fit_vocab(&mut init, &all_text, c.seed)?;
+    let enc = |m: &Vec<Message>| -> Result<Encoded> {
+        let (ids, mask) = encode_chat(&init.tokenizer, m)?;
+        Ok(Encoded { ids, mask })
+    };
+    let train = train_msgs.iter().map(enc).collect::<Result<Vec<_>>>()?;
+    let val = val_msgs.iter().map(enc).collect::<Result<Vec<_>>>()?;
+    let t = init.model.config.max_seq_len;
+    check_lengths(&train, t).context("training conversations")?;
+    if !val.is_empty() {
+        check_lengths(&val, t).context("validation conversations")?;
+    }
+    eprintln!(
+        "sft: {} training and {} validation conversations, init {}, {} steps of {} rows x {t}",
+        train.len(),
+        val.len(),
+        init.dir.display(),
+        c.steps,
+        c.batch
+    );
+    let opt = AdamW::new(
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+        &init.model.config,
+    );
+    let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
+    let mut metrics = Metrics::create(&c.out)?;
+    let mut val_loss = None;
+    if !val.is_empty() {
+        let v = sft_eval(&mut trainer.model, &val, c.batch, t)?;
+        eprintln!("step 0: val loss {v:.4}");
+        metrics.write(serde_json::json!({"step": 0, "val_loss": v}))?;
+        val_loss = Some(v);
+    }
+    let first_val = val_loss;
+    let mut last_loss = f32::NAN;
+    while !trainer.done() {
+        let st = sft_step(&mut trainer, &train)?;
+        last_loss = st.loss;
+        if !st.loss.is_finite() {
+            bail!(
+                "the loss is {} at step {}; lower --lr",
+                st.loss,
+                trainer.step
+            );
+        }
+        let step = trainer.step;
+        let eval = !val.is_empty()
+            && ((c.eval_every > 0 && step.is_multiple_of(c.eval_every)) || trainer.done());
+        let v = if eval {
+            Some(sft_eval(&mut trainer.model, &val, c.batch, t)?)
+        } else {
+            None
+        };
+        if v.is_some() {
+            val_loss = v;
+        }
+        metrics.write(serde_json::json!({
+            "step": step, "loss": st.loss, "val_loss": v, "lr": st.lr, "grad_norm": st.grad_norm,
+            "elapsed_s": start.elapsed().as_secs_f64(),
+        }))?;
+        if step.is_multiple_of(10) || v.is_some() {
+            eprintln!(
+                "step {step:>5}/{}  loss {:.4}{}  {:.0}s",
+                c.steps,
+                st.loss,
+                v.map_or(String::new(), |v| format!("  val loss {v:.4}")),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let summary = serde_json::json!({
+        "stage": "sft", "steps": c.steps, "final_train_loss": last_loss,
+        "val_loss_before": first_val, "val_loss_after": val_loss,
+        "wall_s": start.elapsed().as_secs_f64(), "checkpoint": dir.display().to_string(),
+    });
+    files::atomic_write(
+        &c.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    eprintln!("saved {}  ({summary})", dir.display());
+    Ok(())
+}
+
+fn generate_config(
+    tok: &TextTokenizer,
+    temperature: f32,
+    seed: u64,
+    n_threads: usize,
+) -> Result<GenerateConfig> {
+    Ok(GenerateConfig {
+        max_new_tokens: 80,
+        stop: tok
+            .encode(IM_END)
+            .context("the tokenizer cannot encode <|im_end|>: run `ingot train sft` first")?,
+        sampler: SamplerParams {
+            temperature,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed,
+            ..SamplerParams::default()
+        },
+        batch: 32,
+        n_threads,
+    })
+}
+
+/// Unique prompts of the task's training examples, in order of first appearance, at most `n`.
+fn unique_prompts(task: &Task, n: usize) -> Vec<Prompt> {
+    let mut seen = std::collections::HashSet::new();
+    task.train
+        .iter()
+        .filter(|e| seen.insert(e.prompt.text.clone()))
+        .map(|e| e.prompt.clone())
+        .take(n)
+        .collect()
+}
+
+fn pairs_ids(tok: &TextTokenizer, pairs: &[TextPair]) -> Result<Vec<Pair>> {
+    pairs.iter().map(|p| Ok(to_ids(tok, p)?)).collect()
+}
+
+fn longest(pairs: &[Pair]) -> usize {
+    pairs
+        .iter()
+        .map(|p| p.prompt.len() + p.chosen.len().max(p.rejected.len()))
+        .max()
+        .unwrap_or(1)
+}
+
+pub fn rm(a: &RmArgs) -> Result<()> {
+    let c = &a.common;
+    validate(c)?;
+    let start = Instant::now();
+    let init = load_init(c)?;
+    let n_threads = threads(c.threads);
+    let (train_text, held_text, data) = match &a.pairs {
+        Some(p) if !c.task => {
+            let bytes = fs::read(p)?;
+            let train: Vec<TextPair> = read_jsonl(p, "pair")?;
+            let held = match &a.heldout_pairs {
+                Some(h) => read_jsonl(h, "pair")?,
+                None => Vec::new(),
+            };
+            let meta = DataMeta {
+                sources: vec![p.display().to_string()],
+                files: 1,
+                corpus_sha256: files::sha256_hex(&bytes),
+                tokens: train.len() as u64,
+                val_fraction: 0.0,
+            };
+            (train, held, meta)
+        }
+        Some(_) => bail!("give either --pairs or --task"),
+        None => {
+            let (task, meta) = load_task(c)?;
+            let gen = generate_config(&init.tokenizer, a.temperature, c.seed, n_threads)?;
+            let prompts = unique_prompts(&task, a.prompts);
+            let held_prompts: Vec<Prompt> = task.heldout.iter().map(|e| e.prompt.clone()).collect();
+            let t0 = Instant::now();
+            let train = make_pairs(
+                &init.model,
+                &init.tokenizer,
+                &prompts,
+                &task.labeler,
+                &gen,
+                a.gap,
+            )?;
+            let gen_held = GenerateConfig {
+                sampler: SamplerParams {
+                    seed: c.seed.wrapping_add(1 << 32),
+                    ..gen.sampler.clone()
+                },
+                ..gen.clone()
+            };
+            let held = make_pairs(
+                &init.model,
+                &init.tokenizer,
+                &held_prompts,
+                &task.labeler,
+                &gen_held,
+                a.gap,
+            )?;
+            eprintln!(
+                "rm: sampled {} answers from {} in {:.0}s: {} training pairs of {} prompts, {} held-out \
+                 pairs of {} prompts (labeler gap >= {})",
+                2 * (prompts.len() + held_prompts.len()),
+                init.dir.display(),
+                t0.elapsed().as_secs_f64(),
+                train.len(),
+                prompts.len(),
+                held.len(),
+                held_prompts.len(),
+                a.gap
+            );
+            write_jsonl(&c.out.join("pairs.jsonl"), &train)?;
+            write_jsonl(&c.out.join("pairs-heldout.jsonl"), &held)?;
+            (train, held, meta)
+        }
+    };
+    let train = pairs_ids(&init.tokenizer, &train_text)?;
+    let held = pairs_ids(&init.tokenizer, &held_text)?;
+    if train.is_empty() {
+        bail!("no training pairs: lower --gap or sample more --prompts");
+    }
+    let t = longest(&train).max(if held.is_empty() { 0 } else { longest(&held) });
+    if t > init.model.config.max_seq_len {
+        bail!(
+            "a pair needs {t} tokens, more than the model's context of {}",
+            init.model.config.max_seq_len
+        );
+    }
+    let bt = BtConfig {
+        margin: a.margin,
+        center: a.center,
+    };
+    let c_dim = init.model.config.dim;
+    let mut head = Head::new(c_dim, c.seed.wrapping_add(3));
+    let opt = AdamW::new(
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+        &init.model.config,
+    );
+    let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
+    let mut metrics = Metrics::create(&c.out)?;
+    let mut rng = Rng::new(c.seed.wrapping_add(4));
+    let mut dhead = vec![0.0f32; c_dim];
+    let mut held_acc = None;
+    let eval = |m: &mut Model<f32>, h: &[f32]| -> Result<Option<f64>> {
+        if held.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(rm_eval(m, h, &held, t, c.batch)?.accuracy))
+    };
+    let acc0 = eval(&mut trainer.model, &head.w)?;
+    eprintln!(
+        "rm: {} training pairs, {} held-out, T {t}; held-out accuracy at step 0: {acc0:?}",
+        train.len(),
+        held.len()
+    );
+    while !trainer.done() {
+        let batch: Vec<Pair> = (0..c.batch)
+            .map(|_| train[rng.below(train.len())].clone())
+            .collect();
+        trainer.model.zero_grad();
+        dhead.iter_mut().for_each(|g| *g = 0.0);
+        let st = rm_loss_and_grad(&mut trainer.model, &head.w, &mut dhead, &batch, t, bt)?;
+        let gn = clip_grad_norm(&mut trainer.model.grads, trainer.config.grad_clip);
+        let lr = lr_schedule(&trainer.config.schedule, trainer.step);
+        trainer
+            .opt
+            .update(&mut trainer.model.params, &trainer.model.grads, lr);
+        head.update(&dhead, lr);
+        trainer.step += 1;
+        let step = trainer.step;
+        let v = if (c.eval_every > 0 && step.is_multiple_of(c.eval_every)) || trainer.done() {
+            eval(&mut trainer.model, &head.w)?
+        } else {
+            None
+        };
+        if v.is_some() {
+            held_acc = v;
+        }
+        metrics.write(serde_json::json!({
+            "step": step, "loss": st.loss, "accuracy": st.accuracy, "margin": st.margin,
+            "heldout_accuracy": v, "lr": lr, "grad_norm": gn, "elapsed_s": start.elapsed().as_secs_f64(),
+        }))?;
+        if step.is_multiple_of(10) || v.is_some() {
+            eprintln!(
+                "step {step:>5}/{}  loss {:.4}  batch acc {:.2}{}  {:.0}s",
+                c.steps,
+                st.loss,
+                st.accuracy,
+                v.map_or(String::new(), |v| format!("  held-out acc {v:.4}")),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    save_head(&dir, &head.w)?;
+    let summary = serde_json::json!({
+        "stage": "rm", "steps": c.steps, "train_pairs": train.len(), "heldout_pairs": held.len(),
+        "heldout_accuracy_before": acc0, "heldout_accuracy": held_acc,
+        "wall_s": start.elapsed().as_secs_f64(), "checkpoint": dir.display().to_string(),
+    });
+    files::atomic_write(
+        &c.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    eprintln!("saved {}  ({summary})", dir.display());
+    Ok(())
+}
+
+pub fn dpo(a: &DpoArgs) -> Result<()> {
+    let c = &a.common;
+    validate(c)?;
+    if !(a.beta.is_finite() && a.beta > 0.0) {
+        bail!("--beta must be a positive number, got {}", a.beta);
+    }
+    let start = Instant::now();
+    let init = load_init(c)?;
+    let n_threads = threads(c.threads);
+    let bytes =
+        fs::read(&a.pairs).with_context(|| format!("cannot read `{}`", a.pairs.display()))?;
+    let train_text: Vec<TextPair> = read_jsonl(&a.pairs, "pair")?;
+    let held_text: Vec<TextPair> = match &a.heldout_pairs {
+        Some(h) => read_jsonl(h, "pair")?,
+        None => Vec::new(),
+    };
+    let data = DataMeta {
+        sources: vec![a.pairs.display().to_string()],
+        files: 1,
+        corpus_sha256: files::sha256_hex(&bytes),
+        tokens: train_text.len() as u64,
+        val_fraction: 0.0,
+    };
+    let train = pairs_ids(&init.tokenizer, &train_text)?;
+    let held = pairs_ids(&init.tokenizer, &held_text)?;
+    let t = longest(&train).max(if held.is_empty() { 0 } else { longest(&held) });
+    if t > init.model.config.max_seq_len + 1 {
+        bail!(
+            "a pair needs {t} tokens, more than the model's context of {}",
+            init.model.config.max_seq_len
+        );
+    }
+    let t = t.min(init.model.config.max_seq_len);
+    let mut reference = Model::<f32>::new(init.model.config.clone(), n_threads)?;
+    reference.params.copy_from_slice(&init.model.params);
+    let t0 = Instant::now();
+    let train_ref = pair_logps(&mut reference, &train, t, c.batch)?;
+    let held_ref = pair_logps(&mut reference, &held, t, c.batch)?;
+    eprintln!(
+        "dpo: {} training pairs, {} held-out, β {}, reference log-probabilities in {:.0}s",
+        train.len(),
+        held.len(),
+        a.beta,
+        t0.elapsed().as_secs_f64()
+    );
+    let opt = AdamW::new(
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+        &init.model.config,
+    );
+    let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
+    let mut metrics = Metrics::create(&c.out)?;
+    let mut rng = Rng::new(c.seed.wrapping_add(5));
+    let held_eval = |m: &mut Model<f32>| -> Result<Option<(f64, f64)>> {
+        if held.is_empty() {
+            return Ok(None);
+        }
+        let lp = pair_logps(m, &held, t, c.batch)?;
+        let h: Vec<f64> = lp
+            .iter()
+            .zip(&held_ref)
+            .map(|(p, r)| (p.0 - r.0) - (p.1 - r.1))
+            .collect();
+        let acc = h.iter().filter(|&&x| x > 0.0).count() as f64 / h.len() as f64;
+        Ok(Some((acc, h.iter().sum::<f64>() / h.len() as f64)))
+    };
+    let mut last = None;
+    while !trainer.done() {
+        let idx: Vec<usize> = (0..c.batch).map(|_| rng.below(train.len())).collect();
+        let batch: Vec<Pair> = idx.iter().map(|&i| train[i].clone()).collect();
+        let refs: Vec<(f64, f64)> = idx.iter().map(|&i| train_ref[i]).collect();
+        trainer.model.zero_grad();
+        let st = dpo_loss_and_grad(&mut trainer.model, &batch, &refs, a.beta, t)?;
+        let gn = clip_grad_norm(&mut trainer.model.grads, trainer.config.grad_clip);
+        let lr = lr_schedule(&trainer.config.schedule, trainer.step);
+        trainer
+            .opt
+            .update(&mut trainer.model.params, &trainer.model.grads, lr);
+        trainer.step += 1;
+        let step = trainer.step;
+        let v = if (c.eval_every > 0 && step.is_multiple_of(c.eval_every)) || trainer.done() {
+            held_eval(&mut trainer.model)?
+        } else {
+            None
+        };
+        if v.is_some() {
+            last = v;
+        }
+        metrics.write(serde_json::json!({
+            "step": step, "loss": st.loss, "margin": st.margin, "accuracy": st.accuracy,
+            "heldout_accuracy": v.map(|v| v.0), "heldout_margin": v.map(|v| v.1),
+            "lr": lr, "grad_norm": gn, "elapsed_s": start.elapsed().as_secs_f64(),
+        }))?;
+        if step.is_multiple_of(10) || v.is_some() {
+            eprintln!(
+                "step {step:>5}/{}  loss {:.4}  margin {:.3}{}  {:.0}s",
+                c.steps,
+                st.loss,
+                st.margin,
+                v.map_or(String::new(), |(a, m)| format!(
+                    "  held-out acc {a:.3} margin {m:.3}"
+                )),
+                start.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let train_wall = start.elapsed().as_secs_f64();
+
+    // the labeler's paired comparison with the reference (SFT) on the task's held-out prompts
+    let win = if c.task || c.corpus.is_some() {
+        versus(
+            c,
+            "dpo",
+            &trainer.model,
+            &reference,
+            &init.tokenizer,
+            a.temperature,
+            n_threads,
+        )?
+    } else {
+        serde_json::Value::Null
+    };
+    let summary = serde_json::json!({
+        "stage": "dpo", "steps": c.steps, "beta": a.beta, "train_pairs": train.len(),
+        "heldout_pairs": held.len(), "heldout_implicit_accuracy": last.map(|v| v.0),
+        "heldout_implicit_margin": last.map(|v| v.1), "vs_sft": win,
+        "train_wall_s": train_wall, "wall_s": start.elapsed().as_secs_f64(),
+        "checkpoint": dir.display().to_string(),
+    });
+    files::atomic_write(
+        &c.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    eprintln!("saved {}  ({summary})", dir.display());
+    Ok(())
+}
+
+/// The labeler's paired comparison of `ours` with `sft` on the task's held-out prompts (one sampled
+/// answer each); writes `OUT/samples.jsonl` (20 of them) and returns the figures.
+fn versus(
+    c: &Common,
+    name: &str,
+    ours_model: &Model<f32>,
+    sft: &Model<f32>,
+    tok: &TextTokenizer,
+    temperature: f32,
+    n_threads: usize,
+) -> Result<serde_json::Value> {
+    let (task, _) = load_task(c)?;
+    let prompts: Vec<Prompt> = task.heldout.iter().map(|e| e.prompt.clone()).collect();
+    let gen = generate_config(tok, temperature, c.seed.wrapping_add(7), n_threads)?;
+    let ours = answers(ours_model, tok, &prompts, &gen)?;
+    let theirs = answers(sft, tok, &prompts, &gen)?;
+    let (w, ties, l) = win_rate(&task.labeler, &prompts, &ours, &theirs);
+    let mean = |xs: &[String]| {
+        prompts
+            .iter()
+            .zip(xs)
+            .map(|(p, x)| task.labeler.score(p, x).total())
+            .sum::<f64>()
+            / prompts.len() as f64
+    };
+    let n = prompts.len() as f64;
+    eprintln!(
+        "{name} vs sft on {} held-out prompts: {w} wins, {ties} ties, {l} losses (win rate {:.3}, ties \
+         half: {:.3}); mean labeler score {:.3} vs {:.3}",
+        prompts.len(),
+        w as f64 / n,
+        (w as f64 + ties as f64 / 2.0) / n,
+        mean(&ours),
+        mean(&theirs)
+    );
+    let examples: Vec<_> = prompts
+        .iter()
+        .zip(ours.iter().zip(&theirs))
+        .take(20)
+        .map(|(p, (o, t))| serde_json::json!({"prompt": p.text, name: o, "sft": t}))
+        .collect();
+    write_jsonl(&c.out.join("samples.jsonl"), &examples)?;
+    Ok(serde_json::json!({
+        "prompts": prompts.len(), "wins": w, "ties": ties, "losses": l,
+        "win_rate": w as f64 / n, "win_rate_ties_half": (w as f64 + ties as f64 / 2.0) / n,
+        "mean_score": mean(&ours), "mean_score_sft": mean(&theirs),
+    }))
+}
+
+#[derive(Args, Debug)]
+pub struct PpoArgs {
+    /// `--steps` is the number of PPO iterations and `--batch` the rollouts per iteration.
+    #[command(flatten)]
+    pub common: Common,
+    /// The reward model (an `ingot train rm` run or checkpoint).
+    #[arg(long, value_name = "DIR")]
+    pub reward_model: PathBuf,
+    /// KL penalty coefficient (initial, with --kl-target).
+    #[arg(long, value_name = "X", default_value_t = 0.05)]
+    pub kl_coef: f64,
+    /// Adaptive KL controller's target (summed KL per answer); off when absent.
+    #[arg(long, value_name = "X")]
+    pub kl_target: Option<f64>,
+    /// Adaptive KL controller's horizon (rollouts).
+    #[arg(long, value_name = "N", default_value_t = 10000.0)]
+    pub kl_horizon: f64,
+    /// The per-token KL estimator: k1 (log ratio) or k3.
+    #[arg(long, value_name = "K", default_value = "k1")]
+    pub kl_estimator: String,
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub gamma: f64,
+    #[arg(long, value_name = "X", default_value_t = 0.95)]
+    pub lam: f64,
+    #[arg(long, value_name = "X", default_value_t = 0.2)]
+    pub cliprange: f64,
+    #[arg(long, value_name = "X", default_value_t = 0.2)]
+    pub cliprange_value: f64,
+    #[arg(long, value_name = "X", default_value_t = 0.1)]
+    pub vf_coef: f64,
+    /// Passes over each batch of rollouts.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub ppo_epochs: usize,
+    /// Rollouts per minibatch.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub minibatch: usize,
+    /// Sampling temperature of the rollouts.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Sampling temperature of the win-rate evaluation.
+    #[arg(long, value_name = "X", default_value_t = 0.7)]
+    pub eval_temperature: f32,
+}
+
+pub fn ppo(a: &PpoArgs) -> Result<()> {
+    use ingot_train::align::ppo::{KlEstimator, Ppo, PpoConfig};
+    use ingot_train::align::reward::rewards;
+    let c = &a.common;
+    validate(c)?;
+    let start = Instant::now();
+    let init = load_init(c)?;
+    let n_threads = threads(c.threads);
+    let rm_dir = checkpoint::resolve(&a.reward_model)
+        .with_context(|| format!("--reward-model `{}`", a.reward_model.display()))?;
+    let rm_ck = checkpoint::load(&rm_dir)?;
+    if rm_ck.tokenizer()? != init.tokenizer {
+        bail!("the reward model's tokenizer differs from the policy's: train both from the same SFT run");
+    }
+    let mut rm = rm_ck.model(n_threads)?;
+    let head = ingot_train::align::reward::load_head(&rm_dir, rm.config.dim)?;
+    let kl_estimator = match a.kl_estimator.as_str() {
+        "k1" => KlEstimator::K1,
+        "k3" => KlEstimator::K3,
+        other => bail!("--kl-estimator must be k1 or k3, got {other:?}"),
+    };
+    let pc = PpoConfig {
+        kl_coef: a.kl_coef,
+        adaptive_kl: a.kl_target.map(|t| (t, a.kl_horizon)),
+        kl_estimator,
+        gamma: a.gamma,
+        lam: a.lam,
+        cliprange: a.cliprange,
+        cliprange_value: a.cliprange_value,
+        vf_coef: a.vf_coef,
+        epochs: a.ppo_epochs,
+        minibatch: a.minibatch,
+        whiten: true,
+        lr: c.lr,
+        grad_clip: if c.clip > 0.0 { c.clip } else { f64::INFINITY },
+        seed: c.seed,
+    };
+    let (task, data) = load_task(c)?;
+    let prompts = unique_prompts(&task, usize::MAX);
+    let prompt_ids = prompts
+        .iter()
+        .map(|p| Ok(ingot_train::align::encode_prompt(&init.tokenizer, &p.text)?))
+        .collect::<Result<Vec<_>>>()?;
+    let mut reference = Model::<f32>::new(init.model.config.clone(), n_threads)?;
+    reference.params.copy_from_slice(&init.model.params);
+    let opt = AdamW::new(
+        AdamWConfig {
+            weight_decay: 0.0,
+            ..AdamWConfig::default()
+        },
+        &init.model.config,
+    );
+    let mut ppo = Ppo::new(init.model, reference, opt, pc);
+    let gen = generate_config(
+        &init.tokenizer,
+        a.temperature,
+        c.seed.wrapping_add(9),
+        n_threads,
+    )?;
+    let end = init.tokenizer.encode(&format!("{IM_END}\n"))?;
+    let t_rm = rm.config.max_seq_len;
+    let mut metrics = Metrics::create(&c.out)?;
+    let mut rng = Rng::new(c.seed.wrapping_add(8));
+    eprintln!(
+        "ppo: {} training prompts, {} iterations of {} rollouts, reward model {}",
+        prompts.len(),
+        c.steps,
+        c.batch,
+        rm_dir.display()
+    );
+    let mut last = None;
+    for it in 1..=c.steps {
+        let batch: Vec<Vec<u32>> = (0..c.batch)
+            .map(|_| prompt_ids[rng.below(prompt_ids.len())].clone())
+            .collect();
+        let score = |p: &[u32], r: &[u32]| -> ingot_train::Result<f64> {
+            let mut seq = [p, r].concat();
+            if !seq.ends_with(&end) {
+                seq.extend_from_slice(&end);
+            }
+            seq.truncate(t_rm);
+            Ok(rewards(&mut rm, &head, &[&seq], seq.len())?[0])
+        };
+        let st = ppo.iteration(&batch, &gen, &end, score)?;
+        metrics.write(serde_json::json!({
+            "iteration": it, "score": st.score, "kl": st.kl, "kl_coef": st.kl_coef, "entropy": st.entropy,
+            "clipfrac": st.clipfrac, "approx_kl": st.approx_kl, "pg_loss": st.pg_loss, "vf_loss": st.vf_loss,
+            "explained_variance": st.explained_variance, "response_len": st.response_len,
+            "elapsed_s": start.elapsed().as_secs_f64(),
+        }))?;
+        eprintln!(
+            "iter {it:>4}/{}  reward {:.3}  kl {:.3} (coef {:.3})  entropy {:.3}  clipfrac {:.3}  approx_kl \
+             {:.4}  vf {:.4}  ev {:.2}  len {:.1}  {:.0}s",
+            c.steps,
+            st.score,
+            st.kl,
+            st.kl_coef,
+            st.entropy,
+            st.clipfrac,
+            st.approx_kl,
+            st.vf_loss,
+            st.explained_variance,
+            st.response_len,
+            start.elapsed().as_secs_f64()
+        );
+        last = Some(st);
+    }
+    let trainer = Trainer {
+        model: ppo.policy,
+        opt: ppo.opt,
+        config: train_config(c, 1),
+        step: c.steps,
+        sampler: rng,
+    };
+    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let train_wall = start.elapsed().as_secs_f64();
+    let win = versus(
+        c,
+        "ppo",
+        &trainer.model,
+        &ppo.reference,
+        &init.tokenizer,
+        a.eval_temperature,
+        n_threads,
+    )?;
+    let summary = serde_json::json!({
+        "stage": "ppo", "iterations": c.steps, "rollouts_per_iteration": c.batch,
+        "last_reward": last.map(|s| s.score), "last_kl": last.map(|s| s.kl), "vs_sft": win,
+        "train_wall_s": train_wall, "wall_s": start.elapsed().as_secs_f64(),
+        "checkpoint": dir.display().to_string(),
+    });
+    files::atomic_write(
+        &c.out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    eprintln!("saved {}  ({summary})", dir.display());
+    Ok(())
+}
+
+pub const PPO_HELP: &str = "\
+Example:
+  ingot train ppo --init runs/sft --reward-model runs/rm --out runs/ppo --steps 100 --batch 32 --lr 2e-5
+
+Policy and reference start from --init (SFT); the critic is a value head on the policy's trunk,
+initialised to zero. Each iteration samples --batch answers (KV cache), scores them with the reward
+model only, and updates with PPO (TRL defaults: kl_coef 0.05, cliprange 0.2, cliprange_value 0.2,
+vf_coef 0.1, gamma 1, lambda 0.95, 4 epochs, whitened advantages). At the end the labeler compares the
+policy with the SFT model on the held-out prompts (summary.json, samples.jsonl).";
+
+pub const SFT_HELP: &str = "\
+Examples:
+  ingot train sft --init runs/pretrain --out runs/sft --steps 600 --lr 1e-3        # the bundled task
+  ingot train sft --init runs/pretrain --data chat.jsonl --val val.jsonl --out runs/sft --steps 1000 --lr 3e-4
+
+Each conversation is rendered in ChatML (<|im_start|>role\\ncontent<|im_end|>\\n) and padded to the
+model's context; the loss covers the assistant turns (content and <|im_end|>\\n) only. A character
+vocabulary without <, | or > (the bundled corpus) is extended with them. Output: step-*/ (an ordinary
+checkpoint), latest, metrics.jsonl, summary.json.";
+
+pub const RM_HELP: &str = "\
+Examples:
+  ingot train rm --init runs/sft --out runs/rm --steps 300 --lr 3e-4               # sample + rank pairs
+  ingot train rm --init runs/sft --task --pairs p.jsonl --heldout-pairs h.jsonl --out runs/rm --steps 300 --lr 3e-4
+
+With the task, two answers per prompt are sampled from the --init model (KV cache, temperature
+--temperature) and ranked by the labeler; pairs closer than --gap are dropped; written to
+OUT/pairs.jsonl and OUT/pairs-heldout.jsonl. The head (score.weight, 1 x C) is in
+step-*/reward_head.safetensors. Output also: metrics.jsonl, summary.json (held-out accuracy).";
+
+pub const DPO_HELP: &str = "\
+Examples:
+  ingot train dpo --init runs/sft --pairs runs/rm/pairs.jsonl --heldout-pairs runs/rm/pairs-heldout.jsonl \\
+      --task --out runs/dpo --steps 300 --lr 3e-4 --beta 0.1
+
+The reference is the --init model, frozen. With --task the end of the run samples one answer per
+held-out prompt from the DPO policy and from the reference and reports the labeler's win rate
+(summary.json, samples.jsonl).";
