@@ -45,7 +45,7 @@ impl<'a> Model<'a> {
     /// [`Model::from_gguf`] with an explicit repacking policy.
     pub fn from_gguf_with(gguf: Gguf<'a>, repack: Repack) -> Result<Model<'a>> {
         let mut model = Self::from_gguf_unpacked(gguf)?;
-        model.repack(&Kernels::best(), repack)?;
+        model.repack(&Kernels::best(), repack, &mut |_| ())?;
         Ok(model)
     }
 
@@ -54,10 +54,12 @@ impl<'a> Model<'a> {
     /// them, not two.
     #[cfg(feature = "std")]
     pub fn from_file(file: &'a crate::gguf::GgufFile) -> Result<Model<'a>> {
-        let model = Self::from_gguf(file.parse()?)?;
-        for m in model.weights.matrices().filter(|m| m.packed.is_some()) {
-            file.release(m.data);
-        }
+        let mut model = Self::from_gguf_unpacked(file.parse()?)?;
+        // Each matrix's pages go as soon as its copy is made, so the peak is one copy plus one
+        // matrix, not two copies.
+        model.repack(&Kernels::best(), Repack::from_env()?, &mut |bytes| {
+            file.release(bytes);
+        })?;
         Ok(model)
     }
 
@@ -91,7 +93,12 @@ impl<'a> Model<'a> {
     /// arena, in the packed layout (same size as the original). The embedding itself is only
     /// gathered from, so it keeps its rows (the tied output projection is packed like any other
     /// product).
-    fn repack(&mut self, kernels: &Kernels, policy: Repack) -> Result<()> {
+    fn repack(
+        &mut self,
+        kernels: &Kernels,
+        policy: Repack,
+        release: &mut dyn FnMut(&'a [u8]),
+    ) -> Result<()> {
         let w = &mut self.weights;
         let mut mats: Vec<&mut Matrix<'a>> = vec![&mut w.output];
         for l in &mut w.layers {
@@ -118,6 +125,7 @@ impl<'a> Model<'a> {
         for m in mats {
             let len = m.data.len();
             packed::pack(m.ty, m.data, m.rows, m.cols, &mut arena[off..off + len]);
+            release(m.data);
             m.packed = Some((off, len));
             off += len;
         }
