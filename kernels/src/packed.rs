@@ -133,6 +133,19 @@ pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) 
     }
 }
 
+/// The f32 scale and the sum of the 32 signed codes of the Q8_0 activation block at `xb`: the
+/// per-(token, block) tables every packed kernel builds once per token group.
+///
+/// # Safety
+/// 34 readable bytes at `xb`.
+#[inline]
+pub(crate) unsafe fn q8_0_scale_and_sum(xb: *const u8) -> (f32, i32) {
+    // SAFETY: 34 readable bytes at xb (caller); u8 needs no alignment.
+    let b = unsafe { core::slice::from_raw_parts(xb, Q8_0_BYTES) };
+    let d = f16::from_le_bytes([b[0], b[1]]).to_f32();
+    (d, b[2..].iter().map(|&v| i32::from(v as i8)).sum())
+}
+
 /// Checks a packed product's arguments; returns the packed matrix's bytes per row.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn check_matmul_packed(

@@ -10,7 +10,7 @@ use core::arch::aarch64::*;
 use super::dotprod::{idot_sdot, NeonDotprod};
 use super::neon::f16x4;
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, PACK_ROWS};
+use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS};
 use crate::QuantType;
 
 /// Bytes of one packed Q4_0 group-block (16 rows).
@@ -133,7 +133,7 @@ unsafe fn tokens<const K: usize>(
         for b in b0..b1 {
             for (k, xk) in xs.iter().enumerate() {
                 // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
-                let d = unsafe { vgetq_lane_f32::<0>(f16x4_first(xk.add(b * XB))) };
+                let (d, _) = unsafe { q8_0_scale_and_sum(xk.add(b * XB)) };
                 dx[(b - b0) * TT + k].write(d);
             }
         }
@@ -166,20 +166,6 @@ unsafe fn tokens<const K: usize>(
         }
         b0 = b1;
     }
-}
-
-/// The f16 at `p` widened to f32 in lane 0 (the other lanes are the next bytes' values, unused).
-///
-/// # Safety
-/// 2 readable bytes at `p`; NEON.
-#[inline]
-#[target_feature(enable = "neon")]
-unsafe fn f16x4_first(p: *const u8) -> float32x4_t {
-    let mut h = [0u8; 8];
-    // SAFETY: 2 readable bytes at p (caller).
-    unsafe { core::ptr::copy_nonoverlapping(p, h.as_mut_ptr(), 2) };
-    // SAFETY: `h` holds 8 readable bytes.
-    unsafe { f16x4(h.as_ptr(), 0) }
 }
 
 /// Packed Q4_0 x Q8_0.

@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 
 use super::avx2::Avx2;
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, PACK_ROWS};
+use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS};
 use crate::QuantType;
 
 /// Bytes of one packed Q4_0 group-block (16 rows).
@@ -129,14 +129,7 @@ unsafe fn tokens<const K: usize>(
         for b in b0..b1 {
             for k in 0..K {
                 // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
-                let (d, s) = unsafe {
-                    let xb = xs[k].add(b * XB);
-                    let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-                        core::ptr::read_unaligned(xb.cast::<u16>()),
-                    ))));
-                    let q = core::slice::from_raw_parts(xb.add(2), QK);
-                    (d, q.iter().map(|&v| i32::from(v as i8)).sum::<i32>())
-                };
+                let (d, s) = unsafe { q8_0_scale_and_sum(xs[k].add(b * XB)) };
                 dx[(b - b0) * TT + k].write(d);
                 cy[(b - b0) * TT + k].write(-8 * s);
             }

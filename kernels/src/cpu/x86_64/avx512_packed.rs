@@ -9,7 +9,7 @@ use core::arch::x86_64::*;
 
 use super::avx512::Avx512Vnni;
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, PACK_ROWS};
+use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS};
 use crate::QuantType;
 
 /// Bytes of one packed group-block (16 rows): Q8_0 when `Q8`, else Q4_0.
@@ -149,17 +149,7 @@ unsafe fn tokens<const Q8: bool, const K: usize>(
         for b in b0..b1 {
             for k in 0..K {
                 // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
-                let (d, s) = unsafe {
-                    let xb = xs[k].add(b * XB);
-                    let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(
-                        core::ptr::read_unaligned(xb.cast::<u16>()),
-                    ))));
-                    let q = _mm256_loadu_si256(xb.add(2).cast());
-                    // sum of the 32 signed bytes: widen to i16 and add pairwise down to i32.
-                    let w16 = _mm512_cvtepi8_epi16(q);
-                    let s32 = _mm512_madd_epi16(w16, _mm512_set1_epi16(1));
-                    (d, _mm512_reduce_add_epi32(s32))
-                };
+                let (d, s) = unsafe { q8_0_scale_and_sum(xs[k].add(b * XB)) };
                 dx[(b - b0) * TT + k].write(d);
                 cy[(b - b0) * TT + k].write(if Q8 { -128 * s } else { -8 * s });
             }
