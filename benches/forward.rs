@@ -27,6 +27,7 @@ fn forward(c: &mut Criterion) {
             n_ctx: 512,
             n_batch: 128,
             n_threads: threads,
+            ..Default::default()
         };
         let mut s = Session::new(&model, params).unwrap();
         g.throughput(Throughput::Elements(128));

@@ -90,6 +90,10 @@ pub struct BenchArgs {
     /// Threads for the forward pass.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// KV cache element type: f16 (llama.cpp's default, bit-identical logits) or f32 (nothing
+    /// rounded: for checking a model against its training framework; twice the cache memory).
+    #[arg(long, default_value = "f16")]
+    pub kv_type: ingot_runtime::model::KvType,
     /// Prompt tokens, evaluated in one batch.
     #[arg(long, default_value_t = 128)]
     pub prompt: usize,
@@ -121,6 +125,10 @@ pub struct PlanArgs {
     /// Threads (each has its own attention scratch).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// KV cache element type: f16 (llama.cpp's default, bit-identical logits) or f32 (nothing
+    /// rounded: for checking a model against its training framework; twice the cache memory).
+    #[arg(long, default_value = "f16")]
+    pub kv_type: ingot_runtime::model::KvType,
     /// Most tokens evaluated in one batch (clamped to --ctx).
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
@@ -184,6 +192,10 @@ pub struct GenerateArgs {
     /// any count).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// KV cache element type: f16 (llama.cpp's default, bit-identical logits) or f32 (nothing
+    /// rounded: for checking a model against its training framework; twice the cache memory).
+    #[arg(long, default_value = "f16")]
+    pub kv_type: ingot_runtime::model::KvType,
     /// Context length: prompt plus generated tokens.
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
@@ -213,6 +225,10 @@ pub struct ChatArgs {
     /// Threads for the forward pass.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// KV cache element type: f16 (llama.cpp's default, bit-identical logits) or f32 (nothing
+    /// rounded: for checking a model against its training framework; twice the cache memory).
+    #[arg(long, default_value = "f16")]
+    pub kv_type: ingot_runtime::model::KvType,
     /// Context length of the conversation.
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
@@ -263,6 +279,10 @@ pub struct PerplexityArgs {
     /// Threads for the forward pass.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// KV cache element type: f16 (llama.cpp's default, bit-identical logits) or f32 (nothing
+    /// rounded: for checking a model against its training framework; twice the cache memory).
+    #[arg(long, default_value = "f16")]
+    pub kv_type: ingot_runtime::model::KvType,
 }
 
 fn main() -> ExitCode {

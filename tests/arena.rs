@@ -6,7 +6,9 @@
 mod common;
 
 use ingot_runtime::gguf::GgufFile;
-use ingot_runtime::model::{session_bytes, Model, Session, SessionParams, SESSION_ARENA_ALIGN};
+use ingot_runtime::model::{
+    session_bytes, KvType, Model, Session, SessionParams, SESSION_ARENA_ALIGN,
+};
 use ingot_runtime::sampler::argmax;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -89,11 +91,16 @@ fn exact_arena_works_and_one_byte_less_is_an_error() {
         .tokenizer
         .encode("The capital of France is", true, true);
     let mut storage = Vec::new();
-    for (n_ctx, n_batch, n_threads) in [(64, 4, 1), (96, 200, 2)] {
+    for (n_ctx, n_batch, n_threads, kv_type) in [
+        (64, 4, 1, KvType::F16),
+        (96, 200, 2, KvType::F16),
+        (80, 8, 2, KvType::F32),
+    ] {
         let params = SessionParams {
             n_ctx,
             n_batch,
             n_threads,
+            kv_type,
         };
         let need = session_bytes(&model, params);
         assert_eq!(Session::arena_bytes(&model, params).unwrap(), need);
@@ -144,6 +151,7 @@ fn arena_session_allocates_nothing_after_creation() {
         n_ctx: 128,
         n_batch: 16,
         n_threads: 1,
+        ..Default::default()
     };
     let need = session_bytes(&model, params);
     let mut storage = Vec::new();
@@ -199,6 +207,7 @@ fn ingot_plan_prints_the_exact_arena_size() {
         n_ctx: 200,
         n_batch: 8,
         n_threads: 2,
+        ..Default::default()
     };
     let mut storage = Vec::new();
     let need = session as usize;

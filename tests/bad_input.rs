@@ -54,6 +54,7 @@ fn valid_tiny_model_loads_and_runs() {
             n_ctx: 16,
             n_batch: 4,
             n_threads: 1,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -341,6 +342,7 @@ fn requests_that_cannot_be_served() {
             n_ctx: 8,
             n_batch: 4,
             n_threads: 1,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -355,6 +357,7 @@ fn requests_that_cannot_be_served() {
             n_ctx: 0,
             n_batch: 1,
             n_threads: 1,
+            ..Default::default()
         }
     )
     .is_err());

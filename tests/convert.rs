@@ -156,6 +156,7 @@ fn every_type_converts_loads_and_runs() {
                 n_ctx: 16,
                 n_batch: 4,
                 n_threads: 1,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -150,6 +150,7 @@ fn tiny_llama_f32_matches_hf_logits() {
                 n_ctx: 32,
                 n_batch: 16,
                 n_threads: 1,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -307,6 +308,7 @@ fn quantized_targets_load_and_run() {
                 n_ctx: 16,
                 n_batch: 8,
                 n_threads: 1,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -91,6 +91,7 @@ fn every_k_type_converts_loads_and_runs() {
                 n_ctx: 16,
                 n_batch: 4,
                 n_threads: 1,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -201,6 +202,7 @@ fn logits_match(preset: &str, fixture: &str) {
             n_ctx: 512,
             n_batch: 64,
             n_threads: 1,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -5,7 +5,7 @@
 mod common;
 
 use ingot_runtime::gguf::GgufFile;
-use ingot_runtime::model::{session_bytes, Model, Session, SessionParams};
+use ingot_runtime::model::{session_bytes, KvType, Model, Session, SessionParams};
 use ingot_runtime::sampler::{Sampler, SamplerParams};
 use ingot_runtime::tokenizer::StreamDecoder;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -75,15 +75,22 @@ fn decode_steps_allocate_nothing() {
     let file = GgufFile::open(common::model_path()).unwrap();
     let model = Model::from_gguf(file.parse().unwrap()).unwrap();
     for threads in [1, 2] {
-        decode_steps(&model, threads);
+        decode_steps(&model, threads, KvType::F16);
     }
+    decode_steps(&model, 2, KvType::F32);
     // The session allocates what `session_bytes` (shown by `ingot info --ctx`) says it will: the plan is
     // exact up to the thread pool's own bookkeeping (thread handles, names), a few KiB.
-    for (n_ctx, n_batch, n_threads) in [(64, 16, 1), (512, 64, 2), (2048, 1, 1)] {
+    for (n_ctx, n_batch, n_threads, kv_type) in [
+        (64, 16, 1, KvType::F16),
+        (512, 64, 2, KvType::F16),
+        (2048, 1, 1, KvType::F16),
+        (512, 64, 2, KvType::F32),
+    ] {
         let params = SessionParams {
             n_ctx,
             n_batch,
             n_threads,
+            kv_type,
         };
         let before = BYTES.load(Ordering::Relaxed);
         let (session, _) = counted(|| Session::new(&model, params).unwrap());
@@ -117,12 +124,12 @@ fn repacked_decode_steps_allocate_nothing() {
         .to_bytes();
         let model = Model::from_gguf_with(Gguf::parse(&bytes).unwrap(), Repack::All).unwrap();
         for threads in [1, 2] {
-            decode_steps(&model, threads);
+            decode_steps(&model, threads, KvType::F16);
         }
     }
 }
 
-fn decode_steps(model: &Model<'_>, threads: usize) {
+fn decode_steps(model: &Model<'_>, threads: usize, kv_type: KvType) {
     let tok = &model.tokenizer;
     let mut session = Session::new(
         model,
@@ -130,6 +137,7 @@ fn decode_steps(model: &Model<'_>, threads: usize) {
             n_ctx: 320,
             n_batch: 16,
             n_threads: threads,
+            kv_type,
         },
     )
     .unwrap();

@@ -35,6 +35,7 @@ fn run(model: &Model<'_>, threads: usize) -> (Vec<f32>, Vec<u32>) {
             n_ctx: 64,
             n_batch: 7,
             n_threads: threads,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -112,6 +112,7 @@ fn check(model_path: &std::path::Path, fixture: &str, (logit_tol, margin_tol): (
             n_ctx: 512,
             n_batch: 64,
             n_threads: 1,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -16,6 +16,7 @@ fn run(model: &Model<'_>, threads: usize, ids: &[u32]) -> Vec<u32> {
             n_ctx: 320,
             n_batch: 24,
             n_threads: threads,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -111,6 +111,7 @@ fn session_params(p: &ingot_session_params) -> SessionParams {
         n_ctx: p.n_ctx as usize,
         n_batch: p.n_batch as usize,
         n_threads: p.n_threads as usize,
+        ..Default::default()
     }
 }
 

@@ -638,6 +638,7 @@ fn arena_exact_size_works_one_byte_less_fails() {
                 n_ctx: 128,
                 n_batch: 16,
                 n_threads: 2,
+                ..Default::default()
             },
         )
     });

@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         n_ctx: 8,
         n_batch: 4,
         n_threads: 1,
+        ..Default::default()
     };
     let mut session = Session::new(&model, params).expect("a loaded model must get a tiny session");
     let logits = session.prefill(&ids).expect("in-vocabulary tokens must evaluate");

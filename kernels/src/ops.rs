@@ -261,4 +261,63 @@ impl Kernels {
         p.to_f16(scores, p16);
         p.dot_f16_rows(batched, vt, vt_stride, p16, v_pad, out);
     }
+
+    /// One query head of attention over an f32 KV cache (llama.cpp's `--cache-type-k/v f32`; ingot's
+    /// `KvType::F32`): nothing is rounded to f16. `scores[j] = dot(k_j, q) * scale`, ggml's softmax
+    /// ([`Kernels::soft_max_ggml`], then one multiplication by `1 / sum`), `out[i] = dot(vt_i, p)`,
+    /// every dot [`reference::dot_f32_lanes8`] (the same bits on every ISA).
+    ///
+    /// - `out` (D,), `q` (D,);
+    /// - `k`: key `j` of this head at `k[j * k_stride..][..D]`;
+    /// - `vt`: this head's values transposed, element `i` of position `j` at `vt[i * vt_stride + j]`;
+    /// - scratch: `scores` (n_kv,).
+    ///
+    /// # Panics
+    /// If a length disagrees with the above.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_head_f32(
+        &self,
+        out: &mut [f32],
+        q: &[f32],
+        k: &[f32],
+        k_stride: usize,
+        vt: &[f32],
+        vt_stride: usize,
+        scale: f32,
+        scores: &mut [f32],
+    ) {
+        let d = q.len();
+        let n_kv = scores.len();
+        assert_eq!(out.len(), d, "attention_head_f32: out must be (D,)");
+        if n_kv == 0 || d == 0 {
+            out.fill(0.0);
+            return;
+        }
+        assert!(
+            (n_kv - 1)
+                .checked_mul(k_stride)
+                .and_then(|v| v.checked_add(d))
+                .is_some_and(|need| k.len() >= need),
+            "attention_head_f32: k too short"
+        );
+        assert!(
+            (d - 1)
+                .checked_mul(vt_stride)
+                .and_then(|v| v.checked_add(n_kv))
+                .is_some_and(|need| vt.len() >= need),
+            "attention_head_f32: vt too short"
+        );
+        for (j, sc) in scores.iter_mut().enumerate() {
+            *sc = reference::dot_f32_lanes8(&k[j * k_stride..][..d], q) * scale;
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum = self.ops_path().soft_max(scores, max);
+        let inv = (1.0 / sum) as f32;
+        for sc in scores.iter_mut() {
+            *sc *= inv;
+        }
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = reference::dot_f32_lanes8(&vt[i * vt_stride..][..n_kv], scores);
+        }
+    }
 }

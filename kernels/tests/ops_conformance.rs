@@ -284,3 +284,57 @@ fn attention_head_matches_reference() {
         }
     }
 }
+
+/// The f32-cache head: the same bits on every path, and within f32 rounding of attention computed
+/// in f64 from the same inputs.
+#[test]
+fn attention_head_f32_is_exact_attention() {
+    let mut rng = SplitMix64(11);
+    let ks = kernels();
+    for d in [1usize, 7, 64, 80] {
+        let (k_stride, vt_stride) = (2 * d + 3, 301);
+        for n_kv in [1usize, 2, 9, 17, 64, 300] {
+            let keys: Vec<f32> = (0..n_kv * k_stride).map(|_| rng.unit() * 2.0).collect();
+            let vt: Vec<f32> = (0..d * vt_stride).map(|_| rng.unit()).collect();
+            let q: Vec<f32> = (0..d).map(|_| rng.unit() * 3.0).collect();
+            let scale = 1.0 / (d as f32).sqrt();
+
+            let s: Vec<f64> = (0..n_kv)
+                .map(|j| {
+                    let kj = &keys[j * k_stride..][..d];
+                    let dot: f64 = kj.iter().zip(&q).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    dot * scale as f64
+                })
+                .collect();
+            let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = s.iter().map(|&x| (x - max).exp()).collect();
+            let z: f64 = e.iter().sum();
+            let want: Vec<f64> = (0..d)
+                .map(|i| {
+                    let v = &vt[i * vt_stride..][..n_kv];
+                    v.iter().zip(&e).map(|(&a, &p)| a as f64 * p / z).sum()
+                })
+                .collect();
+
+            let mut first: Option<Vec<f32>> = None;
+            for k in &ks {
+                let mut out = vec![f32::NAN; d];
+                let mut sc = vec![f32::NAN; n_kv];
+                k.attention_head_f32(
+                    &mut out, &q, &keys, k_stride, &vt, vt_stride, scale, &mut sc,
+                );
+                for (i, (&o, &w)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (o as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{} d={d} n_kv={n_kv} out[{i}] = {o}, f64 {w}",
+                        k.isa()
+                    );
+                }
+                match &first {
+                    None => first = Some(out),
+                    Some(f) => assert!(same_f32(f, &out), "{} d={d} n_kv={n_kv}", k.isa()),
+                }
+            }
+        }
+    }
+}

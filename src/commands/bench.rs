@@ -36,6 +36,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         n_ctx: 512.max(a.prompt + a.gen + 1),
         n_batch: a.prompt.max(1),
         n_threads: a.threads,
+        kv_type: a.kv_type,
     };
     let mut session = Session::new(&model, params)?;
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
@@ -65,9 +66,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     }
     println!("kernels = {}", session.kernels().isa());
     println!(
-        "model = {}, threads = {}, kv = f16, runs = {} (+1 warmup)",
+        "model = {}, threads = {}, kv = {}, runs = {} (+1 warmup)",
         a.model.display(),
         a.threads,
+        a.kv_type,
         a.runs
     );
     println!(

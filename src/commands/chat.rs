@@ -36,6 +36,7 @@ pub fn run(a: &ChatArgs) -> Result<()> {
             n_ctx: a.ctx,
             n_batch: 64,
             n_threads: a.threads,
+            kv_type: a.kv_type,
         },
     )?;
     let interactive = std::io::stdin().is_terminal();

@@ -34,6 +34,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             n_ctx: a.ctx,
             n_batch: 64,
             n_threads: a.threads,
+            kv_type: a.kv_type,
         },
     )?;
     let mut stream = StreamDecoder::for_tokenizer(tok);

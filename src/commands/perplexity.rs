@@ -40,6 +40,7 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
             n_ctx: a.ctx,
             n_batch: a.batch,
             n_threads: a.threads,
+            kv_type: a.kv_type,
         },
     )?;
     let first = a.ctx / 2;

@@ -1,5 +1,5 @@
 //! `ingot plan`: the exact memory a session needs, in bytes, before anything is allocated: the
-//! weights (mapped from the file; the matrices the kernels repack are copied once, same size), the f16 KV cache and the scratch buffers. The session
+//! weights (mapped from the file; the matrices the kernels repack are copied once, same size), the KV cache (f16, or f32 with `--kv-type f32`) and the scratch buffers. The session
 //! total is what `ingot_session_arena_size` returns and what `Session::new_in_arena` needs.
 
 use super::{load_model, open};
@@ -14,6 +14,7 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         n_ctx: a.ctx,
         n_batch: a.batch,
         n_threads: a.threads,
+        kv_type: a.kv_type,
     };
     // Checks the sizes exactly as creating the session would.
     let session = Session::arena_bytes(&model, params)?;
@@ -23,10 +24,11 @@ pub fn run(a: &PlanArgs) -> Result<()> {
     let c = &model.config;
     println!("model:    {}", file.path());
     println!(
-        "params:   ctx {} batch {} threads {}",
+        "params:   ctx {} batch {} threads {} kv {}",
         a.ctx,
         a.batch.min(a.ctx),
-        a.threads
+        a.threads,
+        a.kv_type
     );
     let packed = model.packed_bytes() as u64;
     if packed == 0 {
@@ -39,7 +41,8 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         );
     }
     println!(
-        "kv_cache: {kv} bytes (f16 K and V: {} layers x {} positions x {} x 2)",
+        "kv_cache: {kv} bytes ({} K and V: {} layers x {} positions x {} x 2)",
+        a.kv_type,
         c.n_layer,
         a.ctx,
         c.kv_dim()

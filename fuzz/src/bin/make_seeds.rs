@@ -163,7 +163,7 @@ fn all_types() -> GgufWriter {
 fn check_loads(name: &str, bytes: &[u8]) {
     let g = Gguf::parse(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
     let m = Model::from_gguf(g).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut sess = Session::new(&m, SessionParams { n_ctx: 8, n_batch: 4, n_threads: 1 }).unwrap();
+    let mut sess = Session::new(&m, SessionParams { n_ctx: 8, n_batch: 4, n_threads: 1, ..Default::default() }).unwrap();
     sess.prefill(&[0, 1]).unwrap_or_else(|e| panic!("{name}: {e}"));
 }
 

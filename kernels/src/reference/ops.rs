@@ -137,6 +137,29 @@ pub fn dot_f16_sgemm(a: &[f16], b: &[f16]) -> f32 {
     reduce_add16(&acc)
 }
 
+/// The f32 dot product of the f32 KV cache (not one of ggml's orders: ingot's own, for
+/// [`crate::Kernels::attention_head_f32`]): eight lane sums `acc[i % 8] += x[i] * y[i]` (multiply,
+/// then add: no FMA, so every build and ISA computes the same bits, and the compiler may still
+/// vectorize the eight independent lanes), reduced `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn dot_f32_lanes8(x: &[f32], y: &[f32]) -> f32 {
+    assert_eq!(x.len(), y.len(), "dot_f32_lanes8: lengths differ");
+    let mut acc = [0.0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for l in 0..8 {
+            acc[l] += a[l] * b[l];
+        }
+    }
+    for (l, (a, b)) in xr.iter().zip(yr).enumerate() {
+        acc[l] += a * b;
+    }
+    ((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] + acc[7]))
+}
+
 /// `dst[i] = f16(src[i])`, rounding to nearest even (ggml's `GGML_FP32_TO_FP16`).
 ///
 /// # Panics

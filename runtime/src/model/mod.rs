@@ -9,7 +9,9 @@ mod session;
 pub mod weights;
 
 pub use config::{Config, LLAMA_LIKE};
-pub use session::{kv_cache_bytes, session_bytes, Session, SessionParams, SESSION_ARENA_ALIGN};
+pub use session::{
+    kv_cache_bytes, session_bytes, KvType, Session, SessionParams, SESSION_ARENA_ALIGN,
+};
 pub use weights::{Layer, Matrix, Weights};
 
 use crate::gguf::{keys, Gguf};

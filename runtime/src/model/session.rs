@@ -30,6 +30,8 @@ pub struct SessionParams {
     /// per-token work of a batch by token (the caller's thread included). Results do not depend
     /// on it.
     pub n_threads: usize,
+    /// Element type of the KV cache.
+    pub kv_type: KvType,
 }
 
 impl Default for SessionParams {
@@ -38,6 +40,60 @@ impl Default for SessionParams {
             n_ctx: 2048,
             n_batch: 64,
             n_threads: 1,
+            kv_type: KvType::F16,
+        }
+    }
+}
+
+/// Element type of the KV cache, as llama.cpp's `--cache-type-k/v`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvType {
+    /// llama.cpp's default: keys and values rounded to f16, queries and attention probabilities
+    /// rounded to f16 before their dot products. Half the memory of `F32`; the logits of a model
+    /// agree with llama.cpp's bit for bit.
+    #[default]
+    F16,
+    /// Nothing rounded: what a trainer's f32 forward pass computes (to float summation order).
+    /// Twice the cache memory and slower attention; for checking a model against its training
+    /// framework.
+    F32,
+}
+
+impl KvType {
+    /// Bytes of one cached element.
+    pub fn size(self) -> usize {
+        match self {
+            KvType::F16 => 2,
+            KvType::F32 => 4,
+        }
+    }
+
+    /// The name used on the command line and in messages (`f16`, `f32`).
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::F32 => "f32",
+        }
+    }
+}
+
+impl core::fmt::Display for KvType {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl core::str::FromStr for KvType {
+    type Err = Error;
+
+    /// `f16` or `f32` (case-insensitive).
+    fn from_str(s: &str) -> Result<KvType> {
+        match s.to_ascii_lowercase().as_str() {
+            "f16" => Ok(KvType::F16),
+            "f32" => Ok(KvType::F32),
+            _ => Err(Error::Request {
+                what: format!("unknown KV cache type {s:?} (expected f16 or f32)"),
+            }),
         }
     }
 }
@@ -99,13 +155,13 @@ impl<'m> Carver<'m> {
     }
 }
 
-/// Per-layer key and value cache, f16. Keys are laid out `[L][S][Hkv*D]`, values transposed
-/// `[L][Hkv*D][S]` as llama.cpp stores them without flash attention, so that each output
-/// element of attention is one contiguous f16 dot product over the cached positions.
+/// Per-layer key and value cache of one element type. Keys are laid out `[L][S][Hkv*D]`, values
+/// transposed `[L][Hkv*D][S]` as llama.cpp stores them without flash attention, so that each
+/// output element of attention is one contiguous dot product over the cached positions.
 #[derive(Debug)]
-struct KvCache<'m> {
-    k: Buf<'m, f16>,
-    vt: Buf<'m, f16>,
+enum KvCache<'m> {
+    F16 { k: Buf<'m, f16>, vt: Buf<'m, f16> },
+    F32 { k: Buf<'m, f32>, vt: Buf<'m, f32> },
 }
 
 /// Scratch buffers for a batch of up to `n_batch` tokens (T below).
@@ -131,8 +187,8 @@ struct Scratch<'m> {
 #[derive(Debug)]
 struct AttnScratch<'m> {
     scores: Buf<'m, f32>, // (S,) attention scores of one head
-    q16: Buf<'m, f16>,    // (D,) one query head in f16
-    p16: Buf<'m, f16>,    // (S,) attention probabilities in f16
+    q16: Buf<'m, f16>,    // (D,) one query head in f16 (empty for an f32 cache)
+    p16: Buf<'m, f16>,    // (S,) attention probabilities in f16 (empty for an f32 cache)
 }
 
 /// Alignment [`Session::new_in_arena`] requires of the arena's first byte (that of `f32`, the most
@@ -155,26 +211,23 @@ pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
         t.saturating_mul(cfg.n_vocab),
         t.saturating_mul(cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim())),
     ];
-    let f16s = [
-        // K and V^T caches.
-        2usize
-            .saturating_mul(cfg.n_layer)
-            .saturating_mul(s)
-            .saturating_mul(cfg.kv_dim()),
-        n_threads.saturating_mul(d.saturating_add(s)),
-    ];
+    // Per-thread f16 copies of a query head and of the probabilities: only for an f16 cache.
+    let f16_scratch = match params.kv_type {
+        KvType::F16 => n_threads.saturating_mul(d.saturating_add(s)),
+        KvType::F32 => 0,
+    };
     let f32s = f32s.iter().fold(0usize, |a, &b| a.saturating_add(b));
-    let f16s = f16s.iter().fold(0usize, |a, &b| a.saturating_add(b));
     f32s.saturating_mul(4)
-        .saturating_add(f16s.saturating_mul(2))
+        .saturating_add(kv_cache_bytes(model, params))
+        .saturating_add(f16_scratch.saturating_mul(2))
         .saturating_add(t.saturating_mul(act_row_bytes(&model.weights)))
 }
 
-/// Bytes of the f16 KV cache alone (keys and values of every layer at every position): the part
-/// of [`session_bytes`] that grows with `n_ctx`; the rest is scratch.
+/// Bytes of the KV cache alone (keys and values of every layer at every position, of
+/// `params.kv_type`): the part of [`session_bytes`] that grows with `n_ctx`; the rest is scratch.
 pub fn kv_cache_bytes(model: &Model<'_>, params: SessionParams) -> usize {
     let cfg = &model.config;
-    4usize
+    (2 * params.kv_type.size())
         .saturating_mul(cfg.n_layer)
         .saturating_mul(params.n_ctx)
         .saturating_mul(cfg.kv_dim())
@@ -222,7 +275,7 @@ fn checked_params(model: &Model<'_>, params: SessionParams) -> Result<SessionPar
     cfg.n_layer
         .checked_mul(params.n_ctx)
         .and_then(|n| n.checked_mul(cfg.kv_dim()))
-        .and_then(|n| n.checked_mul(4))
+        .and_then(|n| n.checked_mul(2 * params.kv_type.size()))
         .ok_or_else(|| Error::Request {
             what: "KV cache size overflows".into(),
         })?;
@@ -301,8 +354,9 @@ impl<'m, 'a> Session<'m, 'a> {
         Ok(session_bytes(model, checked_params(model, params)?))
     }
 
-    /// Plans and obtains every buffer; the order of `take`s (f32s, then f16s, then bytes) is the
-    /// arena layout, and together they are exactly [`session_bytes`].
+    /// Plans and obtains every buffer; the order of `take`s (f32s, then f16s, then bytes, so that
+    /// each buffer stays aligned in an arena) is the arena layout, and together they are exactly
+    /// [`session_bytes`].
     fn build(
         model: &'m Model<'a>,
         params: SessionParams,
@@ -329,16 +383,24 @@ impl<'m, 'a> Session<'m, 'a> {
         for _ in 0..params.n_threads {
             scores.push(mem.take::<f32>(params.n_ctx)?);
         }
-        let kv = KvCache {
-            k: mem.take(kv_len)?,
-            vt: mem.take(kv_len)?,
+        let (kv, q16_len, p16_len) = match params.kv_type {
+            KvType::F32 => {
+                let k = mem.take(kv_len)?;
+                let vt = mem.take(kv_len)?;
+                (KvCache::F32 { k, vt }, 0, 0)
+            }
+            KvType::F16 => {
+                let k = mem.take(kv_len)?;
+                let vt = mem.take(kv_len)?;
+                (KvCache::F16 { k, vt }, cfg.head_dim, params.n_ctx)
+            }
         };
         let mut attn = Vec::with_capacity(params.n_threads);
         for scores in scores {
             attn.push(AttnScratch {
                 scores,
-                q16: mem.take(cfg.head_dim)?,
-                p16: mem.take(params.n_ctx)?,
+                q16: mem.take(q16_len)?,
+                p16: mem.take(p16_len)?,
             });
         }
         let act = mem.take(t * act_stride)?;
@@ -558,12 +620,20 @@ impl<'m, 'a> Session<'m, 'a> {
                     kern.rope_ggml(head, &s.rope);
                 }
                 let slot = layer_base + pos * kvd;
-                kern.to_f16(
-                    &s.k[t * kvd..(t + 1) * kvd],
-                    &mut self.kv.k[slot..slot + kvd],
-                );
-                for (i, &src) in s.v[t * kvd..(t + 1) * kvd].iter().enumerate() {
-                    self.kv.vt[layer_base + i * n_ctx + pos] = f16::from_f32(src);
+                let (k_new, v_new) = (&s.k[t * kvd..(t + 1) * kvd], &s.v[t * kvd..(t + 1) * kvd]);
+                match &mut self.kv {
+                    KvCache::F16 { k, vt } => {
+                        kern.to_f16(k_new, &mut k[slot..slot + kvd]);
+                        for (i, &src) in v_new.iter().enumerate() {
+                            vt[layer_base + i * n_ctx + pos] = f16::from_f32(src);
+                        }
+                    }
+                    KvCache::F32 { k, vt } => {
+                        k[slot..slot + kvd].copy_from_slice(k_new);
+                        for (i, &src) in v_new.iter().enumerate() {
+                            vt[layer_base + i * n_ctx + pos] = src;
+                        }
+                    }
                 }
             }
             // One work item per (token, head), written to its own D-slice of att_out.
@@ -577,20 +647,34 @@ impl<'m, 'a> Session<'m, 'a> {
                     let kvh = h / group;
                     let n_kv = pos0 + t + 1; // causal: this token sees itself and everything before
                     let layer_end = layer_base + n_ctx * kvd;
-                    kern.attention_head_ggml(
-                        out,
-                        &q[t * qd + h * d..][..d],
-                        &kv.k[layer_base + kvh * d..layer_end],
-                        kvd,
-                        &kv.vt[layer_base + kvh * d * n_ctx..layer_end],
-                        n_ctx,
-                        scale,
-                        batched,
-                        llama_n_kv(n_kv),
-                        &mut sc.scores[..n_kv],
-                        &mut sc.q16,
-                        &mut sc.p16[..n_kv],
-                    );
+                    let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
+                    let q = &q[t * qd + h * d..][..d];
+                    match kv {
+                        KvCache::F16 { k, vt } => kern.attention_head_ggml(
+                            out,
+                            q,
+                            &k[k0..layer_end],
+                            kvd,
+                            &vt[v0..layer_end],
+                            n_ctx,
+                            scale,
+                            batched,
+                            llama_n_kv(n_kv),
+                            &mut sc.scores[..n_kv],
+                            &mut sc.q16,
+                            &mut sc.p16[..n_kv],
+                        ),
+                        KvCache::F32 { k, vt } => kern.attention_head_f32(
+                            out,
+                            q,
+                            &k[k0..layer_end],
+                            kvd,
+                            &vt[v0..layer_end],
+                            n_ctx,
+                            scale,
+                            &mut sc.scores[..n_kv],
+                        ),
+                    }
                 },
             );
             mm.run(
