@@ -227,9 +227,13 @@ fn f16_dots_match_reference() {
 #[test]
 fn attention_head_matches_reference() {
     let mut rng = SplitMix64(7);
-    let d = 64;
-    let (k_stride, vt_stride) = (3 * d, 700);
-    for k in kernels() {
+    let ks = kernels();
+    // Head sizes with and without a tail past the last 64-element step of ggml's f16 dot.
+    for (d, k) in [64usize, 80, 7]
+        .into_iter()
+        .flat_map(|d| ks.iter().map(move |k| (d, k)))
+    {
+        let (k_stride, vt_stride) = (3 * d, 700);
         for n_kv in [1usize, 2, 17, 64, 255, 300] {
             let keys: Vec<f16> = (0..n_kv * k_stride)
                 .map(|_| f16::from_f32(rng.unit() * 2.0))
@@ -277,7 +281,7 @@ fn attention_head_matches_reference() {
                 );
                 assert!(
                     same_f32(&out, &want),
-                    "{} n_kv={n_kv} batched={batched}",
+                    "{} d={d} n_kv={n_kv} batched={batched}",
                     k.isa()
                 );
             }

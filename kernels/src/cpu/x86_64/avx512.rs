@@ -163,6 +163,13 @@ impl Avx512Vnni {
             let k = (rows - r).min(4);
             let xs: [*const u16; 4] =
                 core::array::from_fn(|i| xp.wrapping_add((r + i.min(k - 1)) * stride));
+            // The next four rows into L1 while these are summed: strided rows (the transposed V
+            // cache) are each on their own page, where the hardware prefetcher does not follow.
+            for i in r + 4..(r + 8).min(rows) {
+                // SAFETY: `self` proves the CPU features prefetch_tile needs; a prefetch reads
+                // nothing architecturally and never faults.
+                unsafe { prefetch_tile(xp.wrapping_add(i * stride).cast(), 0, 2 * n) };
+            }
             // SAFETY: `self` proves avx512f/bw/vl + fma/f16c; rows r..r + k (k >= 1; unused slots
             // repeat the last row) each hold n f16 in x (asserted above), y holds n.
             let v = unsafe {
@@ -535,7 +542,11 @@ unsafe fn dot_f16_ggml(x: *const u16, y: *const u16, n: usize, n_pad: usize) -> 
     sumf as f32
 }
 
-/// [`dot_f16_ggml`] of four rows `x[i]` with one `y`, each row's operations unchanged.
+/// [`dot_f16_ggml`] of four rows `x[i]` with one `y`, each row's operations unchanged: ggml's
+/// accumulator `j` takes the 16-element steps `i` with `(i / 16) % 4 == j`. Written with four
+/// named accumulator sets (64 elements per loop turn, then at most four steps) so that all 16
+/// accumulators stay in registers; indexing them by a run-time `j` put them on the stack, a
+/// store-to-load chain per step.
 ///
 /// # Safety
 /// `n` readable f16 at each `x[i]` and at `y`; `n_pad >= n`; the CPU has this module's features.
@@ -543,23 +554,40 @@ unsafe fn dot_f16_ggml(x: *const u16, y: *const u16, n: usize, n_pad: usize) -> 
 unsafe fn dot_f16_ggml4(x: [*const u16; 4], y: *const u16, n: usize, n_pad: usize) -> [f32; 4] {
     let np = n_pad & !63;
     let vec_end = n.min(np);
-    let mut sum = [[_mm512_setzero_ps(); 4]; 4];
+    let zero = _mm512_setzero_ps();
+    let mut sum = [[zero; 4]; 4]; // sum[j][r]
     let mut i = 0;
-    while i < vec_end {
+    while i + 64 <= vec_end {
+        // SAFETY: i + 64 <= n elements at y and every x[r] (caller).
+        unsafe {
+            let ys: [__m512; 4] = core::array::from_fn(|j| load_f16x16(y.add(i + 16 * j), 16));
+            for r in 0..4 {
+                for j in 0..4 {
+                    let ax = load_f16x16(x[r].add(i + 16 * j), 16);
+                    sum[j][r] = _mm512_fmadd_ps(ax, ys[j], sum[j][r]);
+                }
+            }
+        }
+        i += 64;
+    }
+    // The last steps (fewer than four; the last may be partial) go to accumulators 0, 1, 2, 3 in turn.
+    for acc in sum.iter_mut() {
+        if i >= vec_end {
+            break;
+        }
         let len = (vec_end - i).min(16);
         // SAFETY: i + len <= n elements at y and every x[r] (caller).
-        let ay = unsafe { load_f16x16(y.add(i), len) };
-        let j = (i / 16) % 4;
-        for r in 0..4 {
-            // SAFETY: as above.
-            let ax = unsafe { load_f16x16(x[r].add(i), len) };
-            sum[r][j] = _mm512_fmadd_ps(ax, ay, sum[r][j]);
+        unsafe {
+            let ay = load_f16x16(y.add(i), len);
+            for r in 0..4 {
+                acc[r] = _mm512_fmadd_ps(load_f16x16(x[r].add(i), len), ay, acc[r]);
+            }
         }
         i += 16;
     }
     core::array::from_fn(|r| {
-        let s0 = _mm512_add_ps(sum[r][0], sum[r][2]);
-        let s1 = _mm512_add_ps(sum[r][1], sum[r][3]);
+        let s0 = _mm512_add_ps(sum[0][r], sum[2][r]);
+        let s1 = _mm512_add_ps(sum[1][r], sum[3][r]);
         let mut sumf = f64::from(reduce_add16(_mm512_add_ps(s0, s1)));
         for i in np..n {
             // SAFETY: i < n (caller).
