@@ -25,13 +25,21 @@
 //!
 //! # Arithmetic (every path, bitwise)
 //!
-//! `out[j][r] = acc` after, for each block `b` in order starting from `acc = 0`:
-//! `acc = fma(sumi_b as f32, d_w * d_x, acc)`, with `sumi_b = sum(w * y)` (`w = q - 8` for Q4_0,
-//! the code itself for Q8_0) exact in `i32` and
-//! `d_w * d_x` one rounded f32 product. That is not the row-major `vec_dot` (which ggml's AVX2
-//! code accumulates in 8 lanes, see [`crate::reference`]), so results differ from the unpacked
-//! path by rounding; within the packed path every ISA, batch size and thread count agrees bit for
-//! bit.
+//! **Q4_0**: `out[j][r] = acc` after, for each block `b` in order starting from `acc = 0`:
+//! `acc = fma(sumi_b as f32, d_w * d_x, acc)`, with `sumi_b = sum((q - 8) * y)` exact in `i32`
+//! and `d_w * d_x` one rounded f32 product: llama.cpp's `q4_0_8x8` arithmetic, so its logits and
+//! ingot's agree bit for bit.
+//!
+//! **Q8_0**: ggml's x86 `vec_dot_q8_0_q8_0` (and tinyBLAS's Q8_0 product, the same arithmetic),
+//! which llama.cpp does not repack on x86 but whose order the packed kernels keep: eight lane sums
+//! `acc[l]` (`l = 0..8`, the 4-byte chunk `c = l` of each block) each updated per block as
+//! `acc[l] = fma(sumi_bl as f32, d_w * d_x, acc[l])` with `sumi_bl = sum(w * y)` over the chunk's
+//! four codes, then `((acc[0] + acc[4]) + (acc[2] + acc[6])) + ((acc[1] + acc[5]) + (acc[3] +
+//! acc[7]))` (`hsum_float_8`). So packed Q8_0 equals the row-major AVX2/AVX-512 `vec_dot` bit for
+//! bit, and llama.cpp's Q8_0 logits too. Rows longer than [`Q8_0_MAX_BLOCKS`] blocks are not
+//! packed (the kernels keep a row's eight lane sums in registers for the whole row).
+//!
+//! Within the packed path every ISA, batch size and thread count agrees bit for bit.
 
 use half::f16;
 
@@ -40,6 +48,10 @@ use crate::QuantType;
 
 /// Rows per interleaved group.
 pub const PACK_ROWS: usize = 16;
+
+/// Most blocks per row of a packable Q8_0 matrix (16384 elements): the kernels' per-block scale
+/// and correction tables for a whole row stay on the stack.
+pub const Q8_0_MAX_BLOCKS: usize = 512;
 
 /// Bytes of one Q8_0 (activation or weight) block.
 const Q8_0_BYTES: usize = 34;
@@ -54,13 +66,15 @@ fn geometry(ty: QuantType) -> Option<(usize, usize)> {
 }
 
 /// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0 or Q8_0 with a row count that is
-/// a non-zero multiple of [`PACK_ROWS`] and whole blocks per row.
+/// a non-zero multiple of [`PACK_ROWS`] and whole blocks per row (for Q8_0 at most
+/// [`Q8_0_MAX_BLOCKS`]).
 pub fn packable(ty: QuantType, rows: usize, n: usize) -> bool {
     geometry(ty).is_some()
         && rows > 0
         && rows.is_multiple_of(PACK_ROWS)
         && n > 0
         && n.is_multiple_of(QK)
+        && (ty != QuantType::Q8_0 || n / QK <= Q8_0_MAX_BLOCKS)
 }
 
 fn check(ty: QuantType, rows: usize, n: usize, a: usize, b: usize) {
@@ -208,14 +222,15 @@ pub fn matmul_packed_reference(
             for j in 0..t {
                 let xr = &x[j * stride..][..nb * Q8_0_BYTES];
                 let mut acc = 0f32;
+                let mut lanes = [0f32; 8];
                 for b in 0..nb {
                     let gb = &grp[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
                     let xb = &xr[b * Q8_0_BYTES..][..Q8_0_BYTES];
                     let dw = f16::from_le_bytes([gb[2 * r], gb[2 * r + 1]]).to_f32();
                     let dx = f16::from_le_bytes([xb[0], xb[1]]).to_f32();
                     let y = |i: usize| i32::from(xb[2 + i] as i8);
-                    let mut sumi = 0i32;
                     if ty == QuantType::Q4_0 {
+                        let mut sumi = 0i32;
                         for c in 0..4 {
                             for i in 0..4 {
                                 let q = gb[32 + 64 * c + 4 * r + i];
@@ -223,18 +238,28 @@ pub fn matmul_packed_reference(
                                 sumi += (i32::from(q >> 4) - 8) * y(16 + 4 * c + i);
                             }
                         }
+                        acc = (sumi as f32).mul_add(dw * dx, acc);
                     } else {
-                        for c in 0..8 {
+                        for (c, lane) in lanes.iter_mut().enumerate() {
+                            let mut sumi = 0i32;
                             for i in 0..4 {
                                 let q = gb[32 + 64 * c + 4 * r + i] as i8;
                                 sumi += i32::from(q) * y(4 * c + i);
                             }
+                            *lane = (sumi as f32).mul_add(dw * dx, *lane);
                         }
                     }
-                    acc = (sumi as f32).mul_add(dw * dx, acc);
+                }
+                if ty == QuantType::Q8_0 {
+                    acc = hsum8(&lanes);
                 }
                 out[j * rows + g * PACK_ROWS + r] = acc;
             }
         }
     }
+}
+
+/// ggml's `hsum_float_8`: `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7))`.
+fn hsum8(l: &[f32; 8]) -> f32 {
+    ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
 }

@@ -184,6 +184,42 @@ fn every_path_is_bitwise_equal_to_the_reference() {
     }
 }
 
+/// Packed Q8_0 keeps ggml's x86 eight-lane order: where the row-major Q8_0 kernel reproduces
+/// ggml's `vec_dot_q8_0_q8_0` bit for bit (the AVX-512 VNNI path: `ingot-peer kernel-parity` and
+/// the llama.cpp parity tests), the packed reference equals the row-major product bit for bit.
+/// (The AVX2 path forms its eight integer lanes from other byte pairs, so it is exact only in
+/// its integer sums, not in their rounding.)
+#[test]
+fn packed_q8_0_equals_the_x86_row_major_product_bitwise() {
+    let mut rng = SplitMix64(15);
+    let x86: Vec<Kernels> = Kernels::for_isa(Isa::Avx512Vnni).into_iter().collect();
+    if x86.is_empty() {
+        println!("skipped: no AVX-512 VNNI path on this host");
+        return;
+    }
+    for (rows, n) in [(16, 32), (48, 96), (32, 4128), (160, 576)] {
+        let (w, p) = matrix(&mut rng, Q8_0, rows, n);
+        let arb = QuantType::Q8_0.row_bytes(n).unwrap();
+        for t in [1usize, 2, 3, 5, 9] {
+            let x = activations(&mut rng, t, n, arb);
+            let mut want = vec![0f32; t * rows];
+            matmul_packed_reference(Q8_0, &mut want, &p, rows, &x, arb, t, n);
+            for k in &x86 {
+                let mut got = vec![f32::NAN; t * rows];
+                k.matmul(Q8_0, &mut got, &w, rows, &x, arb, t, n);
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "{} row-major {rows}x{n} t{t} at {i}: {g} vs packed {w}",
+                        k.isa().name()
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn threaded_product_is_bitwise_equal_for_any_thread_count() {
     let mut rng = SplitMix64(14);
@@ -216,6 +252,10 @@ fn only_q4_0_and_q8_0_with_whole_groups_pack() {
     assert!(!packable(Q4_0, 24, 32));
     assert!(!packable(Q4_0, 0, 32));
     assert!(!packable(Q8_0, 16, 48));
+    // Q8_0 rows of up to 512 blocks (the kernels' per-row tables).
+    assert!(packable(Q8_0, 16, 512 * 32));
+    assert!(!packable(Q8_0, 16, 513 * 32));
+    assert!(packable(Q4_0, 16, 513 * 32));
     assert!(!packable(QuantType::Q4_1, 16, 32));
     assert!(!packable(QuantType::F16, 16, 32));
     for k in paths() {

@@ -159,26 +159,23 @@ impl<'a> Model<'a> {
 pub enum Repack {
     /// None: every product reads the file's rows.
     None,
-    /// The types llama.cpp also repacks on this kind of CPU (Q4_0), with the same arithmetic, so
-    /// logits stay bit-identical to llama.cpp's. The default.
+    /// Every type the kernels can pack with the arithmetic of the row-major path, so logits stay
+    /// bit-identical to llama.cpp's: Q4_0 (llama.cpp repacks it the same way) and Q8_0 (packed
+    /// with ggml's eight-lane order; see [`ingot_kernels::packed`]). The default.
     #[default]
     Exact,
-    /// Every type the kernels can pack (Q4_0 and Q8_0 on AVX-512): faster for Q8_0 weights, whose
-    /// results then differ from llama.cpp's by rounding (one accumulator per row instead of 8
-    /// partial sums; no less accurate).
-    All,
 }
 
 impl Repack {
     /// From the environment variable `INGOT_REPACK`: `0` or `none`, `exact` (the default, also
-    /// when unset), or `all`.
+    /// when unset; `all`, the name of an earlier mode that packed Q8_0 in another order, is the
+    /// same now).
     pub fn from_env() -> Result<Repack> {
         #[cfg(feature = "std")]
         if let Some(v) = std::env::var_os("INGOT_REPACK") {
             return match v.to_str() {
                 Some("0" | "none") => Ok(Repack::None),
-                Some("exact" | "1" | "") => Ok(Repack::Exact),
-                Some("all") => Ok(Repack::All),
+                Some("exact" | "all" | "1" | "") => Ok(Repack::Exact),
                 _ => Err(Error::Model {
                     what: format!("INGOT_REPACK={v:?}: expected 0, none, exact or all"),
                 }),
@@ -191,8 +188,7 @@ impl Repack {
     pub fn selects(self, ty: QuantType) -> bool {
         match self {
             Repack::None => false,
-            Repack::Exact => ty == QuantType::Q4_0,
-            Repack::All => true,
+            Repack::Exact => matches!(ty, QuantType::Q4_0 | QuantType::Q8_0),
         }
     }
 }

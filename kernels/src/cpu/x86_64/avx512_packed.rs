@@ -2,14 +2,16 @@
 //! lane, 16 rows per register, so a block's integer dot for 16 rows is 8 `vpdpbusd` (Q4_0: four
 //! 4-byte steps of low nibbles and four of high nibbles; Q8_0: eight 4-byte steps of codes biased
 //! to unsigned by `^ 0x80`), each against a broadcast 4-byte slice of the activation block, started
-//! from the exact correction `-bias * sum(y)` (bias 8 or 128); its scaling is one multiply and one
-//! FMA. Bitwise equal to [`crate::packed::matmul_packed_reference`].
+//! from the exact correction `-bias * sum(y)` (bias 8 or 128). Q4_0 then scales the block's sum
+//! with one multiply and one FMA; Q8_0 keeps ggml's eight lane sums (one per 4-byte chunk), so
+//! each chunk's `vpdpbusd` result is converted and FMA'd into its own accumulator. Bitwise equal to
+//! [`crate::packed::matmul_packed_reference`].
 
 use core::arch::x86_64::*;
 
 use super::avx512::Avx512Vnni;
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS};
+use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed group-block (16 rows): Q8_0 when `Q8`, else Q4_0.
@@ -24,6 +26,8 @@ const fn group_block_bytes(q8: bool) -> usize {
 const XB: usize = 34;
 /// Tokens per tile.
 const TT: usize = 8;
+/// Tokens per Q8_0 tile: its eight lane sums per token stay in registers (24 of 32).
+const TT8: usize = 3;
 /// Blocks per scale-table chunk (the tables live on the stack).
 const CHUNK_NB: usize = 128;
 /// Weight bytes per row panel, revisited once per token group: sized to stay in L2.
@@ -59,16 +63,16 @@ impl Avx512Vnni {
     }
 }
 
-/// One 16-row group (`g`: its first group-block) x `K` tokens over blocks `b0..b1`, continuing
-/// from `acc`; Q8_0 weights when `Q8`, else Q4_0. `dx[(b - b0) * TT + k]` is token `k`'s f32 scale
-/// of block `b`, `cy[..]` its `-bias * sum(y)`.
+/// One 16-row Q4_0 group (`g`: its first group-block) x `K` tokens over blocks `b0..b1`,
+/// continuing from `acc`. `dx[(b - b0) * TT + k]` is token `k`'s f32 scale of block `b`, `cy[..]`
+/// its `-8 * sum(y)`.
 ///
 /// # Safety
 /// `b1` group-blocks at `g`; `b1` Q8_0 blocks at each `x[k]`; `(b1 - b0) * TT` entries in both
 /// tables; the CPU has AVX-512 F/BW/VL + VNNI and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile<const Q8: bool, const K: usize>(
+unsafe fn tile<const K: usize>(
     g: *const u8,
     x: [*const u8; K],
     (b0, b1): (usize, usize),
@@ -77,30 +81,18 @@ unsafe fn tile<const Q8: bool, const K: usize>(
     mut acc: [__m512; K],
 ) -> [__m512; K] {
     let m = _mm512_set1_epi8(0x0f);
-    let bias = _mm512_set1_epi8(-128);
     // Activation byte offset of each code register's 4-byte steps.
-    let offs: [usize; 8] = if Q8 {
-        [0, 4, 8, 12, 16, 20, 24, 28]
-    } else {
-        [0, 16, 4, 20, 8, 24, 12, 28]
-    };
+    let offs: [usize; 8] = [0, 16, 4, 20, 8, 24, 12, 28];
     for b in b0..b1 {
         // SAFETY: b < b1 group-blocks at g, Q8_0 blocks at each x[k], table entries (caller).
         unsafe {
-            let gb = g.add(b * group_block_bytes(Q8));
+            let gb = g.add(b * group_block_bytes(false));
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.cast()));
             let mut codes = [_mm512_setzero_si512(); 8];
-            if Q8 {
-                for (c, code) in codes.iter_mut().enumerate() {
-                    let v = _mm512_loadu_si512(gb.add(32 + 64 * c).cast());
-                    *code = _mm512_xor_si512(v, bias);
-                }
-            } else {
-                for c in 0..4 {
-                    let v = _mm512_loadu_si512(gb.add(32 + 64 * c).cast());
-                    codes[2 * c] = _mm512_and_si512(v, m);
-                    codes[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m);
-                }
+            for c in 0..4 {
+                let v = _mm512_loadu_si512(gb.add(32 + 64 * c).cast());
+                codes[2 * c] = _mm512_and_si512(v, m);
+                codes[2 * c + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m);
             }
             let e = (b - b0) * TT;
             for k in 0..K {
@@ -121,14 +113,14 @@ unsafe fn tile<const Q8: bool, const K: usize>(
     acc
 }
 
-/// Tokens `j0..j0 + K` against the row groups of `rows` (`r0..r1`), blocks in chunks of
+/// Q4_0 tokens `j0..j0 + K` against the row groups of `rows` (`r0..r1`), blocks in chunks of
 /// [`CHUNK_NB`] with the scale tables rebuilt per chunk and the partial sums carried in `out`.
 ///
 /// # Safety
 /// As [`mm_packed`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tokens<const Q8: bool, const K: usize>(
+unsafe fn tokens<const K: usize>(
     out: &mut [f32],
     w: *const u8,
     rb: usize,
@@ -151,7 +143,7 @@ unsafe fn tokens<const Q8: bool, const K: usize>(
                 // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
                 let (d, s) = unsafe { q8_0_scale_and_sum(xs[k].add(b * XB)) };
                 dx[(b - b0) * TT + k].write(d);
-                cy[(b - b0) * TT + k].write(if Q8 { -128 * s } else { -8 * s });
+                cy[(b - b0) * TT + k].write(-8 * s);
             }
         }
         let mut g = r0;
@@ -169,7 +161,7 @@ unsafe fn tokens<const Q8: bool, const K: usize>(
             // SAFETY: rows g..g + 16 are a whole group in bounds, tokens in bounds, the tables'
             // entries (b - b0) * TT + k for b0 <= b < b1, k < K written just above; the CPU has
             // the features (this function's).
-            acc = unsafe { tile::<Q8, K>(grp, xs, (b0, b1), tables.0, tables.1, acc) };
+            acc = unsafe { tile::<K>(grp, xs, (b0, b1), tables.0, tables.1, acc) };
             for (k, a) in acc.iter().enumerate() {
                 // SAFETY: as for the load above.
                 unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *a) };
@@ -177,6 +169,102 @@ unsafe fn tokens<const Q8: bool, const K: usize>(
             g += PACK_ROWS;
         }
         b0 = b1;
+    }
+}
+
+/// One 16-row Q8_0 group (`g`: its first group-block) x `K` tokens over all `nb` blocks, in
+/// ggml's eight-lane order (module docs): `dx[b * TT8 + k]` is token `k`'s f32 scale of block `b`,
+/// `cy[(b * TT8 + k) * 8 + c]` its `-128 * sum(y)` over chunk `c`. Returns each token's 16 sums.
+///
+/// # Safety
+/// `nb` group-blocks at `g`; `nb` Q8_0 blocks at each `x[k]`; the table entries for `b < nb`,
+/// `k < K`; the CPU has AVX-512 F/BW/VL + VNNI and F16C.
+#[inline]
+#[allow(clippy::needless_range_loop)] // `c` is the chunk: code offset, table entry and lane sum
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_q8<const K: usize>(
+    g: *const u8,
+    x: [*const u8; K],
+    nb: usize,
+    dx: *const f32,
+    cy: *const i32,
+) -> [__m512; K] {
+    let bias = _mm512_set1_epi8(-128);
+    let mut acc = [[_mm512_setzero_ps(); 8]; K];
+    for b in 0..nb {
+        // SAFETY: b < nb group-blocks at g, Q8_0 blocks at each x[k], table entries (caller).
+        unsafe {
+            let gb = g.add(b * group_block_bytes(true));
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.cast()));
+            let p: [__m512; K] =
+                core::array::from_fn(|k| _mm512_mul_ps(dw, _mm512_set1_ps(*dx.add(b * TT8 + k))));
+            for c in 0..8 {
+                let code = _mm512_xor_si512(_mm512_loadu_si512(gb.add(32 + 64 * c).cast()), bias);
+                for k in 0..K {
+                    let y4 = core::ptr::read_unaligned(x[k].add(b * XB + 2 + 4 * c).cast::<i32>());
+                    let c0 = _mm512_set1_epi32(*cy.add((b * TT8 + k) * 8 + c));
+                    let sumi = _mm512_dpbusd_epi32(c0, code, _mm512_set1_epi32(y4));
+                    acc[k][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), p[k], acc[k][c]);
+                }
+            }
+        }
+    }
+    core::array::from_fn(|k| {
+        let a = &acc[k];
+        let lo = _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6]));
+        let hi = _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7]));
+        _mm512_add_ps(lo, hi)
+    })
+}
+
+/// Q8_0 tokens `j0..j0 + K` against the row groups of `rows` (`r0..r1`): the scale and correction
+/// tables of the whole rows (at most [`Q8_0_MAX_BLOCKS`] blocks, see `packable`), then one
+/// [`tile_q8`] per group.
+///
+/// # Safety
+/// As [`mm_packed`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`, `nb <= Q8_0_MAX_BLOCKS`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tokens_q8<const K: usize>(
+    out: &mut [f32],
+    w: *const u8,
+    rb: usize,
+    rows: usize,
+    (r0, r1): (usize, usize),
+    x: *const u8,
+    stride: usize,
+    j0: usize,
+    nb: usize,
+) {
+    assert!(nb <= Q8_0_MAX_BLOCKS);
+    let xs: [*const u8; K] = core::array::from_fn(|k| x.wrapping_add((j0 + k) * stride));
+    // Only entries b < nb, k < K are read, each after it is written.
+    let mut dx = [core::mem::MaybeUninit::<f32>::uninit(); Q8_0_MAX_BLOCKS * TT8];
+    let mut cy = [core::mem::MaybeUninit::<i32>::uninit(); Q8_0_MAX_BLOCKS * TT8 * 8];
+    for b in 0..nb {
+        for (k, xk) in xs.iter().enumerate() {
+            // SAFETY: block b < nb of token j0 + k < t is in bounds (caller): 34 bytes.
+            let blk = unsafe { core::slice::from_raw_parts(xk.add(b * XB), XB) };
+            dx[b * TT8 + k].write(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
+            for (c, q) in blk[2..].chunks_exact(4).enumerate() {
+                let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
+                cy[(b * TT8 + k) * 8 + c].write(-128 * sum);
+            }
+        }
+    }
+    let tables = (dx.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
+    let mut g = r0;
+    while g < r1 {
+        // SAFETY: rows g..g + 16 are a whole group in bounds, tokens in bounds, the tables'
+        // entries for b < nb, k < K written just above; the CPU has the features (this
+        // function's).
+        let v = unsafe { tile_q8::<K>(w.wrapping_add(g * rb), xs, nb, tables.0, tables.1) };
+        for (k, v) in v.iter().enumerate() {
+            // SAFETY: (j0 + k) * rows + g + 16 <= t * rows = out.len() (caller: g + 16 <= rows,
+            // j0 + k < t); storeu accepts any alignment.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *v) };
+        }
+        g += PACK_ROWS;
     }
 }
 
@@ -206,20 +294,32 @@ unsafe fn mm_packed<const Q8: bool>(
     while r0 < rows {
         let rr = (r0, (r0 + panel).min(rows));
         let mut j0 = 0;
-        while j0 < t {
+        while Q8 && j0 < t {
+            let k = (t - j0).min(TT8);
+            // SAFETY: as below; `packable` (checked by the caller) bounds nb for Q8_0.
+            unsafe {
+                match k {
+                    1 => tokens_q8::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    2 => tokens_q8::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    _ => tokens_q8::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                }
+            }
+            j0 += k;
+        }
+        while !Q8 && j0 < t {
             let k = (t - j0).min(TT);
             // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t; the caller's
             // guarantees cover the rest.
             unsafe {
                 match k {
-                    1 => tokens::<Q8, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens::<Q8, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens::<Q8, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    4 => tokens::<Q8, 4>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    5 => tokens::<Q8, 5>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    6 => tokens::<Q8, 6>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    7 => tokens::<Q8, 7>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    _ => tokens::<Q8, 8>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    1 => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    2 => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    3 => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    4 => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    5 => tokens::<5>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    6 => tokens::<6>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    7 => tokens::<7>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    _ => tokens::<8>(out, w, rb, rows, rr, x, stride, j0, nb),
                 }
             }
             j0 += k;
