@@ -140,6 +140,7 @@ fn repack_policy_selects_types() {
     assert!(!Repack::None.selects(QuantType::Q4_0));
     assert!(Repack::Exact.selects(QuantType::Q4_0));
     assert!(Repack::Exact.selects(QuantType::Q8_0));
-    assert!(!Repack::Exact.selects(QuantType::Q4_1));
+    assert!(Repack::Exact.selects(QuantType::Q4_1));
+    assert!(!Repack::Exact.selects(QuantType::Q5_0));
     assert_eq!(Repack::default(), Repack::Exact);
 }

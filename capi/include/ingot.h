@@ -192,8 +192,8 @@ const char *ingot_version(void);
 const char *ingot_last_error(void);
 
 // Loads the GGUF model at `path` (NUL-terminated UTF-8) by memory-mapping it; the weights are read
-// from the mapping, except Q4_0 and Q8_0 matrices on CPUs whose kernels repack them (Q4_0:
-// AVX-512, AVX2, NEON with dotprod; Q8_0: AVX-512; the results are unchanged;
+// from the mapping, except Q4_0, Q8_0 and Q4_1 matrices on CPUs whose kernels repack them (Q4_0:
+// AVX-512, AVX2, NEON with dotprod; Q8_0, Q4_1: AVX-512; the results are unchanged;
 // `INGOT_REPACK=0` disables it): those are copied once into the packed layout and
 // their mapped pages released, so the resident size does not grow. On success `*model_out` owns a new model: free it with
 // `ingot_model_free` after every session made from it. Thread-safe.

@@ -240,7 +240,9 @@ impl Kernels {
     pub fn packs(&self, ty: QuantType) -> bool {
         match self.backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512(_) => matches!(ty, QuantType::Q4_0 | QuantType::Q8_0),
+            Backend::Avx512(_) => {
+                matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1)
+            }
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(_) => ty == QuantType::Q4_0,
             #[cfg(target_arch = "aarch64")]
@@ -250,7 +252,8 @@ impl Kernels {
     }
 
     /// [`Kernels::matmul`] for a weight matrix in a packed layout ([`crate::packed::pack`]):
-    /// `out[j * rows + r]` for `t` activation rows (Q8_0 for Q4_0) `act_stride` bytes apart. Every
+    /// `out[j * rows + r]` for `t` activation rows (the type's `vec_dot_type`: Q8_0, or Q8_1 for
+    /// Q4_1) `act_stride` bytes apart. Every
     /// path is bitwise equal to [`crate::packed::matmul_packed_reference`] (not to `matmul` on
     /// the unpacked rows: the packed arithmetic rounds differently).
     ///

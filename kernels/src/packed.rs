@@ -23,6 +23,12 @@
 //! The same with Q8_0's 32 one-byte codes: a group-block is 544 bytes (16 x 34), the 16 scales
 //! then eight 64-byte chunks, chunk `c` holding `qs[4c..4c + 4]` of row `r` at bytes `4r..4r + 4`.
 //!
+//! # `Q4_1x16`: Q4_1 weights, 16 rows interleaved
+//!
+//! As `Q4_0x16` with the 16 minimums after the 16 scales: a group-block is 320 bytes (16 x 20),
+//! `d` of rows 0..16 at bytes 0..32, `m` at 32..64, then the four 64-byte chunks of nibbles.
+//! Activations are Q8_1 (`d`, `s = d * sum(y)`, 32 codes), as for the row-major Q4_1 kernels.
+//!
 //! # Arithmetic (every path, bitwise)
 //!
 //! **Q4_0**: `out[j][r] = acc` after, for each block `b` in order starting from `acc = 0`:
@@ -39,6 +45,12 @@
 //! bit, and llama.cpp's Q8_0 logits too. Rows longer than [`Q8_0_MAX_BLOCKS`] blocks are not
 //! packed (the kernels keep a row's eight lane sums in registers for the whole row).
 //!
+//! **Q4_1**: ggml's x86 `vec_dot_q4_1_q8_1`, the same eight lane sums over the unsigned codes
+//! (`w` in 0..=15, lane `l` the codes `4l..4l + 4`, i.e. the low nibbles of chunk `l` for
+//! `l < 4` and the high nibbles of chunk `l - 4` after), plus `summs = fma(m_w, s_x, summs)` per
+//! block; the result is `hsum_float_8(acc) + summs`. Bit for bit the row-major AVX-512 Q4_1
+//! product (and llama.cpp's). Rows of at most [`Q8_0_MAX_BLOCKS`] blocks, as Q8_0.
+//!
 //! Within the packed path every ISA, batch size and thread count agrees bit for bit.
 
 use half::f16;
@@ -49,8 +61,8 @@ use crate::QuantType;
 /// Rows per interleaved group.
 pub const PACK_ROWS: usize = 16;
 
-/// Most blocks per row of a packable Q8_0 matrix (16384 elements): the kernels' per-block scale
-/// and correction tables for a whole row stay on the stack.
+/// Most blocks per row of a packable Q8_0 or Q4_1 matrix (16384 elements): the kernels'
+/// per-block scale and correction tables for a whole row stay on the stack.
 pub const Q8_0_MAX_BLOCKS: usize = 512;
 
 /// Bytes of one Q8_0 (activation or weight) block.
@@ -61,20 +73,40 @@ fn geometry(ty: QuantType) -> Option<(usize, usize)> {
     match ty {
         QuantType::Q4_0 => Some((18, 4)),
         QuantType::Q8_0 => Some((34, 8)),
+        QuantType::Q4_1 => Some((20, 4)),
         _ => None,
     }
 }
 
-/// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0 or Q8_0 with a row count that is
-/// a non-zero multiple of [`PACK_ROWS`] and whole blocks per row (for Q8_0 at most
-/// [`Q8_0_MAX_BLOCKS`]).
+/// f16 values per block before the codes (`d`, or `d` and `m`): a group-block starts with
+/// `16 * header` of them, and a block's `qs` at byte `2 * header`.
+fn header(ty: QuantType) -> usize {
+    if ty == QuantType::Q4_1 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Bytes of one activation block of `ty`'s packed product: Q8_1 for Q4_1, else Q8_0.
+pub(crate) fn act_block_bytes(ty: QuantType) -> usize {
+    if ty == QuantType::Q4_1 {
+        36
+    } else {
+        Q8_0_BYTES
+    }
+}
+
+/// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0, Q8_0 or Q4_1 with a row count
+/// that is a non-zero multiple of [`PACK_ROWS`] and whole blocks per row (for Q8_0 and Q4_1 at
+/// most [`Q8_0_MAX_BLOCKS`]).
 pub fn packable(ty: QuantType, rows: usize, n: usize) -> bool {
     geometry(ty).is_some()
         && rows > 0
         && rows.is_multiple_of(PACK_ROWS)
         && n > 0
         && n.is_multiple_of(QK)
-        && (ty != QuantType::Q8_0 || n / QK <= Q8_0_MAX_BLOCKS)
+        && (ty == QuantType::Q4_0 || n / QK <= Q8_0_MAX_BLOCKS)
 }
 
 fn check(ty: QuantType, rows: usize, n: usize, a: usize, b: usize) {
@@ -100,6 +132,7 @@ fn check(ty: QuantType, rows: usize, n: usize, a: usize, b: usize) {
 pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
     check(ty, rows, n, src.len(), dst.len());
     let (bb, chunks) = geometry(ty).expect("checked");
+    let h = header(ty);
     let nb = n / QK;
     let rb = nb * bb;
     for (gsrc, gdst) in src
@@ -110,10 +143,12 @@ pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
             let out = &mut gdst[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
             for r in 0..PACK_ROWS {
                 let blk = &gsrc[r * rb + b * bb..][..bb];
-                out[2 * r..2 * r + 2].copy_from_slice(&blk[..2]);
+                for f in 0..h {
+                    out[32 * f + 2 * r..][..2].copy_from_slice(&blk[2 * f..2 * f + 2]);
+                }
                 for c in 0..chunks {
-                    let at = 32 + 64 * c + 4 * r;
-                    out[at..at + 4].copy_from_slice(&blk[2 + 4 * c..2 + 4 * c + 4]);
+                    let at = 32 * h + 64 * c + 4 * r;
+                    out[at..at + 4].copy_from_slice(&blk[2 * h + 4 * c..][..4]);
                 }
             }
         }
@@ -127,6 +162,7 @@ pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
 pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
     check(ty, rows, n, src.len(), dst.len());
     let (bb, chunks) = geometry(ty).expect("checked");
+    let h = header(ty);
     let nb = n / QK;
     let rb = nb * bb;
     for (gsrc, gdst) in src
@@ -137,10 +173,12 @@ pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) 
             let inp = &gsrc[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
             for r in 0..PACK_ROWS {
                 let blk = &mut gdst[r * rb + b * bb..][..bb];
-                blk[..2].copy_from_slice(&inp[2 * r..2 * r + 2]);
+                for f in 0..h {
+                    blk[2 * f..2 * f + 2].copy_from_slice(&inp[32 * f + 2 * r..][..2]);
+                }
                 for c in 0..chunks {
-                    let at = 32 + 64 * c + 4 * r;
-                    blk[2 + 4 * c..2 + 4 * c + 4].copy_from_slice(&inp[at..at + 4]);
+                    let at = 32 * h + 64 * c + 4 * r;
+                    blk[2 * h + 4 * c..][..4].copy_from_slice(&inp[at..at + 4]);
                 }
             }
         }
@@ -180,7 +218,7 @@ pub(crate) fn check_matmul_packed(
     let rb = (n / QK) * geometry(ty).expect("packable").0;
     assert_eq!(w, rows * rb, "matmul_packed: w must be rows x row_bytes(n)");
     assert_eq!(out, t * rows, "matmul_packed: out must be (t, rows)");
-    let arb = (n / QK) * Q8_0_BYTES;
+    let arb = (n / QK) * act_block_bytes(ty);
     if t > 0 {
         assert!(
             stride >= arb,
@@ -216,19 +254,21 @@ pub fn matmul_packed_reference(
 ) {
     let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
     let (bb, _) = geometry(ty).expect("packable");
+    let (xbb, h) = (act_block_bytes(ty), header(ty));
     let nb = n / QK;
     for (g, grp) in w.chunks_exact(PACK_ROWS * rb).enumerate() {
         for r in 0..PACK_ROWS {
             for j in 0..t {
-                let xr = &x[j * stride..][..nb * Q8_0_BYTES];
+                let xr = &x[j * stride..][..nb * xbb];
                 let mut acc = 0f32;
                 let mut lanes = [0f32; 8];
+                let mut summs = 0f32;
                 for b in 0..nb {
                     let gb = &grp[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
-                    let xb = &xr[b * Q8_0_BYTES..][..Q8_0_BYTES];
+                    let xb = &xr[b * xbb..][..xbb];
                     let dw = f16::from_le_bytes([gb[2 * r], gb[2 * r + 1]]).to_f32();
                     let dx = f16::from_le_bytes([xb[0], xb[1]]).to_f32();
-                    let y = |i: usize| i32::from(xb[2 + i] as i8);
+                    let y = |i: usize| i32::from(xb[xbb - 32 + i] as i8);
                     if ty == QuantType::Q4_0 {
                         let mut sumi = 0i32;
                         for c in 0..4 {
@@ -239,6 +279,19 @@ pub fn matmul_packed_reference(
                             }
                         }
                         acc = (sumi as f32).mul_add(dw * dx, acc);
+                    } else if ty == QuantType::Q4_1 {
+                        let mw = f16::from_le_bytes([gb[32 + 2 * r], gb[33 + 2 * r]]).to_f32();
+                        let sx = f16::from_le_bytes([xb[2], xb[3]]).to_f32();
+                        summs = mw.mul_add(sx, summs);
+                        for (l, lane) in lanes.iter_mut().enumerate() {
+                            let (c, shift) = (l % 4, 4 * (l / 4));
+                            let mut sumi = 0i32;
+                            for i in 0..4 {
+                                let q = (gb[32 * h + 64 * c + 4 * r + i] >> shift) & 0x0f;
+                                sumi += i32::from(q) * y(4 * l + i);
+                            }
+                            *lane = (sumi as f32).mul_add(dw * dx, *lane);
+                        }
                     } else {
                         for (c, lane) in lanes.iter_mut().enumerate() {
                             let mut sumi = 0i32;
@@ -252,6 +305,8 @@ pub fn matmul_packed_reference(
                 }
                 if ty == QuantType::Q8_0 {
                     acc = hsum8(&lanes);
+                } else if ty == QuantType::Q4_1 {
+                    acc = hsum8(&lanes) + summs;
                 }
                 out[j * rows + g * PACK_ROWS + r] = acc;
             }

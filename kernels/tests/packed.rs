@@ -1,9 +1,9 @@
-//! The packed (interleaved) weight layouts of `ingot_kernels::packed` (Q4_0 and Q8_0):
+//! The packed (interleaved) weight layouts of `ingot_kernels::packed` (Q4_0, Q8_0 and Q4_1):
 //!
 //! - `pack` then `unpack` gives back every byte, and the layout is the one documented (checked
 //!   element by element against the row-major blocks);
 //! - the scalar reference of the packed product agrees with an independent f64 evaluation of
-//!   `sum_b d_w d_x sumi_b` within its rounding bound, and with the row-major `vec_dot`;
+//!   `sum_b d_w d_x sumi_b (+ m_w s_x)` within its rounding bound, and with the row-major `vec_dot`;
 //! - every path available on the host (`matmul_packed`) is bitwise equal to that reference, for
 //!   row counts of several groups, lengths with the table-chunk boundary, every token count up to
 //!   two tiles, odd activation strides and addresses; and `matmul_par_packed` is bitwise equal to
@@ -20,8 +20,14 @@ use ingot_kernels::{quantize_activations, Isa, Kernels, QuantType, ThreadPool};
 
 const Q4_0: QuantType = QuantType::Q4_0;
 const Q8_0: QuantType = QuantType::Q8_0;
+const Q4_1: QuantType = QuantType::Q4_1;
 /// The packable types.
-const TYPES: [QuantType; 2] = [Q4_0, Q8_0];
+const TYPES: [QuantType; 3] = [Q4_0, Q8_0, Q4_1];
+
+/// Bytes of one row of `n` activations for `ty`'s products (its `vec_dot_type`).
+fn act_bytes(ty: QuantType, n: usize) -> usize {
+    ty.info().vec_dot_type.row_bytes(n).unwrap()
+}
 
 /// A random matrix of `ty` (from random values, so scales are realistic) and its packed form.
 fn matrix(rng: &mut SplitMix64, ty: QuantType, rows: usize, n: usize) -> (Vec<u8>, Vec<u8>) {
@@ -35,27 +41,25 @@ fn matrix(rng: &mut SplitMix64, ty: QuantType, rows: usize, n: usize) -> (Vec<u8
     (w, p)
 }
 
-/// Code `i` of a row-major block: `q - 8` for Q4_0, the signed byte for Q8_0.
+/// Code `i` of a row-major block: `q - 8` for Q4_0, `q` for Q4_1, the signed byte for Q8_0.
 fn code(ty: QuantType, blk: &[u8], i: usize) -> i64 {
-    if ty == Q4_0 {
-        let q = if i < 16 {
-            blk[2 + i] & 15
-        } else {
-            blk[2 + i - 16] >> 4
-        };
-        i64::from(q) - 8
-    } else {
-        i64::from(blk[2 + i] as i8)
+    if ty == Q8_0 {
+        return i64::from(blk[2 + i] as i8);
     }
+    let qs = &blk[ty.block_bytes() - 16..];
+    let q = if i < 16 { qs[i] & 15 } else { qs[i - 16] >> 4 };
+    i64::from(q) - if ty == Q4_0 { 8 } else { 0 }
 }
 
-/// `t` Q8_0 activation rows of `n`, `stride` bytes apart.
-fn activations(rng: &mut SplitMix64, t: usize, n: usize, stride: usize) -> Vec<u8> {
-    let arb = QuantType::Q8_0.row_bytes(n).unwrap();
+/// `t` activation rows of `n` for `ty`'s products (Q8_0, or Q8_1 for Q4_1), `stride` bytes
+/// apart.
+fn activations(rng: &mut SplitMix64, ty: QuantType, t: usize, n: usize, stride: usize) -> Vec<u8> {
+    let act = ty.info().vec_dot_type;
+    let arb = act.row_bytes(n).unwrap();
     let mut x = vec![0x5au8; (t.max(1) - 1) * stride + arb];
     for j in 0..t {
         let v: Vec<f32> = (0..n).map(|_| rng.unit() * 3.0).collect();
-        quantize_activations(QuantType::Q8_0, &v, &mut x[j * stride..j * stride + arb]);
+        quantize_activations(act, &v, &mut x[j * stride..j * stride + arb]);
     }
     x
 }
@@ -89,14 +93,18 @@ fn pack_unpack_round_trips_and_follows_the_documented_layout() {
                 for b in 0..nb {
                     let blk = &w[r * rb + b * bb..][..bb];
                     let gb = &p[g * PACK_ROWS * rb + b * 16 * bb..][..16 * bb];
-                    assert_eq!(
-                        &gb[2 * rr..2 * rr + 2],
-                        &blk[..2],
-                        "scale of row {r} block {b}"
-                    );
-                    for c in 0..(bb - 2) / 4 {
-                        let at = 32 + 64 * c + 4 * rr;
-                        assert_eq!(&gb[at..at + 4], &blk[2 + 4 * c..6 + 4 * c]);
+                    // d (and m for Q4_1) of the 16 rows, then the 64-byte code chunks.
+                    let h = if ty == Q4_1 { 2 } else { 1 };
+                    for f in 0..h {
+                        assert_eq!(
+                            &gb[32 * f + 2 * rr..][..2],
+                            &blk[2 * f..2 * f + 2],
+                            "scale {f} of row {r} block {b}"
+                        );
+                    }
+                    for c in 0..(bb - 2 * h) / 4 {
+                        let at = 32 * h + 64 * c + 4 * rr;
+                        assert_eq!(&gb[at..at + 4], &blk[2 * h + 4 * c..][..4]);
                     }
                 }
             }
@@ -113,8 +121,8 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
     {
         let bb = ty.block_bytes();
         let (w, p) = matrix(&mut rng, ty, rows, n);
-        let arb = QuantType::Q8_0.row_bytes(n).unwrap();
-        let x = activations(&mut rng, 3, n, arb);
+        let arb = act_bytes(ty, n);
+        let x = activations(&mut rng, ty, 3, n, arb);
         let mut out = vec![0f32; 3 * rows];
         matmul_packed_reference(ty, &mut out, &p, rows, &x, arb, 3, n);
         let nb = n / QK;
@@ -124,19 +132,27 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
                 let wr = &w[r * nb * bb..][..nb * bb];
                 // Independent evaluation in f64 from the row-major blocks.
                 let (mut exact, mut mag) = (0f64, 0f64);
+                let xbb = arb / nb;
                 for b in 0..nb {
-                    let (bw, bx) = (&wr[b * bb..][..bb], &xr[b * 34..][..34]);
+                    let (bw, bx) = (&wr[b * bb..][..bb], &xr[b * xbb..][..xbb]);
                     let dw = f16::from_le_bytes([bw[0], bw[1]]).to_f64();
                     let dx = f16::from_le_bytes([bx[0], bx[1]]).to_f64();
                     let mut s = 0i64;
                     let mut a = 0i64;
                     for i in 0..QK {
-                        let v = code(ty, bw, i) * i64::from(bx[2 + i] as i8);
+                        let v = code(ty, bw, i) * i64::from(bx[xbb - 32 + i] as i8);
                         s += v;
                         a += v.abs();
                     }
                     exact += dw * dx * s as f64;
                     mag += (dw * dx).abs() * a as f64;
+                    if ty == Q4_1 {
+                        // + m_w * s_x, where s_x = d_x * sum(y) as stored (f16).
+                        let mw = f16::from_le_bytes([bw[2], bw[3]]).to_f64();
+                        let sx = f16::from_le_bytes([bx[2], bx[3]]).to_f64();
+                        exact += mw * sx;
+                        mag += (mw * sx).abs();
+                    }
                 }
                 let got = f64::from(out[j * rows + r]);
                 // nb sequential FMAs, each one rounding plus one for d_w * d_x.
@@ -160,10 +176,10 @@ fn every_path_is_bitwise_equal_to_the_reference() {
     let shapes = [(16, 32), (48, 96), (32, 4128), (160, 576)];
     for (ty, rows, n) in TYPES.iter().flat_map(|&ty| shapes.map(|(r, n)| (ty, r, n))) {
         let (_, p) = matrix(&mut rng, ty, rows, n);
-        let arb = QuantType::Q8_0.row_bytes(n).unwrap();
+        let arb = act_bytes(ty, n);
         for t in (1..=17).chain([33]) {
             for (stride, off) in [(arb, 0), (arb + 5, 3)] {
-                let x = shifted(&activations(&mut rng, t, n, stride), off);
+                let x = shifted(&activations(&mut rng, ty, t, n, stride), off);
                 let x = &x[off..];
                 let mut want = vec![0f32; t * rows];
                 matmul_packed_reference(ty, &mut want, &p, rows, x, stride, t, n);
@@ -184,34 +200,39 @@ fn every_path_is_bitwise_equal_to_the_reference() {
     }
 }
 
-/// Packed Q8_0 keeps ggml's x86 eight-lane order: where the row-major Q8_0 kernel reproduces
-/// ggml's `vec_dot_q8_0_q8_0` bit for bit (the AVX-512 VNNI path: `ingot-peer kernel-parity` and
-/// the llama.cpp parity tests), the packed reference equals the row-major product bit for bit.
+/// Packed Q8_0 and Q4_1 keep ggml's x86 eight-lane order: where the row-major kernels reproduce
+/// ggml's `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1` bit for bit (the AVX-512 VNNI path:
+/// `ingot-peer kernel-parity` and the llama.cpp parity tests), the packed reference equals the
+/// row-major product bit for bit.
 /// (The AVX2 path forms its eight integer lanes from other byte pairs, so it is exact only in
 /// its integer sums, not in their rounding.)
 #[test]
-fn packed_q8_0_equals_the_x86_row_major_product_bitwise() {
+fn packed_q8_0_and_q4_1_equal_the_x86_row_major_product_bitwise() {
     let mut rng = SplitMix64(15);
     let x86: Vec<Kernels> = Kernels::for_isa(Isa::Avx512Vnni).into_iter().collect();
     if x86.is_empty() {
         println!("skipped: no AVX-512 VNNI path on this host");
         return;
     }
-    for (rows, n) in [(16, 32), (48, 96), (32, 4128), (160, 576)] {
-        let (w, p) = matrix(&mut rng, Q8_0, rows, n);
-        let arb = QuantType::Q8_0.row_bytes(n).unwrap();
+    let shapes = [(16, 32), (48, 96), (32, 4128), (160, 576)];
+    for (ty, rows, n) in [Q8_0, Q4_1]
+        .iter()
+        .flat_map(|&ty| shapes.map(|(r, n)| (ty, r, n)))
+    {
+        let (w, p) = matrix(&mut rng, ty, rows, n);
+        let arb = act_bytes(ty, n);
         for t in [1usize, 2, 3, 5, 9] {
-            let x = activations(&mut rng, t, n, arb);
+            let x = activations(&mut rng, ty, t, n, arb);
             let mut want = vec![0f32; t * rows];
-            matmul_packed_reference(Q8_0, &mut want, &p, rows, &x, arb, t, n);
+            matmul_packed_reference(ty, &mut want, &p, rows, &x, arb, t, n);
             for k in &x86 {
                 let mut got = vec![f32::NAN; t * rows];
-                k.matmul(Q8_0, &mut got, &w, rows, &x, arb, t, n);
+                k.matmul(ty, &mut got, &w, rows, &x, arb, t, n);
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(
                         g.to_bits(),
                         w.to_bits(),
-                        "{} row-major {rows}x{n} t{t} at {i}: {g} vs packed {w}",
+                        "{} {ty} row-major {rows}x{n} t{t} at {i}: {g} vs packed {w}",
                         k.isa().name()
                     );
                 }
@@ -224,11 +245,11 @@ fn packed_q8_0_equals_the_x86_row_major_product_bitwise() {
 fn threaded_product_is_bitwise_equal_for_any_thread_count() {
     let mut rng = SplitMix64(14);
     let (rows, n) = (576, 192);
-    let arb = QuantType::Q8_0.row_bytes(n).unwrap();
     let k = Kernels::best();
     for (ty, t) in TYPES.iter().flat_map(|&ty| [(ty, 1), (ty, 7), (ty, 16)]) {
+        let arb = act_bytes(ty, n);
         let (_, p) = matrix(&mut rng, ty, rows, n);
-        let x = activations(&mut rng, t, n, arb);
+        let x = activations(&mut rng, ty, t, n, arb);
         let mut want = vec![0f32; t * rows];
         matmul_packed_reference(ty, &mut want, &p, rows, &x, arb, t, n);
         for threads in [1, 2, 3] {
@@ -246,7 +267,7 @@ fn threaded_product_is_bitwise_equal_for_any_thread_count() {
 }
 
 #[test]
-fn only_q4_0_and_q8_0_with_whole_groups_pack() {
+fn only_packable_types_with_whole_groups_pack() {
     assert!(packable(Q4_0, 16, 32));
     assert!(packable(Q8_0, 32, 64));
     assert!(!packable(Q4_0, 24, 32));
@@ -256,10 +277,12 @@ fn only_q4_0_and_q8_0_with_whole_groups_pack() {
     assert!(packable(Q8_0, 16, 512 * 32));
     assert!(!packable(Q8_0, 16, 513 * 32));
     assert!(packable(Q4_0, 16, 513 * 32));
-    assert!(!packable(QuantType::Q4_1, 16, 32));
+    assert!(packable(Q4_1, 16, 32));
+    assert!(!packable(Q4_1, 16, 513 * 32));
+    assert!(!packable(QuantType::Q5_0, 16, 32));
     assert!(!packable(QuantType::F16, 16, 32));
     for k in paths() {
-        assert!(!k.packs(QuantType::Q4_1));
+        assert!(!k.packs(QuantType::Q5_1));
     }
 }
 
@@ -291,7 +314,7 @@ fn grouped_matvecs_equal_the_single_products_for_any_thread_count() {
     let (_, p0) = matrix(&mut rng, Q4_0, 576, n);
     let (w1, _) = matrix(&mut rng, Q4_0, 48, n);
     let (_, p2) = matrix(&mut rng, Q8_0, 1536, n);
-    let x = activations(&mut rng, 1, n, QuantType::Q8_0.row_bytes(n).unwrap());
+    let x = activations(&mut rng, Q4_0, 1, n, act_bytes(Q4_0, n));
     let parts: [(QuantType, bool, &[u8], usize); 3] = [
         (Q4_0, true, &p0, 576),
         (Q4_0, false, &w1, 48),

@@ -160,8 +160,8 @@ pub enum Repack {
     /// None: every product reads the file's rows.
     None,
     /// Every type the kernels can pack with the arithmetic of the row-major path, so logits stay
-    /// bit-identical to llama.cpp's: Q4_0 (llama.cpp repacks it the same way) and Q8_0 (packed
-    /// with ggml's eight-lane order; see [`ingot_kernels::packed`]). The default.
+    /// bit-identical to llama.cpp's: Q4_0 (llama.cpp repacks it the same way), Q8_0 and Q4_1
+    /// (packed with ggml's eight-lane order; see [`ingot_kernels::packed`]). The default.
     #[default]
     Exact,
 }
@@ -188,7 +188,7 @@ impl Repack {
     pub fn selects(self, ty: QuantType) -> bool {
         match self {
             Repack::None => false,
-            Repack::Exact => matches!(ty, QuantType::Q4_0 | QuantType::Q8_0),
+            Repack::Exact => matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1),
         }
     }
 }

@@ -28,6 +28,11 @@ const XB: usize = 34;
 const TT: usize = 8;
 /// Tokens per Q8_0 tile: its eight lane sums per token stay in registers (24 of 32).
 const TT8: usize = 3;
+/// Tokens per Q4_1 tile: eight lane sums and `summs` per token (18 registers).
+const TT41: usize = 2;
+/// Bytes of one Q4_1 group-block (16 rows) and of one Q8_1 activation block.
+const GB41: usize = 16 * 20;
+const XB1: usize = 36;
 /// Blocks per scale-table chunk (the tables live on the stack).
 const CHUNK_NB: usize = 128;
 /// Weight bytes per row panel, revisited once per token group: sized to stay in L2.
@@ -54,10 +59,10 @@ impl Avx512Vnni {
         // and out.len() == t * rows.
         unsafe {
             let (w, x) = (w.as_ptr(), x.as_ptr());
-            if ty == QuantType::Q8_0 {
-                mm_packed::<true>(out, w, rb, rows, x, stride, t, n)
-            } else {
-                mm_packed::<false>(out, w, rb, rows, x, stride, t, n)
+            match ty {
+                QuantType::Q8_0 => mm_packed::<true>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q4_1 => mm_packed_q4_1(out, w, rb, rows, x, stride, t, n),
+                _ => mm_packed::<false>(out, w, rb, rows, x, stride, t, n),
             }
         }
     }
@@ -265,6 +270,129 @@ unsafe fn tokens_q8<const K: usize>(
             unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *v) };
         }
         g += PACK_ROWS;
+    }
+}
+
+/// One 16-row Q4_1 group (`g`) x `K` Q8_1 tokens over all `nb` blocks, in ggml's order (module
+/// docs of [`crate::packed`]): `ds[(b * TT41 + k) * 2]` is token `k`'s f32 `d` of block `b`, the
+/// next entry its `s`. Returns each token's 16 sums.
+///
+/// # Safety
+/// `nb` group-blocks at `g`; `nb` Q8_1 blocks at each `x[k]`; the table entries for `b < nb`,
+/// `k < K`; the CPU has AVX-512 F/BW/VL + VNNI and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_q4_1<const K: usize>(
+    g: *const u8,
+    x: [*const u8; K],
+    nb: usize,
+    ds: *const f32,
+) -> [__m512; K] {
+    let m = _mm512_set1_epi8(0x0f);
+    let zero = _mm512_setzero_si512();
+    let mut acc = [[_mm512_setzero_ps(); 8]; K];
+    let mut summs = [_mm512_setzero_ps(); K];
+    for b in 0..nb {
+        // SAFETY: b < nb group-blocks at g, Q8_1 blocks at each x[k], table entries (caller).
+        unsafe {
+            let gb = g.add(b * GB41);
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.cast()));
+            let mw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.add(32).cast()));
+            let mut p = [_mm512_setzero_ps(); K];
+            for k in 0..K {
+                let e = (b * TT41 + k) * 2;
+                p[k] = _mm512_mul_ps(dw, _mm512_set1_ps(*ds.add(e)));
+                summs[k] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*ds.add(e + 1)), summs[k]);
+            }
+            for c in 0..4 {
+                let v = _mm512_loadu_si512(gb.add(64 + 64 * c).cast());
+                let lo = _mm512_and_si512(v, m);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m);
+                for k in 0..K {
+                    let y = x[k].add(b * XB1 + 4);
+                    let ylo = core::ptr::read_unaligned(y.add(4 * c).cast::<i32>());
+                    let yhi = core::ptr::read_unaligned(y.add(16 + 4 * c).cast::<i32>());
+                    let slo = _mm512_dpbusd_epi32(zero, lo, _mm512_set1_epi32(ylo));
+                    let shi = _mm512_dpbusd_epi32(zero, hi, _mm512_set1_epi32(yhi));
+                    acc[k][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(slo), p[k], acc[k][c]);
+                    acc[k][c + 4] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(shi), p[k], acc[k][c + 4]);
+                }
+            }
+        }
+    }
+    core::array::from_fn(|k| {
+        let a = &acc[k];
+        let lo = _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6]));
+        let hi = _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7]));
+        _mm512_add_ps(_mm512_add_ps(lo, hi), summs[k])
+    })
+}
+
+/// Packed Q4_1 weights x Q8_1 activations: row panels, tokens in tiles of [`TT41`], the scale
+/// tables of whole rows (at most [`Q8_0_MAX_BLOCKS`] blocks, see `packable`).
+///
+/// # Safety
+/// As [`mm_packed`] with Q8_1 activations of `n / QK` blocks; `n / QK <= Q8_0_MAX_BLOCKS`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mm_packed_q4_1(
+    out: &mut [f32],
+    w: *const u8,
+    rb: usize,
+    rows: usize,
+    x: *const u8,
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    debug_assert_eq!(out.len(), t * rows);
+    let nb = n / QK;
+    assert!(nb <= Q8_0_MAX_BLOCKS);
+    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
+    // Only entries b < nb, k < the tile's tokens are read, each after it is written.
+    let mut ds = [core::mem::MaybeUninit::<f32>::uninit(); Q8_0_MAX_BLOCKS * TT41 * 2];
+    let mut r0 = 0;
+    while r0 < rows {
+        let r1 = (r0 + panel).min(rows);
+        let mut j0 = 0;
+        while j0 < t {
+            let kk = (t - j0).min(TT41);
+            for b in 0..nb {
+                for k in 0..kk {
+                    // SAFETY: block b < nb of token j0 + k < t is in bounds (caller): its d and s.
+                    let blk = unsafe {
+                        core::slice::from_raw_parts(x.add((j0 + k) * stride + b * XB1), 4)
+                    };
+                    let e = (b * TT41 + k) * 2;
+                    ds[e].write(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
+                    ds[e + 1].write(half::f16::from_le_bytes([blk[2], blk[3]]).to_f32());
+                }
+            }
+            let dsp = ds.as_ptr().cast::<f32>();
+            let xs = |k: usize| x.wrapping_add((j0 + k) * stride);
+            let mut g = r0;
+            while g < r1 {
+                let grp = w.wrapping_add(g * rb);
+                // SAFETY: rows g..g + 16 are a whole group in bounds, tokens j0..j0 + kk <= t,
+                // table entries for b < nb, k < kk written above; this function's features.
+                let v: [__m512; 2] = unsafe {
+                    if kk == 1 {
+                        let [a] = tile_q4_1::<1>(grp, [xs(0)], nb, dsp);
+                        [a, a]
+                    } else {
+                        tile_q4_1::<2>(grp, [xs(0), xs(1)], nb, dsp)
+                    }
+                };
+                for (k, v) in v.iter().enumerate().take(kk) {
+                    // SAFETY: (j0 + k) * rows + g + 16 <= t * rows = out.len(); storeu accepts
+                    // any alignment.
+                    unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *v) };
+                }
+                g += PACK_ROWS;
+            }
+            j0 += kk;
+        }
+        r0 = r1;
     }
 }
 
