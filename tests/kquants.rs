@@ -8,8 +8,9 @@
 //!   back): each weight matrix holds exactly the reference quantizer's bytes of the source values,
 //!   and the file loads and runs.
 //! - ingot runs the Q4_K_M and Q6_K files and its logits agree with llama.cpp's on that same file
-//!   (`testdata/peer/smollm2-q4_k_m.json`, `smollm2-q6_k.json`: `ingot-peer logits`), with greedy
-//!   agreement wherever llama.cpp's margin is not tiny.
+//!   (`testdata/peer/smollm2-q4_k_m.json`, `smollm2-q6_k.json`: `ingot-peer logits`): Q6_K
+//!   identical on the AVX-512 path at every greedy step; Q4_K_M (and other paths) within a
+//!   tolerance, with greedy agreement wherever llama.cpp's margin is not tiny ([`tolerances`]).
 
 mod common;
 
@@ -20,7 +21,7 @@ mod quant_inputs;
 use common::{model_path, testdata, tiny_model, Tiny};
 use ingot_convert::policy::Target;
 use ingot_convert::{Options, Policy};
-use ingot_kernels::QuantType;
+use ingot_kernels::{Isa, Kernels, QuantType};
 use ingot_runtime::gguf::{Gguf, GgufFile};
 use ingot_runtime::model::{Model, Session, SessionParams};
 use ingot_runtime::sampler::argmax;
@@ -174,21 +175,34 @@ fn pairs(v: &Value) -> Vec<(usize, f64)> {
         .collect()
 }
 
-/// ingot's K-quant dot products follow ggml's `_generic` summation order on every path, while the
-/// fixture's llama.cpp runs its x86 kernels: `ggml_vec_dot_q*_K_q8_K` (AVX2 lane layout, FMA) for
-/// single tokens and, for batches of 8 or more tokens, the new tiled K-quant matmul
-/// (`ggml-cpu/tiled/tiled.cpp`), each in its own order. `ingot-peer op-parity` on the Q6_K file
-/// shows every other node bit-identical and `ffn_out` (the Q6_K `ffn_down`) within 4e-6; a
-/// transliteration of the x86 Q6_K vec_dot order made the decode-step nodes bit-identical too,
-/// but not the tiled prefill. Such rounding differences flip Q8 activation quanta and propagate
-/// through 30 layers, as on the scalar path of `parity_llama_cpp.rs` (two builds of llama.cpp
-/// itself differ by 0.27 here): the same 1.5 logit tolerance (a wrong kernel moves logits by
-/// several units), and greedy steps must agree where llama.cpp's top-2 margin is at least half
+/// Generic tolerances against the fixtures: where ingot's products do not follow the fixture's
+/// llama.cpp order (Q4_K, and every product on the scalar and AVX2 paths, whose f16 attention dots
+/// differ from the AVX-512 build's), rounding differences flip Q8 activation quanta and propagate
+/// through 30 layers, as on the scalar path of `parity_llama_cpp.rs` (two builds of llama.cpp itself
+/// differ by 0.27 here). Measured on the `chatml` prompt, the most sensitive: Q4_K_M 0.86 on
+/// AVX-512; Q6_K 1.76 on AVX2 and 2.10 on the scalar path. Hence 2.5 (a wrong kernel moves logits
+/// by several units), and greedy steps must agree where llama.cpp's top-2 margin is at least half
 /// of it.
-const LOGIT_TOL: f64 = 1.5;
-const MARGIN_TOL: f64 = 0.75;
+const LOGIT_TOL: f64 = 2.5;
+const MARGIN_TOL: f64 = 1.25;
 
-fn logits_match(preset: &str, fixture: &str) {
+/// (max |Δlogit|, smallest margin whose greedy step must agree) for a file whose K-quant weights
+/// are all `ty`. On the AVX-512 path ingot computes K-quants as the fixture's llama.cpp does on
+/// x86: `ggml_vec_dot_q6_K_q8_K`'s lanes and FMA for single tokens, the tiled matmul's order
+/// (`ggml-cpu/tiled/`) from 8 tokens, and Q8_K activations quantized with the FMA that the peer's
+/// build of ggml-base contracts (`reference::quantize_row_q8_k_fma`); every other op already matched
+/// (`ingot-peer op-parity`: every node of all 30 layers bit-identical on all five prompts), so the
+/// Q6_K logits must be identical, at every greedy step. Q4_K, which llama.cpp repacks on x86
+/// (`ggml_gemv/gemm_q4_K_8x8_q8_K`), is not reproduced yet: generic tolerances.
+fn tolerances(exact_on_avx512: bool) -> (f64, f64) {
+    if exact_on_avx512 && Kernels::best().isa() == Isa::Avx512Vnni {
+        (0.0, 0.0)
+    } else {
+        (LOGIT_TOL, MARGIN_TOL)
+    }
+}
+
+fn logits_match(preset: &str, fixture: &str, (logit_tol, margin_tol): (f64, f64)) {
     let fixture: Value =
         serde_json::from_str(&std::fs::read_to_string(testdata(fixture)).unwrap()).unwrap();
     let dir = scratch(preset);
@@ -198,9 +212,11 @@ fn logits_match(preset: &str, fixture: &str) {
     let model = Model::from_gguf(file.parse().unwrap()).unwrap();
     let mut session = Session::new(
         &model,
+        // The whole prompt in one batch, as the fixture's llama.cpp (n_batch 512): how many tokens a
+        // product has decides its order (tiled matmul from 8).
         SessionParams {
             n_ctx: 512,
-            n_batch: 64,
+            n_batch: 512,
             n_threads: 1,
             ..Default::default()
         },
@@ -236,7 +252,7 @@ fn logits_match(preset: &str, fixture: &str) {
                 max_diff = max_diff.max((f64::from(logits[id]) - l).abs());
             }
             let ours = argmax(&logits);
-            if g["margin"].as_f64().unwrap() >= MARGIN_TOL {
+            if g["margin"].as_f64().unwrap() >= margin_tol {
                 if ours != want {
                     failures.push(format!(
                         "{preset} {name} step {step}: ingot chose {ours}, llama.cpp {want}"
@@ -250,9 +266,9 @@ fn logits_match(preset: &str, fixture: &str) {
             logits = session.decode(want).unwrap().to_vec();
         }
         println!("{preset} {name:>16}: max |Δlogit| {max_diff:.6}; {agreed} greedy steps agree");
-        if max_diff > LOGIT_TOL {
+        if max_diff > logit_tol {
             failures.push(format!(
-                "{preset} {name}: max |Δlogit| {max_diff:.6} exceeds {LOGIT_TOL}"
+                "{preset} {name}: max |Δlogit| {max_diff:.6} exceeds {logit_tol}"
             ));
         }
     }
@@ -265,10 +281,10 @@ fn logits_match(preset: &str, fixture: &str) {
 
 #[test]
 fn q4_k_m_logits_match_llama_cpp() {
-    logits_match("Q4_K_M", "peer/smollm2-q4_k_m.json");
+    logits_match("Q4_K_M", "peer/smollm2-q4_k_m.json", tolerances(false));
 }
 
 #[test]
 fn q6_k_logits_match_llama_cpp() {
-    logits_match("Q6_K", "peer/smollm2-q6_k.json");
+    logits_match("Q6_K", "peer/smollm2-q6_k.json", tolerances(true));
 }

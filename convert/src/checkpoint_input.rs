@@ -40,7 +40,7 @@ use crate::{Error, Result};
 use ingot_kernels::QuantType;
 use ingot_runtime::gguf::keys::{GENERAL_FILE_TYPE, GENERAL_QUANTIZATION_VERSION};
 use ingot_runtime::gguf::writer::OwnedValue;
-use ingot_runtime::gguf::{GgufStreamWriter, TensorDecl};
+use ingot_runtime::gguf::{GgufFile, GgufStreamWriter, TensorDecl};
 use ingot_runtime::tokenizer::byte_to_char;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
@@ -459,7 +459,10 @@ pub fn convert_checkpoint(
             format!("no size and sha256 record of {MODEL_FILE} under \"files\""),
         ));
     };
-    let bytes = std::fs::read(&model_path).map_err(|e| io(&model_path, e))?;
+    // Mapped, hashed chunk by chunk and then converted batch by batch, each part's pages released
+    // once read, so memory does not grow with the checkpoint (see `crate::hf_input`).
+    let file = GgufFile::open(&model_path)?;
+    let bytes = file.bytes();
     if bytes.len() as u64 != want_bytes {
         return Err(bad(
             &model_path,
@@ -469,7 +472,13 @@ pub fn convert_checkpoint(
             ),
         ));
     }
-    let sha: String = Sha256::digest(&bytes)
+    let mut hasher = Sha256::new();
+    for part in bytes.chunks(16 << 20) {
+        hasher.update(part);
+        file.release(part);
+    }
+    let sha: String = hasher
+        .finalize()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
@@ -479,7 +488,7 @@ pub fn convert_checkpoint(
             format!("corrupted: its SHA-256 is {sha}, {META_FILE} says {want_sha}"),
         ));
     }
-    let st = SafeTensors::deserialize(&bytes)
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| bad(&model_path, format!("malformed safetensors file: {e}")))?;
     let want = c.tensors();
     let names: BTreeSet<&str> = want.iter().map(|(n, _)| n.as_str()).collect();
@@ -611,6 +620,9 @@ pub fn convert_checkpoint(
             opts.threads,
             &mut buf,
             &tmp,
+            &|part| {
+                file.release(part);
+            },
         )?;
     }
     w.finish().map_err(|e| io(&tmp, e))?;

@@ -5,8 +5,10 @@
 //! nothing behind. The header (all metadata, with `general.file_type` and
 //! `general.quantization_version` set, then the tensor table) is written first by
 //! [`GgufStreamWriter`]; tensor data follows in input order, converted in batches of rows
-//! ([`crate::quantize`]) or copied from the mapping when the type does not change. Memory use is the
-//! metadata plus one batch per thread, never a whole tensor or the output file.
+//! ([`crate::quantize`]) or copied from the mapping when the type does not change. Each batch's (or
+//! copied chunk's) mapped pages are released once written ([`GgufFile::release`], `madvise
+//! DONTNEED`), so memory use is the metadata plus one batch per thread, never a whole tensor, the
+//! input file or the output file (`tests/convert_memory.rs` measures it).
 
 use crate::error::io;
 use crate::output::AtomicFile;
@@ -18,6 +20,9 @@ use ingot_runtime::gguf::keys::{GENERAL_FILE_TYPE, GENERAL_QUANTIZATION_VERSION}
 use ingot_runtime::gguf::writer::OwnedValue;
 use ingot_runtime::gguf::{Gguf, GgufFile, GgufStreamWriter, TensorDecl};
 use std::path::Path;
+
+/// Bytes of a tensor copied unchanged between two releases of the input's pages.
+const COPY_CHUNK: usize = 16 << 20;
 
 /// How to convert.
 #[derive(Clone, Debug)]
@@ -170,7 +175,10 @@ pub fn convert_gguf(
             tensor: plan,
         });
         if plan.is_copy() {
-            w.write(info.data).map_err(|e| io(&tmp, e))?;
+            for part in info.data.chunks(COPY_CHUNK) {
+                w.write(part).map_err(|e| io(&tmp, e))?;
+                file.release(part);
+            }
             continue;
         }
         let n = plan.dims[0] as usize;
@@ -183,6 +191,9 @@ pub fn convert_gguf(
             opts.threads,
             &mut buf,
             &tmp,
+            &|part| {
+                file.release(part);
+            },
         )?;
     }
     w.finish().map_err(|e| io(&tmp, e))?;

@@ -30,20 +30,24 @@
 //!   the tokenization of a probe text to recognise the pre-tokenizer; this structural check only
 //!   knows these two.
 //!
-//! Limits (not yet done): the shards are read whole into memory (no mmap: the crate forbids
-//! `unsafe`), so peak memory is the checkpoint's size; `rope_scaling` other than `null` is refused;
-//! only the llama architecture.
+//! - **Memory**: shards are memory-mapped (through the runtime's `GgufFile`, so this crate stays
+//!   free of `unsafe`), and each tensor is widened, permuted and quantized in batches of rows
+//!   ([`SCRATCH_ELEMS`] f32 per thread) written straight to the output; each batch's source pages
+//!   are then released (`madvise DONTNEED`). Peak memory is a few batches, not the checkpoint
+//!   (`tests/convert_memory.rs` converts a synthetic 2 GiB checkpoint and measures it).
+//!
+//! Limits (not yet done): `rope_scaling` other than `null` is refused; only the llama architecture.
 
 use crate::error::io;
 use crate::gguf_input::{Options, Progress, Summary, TensorPlan};
 use crate::output::AtomicFile;
 use crate::policy;
-use crate::quantize::write_converted;
+use crate::quantize::{quantize_rows, SCRATCH_ELEMS};
 use crate::{Error, Result};
 use ingot_kernels::QuantType;
 use ingot_runtime::gguf::keys::{GENERAL_FILE_TYPE, GENERAL_QUANTIZATION_VERSION};
 use ingot_runtime::gguf::writer::OwnedValue;
-use ingot_runtime::gguf::{GgufStreamWriter, TensorDecl};
+use ingot_runtime::gguf::{GgufFile, GgufStreamWriter, TensorDecl};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -328,21 +332,12 @@ fn dtype_type(d: Dtype) -> Option<QuantType> {
     }
 }
 
-/// Reorders the rows of an `(rows, n)` matrix with llama.cpp's `permute(w, n_head)`.
-fn permute_rows(x: &[f32], rows: usize, n: usize, n_head: usize) -> Vec<f32> {
-    let hd = rows / n_head;
-    let half = hd / 2;
-    let mut out = vec![0f32; x.len()];
-    for h in 0..n_head {
-        for i in 0..half {
-            for j in 0..2 {
-                let dst = h * hd + i * 2 + j;
-                let src = h * hd + j * half + i;
-                out[dst * n..(dst + 1) * n].copy_from_slice(&x[src * n..(src + 1) * n]);
-            }
-        }
-    }
-    out
+/// llama.cpp's `permute(w, n_head)` (`w.reshape(n_head, 2, hd/2, n).swapaxes(1, 2)`) as a map from
+/// a destination row to its source row, for heads of `hd` rows: within a head, destination row
+/// `2i + j` is source row `j * hd/2 + i`.
+fn permuted_source(dst: usize, hd: usize) -> usize {
+    let (h, d) = (dst / hd, dst % hd);
+    h * hd + (d % 2) * (hd / 2) + d / 2
 }
 
 fn token_str(v: &Value) -> Option<&str> {
@@ -534,16 +529,18 @@ pub fn convert_hf(
     let c = HfConfig::from_json(&cfg_path, &config)?;
     let tok_meta = tokenizer_meta(dir, &c, &config)?;
 
-    // Read every shard and index its tensors by name.
+    // Map every shard (read-only; `GgufFile::open` maps any file, only its `parse` is GGUF's) and
+    // index its tensors by name. `SafeTensors::deserialize` reads the header and checks every
+    // tensor's offsets against the mapping; no tensor byte is touched until it is converted.
     let files = shard_files(dir)?;
-    let mut bytes = Vec::with_capacity(files.len());
+    let mut maps = Vec::with_capacity(files.len());
     for f in &files {
-        bytes.push(std::fs::read(f).map_err(|e| io(f, e))?);
+        maps.push(GgufFile::open(f)?);
     }
     let mut parsed = Vec::with_capacity(files.len());
-    for (f, b) in files.iter().zip(&bytes) {
+    for (f, m) in files.iter().zip(&maps) {
         parsed.push(
-            SafeTensors::deserialize(b)
+            SafeTensors::deserialize(m.bytes())
                 .map_err(|e| bad(f, format!("malformed safetensors file: {e}")))?,
         );
     }
@@ -698,6 +695,7 @@ pub fn convert_hf(
     let mut out = AtomicFile::create(output)?;
     let tmp = out.temp_path().to_path_buf();
     let mut w = GgufStreamWriter::new(&mut out, &meta, &decls).map_err(|e| io(&tmp, e))?;
+    let mut x: Vec<f32> = Vec::new(); // (batch rows, n)
     let mut buf = Vec::new();
     for (i, ((plan, view), e)) in plans.iter().zip(&views).zip(&want).enumerate() {
         progress(Progress {
@@ -707,22 +705,39 @@ pub fn convert_hf(
         });
         let n = plan.dims[0] as usize;
         let rows = plan.dims[1..].iter().product::<u64>() as usize;
-        let mut x = vec![0f32; n * rows];
-        (plan.from.info().to_f32)(view.data(), &mut x);
-        if let Permute::Heads(h) = e.permute {
-            x = permute_rows(&x, rows, n, h);
+        let (sb, db) = (
+            plan.from.row_bytes(n).expect("F32, F16 and BF16 rows"),
+            plan.to.row_bytes(n).expect("validated by the plan"),
+        );
+        let data = view.data(); // (rows, n) in `plan.from`, in the mapping
+        let map = &maps[where_[&e.hf]];
+        // Batches of whole heads when the rows are permuted (the permutation stays inside a head,
+        // so a batch's source rows are the same range as its destination rows).
+        let unit = match e.permute {
+            Permute::Heads(h) => rows / h,
+            Permute::None => 1,
+        };
+        let batch = (SCRATCH_ELEMS * opts.threads.max(1) / n)
+            .max(1)
+            .div_ceil(unit)
+            * unit;
+        let to_f32 = plan.from.info().to_f32;
+        for r0 in (0..rows).step_by(batch) {
+            let r1 = (r0 + batch).min(rows);
+            x.resize((r1 - r0) * n, 0.0);
+            for (r, xs) in (r0..r1).zip(x.chunks_exact_mut(n)) {
+                let s = match e.permute {
+                    Permute::Heads(_) => permuted_source(r, unit),
+                    Permute::None => r,
+                };
+                to_f32(&data[s * sb..(s + 1) * sb], xs);
+            }
+            buf.resize((r1 - r0) * db, 0);
+            quantize_rows(&plan.name, plan.to, n, r0, &x, &mut buf, opts.threads)?;
+            w.write(&buf).map_err(|e| io(&tmp, e))?;
+            // Drop this batch's source pages from the resident set (they are not read again).
+            map.release(&data[r0 * sb..r1 * sb]);
         }
-        let src: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
-        write_converted(
-            &mut w,
-            plan,
-            QuantType::F32,
-            n,
-            &src,
-            opts.threads,
-            &mut buf,
-            &tmp,
-        )?;
     }
     w.finish().map_err(|e| io(&tmp, e))?;
     out.commit()?;
@@ -776,13 +791,14 @@ mod tests {
 
     #[test]
     fn permute_matches_llama_cpp() {
-        // 1 head, head_dim 4, in 1: rows [0,1,2,3] -> reshape(1,2,2,1).swapaxes(1,2) -> [0,2,1,3].
-        let x = [0.0, 1.0, 2.0, 3.0];
-        assert_eq!(permute_rows(&x, 4, 1, 1), vec![0.0, 2.0, 1.0, 3.0]);
-        // 2 heads of 4, in 2.
-        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
-        let y = permute_rows(&x, 8, 2, 2);
-        let rows: Vec<f32> = y.chunks(2).map(|r| r[0] / 2.0).collect();
-        assert_eq!(rows, vec![0.0, 2.0, 1.0, 3.0, 4.0, 6.0, 5.0, 7.0]);
+        // 1 head of 4 rows: reshape(1, 2, 2, n).swapaxes(1, 2) -> rows [0, 2, 1, 3].
+        let rows: Vec<usize> = (0..4).map(|r| permuted_source(r, 4)).collect();
+        assert_eq!(rows, vec![0, 2, 1, 3]);
+        // 2 heads of 4.
+        let rows: Vec<usize> = (0..8).map(|r| permuted_source(r, 4)).collect();
+        assert_eq!(rows, vec![0, 2, 1, 3, 4, 6, 5, 7]);
+        // 1 head of 6: [0, 3, 1, 4, 2, 5].
+        let rows: Vec<usize> = (0..6).map(|r| permuted_source(r, 6)).collect();
+        assert_eq!(rows, vec![0, 3, 1, 4, 2, 5]);
     }
 }

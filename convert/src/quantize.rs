@@ -71,7 +71,7 @@ fn convert_chunk(
     let (sb, db) = (row_bytes(name, from, n)?, row_bytes(name, to, n)?);
     let batch = (SCRATCH_ELEMS / n.max(1)).max(1);
     let mut x = vec![0f32; batch.min(src.len() / sb) * n]; // (rows, n)
-    let (to_f32, from_f32) = (from.info().to_f32, to.info().from_f32);
+    let to_f32 = from.info().to_f32;
     for (b, (s, d)) in src
         .chunks(batch * sb)
         .zip(dst.chunks_mut(batch * db))
@@ -79,22 +79,74 @@ fn convert_chunk(
     {
         let rows = s.len() / sb;
         let x = &mut x[..rows * n];
-        for (row, (xs, ss)) in x.chunks_exact_mut(n).zip(s.chunks_exact(sb)).enumerate() {
+        for (xs, ss) in x.chunks_exact_mut(n).zip(s.chunks_exact(sb)) {
             to_f32(ss, xs);
-            if let Some(i) = xs.iter().position(|v| !v.is_finite()) {
-                return Err(Error::Tensor {
-                    name: name.to_string(),
-                    what: format!(
-                        "row {} element {i} is {} (non-finite values cannot be quantized)",
-                        first_row + b * batch + row,
-                        xs[i]
-                    ),
-                });
-            }
         }
-        for (xs, ds) in x.chunks_exact(n).zip(d.chunks_exact_mut(db)) {
-            from_f32(xs, ds);
-        }
+        quantize_chunk(name, to, n, first_row + b * batch, x, d)?;
+    }
+    Ok(())
+}
+
+/// Quantizes whole f32 rows `x` (`rows * n` elements) to `to` into `dst` (`rows * to.row_bytes(n)`
+/// bytes), on up to `threads` threads: the f32 half of [`convert_rows`], for inputs that are already
+/// f32 (a Hugging Face tensor widened and permuted batch by batch). Same errors.
+pub fn quantize_rows(
+    name: &str,
+    to: QuantType,
+    n: usize,
+    first_row: usize,
+    x: &[f32],
+    dst: &mut [u8],
+    threads: usize,
+) -> Result<()> {
+    let db = row_bytes(name, to, n)?;
+    assert!(n > 0 && x.len().is_multiple_of(n), "whole rows");
+    let rows = x.len() / n;
+    assert_eq!(dst.len(), rows * db, "destination holds the same rows");
+    let threads = threads.clamp(1, rows.max(1));
+    if threads == 1 {
+        return quantize_chunk(name, to, n, first_row, x, dst);
+    }
+    let per_thread = rows.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = x
+            .chunks(per_thread * n)
+            .zip(dst.chunks_mut(per_thread * db))
+            .enumerate()
+            .map(|(i, (xc, dc))| {
+                let first = first_row + i * per_thread;
+                s.spawn(move || quantize_chunk(name, to, n, first, xc, dc))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("conversion thread panicked"))
+    })
+}
+
+/// Checks that every value of the rows `x` is finite, then quantizes them row by row into `dst`.
+fn quantize_chunk(
+    name: &str,
+    to: QuantType,
+    n: usize,
+    first_row: usize,
+    x: &[f32],
+    dst: &mut [u8],
+) -> Result<()> {
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        return Err(Error::Tensor {
+            name: name.to_string(),
+            what: format!(
+                "row {} element {} is {} (non-finite values cannot be quantized)",
+                first_row + i / n,
+                i % n,
+                x[i]
+            ),
+        });
+    }
+    let (from_f32, db) = (to.info().from_f32, row_bytes(name, to, n)?);
+    for (xs, ds) in x.chunks_exact(n).zip(dst.chunks_exact_mut(db)) {
+        from_f32(xs, ds);
     }
     Ok(())
 }
@@ -102,6 +154,9 @@ fn convert_chunk(
 /// Converts `src` (whole rows of `n` elements in `from`) to `plan.to` and appends the result to `w`,
 /// in batches of [`SCRATCH_ELEMS`] elements per thread so that every thread gets a full scratch buffer
 /// and the output is never held whole. `buf` is reused across calls; `tmp` names the file in errors.
+/// `release` is called with each batch's source bytes once they are converted, so that a caller
+/// reading from a memory map can drop their pages (`GgufFile::release`) and keep the resident set
+/// at one batch instead of the whole input.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_converted<W: std::io::Write>(
     w: &mut ingot_runtime::gguf::GgufStreamWriter<W>,
@@ -112,6 +167,7 @@ pub(crate) fn write_converted<W: std::io::Write>(
     threads: usize,
     buf: &mut Vec<u8>,
     tmp: &std::path::Path,
+    release: &dyn Fn(&[u8]),
 ) -> Result<()> {
     let sb = from.row_bytes(n).expect("validated by the reader");
     let db = plan.to.row_bytes(n).expect("validated by the plan");
@@ -129,6 +185,7 @@ pub(crate) fn write_converted<W: std::io::Write>(
             threads,
         )?;
         w.write(buf).map_err(|e| crate::error::io(tmp, e))?;
+        release(chunk);
     }
     Ok(())
 }

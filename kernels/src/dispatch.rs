@@ -295,7 +295,9 @@ impl Kernels {
     ///
     /// Each weight row is read from memory once and dotted with every token while it is in L1,
     /// four tokens per pass over its blocks. The result is bitwise identical to calling
-    /// [`Kernels::vec_dot`] for every (row, token) with the same `Kernels`.
+    /// [`Kernels::vec_dot`] for every (row, token) with the same `Kernels`, except for K-quant
+    /// weights on x86 from 8 tokens on, which follow ggml's tiled matmul order as llama.cpp does
+    /// (`cpu/kquants.rs`).
     ///
     /// # Panics
     /// If `n` is not whole blocks or any length or stride disagrees with the above.

@@ -8,10 +8,13 @@
 //! - [`quantize_activations`] = ggml-cpu's `type_traits_cpu[..].from_float` as built for x86 with
 //!   AVX2/AVX-512, i.e. `quantize_row_q8_0` / `quantize_row_q8_1` in `ggml-cpu/arch/x86/quants.c`
 //!   (ties to even, `127/amax`), which differ from the `_ref` quantizers (ties away, `1/d`), and
-//!   `quantize_row_q8_K` (= `quantize_row_q8_K_ref`) for the K-quants (`kquants.rs`);
+//!   `quantize_row_q8_K` (= `quantize_row_q8_K_ref`) for the K-quants as GCC compiles it with FMA
+//!   enabled (`quantize_row_q8_k_fma`: `nearest_int`'s add contracted into one FMA; see there);
 //! - `vec_dot` = ggml-cpu's scalar `ggml_vec_dot_*_generic` (quants.c) and `ggml_vec_dot_f16` etc.
 //!   (vec.cpp): an exact integer dot per block, then one f32 multiply-add per block. ggml's SIMD
-//!   versions reassociate that f32 sum, so they agree with this only to rounding.
+//!   versions reassociate that f32 sum, so they agree with this only to rounding; where ingot's x86
+//!   paths reproduce an x86 order bit for bit, it is written out here too (`vec_dot_*_x86`,
+//!   `vec_dot_*_tiled`).
 //!
 //! Expressions are written as in ggml's C with no fused multiply-add: Rust never contracts, and
 //! ggml-base (where the `_ref` quantizers and dequantizers live) is built for baseline x86-64,
@@ -35,12 +38,13 @@ pub use float::{
 };
 pub use kquants::{
     quantize_row_q2_k_ref, quantize_row_q3_k_ref, quantize_row_q4_k_ref, quantize_row_q5_k_ref,
-    quantize_row_q6_k_ref, quantize_row_q8_k_ref,
+    quantize_row_q6_k_ref, quantize_row_q8_k_fma, quantize_row_q8_k_ref,
 };
 pub use kquants_dot::{
     dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
     dequantize_row_q6_k, dequantize_row_q8_k, vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k,
-    vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k, vec_dot_q8_k_q8_k,
+    vec_dot_q4_k_q8_k, vec_dot_q5_k_q8_k, vec_dot_q6_k_q8_k, vec_dot_q6_k_q8_k_tiled,
+    vec_dot_q6_k_q8_k_x86, vec_dot_q8_k_q8_k, TILED_MIN_TOKENS,
 };
 pub use quants::{
     dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,
@@ -66,8 +70,8 @@ pub fn quantize_activations(ty: QuantType, x: &[f32], out: &mut [u8]) {
         QuantType::BF16 => bf16_from_f32(x, out),
         QuantType::Q8_0 => quantize_row_q8_0_x86(x, out),
         QuantType::Q8_1 => quantize_row_q8_1_x86(x, out),
-        // ggml-cpu's x86 `quantize_row_q8_K` is the `_ref` quantizer itself.
-        QuantType::Q8_K => quantize_row_q8_k_ref(x, out),
+        // ggml-cpu's x86 `quantize_row_q8_K` is the `_ref` quantizer itself, compiled with FMA.
+        QuantType::Q8_K => quantize_row_q8_k_fma(x, out),
         _ => panic!("quantize_activations: {ty} is not an activation (vec_dot) type"),
     }
 }

@@ -184,9 +184,26 @@ fn vec_dot_matches_reference_within_rounding() {
     }
 }
 
-/// The K-quant dot products on every path are bitwise equal to ggml's `_generic` order (eight
-/// exact i32 lanes per super-block, `sums[l] += d * lane[l]` in f32, lanes added in order at the
-/// end): a SIMD kernel can keep exactly that order, so no tolerance is needed. Rows of random
+/// A reference dot product: `(n, weight row, activation row) -> f32`.
+type DotFn = fn(usize, &[u8], &[u8]) -> f32;
+
+/// The reference a path's K-quant dot must equal bitwise: ggml's x86 order
+/// (`reference::vec_dot_*_x86`, what llama.cpp computes on x86) for the types the AVX2 and AVX-512
+/// paths compute that way, ggml's `_generic` order otherwise.
+fn k_quant_reference(isa: Isa, ty: QuantType) -> DotFn {
+    match (isa, ty) {
+        (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q6_K) => {
+            ingot_kernels::reference::vec_dot_q6_k_q8_k_x86
+        }
+        _ => ty.info().vec_dot,
+    }
+}
+
+/// The K-quant dot products on every path are bitwise equal to their reference
+/// ([`k_quant_reference`]): ggml's `_generic` order (eight exact i32 lanes per super-block,
+/// `sums[l] += d * lane[l]` in f32, lanes added in order at the end) or, on x86, ggml's x86 order
+/// (other lanes, one FMA per block, a pairwise final sum). A SIMD kernel can keep exactly either
+/// order, so no tolerance is needed. Rows of random
 /// values (per-32 scale changes, outliers, zero blocks) and rows of random bytes (every code and
 /// scale pattern; f16 scales made finite), at odd offsets.
 #[test]
@@ -223,7 +240,7 @@ fn k_quant_dots_equal_reference_bitwise() {
                             (w, x)
                         }
                     };
-                    let want = (ty.info().vec_dot)(n, &w, &x);
+                    let want = k_quant_reference(k.isa(), ty)(n, &w, &x);
                     for off in OFFSETS {
                         let (ws, xs) = (shifted(&w, off), shifted(&x, off + 2));
                         let got = k.vec_dot(ty, n, &ws[off..], &xs[off + 2..]);
@@ -303,6 +320,20 @@ fn block_integer_dots_are_exact_for_all_byte_patterns() {
     }
 }
 
+/// Where a path's batched K-quant product follows ggml-cpu's tiled matmul instead of `vec_dot` (x86,
+/// from `TILED_MIN_TOKENS` tokens, the types ggml does not repack), its reference.
+fn tiled_reference(isa: Isa, ty: QuantType, t: usize) -> Option<DotFn> {
+    use ingot_kernels::reference::{vec_dot_q6_k_q8_k_tiled, TILED_MIN_TOKENS};
+    match (isa, ty) {
+        (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q6_K) if t >= TILED_MIN_TOKENS => {
+            Some(vec_dot_q6_k_q8_k_tiled)
+        }
+        _ => None,
+    }
+}
+
+/// `matvec` and `matmul` give, bit for bit, what `vec_dot` gives for every (row, token), except for
+/// the batched K-quant products that follow ggml-cpu's tiled order on x86 ([`tiled_reference`]).
 #[test]
 fn matvec_and_matmul_equal_per_row_vec_dot_bitwise() {
     let mut rng = SplitMix64(0x3a7_3a7);
@@ -332,9 +363,18 @@ fn matvec_and_matmul_equal_per_row_vec_dot_bitwise() {
                         let mut mv = vec![f32::NAN; rows];
                         k.matvec(ty, &mut mv, w, xj, n);
                         for r in 0..rows {
-                            let want = k.vec_dot(ty, n, &w[r * rb..(r + 1) * rb], xj);
+                            let wr = &w[r * rb..(r + 1) * rb];
+                            let want = k.vec_dot(ty, n, wr, xj);
                             let ctx = format!("{} {ty} n={n} t={t} row {r} token {j}", k.isa());
-                            assert_eq!(out[j * rows + r].to_bits(), want.to_bits(), "matmul {ctx}");
+                            let want_mm = match tiled_reference(k.isa(), ty, t) {
+                                Some(f) => f(n, wr, xj),
+                                None => want,
+                            };
+                            assert_eq!(
+                                out[j * rows + r].to_bits(),
+                                want_mm.to_bits(),
+                                "matmul {ctx}"
+                            );
                             assert_eq!(mv[r].to_bits(), want.to_bits(), "matvec {ctx}");
                         }
                     }

@@ -84,7 +84,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         median(&tg),
         rounded(&tg)
     );
-    if let Some(kib) = peak_rss_kib() {
+    if let Some(kib) = super::peak_rss_kib() {
         println!("peak RSS = {:.0} MiB", kib as f64 / 1024.0);
     }
     if a.roofline {
@@ -144,13 +144,4 @@ fn median(v: &[f64]) -> f64 {
 
 fn rounded(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| (x * 10.0).round() / 10.0).collect()
-}
-
-/// Peak resident set size (VmHWM) on Linux.
-fn peak_rss_kib() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }

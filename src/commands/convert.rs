@@ -67,8 +67,11 @@ pub fn run(a: &crate::ConvertArgs) -> Result<()> {
         )
     })?;
     let bpw = s.tensor_bytes_out() as f64 * 8.0 / s.n_elements().max(1) as f64;
+    let peak = super::peak_rss_kib()
+        .map(|k| format!(", peak RSS {:.1} MiB", k as f64 / 1024.0))
+        .unwrap_or_default();
     eprintln!(
-        "converted {} tensors to {} (general.file_type {}): {:.2} MiB -> {:.2} MiB ({bpw:.2} bits/weight) in {:.1} s, {} thread(s): {}",
+        "converted {} tensors to {} (general.file_type {}): {:.2} MiB -> {:.2} MiB ({bpw:.2} bits/weight) in {:.1} s, {} thread(s){peak}: {}",
         s.tensors.len(),
         target,
         s.file_type,

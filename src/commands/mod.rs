@@ -29,6 +29,15 @@ pub fn open(path: &Path) -> Result<GgufFile> {
     })
 }
 
+/// This process's peak resident set size in KiB (`VmHWM` of `/proc/self/status`; Linux only).
+pub fn peak_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
 /// Parses and validates the model in `file`.
 pub fn load_model(file: &GgufFile) -> Result<Model<'_>> {
     Model::from_file(file).with_context(|| format!("cannot load `{}`", file.path()))

@@ -2,16 +2,24 @@
 //!
 //! [`crate::Kernels`] sends every K-quant `vec_dot` / `matmul` here instead of to the per-ISA
 //! modules, whose legacy-type kernels do not know the 256-element super-blocks. Every path gives
-//! results bitwise equal to the scalar reference ([`crate::reference`], ggml's `_generic` dot
-//! products; `tests/simd_conformance.rs` checks it):
+//! results bitwise equal to a scalar function of [`crate::reference`] (`tests/simd_conformance.rs`
+//! checks it): ggml's `_generic` dot products, or, where the x86 paths reproduce what llama.cpp
+//! computes on x86, ggml's x86 order written out in scalar code:
 //!
 //! | type | x86_64 AVX2 and AVX-512 paths | other paths |
 //! |---|---|---|
-//! | Q2_K, Q3_K, Q4_K, Q5_K, Q6_K | `x86_64/avx2_kquants.rs` (AVX2, the reference's lane order) | scalar reference |
+//! | Q6_K, 1..7 tokens | `ggml_vec_dot_q6_K_q8_K` (x86): `reference::vec_dot_q6_k_q8_k_x86` | generic |
+//! | Q6_K, 8+ tokens (`matmul`) | ggml's tiled matmul: `reference::vec_dot_q6_k_q8_k_tiled` | generic |
+//! | Q2_K, Q3_K, Q4_K, Q5_K | `x86_64/avx2_kquants.rs` in the generic order | generic |
 //! | Q8_K (as a weight: never in model files) | scalar reference | scalar reference |
 //!
-//! The AVX-512 path uses the AVX2 kernels (its token implies AVX2); NEON has no K-quant kernels
-//! yet and runs the reference.
+//! llama.cpp on x86 runs its tiled matmul (`ggml-cpu/tiled/`) for every product of 8 or more tokens
+//! whose K-quant weights it has not repacked (Q6_K, Q5_K, Q3_K; Q4_K and, with AVX-512, Q2_K are
+//! repacked into `block_q4_Kx8` / `block_q2_Kx8` and run `ggml_gemv/gemm_*_8x8_q8_K`), and `vec_dot`
+//! below 8 tokens; with the same orders the Q6_K logits equal llama.cpp's bit for bit
+//! (`tests/kquants.rs`). The other types keep the generic order until their x86 orders are written.
+//! The AVX-512 path uses the AVX2 kernels (its token implies AVX2), as ggml's AVX-512 build runs its
+//! AVX2 K-quant code; NEON has no K-quant kernels yet and runs the reference.
 
 #[cfg(target_arch = "x86_64")]
 #[path = "x86_64/avx2_kquants.rs"]
@@ -73,11 +81,40 @@ pub(crate) fn matmul(
 ) {
     let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);
     let arb = ty.info().vec_dot_type.row_bytes(n).unwrap_or(0);
+    let dot = |wr: &[u8], x: &[u8]| match tiled_dot(isa, ty, t) {
+        Some(f) => f(n, wr, x),
+        None => vec_dot(isa, ty, n, wr, x),
+    };
     for r in 0..rows {
         let wr = &w[r * rb..(r + 1) * rb];
         for j in 0..t {
             let x = &x_act[j * act_stride..j * act_stride + arb];
-            out[j * rows + r] = vec_dot(isa, ty, n, wr, x);
+            out[j * rows + r] = dot(wr, x);
         }
     }
+}
+
+/// A dot product of one weight row with one activation row of `n` elements.
+type DotFn = fn(usize, &[u8], &[u8]) -> f32;
+
+/// The dot product in the order of ggml-cpu's tiled K-quant matmul, where llama.cpp on x86 uses it
+/// for a product of `t` activation rows (`t >= TILED_MIN_TOKENS`, weights not repacked); `None`
+/// where it uses `vec_dot`.
+fn tiled_dot(isa: Isa, ty: QuantType, t: usize) -> Option<DotFn> {
+    if t < crate::reference::TILED_MIN_TOKENS {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) && avx2().is_some() && ty == QuantType::Q6_K {
+        return Some(|n, w, x| {
+            check_row(QuantType::Q6_K, n, w.len());
+            check_row(QuantType::Q8_K, n, x.len());
+            // SAFETY: avx2() proved AVX2 + FMA + F16C (checked before this function pointer was
+            // handed out); w and x hold exactly n / 256 Q6_K and Q8_K blocks (checked above).
+            unsafe { avx2_kquants::dot_q6_k_tiled(w, x) }
+        });
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (isa, ty);
+    None
 }

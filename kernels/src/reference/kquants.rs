@@ -625,6 +625,24 @@ pub fn quantize_row_q6_k_ref(src: &[f32], dst: &mut [u8]) {
 /// signed value of largest magnitude, `q = min(127, nearest_int(x * (-127 / max)))`, plus the sums
 /// of each 16 quants.
 pub fn quantize_row_q8_k_ref(src: &[f32], dst: &mut [u8]) {
+    q8_k(src, dst, |iscale, v| nearest_int(iscale * v));
+}
+
+/// [`quantize_row_q8_k_ref`] as a compiler that contracts `nearest_int(iscale * x)` (an add of
+/// `12582912.f` to the product) into one FMA builds it: `fma(iscale, x, 12582912.f)`, rounded once.
+/// This is what llama.cpp computes when ggml-base is compiled with FMA enabled (tools/peer's build
+/// passes `-C target-cpu=x86-64-v4` to every C file, and GCC contracts by default), and so what the
+/// K-quant logits fixtures were made with; upstream's default build compiles ggml-base for baseline
+/// x86-64, without FMA, which gives [`quantize_row_q8_k_ref`]. The two differ only where `iscale * x`
+/// lies within one rounding of a half-integer.
+pub fn quantize_row_q8_k_fma(src: &[f32], dst: &mut [u8]) {
+    q8_k(src, dst, |iscale, v| {
+        let r = iscale.mul_add(v, 12_582_912.0);
+        (r.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
+    });
+}
+
+fn q8_k(src: &[f32], dst: &mut [u8], nearest: impl Fn(f32, f32) -> i32) {
     check_row(QuantType::Q8_K, src.len(), dst.len());
     for (x, out) in src
         .chunks_exact(QK_K)
@@ -645,7 +663,7 @@ pub fn quantize_row_q8_k_ref(src: &[f32], dst: &mut [u8]) {
         if amax != 0.0 {
             let iscale = -127.0 / max;
             for (q, &v) in b.qs.iter_mut().zip(x) {
-                *q = nearest_int(iscale * v).min(127) as i8;
+                *q = nearest(iscale, v).min(127) as i8;
             }
             for (g, s) in b.bsums.iter_mut().enumerate() {
                 *s = b.qs[16 * g..16 * g + 16]

@@ -310,6 +310,80 @@ pub fn vec_dot_q6_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
     sums.iter().fold(0.0f32, |acc, &s| acc + s)
 }
 
+// ---------------------------------------------------------------------------------------------
+// ggml-cpu's x86 orders (arch/x86/quants.c, the `__AVX2__` branches, which AVX-512 builds also
+// run): what llama.cpp computes on x86, so that the AVX2 and AVX-512 paths give llama.cpp's
+// logits bit for bit. The integer parts are exact in any order; what the x86 code changes is which
+// products land in which of eight f32 lanes, the FMA per block and the final horizontal sum.
+
+/// `hsum_float_8`: `(a[4..] + a[..4])`, then lanes `0 + 2` and `1 + 3`, then their sum.
+#[inline]
+fn hsum_float_8(a: [f32; 8]) -> f32 {
+    let r: [f32; 4] = core::array::from_fn(|i| a[4 + i] + a[i]);
+    (r[0] + r[2]) + (r[1] + r[3])
+}
+
+/// ggml-cpu's x86 `ggml_vec_dot_q6_K_q8_K` (AVX2 branch). Per super-block, eight i32 lanes: lane
+/// `l` holds the elements `e` with `(e mod 32) / 4 == l` (a `maddubs` + `madd` pair sums four
+/// adjacent bytes), as `scale * (q + 32) * y` with the 6-bit code `q + 32` unsigned, minus
+/// `32 * (bsums[2l] * scales[2l] + bsums[2l+1] * scales[2l+1])` (the `-32` offset through the
+/// activation block sums, lane by lane); then `acc[l] = fma(d, (float)lane[l], acc[l])` with
+/// `d = y.d * x.d`, and [`hsum_float_8`] at the end.
+pub fn vec_dot_q6_k_q8_k_x86(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q6_K, n, w, x);
+    let mut acc = [0f32; 8];
+    for (bw, bx) in w
+        .chunks_exact(BlockQ6_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ6_K::read(bw), BlockQ8_K::read(bx));
+        let q = q6_values(&bw); // q - 32
+        let mut lanes = [0i32; 8];
+        for (e, (&q, &y)) in q.iter().zip(&bx.qs).enumerate() {
+            lanes[e % 32 / 4] += bw.scales[e / 16] as i32 * ((q + 32) * y as i32);
+        }
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let (a, b) = (2 * l, 2 * l + 1);
+            *lane -= 32
+                * (bx.bsums[a] as i32 * bw.scales[a] as i32
+                    + bx.bsums[b] as i32 * bw.scales[b] as i32);
+        }
+        let d = bx.d * bw.d.to_f32();
+        for (a, &l) in acc.iter_mut().zip(&lanes) {
+            *a = d.mul_add(l as f32, *a);
+        }
+    }
+    hsum_float_8(acc)
+}
+
+/// One element of ggml-cpu's *tiled* K-quant matmul (`ggml-cpu/tiled/`), which llama.cpp on x86 runs
+/// instead of `vec_dot` when a product has at least [`TILED_MIN_TOKENS`] activation rows and the
+/// weights are not repacked (Q6_K, Q5_K, Q3_K; Q4_K only where ggml does not repack it). Per
+/// super-block, the exact integer `s1 = sum_s scale_s * sum_{e in s} q_e * y_e` (and, for types with
+/// minimums, `s2 = sum_s min_s * bsum_s`), then `r = (float)s1 * d` (one rounding), `r = fma(-dmin,
+/// (float)s2, r)`, and the row accumulates `acc = fma(r, y.d, acc)` block after block from 0 (the
+/// microkernel's epilogue: `_mm256_fmadd_ps` in AVX2 builds, `mul` + `add` intrinsics that GCC
+/// contracts to the same FMA in AVX-512 VNNI builds).
+pub fn vec_dot_q6_k_q8_k_tiled(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q6_K, n, w, x);
+    let mut acc = 0f32;
+    for (bw, bx) in w
+        .chunks_exact(BlockQ6_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ6_K::read(bw), BlockQ8_K::read(bx));
+        let q = q6_values(&bw);
+        let s1: i32 = lanes8(&q, &bx.qs, |g| bw.scales[g / 2] as i32).iter().sum();
+        let r = s1 as f32 * bw.d.to_f32();
+        acc = r.mul_add(bx.d, acc);
+    }
+    acc
+}
+
+/// The fewest activation rows (tokens) for which ggml-cpu takes its tiled K-quant matmul
+/// (`ggml_tiled_min_batch`: `rows >= 8`).
+pub const TILED_MIN_TOKENS: usize = 8;
+
 /// Q8_K x Q8_K, which ggml never computes (Q8_K is only an activation format): an exact integer
 /// dot per block times `dw * dx`, so that the Q8_K row of the type table is complete.
 pub fn vec_dot_q8_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {

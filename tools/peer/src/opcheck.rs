@@ -189,15 +189,24 @@ unsafe extern "C" fn cb(t: *mut sys::ggml_tensor, ask: bool, ud: *mut c_void) ->
                     };
                     let at_ = wt.info().vec_dot_type;
                     let rb = wt.row_bytes(k).unwrap();
-                    let mut act = vec![0u8; at_.row_bytes(k).unwrap()];
+                    let arb = at_.row_bytes(k).unwrap();
+                    // All tokens' activations, then one `matmul` per weight row over all of them:
+                    // the K-quant order depends on the token count as ggml's does (tiled matmul
+                    // from 8 tokens on x86), which a per-token `vec_dot` would not show.
+                    let nt = t.ne[1] as usize;
+                    let mut act = vec![0u8; arb * nt];
                     for i1 in 0..t.ne[1] {
                         for i0 in 0..k as i64 {
                             col[i0 as usize] = at(x, i0, i1, 0);
                         }
-                        st.k.quantize_activations(at_, &col, &mut act);
-                        for r in 0..t.ne[0] {
-                            let row = std::slice::from_raw_parts((w.data as *const u8).add(r as usize * w.nb[1]), rb);
-                            cmp(st.k.vec_dot(wt, k, row, &act), at(t, r, i1, 0));
+                        st.k.quantize_activations(at_, &col, &mut act[i1 as usize * arb..][..arb]);
+                    }
+                    let mut out = vec![0f32; nt];
+                    for r in 0..t.ne[0] {
+                        let row = std::slice::from_raw_parts((w.data as *const u8).add(r as usize * w.nb[1]), rb);
+                        st.k.matmul(wt, &mut out, row, 1, &act, arb, nt, k);
+                        for i1 in 0..t.ne[1] {
+                            cmp(out[i1 as usize], at(t, r, i1, 0));
                         }
                     }
                 }

@@ -1,6 +1,10 @@
 //! AVX2 dot products of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K weights with Q8_K activations, **bitwise
-//! equal** to [`crate::reference`] (ggml's `ggml_vec_dot_q*_K_q8_K_generic`), so every kernel path
-//! gives the same K-quant results.
+//! equal** to [`crate::reference`]: Q2_K..Q5_K to ggml's `ggml_vec_dot_q*_K_q8_K_generic`; Q6_K to
+//! ggml's x86 order (`dot_q6_k`: `ggml_vec_dot_q6_K_q8_K`'s AVX2 code, instruction for instruction,
+//! = `reference::vec_dot_q6_k_q8_k_x86`; `dot_q6_k_tiled`: the tiled matmul's per-block order,
+//! = `reference::vec_dot_q6_k_q8_k_tiled`), which is what llama.cpp computes on x86.
+//!
+//! The generic order, for the other four types:
 //!
 //! The generic code keeps eight i32 lanes per super-block, lane `l` summing the scaled products of
 //! the elements `e ≡ l (mod 8)`, then does `sums[l] += d * (float)lane[l]` in f32 and adds the
@@ -280,7 +284,20 @@ pub(crate) unsafe fn dot_q2_k(w: &[u8], x: &[u8]) -> f32 {
     sumf
 }
 
-/// Q6_K · Q8_K over `w.len() / 210` super-blocks.
+/// Q6_K · Q8_K over `w.len() / 210` super-blocks in ggml's x86 order
+/// ([`crate::reference::vec_dot_q6_k_q8_k_x86`]): ggml-cpu's `ggml_vec_dot_q6_K_q8_K` AVX2 branch,
+/// instruction for instruction.
+///
+/// ```text
+/// per super-block, per 128 elements (j = 0, 1):
+///     q[t] = 6-bit codes 0..63 of elements 128j + 32t .. +32 (t = 0..3)  ql nibbles | qh bits << 4
+///     p16  = maddubs(q[t], y[t])            i16: adjacent pairs, exact (|p| <= 2*63*128)
+///     p32  = madd(scale16(8j + 2t, +1), p16) i32 lane l: elements 4l..4l+3 of the 32
+///     sumi += p32
+/// sumi -= madd(bsums, scales) << 5           the -32 offset, lane by lane
+/// acc   = fma(d, cvt(sumi), acc)             d = y.d * x.d
+/// hsum_float_8(acc)
+/// ```
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q6_K blocks.
@@ -288,51 +305,120 @@ pub(crate) unsafe fn dot_q2_k(w: &[u8], x: &[u8]) -> f32 {
 pub(crate) unsafe fn dot_q6_k(w: &[u8], x: &[u8]) -> f32 {
     let nb = w.len() / BlockQ6_K::SIZE;
     debug_assert_eq!(x.len(), nb * BlockQ8_K::SIZE);
-    let m4 = _mm_set1_epi8(0x0f);
-    let m2 = _mm_set1_epi8(0x03);
-    let off = _mm_set1_epi8(32);
-    let mut sums = _mm256_setzero_ps();
+    let mut acc = _mm256_setzero_ps();
     for (bw, bx) in w
         .chunks_exact(BlockQ6_K::SIZE)
         .zip(x.chunks_exact(BlockQ8_K::SIZE))
     {
-        let (ql, qh) = (bw.as_ptr(), bw[128..].as_ptr());
-        let y = bx[Q8K_QS..].as_ptr();
-        let mut lanes = _mm256_setzero_si256();
-        for h in 0..2 {
-            for k in 0..4 {
-                for i0 in [0usize, 16] {
-                    // Elements 128h + 32k + i0 .. +16: low 4 bits from ql, top 2 from qh.
-                    // SAFETY: ql has 128 bytes (64h + 32(k%2) + i0 + 16 <= 128), qh 64 bytes
-                    // (32h + i0 + 16 <= 64).
-                    let (l, hb) = unsafe {
-                        (
-                            _mm_loadu_si128(ql.add(64 * h + 32 * (k % 2) + i0).cast()),
-                            _mm_loadu_si128(qh.add(32 * h + i0).cast()),
-                        )
-                    };
-                    let low = if k / 2 == 0 {
-                        _mm_and_si128(l, m4)
-                    } else {
-                        _mm_and_si128(_mm_srli_epi16::<4>(l), m4)
-                    };
-                    let high = match k {
-                        0 => _mm_and_si128(hb, m2),
-                        1 => _mm_and_si128(_mm_srli_epi16::<2>(hb), m2),
-                        2 => _mm_and_si128(_mm_srli_epi16::<4>(hb), m2),
-                        _ => _mm_and_si128(_mm_srli_epi16::<6>(hb), m2),
-                    };
-                    let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<4>(high)), off);
-                    let e = 128 * h + 32 * k + i0;
-                    // SAFETY: y has 256 bytes; e + 16 <= 256.
-                    let y16 = unsafe { load_y16(y.add(e)) };
-                    let p = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(q), y16);
-                    lanes = lanes_add(lanes, p, bw[192 + e / 16] as i8 as i32);
-                }
-            }
-        }
-        let d = f16_at(bw, 208) * f32_at(bx, 0);
-        sums = sums_add(sums, d, lanes);
+        let d = f32_at(bx, 0) * f16_at(bw, 208);
+        // SAFETY: `bw` and `bx` are whole Q6_K and Q8_K blocks (chunks_exact).
+        let sumi = unsafe { q6_k_lanes(bw, bx) };
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
-    ordered_sum(0.0, sums)
+    hsum_float_8(acc)
+}
+
+/// Q6_K · Q8_K in the order of ggml-cpu's tiled matmul
+/// ([`crate::reference::vec_dot_q6_k_q8_k_tiled`]): per super-block the exact integer dot (the
+/// eight lanes of [`dot_q6_k`], summed), `r = (float)isum * x.d`, `acc = fma(r, y.d, acc)`.
+///
+/// # Safety
+/// As [`dot_q6_k`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q6_k_tiled(w: &[u8], x: &[u8]) -> f32 {
+    let nb = w.len() / BlockQ6_K::SIZE;
+    debug_assert_eq!(x.len(), nb * BlockQ8_K::SIZE);
+    let mut acc = 0f32;
+    for (bw, bx) in w
+        .chunks_exact(BlockQ6_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        // SAFETY: `bw` and `bx` are whole Q6_K and Q8_K blocks (chunks_exact).
+        let sumi = unsafe { q6_k_lanes(bw, bx) };
+        let r = hsum_i32_8(sumi) as f32 * f16_at(bw, 208);
+        acc = r.mul_add(f32_at(bx, 0), acc);
+    }
+    acc
+}
+
+/// The eight exact i32 lanes of one Q6_K block times one Q8_K block, as ggml's x86
+/// `ggml_vec_dot_q6_K_q8_K` leaves them before its FMA (see [`dot_q6_k`]).
+///
+/// # Safety
+/// AVX2; `bw` is one 210-byte Q6_K block and `bx` one 292-byte Q8_K block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_lanes(bw: &[u8], bx: &[u8]) -> __m256i {
+    debug_assert!(bw.len() == BlockQ6_K::SIZE && bx.len() == BlockQ8_K::SIZE);
+    let m3 = _mm256_set1_epi8(3);
+    let m15 = _mm256_set1_epi8(15);
+    let (ql, qh, y) = (bw.as_ptr(), bw[128..].as_ptr(), bx[Q8K_QS..].as_ptr());
+    // SAFETY: a Q8_K block has 16 i16 bsums (32 bytes) at Q8K_BSUMS and a Q6_K block 16 i8
+    // scales at 192; loadu accepts any alignment.
+    let (q8sums, scales) = unsafe {
+        (
+            _mm256_loadu_si256(bx[Q8K_BSUMS..].as_ptr().cast()),
+            _mm_loadu_si128(bw[192..].as_ptr().cast()),
+        )
+    };
+    let q8sclsub = _mm256_slli_epi32::<5>(_mm256_madd_epi16(q8sums, _mm256_cvtepi8_epi16(scales)));
+    let mut sumi = _mm256_setzero_si256();
+    for j in 0..2 {
+        // SAFETY: ql has 128 bytes (64j + 64 <= 128), qh 64 (32j + 32 <= 64), y 256
+        // (128j + 128 <= 256).
+        let (b1, b2, bh, y0, y1, y2, y3) = unsafe {
+            let y = y.add(128 * j);
+            (
+                _mm256_loadu_si256(ql.add(64 * j).cast()),
+                _mm256_loadu_si256(ql.add(64 * j + 32).cast()),
+                _mm256_loadu_si256(qh.add(32 * j).cast()),
+                _mm256_loadu_si256(y.cast()),
+                _mm256_loadu_si256(y.add(32).cast()),
+                _mm256_loadu_si256(y.add(64).cast()),
+                _mm256_loadu_si256(y.add(96).cast()),
+            )
+        };
+        let h0 = _mm256_slli_epi16::<4>(_mm256_and_si256(bh, m3));
+        let h1 = _mm256_slli_epi16::<2>(_mm256_and_si256(bh, _mm256_set1_epi8(12)));
+        let h2 = _mm256_and_si256(bh, _mm256_set1_epi8(48));
+        let h3 = _mm256_srli_epi16::<2>(_mm256_and_si256(bh, _mm256_set1_epi8(-64)));
+        let q0 = _mm256_or_si256(_mm256_and_si256(b1, m15), h0);
+        let q1 = _mm256_or_si256(_mm256_and_si256(b2, m15), h1);
+        let q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b1), m15), h2);
+        let q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(b2), m15), h3);
+        let scaled = |q: __m256i, y: __m256i, t: usize| {
+            // Scales 8j + 2t (elements 0..16 of the 32) and 8j + 2t + 1 (16..32), as i16.
+            let (a, b) = (
+                bw[192 + 8 * j + 2 * t] as i8,
+                bw[192 + 8 * j + 2 * t + 1] as i8,
+            );
+            let sc = _mm256_set_m128i(_mm_set1_epi16(b as i16), _mm_set1_epi16(a as i16));
+            _mm256_madd_epi16(sc, _mm256_maddubs_epi16(q, y))
+        };
+        let (p0, p1) = (scaled(q0, y0, 0), scaled(q1, y1, 1));
+        let (p2, p3) = (scaled(q2, y2, 2), scaled(q3, y3, 3));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p2, p3));
+    }
+    _mm256_sub_epi32(sumi, q8sclsub)
+}
+
+/// The exact sum of eight i32 lanes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_i32_8(v: __m256i) -> i32 {
+    let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+    let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// ggml's `hsum_float_8`: high half plus low half, then lanes 0 + 2 and 1 + 3, then their sum.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum_float_8(x: __m256) -> f32 {
+    let mut r = _mm_add_ps(_mm256_extractf128_ps::<1>(x), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
 }
