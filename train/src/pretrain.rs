@@ -5,7 +5,7 @@
 use crate::data::random_batch;
 use crate::error::Result;
 use crate::model::Model;
-use crate::optim::{clip_grad_norm, lr_schedule, AdamW, Schedule};
+use crate::optim::{lr_schedule, AdamW, Schedule};
 use crate::rng::Rng;
 
 /// What one run does.
@@ -121,9 +121,9 @@ pub fn train_step(
         loss += l as f64 / accum as f64;
         model.backward_scaled(1.0 / accum as f32);
     }
-    let grad_norm = clip_grad_norm(&mut model.grads, cfg.grad_clip);
+    let grad_norm = model.clip_grad_norm(cfg.grad_clip);
     let lr = lr_schedule(&cfg.schedule, step);
-    opt.update(&mut model.params, &model.grads, lr);
+    model.adamw_update(opt, lr);
     Ok(StepStats {
         step,
         loss: loss as f32,
