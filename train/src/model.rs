@@ -131,6 +131,8 @@ pub struct Model<F: Float = f32> {
     acts: Option<Activations<F>>,
     /// Each tensor's range in `params` / `grads` (built once: the step slices with it).
     ranges: Tensors<std::ops::Range<usize>>,
+    /// The training loop's batch `(tokens, targets)`, kept so a step allocates nothing.
+    pub(crate) batch: (Vec<u32>, Vec<u32>),
 }
 
 impl<F: Float> Model<F> {
@@ -150,6 +152,7 @@ impl<F: Float> Model<F> {
             rope,
             acts: None,
             ranges: params::ranges(&config),
+            batch: (Vec::new(), Vec::new()),
             config,
         })
     }
@@ -462,6 +465,7 @@ impl<F: Float> Model<F> {
             rope,
             acts,
             ranges: w,
+            ..
         } = self;
         let a = acts.as_mut().expect("backward before forward");
         let (b, t) = (a.b, a.t);
