@@ -51,6 +51,7 @@ struct Activations<F> {
     gate: Vec<F>,      // (L, N, F)
     up: Vec<F>,        // (L, N, F)
     hidden: Vec<F>,    // (L, N, F) silu(gate) * up
+    sig: Vec<F>,       // (L, N, F) sigmoid(gate), so the backward needs no second exp
     lnf: Vec<F>,       // (N, C)
     rstdf: Vec<F>,     // (N,)
     logits: Vec<F>,    // (N, V)
@@ -95,6 +96,7 @@ impl<F: Float> Activations<F> {
             gate: z(l * n * f),
             up: z(l * n * f),
             hidden: z(l * n * f),
+            sig: z(l * n * f),
             lnf: z(n * c),
             rstdf: z(n),
             logits: z(n * v),
@@ -179,6 +181,11 @@ impl<F: Float> Model<F> {
     /// Threads for the batch and the matmuls, the caller included.
     pub fn n_threads(&self) -> usize {
         self.engine.n_threads()
+    }
+
+    /// The model's thread pool (the caller plus `n_threads - 1` workers).
+    pub fn pool(&self) -> &ThreadPool {
+        &self.engine.pool
     }
 
     /// The parameter tensor called `name` (GGUF naming), if any.
@@ -286,6 +293,7 @@ impl<F: Float> Model<F> {
             let gate = &mut a.gate[l * n * f..][..n * f];
             let up = &mut a.up[l * n * f..][..n * f];
             let hidden = &mut a.hidden[l * n * f..][..n * f];
+            let sig = &mut a.sig[l * n * f..][..n * f];
             let rstd1 = &mut a.rstd1[l * n..][..n];
             let rstd2 = &mut a.rstd2[l * n..][..n];
 
@@ -302,7 +310,7 @@ impl<F: Float> Model<F> {
             rmsnorm_forward_par(ln2, rstd2, xa, p(&lw.ffn_norm), c, eps, &e.pool);
             linear_forward(gate, ln2, p(&lw.ffn_gate), n, c, f, e);
             linear_forward(up, ln2, p(&lw.ffn_up), n, c, f, e);
-            swiglu_forward_par(hidden, gate, up, &e.pool);
+            swiglu_forward_saving_par(hidden, sig, gate, up, &e.pool);
             linear_forward(&mut a.proj, hidden, p(&lw.ffn_down), n, f, c, e);
             residual_forward_par(x_out, xa, &a.proj, &e.pool);
         }
@@ -447,10 +455,9 @@ impl<F: Float> Model<F> {
         let a = acts.as_mut().expect("backward before forward");
         let n = a.b * a.t;
         let (c, v) = (cfg.dim, cfg.vocab_size);
-        zero(&mut a.dln, &e.pool);
         let rout = w.output.as_ref().unwrap_or(&w.token_embd).clone();
         let (wout, dwout) = (&params[rout.clone()], &mut grads[rout]);
-        linear_backward(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, e);
+        linear_backward_into(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, e);
         self.backward_trunk();
     }
 
@@ -496,27 +503,25 @@ impl<F: Float> Model<F> {
             let gate = &a.gate[l * n * f..][..n * f];
             let up = &a.up[l * n * f..][..n * f];
             let hidden = &a.hidden[l * n * f..][..n * f];
+            let sig = &a.sig[l * n * f..][..n * f];
             let (rstd1, rstd2) = (&a.rstd1[l * n..][..n], &a.rstd2[l * n..][..n]);
 
-            // MLP branch: x_out = xa + mlp(ln2), so d(xa) = d(x_out) + the norm's share
-            zero(&mut a.dhidden, &e.pool);
+            // MLP branch: x_out = xa + mlp(ln2), so d(xa) = d(x_out) + the norm's share. The first
+            // writer of each scratch gradient overwrites it (`*_into`, `*_saved`): nothing to zero.
             let (wt, dw) = (p(&lw.ffn_down), &mut grads[lw.ffn_down.clone()]);
-            linear_backward(&mut a.dhidden, dw, &a.dx, hidden, wt, n, f, c, e);
-            zero(&mut a.dgate, &e.pool);
-            zero(&mut a.dup, &e.pool);
-            swiglu_backward_par(&mut a.dgate, &mut a.dup, &a.dhidden, gate, up, &e.pool);
-            zero(&mut a.dln, &e.pool);
+            linear_backward_into(&mut a.dhidden, dw, &a.dx, hidden, wt, n, f, c, e);
+            let (dgate, dup) = (&mut a.dgate, &mut a.dup);
+            swiglu_backward_saved_par(dgate, dup, &a.dhidden, sig, gate, up, &e.pool);
             let (wt, dw) = (p(&lw.ffn_gate), &mut grads[lw.ffn_gate.clone()]);
-            linear_backward(&mut a.dln, dw, &a.dgate, ln2, wt, n, c, f, e);
+            linear_backward_into(&mut a.dln, dw, &a.dgate, ln2, wt, n, c, f, e);
             let (wt, dw) = (p(&lw.ffn_up), &mut grads[lw.ffn_up.clone()]);
             linear_backward(&mut a.dln, dw, &a.dup, ln2, wt, n, c, f, e);
             let (wt, dw) = (p(&lw.ffn_norm), &mut grads[lw.ffn_norm.clone()]);
             rmsnorm_backward_par(&mut a.dx, dw, &a.dln, xa, wt, rstd2, c, &e.pool);
 
             // attention branch: xa = x_in + attn(ln1)
-            zero(&mut a.datty, &e.pool);
             let (wt, dw) = (p(&lw.attn_output), &mut grads[lw.attn_output.clone()]);
-            linear_backward(&mut a.datty, dw, &a.dx, atty, wt, n, qd, c, e);
+            linear_backward_into(&mut a.datty, dw, &a.dx, atty, wt, n, qd, c, e);
             zero(&mut a.dq, &e.pool);
             zero(&mut a.dk, &e.pool);
             zero(&mut a.dv, &e.pool);
@@ -525,9 +530,8 @@ impl<F: Float> Model<F> {
             );
             rope_par(&mut a.dq, rope, b, t, nh, d, true, &e.pool);
             rope_par(&mut a.dk, rope, b, t, nkv, d, true, &e.pool);
-            zero(&mut a.dln, &e.pool);
             let (wt, dw) = (p(&lw.attn_q), &mut grads[lw.attn_q.clone()]);
-            linear_backward(&mut a.dln, dw, &a.dq, ln1, wt, n, c, qd, e);
+            linear_backward_into(&mut a.dln, dw, &a.dq, ln1, wt, n, c, qd, e);
             let (wt, dw) = (p(&lw.attn_k), &mut grads[lw.attn_k.clone()]);
             linear_backward(&mut a.dln, dw, &a.dk, ln1, wt, n, c, kvd, e);
             let (wt, dw) = (p(&lw.attn_v), &mut grads[lw.attn_v.clone()]);

@@ -2,10 +2,12 @@
 //! packing buffers, attention's scratch and the batch buffers), further optimizer steps of
 //! [`Trainer::train_step`] — sampling, forward, backward with gradient accumulation, clipping, AdamW
 //! — make zero heap allocations and zero frees, at 1 and 2 threads. A counting global allocator
-//! counts on every thread (the pool's workers included) while armed; this file holds one test so
-//! nothing else runs while it is armed.
+//! counts, while armed, on the test's thread and on the model's pool workers (marked by a
+//! thread-local each sets); not on the test harness's own thread, which allocates on its own
+//! schedule.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use ingot_train::pretrain::{TrainConfig, Trainer};
@@ -17,27 +19,35 @@ struct Counting;
 static ARMED: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
 static FREES: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// This thread's allocations count while [`ARMED`].
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn armed() -> bool {
+    ARMED.load(Ordering::Relaxed) && COUNTED.with(Cell::get)
+}
 
 // SAFETY: every method forwards to the system allocator with the caller's arguments unchanged, so the
 // GlobalAlloc contract is the system allocator's; the only addition is atomic counter updates, which
-// neither allocate nor unwind.
+// neither allocate nor unwind (the thread-local is const-initialized).
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
+        if armed() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: same layout the caller passed, which satisfies `alloc`'s contract.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if ARMED.load(Ordering::Relaxed) {
+        if armed() {
             FREES.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: `ptr` was returned by `System.alloc` with this `layout` (all allocations go through it).
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if ARMED.load(Ordering::Relaxed) {
+        if armed() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded unchanged; `ptr`/`layout` come from this allocator.
@@ -64,8 +74,23 @@ fn counted<R>(f: impl FnOnce() -> R) -> (R, usize, usize) {
     )
 }
 
+/// Marks every thread of `pool` as counted: a pool job runs on the workers that wake in time, so
+/// repeat until each index has run once (worker `i` is always index `i`).
+fn mark_pool_threads(pool: &ingot_train::parallel::ThreadPool) {
+    let seen: Vec<AtomicBool> = (0..pool.n_threads())
+        .map(|_| AtomicBool::new(false))
+        .collect();
+    while !seen.iter().all(|s| s.load(Ordering::SeqCst)) {
+        pool.run(&|i, _| {
+            COUNTED.with(|c| c.set(true));
+            seen[i].store(true, Ordering::SeqCst);
+        });
+    }
+}
+
 #[test]
 fn training_steps_allocate_nothing() {
+    COUNTED.with(|c| c.set(true));
     let mut rng = Rng::new(1);
     let ids: Vec<u32> = (0..4000).map(|_| rng.below(67) as u32).collect();
     for (tied, threads) in [(true, 1), (false, 2), (true, 2)] {
@@ -102,6 +127,7 @@ fn training_steps_allocate_nothing() {
         for _ in 0..2 {
             trainer.train_step(&ids).unwrap();
         }
+        mark_pool_threads(trainer.model.pool());
         let (_, allocations, frees) = counted(|| {
             for _ in 0..6 {
                 trainer.train_step(&ids).unwrap();
@@ -114,6 +140,7 @@ fn training_steps_allocate_nothing() {
         );
         // the counter counts (on a pool thread too)
         let pool = ingot_train::parallel::pool(2);
+        mark_pool_threads(&pool);
         let (v, allocations, _) = counted(|| {
             let mut out = [0usize; 2];
             pool.for_each_chunk(&mut out, 1, |i, o| o[0] = vec![i; 3 + i].len());

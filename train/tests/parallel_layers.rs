@@ -85,6 +85,44 @@ fn swiglu_par_equals_serial() {
             (bits(&dg), bits(&du)),
             "{threads}"
         );
+        // the saving forward and the overwriting backward: the same bits as the serial pair on
+        // zeroed gradients, whatever the buffers held before
+        let (mut h3, mut sig) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        swiglu_forward_saving_par(&mut h3, &mut sig, &g, &u, &pool);
+        let (mut dg3, mut du3) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        swiglu_backward_saved_par(&mut dg3, &mut du3, &dy, &sig, &g, &u, &pool);
+        let (mut dgz, mut duz) = (vec![0.0; n], vec![0.0; n]);
+        swiglu_backward(&mut dgz, &mut duz, &dy, &g, &u);
+        assert_eq!(bits(&h3), bits(&h), "{threads}");
+        assert_eq!(
+            (bits(&dg3), bits(&du3)),
+            (bits(&dgz), bits(&duz)),
+            "{threads}"
+        );
+    }
+}
+
+#[test]
+fn linear_backward_into_overwrites() {
+    let (n, ic, oc) = (70, 48, 33);
+    let mut rng = Rng::new(8);
+    let (x, w, dy) = (
+        randn(&mut rng, n * ic),
+        randn(&mut rng, oc * ic),
+        randn(&mut rng, n * oc),
+    );
+    let dw0 = randn(&mut rng, oc * ic);
+    for threads in THREADS {
+        let mut e = ingot_train::parallel::Engine::<f32>::new(threads);
+        let (mut dx, mut dw) = (vec![0.0; n * ic], dw0.clone());
+        linear_backward(&mut dx, &mut dw, &dy, &x, &w, n, ic, oc, &mut e);
+        let (mut dx2, mut dw2) = (vec![f32::NAN; n * ic], dw0.clone());
+        linear_backward_into(&mut dx2, &mut dw2, &dy, &x, &w, n, ic, oc, &mut e);
+        assert_eq!(
+            (bits(&dx2), bits(&dw2)),
+            (bits(&dx), bits(&dw)),
+            "{threads}"
+        );
     }
 }
 

@@ -24,10 +24,13 @@ pub use cross_entropy::{
     cross_entropy_backward, cross_entropy_backward_par, cross_entropy_backward_weighted,
     cross_entropy_forward, cross_entropy_forward_par,
 };
-pub use linear::{dot, linear_backward, linear_forward};
+pub use linear::{dot, linear_backward, linear_backward_into, linear_forward};
 pub use rmsnorm::{rmsnorm_backward, rmsnorm_backward_par, rmsnorm_forward, rmsnorm_forward_par};
 pub use rope::{rope_backward, rope_forward, rope_par, rope_table};
-pub use swiglu::{swiglu_backward, swiglu_backward_par, swiglu_forward, swiglu_forward_par};
+pub use swiglu::{
+    swiglu_backward, swiglu_backward_par, swiglu_backward_saved_par, swiglu_forward,
+    swiglu_forward_par, swiglu_forward_saving_par,
+};
 
 use crate::parallel::{par_rows1, ThreadPool};
 use crate::Float;

@@ -57,3 +57,50 @@ pub fn swiglu_backward_par<F: Float>(
         swiglu_backward(dgate, dup, dout, gate, up)
     });
 }
+
+/// [`swiglu_forward`] that also keeps `sig (N, F) = sigmoid(gate)` for
+/// [`swiglu_backward_saved_par`], spread over `pool`; `out` has the same bits as [`swiglu_forward`].
+pub fn swiglu_forward_saving_par<F: Float>(
+    out: &mut [F],
+    sig: &mut [F],
+    gate: &[F],
+    up: &[F],
+    pool: &ThreadPool,
+) {
+    assert!(out.len() == gate.len() && out.len() == up.len() && sig.len() == out.len());
+    par_rows2(pool, out.len(), 8, (out, 1), (sig, 1), |i0, out, sig| {
+        let n = out.len();
+        let (gate, up) = (&gate[i0..][..n], &up[i0..][..n]);
+        for (((h, s), &g), &u) in out.iter_mut().zip(sig.iter_mut()).zip(gate).zip(up) {
+            *s = sigmoid(g);
+            *h = g * *s * u;
+        }
+    });
+}
+
+/// [`swiglu_backward`] from the kept `sig = sigmoid(gate)`, **overwriting** `dgate` and `dup` (no
+/// need to zero them): bitwise what [`swiglu_backward`] gives on zeroed gradients, without a second
+/// `exp` per element. Spread over `pool`.
+pub fn swiglu_backward_saved_par<F: Float>(
+    dgate: &mut [F],
+    dup: &mut [F],
+    dout: &[F],
+    sig: &[F],
+    gate: &[F],
+    up: &[F],
+    pool: &ThreadPool,
+) {
+    let n = dout.len();
+    assert!(dgate.len() == n && dup.len() == n && gate.len() == n && up.len() == n);
+    assert_eq!(sig.len(), n);
+    par_rows2(pool, n, 4, (dgate, 1), (dup, 1), |i0, dgate, dup| {
+        let n = dgate.len();
+        let (dout, sig) = (&dout[i0..][..n], &sig[i0..][..n]);
+        let (gate, up) = (&gate[i0..][..n], &up[i0..][..n]);
+        for i in 0..n {
+            let (g, u, d, s) = (gate[i], up[i], dout[i], sig[i]);
+            dgate[i] = d * u * s * (F::ONE + g * (F::ONE - s));
+            dup[i] = d * g * s;
+        }
+    });
+}
