@@ -88,7 +88,8 @@ pub fn rmsnorm_backward_par<F: Float>(
         let (dy, x) = (&dout[r0 * c..][..rows * c], &inp[r0 * c..][..rows * c]);
         backward_input(dx, dy, x, w, &rstd[r0..][..rows], c)
     });
-    par_rows1(pool, c, 3 * n, (dw, 1), |i0, dw| {
+    // blocks of at least 16 columns (a cache line of each row), whatever the row count
+    par_rows1(pool, c, 256, (dw, 1), |i0, dw| {
         backward_weight(dw, i0, dout, inp, rstd, c)
     });
 }
