@@ -160,6 +160,21 @@ pub fn random_batch(
     t: usize,
     rng: &mut Rng,
 ) -> Result<(Vec<u32>, Vec<u32>)> {
+    let (mut tokens, mut targets) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
+    random_batch_into(ids, b, t, rng, &mut tokens, &mut targets)?;
+    Ok((tokens, targets))
+}
+
+/// As [`random_batch`], into `tokens` and `targets` (cleared first; they allocate only to grow, so a
+/// training loop that keeps them allocates nothing per step). The same windows from the same `rng`.
+pub fn random_batch_into(
+    ids: &[u32],
+    b: usize,
+    t: usize,
+    rng: &mut Rng,
+    tokens: &mut Vec<u32>,
+    targets: &mut Vec<u32>,
+) -> Result<()> {
     if ids.len() < t + 1 {
         return Err(Error::Data {
             what: format!(
@@ -169,13 +184,14 @@ pub fn random_batch(
             ),
         });
     }
-    let (mut tokens, mut targets) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
+    tokens.clear();
+    targets.clear();
     for _ in 0..b {
         let start = rng.below(ids.len() - t);
         tokens.extend_from_slice(&ids[start..start + t]);
         targets.extend_from_slice(&ids[start + 1..start + t + 1]);
     }
-    Ok((tokens, targets))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -38,4 +38,4 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use float::Float;
 pub use model::Model;
-pub use optim::{clip_grad_norm, lr_schedule, AdamW, AdamWConfig, Schedule};
+pub use optim::{clip_grad_norm, clip_grad_norm_par, lr_schedule, AdamW, AdamWConfig, Schedule};

@@ -23,8 +23,9 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::layers::*;
-use crate::parallel::Engine;
-use crate::params::{self, views, views_mut};
+use crate::optim::{clip_grad_norm_par, AdamW};
+use crate::parallel::{par_rows1, Engine, ThreadPool};
+use crate::params::{self, Tensors};
 use crate::rng::Rng;
 use crate::Float;
 
@@ -50,6 +51,7 @@ struct Activations<F> {
     gate: Vec<F>,      // (L, N, F)
     up: Vec<F>,        // (L, N, F)
     hidden: Vec<F>,    // (L, N, F) silu(gate) * up
+    sig: Vec<F>,       // (L, N, F) sigmoid(gate), so the backward needs no second exp
     lnf: Vec<F>,       // (N, C)
     rstdf: Vec<F>,     // (N,)
     logits: Vec<F>,    // (N, V)
@@ -94,6 +96,7 @@ impl<F: Float> Activations<F> {
             gate: z(l * n * f),
             up: z(l * n * f),
             hidden: z(l * n * f),
+            sig: z(l * n * f),
             lnf: z(n * c),
             rstdf: z(n),
             logits: z(n * v),
@@ -128,6 +131,10 @@ pub struct Model<F: Float = f32> {
     engine: Engine<F>,
     rope: Vec<F>, // (T, D/2, 2) cos/sin
     acts: Option<Activations<F>>,
+    /// Each tensor's range in `params` / `grads` (built once: the step slices with it).
+    ranges: Tensors<std::ops::Range<usize>>,
+    /// The training loop's batch `(tokens, targets)`, kept so a step allocates nothing.
+    pub(crate) batch: (Vec<u32>, Vec<u32>),
 }
 
 impl<F: Float> Model<F> {
@@ -146,6 +153,8 @@ impl<F: Float> Model<F> {
             engine: Engine::new(n_threads),
             rope,
             acts: None,
+            ranges: params::ranges(&config),
+            batch: (Vec::new(), Vec::new()),
             config,
         })
     }
@@ -174,6 +183,11 @@ impl<F: Float> Model<F> {
         self.engine.n_threads()
     }
 
+    /// The model's thread pool (the caller plus `n_threads - 1` workers).
+    pub fn pool(&self) -> &ThreadPool {
+        &self.engine.pool
+    }
+
     /// The parameter tensor called `name` (GGUF naming), if any.
     pub fn param(&self, name: &str) -> Option<&[F]> {
         let spec = params::layout(&self.config)
@@ -196,7 +210,19 @@ impl<F: Float> Model<F> {
     }
 
     pub fn zero_grad(&mut self) {
-        self.grads.iter_mut().for_each(|g| *g = F::ZERO);
+        zero(&mut self.grads, &self.engine.pool);
+    }
+
+    /// Clips the gradients to global norm `max_norm` ([`crate::clip_grad_norm`], on the model's
+    /// threads; the same bits) and returns the norm before clipping.
+    pub fn clip_grad_norm(&mut self, max_norm: f64) -> f64 {
+        clip_grad_norm_par(&mut self.grads, max_norm, &self.engine.pool)
+    }
+
+    /// One AdamW update of the parameters from the gradients ([`AdamW::update`], on the model's
+    /// threads; the same bits).
+    pub fn adamw_update(&mut self, opt: &mut AdamW<F>, lr: f64) {
+        opt.update_par(&mut self.params, &self.grads, lr, &self.engine.pool);
     }
 
     /// Runs the model on `tokens (B, T)`; with `targets (B, T)` also computes the mean loss, which it
@@ -232,20 +258,28 @@ impl<F: Float> Model<F> {
         if self.acts.as_ref().is_none_or(|a| a.b != b || a.t != t) {
             self.acts = Some(Activations::new(cfg, b, t));
         }
-        let a = self.acts.as_mut().expect("planned above");
+        let Model {
+            config: cfg,
+            params,
+            engine: e,
+            rope,
+            acts,
+            ranges: w,
+            ..
+        } = self;
+        let a = acts.as_mut().expect("planned above");
         let (c, v, f) = (cfg.dim, cfg.vocab_size, cfg.ffn_dim);
-        let e = &mut self.engine;
         let (nh, nkv, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
         let (qd, kvd) = (nh * d, nkv * d);
         let eps = F::from_f64(cfg.norm_eps as f64);
         let shape = AttentionShape { b, t, nh, nkv, d };
-        let w = views(cfg, &self.params);
+        let p = |r: &std::ops::Range<usize>| &params[r.clone()];
 
         a.tokens.copy_from_slice(tokens);
         a.targets.clear();
         a.targets.extend_from_slice(targets.unwrap_or(&[]));
         a.weights.clear();
-        embedding_forward(&mut a.x[..n * c], tokens, w.token_embd, c);
+        embedding_forward_par(&mut a.x[..n * c], tokens, p(&w.token_embd), c, &e.pool);
         for (l, lw) in w.layers.iter().enumerate() {
             let (x_in, x_out) = a.x[l * n * c..(l + 2) * n * c].split_at_mut(n * c); // (N, C) each
             let ln1 = &mut a.ln1[l * n * c..][..n * c];
@@ -259,33 +293,38 @@ impl<F: Float> Model<F> {
             let gate = &mut a.gate[l * n * f..][..n * f];
             let up = &mut a.up[l * n * f..][..n * f];
             let hidden = &mut a.hidden[l * n * f..][..n * f];
+            let sig = &mut a.sig[l * n * f..][..n * f];
+            let rstd1 = &mut a.rstd1[l * n..][..n];
+            let rstd2 = &mut a.rstd2[l * n..][..n];
 
-            rmsnorm_forward(ln1, &mut a.rstd1[l * n..][..n], x_in, lw.attn_norm, c, eps);
-            linear_forward(q, ln1, lw.attn_q, n, c, qd, e);
-            linear_forward(k, ln1, lw.attn_k, n, c, kvd, e);
-            linear_forward(vv, ln1, lw.attn_v, n, c, kvd, e);
-            rope_forward(q, &self.rope, b, t, nh, d);
-            rope_forward(k, &self.rope, b, t, nkv, d);
+            rmsnorm_forward_par(ln1, rstd1, x_in, p(&lw.attn_norm), c, eps, &e.pool);
+            linear_forward(q, ln1, p(&lw.attn_q), n, c, qd, e);
+            linear_forward(k, ln1, p(&lw.attn_k), n, c, kvd, e);
+            linear_forward(vv, ln1, p(&lw.attn_v), n, c, kvd, e);
+            rope_par(q, rope, b, t, nh, d, false, &e.pool);
+            rope_par(k, rope, b, t, nkv, d, false, &e.pool);
             attention_forward(atty, att, q, k, vv, shape, e);
-            linear_forward(&mut a.proj, atty, lw.attn_output, n, qd, c, e);
-            residual_forward(xa, x_in, &a.proj);
+            linear_forward(&mut a.proj, atty, p(&lw.attn_output), n, qd, c, e);
+            residual_forward_par(xa, x_in, &a.proj, &e.pool);
 
-            rmsnorm_forward(ln2, &mut a.rstd2[l * n..][..n], xa, lw.ffn_norm, c, eps);
-            linear_forward(gate, ln2, lw.ffn_gate, n, c, f, e);
-            linear_forward(up, ln2, lw.ffn_up, n, c, f, e);
-            swiglu_forward(hidden, gate, up);
-            linear_forward(&mut a.proj, hidden, lw.ffn_down, n, f, c, e);
-            residual_forward(x_out, xa, &a.proj);
+            rmsnorm_forward_par(ln2, rstd2, xa, p(&lw.ffn_norm), c, eps, &e.pool);
+            linear_forward(gate, ln2, p(&lw.ffn_gate), n, c, f, e);
+            linear_forward(up, ln2, p(&lw.ffn_up), n, c, f, e);
+            swiglu_forward_saving_par(hidden, sig, gate, up, &e.pool);
+            linear_forward(&mut a.proj, hidden, p(&lw.ffn_down), n, f, c, e);
+            residual_forward_par(x_out, xa, &a.proj, &e.pool);
         }
         let x_last = &a.x[cfg.n_layers * n * c..];
-        rmsnorm_forward(&mut a.lnf, &mut a.rstdf, x_last, w.output_norm, c, eps);
-        let wout = w.output.unwrap_or(w.token_embd);
+        let (lnf, rstdf) = (&mut a.lnf, &mut a.rstdf);
+        rmsnorm_forward_par(lnf, rstdf, x_last, p(&w.output_norm), c, eps, &e.pool);
+        let wout = p(w.output.as_ref().unwrap_or(&w.token_embd));
         linear_forward(&mut a.logits, &a.lnf, wout, n, c, v, e);
 
         let Some(targets) = targets else {
             return Ok(None);
         };
-        cross_entropy_forward(&mut a.probs, &mut a.losses, &a.logits, targets, v);
+        let (probs, losses) = (&mut a.probs, &mut a.losses);
+        cross_entropy_forward_par(probs, losses, &a.logits, targets, v, &e.pool);
         let mean = a.losses.iter().map(|l| l.to_f64()).sum::<f64>() / n as f64;
         Ok(Some(F::from_f64(mean)))
     }
@@ -307,22 +346,17 @@ impl<F: Float> Model<F> {
             "backward needs a forward with targets"
         );
         let n = a.b * a.t;
-        let zero = |buf: &mut [F]| buf.iter_mut().for_each(|x| *x = F::ZERO);
+        let pool = &self.engine.pool;
 
         // loss -> logits
-        zero(&mut a.dlogits);
+        zero(&mut a.dlogits, pool);
+        let (dlogits, probs, targets) = (&mut a.dlogits, &a.probs, &a.targets);
         if a.weights.is_empty() {
             let dloss = scale / F::from_f64(n as f64);
-            cross_entropy_backward(&mut a.dlogits, &a.probs, &a.targets, v, dloss);
+            cross_entropy_backward_par(dlogits, probs, targets, v, None, dloss, pool);
         } else {
-            cross_entropy_backward_weighted(
-                &mut a.dlogits,
-                &a.probs,
-                &a.targets,
-                v,
-                &a.weights,
-                scale,
-            );
+            let weights = Some(&a.weights[..]);
+            cross_entropy_backward_par(dlogits, probs, targets, v, weights, scale, pool);
         }
         self.backward_from_logits();
     }
@@ -340,8 +374,10 @@ impl<F: Float> Model<F> {
             "backward needs a forward with targets"
         );
         assert_eq!(weights.len(), a.b * a.t, "one weight per token");
-        a.dlogits.iter_mut().for_each(|x| *x = F::ZERO);
-        cross_entropy_backward_weighted(&mut a.dlogits, &a.probs, &a.targets, v, weights, F::ONE);
+        let pool = &self.engine.pool;
+        zero(&mut a.dlogits, pool);
+        let (dlogits, probs, targets) = (&mut a.dlogits, &a.probs, &a.targets);
+        cross_entropy_backward_par(dlogits, probs, targets, v, Some(weights), F::ONE, pool);
         self.backward_from_logits();
     }
 
@@ -407,53 +443,54 @@ impl<F: Float> Model<F> {
 
     /// From `dlogits` to the final norm's output gradient (`dln`), then the trunk.
     fn backward_from_logits(&mut self) {
-        let cfg = &self.config;
-        let a = self.acts.as_mut().expect("backward before forward");
+        let Model {
+            config: cfg,
+            params,
+            grads,
+            engine: e,
+            acts,
+            ranges: w,
+            ..
+        } = self;
+        let a = acts.as_mut().expect("backward before forward");
         let n = a.b * a.t;
         let (c, v) = (cfg.dim, cfg.vocab_size);
-        let e = &mut self.engine;
-        let w = views(cfg, &self.params);
-        let mut g = views_mut(cfg, &mut self.grads);
-        a.dln.iter_mut().for_each(|x| *x = F::ZERO);
-        let wout = w.output.unwrap_or(w.token_embd);
-        let dwout: &mut [F] = match g.output.as_mut() {
-            Some(o) => o,
-            None => &mut *g.token_embd,
-        };
-        linear_backward(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, e);
+        let rout = w.output.as_ref().unwrap_or(&w.token_embd).clone();
+        let (wout, dwout) = (&params[rout.clone()], &mut grads[rout]);
+        linear_backward_into(&mut a.dln, dwout, &a.dlogits, &a.lnf, wout, n, c, v, e);
         self.backward_trunk();
     }
 
     /// From `dln` (the gradient of the final norm's output) through the final norm, the blocks and
     /// the embedding.
     fn backward_trunk(&mut self) {
-        let cfg = &self.config;
-        let a = self.acts.as_mut().expect("backward before forward");
+        let Model {
+            config: cfg,
+            params,
+            grads,
+            engine: e,
+            rope,
+            acts,
+            ranges: w,
+            ..
+        } = self;
+        let a = acts.as_mut().expect("backward before forward");
         let (b, t) = (a.b, a.t);
         let n = b * t;
         let (c, f) = (cfg.dim, cfg.ffn_dim);
-        let e = &mut self.engine;
         let (nh, nkv, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.head_dim());
         let (qd, kvd) = (nh * d, nkv * d);
         let shape = AttentionShape { b, t, nh, nkv, d };
-        let w = views(cfg, &self.params);
-        let mut g = views_mut(cfg, &mut self.grads);
-        let zero = |buf: &mut [F]| buf.iter_mut().for_each(|x| *x = F::ZERO);
+        let p = |r: &std::ops::Range<usize>| &params[r.clone()];
 
-        zero(&mut a.dx);
+        zero(&mut a.dx, &e.pool);
         let x_last = &a.x[cfg.n_layers * n * c..];
-        rmsnorm_backward(
-            &mut a.dx,
-            g.output_norm,
-            &a.dln,
-            x_last,
-            w.output_norm,
-            &a.rstdf,
-            c,
-        );
+        let (dx, dln) = (&mut a.dx, &a.dln);
+        let (wn, dwn) = (p(&w.output_norm), &mut grads[w.output_norm.clone()]);
+        rmsnorm_backward_par(dx, dwn, dln, x_last, wn, &a.rstdf, c, &e.pool);
 
         // blocks, last to first; `dx` holds d(x_out) on entry and d(x_in) on exit
-        for (l, (lw, lg)) in w.layers.iter().zip(g.layers.iter_mut()).enumerate().rev() {
+        for (l, lw) in w.layers.iter().enumerate().rev() {
             let x_in = &a.x[l * n * c..][..n * c];
             let ln1 = &a.ln1[l * n * c..][..n * c];
             let q = &a.q[l * n * qd..][..n * qd];
@@ -466,81 +503,49 @@ impl<F: Float> Model<F> {
             let gate = &a.gate[l * n * f..][..n * f];
             let up = &a.up[l * n * f..][..n * f];
             let hidden = &a.hidden[l * n * f..][..n * f];
+            let sig = &a.sig[l * n * f..][..n * f];
+            let (rstd1, rstd2) = (&a.rstd1[l * n..][..n], &a.rstd2[l * n..][..n]);
 
-            // MLP branch: x_out = xa + mlp(ln2), so d(xa) = d(x_out) + the norm's share
-            zero(&mut a.dhidden);
-            linear_backward(
-                &mut a.dhidden,
-                lg.ffn_down,
-                &a.dx,
-                hidden,
-                lw.ffn_down,
-                n,
-                f,
-                c,
-                e,
-            );
-            zero(&mut a.dgate);
-            zero(&mut a.dup);
-            swiglu_backward(&mut a.dgate, &mut a.dup, &a.dhidden, gate, up);
-            zero(&mut a.dln);
-            linear_backward(
-                &mut a.dln,
-                lg.ffn_gate,
-                &a.dgate,
-                ln2,
-                lw.ffn_gate,
-                n,
-                c,
-                f,
-                e,
-            );
-            linear_backward(&mut a.dln, lg.ffn_up, &a.dup, ln2, lw.ffn_up, n, c, f, e);
-            rmsnorm_backward(
-                &mut a.dx,
-                lg.ffn_norm,
-                &a.dln,
-                xa,
-                lw.ffn_norm,
-                &a.rstd2[l * n..][..n],
-                c,
-            );
+            // MLP branch: x_out = xa + mlp(ln2), so d(xa) = d(x_out) + the norm's share. The first
+            // writer of each scratch gradient overwrites it (`*_into`, `*_saved`): nothing to zero.
+            let (wt, dw) = (p(&lw.ffn_down), &mut grads[lw.ffn_down.clone()]);
+            linear_backward_into(&mut a.dhidden, dw, &a.dx, hidden, wt, n, f, c, e);
+            let (dgate, dup) = (&mut a.dgate, &mut a.dup);
+            swiglu_backward_saved_par(dgate, dup, &a.dhidden, sig, gate, up, &e.pool);
+            let (wt, dw) = (p(&lw.ffn_gate), &mut grads[lw.ffn_gate.clone()]);
+            linear_backward_into(&mut a.dln, dw, &a.dgate, ln2, wt, n, c, f, e);
+            let (wt, dw) = (p(&lw.ffn_up), &mut grads[lw.ffn_up.clone()]);
+            linear_backward(&mut a.dln, dw, &a.dup, ln2, wt, n, c, f, e);
+            let (wt, dw) = (p(&lw.ffn_norm), &mut grads[lw.ffn_norm.clone()]);
+            rmsnorm_backward_par(&mut a.dx, dw, &a.dln, xa, wt, rstd2, c, &e.pool);
 
             // attention branch: xa = x_in + attn(ln1)
-            zero(&mut a.datty);
-            linear_backward(
-                &mut a.datty,
-                lg.attn_output,
-                &a.dx,
-                atty,
-                lw.attn_output,
-                n,
-                qd,
-                c,
-                e,
-            );
-            zero(&mut a.dq);
-            zero(&mut a.dk);
-            zero(&mut a.dv);
+            let (wt, dw) = (p(&lw.attn_output), &mut grads[lw.attn_output.clone()]);
+            linear_backward_into(&mut a.datty, dw, &a.dx, atty, wt, n, qd, c, e);
+            zero(&mut a.dq, &e.pool);
+            zero(&mut a.dk, &e.pool);
+            zero(&mut a.dv, &e.pool);
             attention_backward(
                 &mut a.dq, &mut a.dk, &mut a.dv, &a.datty, q, k, vv, att, shape, e,
             );
-            rope_backward(&mut a.dq, &self.rope, b, t, nh, d);
-            rope_backward(&mut a.dk, &self.rope, b, t, nkv, d);
-            zero(&mut a.dln);
-            linear_backward(&mut a.dln, lg.attn_q, &a.dq, ln1, lw.attn_q, n, c, qd, e);
-            linear_backward(&mut a.dln, lg.attn_k, &a.dk, ln1, lw.attn_k, n, c, kvd, e);
-            linear_backward(&mut a.dln, lg.attn_v, &a.dv, ln1, lw.attn_v, n, c, kvd, e);
-            rmsnorm_backward(
-                &mut a.dx,
-                lg.attn_norm,
-                &a.dln,
-                x_in,
-                lw.attn_norm,
-                &a.rstd1[l * n..][..n],
-                c,
-            );
+            rope_par(&mut a.dq, rope, b, t, nh, d, true, &e.pool);
+            rope_par(&mut a.dk, rope, b, t, nkv, d, true, &e.pool);
+            let (wt, dw) = (p(&lw.attn_q), &mut grads[lw.attn_q.clone()]);
+            linear_backward_into(&mut a.dln, dw, &a.dq, ln1, wt, n, c, qd, e);
+            let (wt, dw) = (p(&lw.attn_k), &mut grads[lw.attn_k.clone()]);
+            linear_backward(&mut a.dln, dw, &a.dk, ln1, wt, n, c, kvd, e);
+            let (wt, dw) = (p(&lw.attn_v), &mut grads[lw.attn_v.clone()]);
+            linear_backward(&mut a.dln, dw, &a.dv, ln1, wt, n, c, kvd, e);
+            let (wt, dw) = (p(&lw.attn_norm), &mut grads[lw.attn_norm.clone()]);
+            rmsnorm_backward_par(&mut a.dx, dw, &a.dln, x_in, wt, rstd1, c, &e.pool);
         }
-        embedding_backward(g.token_embd, &a.dx, &a.tokens, c);
+        let dwte = &mut grads[w.token_embd.clone()];
+        embedding_backward_par(dwte, &a.dx, &a.tokens, c, &e.pool);
     }
+}
+
+/// `buf = 0`, spread over `pool`.
+fn zero<F: Float>(buf: &mut [F], pool: &ThreadPool) {
+    let n = buf.len();
+    par_rows1(pool, n, 1, (buf, 1), |_, b| b.fill(F::ZERO));
 }

@@ -63,6 +63,112 @@ pub fn par_rows<T: Send>(
     }
 }
 
+/// Most work items one element-wise pass is split into: the items live in a stack array, so a pass
+/// allocates nothing.
+pub const MAX_ITEMS: usize = 64;
+/// Fewest elements an item touches: below this, taking an item costs more than its work.
+const MIN_ITEM_WORK: usize = 4096;
+
+/// Rows per work item for `n_rows` rows of `cost` elements each: at most [`MAX_ITEMS`] items, each at
+/// least [`MIN_ITEM_WORK`] elements. Depends only on the sizes, never on the thread count.
+fn rows_per_item(n_rows: usize, cost: usize) -> usize {
+    n_rows
+        .div_ceil(MAX_ITEMS)
+        .max(MIN_ITEM_WORK.div_ceil(cost.max(1)))
+        .max(1)
+}
+
+/// Calls `f(first_row, rows)` on consecutive blocks of `a_row`-long rows of `a` (`n_rows` rows, each
+/// costing about `cost` element operations), the blocks spread over `pool`. `f` must compute each row
+/// from that row alone (or, given `first_row`, from its index): then the result is the same bits for
+/// any thread count and any block split. On one thread, one call with every row.
+pub fn par_rows1<A: Send>(
+    pool: &ThreadPool,
+    n_rows: usize,
+    cost: usize,
+    (a, a_row): (&mut [A], usize),
+    f: impl Fn(usize, &mut [A]) + Sync,
+) {
+    assert!(a_row > 0 && a.len() == n_rows * a_row);
+    let per = rows_per_item(n_rows, cost);
+    if pool.n_threads() == 1 || n_rows <= per {
+        return f(0, a);
+    }
+    let mut items: [Option<(usize, &mut [A])>; MAX_ITEMS] = std::array::from_fn(|_| None);
+    let mut k = 0;
+    for (i, x) in a.chunks_mut(per * a_row).enumerate() {
+        items[i] = Some((i * per, x));
+        k = i + 1;
+    }
+    pool.for_each_chunk(&mut items[..k], 1, |_, it| {
+        let (r, x) = it[0].take().expect("each item runs once");
+        f(r, x)
+    });
+}
+
+/// [`par_rows1`] with two outputs split at the same rows (`a_row` and `b_row` elements per row).
+pub fn par_rows2<A: Send, B: Send>(
+    pool: &ThreadPool,
+    n_rows: usize,
+    cost: usize,
+    (a, a_row): (&mut [A], usize),
+    (b, b_row): (&mut [B], usize),
+    f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
+) {
+    assert!(a_row > 0 && a.len() == n_rows * a_row);
+    assert!(b_row > 0 && b.len() == n_rows * b_row);
+    let per = rows_per_item(n_rows, cost);
+    if pool.n_threads() == 1 || n_rows <= per {
+        return f(0, a, b);
+    }
+    type Item<'a, A, B> = Option<(usize, &'a mut [A], &'a mut [B])>;
+    let mut items: [Item<'_, A, B>; MAX_ITEMS] = std::array::from_fn(|_| None);
+    let mut k = 0;
+    let chunks = a.chunks_mut(per * a_row).zip(b.chunks_mut(per * b_row));
+    for (i, (x, y)) in chunks.enumerate() {
+        items[i] = Some((i * per, x, y));
+        k = i + 1;
+    }
+    pool.for_each_chunk(&mut items[..k], 1, |_, it| {
+        let (r, x, y) = it[0].take().expect("each item runs once");
+        f(r, x, y)
+    });
+}
+
+/// [`par_rows1`] with three outputs split at the same rows.
+pub fn par_rows3<A: Send, B: Send, C: Send>(
+    pool: &ThreadPool,
+    n_rows: usize,
+    cost: usize,
+    (a, a_row): (&mut [A], usize),
+    (b, b_row): (&mut [B], usize),
+    (c, c_row): (&mut [C], usize),
+    f: impl Fn(usize, &mut [A], &mut [B], &mut [C]) + Sync,
+) {
+    assert!(a_row > 0 && a.len() == n_rows * a_row);
+    assert!(b_row > 0 && b.len() == n_rows * b_row);
+    assert!(c_row > 0 && c.len() == n_rows * c_row);
+    let per = rows_per_item(n_rows, cost);
+    if pool.n_threads() == 1 || n_rows <= per {
+        return f(0, a, b, c);
+    }
+    type Item<'a, A, B, C> = Option<(usize, &'a mut [A], &'a mut [B], &'a mut [C])>;
+    let mut items: [Item<'_, A, B, C>; MAX_ITEMS] = std::array::from_fn(|_| None);
+    let mut k = 0;
+    let chunks = a
+        .chunks_mut(per * a_row)
+        .zip(b.chunks_mut(per * b_row))
+        .zip(c.chunks_mut(per * c_row));
+    for (i, ((x, y), z)) in chunks.enumerate() {
+        items[i] = Some((i * per, x, y, z));
+        k = i + 1;
+    }
+    pool.for_each_chunk(&mut items[..k], 1, |_, it| {
+        let (r, x, y, z) = it[0].take().expect("each item runs once");
+        f(r, x, y, z)
+    });
+}
+
 /// How a matrix operand is stored: `(rows, K)` row-major, or transposed, `(K, rows)` row-major.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -378,6 +484,41 @@ mod tests {
             let want: Vec<usize> = (0..15).map(|i| i / 3 + 1).collect();
             assert_eq!(out, want, "threads {threads}");
             par_rows(&mut [0u8; 0], 1, &pool, |_, _| unreachable!());
+        }
+    }
+
+    #[test]
+    fn row_blocks_cover_every_row_once() {
+        for threads in [1, 2, 3] {
+            let pool = pool(threads);
+            for n_rows in [0, 1, 5, 63, 64, 65, 1000, 10_000] {
+                let (mut a, mut b, mut c) = (
+                    vec![0usize; n_rows * 3],
+                    vec![0u8; n_rows],
+                    vec![0u32; n_rows * 2],
+                );
+                par_rows3(
+                    &pool,
+                    n_rows,
+                    1,
+                    (&mut a, 3),
+                    (&mut b, 1),
+                    (&mut c, 2),
+                    |r0, a, b, c| {
+                        assert!(a.len() == b.len() * 3 && c.len() == b.len() * 2);
+                        for (i, x) in a.iter_mut().enumerate() {
+                            *x += r0 * 3 + i + 1;
+                        }
+                        b.iter_mut().for_each(|x| *x += 1);
+                        c.iter_mut().for_each(|x| *x += 1);
+                    },
+                );
+                assert!(
+                    a.iter().enumerate().all(|(i, &x)| x == i + 1),
+                    "{threads} {n_rows}"
+                );
+                assert!(b.iter().all(|&x| x == 1) && c.iter().all(|&x| x == 1));
+            }
         }
     }
 

@@ -104,6 +104,17 @@ pub fn num_params(cfg: &Config) -> usize {
     layout(cfg).iter().map(|s| s.len).sum()
 }
 
+/// Every tensor's range in the flat buffer, by name: built once, so a training step slices the
+/// buffers with it instead of building [`views`] (which allocates the per-layer list each time).
+pub fn ranges(cfg: &Config) -> Tensors<std::ops::Range<usize>> {
+    let mut offset = 0;
+    Tensors::build(cfg, |_, shape| {
+        let len: usize = shape.iter().product();
+        offset += len;
+        offset - len..offset
+    })
+}
+
 /// Named read-only views of a flat buffer laid out for `cfg`.
 pub fn views<'a, F>(cfg: &Config, buf: &'a [F]) -> Tensors<&'a [F]> {
     let mut rest = buf;

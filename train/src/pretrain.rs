@@ -2,10 +2,10 @@
 //! clipping, scheduled AdamW, and [`Trainer`], the state a checkpoint saves. Progress lines, metrics
 //! files and the checkpoint schedule belong to the CLI command built on this (`ingot train pretrain`).
 
-use crate::data::random_batch;
+use crate::data::random_batch_into;
 use crate::error::Result;
 use crate::model::Model;
-use crate::optim::{clip_grad_norm, lr_schedule, AdamW, Schedule};
+use crate::optim::{lr_schedule, AdamW, Schedule};
 use crate::rng::Rng;
 
 /// What one run does.
@@ -88,14 +88,16 @@ impl Trainer {
         let (b, t) = (self.config.batch, self.config.seq_len);
         let mut rng = Rng::new(seed);
         let mut sum = 0.0f64;
+        let (mut x, mut y) = std::mem::take(&mut self.model.batch);
         for _ in 0..batches.max(1) {
-            let (x, y) = random_batch(ids, b, t, &mut rng)?;
+            random_batch_into(ids, b, t, &mut rng, &mut x, &mut y)?;
             let loss = self
                 .model
                 .forward(&x, Some(&y), b, t)?
                 .expect("targets given");
             sum += loss as f64;
         }
+        self.model.batch = (x, y);
         Ok((sum / batches.max(1) as f64) as f32)
     }
 }
@@ -113,17 +115,19 @@ pub fn train_step(
     let accum = cfg.grad_accum.max(1);
     model.zero_grad();
     let mut loss = 0.0f64;
+    let (mut x, mut y) = std::mem::take(&mut model.batch); // reused: no allocation per step
     for _ in 0..accum {
-        let (x, y) = random_batch(ids, cfg.batch, cfg.seq_len, rng)?;
+        random_batch_into(ids, cfg.batch, cfg.seq_len, rng, &mut x, &mut y)?;
         let l = model
             .forward(&x, Some(&y), cfg.batch, cfg.seq_len)?
             .expect("targets given");
         loss += l as f64 / accum as f64;
         model.backward_scaled(1.0 / accum as f32);
     }
-    let grad_norm = clip_grad_norm(&mut model.grads, cfg.grad_clip);
+    model.batch = (x, y);
+    let grad_norm = model.clip_grad_norm(cfg.grad_clip);
     let lr = lr_schedule(&cfg.schedule, step);
-    opt.update(&mut model.params, &model.grads, lr);
+    model.adamw_update(opt, lr);
     Ok(StepStats {
         step,
         loss: loss as f32,

@@ -3,6 +3,7 @@
 //! (PyTorch's `F.cross_entropy` default), so the backward takes `dloss = 1/N`.
 //! A loss mask or per-token weights go through [`cross_entropy_backward_weighted`].
 
+use crate::parallel::{par_rows1, par_rows2, ThreadPool};
 use crate::Float;
 
 /// Fills `probs (N, V)` with the softmax of `logits (N, V)` and `losses (N,)` with the per-token loss.
@@ -78,4 +79,56 @@ pub fn cross_entropy_backward_weighted<F: Float>(
         }
         d[targets[row] as usize] -= dloss;
     }
+}
+
+/// [`cross_entropy_forward`] with the rows spread over `pool`; the same bits for any thread count.
+pub fn cross_entropy_forward_par<F: Float>(
+    probs: &mut [F],
+    losses: &mut [F],
+    logits: &[F],
+    targets: &[u32],
+    v: usize,
+    pool: &ThreadPool,
+) {
+    let n = targets.len();
+    assert!(probs.len() == n * v && logits.len() == n * v && losses.len() == n);
+    par_rows2(
+        pool,
+        n,
+        4 * v,
+        (probs, v),
+        (losses, 1),
+        |r0, probs, losses| {
+            let rows = losses.len();
+            let (logits, targets) = (&logits[r0 * v..][..rows * v], &targets[r0..][..rows]);
+            cross_entropy_forward(probs, losses, logits, targets, v)
+        },
+    );
+}
+
+/// [`cross_entropy_backward`] (`weights` `None`) or [`cross_entropy_backward_weighted`] with the rows
+/// spread over `pool`; the same bits for any thread count.
+#[allow(clippy::too_many_arguments)] // buffers then sizes, as the serial versions
+pub fn cross_entropy_backward_par<F: Float>(
+    dlogits: &mut [F],
+    probs: &[F],
+    targets: &[u32],
+    v: usize,
+    weights: Option<&[F]>,
+    scale: F,
+    pool: &ThreadPool,
+) {
+    let n = targets.len();
+    assert!(dlogits.len() == n * v && probs.len() == n * v);
+    assert!(weights.is_none_or(|w| w.len() == n));
+    par_rows1(pool, n, 2 * v, (dlogits, v), |r0, d| {
+        let rows = d.len() / v;
+        let (probs, targets) = (&probs[r0 * v..][..rows * v], &targets[r0..][..rows]);
+        match weights {
+            None => cross_entropy_backward(d, probs, targets, v, scale),
+            Some(w) => {
+                cross_entropy_backward_weighted(d, probs, targets, v, &w[r0..][..rows], scale)
+            }
+        }
+    });
 }

@@ -70,3 +70,33 @@ pub fn linear_backward<F: Float>(
         n,
     );
 }
+
+/// As [`linear_backward`], but `dinp (N, IC) = dout @ w` is **overwritten** (its old contents are
+/// never read, so the caller need not zero it); `dw` accumulates as there. Bitwise what
+/// [`linear_backward`] gives on a zeroed `dinp`.
+#[allow(clippy::too_many_arguments)] // the llm.c signature: buffers then sizes
+pub fn linear_backward_into<F: Float>(
+    dinp: &mut [F],
+    dw: &mut [F],
+    dout: &[F],
+    inp: &[F],
+    w: &[F],
+    n: usize,
+    ic: usize,
+    oc: usize,
+    e: &mut Engine<F>,
+) {
+    assert!(dinp.len() == n * ic && inp.len() == n * ic && dout.len() == n * oc);
+    assert!(dw.len() == oc * ic && w.len() == oc * ic);
+    e.matmul_nt(dinp, dout, Layout::Rows, w, Layout::Transposed, n, ic, oc);
+    e.matmul_nt_acc(
+        dw,
+        dout,
+        Layout::Transposed,
+        inp,
+        Layout::Transposed,
+        oc,
+        ic,
+        n,
+    );
+}

@@ -7,6 +7,7 @@
 //! The angles are computed in `f64` and rounded once, so the table is the same in `f32` and `f64`
 //! runs and in the PyTorch oracle (`tools/oracles/train_golden.py`).
 
+use crate::parallel::{par_rows1, ThreadPool};
 use crate::Float;
 
 /// The cos/sin table `(T, D/2, 2)`: `[cos, sin]` of `t * base^(-2i/D)` for position `t`, pair `i`.
@@ -28,28 +29,61 @@ pub fn rope_table<F: Float>(t: usize, d: usize, base: f64) -> Vec<F> {
 /// [`rope_table`] with at least `T` positions.
 pub fn rope_forward<F: Float>(x: &mut [F], table: &[F], b: usize, t: usize, nh: usize, d: usize) {
     assert!(x.len() == b * t * nh * d && table.len() >= t * d);
-    for (row, head) in x.chunks_exact_mut(d).enumerate() {
-        let pos = row / nh % t;
-        let cs = &table[pos * d..(pos + 1) * d];
-        for (p, c) in head.chunks_exact_mut(2).zip(cs.chunks_exact(2)) {
-            let (x0, x1) = (p[0], p[1]);
-            p[0] = x0 * c[0] - x1 * c[1];
-            p[1] = x0 * c[1] + x1 * c[0];
-        }
-    }
+    rotate::<F, false>(x, 0, table, t, nh, d);
 }
 
 /// The backward of [`rope_forward`] in place: a rotation's transpose is the rotation by `-angle`, so
 /// `(d0, d1) -> (d0 c + d1 s, -d0 s + d1 c)` turns `dL/d(rotated)` into `dL/d(input)`.
 pub fn rope_backward<F: Float>(dx: &mut [F], table: &[F], b: usize, t: usize, nh: usize, d: usize) {
     assert!(dx.len() == b * t * nh * d && table.len() >= t * d);
-    for (row, head) in dx.chunks_exact_mut(d).enumerate() {
-        let pos = row / nh % t;
+    rotate::<F, true>(dx, 0, table, t, nh, d);
+}
+
+/// [`rope_forward`] (`inverse` false) or [`rope_backward`] (true) with the heads spread over `pool`;
+/// the same bits for any thread count.
+#[allow(clippy::too_many_arguments)] // buffer, table, sizes, as the serial versions
+pub fn rope_par<F: Float>(
+    x: &mut [F],
+    table: &[F],
+    b: usize,
+    t: usize,
+    nh: usize,
+    d: usize,
+    inverse: bool,
+    pool: &ThreadPool,
+) {
+    assert!(x.len() == b * t * nh * d && table.len() >= t * d);
+    par_rows1(pool, b * t * nh, d, (x, d), |r0, x| {
+        if inverse {
+            rotate::<F, true>(x, r0, table, t, nh, d)
+        } else {
+            rotate::<F, false>(x, r0, table, t, nh, d)
+        }
+    });
+}
+
+/// Rotates the heads `x (rows, D)`, whose first is head row `row0` of `(B, T, NH)`, forward or back
+/// (`INVERSE`).
+fn rotate<F: Float, const INVERSE: bool>(
+    x: &mut [F],
+    row0: usize,
+    table: &[F],
+    t: usize,
+    nh: usize,
+    d: usize,
+) {
+    for (row, head) in x.chunks_exact_mut(d).enumerate() {
+        let pos = (row0 + row) / nh % t;
         let cs = &table[pos * d..(pos + 1) * d];
         for (p, c) in head.chunks_exact_mut(2).zip(cs.chunks_exact(2)) {
-            let (d0, d1) = (p[0], p[1]);
-            p[0] = d0 * c[0] + d1 * c[1];
-            p[1] = d1 * c[0] - d0 * c[1];
+            let (x0, x1) = (p[0], p[1]);
+            if INVERSE {
+                p[0] = x0 * c[0] + x1 * c[1];
+                p[1] = x1 * c[0] - x0 * c[1];
+            } else {
+                p[0] = x0 * c[0] - x1 * c[1];
+                p[1] = x0 * c[1] + x1 * c[0];
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! where `gate = x W_gate^T` (GGUF `ffn_gate`, Meta's `w1`) and `up = x W_up^T` (`ffn_up`, `w3`); the MLP
 //! output is `h W_down^T` (`ffn_down`, `w2`).
 
+use crate::parallel::{par_rows1, par_rows2, ThreadPool};
 use crate::Float;
 
 #[inline]
@@ -28,4 +29,78 @@ pub fn swiglu_backward<F: Float>(dgate: &mut [F], dup: &mut [F], dout: &[F], gat
         dgate[i] += d * u * s * (F::ONE + g * (F::ONE - s));
         dup[i] += d * g * s;
     }
+}
+
+/// [`swiglu_forward`] spread over `pool`; the same bits for any thread count.
+pub fn swiglu_forward_par<F: Float>(out: &mut [F], gate: &[F], up: &[F], pool: &ThreadPool) {
+    assert!(out.len() == gate.len() && out.len() == up.len());
+    par_rows1(pool, out.len(), 8, (out, 1), |i0, out| {
+        let n = out.len();
+        swiglu_forward(out, &gate[i0..][..n], &up[i0..][..n])
+    });
+}
+
+/// [`swiglu_backward`] spread over `pool`; the same bits for any thread count.
+pub fn swiglu_backward_par<F: Float>(
+    dgate: &mut [F],
+    dup: &mut [F],
+    dout: &[F],
+    gate: &[F],
+    up: &[F],
+    pool: &ThreadPool,
+) {
+    let n = dout.len();
+    assert!(dgate.len() == n && dup.len() == n && gate.len() == n && up.len() == n);
+    par_rows2(pool, n, 8, (dgate, 1), (dup, 1), |i0, dgate, dup| {
+        let n = dgate.len();
+        let (dout, gate, up) = (&dout[i0..][..n], &gate[i0..][..n], &up[i0..][..n]);
+        swiglu_backward(dgate, dup, dout, gate, up)
+    });
+}
+
+/// [`swiglu_forward`] that also keeps `sig (N, F) = sigmoid(gate)` for
+/// [`swiglu_backward_saved_par`], spread over `pool`; `out` has the same bits as [`swiglu_forward`].
+pub fn swiglu_forward_saving_par<F: Float>(
+    out: &mut [F],
+    sig: &mut [F],
+    gate: &[F],
+    up: &[F],
+    pool: &ThreadPool,
+) {
+    assert!(out.len() == gate.len() && out.len() == up.len() && sig.len() == out.len());
+    par_rows2(pool, out.len(), 8, (out, 1), (sig, 1), |i0, out, sig| {
+        let n = out.len();
+        let (gate, up) = (&gate[i0..][..n], &up[i0..][..n]);
+        for (((h, s), &g), &u) in out.iter_mut().zip(sig.iter_mut()).zip(gate).zip(up) {
+            *s = sigmoid(g);
+            *h = g * *s * u;
+        }
+    });
+}
+
+/// [`swiglu_backward`] from the kept `sig = sigmoid(gate)`, **overwriting** `dgate` and `dup` (no
+/// need to zero them): bitwise what [`swiglu_backward`] gives on zeroed gradients, without a second
+/// `exp` per element. Spread over `pool`.
+pub fn swiglu_backward_saved_par<F: Float>(
+    dgate: &mut [F],
+    dup: &mut [F],
+    dout: &[F],
+    sig: &[F],
+    gate: &[F],
+    up: &[F],
+    pool: &ThreadPool,
+) {
+    let n = dout.len();
+    assert!(dgate.len() == n && dup.len() == n && gate.len() == n && up.len() == n);
+    assert_eq!(sig.len(), n);
+    par_rows2(pool, n, 4, (dgate, 1), (dup, 1), |i0, dgate, dup| {
+        let n = dgate.len();
+        let (dout, sig) = (&dout[i0..][..n], &sig[i0..][..n]);
+        let (gate, up) = (&gate[i0..][..n], &up[i0..][..n]);
+        for i in 0..n {
+            let (g, u, d, s) = (gate[i], up[i], dout[i], sig[i]);
+            dgate[i] = d * u * s * (F::ONE + g * (F::ONE - s));
+            dup[i] = d * g * s;
+        }
+    });
 }
