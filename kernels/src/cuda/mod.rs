@@ -15,6 +15,7 @@
 //! captured into a CUDA graph.
 
 use crate::QuantType;
+pub use cudarc;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut,
     DeviceRepr, DriverError, LaunchConfig, PushKernelArg,
