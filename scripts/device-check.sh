@@ -64,6 +64,7 @@ export NVCC="${NVCC:-}"
 echo "nvcc: ${NVCC:-none} $("${NVCC:-false}" --version 2>/dev/null | tail -1)"
 MODEL="${INGOT_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 [ -f "$MODEL" ] || MODEL=$(timeout 120 scripts/fetch-model.sh) || MODEL=""
+[ -n "$MODEL" ] && MODEL=$(realpath "$MODEL")   # the tests run in their crate's directory
 export INGOT_MODEL="$MODEL"
 echo "model: ${MODEL:-none}"
 export INGOT_REQUIRE_GPU=1 REQUIRE_CUDA_KERNELS=1

@@ -327,6 +327,7 @@ fn kv_store_writes_its_rows_only() {
 
 /// The CPU path's attention for query `q` (D,) of head `h` over positions `0..n_kv` of caches
 /// (S, kv_dim): `Kernels::attention_head_ggml` on the scalar reference path.
+#[allow(clippy::too_many_arguments)]
 fn cpu_attention(
     shape: AttnShape,
     q: &[f32],

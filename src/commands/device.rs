@@ -17,8 +17,9 @@ pub enum Device {
     Cuda,
 }
 
-/// A session on the chosen device.
+/// A session on the chosen device (one per command: the size difference of the variants is moot).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Evaluator<'m, 'a> {
     Cpu(Session<'m, 'a>),
     #[cfg(feature = "cuda")]

@@ -353,7 +353,7 @@ impl Gpu {
             "quantize: x too short"
         );
         assert!(
-            out_stride >= rb && out_stride % 4 == 0,
+            out_stride >= rb && out_stride.is_multiple_of(4),
             "quantize: bad out_stride"
         );
         assert!(
@@ -416,7 +416,7 @@ impl Gpu {
         assert!(ntok >= 1 && nrows >= 1, "matmul: empty product");
         assert_eq!(w.len(), rb * nrows, "matmul: W is not nrows x row bytes");
         assert!(
-            act_stride >= arb && act_stride % 4 == 0,
+            act_stride >= arb && act_stride.is_multiple_of(4),
             "matmul: bad act_stride"
         );
         assert!(
@@ -479,13 +479,16 @@ impl Gpu {
         ntok: usize,
     ) -> Result<()> {
         let (qd, kvd) = (shape.q_dim(), shape.kv_dim());
-        assert!(n_rot % 2 == 0 && n_rot <= shape.head_dim, "rope: bad n_rot");
+        assert!(
+            n_rot.is_multiple_of(2) && n_rot <= shape.head_dim,
+            "rope: bad n_rot"
+        );
         assert!(
             q.len() >= ntok * qd && k.len() >= ntok * kvd,
             "rope: q/k too short"
         );
         assert!(
-            table.len() % n_rot.max(1) == 0 && !pos0.is_empty(),
+            table.len().is_multiple_of(n_rot.max(1)) && !pos0.is_empty(),
             "rope: table"
         );
         let cfg = grid(u32_of("ntok", ntok), 1, 256, 1, 0);
@@ -524,7 +527,7 @@ impl Gpu {
             "kv_store: k/v too short"
         );
         assert!(
-            kc.len() == vc.len() && kc.len() % kv_dim == 0,
+            kc.len() == vc.len() && kc.len().is_multiple_of(kv_dim),
             "kv_store: caches"
         );
         let cfg = grid(
@@ -625,7 +628,7 @@ impl Gpu {
         shape.check();
         assert!(q.len() >= ntok * shape.q_dim() && out.len() >= ntok * shape.q_dim());
         assert!(
-            kc.len() == vc.len() && kc.len() % shape.kv_dim() == 0,
+            kc.len() == vc.len() && kc.len().is_multiple_of(shape.kv_dim()),
             "attention: caches"
         );
         let cfg = grid(
@@ -768,10 +771,10 @@ impl AttnShape {
     /// Whether the CUDA attention kernels take this shape: D a multiple of 32 up to 256, and H a
     /// multiple of Hkv.
     pub fn supported(&self) -> bool {
-        self.head_dim % 32 == 0
+        self.head_dim.is_multiple_of(32)
             && (32..=256).contains(&self.head_dim)
             && self.n_head_kv >= 1
-            && self.n_head % self.n_head_kv == 0
+            && self.n_head.is_multiple_of(self.n_head_kv)
     }
 
     fn check(&self) {

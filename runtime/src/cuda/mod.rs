@@ -152,7 +152,7 @@ fn check_supported(model: &Model<'_>, shape: AttnShape) -> Result<()> {
             shape.head_dim, shape.n_head, shape.n_head_kv
         )));
     }
-    if model.config.n_rot % 2 != 0 || model.config.n_rot > shape.head_dim {
+    if !model.config.n_rot.is_multiple_of(2) || model.config.n_rot > shape.head_dim {
         return Err(unsupported(format!("n_rot {}", model.config.n_rot)));
     }
     Ok(())
