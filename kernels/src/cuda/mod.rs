@@ -794,3 +794,68 @@ impl AttnShape {
         self.n_head * self.splits(n_ctx).0 * (self.head_dim + 2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every (module, kernel) pair [`Gpu::new`] loads, as the `.cu` files name them.
+    const ENTRY_POINTS: &[(&str, &[&str])] = &[
+        (
+            "quantize",
+            &["quantize_q8_0", "quantize_q8_1", "quantize_q8_k"],
+        ),
+        ("matvec_q4_0", &["matvec_q4_0", "matmul_q4_0"]),
+        ("matvec_q4_1", &["matvec_q4_1", "matmul_q4_1"]),
+        ("matvec_q5_0", &["matvec_q5_0", "matmul_q5_0"]),
+        ("matvec_q8_0", &["matvec_q8_0", "matmul_q8_0"]),
+        ("matvec_q4_k", &["matvec_q4_k", "matmul_q4_k"]),
+        ("matvec_q6_k", &["matvec_q6_k", "matmul_q6_k"]),
+        ("rms_norm", &["rms_norm"]),
+        ("rope", &["rope"]),
+        ("kv_store", &["kv_store"]),
+        ("attention_decode", &["attn_decode", "attn_combine"]),
+        ("attention_prefill", &["attn_prefill"]),
+        ("swiglu", &["swiglu"]),
+        ("add", &["add_inplace"]),
+        ("argmax", &["argmax"]),
+        ("embed", &["embed"]),
+    ];
+
+    /// Runs without a GPU: when nvcc built the kernels, every module `Gpu::new` loads is embedded,
+    /// its PTX declares each kernel it looks up (unmangled, `extern "C"`), and its fatbin is one
+    /// (magic 0xBA55ED50).
+    #[test]
+    fn embedded_modules_have_every_entry_point() {
+        if !kernels_compiled() {
+            eprintln!("built without nvcc: no kernels embedded (REQUIRE_CUDA_KERNELS=1 makes that an error)");
+            return;
+        }
+        assert_eq!(
+            MODULES.len(),
+            ENTRY_POINTS.len(),
+            "a .cu file is not listed here"
+        );
+        for (module, entries) in ENTRY_POINTS {
+            let m = MODULES
+                .iter()
+                .find(|m| m.name == *module)
+                .unwrap_or_else(|| panic!("module {module} not embedded"));
+            for e in *entries {
+                assert!(
+                    m.ptx.contains(&format!(".entry {e}(")),
+                    "{module}.ptx lacks .entry {e}"
+                );
+            }
+            assert!(
+                m.ptx.contains(".target sm_80"),
+                "{module}: PTX not for compute_80"
+            );
+            assert_eq!(
+                m.fatbin.get(..4),
+                Some(&0xBA55_ED50u32.to_le_bytes()[..]),
+                "{module}.fatbin is not a fatbin"
+            );
+        }
+    }
+}
