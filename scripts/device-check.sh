@@ -86,8 +86,9 @@ fi
 # --- ingot ----------------------------------------------------------------------------------------
 step build 240 cargo build --release --features cuda
 step build-tests 180 cargo test --release --no-run -p ingot-kernels -p ingot-runtime --features ingot-runtime/cuda
-step conformance 120 cargo test --release -p ingot-kernels --features cuda --test cuda -- --nocapture --test-threads 1
-step logits 150 cargo test --release -p ingot-runtime --features cuda --test cuda_logits --test cuda_no_alloc -- --nocapture
+# Same packages and features as build-tests, so nothing is rebuilt.
+step conformance 120 cargo test --release -p ingot-kernels -p ingot-runtime --features ingot-runtime/cuda --test cuda -- --nocapture --test-threads 1
+step logits 150 cargo test --release -p ingot-kernels -p ingot-runtime --features ingot-runtime/cuda --test cuda_logits --test cuda_no_alloc -- --nocapture
 step ingot-bench 120 target/release/ingot bench -m "$MODEL" --device cuda --prompt 128 --gen 128 --runs 5
 
 # --- llama.cpp ------------------------------------------------------------------------------------

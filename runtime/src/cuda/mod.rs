@@ -24,6 +24,10 @@ use ingot_kernels::cuda::cudarc::driver::{sys, CudaGraph, CudaSlice, CudaView, C
 use ingot_kernels::cuda::{AttnShape, Gpu, EMBED_TYPES, MATMUL_TYPES};
 use ingot_kernels::QuantType;
 
+/// Largest batch one forward pass takes (longer prompts are split): keeps every grid dimension
+/// far below its limit.
+const MAX_BATCH: usize = 4096;
+
 fn cuda_err(e: ingot_kernels::cuda::Error) -> Error {
     Error::Request {
         what: format!("CUDA: {e}"),
@@ -160,21 +164,24 @@ fn check_supported(model: &Model<'_>, shape: AttnShape) -> Result<()> {
 
 impl CudaModel {
     /// Uploads `model` to CUDA device `ordinal` and allocates its KV cache and buffers for
-    /// `params.n_ctx` positions and batches of `params.n_batch` tokens (`n_threads` is ignored).
+    /// `params.n_ctx` positions (at most 2^22) and batches of `params.n_batch` tokens (clamped to
+    /// `n_ctx` and 4096; `n_threads` is ignored).
     /// Errors without a driver or device (a message saying so), or for a model with a weight type
     /// or head shape the kernels do not cover.
     pub fn new(model: &Model<'_>, params: SessionParams, ordinal: usize) -> Result<CudaModel> {
         let cfg = &model.config;
-        if params.n_ctx == 0 || params.n_batch == 0 || params.n_ctx > 1 << 24 {
+        // Grid limits: decode attention has n_ctx / 128 blocks in y (at most 65535), a batch's
+        // kernels n_batch (batches are split on the host, so a smaller n_batch costs nothing).
+        if params.n_ctx == 0 || params.n_batch == 0 || params.n_ctx > 1 << 22 {
             return Err(Error::Request {
                 what: format!(
-                    "context {} and batch {} must be in 1..=2^24",
+                    "context {} and batch {} must be at least 1, the context at most 2^22 on CUDA",
                     params.n_ctx, params.n_batch
                 ),
             });
         }
         let params = SessionParams {
-            n_batch: params.n_batch.min(params.n_ctx),
+            n_batch: params.n_batch.min(params.n_ctx).min(MAX_BATCH),
             ..params
         };
         let shape = AttnShape {
