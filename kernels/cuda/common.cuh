@@ -6,7 +6,11 @@
 // a block. So 32-bit words of quants are always assembled from two 16-bit loads (`load_i32_a2`),
 // never read with one misaligned 32-bit load.
 #pragma once
+#ifdef INGOT_HOST_EMU
+#include "emu/host.h"  // the device functions compiled for the host (kernels/tests/cuda_host_emu.rs)
+#else
 #include <cuda_fp16.h>
+#endif
 #include <stdint.h>
 
 #define QK 32
