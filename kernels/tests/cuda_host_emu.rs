@@ -143,3 +143,46 @@ fn device_dequant_is_bit_identical() {
         }
     }
 }
+
+#[test]
+fn rope_kernel_is_bit_identical() {
+    // The whole `rope` kernel (no barrier or shuffle, so it runs thread by thread on the host):
+    // head selection, pair indexing, the table row of each token's position, partial rotation.
+    use ingot_kernels::reference::ops::rope;
+    let mut r = SplitMix64(0x0123_4567);
+    for (nh, nkv, hd, nrot) in [
+        (9usize, 3usize, 64usize, 64usize),
+        (4, 2, 128, 96),
+        (2, 1, 32, 16),
+    ] {
+        let (nt, pos0, nctx) = (5usize, 9usize, 20usize);
+        let (q, k) = (
+            randn(&mut r, nt * nh * hd, 2.0),
+            randn(&mut r, nt * nkv * hd, 2.0),
+        );
+        let table = randn(&mut r, nctx * nrot, 1.0);
+        let mut input = Vec::new();
+        for v in [nh, nkv, hd, nrot, nt, pos0, nctx] {
+            input.extend_from_slice(&(v as u32).to_le_bytes());
+        }
+        for v in q.iter().chain(&k).chain(&table) {
+            input.extend_from_slice(&v.to_le_bytes());
+        }
+        let got: Vec<u32> = run(&["--rope"], &input, &format!("rope-{hd}-{nrot}"))
+            .iter()
+            .map(|l| u32::from_str_radix(l, 16).unwrap())
+            .collect();
+        let (mut wq, mut wk) = (q.clone(), k.clone());
+        for t in 0..nt {
+            let cache = &table[(pos0 + t) * nrot..][..nrot];
+            for head in wq[t * nh * hd..(t + 1) * nh * hd].chunks_exact_mut(hd) {
+                rope(head, cache);
+            }
+            for head in wk[t * nkv * hd..(t + 1) * nkv * hd].chunks_exact_mut(hd) {
+                rope(head, cache);
+            }
+        }
+        let want: Vec<u32> = wq.iter().chain(&wk).map(|v| v.to_bits()).collect();
+        assert_eq!(got, want, "rope H={nh} Hkv={nkv} D={hd} n_rot={nrot}");
+    }
+}

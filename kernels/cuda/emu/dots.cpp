@@ -3,6 +3,9 @@
 //   and one activation row (already in the type's activation format), and prints one line per row:
 //   the sum over blocks and parts of the type's device `D::dot`, as the matvec kernel's lanes do
 //   (here in block order).
+// `dots --rope FILE` reads u32 n_head, n_head_kv, head_dim, n_rot, ntok, pos0, n_ctx, then q (ntok, H*D),
+//   k (ntok, Hkv*D) and the table (n_ctx, n_rot) as f32, runs the `rope` kernel thread by thread (grid
+//   ntok, block 256: it has no barrier or shuffle) and prints q then k as hex bits.
 // `dots --embed FILE` reads u32 type id, u32 n, then one row, and prints `dequant` of each element
 // (hex bits, so the comparison is exact).
 #include <cstdio>
@@ -16,6 +19,7 @@
 #include "../matvec_q4_k.cu"
 #include "../matvec_q6_k.cu"
 #include "../embed.cu"
+#include "../rope.cu"
 
 template <class D>
 static void rows(const std::vector<uint8_t>& w, const uint8_t* a, int n, int nrows) {
@@ -29,6 +33,26 @@ static void rows(const std::vector<uint8_t>& w, const uint8_t* a, int n, int nro
     }
 }
 
+static int rope_mode(const std::vector<uint8_t>& buf) {
+    uint32_t h[7];
+    std::memcpy(h, buf.data(), sizeof h);
+    const int nh = (int)h[0], nkv = (int)h[1], hd = (int)h[2], nrot = (int)h[3], nt = (int)h[4];
+    const int pos0 = (int)h[5], nctx = (int)h[6];
+    const size_t nq = (size_t)nt * nh * hd, nk = (size_t)nt * nkv * hd, ntab = (size_t)nctx * nrot;
+    if (buf.size() != sizeof h + 4 * (nq + nk + ntab)) return 4;
+    std::vector<float> q(nq), k(nk), tab(ntab);
+    std::memcpy(q.data(), buf.data() + sizeof h, 4 * nq);
+    std::memcpy(k.data(), buf.data() + sizeof h + 4 * nq, 4 * nk);
+    std::memcpy(tab.data(), buf.data() + sizeof h + 4 * (nq + nk), 4 * ntab);
+    blockDim.x = 256;
+    for (blockIdx.x = 0; blockIdx.x < (unsigned)nt; blockIdx.x++)
+        for (threadIdx.x = 0; threadIdx.x < blockDim.x; threadIdx.x++)
+            rope(q.data(), k.data(), tab.data(), &pos0, nh, nkv, hd, nrot, nh * hd, nkv * hd);
+    for (float v : q) { uint32_t u; std::memcpy(&u, &v, 4); std::printf("%08x\n", u); }
+    for (float v : k) { uint32_t u; std::memcpy(&u, &v, 4); std::printf("%08x\n", u); }
+    return 0;
+}
+
 int main(int argc, char** argv) {
     const bool embed_mode = argc == 3 && std::string(argv[1]) == "--embed";
     FILE* f = std::fopen(argv[argc - 1], "rb");
@@ -38,6 +62,7 @@ int main(int argc, char** argv) {
     size_t k;
     while ((k = std::fread(tmp, 1, sizeof tmp, f)) > 0) buf.insert(buf.end(), tmp, tmp + k);
     std::fclose(f);
+    if (argc == 3 && std::string(argv[1]) == "--rope") return rope_mode(buf);
     uint32_t hdr[4] = {0, 0, 0, 0};
     std::memcpy(hdr, buf.data(), embed_mode ? 8 : 16);
     const int ty = (int)hdr[0], n = (int)hdr[1];

@@ -46,5 +46,6 @@ static inline float __fdiv_rn(float a, float b) { return a / b; }
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 static inline float __shfl_xor_sync(unsigned, float v, int) { return v; }  // never called here
 static inline int __shfl_xor_sync(unsigned, int v, int) { return v; }
+using std::fmaf;
 using std::max;
 using std::min;
