@@ -30,10 +30,10 @@ extern "C" __global__ void attn_prefill(const float* __restrict__ q, const __hal
     const int kvh = h / (n_head / n_head_kv);
     const int nd = head_dim / WARP;
     const int p0 = pos0[0];
-    const int t = blockIdx.y * QT + w;
+    const int t = (int)blockIdx.y * QT + w;
     const bool active = t < ntok;
     const int my_last = p0 + t;  // last position this query sees
-    const int block_last = p0 + min(blockIdx.y * QT + QT, ntok) - 1;
+    const int block_last = p0 + min((int)(blockIdx.y * QT + QT), ntok) - 1;
 
     for (int d = lane; d < head_dim; d += WARP)
         qs[w][d] = active ? __half2float(__float2half_rn(q[(size_t)t * q_dim + h * head_dim + d])) : 0.0f;

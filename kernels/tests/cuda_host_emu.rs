@@ -1,15 +1,16 @@
-//! The per-block device functions of the CUDA kernels, compiled for the host: `D::dot` of every
-//! `matvec_*.cu` (quantized weights x quantized activations, the bit layouts and `__dp4a` integer
-//! arithmetic of the GPU matrix products) and `dequant` of `embed.cu`, built from the very same
-//! `.cu` sources by the host C++ compiler with `kernels/cuda/emu/host.h` standing in for CUDA
-//! (`-ffp-contract=off`), then compared with `reference` on seeded random rows of odd lengths. This
-//! runs on any machine, so the layouts are checked even where no GPU is (tests/cuda.rs checks the
-//! kernels themselves on a GPU).
-//!
-//! Tolerance of the dots: the integer part is exact, each block's f32 expression is ggml's, and the
-//! K-quant terms are split per 32-element part and summed in block order: 1e-5 of the sum of
-//! |w x| (dequantized). `dequant` must equal `to_f32` bit for bit.
-//! Needs a C++ compiler (`$CXX`, else `c++`, `g++`); without one the test says so and fails.
+//! The CUDA kernels on the host: the very same `kernels/cuda/*.cu` sources compiled by the host C++
+//! compiler (C++20) with `kernels/cuda/emu/host.h` standing in for CUDA: blocks run in turn, the
+//! threads of a block as std::threads, `__syncthreads` and warp shuffles through barriers, shared
+//! memory as statics, `-ffp-contract=off`. Each kernel is launched with the grid and block
+//! `ingot_kernels::cuda` uses and compared with `reference` (or the CPU path's formula) on seeded
+//! random inputs, with the tolerances of tests/cuda.rs: activation quantizers, RoPE and the
+//! embedding's dequantization bit for bit; matrix products (matvec and the 8-token matmul, every
+//! type) within 1e-5 of the sum of |w x|; RMSNorm and SwiGLU within a few ulp (the host's expf is
+//! not CUDA's); flash-decoding (+ combine) and tiled prefill attention within 2^-10 max|v| (the CPU
+//! rounds probabilities to f16); argmax exactly. This runs on any machine, so the kernels' indexing,
+//! layouts, reductions and synchronization are checked even where no GPU is; what it cannot check
+//! (real warp scheduling, memory alignment faults, the driver) is left to tests/cuda.rs on a GPU.
+//! Needs a C++20 compiler (`$CXX`, else `c++`); without one the test fails saying so.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -28,7 +29,13 @@ fn harness() -> PathBuf {
         let out = std::env::temp_dir().join(format!("ingot-cuda-emu-{}", std::process::id()));
         let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
         let st = Command::new(&cxx)
-            .args(["-std=c++17", "-O1", "-ffp-contract=off", "-DINGOT_HOST_EMU"])
+            .args([
+                "-std=c++20",
+                "-O1",
+                "-pthread",
+                "-ffp-contract=off",
+                "-DINGOT_HOST_EMU",
+            ])
             .arg("-I")
             .arg(&dir)
             .arg(dir.join("emu/dots.cpp"))
@@ -184,5 +191,233 @@ fn rope_kernel_is_bit_identical() {
         }
         let want: Vec<u32> = wq.iter().chain(&wk).map(|v| v.to_bits()).collect();
         assert_eq!(got, want, "rope H={nh} Hkv={nkv} D={hd} n_rot={nrot}");
+    }
+}
+
+// --- whole kernels, run by the host emulator (blocks in turn, threads of a block as std::threads) ---
+
+fn header(v: &[usize]) -> Vec<u8> {
+    v.iter().flat_map(|&x| (x as u32).to_le_bytes()).collect()
+}
+
+fn f32s(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn hex_f32(lines: &[String]) -> Vec<f32> {
+    lines
+        .iter()
+        .map(|l| f32::from_bits(u32::from_str_radix(l, 16).unwrap()))
+        .collect()
+}
+
+#[test]
+fn quantize_kernels_are_byte_identical() {
+    use ingot_kernels::QuantType;
+    let mut r = SplitMix64(0x9a9a_0001);
+    for (ty, n) in [
+        (QuantType::Q8_0, 7 * 32),
+        (QuantType::Q8_1, 5 * 32),
+        (QuantType::Q8_K, 3 * 256),
+    ] {
+        let nt = 3;
+        let mut x = randn(&mut r, nt * n, 3.0);
+        x[n..n + 32].fill(0.0); // an all-zero block
+        let mut input = header(&[ty.ggml_id() as usize, n, nt]);
+        input.extend(f32s(&x));
+        let got = run(&["--quantize"], &input, &format!("q-{ty}"));
+        for t in 0..nt {
+            let mut want = vec![0u8; ty.row_bytes(n).unwrap()];
+            quantize_activations(ty, &x[t * n..(t + 1) * n], &mut want);
+            let want: String = want.iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(got[t], want, "{ty} token {t}");
+        }
+    }
+}
+
+#[test]
+fn matmul_kernels_match_reference() {
+    let mut r = SplitMix64(0x9a9a_0002);
+    for ty in MATMUL_TYPES {
+        let info = ty.info();
+        let act_ty = info.vec_dot_type;
+        let n = if ty.is_k_quant() { 512 } else { 96 };
+        for (nrows, nt) in [(5usize, 1usize), (6, 3), (3, 11)] {
+            let rb = ty.row_bytes(n).unwrap();
+            let mut w = vec![0u8; nrows * rb];
+            for (src, dst) in randn(&mut r, nrows * n, 1.0)
+                .chunks_exact(n)
+                .zip(w.chunks_exact_mut(rb))
+            {
+                (info.from_f32)(src, dst);
+            }
+            let arb = act_ty.row_bytes(n).unwrap();
+            let st = arb.next_multiple_of(4) + 4;
+            let x = randn(&mut r, nt * n, 2.0);
+            let mut act = vec![0u8; nt * st];
+            for t in 0..nt {
+                quantize_activations(act_ty, &x[t * n..(t + 1) * n], &mut act[t * st..][..arb]);
+            }
+            let mut input = header(&[ty.ggml_id() as usize, n, nrows, nt, st, w.len()]);
+            input.extend(&w);
+            input.extend(&act);
+            let got = hex_f32(&run(&["--matmul"], &input, &format!("mm-{ty}-{nt}")));
+            let (mut wd, mut xd) = (vec![0.0; n], vec![0.0; n]);
+            for t in 0..nt {
+                let a = &act[t * st..][..arb];
+                let mut want = vec![0.0; nrows];
+                reference::matvec(ty, &mut want, &w, a, n);
+                (act_ty.info().to_f32)(a, &mut xd);
+                for row in 0..nrows {
+                    (info.to_f32)(&w[row * rb..(row + 1) * rb], &mut wd);
+                    let mag: f32 = wd.iter().zip(&xd).map(|(a, b)| (a * b).abs()).sum();
+                    let g = got[t * nrows + row];
+                    assert!(
+                        (g - want[row]).abs() <= 1e-5 * mag + 1e-6,
+                        "{ty} rows {nrows} tokens {nt}: token {t} row {row}: {g} vs {}",
+                        want[row]
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rms_norm_argmax_swiglu_kernels_match() {
+    let mut r = SplitMix64(0x9a9a_0003);
+    let (n, nt, eps) = (577usize, 3usize, 1e-5f32);
+    let (x, w) = (randn(&mut r, nt * n, 4.0), randn(&mut r, n, 1.0));
+    let mut input = header(&[n, nt, eps.to_bits() as usize]);
+    input.extend(f32s(&x));
+    input.extend(f32s(&w));
+    let got = hex_f32(&run(&["--rms"], &input, "rms"));
+    for t in 0..nt {
+        let xr = &x[t * n..(t + 1) * n];
+        let sum: f64 = xr.iter().map(|&v| f64::from(v * v)).sum();
+        let scale = 1.0 / ((sum / n as f64) as f32 + eps).sqrt();
+        for i in 0..n {
+            let want = (xr[i] * scale) * w[i];
+            let g = got[t * n + i];
+            assert!(
+                (g - want).abs() <= 4.0 * f32::EPSILON * want.abs(),
+                "rms {t} {i}: {g} vs {want}"
+            );
+        }
+    }
+
+    let mut x = randn(&mut r, 3000, 10.0);
+    x[1000] = 11.0;
+    x[2000] = 11.0;
+    x[2999] = f32::NAN;
+    let mut input = header(&[x.len()]);
+    input.extend(f32s(&x));
+    assert_eq!(run(&["--argmax"], &input, "argmax")[0], "1000");
+
+    let (g, u) = (randn(&mut r, 300, 8.0), randn(&mut r, 300, 2.0));
+    let mut input = header(&[g.len()]);
+    input.extend(f32s(&g));
+    input.extend(f32s(&u));
+    let got = hex_f32(&run(&["--swiglu"], &input, "swiglu"));
+    let mut want = g.clone();
+    reference::ops::swiglu(&mut want, &u);
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (a - b).abs() <= 16.0 * f32::EPSILON * b.abs() + 1e-30,
+            "swiglu {i}: {a} vs {b}"
+        );
+    }
+}
+
+/// The CPU path's attention of one query head (as in tests/cuda.rs).
+#[allow(clippy::too_many_arguments)]
+fn cpu_attention(
+    (nh, nkv, d): (usize, usize, usize),
+    q: &[f32],
+    h: usize,
+    kc: &[half::f16],
+    vc: &[half::f16],
+    n_ctx: usize,
+    n_kv: usize,
+    batched: bool,
+) -> Vec<f32> {
+    use half::f16;
+    let kvd = nkv * d;
+    let kvh = h / (nh / nkv);
+    let mut vt = vec![f16::ZERO; d * n_ctx];
+    for p in 0..n_ctx {
+        for i in 0..d {
+            vt[i * n_ctx + p] = vc[p * kvd + kvh * d + i];
+        }
+    }
+    let kern = ingot_kernels::Kernels::for_isa(ingot_kernels::Isa::Scalar).unwrap();
+    let mut out = vec![0.0; d];
+    let (mut s, mut q16, mut p16) = (vec![0.0; n_kv], vec![f16::ZERO; d], vec![f16::ZERO; n_kv]);
+    let scale = 1.0 / (d as f32).sqrt();
+    kern.attention_head_ggml(
+        &mut out,
+        q,
+        &kc[kvh * d..],
+        kvd,
+        &vt,
+        n_ctx,
+        scale,
+        batched,
+        n_kv,
+        &mut s,
+        &mut q16,
+        &mut p16,
+    );
+    out
+}
+
+#[test]
+fn attention_kernels_match_cpu() {
+    use half::f16;
+    let mut r = SplitMix64(0x9a9a_0004);
+    let (nh, nkv, d, n_ctx) = (6usize, 2usize, 64usize, 260usize);
+    let kvd = nkv * d;
+    let kc: Vec<f16> = randn(&mut r, n_ctx * kvd, 2.0)
+        .into_iter()
+        .map(f16::from_f32)
+        .collect();
+    let vc: Vec<f16> = randn(&mut r, n_ctx * kvd, 2.0)
+        .into_iter()
+        .map(f16::from_f32)
+        .collect();
+    let vmax = vc.iter().fold(0.0f32, |m, v| m.max(v.to_f32().abs()));
+    // The CPU rounds probabilities to f16 before the value products, the kernels do not.
+    let tol = 2.0 * vmax / 2048.0;
+    let cache: Vec<u8> = kc
+        .iter()
+        .chain(&vc)
+        .flat_map(|v| v.to_bits().to_le_bytes())
+        .collect();
+    for (mode, pos0, nt) in [
+        ("--attn-decode", 0usize, 1usize),
+        ("--attn-decode", 200, 1),
+        ("--attn-prefill", 0, 9),
+        ("--attn-prefill", 100, 12),
+    ] {
+        let q = randn(&mut r, nt * nh * d, 1.5);
+        let mut input = header(&[nh, nkv, d, n_ctx, pos0, nt]);
+        input.extend(f32s(&q));
+        input.extend(&cache);
+        let got = hex_f32(&run(&[mode], &input, &format!("attn-{pos0}")));
+        for t in 0..nt {
+            for h in 0..nh {
+                let qh = &q[(t * nh + h) * d..][..d];
+                let want =
+                    cpu_attention((nh, nkv, d), qh, h, &kc, &vc, n_ctx, pos0 + t + 1, nt > 1);
+                for i in 0..d {
+                    let g = got[(t * nh + h) * d + i];
+                    assert!(
+                        (g - want[i]).abs() <= tol,
+                        "{mode} pos0 {pos0} token {t} head {h} dim {i}: {g} vs {} (tol {tol})",
+                        want[i]
+                    );
+                }
+            }
+        }
     }
 }
