@@ -12,12 +12,24 @@ PKGS=("nvidia-cuda-nvcc==13.0.88" "nvidia-nvvm==13.0.88" "nvidia-cuda-crt==13.0.
       "nvidia-cuda-runtime==13.0.96" "nvidia-cuda-cccl==13.0.85")
 PY="${PYTHON:-python3}"
 stamp="$VENV/.ingot-cuda-pkgs"
+# A venv when python3 can make one; otherwise (Debian without python3-venv) a plain `pip --target`
+# directory: the wheels only need unpacking, nothing is imported.
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${PKGS[*]}" ]; then
-  { rm -rf "$VENV"; mkdir -p "$(dirname "$VENV")"; "$PY" -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${PKGS[@]}"
+  { rm -rf "$VENV"; mkdir -p "$(dirname "$VENV")"
+    if "$PY" -m venv "$VENV" 2>/dev/null; then
+      "$VENV/bin/pip" install -q --disable-pip-version-check "${PKGS[@]}"
+    else
+      rm -rf "$VENV"
+      "$PY" -m pip install -q --disable-pip-version-check --target "$VENV/site" "${PKGS[@]}" ||
+        "$PY" -m pip install -q --disable-pip-version-check --break-system-packages --target "$VENV/site" "${PKGS[@]}"
+    fi
     echo "${PKGS[*]}" > "$stamp"; } 1>&2
 fi
-SP="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+if [ -x "$VENV/bin/python" ]; then
+  SP="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+else
+  SP="$VENV/site"
+fi
 H="$SP/nvidia/cu13"
 "$H/bin/nvcc" --version >/dev/null || { echo "setup-cuda: install looks broken in $VENV (rm -rf it)" >&2; exit 1; }
 out=("export CUDA_HOME='$H'" "export NVCC='$H/bin/nvcc'")
