@@ -4,7 +4,7 @@
 //! memory as statics, `-ffp-contract=off`. Each kernel is launched with the grid and block
 //! `ingot_kernels::cuda` uses and compared with `reference` (or the CPU path's formula) on seeded
 //! random inputs, with the tolerances of tests/cuda.rs: activation quantizers, RoPE and the
-//! embedding's dequantization bit for bit; matrix products (matvec and the 8-token matmul, every
+//! embedding (dequantization and the whole gather kernel), KV store and residual add bit for bit; matrix products (matvec and the 8-token matmul, every
 //! type) within 1e-5 of the sum of |w x|; RMSNorm and SwiGLU within a few ulp (the host's expf is
 //! not CUDA's); flash-decoding (+ combine) and tiled prefill attention within 2^-10 max|v| (the CPU
 //! rounds probabilities to f16); argmax exactly. This runs on any machine, so the kernels' indexing,
@@ -420,4 +420,64 @@ fn attention_kernels_match_cpu() {
             }
         }
     }
+}
+
+#[test]
+fn embed_kv_store_add_kernels_match() {
+    use half::f16;
+    let mut r = SplitMix64(0x9a9a_0005);
+    for ty in EMBED_TYPES {
+        let info = ty.info();
+        let (nc, nv) = (512usize, 11usize);
+        let rb = ty.row_bytes(nc).unwrap();
+        let mut table = vec![0u8; nv * rb];
+        for (src, dst) in randn(&mut r, nv * nc, 1.0)
+            .chunks_exact(nc)
+            .zip(table.chunks_exact_mut(rb))
+        {
+            (info.from_f32)(src, dst);
+        }
+        let tokens = [10usize, 0, 3, 3];
+        let mut input = header(&[ty.ggml_id() as usize, nc, nv, tokens.len(), rb]);
+        input.extend(&table);
+        input.extend(header(&tokens));
+        let got = hex_f32(&run(&["--embed-kernel"], &input, &format!("embk-{ty}")));
+        for (t, &tok) in tokens.iter().enumerate() {
+            let mut want = vec![0.0f32; nc];
+            (info.to_f32)(&table[tok * rb..][..rb], &mut want);
+            let g: Vec<u32> = got[t * nc..(t + 1) * nc]
+                .iter()
+                .map(|v| v.to_bits())
+                .collect();
+            let w: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(g, w, "embed kernel {ty} token {t}");
+        }
+    }
+
+    let (kvd, nctx, pos0, nt) = (320usize, 12usize, 5usize, 4usize);
+    let (k, v) = (randn(&mut r, nt * kvd, 5.0), randn(&mut r, nt * kvd, 5.0));
+    let mut input = header(&[kvd, nctx, pos0, nt]);
+    input.extend(f32s(&k));
+    input.extend(f32s(&v));
+    let got = run(&["--kv-store"], &input, "kv");
+    for (c, src) in [&k, &v].into_iter().enumerate() {
+        for p in 0..nctx {
+            for i in 0..kvd {
+                let want = if (pos0..pos0 + nt).contains(&p) {
+                    f16::from_f32(src[(p - pos0) * kvd + i])
+                } else {
+                    f16::from_f32(-7.0)
+                };
+                let g = &got[c * nctx * kvd + p * kvd + i];
+                assert_eq!(
+                    u16::from_str_radix(g, 16).unwrap(),
+                    want.to_bits(),
+                    "cache {c} row {p} elem {i}"
+                );
+            }
+        }
+    }
+    let sums = hex_f32(&got[2 * nctx * kvd..]);
+    let want: Vec<f32> = k.iter().zip(&v).map(|(a, b)| a + b).collect();
+    assert_eq!(sums, want, "add");
 }

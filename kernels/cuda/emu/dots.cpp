@@ -6,7 +6,7 @@
 // `dots --rope FILE` reads u32 n_head, n_head_kv, head_dim, n_rot, ntok, pos0, n_ctx, then q (ntok, H*D),
 //   k (ntok, Hkv*D) and the table (n_ctx, n_rot) as f32, runs the `rope` kernel thread by thread (grid
 //   ntok, block 256: it has no barrier or shuffle) and prints q then k as hex bits.
-// `dots --quantize|--matmul|--rms|--attn-decode|--attn-prefill|--argmax|--swiglu FILE`: whole kernels,
+// `dots --quantize|--matmul|--rms|--attn-decode|--attn-prefill|--argmax|--swiglu|--embed-kernel|--kv-store FILE`: whole kernels,
 //   launched as kernels/src/cuda/mod.rs launches them, on the inputs kernels/tests/cuda_host_emu.rs writes.
 // `dots --embed FILE` reads u32 type id, u32 n, then one row, and prints `dequant` of each element
 // (hex bits, so the comparison is exact).
@@ -28,6 +28,8 @@
 #include "../attention_prefill.cu"
 #include "../argmax.cu"
 #include "../swiglu.cu"
+#include "../kv_store.cu"
+#include "../add.cu"
 
 template <class D>
 static void rows(const std::vector<uint8_t>& w, const uint8_t* a, int n, int nrows) {
@@ -156,6 +158,38 @@ static int swiglu_mode(Reader r) {
     return 0;
 }
 
+
+// u32 ty, ncols, nvocab, ntok, row_bytes, then the table and ntok u32 token ids: out (ntok, ncols).
+static int embed_kernel_mode(Reader r) {
+    const int ty = (int)r.u32(), nc = (int)r.u32(), nv = (int)r.u32(), nt = (int)r.u32(), rb = (int)r.u32();
+    auto table = r.vec<uint8_t>((size_t)nv * rb);
+    auto tok = r.vec<uint32_t>(nt);
+    std::vector<float> out((size_t)nt * nc, NAN);
+    emu_launch({(unsigned)((nc + 255) / 256), (unsigned)nt, 1}, {256, 1, 1},
+               [&] { embed(table.data(), tok.data(), out.data(), ty, nc, rb, nv); });
+    print_f32(out);
+    return 0;
+}
+
+// u32 kv_dim, n_ctx, pos0, ntok, then k, v (ntok, kv_dim) f32: prints both caches (n_ctx, kv_dim) as
+// hex f16 bits, the cache prefilled with 0xc700 (-7.0).
+static int kv_store_mode(Reader r) {
+    const int kvd = (int)r.u32(), nctx = (int)r.u32(), pos0 = (int)r.u32(), nt = (int)r.u32();
+    auto k = r.vec<float>((size_t)nt * kvd);
+    auto v = r.vec<float>((size_t)nt * kvd);
+    std::vector<__half> kc((size_t)nctx * kvd, __half{0xc700}), vc = kc;
+    emu_launch({(unsigned)((kvd + 255) / 256), (unsigned)nt, 1}, {256, 1, 1},
+               [&] { kv_store(k.data(), v.data(), kc.data(), vc.data(), &pos0, kvd, kvd, kvd); });
+    for (auto h : kc) std::printf("%04x\n", h.bits);
+    for (auto h : vc) std::printf("%04x\n", h.bits);
+    // And the residual add, x += y over the first n of k and v.
+    std::vector<float> x = k;
+    const int n = (int)x.size();
+    emu_launch({(unsigned)((n + 255) / 256), 1, 1}, {256, 1, 1}, [&] { add_inplace(x.data(), v.data(), n); });
+    print_f32(x);
+    return 0;
+}
+
 static int rope_mode(const std::vector<uint8_t>& buf) {
     uint32_t h[7];
     std::memcpy(h, buf.data(), sizeof h);
@@ -195,6 +229,8 @@ int main(int argc, char** argv) {
         if (m == "--attn-prefill") return attn_mode(Reader{buf}, true);
         if (m == "--argmax") return argmax_mode(Reader{buf});
         if (m == "--swiglu") return swiglu_mode(Reader{buf});
+        if (m == "--embed-kernel") return embed_kernel_mode(Reader{buf});
+        if (m == "--kv-store") return kv_store_mode(Reader{buf});
     }
     uint32_t hdr[4] = {0, 0, 0, 0};
     std::memcpy(hdr, buf.data(), embed_mode ? 8 : 16);
