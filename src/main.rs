@@ -107,6 +107,9 @@ pub struct BenchArgs {
     /// (weight bytes per token / bandwidth).
     #[arg(long)]
     pub roofline: bool,
+    /// Where the forward pass runs: cpu, or cuda (a build with --features cuda and an NVIDIA GPU).
+    #[arg(long, value_enum, default_value_t = commands::device::Device::Cpu)]
+    pub device: commands::device::Device,
 }
 
 #[derive(Args, Debug)]
@@ -199,6 +202,9 @@ pub struct GenerateArgs {
     /// Context length: prompt plus generated tokens.
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
+    /// Where the forward pass runs: cpu, or cuda (a build with --features cuda and an NVIDIA GPU).
+    #[arg(long, value_enum, default_value_t = commands::device::Device::Cpu)]
+    pub device: commands::device::Device,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +238,9 @@ pub struct ChatArgs {
     /// Context length of the conversation.
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
+    /// Where the forward pass runs: cpu, or cuda (a build with --features cuda and an NVIDIA GPU).
+    #[arg(long, value_enum, default_value_t = commands::device::Device::Cpu)]
+    pub device: commands::device::Device,
 }
 
 #[derive(Args, Debug)]

@@ -231,3 +231,35 @@ fn bad_files_and_requests_fail_cleanly() {
         let _ = std::fs::remove_file(p);
     }
 }
+
+#[test]
+fn device_cuda_without_a_gpu_fails_cleanly() {
+    // Without `--features cuda`, or without an NVIDIA driver, `--device cuda` is a one-line error
+    // (never a panic or partial output); on a machine with a GPU and the feature it runs.
+    let m = model_path();
+    for cmd in ["generate", "bench"] {
+        let mut args = vec![cmd, "-m", m.to_str().unwrap(), "--device", "cuda"];
+        if cmd == "generate" {
+            args.extend(["-p", "Hello", "-n", "2", "--temp", "0"]);
+        } else {
+            args.extend(["--prompt", "8", "--gen", "2", "--runs", "1"]);
+        }
+        let o = ingot(&args);
+        let gpu = cfg!(feature = "cuda") && std::path::Path::new("/dev/nvidiactl").exists();
+        if gpu {
+            assert!(o.status.success(), "{}", stderr(&o));
+            continue;
+        }
+        assert!(
+            !o.status.success(),
+            "{cmd} --device cuda succeeded without a GPU"
+        );
+        let err = stderr(&o);
+        assert!(err.contains("CUDA") && !err.contains("panicked"), "{err}");
+        assert!(
+            stdout(&o).trim().is_empty(),
+            "partial output: {}",
+            stdout(&o)
+        );
+    }
+}

@@ -42,6 +42,12 @@
 // Version of the binary interface this header describes; compare with `ingot_abi_version()`.
 #define INGOT_ABI_VERSION 1
 
+// `ingot_session_params.device`: the CPU kernels.
+#define INGOT_DEVICE_CPU 0
+
+// `ingot_session_params.device`: the first NVIDIA GPU (see the field's documentation).
+#define INGOT_DEVICE_CUDA 1
+
 // The status every fallible function returns (as `int32_t`): `INGOT_OK` or a negative error code.
 // Codes are never renumbered or reused.
 enum ingot_status
@@ -132,6 +138,11 @@ typedef struct ingot_session_params {
   // Threads for evaluation (1..=256), the calling thread included; the results do not depend on
   // it. Default 1.
   uint32_t n_threads;
+  // Where the session runs: `INGOT_DEVICE_CPU` (0, the default) or `INGOT_DEVICE_CUDA` (1).
+  // Sessions of this version run on the CPU: `INGOT_DEVICE_CUDA` is refused with
+  // `INGOT_ERR_INVALID` and a message saying so (the CUDA backend is `ingot --device cuda`), as is
+  // any other value. Appended in ABI version 1; zero-initialized structs mean the CPU.
+  uint32_t device;
 } ingot_session_params;
 
 // Parameters of the sampler chain (penalties -> top-k -> top-p -> min-p -> temperature -> draw, as

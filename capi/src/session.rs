@@ -22,7 +22,17 @@ pub struct ingot_session_params {
     /// Threads for evaluation (1..=256), the calling thread included; the results do not depend on
     /// it. Default 1.
     pub n_threads: u32,
+    /// Where the session runs: `INGOT_DEVICE_CPU` (0, the default) or `INGOT_DEVICE_CUDA` (1).
+    /// Sessions of this version run on the CPU: `INGOT_DEVICE_CUDA` is refused with
+    /// `INGOT_ERR_INVALID` and a message saying so (the CUDA backend is `ingot --device cuda`), as is
+    /// any other value. Appended in ABI version 1; zero-initialized structs mean the CPU.
+    pub device: u32,
 }
+
+/// `ingot_session_params.device`: the CPU kernels.
+pub const INGOT_DEVICE_CPU: u32 = 0;
+/// `ingot_session_params.device`: the first NVIDIA GPU (see the field's documentation).
+pub const INGOT_DEVICE_CUDA: u32 = 1;
 
 /// Parameters of the sampler chain (penalties -> top-k -> top-p -> min-p -> temperature -> draw, as
 /// llama.cpp's common sampler). Get the defaults from `ingot_sampler_params_default()`. Append-only.
@@ -86,6 +96,7 @@ pub extern "C" fn ingot_session_params_default() -> ingot_session_params {
         n_ctx: d.n_ctx as u32,
         n_batch: d.n_batch as u32,
         n_threads: d.n_threads as u32,
+        device: INGOT_DEVICE_CPU,
     }
 }
 
@@ -106,13 +117,28 @@ pub extern "C" fn ingot_sampler_params_default() -> ingot_sampler_params {
     }
 }
 
-fn session_params(p: &ingot_session_params) -> SessionParams {
-    SessionParams {
+fn session_params(p: &ingot_session_params) -> R<SessionParams> {
+    match p.device {
+        INGOT_DEVICE_CPU => {}
+        INGOT_DEVICE_CUDA => {
+            return Err(Fail::invalid(
+                "device INGOT_DEVICE_CUDA: sessions of the C ABI run on the CPU only in this \
+                 version (the CUDA backend is available as `ingot --device cuda`); use \
+                 INGOT_DEVICE_CPU",
+            ))
+        }
+        d => {
+            return Err(Fail::invalid(format!(
+                "unknown device {d}: expected INGOT_DEVICE_CPU (0) or INGOT_DEVICE_CUDA (1)"
+            )))
+        }
+    }
+    Ok(SessionParams {
         n_ctx: p.n_ctx as usize,
         n_batch: p.n_batch as usize,
         n_threads: p.n_threads as usize,
         ..Default::default()
-    }
+    })
 }
 
 /// The model a handle holds, with the lifetime the session handle claims for it.
@@ -150,7 +176,7 @@ pub unsafe extern "C" fn ingot_session_new(
         // SAFETY: caller's contract.
         let model = unsafe { static_model(model) }?;
         // SAFETY: caller's contract.
-        let params = session_params(unsafe { ref_arg(params, "params") }?);
+        let params = session_params(unsafe { ref_arg(params, "params") }?)?;
         if session_out.is_null() {
             return Err(Fail::null("session_out"));
         }
@@ -176,7 +202,7 @@ pub unsafe extern "C" fn ingot_session_arena_size(
         // SAFETY: caller's contract.
         let model = unsafe { static_model(model) }?;
         // SAFETY: caller's contract.
-        let params = session_params(unsafe { ref_arg(params, "params") }?);
+        let params = session_params(unsafe { ref_arg(params, "params") }?)?;
         let bytes = Session::arena_bytes(model, params)?;
         debug_assert_eq!(bytes, session_bytes(model, params));
         // SAFETY: caller's contract.
@@ -208,7 +234,7 @@ pub unsafe extern "C" fn ingot_session_new_in_arena(
         // SAFETY: caller's contract.
         let model = unsafe { static_model(model) }?;
         // SAFETY: caller's contract.
-        let params = session_params(unsafe { ref_arg(params, "params") }?);
+        let params = session_params(unsafe { ref_arg(params, "params") }?)?;
         if arena.is_null() {
             return Err(Fail::null("arena"));
         }

@@ -60,7 +60,8 @@ fn struct_layouts_and_constants_are_pinned() {
         ingot_session_params {
             n_ctx,
             n_batch,
-            n_threads
+            n_threads,
+            device
         }
     );
     layout!(
@@ -94,6 +95,8 @@ fn struct_layouts_and_constants_are_pinned() {
         writeln!(s, "{name} {}", v as i32).unwrap();
     }
     writeln!(s, "INGOT_ABI_VERSION {INGOT_ABI_VERSION}").unwrap();
+    writeln!(s, "INGOT_DEVICE_CPU {INGOT_DEVICE_CPU}").unwrap();
+    writeln!(s, "INGOT_DEVICE_CUDA {INGOT_DEVICE_CUDA}").unwrap();
     check(&format!("layout-{}bit.txt", usize::BITS), &s);
 }
 

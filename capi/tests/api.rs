@@ -604,6 +604,18 @@ fn step_by_step_equals_generate_and_errors_are_clean() {
             INVALID,
             "at least 1",
         );
+        // The device field: CUDA sessions are refused with a message, unknown devices too.
+        let cuda = ingot_session_params {
+            device: INGOT_DEVICE_CUDA,
+            ..sp
+        };
+        expect_err(ingot_session_new(m.ptr, &cuda, &mut s3), INVALID, "CUDA");
+        let bad = ingot_session_params { device: 7, ..sp };
+        expect_err(
+            ingot_session_new(m.ptr, &bad, &mut s3),
+            INVALID,
+            "unknown device 7",
+        );
         expect_err(ingot_session_new(null(), &sp, &mut s3), NULL, "model");
         expect_err(ingot_session_new(m.ptr, null(), &mut s3), NULL, "params");
         assert!(
@@ -626,6 +638,7 @@ fn arena_exact_size_works_one_byte_less_fails() {
         n_ctx: 128,
         n_batch: 16,
         n_threads: 2,
+        device: INGOT_DEVICE_CPU,
     };
     let mut need = 0usize;
     // SAFETY: live model, readable params, writable size.

@@ -28,6 +28,7 @@ int main(void) {
     FIELD(ingot_session_params, n_ctx);
     FIELD(ingot_session_params, n_batch);
     FIELD(ingot_session_params, n_threads);
+    FIELD(ingot_session_params, device);
     STRUCT(ingot_sampler_params);
     FIELD(ingot_sampler_params, seed);
     FIELD(ingot_sampler_params, temperature);
@@ -52,5 +53,7 @@ int main(void) {
     CODE(INGOT_ERR_STATE);
     CODE(INGOT_ERR_INTERNAL);
     CODE(INGOT_ABI_VERSION);
+    CODE(INGOT_DEVICE_CPU);
+    CODE(INGOT_DEVICE_CUDA);
     return 0;
 }

@@ -18,12 +18,16 @@
 //! - [`sgemm`]: [`Kernels::sgemm`], the blocked, packed, threaded f32 matrix product (the
 //!   trainer's), bitwise equal on every path and thread count to [`sgemm::sgemm_reference`].
 //!
+//! - [`cuda`] (feature `cuda`): the CUDA kernels of `kernels/cuda/` and their launch wrappers.
+//!
 //! This crate knows nothing of models or files: slices in, `&mut` slice out, sizes explicit,
 //! no allocation. Dimension letters used in shape comments: `n` elements per row (the reduction
 //! dimension), `d` rows (output length), `T` tokens.
 
 pub mod blocks;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod dispatch;
 pub mod ops;
 pub mod packed;

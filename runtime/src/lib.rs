@@ -9,6 +9,8 @@
 //! the kernels (crate `ingot-kernels`), training, conversion, the CLI.
 
 pub mod chat;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod error;
 pub mod gguf;
 pub mod model;

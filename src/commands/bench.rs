@@ -2,10 +2,11 @@
 //! (same prompt text, same token counts, one warm-up run, median of the rest), so the two can be run
 //! side by side (scripts/bench-vs-llama.sh alternates them).
 
+use super::device::Evaluator;
 use super::{load_model, open};
 use crate::BenchArgs;
 use anyhow::{ensure, Result};
-use ingot_runtime::model::{Session, SessionParams};
+use ingot_runtime::model::SessionParams;
 use ingot_runtime::sampler::argmax;
 use std::time::Instant;
 
@@ -38,7 +39,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         n_threads: a.threads,
         kv_type: a.kv_type,
     };
-    let mut session = Session::new(&model, params)?;
+    let mut session = Evaluator::new(&model, params, a.device)?;
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut first: Vec<u32> = Vec::new();
     for run in 0..=a.runs {
@@ -49,7 +50,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let mut gen = vec![next];
         let t1 = Instant::now();
         for _ in 0..a.gen {
-            next = argmax(session.decode(next)?);
+            next = session.decode_greedy(next)?;
             gen.push(next);
         }
         let t_tg = t1.elapsed().as_secs_f64();
@@ -64,7 +65,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             tg.push(tgt);
         }
     }
-    println!("kernels = {}", session.kernels().isa());
+    println!("{}", session.describe());
     println!(
         "model = {}, threads = {}, kv = {}, runs = {} (+1 warmup)",
         a.model.display(),

@@ -5,11 +5,12 @@
 //! room for a reply no longer fits the context, `fit_history` keeps the system prompt and drops the
 //! oldest turns (the policy is spelled out in `ingot chat --help`).
 
+use super::device::Evaluator;
 use super::{load_model, open, sampler_params};
 use crate::ChatArgs;
 use anyhow::{bail, Result};
 use ingot_runtime::chat::{fit_history, ChatMessage, ChatTemplate};
-use ingot_runtime::model::{Session, SessionParams};
+use ingot_runtime::model::SessionParams;
 use ingot_runtime::sampler::Sampler;
 use ingot_runtime::tokenizer::StreamDecoder;
 use std::io::{BufRead, IsTerminal, Write};
@@ -30,7 +31,7 @@ pub fn run(a: &ChatArgs) -> Result<()> {
         }
     };
     let mut sampler = Sampler::new(sampler_params(&a.sampling), model.config.n_vocab)?;
-    let mut session = Session::new(
+    let mut session = Evaluator::new(
         &model,
         SessionParams {
             n_ctx: a.ctx,
@@ -38,6 +39,7 @@ pub fn run(a: &ChatArgs) -> Result<()> {
             n_threads: a.threads,
             kv_type: a.kv_type,
         },
+        a.device,
     )?;
     let interactive = std::io::stdin().is_terminal();
     let mut history: Vec<ChatMessage> = Vec::new();

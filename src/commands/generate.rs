@@ -1,9 +1,10 @@
 //! `ingot generate`: continue a raw prompt, streaming the new text to stdout and timings to stderr.
 
+use super::device::Evaluator;
 use super::{load_model, open, sampler_params};
 use crate::GenerateArgs;
 use anyhow::{bail, Result};
-use ingot_runtime::model::{Session, SessionParams};
+use ingot_runtime::model::SessionParams;
 use ingot_runtime::sampler::Sampler;
 use ingot_runtime::tokenizer::StreamDecoder;
 use std::io::Write;
@@ -28,7 +29,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
     for &t in &prompt {
         sampler.accept(t);
     }
-    let mut session = Session::new(
+    let mut session = Evaluator::new(
         &model,
         SessionParams {
             n_ctx: a.ctx,
@@ -36,6 +37,7 @@ pub fn run(a: &GenerateArgs) -> Result<()> {
             n_threads: a.threads,
             kv_type: a.kv_type,
         },
+        a.device,
     )?;
     let mut stream = StreamDecoder::for_tokenizer(tok);
     let stdout = std::io::stdout();

@@ -5,6 +5,7 @@ pub mod align;
 pub mod bench;
 pub mod chat;
 pub mod convert;
+pub mod device;
 pub mod generate;
 pub mod info;
 pub mod perplexity;
