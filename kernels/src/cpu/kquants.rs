@@ -17,8 +17,14 @@
 //! llama.cpp on x86 runs its tiled matmul (`ggml-cpu/tiled/`) for every product of 8 or more tokens
 //! whose K-quant weights it has not repacked (Q6_K, Q5_K, Q3_K; Q4_K and, with AVX-512, Q2_K are
 //! repacked into `block_q4_Kx8` / `block_q2_Kx8` and run `ggml_gemv/gemm_*_8x8_q8_K`), and `vec_dot`
-//! below 8 tokens; with the same orders the Q6_K logits equal llama.cpp's bit for bit
-//! (`tests/kquants.rs`). The other types keep the generic order until their x86 orders are written.
+//! below 8 tokens; with the same orders (and Q8_K activations quantized with the FMA ggml-base is
+//! compiled with, `reference::quantize_row_q8_k_fma`) the Q6_K logits equal llama.cpp's bit for bit
+//! (`tests/kquants.rs`), and so do the Q4_K_M ones: Q4_K follows the repacked gemv/gemm, and the
+//! session quantizes a Q4_K product's whole groups of four tokens as ggml's
+//! `ggml_quantize_mat_q8_K_4x8` does ([`crate::Kernels::quantize_batch`]). ingot applies the Q4_K
+//! orders to every Q4_K matrix; llama.cpp repacks only those with a multiple of 8 rows (others run
+//! its tiled matmul or `vec_dot`, not reproduced). The other types keep the generic order until their
+//! x86 orders are written (Q5_K, Q3_K: `vec_dot` and tiled; Q2_K: repacked on AVX-512).
 //! The AVX-512 path uses the AVX2 kernels (its token implies AVX2), as ggml's AVX-512 build runs its
 //! AVX2 K-quant code; NEON has no K-quant kernels yet and runs the reference.
 
