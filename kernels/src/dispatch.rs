@@ -221,6 +221,51 @@ impl Kernels {
         }
     }
 
+    /// Quantizes the `T = x.len() / n` activation rows of `x` (T, n) for a product with weights of
+    /// type `weight`, row `j` at `act[j * stride..]`: [`Kernels::quantize_activations`] to the
+    /// weight's `vec_dot_type`, except the first `T - T % 4` rows of a Q4_K product on x86, which
+    /// llama.cpp quantizes in groups of four for its repacked gemm
+    /// (`reference::quantize_row_q8_k_4x8_x86`; see `cpu/kquants.rs`).
+    ///
+    /// # Panics
+    /// If `n` is not whole blocks of the activation format, `x` not whole rows, or `act` too short.
+    pub fn quantize_batch(
+        &self,
+        weight: QuantType,
+        x: &[f32],
+        n: usize,
+        act: &mut [u8],
+        stride: usize,
+    ) {
+        let act_ty = weight.info().vec_dot_type;
+        let arb = act_ty.row_bytes(n).expect("quantize_batch: n whole blocks");
+        assert!(
+            n > 0 && x.len().is_multiple_of(n),
+            "quantize_batch: whole rows"
+        );
+        let t = x.len() / n;
+        let fours = if crate::cpu::kquants::quantizes_in_fours(self.isa(), weight) {
+            t - t % 4
+        } else {
+            0
+        };
+        for (j, row) in x.chunks_exact(n).enumerate() {
+            let dst = &mut act[j * stride..j * stride + arb];
+            if j < fours {
+                reference::quantize_row_q8_k_4x8_x86(row, dst);
+            } else {
+                self.quantize_activations(act_ty, row, dst);
+            }
+        }
+    }
+
+    /// Whether products with weights of types `a` and `b` read the same quantized activations
+    /// ([`Kernels::quantize_batch`] gives both the same bytes).
+    pub fn same_activations(&self, a: QuantType, b: QuantType) -> bool {
+        let fours = |t| crate::cpu::kquants::quantizes_in_fours(self.isa(), t);
+        a.info().vec_dot_type == b.info().vec_dot_type && fours(a) == fours(b)
+    }
+
     /// `out[r] = vec_dot(ty, n, W[r], x_act)`: W (d, n) in `ty` @ x (n,) -> out (d,), `d =
     /// out.len()`, row stride `ty.row_bytes(n)`, `x_act` in `ty.info().vec_dot_type`. Same contract
     /// as [`crate::reference::matvec`]; bitwise equal to `matmul` with `t = 1`.

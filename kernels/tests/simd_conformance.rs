@@ -195,6 +195,9 @@ fn k_quant_reference(isa: Isa, ty: QuantType) -> DotFn {
         (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q6_K) => {
             ingot_kernels::reference::vec_dot_q6_k_q8_k_x86
         }
+        (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q4_K) => {
+            ingot_kernels::reference::vec_dot_q4_k_q8_k_repack
+        }
         _ => ty.info().vec_dot,
     }
 }
@@ -320,13 +323,19 @@ fn block_integer_dots_are_exact_for_all_byte_patterns() {
     }
 }
 
-/// Where a path's batched K-quant product follows ggml-cpu's tiled matmul instead of `vec_dot` (x86,
-/// from `TILED_MIN_TOKENS` tokens, the types ggml does not repack), its reference.
-fn tiled_reference(isa: Isa, ty: QuantType, t: usize) -> Option<DotFn> {
-    use ingot_kernels::reference::{vec_dot_q6_k_q8_k_tiled, TILED_MIN_TOKENS};
+/// Where token `j` of a path's batched product of `t` tokens follows another order than `vec_dot`,
+/// its reference: on x86, ggml-cpu's tiled matmul for Q6_K from `TILED_MIN_TOKENS` tokens, and the
+/// repacked Q4_K gemm for the tokens of whole groups of four.
+fn tiled_reference(isa: Isa, ty: QuantType, t: usize, j: usize) -> Option<DotFn> {
+    use ingot_kernels::reference::{
+        vec_dot_q4_k_q8_k_repack_gemm, vec_dot_q6_k_q8_k_tiled, TILED_MIN_TOKENS,
+    };
     match (isa, ty) {
         (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q6_K) if t >= TILED_MIN_TOKENS => {
             Some(vec_dot_q6_k_q8_k_tiled)
+        }
+        (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q4_K) if j < t - t % 4 => {
+            Some(vec_dot_q4_k_q8_k_repack_gemm)
         }
         _ => None,
     }
@@ -366,7 +375,7 @@ fn matvec_and_matmul_equal_per_row_vec_dot_bitwise() {
                             let wr = &w[r * rb..(r + 1) * rb];
                             let want = k.vec_dot(ty, n, wr, xj);
                             let ctx = format!("{} {ty} n={n} t={t} row {r} token {j}", k.isa());
-                            let want_mm = match tiled_reference(k.isa(), ty, t) {
+                            let want_mm = match tiled_reference(k.isa(), ty, t, j) {
                                 Some(f) => f(n, wr, xj),
                                 None => want,
                             };

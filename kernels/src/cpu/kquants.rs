@@ -10,14 +10,21 @@
 //! |---|---|---|
 //! | Q6_K, 1..7 tokens | `ggml_vec_dot_q6_K_q8_K` (x86): `reference::vec_dot_q6_k_q8_k_x86` | generic |
 //! | Q6_K, 8+ tokens (`matmul`) | ggml's tiled matmul: `reference::vec_dot_q6_k_q8_k_tiled` | generic |
-//! | Q2_K, Q3_K, Q4_K, Q5_K | `x86_64/avx2_kquants.rs` in the generic order | generic |
+//! | Q4_K | ggml's repacked x86 gemv/gemm: `reference::vec_dot_q4_k_q8_k_repack` | generic |
+//! | Q2_K, Q3_K, Q5_K | `x86_64/avx2_kquants.rs` in the generic order | generic |
 //! | Q8_K (as a weight: never in model files) | scalar reference | scalar reference |
 //!
 //! llama.cpp on x86 runs its tiled matmul (`ggml-cpu/tiled/`) for every product of 8 or more tokens
 //! whose K-quant weights it has not repacked (Q6_K, Q5_K, Q3_K; Q4_K and, with AVX-512, Q2_K are
 //! repacked into `block_q4_Kx8` / `block_q2_Kx8` and run `ggml_gemv/gemm_*_8x8_q8_K`), and `vec_dot`
-//! below 8 tokens; with the same orders the Q6_K logits equal llama.cpp's bit for bit
-//! (`tests/kquants.rs`). The other types keep the generic order until their x86 orders are written.
+//! below 8 tokens; with the same orders (and Q8_K activations quantized with the FMA ggml-base is
+//! compiled with, `reference::quantize_row_q8_k_fma`) the Q6_K logits equal llama.cpp's bit for bit
+//! (`tests/kquants.rs`), and so do the Q4_K_M ones: Q4_K follows the repacked gemv/gemm, and the
+//! session quantizes a Q4_K product's whole groups of four tokens as ggml's
+//! `ggml_quantize_mat_q8_K_4x8` does ([`crate::Kernels::quantize_batch`]). ingot applies the Q4_K
+//! orders to every Q4_K matrix; llama.cpp repacks only those with a multiple of 8 rows (others run
+//! its tiled matmul or `vec_dot`, not reproduced). The other types keep the generic order until their
+//! x86 orders are written (Q5_K, Q3_K: `vec_dot` and tiled; Q2_K: repacked on AVX-512).
 //! The AVX-512 path uses the AVX2 kernels (its token implies AVX2), as ggml's AVX-512 build runs its
 //! AVX2 K-quant code; NEON has no K-quant kernels yet and runs the reference.
 
@@ -39,8 +46,8 @@ pub(crate) fn vec_dot(isa: Isa, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> 
     if matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) && avx2().is_some() {
         match ty {
             // SAFETY: avx2() proved AVX2 + FMA + F16C on this CPU; w and x hold exactly n / 256
-            // blocks of Q4_K and Q8_K (checked above).
-            QuantType::Q4_K => return unsafe { avx2_kquants::dot_q4_k(w, x) },
+            // blocks of Q4_K and Q8_K (checked above). The order of ggml's repacked x86 kernels.
+            QuantType::Q4_K => return unsafe { avx2_kquants::dot_q4_k_repack(w, x) },
             // SAFETY: as above, for Q6_K.
             QuantType::Q6_K => return unsafe { avx2_kquants::dot_q6_k(w, x) },
             // SAFETY: as above, for Q5_K.
@@ -81,17 +88,45 @@ pub(crate) fn matmul(
 ) {
     let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);
     let arb = ty.info().vec_dot_type.row_bytes(n).unwrap_or(0);
-    let dot = |wr: &[u8], x: &[u8]| match tiled_dot(isa, ty, t) {
-        Some(f) => f(n, wr, x),
-        None => vec_dot(isa, ty, n, wr, x),
-    };
+    let tiled = tiled_dot(isa, ty, t);
+    let gemm = gemm_dot(isa, ty);
+    // llama.cpp's repacked Q4_K gemm takes the tokens of whole groups of four, its gemv the rest.
+    let t_gemm = t - t % 4;
     for r in 0..rows {
         let wr = &w[r * rb..(r + 1) * rb];
         for j in 0..t {
             let x = &x_act[j * act_stride..j * act_stride + arb];
-            out[j * rows + r] = dot(wr, x);
+            out[j * rows + r] = match (tiled, gemm) {
+                (Some(f), _) => f(n, wr, x),
+                (None, Some(f)) if j < t_gemm => f(n, wr, x),
+                _ => vec_dot(isa, ty, n, wr, x),
+            };
         }
     }
+}
+
+/// Whether llama.cpp quantizes the activations of a `ty` product in groups of four tokens (its
+/// repacked Q4_K gemm on x86, `ggml_quantize_mat_q8_K_4x8`) rather than token by token.
+pub(crate) fn quantizes_in_fours(isa: Isa, ty: QuantType) -> bool {
+    gemm_dot(isa, ty).is_some()
+}
+
+/// The dot product in the order of llama.cpp's repacked x86 gemm for the tokens of a batch that fill
+/// whole groups of four (Q4_K: `ggml_gemm_q4_K_8x8_q8_K`); `None` where there is no such kernel.
+fn gemm_dot(isa: Isa, ty: QuantType) -> Option<DotFn> {
+    #[cfg(target_arch = "x86_64")]
+    if matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) && avx2().is_some() && ty == QuantType::Q4_K {
+        return Some(|n, w, x| {
+            check_row(QuantType::Q4_K, n, w.len());
+            check_row(QuantType::Q8_K, n, x.len());
+            // SAFETY: avx2() proved AVX2 + FMA + F16C (checked before this function pointer was
+            // handed out); w and x hold exactly n / 256 Q4_K and Q8_K blocks (checked above).
+            unsafe { avx2_kquants::dot_q4_k_repack_gemm(w, x) }
+        });
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (isa, ty);
+    None
 }
 
 /// A dot product of one weight row with one activation row of `n` elements.

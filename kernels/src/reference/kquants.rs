@@ -642,6 +642,49 @@ pub fn quantize_row_q8_k_fma(src: &[f32], dst: &mut [u8]) {
     });
 }
 
+/// ggml-cpu's x86 `ggml_quantize_mat_q8_K_4x8` (AVX2), row by row: how llama.cpp quantizes the
+/// activations of a repacked Q4_K product (`ggml_gemm_q4_K_8x8_q8_K`) in groups of four tokens (the
+/// `t % 4` tokens left over go through `quantize_row_q8_K`). Per block, `amax = max |x|`,
+/// `iscale = -127 / amax` when some element equals `+amax`, else `127 / amax`; `q =
+/// round_ties_even(x * iscale)` (the product rounded first: `_mm256_mul_ps` then `_mm256_round_ps`)
+/// saturated to i8; `d = 1 / iscale`; the sums of each 16 quants. It differs from
+/// [`quantize_row_q8_k_fma`] where `x * iscale` lies within one rounding of a half-integer, and when
+/// `-amax` comes before `+amax` in the block.
+pub fn quantize_row_q8_k_4x8_x86(src: &[f32], dst: &mut [u8]) {
+    check_row(QuantType::Q8_K, src.len(), dst.len());
+    for (x, out) in src
+        .chunks_exact(QK_K)
+        .zip(dst.chunks_exact_mut(BlockQ8_K::SIZE))
+    {
+        let amax = x
+            .iter()
+            .fold(0.0f32, |m, &v| if abs(v) > m { abs(v) } else { m });
+        let mut b = BlockQ8_K {
+            d: 0.0,
+            qs: [0; QK_K],
+            bsums: [0; 16],
+        };
+        if amax != 0.0 {
+            let iscale = if x.contains(&amax) {
+                -127.0 / amax
+            } else {
+                127.0 / amax
+            };
+            for (q, &v) in b.qs.iter_mut().zip(x) {
+                *q = ((v * iscale).round_ties_even() as i32).clamp(-128, 127) as i8;
+            }
+            for (g, s) in b.bsums.iter_mut().enumerate() {
+                *s = b.qs[16 * g..16 * g + 16]
+                    .iter()
+                    .map(|&q| q as i32)
+                    .sum::<i32>() as i16;
+            }
+            b.d = 1.0 / iscale;
+        }
+        b.write(out);
+    }
+}
+
 fn q8_k(src: &[f32], dst: &mut [u8], nearest: impl Fn(f32, f32) -> i32) {
     check_row(QuantType::Q8_K, src.len(), dst.len());
     for (x, out) in src

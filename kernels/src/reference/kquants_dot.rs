@@ -356,6 +356,70 @@ pub fn vec_dot_q6_k_q8_k_x86(n: usize, w: &[u8], x: &[u8]) -> f32 {
     hsum_float_8(acc)
 }
 
+/// ggml-cpu's x86 repacked Q4_K kernels (`ggml_gemv_q4_K_8x8_q8_K`, `ggml_gemm_q4_K_8x8_q8_K` in
+/// arch/x86/repack.cpp), which llama.cpp runs for every Q4_K matrix with a multiple of 8 rows on a
+/// CPU with AVX2 (the weights are repacked into `block_q4_Kx8` at load): per super-block the exact
+/// integers `isum = sum_j scale_j * sum_{e in j} q_e * y_e` and `imin = sum_j min_j * (bsums[2j] +
+/// bsums[2j+1])`, then `acc = fma((float)isum, x.d * y.d, acc)` and `acc_min = fma((float)imin,
+/// x.dmin * y.d, acc_min)`; the result is `acc - acc_min`. The same for one token (gemv) and for
+/// groups of four (gemm).
+pub fn vec_dot_q4_k_q8_k_repack(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q4_K, n, w, x);
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for (bw, bx) in w
+        .chunks_exact(BlockQ4_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ4_K::read(bw), BlockQ8_K::read(bx));
+        let q = q4k_values(&bw.qs);
+        let (mut isum, mut imin) = (0i32, 0i32);
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &bw.scales);
+            let dot: i32 = (32 * j..32 * j + 32)
+                .map(|e| q[e] as i32 * bx.qs[e] as i32)
+                .sum();
+            isum += sc as i32 * dot;
+            imin += m as i32 * (bx.bsums[2 * j] as i32 + bx.bsums[2 * j + 1] as i32);
+        }
+        acc = (isum as f32).mul_add(bw.d.to_f32() * bx.d, acc);
+        acc_min = (imin as f32).mul_add(bw.dmin.to_f32() * bx.d, acc_min);
+    }
+    acc - acc_min
+}
+
+/// [`vec_dot_q4_k_q8_k_repack`] in the order of `ggml_gemm_q4_K_8x8_q8_K`, which llama.cpp uses for
+/// the tokens of a batch that fill whole groups of four (the first `t - t % 4`; the others go
+/// through the gemv, [`vec_dot_q4_k_q8_k_repack`]): the FMAs are per 64 elements (two 32-element
+/// sub-blocks), `acc = fma(sc_2i * dot_2i + sc_2i+1 * dot_2i+1, x.d * y.d, acc)` and `acc_min =
+/// fma(min_2i * bsum32_2i + min_2i+1 * bsum32_2i+1, x.dmin * y.d, acc_min)` for i = 0..4 in each
+/// super-block; the result is `acc - acc_min`.
+pub fn vec_dot_q4_k_q8_k_repack_gemm(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q4_K, n, w, x);
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for (bw, bx) in w
+        .chunks_exact(BlockQ4_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ4_K::read(bw), BlockQ8_K::read(bx));
+        let q = q4k_values(&bw.qs);
+        let (dd, dm) = (bw.d.to_f32() * bx.d, bw.dmin.to_f32() * bx.d);
+        for sb in 0..4 {
+            let (mut isum, mut imin) = (0i32, 0i32);
+            for j in [2 * sb, 2 * sb + 1] {
+                let (sc, m) = scale_min_k4(j, &bw.scales);
+                let dot: i32 = (32 * j..32 * j + 32)
+                    .map(|e| q[e] as i32 * bx.qs[e] as i32)
+                    .sum();
+                isum += sc as i32 * dot;
+                imin += m as i32 * (bx.bsums[2 * j] as i32 + bx.bsums[2 * j + 1] as i32);
+            }
+            acc = (isum as f32).mul_add(dd, acc);
+            acc_min = (imin as f32).mul_add(dm, acc_min);
+        }
+    }
+    acc - acc_min
+}
+
 /// One element of ggml-cpu's *tiled* K-quant matmul (`ggml-cpu/tiled/`), which llama.cpp on x86 runs
 /// instead of `vec_dot` when a product has at least [`TILED_MIN_TOKENS`] activation rows and the
 /// weights are not repacked (Q6_K, Q5_K, Q3_K; Q4_K only where ggml does not repack it). Per

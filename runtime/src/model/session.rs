@@ -17,7 +17,7 @@ use bytemuck::Pod;
 use core::ops::{Deref, DerefMut};
 use half::f16;
 use ingot_kernels::pool::MatVec;
-use ingot_kernels::{Kernels, QuantType, ThreadPool};
+use ingot_kernels::{Kernels, ThreadPool};
 
 /// How a session is sized. Every buffer is planned from these numbers at creation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -788,13 +788,8 @@ impl MatMul<'_> {
     /// Quantizes each row of `x` (T, cols) into `act` in the activation format of `wt`'s type
     /// (ggml's `from_float` of the `vec_dot_type`), one row every `stride` bytes.
     fn quantize(&self, wt: &super::weights::Matrix<'_>, x: &[f32], act: &mut [u8]) {
-        let act_ty: QuantType = wt.ty.info().vec_dot_type;
-        let n = wt.cols;
-        let arb = act_ty.row_bytes(n).expect("checked at load");
-        for (t, row) in x.chunks_exact(n).enumerate() {
-            let dst = &mut act[t * self.stride..t * self.stride + arb];
-            self.k.quantize_activations(act_ty, row, dst);
-        }
+        // Token by token, except where llama.cpp quantizes groups of four (Q4_K on x86).
+        self.k.quantize_batch(wt.ty, x, wt.cols, act, self.stride);
     }
 
     /// [`MatMul::quantize`] for `wt` when `x` was last quantized for `prev` (same input): only
@@ -806,7 +801,7 @@ impl MatMul<'_> {
         x: &[f32],
         act: &mut [u8],
     ) {
-        if prev.ty.info().vec_dot_type != wt.ty.info().vec_dot_type {
+        if !self.k.same_activations(prev.ty, wt.ty) {
             self.quantize(wt, x, act);
         }
     }

@@ -17,6 +17,9 @@ struct State {
     lines: Vec<String>,
     /// Copies of observed node outputs: ggml may later compute another node in place over them.
     saved: std::collections::HashMap<usize, Vec<u8>>,
+    /// Every weight's bytes as the model file holds them, by name: ggml repacks some (Q4_0, Q4_K)
+    /// into interleaved layouts at load, so `src0->data` is not the file's row-major blocks.
+    weights: std::collections::HashMap<String, Vec<u8>>,
 }
 
 fn name(t: &sys::ggml_tensor) -> String {
@@ -190,6 +193,7 @@ unsafe extern "C" fn cb(t: *mut sys::ggml_tensor, ask: bool, ud: *mut c_void) ->
                     let at_ = wt.info().vec_dot_type;
                     let rb = wt.row_bytes(k).unwrap();
                     let arb = at_.row_bytes(k).unwrap();
+                    let file_w = st.weights.get(&name(w)).filter(|_| wt.is_k_quant());
                     // All tokens' activations, then one `matmul` per weight row over all of them:
                     // the K-quant order depends on the token count as ggml's does (tiled matmul
                     // from 8 tokens on x86), which a per-token `vec_dot` would not show.
@@ -199,11 +203,21 @@ unsafe extern "C" fn cb(t: *mut sys::ggml_tensor, ask: bool, ud: *mut c_void) ->
                         for i0 in 0..k as i64 {
                             col[i0 as usize] = at(x, i0, i1, 0);
                         }
-                        st.k.quantize_activations(at_, &col, &mut act[i1 as usize * arb..][..arb]);
+                        let a = &mut act[i1 as usize * arb..][..arb];
+                        // A repacked Q4_K product quantizes whole groups of 4 tokens with
+                        // `ggml_quantize_mat_q8_K_4x8`, the rest with `quantize_row_q8_K`.
+                        if wt == QuantType::Q4_K && (i1 as usize) < nt - nt % 4 {
+                            ingot_kernels::reference::quantize_row_q8_k_4x8_x86(&col, a);
+                        } else {
+                            st.k.quantize_activations(at_, &col, a);
+                        }
                     }
                     let mut out = vec![0f32; nt];
                     for r in 0..t.ne[0] {
-                        let row = std::slice::from_raw_parts((w.data as *const u8).add(r as usize * w.nb[1]), rb);
+                        let row = match file_w {
+                            Some(b) => &b[r as usize * rb..][..rb],
+                            None => std::slice::from_raw_parts((w.data as *const u8).add(r as usize * w.nb[1]), rb),
+                        };
                         st.k.matmul(wt, &mut out, row, 1, &act, arb, nt, k);
                         for i1 in 0..t.ne[1] {
                             cmp(out[i1 as usize], at(t, r, i1, 0));
@@ -229,7 +243,9 @@ pub fn cmd_op_parity(model: &str, fixture: &str, case: usize, layers: i32, decod
     let c = &fx["cases"][case];
     let mut ids: Vec<i32> = c["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
     let k = Kernels::best();
-    let mut st = State { k, ops: ops::Ops::new(&k), max_layer: layers, lines: Vec::new(), saved: Default::default() };
+    let file = ingot_runtime::gguf::GgufFile::open(model)?;
+    let weights = file.parse()?.tensors().iter().map(|t| (t.name.to_string(), t.data.to_vec())).collect();
+    let mut st = State { k, ops: ops::Ops::new(&k), max_layer: layers, lines: Vec::new(), saved: Default::default(), weights };
     let path = CString::new(model)?;
     // SAFETY: plain llama.cpp C API use; the model and context outlive the decode calls, the
     // callback's user data (st) outlives the context.

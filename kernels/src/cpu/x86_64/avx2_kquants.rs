@@ -103,16 +103,39 @@ fn scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
     (sc, m)
 }
 
-/// Q4_K · Q8_K over `w.len() / 144` super-blocks.
+/// Q4_K · Q8_K in the order of ggml's x86 repacked Q4_K kernels (`ggml_gemv_q4_K_8x8_q8_K` and
+/// `ggml_gemm_q4_K_8x8_q8_K`, which llama.cpp runs on x86 for every Q4_K matrix whose row count is a
+/// multiple of 8): per super-block the exact integers `isum = sum_j scale_j * dot_j` and
+/// `imin = sum_j min_j * (bsums[2j] + bsums[2j+1])`, then `acc = fma(isum, x.d * y.d, acc)`,
+/// `acc_min = fma(imin, x.dmin * y.d, acc_min)`, and `acc - acc_min` at the end
+/// (= `reference::vec_dot_q4_k_q8_k_repack`).
 ///
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q4_K blocks.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q4_k(w: &[u8], x: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_q4_k_repack(w: &[u8], x: &[u8]) -> f32 {
     debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ4_K::SIZE);
     // SAFETY: forwarded caller guarantees; Q4_K has no high bits.
-    unsafe { dot_k4::<false>(w, x) }
+    unsafe { dot_k4::<false, GEMV>(w, x) }
 }
+
+/// Q4_K · Q8_K in the order of `ggml_gemm_q4_K_8x8_q8_K` (the tokens of whole groups of four):
+/// as [`dot_q4_k_repack`] with one FMA per 64 elements instead of per super-block
+/// (= `reference::vec_dot_q4_k_q8_k_repack_gemm`).
+///
+/// # Safety
+/// As [`dot_q4_k_repack`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_q4_k_repack_gemm(w: &[u8], x: &[u8]) -> f32 {
+    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ4_K::SIZE);
+    // SAFETY: forwarded caller guarantees; Q4_K has no high bits.
+    unsafe { dot_k4::<false, GEMM>(w, x) }
+}
+
+/// [`dot_k4`] float orders.
+const GENERIC: u8 = 0;
+const GEMV: u8 = 1;
+const GEMM: u8 = 2;
 
 /// Q5_K · Q8_K over `w.len() / 176` super-blocks.
 ///
@@ -122,27 +145,32 @@ pub(crate) unsafe fn dot_q4_k(w: &[u8], x: &[u8]) -> f32 {
 pub(crate) unsafe fn dot_q5_k(w: &[u8], x: &[u8]) -> f32 {
     debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ5_K::SIZE);
     // SAFETY: forwarded caller guarantees.
-    unsafe { dot_k4::<true>(w, x) }
+    unsafe { dot_k4::<true, GENERIC>(w, x) }
 }
 
 /// The Q4_K (`Q5 = false`) / Q5_K (`Q5 = true`) body: same scales and minimums at bytes 4..16,
-/// quants at 16 (Q4_K) or 48 (Q5_K, high bits `qh` at 16..48).
+/// quants at 16 (Q4_K) or 48 (Q5_K, high bits `qh` at 16..48). `MODE`: the float order, generic
+/// ([`GENERIC`]), of ggml's repacked Q4_K gemv ([`GEMV`], [`dot_q4_k_repack`]) or gemm ([`GEMM`],
+/// [`dot_q4_k_repack_gemm`]); the integer lanes are the same.
 ///
 /// # Safety
-/// As [`dot_q4_k`] / [`dot_q5_k`].
+/// As [`dot_q4_k_repack`] / [`dot_q5_k`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_k4<const Q5: bool>(w: &[u8], x: &[u8]) -> f32 {
+unsafe fn dot_k4<const Q5: bool, const MODE: u8>(w: &[u8], x: &[u8]) -> f32 {
     let bs = if Q5 { BlockQ5_K::SIZE } else { BlockQ4_K::SIZE };
     let mask = _mm_set1_epi8(0x0f);
     let one = _mm_set1_epi8(1);
     let mut sums = _mm256_setzero_ps();
     let mut sumf = 0.0f32;
+    let (mut acc, mut acc_min) = (0.0f32, 0.0f32); // GEMV, GEMM
     for (bw, bx) in w.chunks_exact(bs).zip(x.chunks_exact(BlockQ8_K::SIZE)) {
         let (sc, mins) = scales_mins(&bw[4..16]);
         let qs = bw[if Q5 { 48 } else { 16 }..].as_ptr();
         let qh = bw[16..].as_ptr();
         let y = bx[Q8K_QS..].as_ptr();
+        let dy = f32_at(bx, 0);
+        let (dd, dm) = (f16_at(bw, 0) * dy, f16_at(bw, 2) * dy);
         let mut lanes = _mm256_setzero_si256();
         for c in 0..4 {
             for half in 0..2 {
@@ -169,13 +197,34 @@ unsafe fn dot_k4<const Q5: bool>(w: &[u8], x: &[u8]) -> f32 {
                 lanes = lanes_add(lanes, _mm256_mullo_epi16(lo, y_lo), sc[2 * c] as i32);
                 lanes = lanes_add(lanes, _mm256_mullo_epi16(hi, y_hi), sc[2 * c + 1] as i32);
             }
+            if MODE == GEMM {
+                // One FMA per 64 elements (sub-blocks 2c, 2c + 1), as ggml's repacked gemm.
+                let imin: i32 = (4 * c..4 * c + 4)
+                    .map(|j| bsum(bx, j) * mins[j / 2] as i32)
+                    .sum();
+                acc = (hsum_i32_8(lanes) as f32).mul_add(dd, acc);
+                acc_min = (imin as f32).mul_add(dm, acc_min);
+                lanes = _mm256_setzero_si256();
+            }
         }
-        let dy = f32_at(bx, 0);
         let sumi: i32 = (0..16).map(|j| bsum(bx, j) * mins[j / 2] as i32).sum();
-        sums = sums_add(sums, f16_at(bw, 0) * dy, lanes);
-        sumf -= (f16_at(bw, 2) * dy) * sumi as f32;
+        match MODE {
+            GEMV => {
+                acc = (hsum_i32_8(lanes) as f32).mul_add(dd, acc);
+                acc_min = (sumi as f32).mul_add(dm, acc_min);
+            }
+            GEMM => {}
+            _ => {
+                sums = sums_add(sums, dd, lanes);
+                sumf -= dm * sumi as f32;
+            }
+        }
     }
-    ordered_sum(sumf, sums)
+    if MODE != GENERIC {
+        acc - acc_min
+    } else {
+        ordered_sum(sumf, sums)
+    }
 }
 
 /// `bsums[j]` of a Q8_K block.
