@@ -169,6 +169,35 @@ pub fn par_rows3<A: Send, B: Send, C: Send>(
     });
 }
 
+/// Calls `f(i, chunk, scratch)` for every `chunk_len`-element chunk of `out`, spread over `pool`,
+/// `scratch` being item `i`'s own entry of `items` (grown to the item count, once). The same bits for
+/// any thread count when `f`'s output depends only on its item.
+pub fn for_each_item<F: Float>(
+    pool: &ThreadPool,
+    items: &mut Vec<Worker<F>>,
+    out: &mut [F],
+    chunk_len: usize,
+    f: impl Fn(usize, &mut [F], &mut Worker<F>) + Sync,
+) {
+    assert!(chunk_len > 0 && out.len().is_multiple_of(chunk_len));
+    let n = out.len() / chunk_len;
+    if items.len() < n {
+        items.resize_with(n, Worker::default);
+    }
+    par_rows2(
+        pool,
+        n,
+        chunk_len,
+        (out, chunk_len),
+        (&mut items[..n], 1),
+        |i0, out, ws| {
+            for (j, (c, w)) in out.chunks_exact_mut(chunk_len).zip(ws).enumerate() {
+                f(i0 + j, c, w)
+            }
+        },
+    );
+}
+
 /// How a matrix operand is stored: `(rows, K)` row-major, or transposed, `(K, rows)` row-major.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -185,8 +214,12 @@ pub struct Engine<F> {
     pa: Vec<F>,          // packed A (M, K), the generic path
     pb: Vec<F>,          // packed B (R, K), the generic path
     tmp: Vec<F>,         // a product before it is added to a gradient, the generic path
-    /// Per pool thread: scratch of the products run inside a work item (attention heads).
+    /// Per pool thread: scratch of the products run inside a work item.
     pub workers: Vec<Worker<F>>,
+    /// Per work item of [`for_each_item`] (attention's batch elements): scratch that always sees the
+    /// same products, so it is fully grown after one call whichever thread runs the item (per-thread
+    /// scratch would grow the first time a thread happens to take an item, at any later step).
+    pub items: Vec<Worker<F>>,
     /// `(B, H, T, T)` attention's score gradients between the passes of its backward.
     pub att_grad: Vec<F>,
 }
@@ -197,6 +230,16 @@ pub struct Worker<F> {
     pub kernels: Kernels,
     pub gemm: SgemmScratch,
     _f: std::marker::PhantomData<F>,
+}
+
+impl<F: Float> Default for Worker<F> {
+    fn default() -> Self {
+        Worker {
+            kernels: Kernels::best(),
+            gemm: SgemmScratch::default(),
+            _f: std::marker::PhantomData,
+        }
+    }
 }
 
 impl<F: Float> Worker<F> {
@@ -242,13 +285,8 @@ impl<F: Float> Engine<F> {
             pa: Vec::new(),
             pb: Vec::new(),
             tmp: Vec::new(),
-            workers: (0..n_threads.max(1))
-                .map(|_| Worker {
-                    kernels: Kernels::best(),
-                    gemm: SgemmScratch::default(),
-                    _f: std::marker::PhantomData,
-                })
-                .collect(),
+            workers: (0..n_threads.max(1)).map(|_| Worker::default()).collect(),
+            items: Vec::new(),
             att_grad: Vec::new(),
         }
     }

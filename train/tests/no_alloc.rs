@@ -3,8 +3,9 @@
 //! [`Trainer::train_step`] — sampling, forward, backward with gradient accumulation, clipping, AdamW
 //! — make zero heap allocations and zero frees, at 1 and 2 threads. A counting global allocator
 //! counts, while armed, on the test's thread and on the model's pool workers (marked by a
-//! thread-local each sets); not on the test harness's own thread, which allocates on its own
-//! schedule.
+//! thread-local each sets), the threads that run the step. Run repeatedly, this test caught
+//! per-thread GEMM scratch in attention that grew the first time a worker happened to take an item,
+//! at any later step; that scratch is now per work item (`parallel::for_each_item`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

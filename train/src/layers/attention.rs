@@ -10,7 +10,7 @@
 //! plain per-element loop these were derived from, kept as the tests' reference.
 
 use super::linear::dot;
-use crate::parallel::{par_for_each, Engine, ThreadPool, View};
+use crate::parallel::{for_each_item, par_for_each, Engine, ThreadPool, View};
 use crate::Float;
 
 /// Query rows per block of the causal products: a block of rows `[i0, i1)` only reads key rows
@@ -65,63 +65,61 @@ pub fn attention_forward<F: Float>(
     let scale = F::ONE / F::from_f64(d as f64).sqrt();
     let (qd, kvd) = (nh * d, nkv * d); // row strides of q and k/v
                                        // att (H, T, T) of batch element bi
-    e.pool
-        .for_each_chunk_with(att, nh * t * t, &mut e.workers, |bi, att, w| {
-            let (q, k) = (&q[bi * qs..][..qs], &k[bi * kvs..][..kvs]);
-            for h in 0..nh {
-                let kh = h / group;
-                let a = &mut att[h * t * t..][..t * t];
-                for i0 in (0..t).step_by(TB) {
-                    let i1 = (i0 + TB).min(t);
-                    // scores of rows i0..i1 against keys 0..i1: Q_h[i0..i1] (i1-i0, D) K_h^T (D, i1)
-                    let qv = View::new(&q[i0 * qd + h * d..], qd, 1);
-                    let kt = View::new(&k[kh * d..], 1, kvd);
-                    w.gemm(false, i1 - i0, i1, d, qv, kt, &mut a[i0 * t..], t);
-                    for ti in i0..i1 {
-                        let row = &mut a[ti * t..][..t];
-                        let mut max = F::NEG_INFINITY;
-                        for x in &mut row[..=ti] {
-                            *x *= scale;
-                            max = max.max(*x);
-                        }
-                        let mut sum = F::ZERO;
-                        for x in &mut row[..=ti] {
-                            *x = (*x - max).exp();
-                            sum += *x;
-                        }
-                        let inv = F::ONE / sum;
-                        row[..=ti].iter_mut().for_each(|x| *x *= inv);
-                        row[ti + 1..].iter_mut().for_each(|x| *x = F::ZERO);
+    for_each_item(&e.pool, &mut e.items, att, nh * t * t, |bi, att, w| {
+        let (q, k) = (&q[bi * qs..][..qs], &k[bi * kvs..][..kvs]);
+        for h in 0..nh {
+            let kh = h / group;
+            let a = &mut att[h * t * t..][..t * t];
+            for i0 in (0..t).step_by(TB) {
+                let i1 = (i0 + TB).min(t);
+                // scores of rows i0..i1 against keys 0..i1: Q_h[i0..i1] (i1-i0, D) K_h^T (D, i1)
+                let qv = View::new(&q[i0 * qd + h * d..], qd, 1);
+                let kt = View::new(&k[kh * d..], 1, kvd);
+                w.gemm(false, i1 - i0, i1, d, qv, kt, &mut a[i0 * t..], t);
+                for ti in i0..i1 {
+                    let row = &mut a[ti * t..][..t];
+                    let mut max = F::NEG_INFINITY;
+                    for x in &mut row[..=ti] {
+                        *x *= scale;
+                        max = max.max(*x);
                     }
+                    let mut sum = F::ZERO;
+                    for x in &mut row[..=ti] {
+                        *x = (*x - max).exp();
+                        sum += *x;
+                    }
+                    let inv = F::ONE / sum;
+                    row[..=ti].iter_mut().for_each(|x| *x *= inv);
+                    row[ti + 1..].iter_mut().for_each(|x| *x = F::ZERO);
                 }
             }
-        });
+        }
+    });
     let att = &*att;
     // out (T, H, D) of batch element bi
-    e.pool
-        .for_each_chunk_with(out, qs, &mut e.workers, |bi, out, w| {
-            let v = &v[bi * kvs..][..kvs];
-            for h in 0..nh {
-                let kh = h / group;
-                let a = &att[(bi * nh + h) * t * t..][..t * t];
-                for i0 in (0..t).step_by(TB) {
-                    let i1 = (i0 + TB).min(t);
-                    // out_h[i0..i1] = P[i0..i1, 0..i1] (i1-i0, i1) V_h[0..i1] (i1, D)
-                    let p = View::new(&a[i0 * t..], t, 1);
-                    let vh = View::new(&v[kh * d..], kvd, 1);
-                    w.gemm(
-                        false,
-                        i1 - i0,
-                        d,
-                        i1,
-                        p,
-                        vh,
-                        &mut out[i0 * qd + h * d..],
-                        qd,
-                    );
-                }
+    for_each_item(&e.pool, &mut e.items, out, qs, |bi, out, w| {
+        let v = &v[bi * kvs..][..kvs];
+        for h in 0..nh {
+            let kh = h / group;
+            let a = &att[(bi * nh + h) * t * t..][..t * t];
+            for i0 in (0..t).step_by(TB) {
+                let i1 = (i0 + TB).min(t);
+                // out_h[i0..i1] = P[i0..i1, 0..i1] (i1-i0, i1) V_h[0..i1] (i1, D)
+                let p = View::new(&a[i0 * t..], t, 1);
+                let vh = View::new(&v[kh * d..], kvd, 1);
+                w.gemm(
+                    false,
+                    i1 - i0,
+                    d,
+                    i1,
+                    p,
+                    vh,
+                    &mut out[i0 * qd + h * d..],
+                    qd,
+                );
             }
-        });
+        }
+    });
 }
 
 /// Accumulates `dq (B, T, H, D)`, `dk`, `dv (B, T, Hkv, D)` from `dout (B, T, H, D)`, given the saved
@@ -156,94 +154,90 @@ pub fn attention_backward<F: Float>(
     let mut ds = std::mem::take(&mut e.att_grad);
     ds.resize(att.len(), F::ZERO); // (B, H, T, T); grows once, then reused
                                    // dS (H, T, T) of batch element bi
-    e.pool
-        .for_each_chunk_with(&mut ds, nh * t * t, &mut e.workers, |bi, ds, w| {
-            let (v, dout) = (&v[bi * kvs..][..kvs], &dout[bi * qs..][..qs]);
-            for h in 0..nh {
-                let kh = h / group;
-                let a = &att[(bi * nh + h) * t * t..][..t * t];
-                let g = &mut ds[h * t * t..][..t * t];
-                for i0 in (0..t).step_by(TB) {
-                    let i1 = (i0 + TB).min(t);
-                    // dP[i0..i1, 0..i1] = dO_h[i0..i1] (i1-i0, D) V_h^T (D, i1)
-                    let dy = View::new(&dout[i0 * qd + h * d..], qd, 1);
-                    let vt = View::new(&v[kh * d..], 1, kvd);
-                    w.gemm(false, i1 - i0, i1, d, dy, vt, &mut g[i0 * t..], t);
-                    for ti in i0..i1 {
-                        let (p, dp) = (&a[ti * t..][..t], &mut g[ti * t..][..t]);
-                        let pdp: F = (0..=ti).map(|j| p[j] * dp[j]).sum();
-                        for j in 0..=ti {
-                            dp[j] = p[j] * (dp[j] - pdp) * scale;
-                        }
-                        dp[ti + 1..].iter_mut().for_each(|x| *x = F::ZERO);
+    for_each_item(&e.pool, &mut e.items, &mut ds, nh * t * t, |bi, ds, w| {
+        let (v, dout) = (&v[bi * kvs..][..kvs], &dout[bi * qs..][..qs]);
+        for h in 0..nh {
+            let kh = h / group;
+            let a = &att[(bi * nh + h) * t * t..][..t * t];
+            let g = &mut ds[h * t * t..][..t * t];
+            for i0 in (0..t).step_by(TB) {
+                let i1 = (i0 + TB).min(t);
+                // dP[i0..i1, 0..i1] = dO_h[i0..i1] (i1-i0, D) V_h^T (D, i1)
+                let dy = View::new(&dout[i0 * qd + h * d..], qd, 1);
+                let vt = View::new(&v[kh * d..], 1, kvd);
+                w.gemm(false, i1 - i0, i1, d, dy, vt, &mut g[i0 * t..], t);
+                for ti in i0..i1 {
+                    let (p, dp) = (&a[ti * t..][..t], &mut g[ti * t..][..t]);
+                    let pdp: F = (0..=ti).map(|j| p[j] * dp[j]).sum();
+                    for j in 0..=ti {
+                        dp[j] = p[j] * (dp[j] - pdp) * scale;
                     }
+                    dp[ti + 1..].iter_mut().for_each(|x| *x = F::ZERO);
                 }
             }
-        });
+        }
+    });
     let dsr = &ds;
     // dq_h[i0..i1] += dS[i0..i1, 0..i1] K_h[0..i1]
-    e.pool
-        .for_each_chunk_with(dq, qs, &mut e.workers, |bi, dq, w| {
-            let k = &k[bi * kvs..][..kvs];
-            for h in 0..nh {
-                let kh = h / group;
-                let g = &dsr[(bi * nh + h) * t * t..][..t * t];
-                for i0 in (0..t).step_by(TB) {
-                    let i1 = (i0 + TB).min(t);
-                    let gv = View::new(&g[i0 * t..], t, 1);
-                    let kv = View::new(&k[kh * d..], kvd, 1);
-                    w.gemm(true, i1 - i0, d, i1, gv, kv, &mut dq[i0 * qd + h * d..], qd);
-                }
+    for_each_item(&e.pool, &mut e.items, dq, qs, |bi, dq, w| {
+        let k = &k[bi * kvs..][..kvs];
+        for h in 0..nh {
+            let kh = h / group;
+            let g = &dsr[(bi * nh + h) * t * t..][..t * t];
+            for i0 in (0..t).step_by(TB) {
+                let i1 = (i0 + TB).min(t);
+                let gv = View::new(&g[i0 * t..], t, 1);
+                let kv = View::new(&k[kh * d..], kvd, 1);
+                w.gemm(true, i1 - i0, d, i1, gv, kv, &mut dq[i0 * qd + h * d..], qd);
             }
-        });
+        }
+    });
     // dk_kh[j0..j1] += dS[j0..T, j0..j1]^T Q_h[j0..T]  (query rows before j0 do not see these keys)
-    e.pool
-        .for_each_chunk_with(dk, kvs, &mut e.workers, |bi, dk, w| {
-            let q = &q[bi * qs..][..qs];
-            for h in 0..nh {
-                let kh = h / group;
-                let g = &dsr[(bi * nh + h) * t * t..][..t * t];
-                for j0 in (0..t).step_by(TB) {
-                    let j1 = (j0 + TB).min(t);
-                    let gt = View::new(&g[j0 * t + j0..], 1, t);
-                    let qv = View::new(&q[j0 * qd + h * d..], qd, 1);
-                    w.gemm(
-                        true,
-                        j1 - j0,
-                        d,
-                        t - j0,
-                        gt,
-                        qv,
-                        &mut dk[j0 * kvd + kh * d..],
-                        kvd,
-                    );
-                }
+    for_each_item(&e.pool, &mut e.items, dk, kvs, |bi, dk, w| {
+        let q = &q[bi * qs..][..qs];
+        for h in 0..nh {
+            let kh = h / group;
+            let g = &dsr[(bi * nh + h) * t * t..][..t * t];
+            for j0 in (0..t).step_by(TB) {
+                let j1 = (j0 + TB).min(t);
+                let gt = View::new(&g[j0 * t + j0..], 1, t);
+                let qv = View::new(&q[j0 * qd + h * d..], qd, 1);
+                w.gemm(
+                    true,
+                    j1 - j0,
+                    d,
+                    t - j0,
+                    gt,
+                    qv,
+                    &mut dk[j0 * kvd + kh * d..],
+                    kvd,
+                );
             }
-        });
+        }
+    });
     // dv_kh[j0..j1] += P[j0..T, j0..j1]^T dO_h[j0..T]
-    e.pool
-        .for_each_chunk_with(dv, kvs, &mut e.workers, |bi, dv, w| {
-            let dout = &dout[bi * qs..][..qs];
-            for h in 0..nh {
-                let kh = h / group;
-                let a = &att[(bi * nh + h) * t * t..][..t * t];
-                for j0 in (0..t).step_by(TB) {
-                    let j1 = (j0 + TB).min(t);
-                    let pt = View::new(&a[j0 * t + j0..], 1, t);
-                    let dy = View::new(&dout[j0 * qd + h * d..], qd, 1);
-                    w.gemm(
-                        true,
-                        j1 - j0,
-                        d,
-                        t - j0,
-                        pt,
-                        dy,
-                        &mut dv[j0 * kvd + kh * d..],
-                        kvd,
-                    );
-                }
+    for_each_item(&e.pool, &mut e.items, dv, kvs, |bi, dv, w| {
+        let dout = &dout[bi * qs..][..qs];
+        for h in 0..nh {
+            let kh = h / group;
+            let a = &att[(bi * nh + h) * t * t..][..t * t];
+            for j0 in (0..t).step_by(TB) {
+                let j1 = (j0 + TB).min(t);
+                let pt = View::new(&a[j0 * t + j0..], 1, t);
+                let dy = View::new(&dout[j0 * qd + h * d..], qd, 1);
+                w.gemm(
+                    true,
+                    j1 - j0,
+                    d,
+                    t - j0,
+                    pt,
+                    dy,
+                    &mut dv[j0 * kvd + kh * d..],
+                    kvd,
+                );
             }
-        });
+        }
+    });
     e.att_grad = ds;
 }
 
