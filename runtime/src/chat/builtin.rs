@@ -336,7 +336,7 @@ fn template_error(what: &str) -> Error {
 
 /// The `(message['role'] == 'user') != (loop.index0 % 2 == 0)` check of the alternating families.
 fn check_alternation(i: usize, m: &ChatMessage) -> Result<()> {
-    if (m.role == "user") != (i % 2 == 0) {
+    if (m.role == "user") != i.is_multiple_of(2) {
         return Err(template_error(ALTERNATE));
     }
     Ok(())

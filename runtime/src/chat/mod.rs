@@ -49,7 +49,7 @@ impl ChatMessage {
 #[derive(Clone)]
 enum Engine {
     #[cfg(feature = "jinja")]
-    Jinja(jinja::Jinja),
+    Jinja(Box<jinja::Jinja>),
     Builtin(Family),
 }
 
@@ -82,7 +82,7 @@ impl ChatTemplate {
     /// known families ([`ChatTemplate::builtin`]).
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
         #[cfg(feature = "jinja")]
-        let engine = Engine::Jinja(jinja::Jinja::new(source)?);
+        let engine = Engine::Jinja(Box::new(jinja::Jinja::new(source)?));
         #[cfg(not(feature = "jinja"))]
         let engine = Engine::Builtin(Family::detect_or_err(source)?);
         Ok(ChatTemplate {

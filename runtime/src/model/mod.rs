@@ -13,8 +13,11 @@ pub use session::{kv_cache_bytes, session_bytes, Session, SessionParams, SESSION
 pub use weights::{Layer, Matrix, Weights};
 
 use crate::gguf::{keys, Gguf};
+use crate::prelude::*;
 use crate::tokenizer::{Tokenizer, TokenizerConfig};
 use crate::{Error, Result};
+#[cfg(not(feature = "std"))]
+use ingot_kernels::math::FloatExt;
 use ingot_kernels::{packed, Kernels, QuantType};
 
 /// A llama-architecture model over the bytes of a GGUF file.

@@ -12,10 +12,13 @@
 
 use super::ops::{llama_n_kv, rms_norm, rope_cache};
 use super::{Model, Weights};
+use crate::prelude::*;
 use crate::{Error, Result};
 use bytemuck::Pod;
 use core::ops::{Deref, DerefMut};
 use half::f16;
+#[cfg(not(feature = "std"))]
+use ingot_kernels::math::FloatExt;
 use ingot_kernels::pool::MatVec;
 use ingot_kernels::{Kernels, QuantType, ThreadPool};
 
