@@ -7,7 +7,7 @@ use core::ffi::{c_char, c_void, CStr};
 use ingot::*;
 use ingot_runtime::chat::{ChatMessage, ChatTemplate};
 use ingot_runtime::gguf::GgufFile;
-use ingot_runtime::model::{session_bytes, Model, Session, SessionParams};
+use ingot_runtime::model::{session_bytes, Model, Session, SessionParams, SESSION_HANDLE_BYTES};
 use ingot_runtime::sampler::{Sampler, SamplerParams};
 use std::path::PathBuf;
 use std::ptr::{null, null_mut};
@@ -641,13 +641,17 @@ fn arena_exact_size_works_one_byte_less_fails() {
             },
         )
     });
-    assert_eq!(need, want);
+    assert_eq!(
+        need,
+        SESSION_HANDLE_BYTES + want,
+        "the handle, then the runtime's buffers"
+    );
     let greedy = ingot_sampler_params {
         temperature: 0.0,
         ..ingot_sampler_params_default()
     };
-    // u32 storage: 4-byte aligned, as the arena must be.
-    let mut storage = vec![0xA5A5_A5A5u32; need.div_ceil(4) + 1];
+    // u64 storage: 8-byte aligned, as the arena must be.
+    let mut storage = vec![0xA5A5_A5A5_A5A5_A5A5u64; need.div_ceil(8) + 1];
     let base = storage.as_mut_ptr().cast::<c_void>();
     let mut se = null_mut();
     // SAFETY: `need - 1` bytes of `storage` are writable; the session is not created.

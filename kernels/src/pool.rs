@@ -72,7 +72,9 @@ unsafe impl Sync for Shared {}
 /// A pool of `n_threads - 1` parked workers plus the calling thread.
 #[cfg(feature = "std")]
 pub struct ThreadPool {
-    shared: Arc<Shared>,
+    n_threads: usize,
+    /// `None` for one thread: the caller alone needs no shared state (and nothing is allocated).
+    shared: Option<Arc<Shared>>,
     workers: Vec<(JoinHandle<()>, Thread)>,
 }
 
@@ -80,7 +82,7 @@ pub struct ThreadPool {
 impl core::fmt::Debug for ThreadPool {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ThreadPool")
-            .field("n_threads", &self.shared.n_threads)
+            .field("n_threads", &self.n_threads)
             .finish()
     }
 }
@@ -90,6 +92,13 @@ impl ThreadPool {
     /// Starts `n_threads - 1` workers (none for 1). Errors if the OS refuses to create a thread.
     pub fn new(n_threads: usize) -> std::io::Result<ThreadPool> {
         let n_threads = n_threads.max(1);
+        if n_threads == 1 {
+            return Ok(ThreadPool {
+                n_threads,
+                shared: None,
+                workers: Vec::new(),
+            });
+        }
         let shared = Arc::new(Shared {
             n_threads,
             generation: AtomicU64::new(0),
@@ -109,12 +118,16 @@ impl ThreadPool {
             let t = handle.thread().clone();
             workers.push((handle, t));
         }
-        Ok(ThreadPool { shared, workers })
+        Ok(ThreadPool {
+            n_threads,
+            shared: Some(shared),
+            workers,
+        })
     }
 
     /// Threads that run a job, the caller included.
     pub fn n_threads(&self) -> usize {
-        self.shared.n_threads
+        self.n_threads
     }
 
     /// Runs `f(i, n)` on the calling thread (`i = 0`) and on every worker that wakes in time (each
@@ -124,12 +137,11 @@ impl ThreadPool {
     /// call, on one thread, so `i` may select per-thread scratch. Allocates nothing. A panic in any
     /// thread is re-raised here.
     pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
-        let n = self.shared.n_threads;
-        if n == 1 {
+        let n = self.n_threads;
+        let Some(s) = self.shared.as_deref().filter(|_| n > 1) else {
             f(0, 1);
             return;
-        }
-        let s = &*self.shared;
+        };
         // SAFETY: the lifetime is erased only for the duration of this call: workers use the reference
         // only between claiming a ticket and incrementing `done`, and this function does not return or
         // unwind before the job is closed (no more claims) and every claimant is done (the wait below
@@ -169,7 +181,9 @@ impl ThreadPool {
 #[cfg(feature = "std")]
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        let s = &*self.shared;
+        let Some(s) = self.shared.as_deref() else {
+            return;
+        };
         s.shutdown.store(true, Ordering::SeqCst);
         s.generation.fetch_add(1, Ordering::SeqCst);
         for (handle, t) in self.workers.drain(..) {

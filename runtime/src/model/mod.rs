@@ -9,7 +9,10 @@ mod session;
 pub mod weights;
 
 pub use config::{Config, LLAMA_LIKE};
-pub use session::{kv_cache_bytes, session_bytes, Session, SessionParams, SESSION_ARENA_ALIGN};
+pub use session::{
+    kv_cache_bytes, session_bytes, Session, SessionParams, SESSION_ARENA_ALIGN,
+    SESSION_HANDLE_ALIGN, SESSION_HANDLE_BYTES,
+};
 pub use weights::{Layer, Matrix, Weights};
 
 use crate::gguf::{keys, Gguf};
