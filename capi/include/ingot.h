@@ -273,8 +273,7 @@ int32_t ingot_session_arena_size(const struct ingot_model *model,
 
 // Creates a session that lives entirely in the caller's `arena[0..arena_size]`: the session handle
 // (`*session_out` points into the arena), its KV cache and its scratch. The arena must hold at least
-// `ingot_session_arena_size` bytes and be aligned to 8 bytes (`malloc`'s alignment is enough; 64
-// recommended). With `n_threads` 1 nothing is allocated on the heap, neither here nor when
+// `ingot_session_arena_size` bytes and be aligned to 4 bytes (64 recommended). With `n_threads` 1 nothing is allocated on the heap, neither here nor when
 // evaluating; more threads put the thread pool (its threads and their shared state) on the heap.
 // The arena stays owned by the caller and must not be used, moved or freed until
 // `ingot_session_free`. A smaller or misaligned arena is `INGOT_ERR_INVALID` naming the size needed.

@@ -7,7 +7,7 @@ use crate::{
 };
 use core::ffi::{c_char, c_void};
 use ingot_runtime::model::{
-    session_bytes, Model, Session, SessionParams, SESSION_HANDLE_ALIGN, SESSION_HANDLE_BYTES,
+    session_bytes, Model, Session, SessionParams, SESSION_ARENA_ALIGN, SESSION_HANDLE_BYTES,
 };
 use ingot_runtime::sampler::{Sampler, SamplerParams};
 use ingot_runtime::tokenizer::StreamDecoder;
@@ -63,9 +63,13 @@ pub struct ingot_session {
     in_arena: bool,
 }
 
-// The handle must fit the room the runtime plans for it in an arena, at its alignment.
-const _: () = assert!(size_of::<ingot_session>() <= SESSION_HANDLE_BYTES);
-const _: () = assert!(align_of::<ingot_session>() <= SESSION_HANDLE_ALIGN);
+// The handle must fit the room the runtime plans for it in an arena, at the first address aligned for
+// it (at most `align - SESSION_ARENA_ALIGN` bytes in), and that room keep the buffers' alignment.
+const _: () = assert!(
+    size_of::<ingot_session>() + align_of::<ingot_session>() - SESSION_ARENA_ALIGN
+        <= SESSION_HANDLE_BYTES
+);
+const _: () = assert!(SESSION_HANDLE_BYTES.is_multiple_of(SESSION_ARENA_ALIGN));
 
 /// A sampler (opaque): parameters, random state and the penalty history. Used by one thread at a time.
 #[derive(Debug)]
@@ -200,8 +204,7 @@ pub unsafe extern "C" fn ingot_session_arena_size(
 
 /// Creates a session that lives entirely in the caller's `arena[0..arena_size]`: the session handle
 /// (`*session_out` points into the arena), its KV cache and its scratch. The arena must hold at least
-/// `ingot_session_arena_size` bytes and be aligned to 8 bytes (`malloc`'s alignment is enough; 64
-/// recommended). With `n_threads` 1 nothing is allocated on the heap, neither here nor when
+/// `ingot_session_arena_size` bytes and be aligned to 4 bytes (64 recommended). With `n_threads` 1 nothing is allocated on the heap, neither here nor when
 /// evaluating; more threads put the thread pool (its threads and their shared state) on the heap.
 /// The arena stays owned by the caller and must not be used, moved or freed until
 /// `ingot_session_free`. A smaller or misaligned arena is `INGOT_ERR_INVALID` naming the size needed.
@@ -243,12 +246,22 @@ pub unsafe extern "C" fn ingot_session_new_in_arena(
                 params.n_ctx, params.n_batch, params.n_threads
             )));
         }
-        if !(arena as usize).is_multiple_of(SESSION_HANDLE_ALIGN) {
+        if !(arena as usize).is_multiple_of(SESSION_ARENA_ALIGN) {
             return Err(Fail::invalid(format!(
-                "session arena at {arena:p} is not aligned to {SESSION_HANDLE_ALIGN} bytes"
+                "session arena at {arena:p} is not aligned to {SESSION_ARENA_ALIGN} bytes"
             )));
         }
-        let handle = arena.cast::<ingot_session>();
+        // The first address aligned for the handle: at most `align - SESSION_ARENA_ALIGN` bytes in,
+        // which the const assertions above leave room for.
+        let offset = arena.cast::<u8>().align_offset(align_of::<ingot_session>());
+        if offset + size_of::<ingot_session>() > SESSION_HANDLE_BYTES {
+            return Err(Fail::invalid(
+                "the arena cannot hold an aligned session handle",
+            ));
+        }
+        // SAFETY: `offset` bytes in is still inside the handle's reserve (checked just above and by
+        // the const assertions), inside the arena (`arena_size >= need > SESSION_HANDLE_BYTES`).
+        let handle = unsafe { arena.cast::<u8>().add(offset) }.cast::<ingot_session>();
         // SAFETY: non-NULL and size-checked above (arena_size >= need > SESSION_HANDLE_BYTES); the
         // caller hands the bytes over exclusively until the session is freed (documented contract),
         // which the `'static` borrow stands for. The buffers start after the handle's bytes, so the
@@ -260,9 +273,9 @@ pub unsafe extern "C" fn ingot_session_new_in_arena(
             )
         };
         let session = Session::new_in_arena(model, params, buffers)?;
-        // SAFETY: `handle` is aligned (checked) and the first SESSION_HANDLE_BYTES >=
-        // size_of::<ingot_session>() bytes of the arena (const-asserted) are ours and disjoint from
-        // `buffers`; `write` does not read or drop the garbage that was there.
+        // SAFETY: `handle` is aligned for `ingot_session` (align_offset) and its bytes lie within the
+        // arena's first SESSION_HANDLE_BYTES (offset + size fits, const-asserted), which are ours and
+        // disjoint from `buffers`; `write` does not read or drop the garbage that was there.
         unsafe {
             handle.write(ingot_session {
                 session,

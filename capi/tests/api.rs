@@ -650,8 +650,8 @@ fn arena_exact_size_works_one_byte_less_fails() {
         temperature: 0.0,
         ..ingot_sampler_params_default()
     };
-    // u64 storage: 8-byte aligned, as the arena must be.
-    let mut storage = vec![0xA5A5_A5A5_A5A5_A5A5u64; need.div_ceil(8) + 1];
+    // u32 storage: 4-byte aligned, as the arena must be.
+    let mut storage = vec![0xA5A5_A5A5u32; need.div_ceil(4) + 1];
     let base = storage.as_mut_ptr().cast::<c_void>();
     let mut se = null_mut();
     // SAFETY: `need - 1` bytes of `storage` are writable; the session is not created.

@@ -6,6 +6,7 @@
 
 use core::ffi::c_void;
 use ingot::*;
+use ingot_runtime::model::SESSION_HANDLE_BYTES;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::ffi::CString;
@@ -87,21 +88,37 @@ fn the_whole_session_lives_in_the_arena_and_allocates_nothing() {
     assert_eq!(st, 0);
     let prompt = [504i32, 3575, 282, 4649, 314]; // SmolLM2: "The capital of France is"
 
-    // Filled with garbage; u64 storage for the 8-byte alignment the arena needs.
-    let mut storage = vec![0xA5A5_A5A5_A5A5_A5A5u64; need.div_ceil(8)];
-    let base = storage.as_mut_ptr().cast::<c_void>();
+    // Filled with garbage; u64 storage, so that `skip` 4 gives an arena aligned to 4 but not to 8
+    // (the handle then starts 4 bytes in).
+    for skip in [0usize, 4] {
+        check(model, &sp, need, skip, &prompt);
+    }
+    // SAFETY: freed once, after its sessions.
+    unsafe { ingot_model_free(model) };
+}
+
+fn check(
+    model: *mut ingot_model,
+    sp: &ingot_session_params,
+    need: usize,
+    skip: usize,
+    prompt: &[i32],
+) {
+    let mut storage = vec![0xA5A5_A5A5_A5A5_A5A5u64; (need + skip).div_ceil(8)];
+    // SAFETY: `skip` < 8 bytes into the storage, which holds `need + skip` bytes.
+    let base = unsafe { storage.as_mut_ptr().cast::<u8>().add(skip) }.cast::<c_void>();
     let mut session = null_mut();
 
     // One byte less: an error naming the size, nothing created.
     // SAFETY: `need - 1` writable bytes.
-    let st = unsafe { ingot_session_new_in_arena(model, &sp, base, need - 1, &mut session) };
+    let st = unsafe { ingot_session_new_in_arena(model, sp, base, need - 1, &mut session) };
     assert_eq!(st, ingot_status::INGOT_ERR_INVALID as i32);
     assert!(session.is_null());
 
     // Exactly the size: creation, prefill and 16 decode steps without one heap allocation.
     let (tokens, allocations) = counted(|| {
         // SAFETY: `need` writable bytes, used by nothing else until the session is freed.
-        let st = unsafe { ingot_session_new_in_arena(model, &sp, base, need, &mut session) };
+        let st = unsafe { ingot_session_new_in_arena(model, sp, base, need, &mut session) };
         assert_eq!(st, 0);
         // SAFETY: a live session and `prompt.len()` readable ids.
         let st = unsafe { ingot_prefill(session, prompt.as_ptr(), prompt.len()) };
@@ -124,13 +141,18 @@ fn the_whole_session_lives_in_the_arena_and_allocates_nothing() {
         allocations, 0,
         "heap allocations in new_in_arena + prefill + decode"
     );
-    // The handle is the arena's first bytes.
-    assert_eq!(session.cast::<c_void>(), base);
+    // The handle is inside the arena's reserve for it, at the first address aligned for it.
+    let at = session as usize - base as usize;
+    assert!(
+        at + size_of::<usize>() <= SESSION_HANDLE_BYTES && session.is_aligned(),
+        "{at}"
+    );
+    assert_eq!(at, (base as *const u8).align_offset(align_of::<u64>()));
 
     // And it computes what a heap session computes.
     let mut heap = null_mut();
     // SAFETY: live model, readable params, writable out-pointer.
-    assert_eq!(unsafe { ingot_session_new(model, &sp, &mut heap) }, 0);
+    assert_eq!(unsafe { ingot_session_new(model, sp, &mut heap) }, 0);
     // SAFETY: a live session and readable ids.
     let st = unsafe { ingot_prefill(heap, prompt.as_ptr(), prompt.len()) };
     assert_eq!(st, 0);
@@ -145,11 +167,10 @@ fn the_whole_session_lives_in_the_arena_and_allocates_nothing() {
         // SAFETY: a live session.
         assert_eq!(unsafe { ingot_decode_step(heap, t) }, 0);
     }
-    // SAFETY: each handle freed once, sessions before their model and the arena after its session.
+    // SAFETY: each handle freed once, the arena after its session.
     unsafe {
         ingot_session_free(session);
         ingot_session_free(heap);
-        ingot_model_free(model);
     }
     drop(storage);
 }

@@ -120,7 +120,7 @@ int main(int argc, char **argv) {
             rc = fail("ingot_session_arena_size", st);
             goto done;
         }
-        arena = malloc(need); /* malloc's alignment is enough (8 bytes are required) */
+        arena = malloc(need); /* malloc's alignment is enough (4 bytes are required) */
         if (!arena) { fprintf(stderr, "generate: out of memory\n"); goto done; }
         st = ingot_session_new_in_arena(model, &sp, arena, need, &session);
     } else {

@@ -11,7 +11,7 @@ pub mod weights;
 pub use config::{Config, LLAMA_LIKE};
 pub use session::{
     kv_cache_bytes, session_bytes, Session, SessionParams, SESSION_ARENA_ALIGN,
-    SESSION_HANDLE_ALIGN, SESSION_HANDLE_BYTES,
+    SESSION_HANDLE_BYTES,
 };
 pub use weights::{Layer, Matrix, Weights};
 

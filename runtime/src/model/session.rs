@@ -194,15 +194,13 @@ pub const SESSION_ARENA_ALIGN: usize = align_of::<f32>();
 
 /// Bytes a C ABI arena reserves in front of the buffers for the session value itself (the
 /// `ingot_session` handle: a [`Session`] and a few bytes of the ABI's own state, which capi checks
-/// at compile time to fit). `ingot_session_arena_size` and `ingot plan` count it on top of
-/// [`session_bytes`]. A multiple of [`SESSION_HANDLE_ALIGN`], so the buffers after it stay aligned.
+/// at compile time to fit), placed at the first address inside it aligned for the handle: the arena
+/// itself need only be aligned to [`SESSION_ARENA_ALIGN`]. `ingot_session_arena_size` and
+/// `ingot plan` count it on top of [`session_bytes`]. A multiple of the session's alignment, so the
+/// buffers after it keep the arena's alignment.
 pub const SESSION_HANDLE_BYTES: usize =
-    (size_of::<Session<'static, 'static>>() + 16).next_multiple_of(SESSION_HANDLE_ALIGN);
-
-/// Alignment of a C ABI arena, which starts with the session handle ([`SESSION_HANDLE_BYTES`]):
-/// the session value's (8 on 64-bit targets; `malloc` gives at least that).
-pub const SESSION_HANDLE_ALIGN: usize = align_of::<Session<'static, 'static>>();
-const _: () = assert!(SESSION_HANDLE_ALIGN >= SESSION_ARENA_ALIGN);
+    (size_of::<Session<'static, 'static>>() + 16 + align_of::<Session<'static, 'static>>())
+        .next_multiple_of(align_of::<Session<'static, 'static>>());
 
 /// Bytes of the KV cache plus scratch of a session with `params` for `model`, with `n_batch` clamped
 /// to `n_ctx` as [`Session::new`] does: exactly the arena [`Session::new_in_arena`] needs, and what
