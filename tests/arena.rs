@@ -7,7 +7,7 @@ mod common;
 
 use ingot_runtime::gguf::GgufFile;
 use ingot_runtime::model::{
-    session_bytes, KvType, Model, Session, SessionParams, SESSION_ARENA_ALIGN,
+    session_bytes, KvType, Model, Session, SessionParams, SESSION_ARENA_ALIGN, SESSION_HANDLE_BYTES,
 };
 use ingot_runtime::sampler::argmax;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -157,11 +157,11 @@ fn arena_session_allocates_nothing_after_creation() {
     let mut storage = Vec::new();
     let buf = arena(&mut storage, need, 0);
     let prompt = model.tokenizer.encode("Once upon a time", true, true);
-    // Creation: only the thread pool's and the per-thread table's bookkeeping, never a buffer.
+    // Creation with one thread: nothing on the heap (no pool state, the per-thread table inline).
     let (session, n, bytes) = counted(|| Session::new_in_arena(&model, params, buf).unwrap());
     let mut session = session;
-    assert!(
-        bytes < 1024,
+    assert_eq!(
+        n, 0,
         "creating an arena session allocated {bytes} bytes in {n} allocations"
     );
     let (_, n, _) = counted(|| {
@@ -171,10 +171,26 @@ fn arena_session_allocates_nothing_after_creation() {
         }
     });
     assert_eq!(n, 0, "{n} allocations while evaluating in an arena session");
+    drop(session);
+
+    // With two threads only the pool (threads, shared state) and the per-thread table allocate.
+    let params = SessionParams {
+        n_threads: 2,
+        ..params
+    };
+    let buf = arena(&mut storage, session_bytes(&model, params), 0);
+    let (session, n, bytes) = counted(|| Session::new_in_arena(&model, params, buf).unwrap());
+    assert!(
+        bytes < 4096,
+        "creating a 2-thread arena session allocated {bytes} bytes in {n} allocations"
+    );
+    drop(session);
 }
 
-/// `ingot plan` prints the bytes an arena needs; an arena of exactly the printed size works and one
-/// byte less does not, and its parts add up.
+/// `ingot plan` prints the bytes an arena needs; its parts add up, the session total is the C ABI's
+/// arena (the runtime's buffers plus the session handle), and a runtime arena of exactly
+/// `kv_cache + scratch` works while one byte less does not. (capi/tests/arena.rs checks the C arena
+/// of exactly `session` bytes, handle included.)
 #[test]
 fn ingot_plan_prints_the_exact_arena_size() {
     let path = common::model_path();
@@ -196,8 +212,14 @@ fn ingot_plan_prints_the_exact_arena_size() {
             .unwrap_or_else(|| panic!("no `{name}:` line in\n{text}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     };
-    let (kv, scratch, session) = (field("kv_cache"), field("scratch"), field("session"));
-    assert_eq!(kv + scratch, session);
+    let (kv, scratch, handle, session) = (
+        field("kv_cache"),
+        field("scratch"),
+        field("handle"),
+        field("session"),
+    );
+    assert_eq!(kv + scratch + handle, session);
+    assert_eq!(handle, SESSION_HANDLE_BYTES as u64);
 
     let file = GgufFile::open(&path).unwrap();
     let model = Model::from_gguf(file.parse().unwrap()).unwrap();
@@ -210,7 +232,8 @@ fn ingot_plan_prints_the_exact_arena_size() {
         ..Default::default()
     };
     let mut storage = Vec::new();
-    let need = session as usize;
+    let need = (kv + scratch) as usize;
+    assert_eq!(need, session_bytes(&model, params));
     assert!(Session::new_in_arena(&model, params, arena(&mut storage, need - 1, 0)).is_err());
     let mut s = Session::new_in_arena(&model, params, arena(&mut storage, need, 0)).unwrap();
     let prompt = model.tokenizer.encode("Hello", true, true);

@@ -274,8 +274,8 @@ int32_t ingot_session_new(const struct ingot_model *model,
                           struct ingot_session **session_out);
 
 // Writes to `*size_out` the exact number of bytes `ingot_session_new_in_arena` needs for `model`
-// with `params`: the f16 KV cache plus every scratch buffer (what `ingot plan` prints). Bad sizes
-// are `INGOT_ERR_INVALID`. Thread-safe.
+// with `params`: the session handle itself, the f16 KV cache and every scratch buffer (what
+// `ingot plan` prints as `session`). Bad sizes are `INGOT_ERR_INVALID`. Thread-safe.
 //
 // # Safety
 // `model` is NULL or live; `params` is NULL or readable; `size_out` is NULL or writable.
@@ -283,11 +283,11 @@ int32_t ingot_session_arena_size(const struct ingot_model *model,
                                  const struct ingot_session_params *params,
                                  size_t *size_out);
 
-// Creates a session whose KV cache and scratch live in the caller's `arena[0..arena_size]`, which
-// must hold at least `ingot_session_arena_size` bytes and be aligned to 4 bytes (64 recommended).
-// After creation, evaluating and sampling touch no memory but the arena, the model and the small
-// session handle (created on the heap along with the thread pool's bookkeeping, a few hundred
-// bytes). The arena stays owned by the caller and must not be used, moved or freed until
+// Creates a session that lives entirely in the caller's `arena[0..arena_size]`: the session handle
+// (`*session_out` points into the arena), its KV cache and its scratch. The arena must hold at least
+// `ingot_session_arena_size` bytes and be aligned to 4 bytes (64 recommended). With `n_threads` 1 nothing is allocated on the heap, neither here nor when
+// evaluating; more threads put the thread pool (its threads and their shared state) on the heap.
+// The arena stays owned by the caller and must not be used, moved or freed until
 // `ingot_session_free`. A smaller or misaligned arena is `INGOT_ERR_INVALID` naming the size needed.
 // Thread-safe with respect to the model.
 //

@@ -24,6 +24,8 @@ use ingot_runtime::Error;
 use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
 
 /// Major version of the library (semantic versioning of the crate).
 pub const INGOT_VERSION_MAJOR: u32 = 0;
@@ -119,10 +121,63 @@ fn set_last_error(msg: &str) {
     LAST_ERROR.with(|e| *e.borrow_mut() = c);
 }
 
+/// How many ingot calls are running (on any thread, the thread pool's workers included).
+static CALLS_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Where the last panic inside an ingot call happened, for the error message.
+static PANIC_LOCATION: Mutex<String> = Mutex::new(String::new());
+
+/// Installs, once, a panic hook that keeps quiet while an ingot call runs: a library must not write to
+/// its host's stderr, and std's default hook would print the message and a backtrace note there.
+/// The panic's location is kept for `ingot_last_error`; outside ingot calls the hook that was
+/// installed before (the host's, or std's default) runs unchanged.
+fn install_panic_hook() {
+    // The previous hook is kept in a static and the new one captures nothing, so that installing
+    // allocates nothing (std's default hook is a zero-sized Box): valgrind sees no new memory.
+    static PREVIOUS: OnceLock<PanicHook> = OnceLock::new();
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = PREVIOUS.set(std::panic::take_hook());
+        std::panic::set_hook(Box::new(|info| {
+            if CALLS_IN_FLIGHT.load(Ordering::Relaxed) == 0 {
+                if let Some(previous) = PREVIOUS.get() {
+                    previous(info);
+                }
+                return;
+            }
+            if let (Some(at), Ok(mut slot)) = (info.location(), PANIC_LOCATION.lock()) {
+                slot.clear();
+                slot.push_str(at.file());
+                slot.push(':');
+                slot.push_str(&at.line().to_string());
+            }
+        }));
+    });
+}
+
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// Counts an ingot call in flight for as long as it lives (also when unwinding).
+struct InFlight;
+
+impl InFlight {
+    fn enter() -> InFlight {
+        install_panic_hook();
+        CALLS_IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        CALLS_IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The panic boundary: runs `f`, turns its error into a status and the thread's last-error message,
 /// and a panic into `INGOT_ERR_INTERNAL`. Every `extern "C"` function's body goes through here, so
 /// no unwinding ever reaches C (which would be undefined behaviour).
 pub(crate) fn boundary(f: impl FnOnce() -> R<()>) -> i32 {
+    let _in_flight = InFlight::enter();
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => ingot_status::INGOT_OK as i32,
         Ok(Err(fail)) => {
@@ -135,8 +190,11 @@ pub(crate) fn boundary(f: impl FnOnce() -> R<()>) -> i32 {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
+            let at = PANIC_LOCATION.lock().map(|l| l.clone()).unwrap_or_default();
             // Formatting the message could itself panic only on allocation failure, which aborts.
-            set_last_error(&format!("internal error in ingot (please report): {what}"));
+            set_last_error(&format!(
+                "internal error in ingot (please report): {what} (at {at})"
+            ));
             ingot_status::INGOT_ERR_INTERNAL as i32
         }
     }
@@ -144,6 +202,7 @@ pub(crate) fn boundary(f: impl FnOnce() -> R<()>) -> i32 {
 
 /// [`boundary`] for functions without a status (getters, `*_free`): `fallback` if `f` panics.
 pub(crate) fn boundary_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    let _in_flight = InFlight::enter();
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
@@ -295,6 +354,11 @@ mod tests {
         assert_eq!(code, ingot_status::INGOT_ERR_INTERNAL as i32);
         // SAFETY: ingot_last_error never returns NULL and the string lives until the next call.
         let msg = unsafe { CStr::from_ptr(ingot_last_error()) };
-        assert!(msg.to_str().unwrap().contains("boom"), "{msg:?}");
+        let msg = msg.to_str().unwrap();
+        assert!(msg.contains("boom"), "{msg:?}");
+        assert!(
+            msg.contains("capi/src/lib.rs:"),
+            "the location is kept: {msg:?}"
+        );
     }
 }

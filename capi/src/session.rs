@@ -6,7 +6,9 @@ use crate::{
     boundary, boundary_value, ingot_status, mut_arg, ref_arg, slice_arg, write_out, Fail, R,
 };
 use core::ffi::{c_char, c_void};
-use ingot_runtime::model::{session_bytes, Model, Session, SessionParams};
+use ingot_runtime::model::{
+    session_bytes, Model, Session, SessionParams, SESSION_ARENA_ALIGN, SESSION_HANDLE_BYTES,
+};
 use ingot_runtime::sampler::{Sampler, SamplerParams};
 use ingot_runtime::tokenizer::StreamDecoder;
 
@@ -66,7 +68,18 @@ pub struct ingot_session {
     session: Session<'static, 'static>,
     /// Whether `session.logits()` holds the logits of the last evaluated token.
     has_logits: bool,
+    /// Whether this handle lives at the front of the caller's arena (`ingot_session_new_in_arena`)
+    /// rather than in a Box.
+    in_arena: bool,
 }
+
+// The handle must fit the room the runtime plans for it in an arena, at the first address aligned for
+// it (at most `align - SESSION_ARENA_ALIGN` bytes in), and that room keep the buffers' alignment.
+const _: () = assert!(
+    size_of::<ingot_session>() + align_of::<ingot_session>() - SESSION_ARENA_ALIGN
+        <= SESSION_HANDLE_BYTES
+);
+const _: () = assert!(SESSION_HANDLE_BYTES.is_multiple_of(SESSION_ARENA_ALIGN));
 
 /// A sampler (opaque): parameters, random state and the penalty history. Used by one thread at a time.
 #[derive(Debug)]
@@ -155,7 +168,13 @@ fn new_handle(session: Session<'static, 'static>) -> *mut ingot_session {
     Box::into_raw(Box::new(ingot_session {
         session,
         has_logits: false,
+        in_arena: false,
     }))
+}
+
+/// The arena `ingot_session_new_in_arena` needs: the session handle, then the KV cache and scratch.
+fn arena_total(model: &Model<'_>, params: SessionParams) -> R<usize> {
+    Ok(SESSION_HANDLE_BYTES + Session::arena_bytes(model, params)?)
 }
 
 /// Creates a session for `model` with its KV cache and scratch on the heap (`ingot_session_arena_size`
@@ -187,8 +206,8 @@ pub unsafe extern "C" fn ingot_session_new(
 }
 
 /// Writes to `*size_out` the exact number of bytes `ingot_session_new_in_arena` needs for `model`
-/// with `params`: the f16 KV cache plus every scratch buffer (what `ingot plan` prints). Bad sizes
-/// are `INGOT_ERR_INVALID`. Thread-safe.
+/// with `params`: the session handle itself, the f16 KV cache and every scratch buffer (what
+/// `ingot plan` prints as `session`). Bad sizes are `INGOT_ERR_INVALID`. Thread-safe.
 ///
 /// # Safety
 /// `model` is NULL or live; `params` is NULL or readable; `size_out` is NULL or writable.
@@ -203,18 +222,18 @@ pub unsafe extern "C" fn ingot_session_arena_size(
         let model = unsafe { static_model(model) }?;
         // SAFETY: caller's contract.
         let params = session_params(unsafe { ref_arg(params, "params") }?)?;
-        let bytes = Session::arena_bytes(model, params)?;
-        debug_assert_eq!(bytes, session_bytes(model, params));
+        let bytes = arena_total(model, params)?;
+        debug_assert_eq!(bytes, SESSION_HANDLE_BYTES + session_bytes(model, params));
         // SAFETY: caller's contract.
         unsafe { write_out(size_out, bytes, "size_out") }
     })
 }
 
-/// Creates a session whose KV cache and scratch live in the caller's `arena[0..arena_size]`, which
-/// must hold at least `ingot_session_arena_size` bytes and be aligned to 4 bytes (64 recommended).
-/// After creation, evaluating and sampling touch no memory but the arena, the model and the small
-/// session handle (created on the heap along with the thread pool's bookkeeping, a few hundred
-/// bytes). The arena stays owned by the caller and must not be used, moved or freed until
+/// Creates a session that lives entirely in the caller's `arena[0..arena_size]`: the session handle
+/// (`*session_out` points into the arena), its KV cache and its scratch. The arena must hold at least
+/// `ingot_session_arena_size` bytes and be aligned to 4 bytes (64 recommended). With `n_threads` 1 nothing is allocated on the heap, neither here nor when
+/// evaluating; more threads put the thread pool (its threads and their shared state) on the heap.
+/// The arena stays owned by the caller and must not be used, moved or freed until
 /// `ingot_session_free`. A smaller or misaligned arena is `INGOT_ERR_INVALID` naming the size needed.
 /// Thread-safe with respect to the model.
 ///
@@ -246,13 +265,53 @@ pub unsafe extern "C" fn ingot_session_new_in_arena(
                 "arena size {arena_size} is impossible"
             )));
         }
-        // SAFETY: non-NULL and size-checked above; the caller hands the bytes over exclusively until
-        // the session is freed (documented contract), which the `'static` borrow stands for.
-        let arena: &'static mut [u8] =
-            unsafe { core::slice::from_raw_parts_mut(arena.cast::<u8>(), arena_size) };
-        let s = new_handle(Session::new_in_arena(model, params, arena)?);
+        let need = arena_total(model, params)?;
+        if arena_size < need {
+            return Err(Fail::invalid(format!(
+                "session arena of {arena_size} bytes is too small: n_ctx {}, n_batch {}, n_threads {} \
+                 need {need} bytes (ingot_session_arena_size)",
+                params.n_ctx, params.n_batch, params.n_threads
+            )));
+        }
+        if !(arena as usize).is_multiple_of(SESSION_ARENA_ALIGN) {
+            return Err(Fail::invalid(format!(
+                "session arena at {arena:p} is not aligned to {SESSION_ARENA_ALIGN} bytes"
+            )));
+        }
+        // The first address aligned for the handle: at most `align - SESSION_ARENA_ALIGN` bytes in,
+        // which the const assertions above leave room for.
+        let offset = arena.cast::<u8>().align_offset(align_of::<ingot_session>());
+        if offset + size_of::<ingot_session>() > SESSION_HANDLE_BYTES {
+            return Err(Fail::invalid(
+                "the arena cannot hold an aligned session handle",
+            ));
+        }
+        // SAFETY: `offset` bytes in is still inside the handle's reserve (checked just above and by
+        // the const assertions), inside the arena (`arena_size >= need > SESSION_HANDLE_BYTES`).
+        let handle = unsafe { arena.cast::<u8>().add(offset) }.cast::<ingot_session>();
+        // SAFETY: non-NULL and size-checked above (arena_size >= need > SESSION_HANDLE_BYTES); the
+        // caller hands the bytes over exclusively until the session is freed (documented contract),
+        // which the `'static` borrow stands for. The buffers start after the handle's bytes, so the
+        // slice and the handle written below never overlap.
+        let buffers: &'static mut [u8] = unsafe {
+            core::slice::from_raw_parts_mut(
+                arena.cast::<u8>().add(SESSION_HANDLE_BYTES),
+                arena_size - SESSION_HANDLE_BYTES,
+            )
+        };
+        let session = Session::new_in_arena(model, params, buffers)?;
+        // SAFETY: `handle` is aligned for `ingot_session` (align_offset) and its bytes lie within the
+        // arena's first SESSION_HANDLE_BYTES (offset + size fits, const-asserted), which are ours and
+        // disjoint from `buffers`; `write` does not read or drop the garbage that was there.
+        unsafe {
+            handle.write(ingot_session {
+                session,
+                has_logits: false,
+                in_arena: true,
+            })
+        };
         // SAFETY: checked non-NULL; writability is the caller's contract.
-        unsafe { write_out(session_out, s, "session_out") }
+        unsafe { write_out(session_out, handle, "session_out") }
     })
 }
 
@@ -263,7 +322,15 @@ pub unsafe extern "C" fn ingot_session_new_in_arena(
 #[no_mangle]
 pub unsafe extern "C" fn ingot_session_free(session: *mut ingot_session) {
     boundary_value((), || {
-        if !session.is_null() {
+        if session.is_null() {
+            return;
+        }
+        // SAFETY: a live handle from `ingot_session_new*`, not freed yet (contract).
+        if unsafe { (*session).in_arena } {
+            // SAFETY: written in place by `ingot_session_new_in_arena`, dropped once (contract); the
+            // arena's memory stays the caller's.
+            unsafe { core::ptr::drop_in_place(session) };
+        } else {
             // SAFETY: from `Box::into_raw` in `new_handle`, freed once (contract).
             drop(unsafe { Box::from_raw(session) });
         }

@@ -7,7 +7,7 @@ use core::ffi::{c_char, c_void, CStr};
 use ingot::*;
 use ingot_runtime::chat::{ChatMessage, ChatTemplate};
 use ingot_runtime::gguf::GgufFile;
-use ingot_runtime::model::{session_bytes, Model, Session, SessionParams};
+use ingot_runtime::model::{session_bytes, Model, Session, SessionParams, SESSION_HANDLE_BYTES};
 use ingot_runtime::sampler::{Sampler, SamplerParams};
 use std::path::PathBuf;
 use std::ptr::{null, null_mut};
@@ -655,7 +655,11 @@ fn arena_exact_size_works_one_byte_less_fails() {
             },
         )
     });
-    assert_eq!(need, want);
+    assert_eq!(
+        need,
+        SESSION_HANDLE_BYTES + want,
+        "the handle, then the runtime's buffers"
+    );
     let greedy = ingot_sampler_params {
         temperature: 0.0,
         ..ingot_sampler_params_default()

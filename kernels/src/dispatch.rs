@@ -9,8 +9,6 @@
 //! Numerics: every path agrees with [`crate::reference`] to rounding (exactly on the integer part
 //! of each block dot) and its activation quantizer is byte-identical to the reference's.
 
-use std::sync::OnceLock;
-
 use crate::reference::{self, check_row};
 use crate::QuantType;
 
@@ -99,8 +97,14 @@ impl Kernels {
     /// that fails. Built once per process. `best` never prints; a CLI that wants to warn about a
     /// bad `INGOT_ISA` calls `from_env` itself and prints its `Err`.
     pub fn best() -> Kernels {
-        static BEST: OnceLock<Kernels> = OnceLock::new();
-        *BEST.get_or_init(|| Kernels::from_env().unwrap_or_else(|_| Kernels::detect()))
+        #[cfg(feature = "std")]
+        {
+            static BEST: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+            *BEST.get_or_init(|| Kernels::from_env().unwrap_or_else(|_| Kernels::detect()))
+        }
+        // Without `std` there is no environment, and detection is a compile-time constant.
+        #[cfg(not(feature = "std"))]
+        Kernels::detect()
     }
 
     /// The fastest path the running CPU supports, ignoring `INGOT_ISA`.
@@ -117,6 +121,7 @@ impl Kernels {
     /// [`Kernels::detect`] unless `INGOT_ISA` is set (and non-empty), in which case that path.
     /// `Err` (a one-line message naming the fallback, for the caller to print) when the value is
     /// unknown or the path is not available on this CPU.
+    #[cfg(feature = "std")]
     pub fn from_env() -> Result<Kernels, String> {
         match std::env::var(ISA_ENV) {
             Err(std::env::VarError::NotPresent) => Ok(Kernels::detect()),
@@ -129,6 +134,7 @@ impl Kernels {
         }
     }
 
+    #[cfg(feature = "std")]
     fn parse_choice(v: &str) -> Result<Kernels, String> {
         let fallback = Kernels::detect().isa();
         match Isa::from_name(v) {
@@ -283,6 +289,8 @@ impl Kernels {
     /// may repack its `ty` weights ([`crate::packed`]) for these kernels. Other paths still
     /// compute packed products, by the scalar reference.
     pub fn packs(&self, ty: QuantType) -> bool {
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let _ = ty;
         match self.backend {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(_) => {

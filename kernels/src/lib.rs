@@ -23,12 +23,90 @@
 //! This crate knows nothing of models or files: slices in, `&mut` slice out, sizes explicit,
 //! no allocation. Dimension letters used in shape comments: `n` elements per row (the reduction
 //! dimension), `d` rows (output length), `T` tokens.
+//!
+//! Feature `std` (default): the thread pool's workers, run-time CPU feature detection and
+//! `INGOT_ISA`. Without it the crate is `#![no_std]` (+ `alloc`): [`ThreadPool`] is the calling thread
+//! alone, a SIMD path is used when the build enables its target features (`-C target-feature=+avx2,+fma,+f16c`,
+//! `-C target-cpu=...`), and the float functions std takes from the platform's libm (`exp`, `mul_add`,
+//! ...) come from the `libm` crate ([`math`]).
+
+#![cfg_attr(not(any(feature = "std", test)), no_std)]
+
+extern crate alloc;
+
+/// What `std`'s prelude gives and `core`'s does not; imported where needed so that every module reads
+/// the same with and without `std`.
+#[allow(unused_imports)]
+pub(crate) mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
+
+/// `is_x86_feature_detected!` with `std`; without it, whether the build enables the feature.
+#[cfg(feature = "std")]
+#[allow(unused_macros)]
+macro_rules! x86_feature {
+    ($f:tt) => {
+        std::is_x86_feature_detected!($f)
+    };
+}
+#[cfg(not(feature = "std"))]
+#[allow(unused_macros)]
+macro_rules! x86_feature {
+    ($f:tt) => {
+        cfg!(target_feature = $f)
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use x86_feature;
+
+/// `is_aarch64_feature_detected!` with `std`; without it, whether the build enables the feature.
+#[cfg(feature = "std")]
+#[allow(unused_macros)]
+macro_rules! aarch64_feature {
+    ($f:tt) => {
+        std::arch::is_aarch64_feature_detected!($f)
+    };
+}
+#[cfg(not(feature = "std"))]
+#[allow(unused_macros)]
+macro_rules! aarch64_feature {
+    ($f:tt) => {
+        cfg!(target_feature = $f)
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use aarch64_feature;
+
+/// A CPU token (`Option<Avx2>`, ...) detected once per process with `std`; without it the
+/// detection is a compile-time constant, evaluated where used.
+#[allow(unused_macros)]
+macro_rules! detect_once {
+    ($t:ty, $detect:expr) => {{
+        #[cfg(feature = "std")]
+        {
+            static TOKEN: std::sync::OnceLock<$t> = std::sync::OnceLock::new();
+            *TOKEN.get_or_init($detect)
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            ($detect)()
+        }
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use detect_once;
 
 pub mod blocks;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod dispatch;
+pub mod math;
 pub mod ops;
 pub mod packed;
 pub mod pool;

@@ -32,14 +32,12 @@ enum Path {
 
 #[cfg(target_arch = "x86_64")]
 fn avx2_token() -> Option<Avx2> {
-    static TOKEN: std::sync::OnceLock<Option<Avx2>> = std::sync::OnceLock::new();
-    *TOKEN.get_or_init(Avx2::detect)
+    crate::detect_once!(Option<Avx2>, Avx2::detect)
 }
 
 #[cfg(target_arch = "x86_64")]
 fn avx512_token() -> Option<Avx512Vnni> {
-    static TOKEN: std::sync::OnceLock<Option<Avx512Vnni>> = std::sync::OnceLock::new();
-    *TOKEN.get_or_init(Avx512Vnni::detect)
+    crate::detect_once!(Option<Avx512Vnni>, Avx512Vnni::detect)
 }
 
 impl Path {

@@ -53,6 +53,8 @@
 //!
 //! Within the packed path every ISA, batch size and thread count agrees bit for bit.
 
+#[cfg(not(feature = "std"))]
+use crate::math::FloatExt;
 use half::f16;
 
 use crate::blocks::QK;
@@ -191,6 +193,10 @@ pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) 
 /// # Safety
 /// 34 readable bytes at `xb`.
 #[inline]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(crate) unsafe fn q8_0_scale_and_sum(xb: *const u8) -> (f32, i32) {
     // SAFETY: 34 readable bytes at xb (caller); u8 needs no alignment.
     let b = unsafe { core::slice::from_raw_parts(xb, Q8_0_BYTES) };

@@ -17,15 +17,23 @@
 //! the fast path (both threads awake during a decode step) free of syscalls while a preempted or idle
 //! pool costs nothing.
 
+use crate::prelude::*;
 use crate::Kernels;
+use core::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(feature = "std")]
 use std::cell::UnsafeCell;
+#[cfg(feature = "std")]
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+#[cfg(feature = "std")]
+use std::sync::atomic::{AtomicBool, AtomicU64};
+#[cfg(feature = "std")]
 use std::sync::Arc;
+#[cfg(feature = "std")]
 use std::thread::{self, JoinHandle, Thread};
 
 /// Spins before a waiting worker parks; about 10-50 µs on current x86, longer than the gap between
 /// two operations of a decode step, much shorter than a scheduler quantum.
+#[cfg(feature = "std")]
 const SPIN_LIMIT: u32 = 1 << 14;
 
 /// Rows per work item of [`Kernels::matmul_par`]: small enough that a preempted thread leaves little
@@ -34,8 +42,10 @@ const CHUNK_ROWS: usize = 32;
 const _: () = assert!(CHUNK_ROWS.is_multiple_of(crate::packed::PACK_ROWS));
 
 /// The job: called as `f(thread_index, n_threads)`.
+#[cfg(feature = "std")]
 type Job<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
+#[cfg(feature = "std")]
 struct Shared {
     n_threads: usize,
     /// Bumped (SeqCst) to publish a job or the shutdown.
@@ -56,26 +66,39 @@ struct Shared {
 // the tickets that publish it exist, and after every claimant of the previous job has counted itself
 // done. Workers read it only between claiming a ticket and incrementing `done`. The closure it points
 // to is `Sync`, so calling it from several threads at once is allowed.
+#[cfg(feature = "std")]
 unsafe impl Sync for Shared {}
 
 /// A pool of `n_threads - 1` parked workers plus the calling thread.
+#[cfg(feature = "std")]
 pub struct ThreadPool {
-    shared: Arc<Shared>,
+    n_threads: usize,
+    /// `None` for one thread: the caller alone needs no shared state (and nothing is allocated).
+    shared: Option<Arc<Shared>>,
     workers: Vec<(JoinHandle<()>, Thread)>,
 }
 
-impl std::fmt::Debug for ThreadPool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+#[cfg(feature = "std")]
+impl core::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("ThreadPool")
-            .field("n_threads", &self.shared.n_threads)
+            .field("n_threads", &self.n_threads)
             .finish()
     }
 }
 
+#[cfg(feature = "std")]
 impl ThreadPool {
     /// Starts `n_threads - 1` workers (none for 1). Errors if the OS refuses to create a thread.
     pub fn new(n_threads: usize) -> std::io::Result<ThreadPool> {
         let n_threads = n_threads.max(1);
+        if n_threads == 1 {
+            return Ok(ThreadPool {
+                n_threads,
+                shared: None,
+                workers: Vec::new(),
+            });
+        }
         let shared = Arc::new(Shared {
             n_threads,
             generation: AtomicU64::new(0),
@@ -95,12 +118,16 @@ impl ThreadPool {
             let t = handle.thread().clone();
             workers.push((handle, t));
         }
-        Ok(ThreadPool { shared, workers })
+        Ok(ThreadPool {
+            n_threads,
+            shared: Some(shared),
+            workers,
+        })
     }
 
     /// Threads that run a job, the caller included.
     pub fn n_threads(&self) -> usize {
-        self.shared.n_threads
+        self.n_threads
     }
 
     /// Runs `f(i, n)` on the calling thread (`i = 0`) and on every worker that wakes in time (each
@@ -110,12 +137,11 @@ impl ThreadPool {
     /// call, on one thread, so `i` may select per-thread scratch. Allocates nothing. A panic in any
     /// thread is re-raised here.
     pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
-        let n = self.shared.n_threads;
-        if n == 1 {
+        let n = self.n_threads;
+        let Some(s) = self.shared.as_deref().filter(|_| n > 1) else {
             f(0, 1);
             return;
-        }
-        let s = &*self.shared;
+        };
         // SAFETY: the lifetime is erased only for the duration of this call: workers use the reference
         // only between claiming a ticket and incrementing `done`, and this function does not return or
         // unwind before the job is closed (no more claims) and every claimant is done (the wait below
@@ -152,9 +178,12 @@ impl ThreadPool {
     }
 }
 
+#[cfg(feature = "std")]
 impl Drop for ThreadPool {
     fn drop(&mut self) {
-        let s = &*self.shared;
+        let Some(s) = self.shared.as_deref() else {
+            return;
+        };
         s.shutdown.store(true, Ordering::SeqCst);
         s.generation.fetch_add(1, Ordering::SeqCst);
         for (handle, t) in self.workers.drain(..) {
@@ -164,6 +193,7 @@ impl Drop for ThreadPool {
     }
 }
 
+#[cfg(feature = "std")]
 fn worker(s: &Shared, index: usize) {
     let mut seen = 0u64;
     loop {
@@ -217,6 +247,54 @@ fn worker(s: &Shared, index: usize) {
             }
         }
         s.done.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Without `std` there are no threads: the pool is the calling thread alone, with the same API, so
+/// that everything built on it (the row-split products, [`ThreadPool::for_each_chunk_with`]) runs
+/// unchanged on one thread.
+#[cfg(not(feature = "std"))]
+#[derive(Debug)]
+pub struct ThreadPool {
+    _single: (),
+}
+
+#[cfg(not(feature = "std"))]
+impl ThreadPool {
+    /// The calling thread alone; more than one thread is [`NoThreads`].
+    pub fn new(n_threads: usize) -> Result<ThreadPool, NoThreads> {
+        if n_threads > 1 {
+            return Err(NoThreads { n_threads });
+        }
+        Ok(ThreadPool { _single: () })
+    }
+
+    /// Always 1.
+    pub fn n_threads(&self) -> usize {
+        1
+    }
+
+    /// Runs `f(0, 1)`.
+    pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
+        f(0, 1);
+    }
+}
+
+/// [`ThreadPool::new`] without `std`: threads were asked for and there are none.
+#[cfg(not(feature = "std"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoThreads {
+    pub n_threads: usize,
+}
+
+#[cfg(not(feature = "std"))]
+impl core::fmt::Display for NoThreads {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{} threads asked for, but ingot-kernels was built without `std` (one thread only)",
+            self.n_threads
+        )
     }
 }
 
@@ -318,7 +396,7 @@ impl ThreadPool {
                 // [i * chunk_len, (i + 1) * chunk_len) are disjoint and inside out.len() =
                 // n_items * chunk_len.
                 let chunk = unsafe {
-                    std::slice::from_raw_parts_mut(base.get().add(i * chunk_len), chunk_len)
+                    core::slice::from_raw_parts_mut(base.get().add(i * chunk_len), chunk_len)
                 };
                 f(i, chunk, slot);
             }
@@ -476,7 +554,8 @@ impl Kernels {
             // this closure is done. Each item is taken once (atomic counter) and maps to one
             // (product, chunk), so the ranges [r.start, r.end) of one product are disjoint, and
             // r.end <= rows = out.len() (asserted above).
-            let mine = unsafe { std::slice::from_raw_parts_mut(p.out.get().add(r.start), r.len()) };
+            let mine =
+                unsafe { core::slice::from_raw_parts_mut(p.out.get().add(r.start), r.len()) };
             let w = &p.w[r.start * p.rb..r.end * p.rb];
             self.product(p.packed, p.ty, mine, w, r.len(), x_act, stride, 1, n);
         });
@@ -553,7 +632,7 @@ impl Kernels {
             // returns only after every thread running this closure is done. Each chunk index is taken
             // once (atomic counter), so the ranges [t * r.start, t * r.end) are disjoint, and
             // t * r.end <= t * rows = target.len().
-            let mine = unsafe { std::slice::from_raw_parts_mut(base.get().add(t * r.start), len) };
+            let mine = unsafe { core::slice::from_raw_parts_mut(base.get().add(t * r.start), len) };
             self.product(
                 packed,
                 ty,

@@ -22,7 +22,10 @@
 //!
 //! Shapes: `M` rows of `A` and `C`, `N` columns of `B` and `C`, `K` the reduction.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[cfg(not(feature = "std"))]
+use crate::math::FloatExt;
+use crate::prelude::*;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::ThreadPool;
 
@@ -402,7 +405,7 @@ pub(crate) fn drive<K: MicroKernel>(
                             // kc <= KC.min(k)), and disjoint from every other item's; scratch is
                             // exclusively borrowed here.
                             let dst = unsafe {
-                                std::slice::from_raw_parts_mut(
+                                core::slice::from_raw_parts_mut(
                                     pa.get().add(item * kc * mr),
                                     kc * mr,
                                 )
@@ -416,7 +419,7 @@ pub(crate) fn drive<K: MicroKernel>(
                             let j = jp * nr;
                             // SAFETY: as above, for B panel `jp` inside b_len.
                             let dst = unsafe {
-                                std::slice::from_raw_parts_mut(pb.get().add(jp * kc * nr), kc * nr)
+                                core::slice::from_raw_parts_mut(pb.get().add(jp * kc * nr), kc * nr)
                             };
                             pack_b(dst, &b, p0, kc, j0 + j, nr.min(nb - j), nr);
                         }
@@ -476,7 +479,7 @@ pub(crate) fn drive<K: MicroKernel>(
                                         // SAFETY: row ci + r < m, columns cj..cj + nr_here <= n:
                                         // inside C, this item's tile.
                                         let src = unsafe {
-                                            std::slice::from_raw_parts(ct.add(r * ldc), nr_here)
+                                            core::slice::from_raw_parts(ct.add(r * ldc), nr_here)
                                         };
                                         buf[r * nr..][..nr_here].copy_from_slice(src);
                                     }
@@ -488,7 +491,7 @@ pub(crate) fn drive<K: MicroKernel>(
                                 for r in 0..mr_here {
                                     // SAFETY: as for the copy in.
                                     let dst = unsafe {
-                                        std::slice::from_raw_parts_mut(ct.add(r * ldc), nr_here)
+                                        core::slice::from_raw_parts_mut(ct.add(r * ldc), nr_here)
                                     };
                                     dst.copy_from_slice(&buf[r * nr..][..nr_here]);
                                 }

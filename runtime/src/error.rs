@@ -1,6 +1,7 @@
 //! The runtime's one error type. Bad input (files, metadata, prompts) becomes an `Error`; a broken
 //! internal contract is a bug and may panic.
 
+use crate::prelude::*;
 use core::fmt;
 
 /// Everything that can go wrong while loading or running a model.
@@ -45,4 +46,4 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}

@@ -8,6 +8,22 @@
 //! forward pass ([`model`]), sampling ([`sampler`]) and chat templates ([`chat`]). What it does not:
 //! the kernels (crate `ingot-kernels`), training, conversion, the CLI.
 
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
+
+/// What `std`'s prelude gives and `core`'s does not: every module imports it, so the crate reads the
+/// same with and without `std`.
+#[allow(unused_imports)]
+pub(crate) mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::boxed::Box;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
+
 pub mod chat;
 #[cfg(feature = "cuda")]
 pub mod cuda;

@@ -1,3 +1,4 @@
+#![cfg(feature = "jinja")]
 //! Chat templates against Hugging Face's own renderer (fixtures from tools/oracles/make_chat_fixture.py,
 //! which renders with jinja2 in HF's environment), plus errors, globals and history fitting.
 

@@ -1,11 +1,14 @@
 //! `ingot plan`: the exact memory a session needs, in bytes, before anything is allocated: the
-//! weights (mapped from the file; the matrices the kernels repack are copied once, same size), the KV cache (f16, or f32 with `--kv-type f32`) and the scratch buffers. The session
-//! total is what `ingot_session_arena_size` returns and what `Session::new_in_arena` needs.
+//! weights (mapped from the file; the matrices the kernels repack are copied once, same size), the
+//! KV cache (f16, or f32 with `--kv-type f32`), the scratch buffers and the session handle.
+//! `kv_cache + scratch` is what `Session::new_in_arena` needs; the session total, with the handle
+//! that `ingot_session_new_in_arena` places in front of them, is what `ingot_session_arena_size`
+//! returns.
 
 use super::{load_model, open};
 use crate::PlanArgs;
 use anyhow::Result;
-use ingot_runtime::model::{kv_cache_bytes, Session, SessionParams};
+use ingot_runtime::model::{kv_cache_bytes, Session, SessionParams, SESSION_HANDLE_BYTES};
 
 pub fn run(a: &PlanArgs) -> Result<()> {
     let file = open(&a.model)?;
@@ -17,7 +20,8 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         kv_type: a.kv_type,
     };
     // Checks the sizes exactly as creating the session would.
-    let session = Session::arena_bytes(&model, params)?;
+    let buffers = Session::arena_bytes(&model, params)?;
+    let session = buffers + SESSION_HANDLE_BYTES;
     let kv = kv_cache_bytes(&model, params);
     let weights = model.weight_bytes();
     let file_bytes = file.bytes().len() as u64;
@@ -47,8 +51,11 @@ pub fn run(a: &PlanArgs) -> Result<()> {
         a.ctx,
         c.kv_dim()
     );
-    println!("scratch:  {} bytes", session - kv);
-    println!("session:  {session} bytes (kv_cache + scratch = ingot_session_arena_size)");
+    println!("scratch:  {} bytes", buffers - kv);
+    println!(
+        "handle:   {SESSION_HANDLE_BYTES} bytes (the session struct, at the front of a C arena)"
+    );
+    println!("session:  {session} bytes (kv_cache + scratch + handle = ingot_session_arena_size)");
     println!("total:    {} bytes", weights + session as u64);
     Ok(())
 }

@@ -67,9 +67,10 @@ pub(crate) fn vec_dot(isa: Isa, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> 
 /// The AVX2 token, detected once.
 #[cfg(target_arch = "x86_64")]
 fn avx2() -> Option<crate::cpu::x86_64::avx2::Avx2> {
-    static TOKEN: std::sync::OnceLock<Option<crate::cpu::x86_64::avx2::Avx2>> =
-        std::sync::OnceLock::new();
-    *TOKEN.get_or_init(crate::cpu::x86_64::avx2::Avx2::detect)
+    crate::detect_once!(
+        Option<crate::cpu::x86_64::avx2::Avx2>,
+        crate::cpu::x86_64::avx2::Avx2::detect
+    )
 }
 
 /// [`crate::Kernels::matmul`] for a K-quant weight type: each weight row dotted with every token

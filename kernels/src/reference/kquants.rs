@@ -17,6 +17,8 @@ use super::{abs, check_row};
 use crate::blocks::{
     BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, K_SCALE_SIZE, QK_K,
 };
+#[cfg(not(feature = "std"))]
+use crate::math::FloatExt;
 use crate::QuantType;
 use half::f16;
 

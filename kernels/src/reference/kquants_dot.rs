@@ -8,6 +8,8 @@ use super::kquants::{scale_min_k4, scale_q3, unpack_2bit};
 use crate::blocks::{
     BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, K_SCALE_SIZE, QK_K,
 };
+#[cfg(not(feature = "std"))]
+use crate::math::FloatExt;
 use crate::QuantType;
 use half::f16;
 

@@ -6,6 +6,8 @@
 //! Owns no buffers and allocates nothing. RMSNorm and the RoPE cos/sin cache need no FMA and stay
 //! with the model code in the runtime.
 
+#[cfg(not(feature = "std"))]
+use crate::math::FloatExt;
 use half::f16;
 
 /// gcc 12's `_mm512_reduce_add_ps` on 16 lanes: 8 + 8, 4 + 4, `[0]+[2]`, `[1]+[3]`, then the two.

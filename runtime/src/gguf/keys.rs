@@ -1,6 +1,8 @@
 //! GGUF metadata key names, in one place. Per-architecture keys are formatted with the architecture
 //! name (`llama.block_count`), see [`arch_key`].
 
+use crate::prelude::*;
+
 pub const GENERAL_ARCHITECTURE: &str = "general.architecture";
 pub const GENERAL_NAME: &str = "general.name";
 pub const GENERAL_ALIGNMENT: &str = "general.alignment";

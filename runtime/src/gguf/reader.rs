@@ -10,6 +10,7 @@
 //! metadata key/value pairs, the tensor infos (name, n_dims, dims, type, offset), padding to the
 //! alignment, then the tensor data. All integers little-endian.
 
+use crate::prelude::*;
 use crate::{Error, Result};
 use ingot_kernels::QuantType;
 

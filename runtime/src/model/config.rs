@@ -3,6 +3,7 @@
 
 use crate::gguf::keys::{self, arch_key};
 use crate::gguf::Gguf;
+use crate::prelude::*;
 use crate::{Error, Result};
 
 /// Architectures whose tensors and graph are the llama one (same names, same forward pass).

@@ -11,12 +11,16 @@ pub mod weights;
 pub use config::{Config, LLAMA_LIKE};
 pub use session::{
     kv_cache_bytes, session_bytes, KvType, Session, SessionParams, SESSION_ARENA_ALIGN,
+    SESSION_HANDLE_BYTES,
 };
 pub use weights::{Layer, Matrix, Weights};
 
 use crate::gguf::{keys, Gguf};
+use crate::prelude::*;
 use crate::tokenizer::{Tokenizer, TokenizerConfig};
 use crate::{Error, Result};
+#[cfg(not(feature = "std"))]
+use ingot_kernels::math::FloatExt;
 use ingot_kernels::{packed, Kernels, QuantType};
 
 /// A llama-architecture model over the bytes of a GGUF file.

@@ -11,6 +11,8 @@
 //! `tools/peer kernel-parity` / `op-parity` can check it against ggml.
 
 use half::f16;
+#[cfg(not(feature = "std"))]
+use ingot_kernels::math::FloatExt;
 use ingot_kernels::Kernels;
 
 pub use ingot_kernels::reference::ops::v_expf;

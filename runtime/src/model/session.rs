@@ -12,10 +12,13 @@
 
 use super::ops::{llama_n_kv, rms_norm, rope_cache};
 use super::{Model, Weights};
+use crate::prelude::*;
 use crate::{Error, Result};
 use bytemuck::Pod;
 use core::ops::{Deref, DerefMut};
 use half::f16;
+#[cfg(not(feature = "std"))]
+use ingot_kernels::math::FloatExt;
 use ingot_kernels::pool::MatVec;
 use ingot_kernels::{Kernels, ThreadPool};
 
@@ -167,20 +170,70 @@ enum KvCache<'m> {
 /// Scratch buffers for a batch of up to `n_batch` tokens (T below).
 #[derive(Debug)]
 struct Scratch<'m> {
-    x: Buf<'m, f32>,            // (T, C) residual stream
-    xb: Buf<'m, f32>,           // (T, C) normalized input of a sub-layer
-    q: Buf<'m, f32>,            // (T, H*D)
-    k: Buf<'m, f32>,            // (T, Hkv*D)
-    v: Buf<'m, f32>,            // (T, Hkv*D)
-    att_out: Buf<'m, f32>,      // (T, H*D)
-    proj: Buf<'m, f32>,         // (T, C) output of wo / w_down
-    hb: Buf<'m, f32>,           // (T, F) gate, then silu(gate) * up
-    hb2: Buf<'m, f32>,          // (T, F) up
-    attn: Vec<AttnScratch<'m>>, // one per pool thread
-    rope: Buf<'m, f32>,         // (n_rot,) cos/sin pairs for one position
-    act: Buf<'m, u8>,           // (T, bytes of one quantized activation row of the widest input)
-    logits: Buf<'m, f32>,       // (T, V) or (1, V)
+    x: Buf<'m, f32>,                  // (T, C) residual stream
+    xb: Buf<'m, f32>,                 // (T, C) normalized input of a sub-layer
+    q: Buf<'m, f32>,                  // (T, H*D)
+    k: Buf<'m, f32>,                  // (T, Hkv*D)
+    v: Buf<'m, f32>,                  // (T, Hkv*D)
+    att_out: Buf<'m, f32>,            // (T, H*D)
+    proj: Buf<'m, f32>,               // (T, C) output of wo / w_down
+    hb: Buf<'m, f32>,                 // (T, F) gate, then silu(gate) * up
+    hb2: Buf<'m, f32>,                // (T, F) up
+    attn: PerThread<AttnScratch<'m>>, // one per pool thread
+    rope: Buf<'m, f32>,               // (n_rot,) cos/sin pairs for one position
+    act: Buf<'m, u8>, // (T, bytes of one quantized activation row of the widest input)
+    logits: Buf<'m, f32>, // (T, V) or (1, V)
     par: Buf<'m, f32>, // (T, max(C, F, H*D)) per-thread blocks of a threaded batched product
+}
+
+/// One value per pool thread: inline for one thread, so that a single-threaded session in an arena
+/// allocates nothing when it is created.
+#[derive(Debug)]
+enum PerThread<T> {
+    One([T; 1]),
+    Many(Vec<T>),
+}
+
+impl<T> PerThread<T> {
+    fn try_new(n: usize, mut f: impl FnMut() -> Result<T>) -> Result<PerThread<T>> {
+        if n == 1 {
+            return Ok(PerThread::One([f()?]));
+        }
+        (0..n)
+            .map(|_| f())
+            .collect::<Result<_>>()
+            .map(PerThread::Many)
+    }
+
+    fn try_map<U>(self, mut f: impl FnMut(T) -> Result<U>) -> Result<PerThread<U>> {
+        match self {
+            PerThread::One([x]) => Ok(PerThread::One([f(x)?])),
+            PerThread::Many(v) => v
+                .into_iter()
+                .map(f)
+                .collect::<Result<_>>()
+                .map(PerThread::Many),
+        }
+    }
+}
+
+impl<T> Deref for PerThread<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        match self {
+            PerThread::One(a) => a,
+            PerThread::Many(v) => v,
+        }
+    }
+}
+
+impl<T> DerefMut for PerThread<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        match self {
+            PerThread::One(a) => a,
+            PerThread::Many(v) => v,
+        }
+    }
 }
 
 /// One thread's scratch for attention heads.
@@ -194,6 +247,16 @@ struct AttnScratch<'m> {
 /// Alignment [`Session::new_in_arena`] requires of the arena's first byte (that of `f32`, the most
 /// aligned buffer type); the kernels use unaligned loads, so nothing stricter is needed.
 pub const SESSION_ARENA_ALIGN: usize = align_of::<f32>();
+
+/// Bytes a C ABI arena reserves in front of the buffers for the session value itself (the
+/// `ingot_session` handle: a [`Session`] and a few bytes of the ABI's own state, which capi checks
+/// at compile time to fit), placed at the first address inside it aligned for the handle: the arena
+/// itself need only be aligned to [`SESSION_ARENA_ALIGN`]. `ingot_session_arena_size` and
+/// `ingot plan` count it on top of [`session_bytes`]. A multiple of the session's alignment, so the
+/// buffers after it keep the arena's alignment.
+pub const SESSION_HANDLE_BYTES: usize =
+    (size_of::<Session<'static, 'static>>() + 16 + align_of::<Session<'static, 'static>>())
+        .next_multiple_of(align_of::<Session<'static, 'static>>());
 
 /// Bytes of the KV cache plus scratch of a session with `params` for `model`, with `n_batch` clamped
 /// to `n_ctx` as [`Session::new`] does: exactly the arena [`Session::new_in_arena`] needs, and what
@@ -310,8 +373,9 @@ impl<'m, 'a> Session<'m, 'a> {
     /// A session whose KV cache and scratch are carved out of `arena`, which must hold at least
     /// [`session_bytes`]`(model, params)` bytes and start at a multiple of [`SESSION_ARENA_ALIGN`];
     /// bytes past that size are left alone. Evaluating tokens then touches no other memory than the
-    /// arena, the model and the session value itself. Creating it still allocates the thread pool's
-    /// bookkeeping and a table of `n_threads` per-thread slices (a few hundred bytes) on the heap.
+    /// arena, the model and the session value itself. With one thread, creating it allocates
+    /// nothing; with more, the thread pool (its threads, their shared state) and a table of
+    /// `n_threads` per-thread slices are on the heap.
     /// A smaller or misaligned arena is [`Error::Request`] naming both sizes.
     pub fn new_in_arena(
         model: &'m Model<'a>,
@@ -379,10 +443,7 @@ impl<'m, 'a> Session<'m, 'a> {
         let rope = mem.take(cfg.n_rot)?;
         let logits = mem.take(t * cfg.n_vocab)?;
         let par = mem.take(t * cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim()))?;
-        let mut scores = Vec::with_capacity(params.n_threads);
-        for _ in 0..params.n_threads {
-            scores.push(mem.take::<f32>(params.n_ctx)?);
-        }
+        let scores = PerThread::try_new(params.n_threads, || mem.take::<f32>(params.n_ctx))?;
         let (kv, q16_len, p16_len) = match params.kv_type {
             KvType::F32 => {
                 let k = mem.take(kv_len)?;
@@ -395,14 +456,13 @@ impl<'m, 'a> Session<'m, 'a> {
                 (KvCache::F16 { k, vt }, cfg.head_dim, params.n_ctx)
             }
         };
-        let mut attn = Vec::with_capacity(params.n_threads);
-        for scores in scores {
-            attn.push(AttnScratch {
+        let attn = scores.try_map(|scores| {
+            Ok(AttnScratch {
                 scores,
                 q16: mem.take(q16_len)?,
                 p16: mem.take(p16_len)?,
-            });
-        }
+            })
+        })?;
         let act = mem.take(t * act_stride)?;
         let s = Scratch {
             x,

@@ -3,6 +3,7 @@
 
 use super::Config;
 use crate::gguf::{Gguf, TensorInfo};
+use crate::prelude::*;
 use crate::{Error, Result};
 use ingot_kernels::QuantType;
 

@@ -11,8 +11,10 @@
 //! a lookup `(left id, right id) -> (rank, merged id)`. Symbols point into the word's original
 //! bytes, so no strings are built while encoding.
 
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::prelude::*;
+use alloc::collections::BinaryHeap;
+use core::hash::{BuildHasherDefault, Hasher};
+use hashbrown::HashMap;
 
 use super::pretokenize::{PreTokenizer, Scratch};
 use super::unicode::BYTE_TO_CHAR;

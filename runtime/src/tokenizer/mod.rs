@@ -17,7 +17,8 @@ mod stream;
 mod unicode;
 mod unicode_tables;
 
-use std::collections::HashMap;
+use crate::prelude::*;
+use hashbrown::HashMap;
 
 use crate::{Error, Result};
 

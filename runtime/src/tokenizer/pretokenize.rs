@@ -13,6 +13,7 @@
 //! stands for its category. Each pass below reproduces one of those, quirks included.
 
 use super::unicode::{class, IN, LETTER, NUMBER, PUNCT, SPACE};
+use crate::prelude::*;
 
 /// One regex of a pre-tokenizer's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

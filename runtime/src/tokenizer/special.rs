@@ -6,6 +6,7 @@
 //! `mod.rs`).
 
 use super::{ATTR_CONTROL, ATTR_NORMAL, ATTR_USER_DEFINED};
+use crate::prelude::*;
 
 /// Token texts that llama.cpp takes as EOT when `tokenizer.ggml.eot_token_id` is absent.
 #[rustfmt::skip]

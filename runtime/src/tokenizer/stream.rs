@@ -4,6 +4,7 @@
 //! arrive as two byte-level tokens). Does not own: the pieces themselves ([`Tokenizer::token_bytes`]).
 
 use super::Tokenizer;
+use crate::prelude::*;
 
 /// Turns a stream of token ids into text, never splitting a UTF-8 character.
 ///

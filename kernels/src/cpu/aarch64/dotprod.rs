@@ -29,7 +29,7 @@ impl NeonDotprod {
     /// `Some` iff the running CPU reports dotprod (`HWCAP_ASIMDDP`) besides NEON.
     pub fn detect() -> Option<NeonDotprod> {
         let neon = Neon::detect()?;
-        std::arch::is_aarch64_feature_detected!("dotprod").then_some(NeonDotprod { neon })
+        crate::aarch64_feature!("dotprod").then_some(NeonDotprod { neon })
     }
 
     /// The NEON token this one implies.

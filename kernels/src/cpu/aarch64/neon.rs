@@ -35,7 +35,7 @@ impl Neon {
     /// `Some` iff the CPU has NEON, which every AArch64 core running Linux does (it is part of
     /// the `aarch64-unknown-linux-gnu` baseline).
     pub fn detect() -> Option<Neon> {
-        std::arch::is_aarch64_feature_detected!("neon").then_some(Neon { _proof: () })
+        crate::aarch64_feature!("neon").then_some(Neon { _proof: () })
     }
 
     /// Same contract as [`crate::TypeInfo::vec_dot`] for `ty` (every [`QuantType`]).

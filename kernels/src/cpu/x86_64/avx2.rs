@@ -29,9 +29,7 @@ pub struct Avx2 {
 impl Avx2 {
     /// `Some` iff the running CPU (and OS) support AVX2, FMA and F16C.
     pub fn detect() -> Option<Avx2> {
-        if std::is_x86_feature_detected!("avx2")
-            && std::is_x86_feature_detected!("fma")
-            && std::is_x86_feature_detected!("f16c")
+        if crate::x86_feature!("avx2") && crate::x86_feature!("fma") && crate::x86_feature!("f16c")
         {
             Some(Avx2 { _proof: () })
         } else {

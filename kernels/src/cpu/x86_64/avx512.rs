@@ -33,10 +33,10 @@ impl Avx512Vnni {
     /// VNNI plus everything [`Avx2::detect`] checks.
     pub fn detect() -> Option<Avx512Vnni> {
         let avx2 = Avx2::detect()?;
-        if std::is_x86_feature_detected!("avx512f")
-            && std::is_x86_feature_detected!("avx512bw")
-            && std::is_x86_feature_detected!("avx512vl")
-            && std::is_x86_feature_detected!("avx512vnni")
+        if crate::x86_feature!("avx512f")
+            && crate::x86_feature!("avx512bw")
+            && crate::x86_feature!("avx512vl")
+            && crate::x86_feature!("avx512vnni")
         {
             Some(Avx512Vnni { avx2 })
         } else {

@@ -1,15 +1,10 @@
-//! Chat templates: renders a conversation into the prompt text a model was fine-tuned on, using the
-//! model's own `tokenizer.chat_template` (a Jinja template from the GGUF metadata) through minijinja.
-//!
-//! What it owns: the Jinja environment, made to behave like the one Hugging Face transformers renders
-//! chat templates with (`_compile_jinja_template`: `trim_blocks`, `lstrip_blocks`, no trailing newline,
-//! the `raise_exception` and `strftime_now` globals, a `tojson` that is `json.dumps(ensure_ascii=False)`,
-//! Python string and dict methods through minijinja-contrib's pycompat), the ChatML fallback for models
-//! without a template, and trimming a history to a token budget ([`fit_history`]).
-//! What it does not: tokenizing the rendered text, tool calling, or HF's `{% generation %}` tag (used only
-//! to mask training targets; templates that contain it fail to compile here).
+//! The Jinja engine behind [`ChatTemplate`](super::ChatTemplate) (feature `jinja`): minijinja made to
+//! behave like the environment Hugging Face transformers renders chat templates with
+//! (`_compile_jinja_template`: `trim_blocks`, `lstrip_blocks`, no trailing newline, the `raise_exception`
+//! and `strftime_now` globals, a `tojson` that is `json.dumps(ensure_ascii=False)`, Python string and dict
+//! methods through minijinja-contrib's pycompat). What it does not: tool calling, or HF's
+//! `{% generation %}` tag (used only to mask training targets; templates that contain it fail to compile).
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,54 +12,22 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Enumerator, Kwargs, Object, ObjectRepr, Value, ValueKind};
 use minijinja::{context, AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 
+use super::ChatMessage;
 use crate::{Error, Result};
 
 /// The name the template is stored under; it appears in error locations (`chat_template:LINE`).
 const TEMPLATE_NAME: &str = "chat_template";
 
-/// ChatML (`<|im_start|>role\ncontent<|im_end|>\n`), the fallback when a model carries no template.
-const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] \
-                      + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}\
-                      {% endif %}";
-
-/// One turn of a conversation. `role` is usually `system`, `user` or `assistant`; templates decide
-/// which roles they accept.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChatMessage {
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
-        ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-}
-
-/// A compiled chat template with the special tokens it may reference.
+/// A compiled template.
 #[derive(Clone)]
-pub struct ChatTemplate {
+pub(super) struct Jinja {
     env: Environment<'static>,
-    bos_token: String,
-    eos_token: String,
 }
 
-impl fmt::Debug for ChatTemplate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChatTemplate")
-            .field("bos_token", &self.bos_token)
-            .field("eos_token", &self.eos_token)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ChatTemplate {
+impl Jinja {
     /// Compiles `source` once. A syntax error becomes [`Error::Template`] naming the line
     /// (`... (in chat_template:LINE)`).
-    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
+    pub(super) fn new(source: &str) -> Result<Jinja> {
         let mut env = Environment::new();
         let syntax = SyntaxConfig::builder()
             .trim_blocks(true)
@@ -83,31 +46,18 @@ impl ChatTemplate {
         env.add_filter("tojson", tojson);
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(template_error)?;
-        Ok(ChatTemplate {
-            env,
-            bos_token: bos_token.to_owned(),
-            eos_token: eos_token.to_owned(),
-        })
+        Ok(Jinja { env })
     }
 
-    /// The ChatML template, for models whose GGUF has no `tokenizer.chat_template`.
-    pub fn chatml() -> ChatTemplate {
-        ChatTemplate::new(CHATML, "", "<|im_end|>").expect("the built-in ChatML template compiles")
-    }
-
-    /// Renders `messages` with the variables `apply_chat_template` passes: `messages`,
+    /// Renders `head ++ tail` with the variables `apply_chat_template` passes: `messages`,
     /// `add_generation_prompt`, `bos_token`, `eos_token`, and `tools` / `documents` as none.
-    /// A `raise_exception(msg)` in the template becomes [`Error::Template`] containing `msg`.
-    pub fn render(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        self.render_parts(&[], messages, add_generation_prompt)
-    }
-
-    /// Renders the concatenation `head ++ tail` without copying the messages into one slice.
-    fn render_parts(
+    pub(super) fn render(
         &self,
         head: &[ChatMessage],
         tail: &[ChatMessage],
         add_generation_prompt: bool,
+        bos_token: &str,
+        eos_token: &str,
     ) -> Result<String> {
         let messages: Vec<Value> = head
             .iter()
@@ -117,59 +67,16 @@ impl ChatTemplate {
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
-            .expect("added in ChatTemplate::new");
+            .expect("added in Jinja::new");
         let ctx = context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
-            bos_token => self.bos_token.as_str(),
-            eos_token => self.eos_token.as_str(),
+            bos_token => bos_token,
+            eos_token => eos_token,
             tools => (),
             documents => (),
         };
         template.render(ctx).map_err(template_error)
-    }
-}
-
-/// Keeps the system prompt (if the first message is a system message) and drops the oldest other turns
-/// until `count_tokens(render(messages, true)) <= budget`; returns how many messages were dropped.
-///
-/// A turn is a user message with everything that follows it up to the next user message (the assistant
-/// reply, tool results), so what remains always starts on a user message. The last user message and
-/// everything after it are never dropped: if even they and the system prompt do not fit, the result is
-/// [`Error::Request`] and `messages` is left unchanged. The render includes the generation prompt because
-/// the budget is for the prompt the model continues from.
-pub fn fit_history(
-    tpl: &ChatTemplate,
-    messages: &mut Vec<ChatMessage>,
-    budget: usize,
-    count_tokens: &dyn Fn(&str) -> usize,
-) -> Result<usize> {
-    let system = usize::from(messages.first().is_some_and(|m| m.role == "system"));
-    // First index that must be kept: the last user message, or the last message if none is a user's.
-    let last = match messages[system..].iter().rposition(|m| m.role == "user") {
-        Some(i) => system + i,
-        None => messages.len().saturating_sub(1).max(system),
-    };
-    let mut start = system;
-    loop {
-        let rendered = tpl.render_parts(&messages[..system], &messages[start..], true)?;
-        let n = count_tokens(&rendered);
-        if n <= budget {
-            messages.drain(system..start);
-            return Ok(start - system);
-        }
-        if start >= last {
-            return Err(Error::Request {
-                what: format!(
-                    "the conversation does not fit in {budget} tokens: the system prompt and the last user \
-                     message alone take {n}"
-                ),
-            });
-        }
-        start += 1;
-        while start < last && messages[start].role != "user" {
-            start += 1;
-        }
     }
 }
 
