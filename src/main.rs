@@ -42,6 +42,9 @@ enum Command {
     Convert(ConvertArgs),
     /// Train a model from scratch (`ingot train pretrain --help`).
     Train(commands::train::TrainArgs),
+    /// Pretrain, SFT, reward model, PPO (two rounds), DPO and Q8_0 GGUF in one resumable command,
+    /// with a report (markdown and SVG curves).
+    Pipeline(commands::pipeline::PipelineArgs),
 }
 
 #[derive(Args, Debug)]
@@ -281,6 +284,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => commands::bench::run(&a),
         Command::Convert(a) => commands::convert::run(&a),
         Command::Train(a) => commands::train::run(&a),
+        Command::Pipeline(a) => commands::pipeline::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

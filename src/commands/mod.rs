@@ -8,6 +8,7 @@ pub mod convert;
 pub mod generate;
 pub mod info;
 pub mod perplexity;
+pub mod pipeline;
 pub mod plan;
 pub mod plot;
 pub mod tokenize;

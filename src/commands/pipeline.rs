@@ -1,0 +1,908 @@
+//! `ingot pipeline`: the whole InstructGPT loop in one command, resumable stage by stage —
+//! pretrain → SFT → RM → PPO → DPO → (RM → PPO again: the second round) → Q8_0 GGUF, then a report.
+//!
+//! Each stage is the `ingot train …` / `ingot convert` command of the same name, called with the
+//! preset's options, writing into `OUT/<stage>/`. When a stage finishes, `OUT/<stage>/stage.json`
+//! records its options (a fingerprint of the arguments, thread count left out: results do not depend
+//! on it) and its wall time. A later run skips a stage whose `stage.json` matches and whose upstream
+//! stages were skipped too; `--force-from STAGE` runs that stage and every later one again. An
+//! interrupted pretraining continues from its last checkpoint (`ingot train pretrain --resume`); an
+//! interrupted alignment stage starts over (each takes a minute or two).
+//!
+//! ```text
+//! OUT/pretrain/ sft/ rm/ ppo/ dpo/ rm2/ ppo2/   the stages' run directories (metrics.jsonl, summary.json, …)
+//! OUT/ingot-chat.Q8_0.gguf                      the final policy (ppo2, else ppo), ChatML template inside
+//! OUT/report.md                                 figures of every stage, wall times, the commands
+//! OUT/*.svg                                     curves: pretraining loss, SFT loss, RM accuracy, PPO reward,
+//!                                               KL, win rates
+//! ```
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use super::align::{Common, DpoArgs, PpoArgs, RmArgs, SftArgs};
+use super::train::{PretrainArgs, TokenizerKind};
+
+/// The stages, in order.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    Pretrain,
+    Sft,
+    Rm,
+    Ppo,
+    Dpo,
+    Rm2,
+    Ppo2,
+    Convert,
+}
+
+impl Stage {
+    const ALL: [Stage; 8] = [
+        Stage::Pretrain,
+        Stage::Sft,
+        Stage::Rm,
+        Stage::Ppo,
+        Stage::Dpo,
+        Stage::Rm2,
+        Stage::Ppo2,
+        Stage::Convert,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Pretrain => "pretrain",
+            Stage::Sft => "sft",
+            Stage::Rm => "rm",
+            Stage::Ppo => "ppo",
+            Stage::Dpo => "dpo",
+            Stage::Rm2 => "rm2",
+            Stage::Ppo2 => "ppo2",
+            Stage::Convert => "convert",
+        }
+    }
+}
+
+/// Sizes of every stage.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// The default chat model: about 0.6M parameters, BPE 1024, ≤ 15 minutes on 2 cores.
+    Full,
+    /// Seconds, for tests: one small block, a few steps per stage (learns little).
+    Tiny,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  ingot pipeline                                  # everything into runs/pipeline (about 15 minutes)
+  ingot pipeline --force-from rm                  # keep pretrain and SFT, redo RM and everything after
+  ingot pipeline --preset tiny --data testdata/text/macbeth_40k.txt --out /tmp/p   # seconds
+  ingot chat -m runs/pipeline/ingot-chat.Q8_0.gguf
+
+Stages: pretrain (BPE tokenizer with ChatML's control tokens), sft (the bundled task's demonstrations),
+rm (K answers per prompt sampled from SFT, every pair ranked by the labeler, ties dropped; Bradley-Terry),
+ppo (against the RM only, adaptive KL controller), dpo (same pairs, for comparison), rm2 and ppo2 (the
+second round: answers sampled from the PPO policy ranked and added, the RM retrained, PPO continued
+with the KL still to SFT), convert (the last PPO policy to Q8_0 GGUF). Finished stages whose options
+match are skipped; see OUT/report.md for the figures.")]
+pub struct PipelineArgs {
+    /// Output directory: one subdirectory per stage, report.md, the SVG curves and the GGUF.
+    #[arg(long, value_name = "DIR", default_value = "runs/pipeline")]
+    pub out: PathBuf,
+    /// Sizes of the stages.
+    #[arg(long, value_enum, default_value_t = Preset::Full)]
+    pub preset: Preset,
+    /// Run this stage and all later ones again even where their outputs match.
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub force_from: Option<Stage>,
+    /// Stop after this stage (the report covers what ran).
+    #[arg(long, value_enum, value_name = "STAGE")]
+    pub until: Option<Stage>,
+    /// Corpus for pretraining and the alignment task [default: ../shared/data/shakespeare, else
+    /// data/shakespeare].
+    #[arg(long, value_name = "PATH")]
+    pub data: Option<PathBuf>,
+    /// Threads (0 = all cores); results do not depend on it.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Random seed of every stage.
+    #[arg(long, value_name = "S", default_value_t = 1337)]
+    pub seed: u64,
+}
+
+/// One preset's numbers.
+struct Sizes {
+    vocab: usize,
+    layers: usize,
+    width: usize,
+    heads: usize,
+    ctx: usize,
+    pretrain_steps: u64,
+    pretrain_batch: usize,
+    pretrain_lr: f64,
+    sft_steps: u64,
+    rm_prompts: usize,
+    rm_answers: usize,
+    rm_steps: u64,
+    ppo_steps: u64,
+    ppo_batch: usize,
+    ppo2_steps: u64,
+    dpo_steps: u64,
+    kl_target: f64,
+    heldout: usize,
+    eval_every: u64,
+}
+
+fn sizes(p: Preset) -> Sizes {
+    match p {
+        Preset::Full => Sizes {
+            vocab: 1024,
+            layers: 4,
+            width: 96,
+            heads: 4,
+            ctx: 64,
+            pretrain_steps: 1200,
+            pretrain_batch: 16,
+            pretrain_lr: 2e-3,
+            sft_steps: 300,
+            rm_prompts: 600,
+            rm_answers: 4,
+            rm_steps: 300,
+            ppo_steps: 40,
+            ppo_batch: 32,
+            ppo2_steps: 20,
+            dpo_steps: 100,
+            kl_target: 10.0,
+            heldout: 300,
+            eval_every: 100,
+        },
+        Preset::Tiny => Sizes {
+            vocab: 300,
+            layers: 1,
+            width: 32,
+            heads: 2,
+            ctx: 128,
+            pretrain_steps: 30,
+            pretrain_batch: 4,
+            pretrain_lr: 3e-3,
+            sft_steps: 20,
+            rm_prompts: 24,
+            rm_answers: 3,
+            rm_steps: 20,
+            ppo_steps: 3,
+            ppo_batch: 8,
+            ppo2_steps: 2,
+            dpo_steps: 5,
+            kl_target: 10.0,
+            heldout: 40,
+            eval_every: 10,
+        },
+    }
+}
+
+/// The thread count the arguments are built with for a stage's fingerprint (results do not depend on
+/// the thread count, so it is left out).
+const FINGERPRINT: usize = usize::MAX;
+
+/// The GGUF file the pipeline writes (the committed default chat model is a copy of it).
+pub const GGUF_NAME: &str = "ingot-chat.Q8_0.gguf";
+
+struct Ctx<'a> {
+    a: &'a PipelineArgs,
+    z: Sizes,
+    /// Set once a stage ran: every later stage runs too (its input changed).
+    upstream_ran: bool,
+    /// `(stage, wall seconds, skipped)` in order.
+    walls: Vec<(Stage, f64, bool)>,
+}
+
+impl Ctx<'_> {
+    fn dir(&self, s: Stage) -> PathBuf {
+        self.a.out.join(s.name())
+    }
+
+    fn common(
+        &self,
+        init: Stage,
+        out: Stage,
+        steps: u64,
+        batch: usize,
+        lr: f64,
+        threads: usize,
+    ) -> Common {
+        Common {
+            init: self.dir(init),
+            out: self.dir(out),
+            task: true,
+            corpus: self.a.data.clone(),
+            steps,
+            batch,
+            lr,
+            clip: 1.0,
+            eval_every: self.z.eval_every,
+            threads,
+            seed: self.a.seed,
+            heldout_prompts: self.z.heldout,
+        }
+    }
+
+    /// Runs `stage` unless its recorded fingerprint matches and nothing upstream ran. `make` builds
+    /// the stage's arguments for a thread count ([`FINGERPRINT`] for the fingerprint).
+    fn stage<T: std::fmt::Debug>(
+        &mut self,
+        stage: Stage,
+        make: impl Fn(&Self, usize) -> T,
+        run: impl FnOnce(&T) -> Result<()>,
+        resumable: bool,
+    ) -> Result<()> {
+        let dir = self.dir(stage);
+        let marker = dir.join("stage.json");
+        let fingerprint = format!("{:?}", make(self, FINGERPRINT));
+        let forced = self.a.force_from.is_some_and(|f| stage >= f);
+        if !forced && !self.upstream_ran {
+            if let Some(done) =
+                read_json(&marker).filter(|v| v["fingerprint"] == fingerprint.as_str())
+            {
+                let wall = done["wall_s"].as_f64().unwrap_or(0.0);
+                eprintln!(
+                    "== {}: up to date (ran in {wall:.0} s), skipped",
+                    stage.name()
+                );
+                self.walls.push((stage, wall, true));
+                return Ok(());
+            }
+        }
+        // A stale or forced stage starts from an empty directory, except a pretraining run of the
+        // same options, which resumes from its last checkpoint.
+        let started = dir.join("pipeline-fingerprint.txt");
+        let resume = resumable
+            && !forced
+            && !self.upstream_ran
+            && fs::read_to_string(&started).is_ok_and(|f| f == fingerprint)
+            && dir.join("latest").is_file()
+            && !marker.exists();
+        if dir.exists() && !resume {
+            fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot clear `{}`", dir.display()))?;
+        }
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+        fs::write(&started, &fingerprint)?;
+        eprintln!(
+            "== {}{} ({})",
+            stage.name(),
+            if resume {
+                ": resuming from its last checkpoint"
+            } else {
+                ""
+            },
+            dir.display()
+        );
+        let t0 = Instant::now();
+        let args = make(self, self.a.threads);
+        run(&args).with_context(|| format!("stage {} failed", stage.name()))?;
+        let wall = t0.elapsed().as_secs_f64();
+        let v =
+            serde_json::json!({"stage": stage.name(), "fingerprint": fingerprint, "wall_s": wall});
+        ingot_train::files::atomic_write(&marker, serde_json::to_string_pretty(&v)?.as_bytes())?;
+        eprintln!("== {}: done in {wall:.0} s", stage.name());
+        self.walls.push((stage, wall, false));
+        self.upstream_ran = true;
+        Ok(())
+    }
+}
+
+fn read_json(p: &Path) -> Option<Value> {
+    serde_json::from_str(&fs::read_to_string(p).ok()?).ok()
+}
+
+pub fn run(a: &PipelineArgs) -> Result<()> {
+    let start = Instant::now();
+    fs::create_dir_all(&a.out).with_context(|| format!("cannot create `{}`", a.out.display()))?;
+    let mut cx = Ctx {
+        a,
+        z: sizes(a.preset),
+        upstream_ran: false,
+        walls: Vec::new(),
+    };
+    for stage in Stage::ALL {
+        if a.until.is_some_and(|u| stage > u) {
+            break;
+        }
+        match stage {
+            Stage::Pretrain => cx.stage(stage, pretrain_args, super::train::pretrain, true)?,
+            Stage::Sft => cx.stage(
+                stage,
+                |cx, t| SftArgs {
+                    common: cx.common(Stage::Pretrain, Stage::Sft, cx.z.sft_steps, 16, 1e-3, t),
+                    data: None,
+                    val: None,
+                },
+                super::align::sft,
+                false,
+            )?,
+            Stage::Rm => cx.stage(
+                stage,
+                |cx, t| rm_args(cx, t, false),
+                super::align::rm,
+                false,
+            )?,
+            Stage::Ppo => cx.stage(
+                stage,
+                |cx, t| ppo_args(cx, t, false),
+                super::align::ppo,
+                false,
+            )?,
+            Stage::Dpo => cx.stage(
+                stage,
+                |cx, t| DpoArgs {
+                    common: cx.common(Stage::Sft, Stage::Dpo, cx.z.dpo_steps, 8, 3e-5, t),
+                    pairs: cx.dir(Stage::Rm).join("pairs.jsonl"),
+                    heldout_pairs: Some(cx.dir(Stage::Rm).join("pairs-heldout.jsonl")),
+                    beta: 0.1,
+                    temperature: 0.7,
+                },
+                super::align::dpo,
+                false,
+            )?,
+            Stage::Rm2 => cx.stage(stage, |cx, t| rm_args(cx, t, true), super::align::rm, false)?,
+            Stage::Ppo2 => cx.stage(
+                stage,
+                |cx, t| ppo_args(cx, t, true),
+                super::align::ppo,
+                false,
+            )?,
+            Stage::Convert => cx.stage(
+                stage,
+                |cx, t| ConvertStage {
+                    input: cx.dir(Stage::Ppo2),
+                    output: cx.a.out.join(GGUF_NAME),
+                    threads: t,
+                },
+                convert,
+                false,
+            )?,
+        }
+    }
+    let total = start.elapsed().as_secs_f64();
+    let report = report(&cx, total)?;
+    eprintln!(
+        "pipeline: done in {total:.0} s; report in {}",
+        report.display()
+    );
+    Ok(())
+}
+
+fn pretrain_args(cx: &Ctx<'_>, threads: usize) -> PretrainArgs {
+    let z = &cx.z;
+    PretrainArgs {
+        data: cx.a.data.iter().cloned().collect(),
+        out: Some(cx.dir(Stage::Pretrain)),
+        steps: Some(z.pretrain_steps),
+        batch: Some(z.pretrain_batch),
+        ctx: Some(z.ctx),
+        layers: Some(z.layers),
+        width: Some(z.width),
+        heads: Some(z.heads),
+        kv_heads: None,
+        ffn: None,
+        lr: Some(z.pretrain_lr),
+        warmup: Some((z.pretrain_steps / 20).max(1)),
+        min_lr: Some(z.pretrain_lr / 10.0),
+        weight_decay: None,
+        clip: None,
+        grad_accum: None,
+        eval_every: (z.pretrain_steps / 6).max(1),
+        eval_batches: 10,
+        save_every: (z.pretrain_steps / 4).max(1),
+        keep: 1,
+        log_every: 50,
+        threads,
+        seed: Some(cx.a.seed),
+        tokenizer: Some(TokenizerKind::Bpe),
+        vocab_size: Some(z.vocab),
+        // The pipeline resumes an interrupted pretraining itself (`Ctx::stage`).
+        resume: (threads != FINGERPRINT && cx.dir(Stage::Pretrain).join("latest").is_file())
+            .then(|| cx.dir(Stage::Pretrain)),
+    }
+}
+
+fn rm_args(cx: &Ctx<'_>, threads: usize, second: bool) -> RmArgs {
+    let z = &cx.z;
+    let out = if second { Stage::Rm2 } else { Stage::Rm };
+    RmArgs {
+        common: cx.common(Stage::Sft, out, z.rm_steps, 16, 5e-4, threads),
+        pairs: None,
+        heldout_pairs: None,
+        prompts: z.rm_prompts,
+        answers: z.rm_answers,
+        gap: 1.0,
+        margin: 0.0,
+        center: 0.01,
+        temperature: 1.0,
+        sample_from: second.then(|| cx.dir(Stage::Ppo)),
+        add_pairs: second.then(|| cx.dir(Stage::Rm).join("pairs.jsonl")),
+    }
+}
+
+fn ppo_args(cx: &Ctx<'_>, threads: usize, second: bool) -> PpoArgs {
+    let z = &cx.z;
+    let (init, out, steps, rm) = if second {
+        (Stage::Ppo, Stage::Ppo2, z.ppo2_steps, Stage::Rm2)
+    } else {
+        (Stage::Sft, Stage::Ppo, z.ppo_steps, Stage::Rm)
+    };
+    PpoArgs {
+        common: cx.common(init, out, steps, z.ppo_batch, 1e-4, threads),
+        reward_model: cx.dir(rm),
+        kl_coef: 0.1,
+        kl_target: Some(z.kl_target),
+        kl_horizon: 320.0,
+        kl_estimator: "k1".into(),
+        gamma: 1.0,
+        lam: 0.95,
+        cliprange: 0.2,
+        cliprange_value: 0.2,
+        vf_coef: 0.1,
+        ppo_epochs: 4,
+        minibatch: 8,
+        temperature: 1.0,
+        eval_temperature: 0.7,
+        reference: second.then(|| cx.dir(Stage::Sft)),
+    }
+}
+
+#[derive(Debug)]
+struct ConvertStage {
+    input: PathBuf,
+    output: PathBuf,
+    threads: usize,
+}
+
+fn convert(c: &ConvertStage) -> Result<()> {
+    super::convert::run(&crate::ConvertArgs {
+        input: c.input.clone(),
+        output: c.output.clone(),
+        r#type: "Q8_0".into(),
+        allow_requantize: false,
+        tensor_type: Vec::new(),
+        threads: c.threads,
+        quiet: true,
+    })
+}
+
+/// `(x, y)` of `key` against `x_key` in a metrics file, finite values only.
+fn series(metrics: &Path, x_key: &str, key: &str) -> Vec<(f64, f64)> {
+    let Ok(text) = fs::read_to_string(metrics) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| {
+            Some((
+                v[x_key].as_f64()?,
+                v[key].as_f64().filter(|y| y.is_finite())?,
+            ))
+        })
+        .collect()
+}
+
+const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+/// A line chart as SVG: one polyline per series, axes with their ranges, a legend. `hline` draws a
+/// dashed horizontal reference (a target).
+fn svg_lines(
+    title: &str,
+    x_label: &str,
+    lines: &[(&str, Vec<(f64, f64)>)],
+    hline: Option<(&str, f64)>,
+) -> String {
+    let (w, h, l, r, t, b) = (640.0, 360.0, 60.0, 20.0, 36.0, 44.0);
+    let pts = lines.iter().flat_map(|(_, s)| s.iter().copied());
+    let (mut x0, mut x1, mut y0, mut y1) = (
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+    );
+    for (x, y) in pts.chain(hline.map(|(_, y)| (f64::NAN, y))) {
+        if x.is_finite() {
+            (x0, x1) = (x0.min(x), x1.max(x));
+        }
+        (y0, y1) = (y0.min(y), y1.max(y));
+    }
+    if !x0.is_finite() {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 <= y0 {
+        y1 = y0 + 1.0;
+    }
+    let pad = 0.05 * (y1 - y0);
+    let (y0, y1) = (y0 - pad, y1 + pad);
+    let px = |x: f64| l + (x - x0) / (x1 - x0) * (w - l - r);
+    let py = |y: f64| t + (y1 - y) / (y1 - y0) * (h - t - b);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n\
+         <rect x=\"{l}\" y=\"{t}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>\n",
+        w / 2.0,
+        w - l - r,
+        h - t - b
+    );
+    let _ = writeln!(
+        s,
+        "<text x=\"{l}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{x_label}</text>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+        h - b + 16.0,
+        fmt_num(x0),
+        w - r,
+        h - b + 16.0,
+        fmt_num(x1),
+        (l + w - r) / 2.0,
+        h - 8.0,
+        l - 4.0,
+        py(y1) + 10.0,
+        fmt_num(y1),
+        l - 4.0,
+        py(y0),
+        fmt_num(y0)
+    );
+    if let Some((name, y)) = hline {
+        let _ = writeln!(
+            s,
+            "<line x1=\"{l}\" x2=\"{0}\" y1=\"{1:.1}\" y2=\"{1:.1}\" stroke=\"gray\" stroke-dasharray=\"5,4\"/>\
+             <text x=\"{2}\" y=\"{3:.1}\" text-anchor=\"end\" fill=\"gray\">{name}</text>",
+            w - r,
+            py(y),
+            w - r - 4.0,
+            py(y) - 4.0
+        );
+    }
+    for (i, (name, pts)) in lines.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let coords: Vec<String> = pts
+            .iter()
+            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" fill=\"{color}\">{name}</text>",
+            coords.join(" "),
+            l + 8.0,
+            t + 16.0 + 15.0 * i as f64
+        );
+        if pts.len() == 1 {
+            let _ = writeln!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>",
+                px(pts[0].0),
+                py(pts[0].1)
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Stacked bars of wins, ties and losses per comparison (fractions of the prompts).
+fn svg_bars(title: &str, rows: &[(String, f64, f64, f64)]) -> String {
+    let (w, row_h, l) = (640.0, 34.0, 150.0);
+    let h = 70.0 + row_h * rows.len() as f64;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"20\" text-anchor=\"middle\" font-size=\"15\">{title}</text>\n",
+        w / 2.0
+    );
+    let span = w - l - 20.0;
+    for (i, (name, win, tie, loss)) in rows.iter().enumerate() {
+        let y = 36.0 + row_h * i as f64;
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{name}</text>",
+            l - 6.0,
+            y + 17.0
+        );
+        let mut x = l;
+        for (frac, color) in [(win, "#2ca02c"), (tie, "#bbbbbb"), (loss, "#d62728")] {
+            let _ = write!(
+                s,
+                "<rect x=\"{x:.1}\" y=\"{y}\" width=\"{:.1}\" height=\"24\" fill=\"{color}\"/>",
+                frac * span
+            );
+            x += frac * span;
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" fill=\"white\">{:.1}%</text>",
+            l + 4.0,
+            y + 17.0,
+            win * 100.0
+        );
+    }
+    let y = h - 16.0;
+    let _ = writeln!(
+        s,
+        "<text x=\"{l}\" y=\"{y}\" fill=\"#2ca02c\">wins</text><text x=\"{}\" y=\"{y}\" fill=\"#888\">ties</text>\
+         <text x=\"{}\" y=\"{y}\" fill=\"#d62728\">losses (vs SFT, labeler score per prompt)</text>",
+        l + 50.0,
+        l + 100.0
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"30\" y2=\"{1}\" stroke=\"black\" stroke-dasharray=\"4,3\"/>\
+         <text x=\"{0:.1}\" y=\"{2}\" text-anchor=\"middle\">80%</text>",
+        l + 0.8 * span,
+        h - 30.0,
+        h - 30.0 + 12.0
+    );
+    s.push_str("</svg>\n");
+    s
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.abs() >= 100.0 || x == x.round() {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn f(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) => format!("{x:.3}"),
+        None => "–".into(),
+    }
+}
+
+/// Writes `OUT/report.md` and the SVG curves from the stages' `metrics.jsonl` and `summary.json`.
+fn report(cx: &Ctx<'_>, total: f64) -> Result<PathBuf> {
+    let out = &cx.a.out;
+    let m = |s: Stage| cx.dir(s).join("metrics.jsonl");
+    let sum = |s: Stage| read_json(&cx.dir(s).join("summary.json")).unwrap_or(Value::Null);
+    let write = |name: &str, svg: String| -> Result<()> {
+        fs::write(out.join(name), svg).with_context(|| format!("cannot write `{name}`"))
+    };
+    write(
+        "pretrain_loss.svg",
+        svg_lines(
+            "pretraining loss (nats/token)",
+            "step",
+            &[
+                ("train", series(&m(Stage::Pretrain), "step", "loss")),
+                (
+                    "validation",
+                    series(&m(Stage::Pretrain), "step", "val_loss"),
+                ),
+            ],
+            None,
+        ),
+    )?;
+    write(
+        "sft_loss.svg",
+        svg_lines(
+            "SFT loss on assistant tokens (nats/token)",
+            "step",
+            &[
+                ("train", series(&m(Stage::Sft), "step", "loss")),
+                ("held-out", series(&m(Stage::Sft), "step", "val_loss")),
+            ],
+            None,
+        ),
+    )?;
+    write(
+        "rm_accuracy.svg",
+        svg_lines(
+            "reward model: held-out pairwise accuracy",
+            "step",
+            &[
+                ("round 1", series(&m(Stage::Rm), "step", "heldout_accuracy")),
+                (
+                    "round 2",
+                    series(&m(Stage::Rm2), "step", "heldout_accuracy"),
+                ),
+            ],
+            Some(("target 0.95", 0.95)),
+        ),
+    )?;
+    write(
+        "ppo_reward.svg",
+        svg_lines(
+            "PPO: mean reward-model score of the rollouts",
+            "iteration",
+            &[
+                ("round 1", series(&m(Stage::Ppo), "iteration", "score")),
+                ("round 2", series(&m(Stage::Ppo2), "iteration", "score")),
+            ],
+            None,
+        ),
+    )?;
+    write(
+        "ppo_kl.svg",
+        svg_lines(
+            "PPO: KL(policy || SFT) per answer (nats)",
+            "iteration",
+            &[
+                ("round 1", series(&m(Stage::Ppo), "iteration", "kl")),
+                ("round 2", series(&m(Stage::Ppo2), "iteration", "kl")),
+            ],
+            Some(("target", cx.z.kl_target)),
+        ),
+    )?;
+    let mut bars = Vec::new();
+    for (name, s) in [
+        ("PPO", Stage::Ppo),
+        ("PPO round 2", Stage::Ppo2),
+        ("DPO", Stage::Dpo),
+    ] {
+        let v = &sum(s)["vs_sft"];
+        if let (Some(w), Some(t), Some(l)) =
+            (v["wins"].as_f64(), v["ties"].as_f64(), v["losses"].as_f64())
+        {
+            let n = (w + t + l).max(1.0);
+            bars.push((name.to_string(), w / n, t / n, l / n));
+        }
+    }
+    write(
+        "win_rate.svg",
+        svg_bars("win rate against SFT on held-out prompts", &bars),
+    )?;
+
+    let mut r = String::new();
+    let _ = writeln!(r, "# ingot pipeline report\n");
+    let _ = writeln!(
+        r,
+        "Preset `{:?}`, seed {}, {} threads, output `{}`. Total wall time of this invocation: **{:.0} s** \
+         ({:.1} min); stages skipped as up to date count with the time they took when they ran.\n",
+        cx.a.preset,
+        cx.a.seed,
+        if cx.a.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            cx.a.threads
+        },
+        out.display(),
+        total,
+        total / 60.0
+    );
+    let _ = writeln!(r, "| stage | wall (s) | |\n| --- | ---: | --- |");
+    let mut all = 0.0;
+    for (s, wall, skipped) in &cx.walls {
+        all += wall;
+        let _ = writeln!(
+            r,
+            "| {} | {wall:.0} | {} |",
+            s.name(),
+            if *skipped {
+                "skipped (up to date)"
+            } else {
+                "ran"
+            }
+        );
+    }
+    let _ = writeln!(r, "| **all stages** | **{all:.0}** | |\n");
+
+    let pre = m(Stage::Pretrain).exists();
+    let pre_val = series(&m(Stage::Pretrain), "step", "val_loss");
+    let _ = writeln!(r, "## Figures\n");
+    if let (Some(a), Some(b)) = (pre_val.first(), pre_val.last()) {
+        let _ = writeln!(
+            r,
+            "- **Pretraining**: validation loss {:.3} → {:.3} (step {}).",
+            a.1, b.1, b.0
+        );
+    } else if pre {
+        let _ = writeln!(r, "- Pretraining: no validation loss recorded.");
+    }
+    let s = sum(Stage::Sft);
+    if !s.is_null() {
+        let _ = writeln!(
+            r,
+            "- **SFT**: held-out assistant-token loss {} → {}.",
+            f(&s["val_loss_before"]),
+            f(&s["val_loss_after"])
+        );
+    }
+    for (name, st) in [("RM", Stage::Rm), ("RM round 2", Stage::Rm2)] {
+        let s = sum(st);
+        if !s.is_null() {
+            let _ = writeln!(
+                r,
+                "- **{name}**: {} training pairs, {} held-out pairs; held-out pairwise accuracy {} → **{}** (target 0.95).",
+                s["train_pairs"],
+                s["heldout_pairs"],
+                f(&s["heldout_accuracy_before"]),
+                f(&s["heldout_accuracy"])
+            );
+        }
+    }
+    for (name, st) in [
+        ("PPO", Stage::Ppo),
+        ("PPO round 2", Stage::Ppo2),
+        ("DPO", Stage::Dpo),
+    ] {
+        let s = sum(st);
+        let v = &s["vs_sft"];
+        if v.is_object() {
+            let kl = if st == Stage::Dpo {
+                String::new()
+            } else {
+                let kls = series(&m(st), "iteration", "kl");
+                let tail = &kls[kls.len().saturating_sub(10)..];
+                let mean = tail.iter().map(|p| p.1).sum::<f64>() / tail.len().max(1) as f64;
+                format!(
+                    "; KL to SFT {mean:.2} nats per answer (mean of the last {} iterations; target {})",
+                    tail.len(),
+                    cx.z.kl_target
+                )
+            };
+            let _ = writeln!(
+                r,
+                "- **{name}** vs SFT on {} held-out prompts: {} wins, {} ties, {} losses: win rate **{:.1}%** \
+                 ({:.1}% with ties as half); mean labeler score {} vs {}{kl}.",
+                v["prompts"],
+                v["wins"],
+                v["ties"],
+                v["losses"],
+                v["win_rate"].as_f64().unwrap_or(0.0) * 100.0,
+                v["win_rate_ties_half"].as_f64().unwrap_or(0.0) * 100.0,
+                f(&v["mean_score"]),
+                f(&v["mean_score_sft"])
+            );
+        }
+    }
+    let gguf = out.join(GGUF_NAME);
+    if let Ok(md) = fs::metadata(&gguf) {
+        let _ = writeln!(
+            r,
+            "- **GGUF**: `{}`, {:.2} MB (Q8_0, ChatML template; `ingot chat -m {}`).",
+            gguf.display(),
+            md.len() as f64 / 1e6,
+            gguf.display()
+        );
+    }
+    let _ = writeln!(
+        r,
+        "\nHeld-out pairs: K answers per held-out prompt sampled from the policy being ranked, every pair \
+         whose labeler scores differ by at least the gap (1.0; ties never) — the same rule as the training \
+         pairs, on prompts none of which occurs in training. Win rates: one answer per held-out prompt from \
+         each policy (temperature 0.7, same seeds), the labeler's scores compared per prompt.\n"
+    );
+    let _ = writeln!(r, "## Curves\n");
+    for (name, file) in [
+        ("Pretraining loss", "pretrain_loss.svg"),
+        ("SFT loss", "sft_loss.svg"),
+        ("RM accuracy", "rm_accuracy.svg"),
+        ("PPO reward", "ppo_reward.svg"),
+        ("KL", "ppo_kl.svg"),
+        ("Win rate", "win_rate.svg"),
+    ] {
+        let _ = writeln!(r, "![{name}]({file})\n");
+    }
+    let samples = cx.dir(Stage::Ppo2).join("samples.jsonl");
+    if let Ok(text) = fs::read_to_string(&samples)
+        .or_else(|_| fs::read_to_string(cx.dir(Stage::Ppo).join("samples.jsonl")))
+    {
+        let _ = writeln!(r, "## Samples (held-out prompts, PPO vs SFT)\n\n```");
+        for line in text.lines().take(8) {
+            let _ = writeln!(r, "{line}");
+        }
+        let _ = writeln!(r, "```");
+    }
+    let path = out.join("report.md");
+    if cx.walls.is_empty() {
+        bail!("no stage ran");
+    }
+    fs::write(&path, r).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(path)
+}
