@@ -172,9 +172,9 @@ pub struct SamplingArgs {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// GGUF model file.
+    /// GGUF model file [default: the bundled chat model, assets/ingot-chat.Q8_0.gguf].
     #[arg(short = 'm', long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// The prompt, as raw text (special tokens such as <|im_start|> written in it are recognized).
     #[arg(short = 'p', long)]
     pub prompt: String,
@@ -202,9 +202,9 @@ If it does not leave room for --max-reply tokens in the context window, the syst
 the oldest user/assistant turns are dropped, whole, until it does; a message says how many were dropped.
 A single turn too long to fit is an error.")]
 pub struct ChatArgs {
-    /// GGUF model file.
+    /// GGUF model file [default: the bundled chat model, assets/ingot-chat.Q8_0.gguf].
     #[arg(short = 'm', long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// System prompt (the template's own default is used when absent).
     #[arg(long)]
     pub system: Option<String>,

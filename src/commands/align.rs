@@ -481,6 +481,22 @@ fn pairs_ids(tok: &TextTokenizer, pairs: &[TextPair]) -> Result<Vec<Pair>> {
     pairs.iter().map(|p| Ok(to_ids(tok, p)?)).collect()
 }
 
+/// Leaves out the pairs longer than `t` tokens (sampled answers that ran to the token budget) and
+/// says how many.
+fn drop_long_pairs(train: &mut Vec<Pair>, held: &mut Vec<Pair>, t: usize, stage: &str) {
+    let fits = |p: &Pair| p.prompt.len() + p.chosen.len().max(p.rejected.len()) <= t;
+    let (n0, h0) = (train.len(), held.len());
+    train.retain(fits);
+    held.retain(fits);
+    if train.len() + held.len() < n0 + h0 {
+        eprintln!(
+            "{stage}: left out {} training and {} held-out pairs longer than the context",
+            n0 - train.len(),
+            h0 - held.len()
+        );
+    }
+}
+
 fn longest(pairs: &[Pair]) -> usize {
     pairs
         .iter()
@@ -590,20 +606,7 @@ pub fn rm(a: &RmArgs) -> Result<()> {
     let mut train = pairs_ids(&init.tokenizer, &train_text)?;
     let mut held = pairs_ids(&init.tokenizer, &held_text)?;
     if sampled {
-        // sampled answers that ran to the token budget may not fit the context: such pairs go
-        let fits = |p: &Pair| {
-            p.prompt.len() + p.chosen.len().max(p.rejected.len()) <= init.model.config.max_seq_len
-        };
-        let (n0, h0) = (train.len(), held.len());
-        train.retain(fits);
-        held.retain(fits);
-        if train.len() + held.len() < n0 + h0 {
-            eprintln!(
-                "rm: dropped {} training and {} held-out pairs longer than the context",
-                n0 - train.len(),
-                h0 - held.len()
-            );
-        }
+        drop_long_pairs(&mut train, &mut held, init.model.config.max_seq_len, "rm");
     }
     if train.is_empty() {
         bail!("no training pairs: lower --gap or sample more --prompts");
@@ -721,8 +724,18 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
         tokens: train_text.len() as u64,
         val_fraction: 0.0,
     };
-    let train = pairs_ids(&init.tokenizer, &train_text)?;
-    let held = pairs_ids(&init.tokenizer, &held_text)?;
+    let mut train = pairs_ids(&init.tokenizer, &train_text)?;
+    let mut held = pairs_ids(&init.tokenizer, &held_text)?;
+    // as `ingot train rm` does: sampled pairs too long for the context are left out, and said so
+    drop_long_pairs(
+        &mut train,
+        &mut held,
+        init.model.config.max_seq_len + 1,
+        "dpo",
+    );
+    if train.is_empty() {
+        bail!("no training pair fits the model's context");
+    }
     let t = longest(&train).max(if held.is_empty() { 0 } else { longest(&held) });
     if t > init.model.config.max_seq_len + 1 {
         bail!(

@@ -1,5 +1,6 @@
-//! `ingot pipeline`: the whole InstructGPT loop in one command, resumable stage by stage —
-//! pretrain → SFT → RM → PPO → DPO → (RM → PPO again: the second round) → Q8_0 GGUF, then a report.
+//! `ingot pipeline`: the InstructGPT loop in one command, resumable stage by stage — pretrain → SFT →
+//! RM → PPO → Q8_0 GGUF, and with `--extras` also DPO and the loop's second round (answers sampled from
+//! the PPO policy ranked by the labeler, the RM retrained, PPO continued) — then a report.
 //!
 //! Each stage is the `ingot train …` / `ingot convert` command of the same name, called with the
 //! preset's options, writing into `OUT/<stage>/`. When a stage finishes, `OUT/<stage>/stage.json`
@@ -7,14 +8,14 @@
 //! on it) and its wall time. A later run skips a stage whose `stage.json` matches and whose upstream
 //! stages were skipped too; `--force-from STAGE` runs that stage and every later one again. An
 //! interrupted pretraining continues from its last checkpoint (`ingot train pretrain --resume`); an
-//! interrupted alignment stage starts over (each takes a minute or two).
+//! interrupted alignment stage starts over (each takes a few minutes at most).
 //!
 //! ```text
-//! OUT/pretrain/ sft/ rm/ ppo/ dpo/ rm2/ ppo2/   the stages' run directories (metrics.jsonl, summary.json, …)
-//! OUT/ingot-chat.Q8_0.gguf                      the final policy (ppo2, else ppo), ChatML template inside
-//! OUT/report.md                                 figures of every stage, wall times, the commands
-//! OUT/*.svg                                     curves: pretraining loss, SFT loss, RM accuracy, PPO reward,
-//!                                               KL, win rates
+//! OUT/pretrain/ sft/ rm/ ppo/ [dpo/ rm2/ ppo2/]  the stages' run directories (metrics.jsonl, summary.json, …)
+//! OUT/ingot-chat.Q8_0.gguf                       the last PPO policy, with its ChatML template
+//! OUT/report.md                                  figures of every stage, wall times
+//! OUT/*.svg                                      curves: pretraining loss, SFT loss, RM accuracy, PPO reward,
+//!                                                KL, win rates (polylines written directly, no plotting crate)
 //! ```
 
 use std::fmt::Write as _;
@@ -79,17 +80,18 @@ pub enum Preset {
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Examples:
-  ingot pipeline                                  # everything into runs/pipeline (about 15 minutes)
+  ingot pipeline                                  # pretrain -> SFT -> RM -> PPO -> GGUF into runs/pipeline
+  ingot pipeline --extras                         # also DPO and the second round (RM and PPO again)
   ingot pipeline --force-from rm                  # keep pretrain and SFT, redo RM and everything after
   ingot pipeline --preset tiny --data testdata/text/macbeth_40k.txt --out /tmp/p   # seconds
   ingot chat -m runs/pipeline/ingot-chat.Q8_0.gguf
 
-Stages: pretrain (BPE tokenizer with ChatML's control tokens), sft (the bundled task's demonstrations),
-rm (K answers per prompt sampled from SFT, every pair ranked by the labeler, ties dropped; Bradley-Terry),
-ppo (against the RM only, adaptive KL controller), dpo (same pairs, for comparison), rm2 and ppo2 (the
-second round: answers sampled from the PPO policy ranked and added, the RM retrained, PPO continued
-with the KL still to SFT), convert (the last PPO policy to Q8_0 GGUF). Finished stages whose options
-match are skipped; see OUT/report.md for the figures.")]
+Stages: pretrain (byte-level BPE with ChatML's control tokens), sft (the bundled task's demonstrations),
+rm (K answers per prompt sampled from SFT, every pair the labeler separates by >= 1 ranked, ties dropped;
+Bradley-Terry), ppo (against the RM only, adaptive KL controller), convert (the last PPO policy to Q8_0
+GGUF). With --extras: dpo (the RM's pairs), rm2 and ppo2 (answers sampled from the PPO policy ranked and
+added to the first pairs, the RM retrained, PPO continued from the first policy with the KL still to SFT).
+Finished stages whose options match are skipped. Figures: OUT/report.md.")]
 pub struct PipelineArgs {
     /// Output directory: one subdirectory per stage, report.md, the SVG curves and the GGUF.
     #[arg(long, value_name = "DIR", default_value = "runs/pipeline")]
@@ -110,6 +112,10 @@ pub struct PipelineArgs {
     /// Threads (0 = all cores); results do not depend on it.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub threads: usize,
+    /// Also run DPO (for comparison) and the loop's second round (rm2, ppo2); the GGUF is then
+    /// the second round's policy.
+    #[arg(long)]
+    pub extras: bool,
     /// Random seed of every stage.
     #[arg(long, value_name = "S", default_value_t = 1337)]
     pub seed: u64,
@@ -131,6 +137,7 @@ struct Sizes {
     rm_steps: u64,
     ppo_steps: u64,
     ppo_batch: usize,
+    ppo_lr: f64,
     ppo2_steps: u64,
     dpo_steps: u64,
     kl_target: f64,
@@ -150,11 +157,12 @@ fn sizes(p: Preset) -> Sizes {
             pretrain_batch: 16,
             pretrain_lr: 2e-3,
             sft_steps: 300,
-            rm_prompts: 600,
-            rm_answers: 4,
-            rm_steps: 300,
-            ppo_steps: 40,
+            rm_prompts: 1700,
+            rm_answers: 6,
+            rm_steps: 400,
+            ppo_steps: 60,
             ppo_batch: 32,
+            ppo_lr: 1e-4,
             ppo2_steps: 20,
             dpo_steps: 100,
             kl_target: 10.0,
@@ -162,25 +170,26 @@ fn sizes(p: Preset) -> Sizes {
             eval_every: 100,
         },
         Preset::Tiny => Sizes {
-            vocab: 300,
-            layers: 1,
-            width: 32,
-            heads: 2,
+            vocab: 320,
+            layers: 2,
+            width: 48,
+            heads: 4,
             ctx: 128,
-            pretrain_steps: 30,
-            pretrain_batch: 4,
+            pretrain_steps: 150,
+            pretrain_batch: 8,
             pretrain_lr: 3e-3,
-            sft_steps: 20,
-            rm_prompts: 24,
-            rm_answers: 3,
-            rm_steps: 20,
-            ppo_steps: 3,
-            ppo_batch: 8,
-            ppo2_steps: 2,
-            dpo_steps: 5,
+            sft_steps: 80,
+            rm_prompts: 120,
+            rm_answers: 4,
+            rm_steps: 60,
+            ppo_steps: 16,
+            ppo_batch: 32,
+            ppo_lr: 3e-4,
+            ppo2_steps: 3,
+            dpo_steps: 10,
             kl_target: 10.0,
             heldout: 40,
-            eval_every: 10,
+            eval_every: 20,
         },
     }
 }
@@ -197,8 +206,8 @@ struct Ctx<'a> {
     z: Sizes,
     /// Set once a stage ran: every later stage runs too (its input changed).
     upstream_ran: bool,
-    /// `(stage, wall seconds, skipped)` in order.
-    walls: Vec<(Stage, f64, bool)>,
+    /// `(stage, wall seconds, CPU seconds, skipped)` in order.
+    walls: Vec<(Stage, f64, Option<f64>, bool)>,
 }
 
 impl Ctx<'_> {
@@ -253,7 +262,7 @@ impl Ctx<'_> {
                     "== {}: up to date (ran in {wall:.0} s), skipped",
                     stage.name()
                 );
-                self.walls.push((stage, wall, true));
+                self.walls.push((stage, wall, done["cpu_s"].as_f64(), true));
                 return Ok(());
             }
         }
@@ -282,18 +291,32 @@ impl Ctx<'_> {
             },
             dir.display()
         );
-        let t0 = Instant::now();
+        let (t0, cpu0) = (Instant::now(), cpu_seconds());
         let args = make(self, self.a.threads);
         run(&args).with_context(|| format!("stage {} failed", stage.name()))?;
         let wall = t0.elapsed().as_secs_f64();
-        let v =
-            serde_json::json!({"stage": stage.name(), "fingerprint": fingerprint, "wall_s": wall});
+        let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
+        let v = serde_json::json!({
+            "stage": stage.name(), "fingerprint": fingerprint, "wall_s": wall, "cpu_s": cpu,
+        });
         ingot_train::files::atomic_write(&marker, serde_json::to_string_pretty(&v)?.as_bytes())?;
         eprintln!("== {}: done in {wall:.0} s", stage.name());
-        self.walls.push((stage, wall, false));
+        self.walls.push((stage, wall, cpu, false));
         self.upstream_ran = true;
         Ok(())
     }
+}
+
+/// CPU seconds (user + system, all threads) this process has used: `/proc/self/stat` fields 14 and 15,
+/// in clock ticks of 1/100 s (Linux's USER_HZ). `None` elsewhere. On a busy machine the wall time
+/// overstates what a stage needs; its CPU time over the thread count does not.
+fn cpu_seconds() -> Option<f64> {
+    let stat = fs::read_to_string("/proc/self/stat").ok()?;
+    // the command name (field 2) may hold spaces: count fields after its closing parenthesis
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn read_json(p: &Path) -> Option<Value> {
@@ -312,6 +335,9 @@ pub fn run(a: &PipelineArgs) -> Result<()> {
     for stage in Stage::ALL {
         if a.until.is_some_and(|u| stage > u) {
             break;
+        }
+        if !a.extras && matches!(stage, Stage::Dpo | Stage::Rm2 | Stage::Ppo2) {
+            continue;
         }
         match stage {
             Stage::Pretrain => cx.stage(stage, pretrain_args, super::train::pretrain, true)?,
@@ -359,7 +385,7 @@ pub fn run(a: &PipelineArgs) -> Result<()> {
             Stage::Convert => cx.stage(
                 stage,
                 |cx, t| ConvertStage {
-                    input: cx.dir(Stage::Ppo2),
+                    input: cx.dir(if cx.a.extras { Stage::Ppo2 } else { Stage::Ppo }),
                     output: cx.a.out.join(GGUF_NAME),
                     threads: t,
                 },
@@ -437,7 +463,7 @@ fn ppo_args(cx: &Ctx<'_>, threads: usize, second: bool) -> PpoArgs {
         (Stage::Sft, Stage::Ppo, z.ppo_steps, Stage::Rm)
     };
     PpoArgs {
-        common: cx.common(init, out, steps, z.ppo_batch, 1e-4, threads),
+        common: cx.common(init, out, steps, z.ppo_batch, z.ppo_lr, threads),
         reward_model: cx.dir(rm),
         kl_coef: 0.1,
         kl_target: Some(z.kl_target),
@@ -775,22 +801,38 @@ fn report(cx: &Ctx<'_>, total: f64) -> Result<PathBuf> {
         total,
         total / 60.0
     );
-    let _ = writeln!(r, "| stage | wall (s) | |\n| --- | ---: | --- |");
-    let mut all = 0.0;
-    for (s, wall, skipped) in &cx.walls {
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let _ =
+        writeln!(
+        r,
+        "Wall times depend on the machine's load (load average at the end: {}); CPU time (user + \
+         system, all threads) does not.\n",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    );
+    let _ = writeln!(
+        r,
+        "| stage | wall (s) | CPU (s) | |\n| --- | ---: | ---: | --- |"
+    );
+    let (mut all, mut all_cpu) = (0.0, 0.0);
+    for (s, wall, cpu, skipped) in &cx.walls {
         all += wall;
+        all_cpu += cpu.unwrap_or(0.0);
         let _ = writeln!(
             r,
-            "| {} | {wall:.0} | {} |",
+            "| {} | {wall:.0} | {} | {} |",
             s.name(),
+            cpu.map_or("–".into(), |c| format!("{c:.0}")),
             if *skipped {
-                "skipped (up to date)"
+                "skipped now (figures from its run)"
             } else {
                 "ran"
             }
         );
     }
-    let _ = writeln!(r, "| **all stages** | **{all:.0}** | |\n");
+    let _ = writeln!(
+        r,
+        "| **all stages** | **{all:.0}** | **{all_cpu:.0}** | |\n"
+    );
 
     let pre = m(Stage::Pretrain).exists();
     let pre_val = series(&m(Stage::Pretrain), "step", "val_loss");
