@@ -42,8 +42,8 @@ enum Command {
     Convert(ConvertArgs),
     /// Train a model from scratch (`ingot train pretrain --help`).
     Train(commands::train::TrainArgs),
-    /// Pretrain, SFT, reward model, PPO (two rounds), DPO and Q8_0 GGUF in one resumable command,
-    /// with a report (markdown and SVG curves).
+    /// Pretrain, SFT, reward model, PPO and Q8_0 GGUF in one resumable command (--extras: DPO and a
+    /// second RM/PPO round), with a report (markdown and SVG curves).
     Pipeline(commands::pipeline::PipelineArgs),
 }
 
