@@ -137,6 +137,7 @@ struct Sizes {
     rm_prompts: usize,
     rm_answers: usize,
     rm_steps: u64,
+    rm_batch: usize,
     ppo_steps: u64,
     ppo_batch: usize,
     ppo_lr: f64,
@@ -159,9 +160,10 @@ fn sizes(p: Preset) -> Sizes {
             pretrain_batch: 16,
             pretrain_lr: 2e-3,
             sft_steps: 300,
-            rm_prompts: 1700,
-            rm_answers: 6,
+            rm_prompts: 1300,
+            rm_answers: 8,
             rm_steps: 400,
+            rm_batch: 32,
             ppo_steps: 60,
             ppo_batch: 32,
             ppo_lr: 1e-4,
@@ -184,6 +186,7 @@ fn sizes(p: Preset) -> Sizes {
             rm_prompts: 120,
             rm_answers: 4,
             rm_steps: 60,
+            rm_batch: 16,
             ppo_steps: 16,
             ppo_batch: 32,
             ppo_lr: 3e-4,
@@ -443,7 +446,7 @@ fn rm_args(cx: &Ctx<'_>, threads: usize, second: bool) -> RmArgs {
     let z = &cx.z;
     let out = if second { Stage::Rm2 } else { Stage::Rm };
     RmArgs {
-        common: cx.common(Stage::Sft, out, z.rm_steps, 16, 5e-4, threads),
+        common: cx.common(Stage::Sft, out, z.rm_steps, z.rm_batch, 5e-4, threads),
         pairs: None,
         heldout_pairs: None,
         prompts: z.rm_prompts,

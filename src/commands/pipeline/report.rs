@@ -203,8 +203,21 @@ fn f(v: &Value) -> String {
 /// Writes `OUT/report.md` and the SVG curves from the stages' `metrics.jsonl` and `summary.json`.
 pub(super) fn write(cx: &Ctx<'_>, total: f64) -> Result<PathBuf> {
     let out = &cx.a.out;
-    let m = |s: Stage| cx.dir(s).join("metrics.jsonl");
-    let sum = |s: Stage| read_json(&cx.dir(s).join("summary.json")).unwrap_or(Value::Null);
+    // only the stages of this pipeline: a directory left by an earlier `--extras` run is not reported
+    let ours = |s: Stage| cx.a.extras || !matches!(s, Stage::Dpo | Stage::Rm2 | Stage::Ppo2);
+    let m = |s: Stage| {
+        if ours(s) {
+            cx.dir(s).join("metrics.jsonl")
+        } else {
+            PathBuf::new()
+        }
+    };
+    let sum = |s: Stage| {
+        ours(s)
+            .then(|| read_json(&cx.dir(s).join("summary.json")))
+            .flatten()
+            .unwrap_or(Value::Null)
+    };
     let write = |name: &str, svg: String| -> Result<()> {
         fs::write(out.join(name), svg).with_context(|| format!("cannot write `{name}`"))
     };
@@ -440,7 +453,12 @@ pub(super) fn write(cx: &Ctx<'_>, total: f64) -> Result<PathBuf> {
     ] {
         let _ = writeln!(r, "![{name}]({file})\n");
     }
-    let samples = cx.dir(Stage::Ppo2).join("samples.jsonl");
+    let last_ppo = if ours(Stage::Ppo2) {
+        Stage::Ppo2
+    } else {
+        Stage::Ppo
+    };
+    let samples = cx.dir(last_ppo).join("samples.jsonl");
     if let Ok(text) = fs::read_to_string(&samples)
         .or_else(|_| fs::read_to_string(cx.dir(Stage::Ppo).join("samples.jsonl")))
     {
