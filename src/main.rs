@@ -42,6 +42,9 @@ enum Command {
     Convert(ConvertArgs),
     /// Train a model from scratch (`ingot train pretrain --help`).
     Train(commands::train::TrainArgs),
+    /// Pretrain, SFT, reward model, PPO and Q8_0 GGUF in one resumable command (--extras: DPO and a
+    /// second RM/PPO round), with a report (markdown and SVG curves).
+    Pipeline(commands::pipeline::PipelineArgs),
 }
 
 #[derive(Args, Debug)]
@@ -180,9 +183,9 @@ pub struct SamplingArgs {
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
-    /// GGUF model file.
+    /// GGUF model file [default: the bundled chat model, assets/ingot-chat.Q8_0.gguf].
     #[arg(short = 'm', long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// The prompt, as raw text (special tokens such as <|im_start|> written in it are recognized).
     #[arg(short = 'p', long)]
     pub prompt: String,
@@ -217,9 +220,9 @@ If it does not leave room for --max-reply tokens in the context window, the syst
 the oldest user/assistant turns are dropped, whole, until it does; a message says how many were dropped.
 A single turn too long to fit is an error.")]
 pub struct ChatArgs {
-    /// GGUF model file.
+    /// GGUF model file [default: the bundled chat model, assets/ingot-chat.Q8_0.gguf].
     #[arg(short = 'm', long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// System prompt (the template's own default is used when absent).
     #[arg(long)]
     pub system: Option<String>,
@@ -310,6 +313,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => commands::bench::run(&a),
         Command::Convert(a) => commands::convert::run(&a),
         Command::Train(a) => commands::train::run(&a),
+        Command::Pipeline(a) => commands::pipeline::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

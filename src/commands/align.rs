@@ -24,7 +24,7 @@ use ingot_train::align::sample::GenerateConfig;
 use ingot_train::align::sft::{check_lengths, sft_eval, sft_step, Encoded};
 use ingot_train::align::task::{self, Prompt, Task, TaskConfig};
 use ingot_train::align::vocab::extend_char_vocab;
-use ingot_train::align::{chatml, encode_chat, Message, IM_END};
+use ingot_train::align::{chatml, encode_chat, Codec, Message, IM_END};
 use ingot_train::checkpoint::{self, DataMeta};
 use ingot_train::corpus;
 use ingot_train::data::TextTokenizer;
@@ -70,6 +70,9 @@ pub struct Common {
     /// Random seed (task, sampler, head).
     #[arg(long, value_name = "S", default_value_t = 1337)]
     pub seed: u64,
+    /// Held-out prompts of the task (RM accuracy pairs, win rates).
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub heldout_prompts: usize,
 }
 
 #[derive(Args, Debug)]
@@ -94,12 +97,22 @@ pub struct RmArgs {
     /// Held-out pairs JSONL for the accuracy.
     #[arg(long, value_name = "FILE")]
     pub heldout_pairs: Option<PathBuf>,
-    /// Task prompts to sample answer pairs for (two answers each).
+    /// Task prompts to sample answers for (--answers each).
     #[arg(long, value_name = "N", default_value_t = 2000)]
     pub prompts: usize,
-    /// Smallest labeler score difference that makes a pair.
+    /// Answers sampled per prompt; every pair of them the labeler separates is used (K (K - 1) / 2).
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    pub answers: usize,
+    /// Smallest labeler score difference that makes a pair (ties never do).
     #[arg(long, value_name = "X", default_value_t = 0.5)]
     pub gap: f64,
+    /// The policy whose answers are sampled and ranked [default: --init]; e.g. a PPO run, for the
+    /// next round of the loop (the trunk still starts from --init).
+    #[arg(long, value_name = "DIR")]
+    pub sample_from: Option<PathBuf>,
+    /// Earlier training pairs JSONL added to the sampled ones (e.g. the first round's pairs.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub add_pairs: Option<PathBuf>,
     /// Bradley–Terry margin: loss = -log σ(r_c - r_r - margin).
     #[arg(long, value_name = "X", default_value_t = 0.0)]
     pub margin: f64,
@@ -173,6 +186,7 @@ fn load_task(c: &Common) -> Result<(Task, DataMeta)> {
     let corpus = corpus::read_corpus(&sources)?;
     let cfg = TaskConfig {
         seed: c.seed,
+        heldout_prompts: c.heldout_prompts,
         ..TaskConfig::default()
     };
     let task = task::build(&corpus.text, &cfg)?;
@@ -437,8 +451,7 @@ fn generate_config(
 ) -> Result<GenerateConfig> {
     Ok(GenerateConfig {
         max_new_tokens: 80,
-        stop: tok
-            .encode(IM_END)
+        stop: Codec::encode(tok, IM_END)
             .context("the tokenizer cannot encode <|im_end|>: run `ingot train sft` first")?,
         sampler: SamplerParams {
             temperature,
@@ -468,6 +481,22 @@ fn pairs_ids(tok: &TextTokenizer, pairs: &[TextPair]) -> Result<Vec<Pair>> {
     pairs.iter().map(|p| Ok(to_ids(tok, p)?)).collect()
 }
 
+/// Leaves out the pairs longer than `t` tokens (sampled answers that ran to the token budget) and
+/// says how many.
+fn drop_long_pairs(train: &mut Vec<Pair>, held: &mut Vec<Pair>, t: usize, stage: &str) {
+    let fits = |p: &Pair| p.prompt.len() + p.chosen.len().max(p.rejected.len()) <= t;
+    let (n0, h0) = (train.len(), held.len());
+    train.retain(fits);
+    held.retain(fits);
+    if train.len() + held.len() < n0 + h0 {
+        eprintln!(
+            "{stage}: left out {} training and {} held-out pairs longer than the context",
+            n0 - train.len(),
+            h0 - held.len()
+        );
+    }
+}
+
 fn longest(pairs: &[Pair]) -> usize {
     pairs
         .iter()
@@ -482,6 +511,7 @@ pub fn rm(a: &RmArgs) -> Result<()> {
     let start = Instant::now();
     let init = load_init(c)?;
     let n_threads = threads(c.threads);
+    let sampled = a.pairs.is_none();
     let (train_text, held_text, data) = match &a.pairs {
         Some(p) if !c.task => {
             let bytes = fs::read(p)?;
@@ -503,15 +533,32 @@ pub fn rm(a: &RmArgs) -> Result<()> {
         None => {
             let (task, meta) = load_task(c)?;
             let gen = generate_config(&init.tokenizer, a.temperature, c.seed, n_threads)?;
+            let sampler_model = match &a.sample_from {
+                Some(p) => {
+                    let dir = checkpoint::resolve(p)
+                        .with_context(|| format!("--sample-from `{}`", p.display()))?;
+                    let ck = checkpoint::load(&dir)?;
+                    if ck.tokenizer()? != init.tokenizer {
+                        bail!(
+                            "--sample-from `{}` has another tokenizer than --init",
+                            p.display()
+                        );
+                    }
+                    Some(ck.model(n_threads)?)
+                }
+                None => None,
+            };
+            let policy = sampler_model.as_ref().unwrap_or(&init.model);
             let prompts = unique_prompts(&task, a.prompts);
             let held_prompts: Vec<Prompt> = task.heldout.iter().map(|e| e.prompt.clone()).collect();
             let t0 = Instant::now();
-            let train = make_pairs(
-                &init.model,
+            let mut train = make_pairs(
+                policy,
                 &init.tokenizer,
                 &prompts,
                 &task.labeler,
                 &gen,
+                a.answers,
                 a.gap,
             )?;
             let gen_held = GenerateConfig {
@@ -522,18 +569,19 @@ pub fn rm(a: &RmArgs) -> Result<()> {
                 ..gen.clone()
             };
             let held = make_pairs(
-                &init.model,
+                policy,
                 &init.tokenizer,
                 &held_prompts,
                 &task.labeler,
                 &gen_held,
+                a.answers,
                 a.gap,
             )?;
             eprintln!(
                 "rm: sampled {} answers from {} in {:.0}s: {} training pairs of {} prompts, {} held-out \
                  pairs of {} prompts (labeler gap >= {})",
-                2 * (prompts.len() + held_prompts.len()),
-                init.dir.display(),
+                a.answers.max(2) * (prompts.len() + held_prompts.len()),
+                a.sample_from.as_ref().unwrap_or(&init.dir).display(),
                 t0.elapsed().as_secs_f64(),
                 train.len(),
                 prompts.len(),
@@ -543,11 +591,23 @@ pub fn rm(a: &RmArgs) -> Result<()> {
             );
             write_jsonl(&c.out.join("pairs.jsonl"), &train)?;
             write_jsonl(&c.out.join("pairs-heldout.jsonl"), &held)?;
+            if let Some(extra) = &a.add_pairs {
+                let more: Vec<TextPair> = read_jsonl(extra, "pair")?;
+                eprintln!(
+                    "rm: {} more training pairs from `{}`",
+                    more.len(),
+                    extra.display()
+                );
+                train.extend(more);
+            }
             (train, held, meta)
         }
     };
-    let train = pairs_ids(&init.tokenizer, &train_text)?;
-    let held = pairs_ids(&init.tokenizer, &held_text)?;
+    let mut train = pairs_ids(&init.tokenizer, &train_text)?;
+    let mut held = pairs_ids(&init.tokenizer, &held_text)?;
+    if sampled {
+        drop_long_pairs(&mut train, &mut held, init.model.config.max_seq_len, "rm");
+    }
     if train.is_empty() {
         bail!("no training pairs: lower --gap or sample more --prompts");
     }
@@ -664,8 +724,18 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
         tokens: train_text.len() as u64,
         val_fraction: 0.0,
     };
-    let train = pairs_ids(&init.tokenizer, &train_text)?;
-    let held = pairs_ids(&init.tokenizer, &held_text)?;
+    let mut train = pairs_ids(&init.tokenizer, &train_text)?;
+    let mut held = pairs_ids(&init.tokenizer, &held_text)?;
+    // as `ingot train rm` does: sampled pairs too long for the context are left out, and said so
+    drop_long_pairs(
+        &mut train,
+        &mut held,
+        init.model.config.max_seq_len + 1,
+        "dpo",
+    );
+    if train.is_empty() {
+        bail!("no training pair fits the model's context");
+    }
     let t = longest(&train).max(if held.is_empty() { 0 } else { longest(&held) });
     if t > init.model.config.max_seq_len + 1 {
         bail!(
@@ -872,6 +942,10 @@ pub struct PpoArgs {
     /// Sampling temperature of the win-rate evaluation.
     #[arg(long, value_name = "X", default_value_t = 0.7)]
     pub eval_temperature: f32,
+    /// The frozen reference of the KL penalty and of the win rate [default: --init]; e.g. the SFT
+    /// run when --init is an earlier PPO policy (the next round of the loop).
+    #[arg(long, value_name = "DIR")]
+    pub reference: Option<PathBuf>,
 }
 
 pub fn ppo(a: &PpoArgs) -> Result<()> {
@@ -917,8 +991,32 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
         .iter()
         .map(|p| Ok(ingot_train::align::encode_prompt(&init.tokenizer, &p.text)?))
         .collect::<Result<Vec<_>>>()?;
-    let mut reference = Model::<f32>::new(init.model.config.clone(), n_threads)?;
-    reference.params.copy_from_slice(&init.model.params);
+    let reference = match &a.reference {
+        Some(p) => {
+            let dir =
+                checkpoint::resolve(p).with_context(|| format!("--reference `{}`", p.display()))?;
+            let ck = checkpoint::load(&dir)?;
+            if ck.tokenizer()? != init.tokenizer {
+                bail!(
+                    "--reference `{}` has another tokenizer than --init",
+                    p.display()
+                );
+            }
+            let m = ck.model(n_threads)?;
+            if m.config != init.model.config {
+                bail!(
+                    "--reference `{}` has another model shape than --init",
+                    p.display()
+                );
+            }
+            m
+        }
+        None => {
+            let mut m = Model::<f32>::new(init.model.config.clone(), n_threads)?;
+            m.params.copy_from_slice(&init.model.params);
+            m
+        }
+    };
     let opt = AdamW::new(
         AdamWConfig {
             weight_decay: 0.0,
@@ -933,7 +1031,7 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
         c.seed.wrapping_add(9),
         n_threads,
     )?;
-    let end = init.tokenizer.encode(&format!("{IM_END}\n"))?;
+    let end = Codec::encode(&init.tokenizer, &format!("{IM_END}\n"))?;
     let t_rm = rm.config.max_seq_len;
     let mut metrics = Metrics::create(&c.out)?;
     let mut rng = Rng::new(c.seed.wrapping_add(8));
@@ -981,11 +1079,17 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
         );
         last = Some(st);
     }
+    // The checkpoint's step is the optimizer's (its update count: epochs x minibatches per
+    // iteration), which the checkpoint format requires to agree.
+    let step = ppo.opt.step;
     let trainer = Trainer {
         model: ppo.policy,
         opt: ppo.opt,
-        config: train_config(c, 1),
-        step: c.steps,
+        config: TrainConfig {
+            steps: step,
+            ..train_config(c, 1)
+        },
+        step,
         sampler: rng,
     };
     let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;

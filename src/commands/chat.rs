@@ -14,12 +14,29 @@ use ingot_runtime::model::SessionParams;
 use ingot_runtime::sampler::Sampler;
 use ingot_runtime::tokenizer::StreamDecoder;
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+/// The bundled chat model (`ingot pipeline`'s output, committed), relative to the repository root.
+pub const BUNDLED_MODEL: &str = "assets/ingot-chat.Q8_0.gguf";
+
+/// `-m` when given, else the bundled chat model: under the working directory when run from the
+/// repository root, else where the repository was at build time.
+pub fn model_or_bundled(model: &Option<PathBuf>) -> PathBuf {
+    if let Some(m) = model {
+        return m.clone();
+    }
+    let here = PathBuf::from(BUNDLED_MODEL);
+    if here.is_file() {
+        return here;
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(BUNDLED_MODEL)
+}
 
 pub fn run(a: &ChatArgs) -> Result<()> {
     if a.max_reply == 0 || a.max_reply >= a.ctx {
         bail!("--max-reply must be between 1 and --ctx - 1");
     }
-    let file = open(&a.model)?;
+    let file = open(&model_or_bundled(&a.model))?;
     let model = load_model(&file)?;
     let tok = &model.tokenizer;
     let text_of = |id: Option<u32>| id.and_then(|i| tok.token_text(i)).unwrap_or("").to_string();

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::time::Instant;
 
 pub fn run(a: &GenerateArgs) -> Result<()> {
-    let file = open(&a.model)?;
+    let file = open(&super::chat::model_or_bundled(&a.model))?;
     let model = load_model(&file)?;
     let tok = &model.tokenizer;
     let prompt = tok.encode(&a.prompt, true, true);

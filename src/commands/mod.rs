@@ -9,6 +9,7 @@ pub mod device;
 pub mod generate;
 pub mod info;
 pub mod perplexity;
+pub mod pipeline;
 pub mod plan;
 pub mod plot;
 pub mod tokenize;

@@ -219,7 +219,7 @@ struct Setup {
     out: PathBuf,
 }
 
-fn pretrain(a: &PretrainArgs) -> Result<()> {
+pub(crate) fn pretrain(a: &PretrainArgs) -> Result<()> {
     let threads = match a.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,

@@ -39,10 +39,15 @@ impl Codec for CharTokenizer {
     }
 }
 
-/// A checkpoint's tokenizer, character-level or BPE (whose ChatML markers are special tokens).
+/// A checkpoint's tokenizer, character-level or BPE. A BPE vocabulary's ChatML markers are control
+/// tokens (ids 257 and 258), and here their text encodes to them, as the runtime encodes a rendered
+/// chat template (`ingot chat`, llama.cpp), so a converted model sees the ids it was aligned on.
 impl Codec for TextTokenizer {
     fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        TextTokenizer::encode(self, text)
+        match self {
+            TextTokenizer::Bpe(t) => Ok(t.tokenizer().encode(text, false, true)),
+            TextTokenizer::Char(_) => TextTokenizer::encode(self, text),
+        }
     }
     fn decode(&self, ids: &[u32]) -> String {
         TextTokenizer::decode(self, ids)

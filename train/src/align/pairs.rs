@@ -1,6 +1,7 @@
-//! Preference pairs from a policy and the labeler: two sampled answers per prompt, ranked by
-//! [`Labeler::score`]; pairs whose scores differ by less than a gap are dropped (no preference). Also
-//! the labeler's paired comparison of two policies (win rate). Text in, text out; [`to_ids`] encodes.
+//! Preference pairs from a policy and the labeler: K sampled answers per prompt, every pair of them
+//! ranked by [`Labeler::score`]; ties and pairs whose scores differ by less than a gap are dropped (no
+//! preference). Also the labeler's paired comparison of two policies (win rate). Text in, text out;
+//! [`to_ids`] encodes.
 
 use crate::align::reward::Pair;
 use crate::align::sample::{generate, GenerateConfig};
@@ -34,35 +35,42 @@ pub fn answers(
         .collect())
 }
 
-/// Samples two answers per prompt and keeps those the labeler separates by at least `gap`.
+/// Samples `k` answers per prompt (InstructGPT ranked K per prompt) and keeps every one of the
+/// `k (k - 1) / 2` pairs of a prompt whose labeler scores differ by at least `gap`: the higher score
+/// is `chosen`. A tie carries no preference and is always dropped (also with `gap` 0). Answers
+/// identical in text make no pair.
 pub fn make_pairs(
     model: &Model<f32>,
     codec: &dyn Codec,
     prompts: &[Prompt],
     labeler: &Labeler,
     cfg: &GenerateConfig,
+    k: usize,
     gap: f64,
 ) -> Result<Vec<TextPair>> {
-    let twice: Vec<Prompt> = prompts
+    let k = k.max(2);
+    let repeated: Vec<Prompt> = prompts
         .iter()
-        .flat_map(|p| [p.clone(), p.clone()])
+        .flat_map(|p| std::iter::repeat_n(p.clone(), k))
         .collect();
-    let a = answers(model, codec, &twice, cfg)?;
+    let a = answers(model, codec, &repeated, cfg)?;
     let mut out = Vec::new();
-    for (p, two) in prompts.iter().zip(a.chunks(2)) {
-        let (s0, s1) = (
-            labeler.score(p, &two[0]).total(),
-            labeler.score(p, &two[1]).total(),
-        );
-        if (s0 - s1).abs() < gap {
-            continue;
+    for (p, group) in prompts.iter().zip(a.chunks(k)) {
+        let scores: Vec<f64> = group.iter().map(|x| labeler.score(p, x).total()).collect();
+        for i in 0..k {
+            for j in i + 1..k {
+                let d = scores[i] - scores[j];
+                if d == 0.0 || d.abs() < gap || group[i] == group[j] {
+                    continue;
+                }
+                let (c, r) = if d > 0.0 { (i, j) } else { (j, i) };
+                out.push(TextPair {
+                    prompt: p.text.clone(),
+                    chosen: group[c].clone(),
+                    rejected: group[r].clone(),
+                });
+            }
         }
-        let (c, r) = if s0 > s1 { (0, 1) } else { (1, 0) };
-        out.push(TextPair {
-            prompt: p.text.clone(),
-            chosen: two[c].clone(),
-            rejected: two[r].clone(),
-        });
     }
     Ok(out)
 }
