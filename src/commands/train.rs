@@ -113,7 +113,7 @@ text: ids 0-255 are the bytes, 256 <|endoftext|>, 257 <|im_start|>, 258 <|im_end
 Both are stored in the checkpoint, and `ingot convert` writes them as a GGUF `gpt2` tokenizer.
 
 Seeds: the model is initialised from --seed, the batch sampler from --seed + 1, validation windows from
---seed + 2 (the same windows at every evaluation).
+--seed + 3 (the sampler's seed + 2; the same windows at every evaluation).
 
 Output (--out): metrics.jsonl, loss.svg, step-XXXXXXXX/ checkpoints and `latest`, cache/ (tokenized corpus).
 --resume takes that directory (or one checkpoint directory) and continues bit-identically; --steps may
