@@ -15,7 +15,7 @@
 use ingot_kernels::cuda;
 use ingot_runtime::cuda::CudaModel;
 use ingot_runtime::gguf::GgufFile;
-use ingot_runtime::model::{Model, Session, SessionParams};
+use ingot_runtime::model::{KvType, Model, Session, SessionParams};
 use ingot_runtime::sampler::argmax;
 use std::path::PathBuf;
 
@@ -54,7 +54,7 @@ const PARAMS: SessionParams = SessionParams {
     n_ctx: 256,
     n_batch: 16,
     n_threads: 1,
-    ..Default::default()
+    kv_type: KvType::F16,
 };
 
 #[test]

@@ -170,6 +170,14 @@ impl CudaModel {
     /// or head shape the kernels do not cover.
     pub fn new(model: &Model<'_>, params: SessionParams, ordinal: usize) -> Result<CudaModel> {
         let cfg = &model.config;
+        if params.kv_type != crate::model::KvType::F16 {
+            return Err(Error::Request {
+                what: format!(
+                    "the CUDA backend keeps an f16 KV cache; a {} cache runs on the CPU",
+                    params.kv_type
+                ),
+            });
+        }
         // Grid limits: decode attention has n_ctx / 128 blocks in y (at most 65535), a batch's
         // kernels n_batch (batches are split on the host, so a smaller n_batch costs nothing).
         if params.n_ctx == 0 || params.n_batch == 0 || params.n_ctx > 1 << 22 {
