@@ -26,6 +26,9 @@
 
 use core::arch::x86_64::*;
 
+#[cfg(not(feature = "std"))]
+use crate::math::FloatExt;
+
 use half::f16;
 
 use crate::blocks::{BlockQ2_K, BlockQ3_K, BlockQ4_K, BlockQ5_K, BlockQ6_K, BlockQ8_K, QK_K};
