@@ -34,7 +34,58 @@ pub struct Model<'a> {
     pub chat_template: Option<&'a str>,
     /// Weight matrices repacked at load for the kernels ([`ingot_kernels::packed`]); each
     /// [`Matrix::packed`] says where its copy is.
-    packed: Vec<u8>,
+    packed: PackedMem,
+}
+
+/// The memory of the repacked weights. With `std` on Linux, an anonymous mapping advised for
+/// transparent huge pages: a decode step streams all of it once per token, and with 4 KiB pages
+/// the hardware prefetchers restart at every page and the TLB misses on every page.
+#[derive(Debug)]
+enum PackedMem {
+    Heap(Vec<u8>),
+    #[cfg(feature = "std")]
+    Map(memmap2::MmapMut),
+}
+
+impl PackedMem {
+    /// `len` zeroed bytes.
+    fn zeroed(len: usize) -> Result<PackedMem> {
+        #[cfg(feature = "std")]
+        if len > 0 {
+            if let Ok(m) = memmap2::MmapMut::map_anon(len) {
+                #[cfg(target_os = "linux")]
+                let _ = m.advise(memmap2::Advice::HugePage); // a hint: fine if refused
+                return Ok(PackedMem::Map(m));
+            }
+        }
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| Error::Model {
+            what: format!("cannot allocate {len} bytes to repack the weights"),
+        })?;
+        v.resize(len, 0);
+        Ok(PackedMem::Heap(v))
+    }
+}
+
+impl core::ops::Deref for PackedMem {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            PackedMem::Heap(v) => v,
+            #[cfg(feature = "std")]
+            PackedMem::Map(m) => m,
+        }
+    }
+}
+
+impl core::ops::DerefMut for PackedMem {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            PackedMem::Heap(v) => v,
+            #[cfg(feature = "std")]
+            PackedMem::Map(m) => m,
+        }
+    }
 }
 
 impl<'a> Model<'a> {
@@ -91,7 +142,7 @@ impl<'a> Model<'a> {
             weights,
             tokenizer,
             chat_template,
-            packed: Vec::new(),
+            packed: PackedMem::Heap(Vec::new()),
         })
     }
 
@@ -122,11 +173,7 @@ impl<'a> Model<'a> {
             policy.selects(m.ty) && kernels.packs(m.ty) && packed::packable(m.ty, m.rows, m.cols)
         });
         let total: usize = mats.iter().map(|m| m.data.len()).sum();
-        let mut arena = Vec::new();
-        arena.try_reserve_exact(total).map_err(|_| Error::Model {
-            what: format!("cannot allocate {total} bytes to repack the weights"),
-        })?;
-        arena.resize(total, 0);
+        let mut arena = PackedMem::zeroed(total)?;
         let mut off = 0;
         for m in mats {
             let len = m.data.len();
