@@ -214,12 +214,17 @@ unsafe fn tile_q8<const K: usize>(
             }
         }
     }
-    core::array::from_fn(|k| {
-        let a = &acc[k];
-        let lo = _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6]));
-        let hi = _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7]));
-        _mm512_add_ps(lo, hi)
-    })
+    core::array::from_fn(|k| hsum8_lanes(&acc[k]))
+}
+
+/// ggml's `hsum_float_8` of every row at once: `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 +
+/// l7))` over the eight lane sums `l` (each a register of 16 rows).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn hsum8_lanes(a: &[__m512; 8]) -> __m512 {
+    let lo = _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6]));
+    let hi = _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7]));
+    _mm512_add_ps(lo, hi)
 }
 
 /// Q8_0 tokens `j0..j0 + K` against the row groups of `rows` (`r0..r1`): the scale and correction
@@ -320,12 +325,7 @@ unsafe fn tile_q4_1<const K: usize>(
             }
         }
     }
-    core::array::from_fn(|k| {
-        let a = &acc[k];
-        let lo = _mm512_add_ps(_mm512_add_ps(a[0], a[4]), _mm512_add_ps(a[2], a[6]));
-        let hi = _mm512_add_ps(_mm512_add_ps(a[1], a[5]), _mm512_add_ps(a[3], a[7]));
-        _mm512_add_ps(_mm512_add_ps(lo, hi), summs[k])
-    })
+    core::array::from_fn(|k| _mm512_add_ps(hsum8_lanes(&acc[k]), summs[k]))
 }
 
 /// Packed Q4_1 weights x Q8_1 activations: row panels, tokens in tiles of [`TT41`], the scale
