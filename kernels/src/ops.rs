@@ -90,6 +90,45 @@ impl Path {
         }
     }
 
+    /// `out[h * rows + r] = dot_f16_ggml(x[r * stride..][..n], y16_h, n_pad)` for each head
+    /// `h` (`y16_h = y16[h * n..][..n]`, `y32` the same values widened to f32) and row `r`. The
+    /// caller has checked that `x` holds every row.
+    #[allow(clippy::too_many_arguments)]
+    fn dot_f16_rows_heads(
+        self,
+        x: &[f16],
+        stride: usize,
+        y16: &[f16],
+        y32: &[f32],
+        n: usize,
+        n_pad: usize,
+        out: &mut [f32],
+    ) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.dot_f16_rows_heads(x, stride, y32, n, n_pad, out),
+            _ => {
+                let _ = y32; // the same values as y16, for the paths that take f32
+                let rows = out.len() / (y16.len() / n);
+                for (y, o) in y16.chunks_exact(n).zip(out.chunks_exact_mut(rows)) {
+                    self.dot_f16_rows(false, x, stride, y, n_pad, o);
+                }
+            }
+        }
+    }
+
+    fn widen_f16(self, src: &[f16], dst: &mut [f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.widen_f16(src, dst),
+            _ => {
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d = s.to_f32();
+                }
+            }
+        }
+    }
+
     fn soft_max(self, x: &mut [f32], max: f32) -> f64 {
         match self {
             Path::Scalar => reference::soft_max(x, max),
@@ -120,6 +159,28 @@ impl Kernels {
             Isa::Avx2 => avx2_token().map_or(Path::Scalar, Path::Avx2),
             _ => Path::Scalar,
         }
+    }
+
+    /// Asks the CPU to bring `data` into its L2 cache ahead of use (x86_64: `prefetcht1` per
+    /// 64-byte line; elsewhere nothing). Only a hint: no result ever depends on it.
+    pub fn prefetch<T>(&self, data: &[T]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let (p, len) = (data.as_ptr().cast::<i8>(), core::mem::size_of_val(data));
+            let mut o = 0;
+            while o < len {
+                // SAFETY: SSE (and so `prefetcht1`) is part of the x86_64 baseline; a prefetch
+                // reads nothing architecturally and never faults, and the address is inside `data`.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T1 }>(
+                        p.wrapping_add(o),
+                    )
+                };
+                o += 64;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = data;
     }
 
     /// `x[i] = exp(x[i])` as ggml's AVX-512 `ggml_v_expf`: [`reference::v_expf`].
@@ -258,6 +319,93 @@ impl Kernels {
         }
         p.to_f16(scores, p16);
         p.dot_f16_rows(batched, vt, vt_stride, p16, v_pad, out);
+    }
+
+    /// [`Kernels::attention_head_ggml`] (single-token order, `batched = false`) of `G` query heads
+    /// that share one key/value head (grouped-query attention), bitwise equal to `G` calls of it:
+    /// each cached key and value row is read once for the whole group. `G = q.len() / D` where
+    /// `D = out.len() / G`; head `h` is `q[h * D..][..D]` and writes `out[h * D..][..D]`.
+    ///
+    /// - `k`, `vt`: as for [`Kernels::attention_head_ggml`];
+    /// - scratch: `scores` (G * n_kv,), `q16` (G * D,), `p16` (G * n_kv,).
+    ///
+    /// # Panics
+    /// If a length disagrees with the above or `v_pad < n_kv`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_group_ggml(
+        &self,
+        out: &mut [f32],
+        q: &[f32],
+        d: usize,
+        k: &[f16],
+        k_stride: usize,
+        vt: &[f16],
+        vt_stride: usize,
+        scale: f32,
+        v_pad: usize,
+        scores: &mut [f32],
+        q16: &mut [f16],
+        p16: &mut [f16],
+    ) {
+        assert!(
+            d > 0 && !q.is_empty() && q.len().is_multiple_of(d),
+            "attention_group: q is not whole heads of D"
+        );
+        let g = q.len() / d;
+        assert_eq!(out.len(), q.len(), "attention_group: out must be (G * D,)");
+        assert_eq!(q16.len(), q.len(), "attention_group: q16 must be (G * D,)");
+        assert_eq!(
+            scores.len() % g,
+            0,
+            "attention_group: scores must be (G * n_kv,)"
+        );
+        let n_kv = scores.len() / g;
+        assert_eq!(
+            p16.len(),
+            scores.len(),
+            "attention_group: p16 must be (G * n_kv,)"
+        );
+        assert!(v_pad >= n_kv, "attention_group: v_pad < n_kv");
+        if n_kv == 0 {
+            out.fill(0.0);
+            return;
+        }
+        assert!(
+            (n_kv - 1)
+                .checked_mul(k_stride)
+                .and_then(|v| v.checked_add(d))
+                .is_some_and(|need| k.len() >= need),
+            "attention_group: k too short"
+        );
+        assert!(
+            (d - 1)
+                .checked_mul(vt_stride)
+                .and_then(|v| v.checked_add(n_kv))
+                .is_some_and(|need| vt.len() >= need),
+            "attention_group: vt too short"
+        );
+        let p = self.ops_path();
+        p.to_f16(q, q16);
+        // `out` holds the rounded queries widened back to f32 until the value products.
+        p.widen_f16(q16, out);
+        p.dot_f16_rows_heads(k, k_stride, q16, out, d, d, scores);
+        for (sc, ph) in scores
+            .chunks_exact_mut(n_kv)
+            .zip(p16.chunks_exact_mut(n_kv))
+        {
+            for v in sc.iter_mut() {
+                *v *= scale;
+            }
+            let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum = p.soft_max(sc, max);
+            let inv = (1.0 / sum) as f32;
+            for v in sc.iter_mut() {
+                *v *= inv;
+            }
+            p.to_f16(sc, ph);
+            p.widen_f16(ph, sc);
+        }
+        p.dot_f16_rows_heads(vt, vt_stride, p16, scores, n_kv, v_pad, out);
     }
 
     /// One query head of attention over an f32 KV cache (llama.cpp's `--cache-type-k/v f32`; ingot's

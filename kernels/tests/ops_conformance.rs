@@ -289,6 +289,59 @@ fn attention_head_matches_reference() {
     }
 }
 
+/// Grouped-query attention: `G` heads sharing one key/value head, bitwise `G` single-token
+/// [`Kernels::attention_head_ggml`] calls on every path, for group sizes 1 to 8 (the AVX-512 path
+/// takes up to four heads per pass and 16 cached rows per reduction), head sizes with and without
+/// a tail past the last 64-element step, and cache lengths around the 16-row tiles.
+#[test]
+fn attention_group_equals_one_head_at_a_time() {
+    let mut rng = SplitMix64(17);
+    let ks = kernels();
+    for (d, g) in [
+        (64usize, 3usize),
+        (64, 1),
+        (64, 4),
+        (64, 5),
+        (80, 2),
+        (7, 8),
+        (128, 3),
+    ] {
+        let (k_stride, vt_stride) = (3 * d + 5, 611);
+        for n_kv in [1usize, 2, 15, 16, 17, 33, 200, 600] {
+            let keys: Vec<f16> = (0..n_kv * k_stride)
+                .map(|_| f16::from_f32(rng.unit() * 2.0))
+                .collect();
+            let vt_len = (d - 1) * vt_stride + n_kv.max(vt_stride);
+            let vt: Vec<f16> = (0..vt_len).map(|_| f16::from_f32(rng.unit())).collect();
+            let q: Vec<f32> = (0..g * d).map(|_| rng.unit() * 3.0).collect();
+            let scale = 1.0 / (d as f32).sqrt();
+            let v_pad = n_kv.div_ceil(256) * 256;
+            for k in &ks {
+                let mut want = vec![f32::NAN; g * d];
+                for (qh, oh) in q.chunks_exact(d).zip(want.chunks_exact_mut(d)) {
+                    let (mut sc, mut q16, mut p16) =
+                        (vec![0.0; n_kv], vec![f16::ZERO; d], vec![f16::ZERO; n_kv]);
+                    k.attention_head_ggml(
+                        oh, qh, &keys, k_stride, &vt, vt_stride, scale, false, v_pad, &mut sc,
+                        &mut q16, &mut p16,
+                    );
+                }
+                let mut out = vec![f32::NAN; g * d];
+                let (mut sc, mut q16, mut p16) = (
+                    vec![f32::NAN; g * n_kv],
+                    vec![f16::ZERO; g * d],
+                    vec![f16::ZERO; g * n_kv],
+                );
+                k.attention_group_ggml(
+                    &mut out, &q, d, &keys, k_stride, &vt, vt_stride, scale, v_pad, &mut sc,
+                    &mut q16, &mut p16,
+                );
+                assert!(same_f32(&out, &want), "{} d={d} g={g} n_kv={n_kv}", k.isa());
+            }
+        }
+    }
+}
+
 /// The f32-cache head: the same bits on every path, and within f32 rounding of attention computed
 /// in f64 from the same inputs.
 #[test]

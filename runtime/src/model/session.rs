@@ -236,12 +236,25 @@ impl<T> DerefMut for PerThread<T> {
     }
 }
 
-/// One thread's scratch for attention heads.
+/// One thread's scratch for attention heads: room for the `G` heads of one work item
+/// ([`heads_per_item`]).
 #[derive(Debug)]
 struct AttnScratch<'m> {
-    scores: Buf<'m, f32>, // (S,) attention scores of one head
-    q16: Buf<'m, f16>,    // (D,) one query head in f16 (empty for an f32 cache)
-    p16: Buf<'m, f16>,    // (S,) attention probabilities in f16 (empty for an f32 cache)
+    scores: Buf<'m, f32>, // (G*S,) attention scores
+    q16: Buf<'m, f16>,    // (G*D,) query heads in f16 (empty for an f32 cache)
+    p16: Buf<'m, f16>,    // (G*S,) attention probabilities in f16 (empty for an f32 cache)
+}
+
+/// Query heads that one attention work item of single-token decoding takes together: the largest
+/// divisor of the grouped-query group size (query heads per key/value head) up to 4, so that the
+/// group's heads read each cached key and value once ([`Kernels::attention_group_ggml`]). Batched
+/// evaluation and the f32 cache take one head per item.
+fn heads_per_item(cfg: &super::Config) -> usize {
+    let group = cfg.n_head / cfg.n_head_kv.max(1);
+    (1..=4.min(group))
+        .rev()
+        .find(|g| group.is_multiple_of(*g))
+        .unwrap_or(1)
 }
 
 /// Alignment [`Session::new_in_arena`] requires of the arena's first byte (that of `f32`, the most
@@ -266,7 +279,8 @@ pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
     let cfg = &model.config;
     let t = params.n_batch.min(params.n_ctx);
     let n_threads = params.n_threads.max(1);
-    let (s, d) = (params.n_ctx, cfg.head_dim);
+    let g = heads_per_item(cfg);
+    let (s, d) = (params.n_ctx.saturating_mul(g), cfg.head_dim * g);
     let f32s = [
         t.saturating_mul(3 * cfg.n_embd + 2 * cfg.q_dim() + 2 * cfg.kv_dim() + 2 * cfg.n_ff),
         n_threads.saturating_mul(s),
@@ -443,7 +457,8 @@ impl<'m, 'a> Session<'m, 'a> {
         let rope = mem.take(cfg.n_rot)?;
         let logits = mem.take(t * cfg.n_vocab)?;
         let par = mem.take(t * cfg.n_embd.max(cfg.n_ff).max(cfg.q_dim()))?;
-        let scores = PerThread::try_new(params.n_threads, || mem.take::<f32>(params.n_ctx))?;
+        let g = heads_per_item(cfg);
+        let scores = PerThread::try_new(params.n_threads, || mem.take::<f32>(g * params.n_ctx))?;
         let (kv, q16_len, p16_len) = match params.kv_type {
             KvType::F32 => {
                 let k = mem.take(kv_len)?;
@@ -453,7 +468,7 @@ impl<'m, 'a> Session<'m, 'a> {
             KvType::F16 => {
                 let k = mem.take(kv_len)?;
                 let vt = mem.take(kv_len)?;
-                (KvCache::F16 { k, vt }, cfg.head_dim, params.n_ctx)
+                (KvCache::F16 { k, vt }, g * cfg.head_dim, g * params.n_ctx)
             }
         };
         let attn = scores.try_map(|scores| {
@@ -627,6 +642,27 @@ impl<'m, 'a> Session<'m, 'a> {
         }
 
         for (l, layer) in w.layers.iter().enumerate() {
+            if t_len == 1 {
+                // One token: this layer's cached keys and values (and the value slots about to be
+                // written), read by attention after the q/k/v products, are fetched while those
+                // products stream their weights; they would come from DRAM otherwise (a step
+                // streams more weights than the caches hold between two visits of a layer).
+                let (base, n_kv) = (l * n_ctx * kvd, pos0 + 1);
+                match &self.kv {
+                    KvCache::F16 { k, vt } => {
+                        kern.prefetch(&k[base..base + n_kv * kvd]);
+                        for i in 0..kvd {
+                            kern.prefetch(&vt[base + i * n_ctx..][..n_kv]);
+                        }
+                    }
+                    KvCache::F32 { k, vt } => {
+                        kern.prefetch(&k[base..base + n_kv * kvd]);
+                        for i in 0..kvd {
+                            kern.prefetch(&vt[base + i * n_ctx..][..n_kv]);
+                        }
+                    }
+                }
+            }
             // Attention block.
             let x = &s.x;
             pool.for_each_chunk(&mut s.xb[..t_len * c], c, |t, xb| {
@@ -696,47 +732,82 @@ impl<'m, 'a> Session<'m, 'a> {
                     }
                 }
             }
-            // One work item per (token, head), written to its own D-slice of att_out.
+            // One work item per (token, head), written to its own D-slice of att_out; one token
+            // with an f16 cache: per (token, `gh` heads sharing a key/value head).
             let (q, kv) = (&s.q, &self.kv);
-            pool.for_each_chunk_with(
-                &mut s.att_out[..t_len * qd],
-                d,
-                &mut s.attn,
-                |item, out, sc| {
-                    let (t, h) = (item / n_head, item % n_head);
-                    let kvh = h / group;
-                    let n_kv = pos0 + t + 1; // causal: this token sees itself and everything before
-                    let layer_end = layer_base + n_ctx * kvd;
-                    let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
-                    let q = &q[t * qd + h * d..][..d];
-                    match kv {
-                        KvCache::F16 { k, vt } => kern.attention_head_ggml(
-                            out,
-                            q,
-                            &k[k0..layer_end],
-                            kvd,
-                            &vt[v0..layer_end],
-                            n_ctx,
-                            scale,
-                            batched,
-                            llama_n_kv(n_kv),
-                            &mut sc.scores[..n_kv],
-                            &mut sc.q16,
-                            &mut sc.p16[..n_kv],
-                        ),
-                        KvCache::F32 { k, vt } => kern.attention_head_f32(
-                            out,
-                            q,
-                            &k[k0..layer_end],
-                            kvd,
-                            &vt[v0..layer_end],
-                            n_ctx,
-                            scale,
-                            &mut sc.scores[..n_kv],
-                        ),
-                    }
-                },
-            );
+            let gh = heads_per_item(cfg);
+            if !batched && gh > 1 && matches!(kv, KvCache::F16 { .. }) {
+                let items_per_token = n_head / gh;
+                pool.for_each_chunk_with(
+                    &mut s.att_out[..t_len * qd],
+                    gh * d,
+                    &mut s.attn,
+                    |item, out, sc| {
+                        let (t, h0) = (item / items_per_token, (item % items_per_token) * gh);
+                        let kvh = h0 / group;
+                        let n_kv = pos0 + t + 1;
+                        let layer_end = layer_base + n_ctx * kvd;
+                        let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
+                        let q = &q[t * qd + h0 * d..][..gh * d];
+                        if let KvCache::F16 { k, vt } = kv {
+                            kern.attention_group_ggml(
+                                out,
+                                q,
+                                d,
+                                &k[k0..layer_end],
+                                kvd,
+                                &vt[v0..layer_end],
+                                n_ctx,
+                                scale,
+                                llama_n_kv(n_kv),
+                                &mut sc.scores[..gh * n_kv],
+                                &mut sc.q16[..gh * d],
+                                &mut sc.p16[..gh * n_kv],
+                            );
+                        }
+                    },
+                );
+            } else {
+                pool.for_each_chunk_with(
+                    &mut s.att_out[..t_len * qd],
+                    d,
+                    &mut s.attn,
+                    |item, out, sc| {
+                        let (t, h) = (item / n_head, item % n_head);
+                        let kvh = h / group;
+                        let n_kv = pos0 + t + 1; // causal: this token sees itself and everything before
+                        let layer_end = layer_base + n_ctx * kvd;
+                        let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
+                        let q = &q[t * qd + h * d..][..d];
+                        match kv {
+                            KvCache::F16 { k, vt } => kern.attention_head_ggml(
+                                out,
+                                q,
+                                &k[k0..layer_end],
+                                kvd,
+                                &vt[v0..layer_end],
+                                n_ctx,
+                                scale,
+                                batched,
+                                llama_n_kv(n_kv),
+                                &mut sc.scores[..n_kv],
+                                &mut sc.q16[..d],
+                                &mut sc.p16[..n_kv],
+                            ),
+                            KvCache::F32 { k, vt } => kern.attention_head_f32(
+                                out,
+                                q,
+                                &k[k0..layer_end],
+                                kvd,
+                                &vt[v0..layer_end],
+                                n_ctx,
+                                scale,
+                                &mut sc.scores[..n_kv],
+                            ),
+                        }
+                    },
+                );
+            }
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,

@@ -501,7 +501,7 @@ pub(super) fn reduce_add16(v: __m512) -> f32 {
 /// `len` readable f16 at `p`; the CPU has avx512f/bw/vl.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn load_f16x16(p: *const u16, len: usize) -> __m512 {
+pub(super) unsafe fn load_f16x16(p: *const u16, len: usize) -> __m512 {
     debug_assert!(len <= 16);
     let h = if len == 16 {
         // SAFETY: 16 readable f16 (caller); loadu accepts any alignment.
@@ -792,7 +792,7 @@ unsafe fn q4_0_pair(a: *const u8, b: *const u8) -> __m512i {
 /// a later tile, walked at the rate the current tile consumes its own.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-fn prefetch_tile(base: *const u8, off: usize, len: usize) {
+pub(super) fn prefetch_tile(base: *const u8, off: usize, len: usize) {
     let mut o = 0;
     while o < len {
         // A prefetch never faults, whatever the address; wrapping_add keeps the arithmetic safe.

@@ -13,6 +13,7 @@ mod avx2_ops;
 mod avx2_packed;
 mod avx2_sgemm;
 pub mod avx512;
+mod avx512_attention;
 mod avx512_ops;
 mod avx512_packed;
 mod avx512_sgemm;

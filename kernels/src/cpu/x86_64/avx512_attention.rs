@@ -1,0 +1,251 @@
+//! Attention dot products of several query heads that share one key/value head (grouped-query
+//! attention), each result bitwise [`Avx512Vnni::dot_f16_ggml`]: every cached row is loaded and
+//! widened once for the whole group, and the final horizontal sums of 16 rows are done together
+//! (a transposed reduction: 15 vector adds for 16 rows instead of a shuffle chain per row), in
+//! exactly the addition tree of gcc's `_mm512_reduce_add_ps`.
+
+use core::arch::x86_64::*;
+
+use super::avx512::{load_f16x16, prefetch_tile, Avx512Vnni};
+
+/// Rows per transposed reduction.
+const TILE: usize = 16;
+
+/// How far ahead of the row being summed its successors are fetched: the cache is read from L3 (a
+/// decode step streams more weights than L2 holds between two visits of a layer's cache).
+const PREFETCH_ROWS: usize = 6;
+
+impl Avx512Vnni {
+    /// `dst[i] = f32(src[i])` (`vcvtph2ps`, exact).
+    pub fn widen_f16(self, src: &[half::f16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "widen_f16: lengths differ");
+        let mut i = 0;
+        while i < src.len() {
+            let len = (src.len() - i).min(16);
+            // SAFETY: `self` proves the features; i + len <= len of both slices; masked lanes
+            // are neither read nor written.
+            unsafe {
+                let v = load_f16x16(src.as_ptr().add(i).cast(), len);
+                _mm512_mask_storeu_ps(dst.as_mut_ptr().add(i), ((1u32 << len) - 1) as u16, v);
+            }
+            i += 16;
+        }
+    }
+
+    /// `out[h * rows + r] = dot_f16_ggml(x[r * stride..][..n], y_h, n_pad)` for every head
+    /// `h < y.len() / n` and row `r < rows`, where `y_h = y[h * n..][..n]` holds f16 values widened
+    /// to f32 (so each product is the one ggml forms from two f16). `rows = out.len() / heads`.
+    ///
+    /// # Panics
+    /// If `n == 0`, `y.len()` is not a multiple of `n`, `out.len()` not a multiple of the number of
+    /// heads, `n_pad < n`, or `x` is shorter than the last row's end.
+    pub fn dot_f16_rows_heads(
+        self,
+        x: &[half::f16],
+        stride: usize,
+        y: &[f32],
+        n: usize,
+        n_pad: usize,
+        out: &mut [f32],
+    ) {
+        assert!(
+            n > 0 && y.len().is_multiple_of(n),
+            "dot_f16_rows_heads: y is not whole heads"
+        );
+        let heads = y.len() / n;
+        assert!(
+            heads > 0 && out.len().is_multiple_of(heads),
+            "dot_f16_rows_heads: out is not whole heads"
+        );
+        assert!(n_pad >= n, "dot_f16_rows_heads: n_pad < n");
+        let rows = out.len() / heads;
+        if rows == 0 {
+            return;
+        }
+        assert!(
+            (rows - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(n))
+                .is_some_and(|need| x.len() >= need),
+            "dot_f16_rows_heads: x too short"
+        );
+        let xp = x.as_ptr().cast::<u16>();
+        let mut h0 = 0;
+        while h0 < heads {
+            let g = (heads - h0).min(4);
+            let yp = |h: usize| y[(h0 + h.min(g - 1)) * n..].as_ptr();
+            let mut r0 = 0;
+            while r0 < rows {
+                let k = (rows - r0).min(TILE);
+                let xt = xp.wrapping_add(r0 * stride);
+                let mut tile = [[0.0f32; TILE]; 4];
+                // SAFETY: `self` proves the features; rows r0..r0 + k hold n f16 each in x (asserted
+                // above) and each y_h holds n f32.
+                unsafe {
+                    match g {
+                        1 => tile_heads::<1>(xt, stride, k, [yp(0)], n, n_pad, &mut tile),
+                        2 => tile_heads::<2>(xt, stride, k, [yp(0), yp(1)], n, n_pad, &mut tile),
+                        3 => tile_heads::<3>(
+                            xt,
+                            stride,
+                            k,
+                            [yp(0), yp(1), yp(2)],
+                            n,
+                            n_pad,
+                            &mut tile,
+                        ),
+                        _ => tile_heads::<4>(
+                            xt,
+                            stride,
+                            k,
+                            [yp(0), yp(1), yp(2), yp(3)],
+                            n,
+                            n_pad,
+                            &mut tile,
+                        ),
+                    }
+                }
+                for (h, t) in tile.iter().enumerate().take(g) {
+                    out[(h0 + h) * rows + r0..][..k].copy_from_slice(&t[..k]);
+                }
+                r0 += k;
+            }
+            h0 += g;
+        }
+    }
+}
+
+/// `k <= 16` rows from `x` (`stride` elements apart) dotted with `G` heads `y[h]` in ggml's
+/// order ([`super::avx512::dot_f16_ggml4`]'s per-row operations): `out[h][r]` for `r < k`.
+///
+/// # Safety
+/// `n` readable f16 at `x + r * stride` for `r < k` (`k >= 1`), `n` readable f32 at each `y[h]`;
+/// `n_pad >= n`; the CPU has this module's features.
+// Constant-bound index loops: fully unrolled, so every accumulator stays in a register.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_heads<const G: usize>(
+    x: *const u16,
+    stride: usize,
+    k: usize,
+    y: [*const f32; G],
+    n: usize,
+    n_pad: usize,
+    out: &mut [[f32; TILE]; 4],
+) {
+    let np = n_pad & !63;
+    let vec_end = n.min(np);
+    let zero = _mm512_setzero_ps();
+    // Per head, each row's four ggml accumulators folded to one vector, row by row.
+    let mut rowsum = [[zero; TILE]; G];
+    for r in 0..TILE {
+        // Rows past k repeat the last one; their sums are dropped.
+        let xr = x.wrapping_add(r.min(k - 1) * stride);
+        // PREFETCH_ROWS rows ahead into L1 (past this tile too: the caller's next tile continues the
+        // stride): strided rows (the transposed value cache) each start a new page, where the
+        // hardware prefetcher does not follow. A prefetch never faults.
+        prefetch_tile(
+            x.wrapping_add((r + PREFETCH_ROWS) * stride).cast(),
+            0,
+            2 * n,
+        );
+        let mut acc = [[zero; 4]; G];
+        let mut i = 0;
+        while i + 64 <= vec_end {
+            for j in 0..4 {
+                // SAFETY: i + 64 <= n elements at xr and every y[h] (caller).
+                unsafe {
+                    let xv = load_f16x16(xr.add(i + 16 * j), 16);
+                    for h in 0..G {
+                        let yv = _mm512_loadu_ps(y[h].add(i + 16 * j));
+                        acc[h][j] = _mm512_fmadd_ps(xv, yv, acc[h][j]);
+                    }
+                }
+            }
+            i += 64;
+        }
+        // The last steps (fewer than four; the last may be partial) go to accumulators 0, 1, 2, 3
+        // in turn, zero-filled past vec_end.
+        for j in 0..4 {
+            if i >= vec_end {
+                break;
+            }
+            let len = (vec_end - i).min(16);
+            let m = ((1u32 << len) - 1) as u16;
+            // SAFETY: i + len <= n elements at xr and every y[h] (caller); masked lanes are not read.
+            unsafe {
+                let xv = load_f16x16(xr.add(i), len);
+                for h in 0..G {
+                    let yv = _mm512_maskz_loadu_ps(m, y[h].add(i));
+                    acc[h][j] = _mm512_fmadd_ps(xv, yv, acc[h][j]);
+                }
+            }
+            i += 16;
+        }
+        for h in 0..G {
+            let s0 = _mm512_add_ps(acc[h][0], acc[h][2]);
+            let s1 = _mm512_add_ps(acc[h][1], acc[h][3]);
+            rowsum[h][r] = _mm512_add_ps(s0, s1);
+        }
+    }
+    for h in 0..G {
+        let sums = reduce_add16x16(&rowsum[h]);
+        // SAFETY: `out[h]` holds 16 f32.
+        unsafe { _mm512_storeu_ps(out[h].as_mut_ptr(), sums) };
+    }
+    if np < n {
+        // ggml sums the elements past the last 64-element step in f64, after the vector part.
+        for (h, &yh) in y.iter().enumerate() {
+            for (r, o) in out[h].iter_mut().enumerate().take(k) {
+                let xr = x.wrapping_add(r * stride);
+                let mut sumf = f64::from(*o);
+                for i in np..n {
+                    // SAFETY: i < n (caller).
+                    let (a, b) = unsafe { (*xr.add(i), *yh.add(i)) };
+                    sumf += f64::from(half::f16::from_bits(a).to_f32() * b);
+                }
+                *o = sumf as f32;
+            }
+        }
+    }
+}
+
+/// Lane `r` of the result is gcc's `_mm512_reduce_add_ps(v[r])` (lanes `i + 8`, then `i + 4`, then
+/// `[0] + [2]`, `[1] + [3]`, then the two; IEEE addition commutes, so only this tree matters), for
+/// 16 vectors at once: each level adds two shuffles of two vectors, halving their number.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn reduce_add16x16(v: &[__m512; TILE]) -> __m512 {
+    // Level 1: w[k] lanes 0..8 = v[2k] lanes i + (i + 8), lanes 8..16 the same of v[2k + 1].
+    let w: [__m512; 8] = core::array::from_fn(|k| {
+        let (a, b) = (v[2 * k], v[2 * k + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_10_11_10>(a, b),
+        )
+    });
+    // Level 2: 128-bit lane m of x[k] = row 4k + m, elements i + (i + 4).
+    let x: [__m512; 4] = core::array::from_fn(|k| {
+        let (a, b) = (w[2 * k], w[2 * k + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0b10_00_10_00>(a, b),
+            _mm512_shuffle_f32x4::<0b11_01_11_01>(a, b),
+        )
+    });
+    // Level 3: lane m of y[k] = [row 8k + m: [0] + [2], [1] + [3]; row 8k + 4 + m: the same].
+    let y: [__m512; 2] = core::array::from_fn(|k| {
+        let (a, b) = (x[2 * k], x[2 * k + 1]);
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0b01_00_01_00>(a, b),
+            _mm512_shuffle_ps::<0b11_10_11_10>(a, b),
+        )
+    });
+    // Level 4: element 4m + e = row 4e + m.
+    let z = _mm512_add_ps(
+        _mm512_shuffle_ps::<0b10_00_10_00>(y[0], y[1]),
+        _mm512_shuffle_ps::<0b11_01_11_01>(y[0], y[1]),
+    );
+    // Row r = 4e + m sits at element 4m + e.
+    let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_permutexvar_ps(idx, z)
+}
