@@ -40,7 +40,9 @@
 #define INGOT_VERSION_PATCH 0
 
 // Version of the binary interface this header describes; compare with `ingot_abi_version()`.
-#define INGOT_ABI_VERSION 1
+// 2: `ingot_session_params` gained `device` (read through a pointer, so a program built against
+// version 1 would pass a struct 4 bytes short).
+#define INGOT_ABI_VERSION 2
 
 // `ingot_session_params.device`: the CPU kernels.
 #define INGOT_DEVICE_CPU 0

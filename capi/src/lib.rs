@@ -34,7 +34,9 @@ pub const INGOT_VERSION_MINOR: u32 = 1;
 /// Patch version of the library.
 pub const INGOT_VERSION_PATCH: u32 = 0;
 /// Version of the binary interface this header describes; compare with `ingot_abi_version()`.
-pub const INGOT_ABI_VERSION: u32 = 1;
+/// 2: `ingot_session_params` gained `device` (read through a pointer, so a program built against
+/// version 1 would pass a struct 4 bytes short).
+pub const INGOT_ABI_VERSION: u32 = 2;
 
 /// The status every fallible function returns (as `int32_t`): `INGOT_OK` or a negative error code.
 /// Codes are never renumbered or reused.

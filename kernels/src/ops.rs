@@ -1,6 +1,8 @@
 //! The non-matmul operations of llama.cpp's CPU forward pass that need fused multiply-adds, as
 //! methods of [`Kernels`]: ggml's `expf`, soft_max, SwiGLU, RoPE rotation, f32 -> f16, the two f16
-//! dot orders of attention, and one attention head built from them.
+//! dot orders of attention, and attention built from them: one head ([`Kernels::attention_head_ggml`]),
+//! or the query heads that share a key/value head read each cached row once
+//! ([`Kernels::attention_group_ggml`], bitwise the same as one head at a time).
 //!
 //! [`crate::reference::ops`] defines each op (scalar, `f32::mul_add`, which is a libm `fmaf` call
 //! without the FMA target feature). The AVX2 and AVX-512 paths run the same per-lane operations
