@@ -15,8 +15,9 @@ use std::time::Instant;
 /// Independent accumulators: 12 (latency 4 x 2 pipes needs 8; 12 leaves margin for a core with
 /// longer latency), so that with the two constants they fit the 16 ymm registers of AVX2 too.
 const ACC: usize = 12;
-/// FMA instructions per accumulator per sample.
-const ITERS: u64 = 40_000_000;
+/// FMA instructions per accumulator per sample: ~0.7 s at one FMA per cycle, so the scheduler-tick
+/// granularity of the on-CPU clock (4 ms) is below 1%.
+const ITERS: u64 = 200_000_000;
 
 /// Seconds this thread has run on a CPU (Linux `/proc/thread-self/schedstat`); `None` elsewhere.
 fn on_cpu() -> Option<f64> {
