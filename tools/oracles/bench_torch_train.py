@@ -139,6 +139,25 @@ def main():
         f"{secs:.2f}s, {tokens / secs:.0f} tokens/s (loss {loss:.3f}); "
         f"CPU {cpu / a.steps * 1e3:.1f} ms/step, {tokens / cpu:.0f} tokens/s on-CPU"
     )
+    # The FLOPs `ingot train bench` reports (products + causal attention, forward and backward),
+    # from PyTorch's own counter on one more (untimed) step.
+    flops = step_flops(model, b, t, v)
+    print(
+        f"  {flops / 1e9:.3f} GFLOP per step: {flops * a.steps / secs / 1e9:.1f} GFLOP/s wall, "
+        f"{flops * a.steps / cpu / 1e9:.1f} GFLOP/s on-CPU"
+    )
+
+
+def step_flops(model, b, t, v):
+    """Products (aten.mm) + attention's forward and backward products on the causal triangle."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randint(0, v, (b, t))
+    with FlopCounterMode(display=False) as fc:
+        model(x, x).backward()
+    counts = {str(k): int(n) for k, n in fc.get_flop_counts()["Global"].items()}
+    sdpa = counts["aten._scaled_dot_product_flash_attention_for_cpu"]
+    return counts["aten.mm"] + 3 * sdpa * (t + 1) / (2 * t)
 
 
 def write_flops(path):
