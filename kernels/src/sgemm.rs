@@ -13,6 +13,10 @@
 //! ([`SgemmScratch`]) with step `p`'s `MR`/`NR` values contiguous. (For the trainer's small matrices
 //! packing `A` cost more than it saved.) Work
 //! items (packing panels, then blocks of tiles) are taken from an atomic counter by the pool's threads.
+//! As many `K` blocks as fit [`PACK_BUDGET`] are packed in one phase and each compute item runs its
+//! tiles through all of them, so a long reduction (a weight gradient's `K = B*T`) costs two barriers
+//! of the pool per group rather than per block; the tiles are grouped into at least four items per
+//! thread, so a small product still splits evenly over two threads.
 //!
 //! Numerics, the same on every path: each element of `C` is **one fused multiply-add chain over `k` in
 //! increasing order**, `c = fma(a[i][k], b[k][j], c)`, starting from 0 (or from `C`'s value when
@@ -333,6 +337,28 @@ fn pack_b(
 fn aliases(stride: usize) -> bool {
     stride.is_multiple_of(512)
 }
+/// Floats of packed panels one phase may fill, per operand (4 MiB): `K` blocks are packed together,
+/// as many as fit, so a product with a long reduction runs few pack/compute phases (each phase
+/// ends at a barrier of the pool) instead of two per [`KC`] block.
+const PACK_BUDGET: usize = 1 << 20;
+
+/// Panels per work item of the compute phase: [`ITEM_M_PANELS`] x [`ITEM_N_PANELS`], halved (the
+/// larger side first) until there are at least four items per thread, so a small product still
+/// splits evenly over the pool. Which items the tiles are grouped into changes no result: each
+/// tile is computed by the same code whatever item holds it.
+fn item_panels(n_apanels: usize, n_bpanels: usize, threads: usize) -> (usize, usize) {
+    let (mut im, mut jn) = (ITEM_M_PANELS, ITEM_N_PANELS);
+    if threads > 1 {
+        while n_apanels.div_ceil(im) * n_bpanels.div_ceil(jn) < 4 * threads && (im > 1 || jn > 1) {
+            if im >= jn {
+                im /= 2;
+            } else {
+                jn /= 2;
+            }
+        }
+    }
+    (im, jn)
+}
 
 /// The blocked, packed, threaded product with micro-kernel `kern` (see the module docs). The caller
 /// ([`Kernels::sgemm`]) has checked the shapes.
@@ -364,8 +390,30 @@ pub(crate) fn drive<K: MicroKernel>(
         }
         return;
     }
-    let a_len = MB.min(m.next_multiple_of(mr)) * KC.min(k);
-    let b_len = NC.min(n.next_multiple_of(nr)) * KC.min(k);
+    let threads = pool.map_or(1, |p| p.n_threads());
+    // Whole micro-panels of a row- or column-major A, and of a B with contiguous rows, are read in
+    // place; edge panels (zero-padded) and other strides are packed.
+    let a_in_place = (a.cs == 1 && !aliases(a.rs)) || (a.rs == 1 && !aliases(a.cs));
+    let b_in_place = b.cs == 1 && !aliases(b.rs);
+    // Packed panels: slot `(g, panel)` of K block `g` of the group holds `kcs * MR` (`kcs * NR`)
+    // floats, `kcs` the longest K block; blocks of a group are `kcs * MB` (`kcs * NC`) apart at most.
+    let kcs = KC.min(k);
+    let (ma, nb_max) = (
+        MB.min(m.next_multiple_of(mr)),
+        NC.min(n.next_multiple_of(nr)),
+    );
+    // K blocks per group: as many as fit the budget for the operands that are packed at all
+    // (when only edge panels are packed, the group's scratch is small whatever its length).
+    let n_kblocks = k.div_ceil(KC);
+    // Between the blocks of a group; an operand read in place packs only its edge panel (the last),
+    // into slot 0.
+    let a_stride = if a_in_place { mr * kcs } else { ma * kcs };
+    let b_stride = if b_in_place { nr * kcs } else { nb_max * kcs };
+    let a_slot = |ip: usize| if a_in_place { 0 } else { ip * kcs * mr };
+    let b_slot = |jp: usize| if b_in_place { 0 } else { jp * kcs * nr };
+    let kg = (PACK_BUDGET / a_stride.max(b_stride)).clamp(1, n_kblocks);
+    let a_len = a_stride * kg;
+    let b_len = b_stride * kg;
     if scratch.a.len() < a_len {
         scratch.a.resize(a_len, 0.0);
     }
@@ -375,10 +423,6 @@ pub(crate) fn drive<K: MicroKernel>(
     let pa = SendPtr(scratch.a.as_mut_ptr());
     let pb = SendPtr(scratch.b.as_mut_ptr());
     let pc = SendPtr(c.as_mut_ptr());
-    // Whole micro-panels of a row- or column-major A, and of a B with contiguous rows, are read in
-    // place; edge panels (zero-padded) and other strides are packed.
-    let a_in_place = (a.cs == 1 && !aliases(a.rs)) || (a.rs == 1 && !aliases(a.cs));
-    let b_in_place = b.cs == 1 && !aliases(b.rs);
     for j0 in (0..n).step_by(NC) {
         let nb = NC.min(n - j0);
         let n_bpanels = nb.div_ceil(nr);
@@ -387,26 +431,32 @@ pub(crate) fn drive<K: MicroKernel>(
             let mb = MB.min(m - i0);
             let n_apanels = mb.div_ceil(mr);
             let packs_a = |ip: usize| !a_in_place || mb - ip * mr < mr;
-            for p0 in (0..k).step_by(KC) {
-                let kc = KC.min(k - p0);
-                let load_c = accumulate || p0 > 0;
-                // Pack: items 0..n_apanels are A micro-panels, the rest B micro-panels.
-                let to_pack = (0..n_apanels).filter(|&ip| packs_a(ip)).count()
-                    + (0..n_bpanels).filter(|&jp| packs_b(jp)).count();
-                if to_pack > 0 {
-                    par_items(pool, n_apanels + n_bpanels, |item| {
+            let to_pack = (0..n_apanels).any(packs_a) || (0..n_bpanels).any(packs_b);
+            let (im, jn) = item_panels(n_apanels, n_bpanels, threads);
+            let (mi_n, nj_n) = (n_apanels.div_ceil(im), n_bpanels.div_ceil(jn));
+            for g0 in (0..n_kblocks).step_by(kg) {
+                let blocks = g0..(g0 + kg).min(n_kblocks);
+                // Pack: for each K block g of the group, items 0..n_apanels are A micro-panels,
+                // the rest B micro-panels.
+                if to_pack {
+                    let per_block = n_apanels + n_bpanels;
+                    par_items(pool, blocks.len() * per_block, |item| {
+                        let (g, item) = (item / per_block, item % per_block);
+                        let p0 = (g0 + g) * KC;
+                        let kc = KC.min(k - p0);
                         if item < n_apanels {
                             if !packs_a(item) {
                                 return;
                             }
                             let i = item * mr;
-                            // SAFETY: panel `item` is scratch.a[item * kc * mr..][..kc * mr],
-                            // inside a_len (n_apanels * mr <= MB.min(m.next_multiple_of(mr)),
-                            // kc <= KC.min(k)), and disjoint from every other item's; scratch is
-                            // exclusively borrowed here.
+                            // SAFETY: panel `item` of block g is
+                            // scratch.a[g * a_stride + a_slot(item)..][..kc * mr], inside
+                            // a_len = a_stride * kg (g < kg; n_apanels * mr <= ma, kc <= kcs; in
+                            // place, only the last panel is packed, into slot 0), and disjoint
+                            // from every other item's; scratch is exclusively borrowed here.
                             let dst = unsafe {
                                 core::slice::from_raw_parts_mut(
-                                    pa.get().add(item * kc * mr),
+                                    pa.get().add(g * a_stride + a_slot(item)),
                                     kc * mr,
                                 )
                             };
@@ -417,89 +467,108 @@ pub(crate) fn drive<K: MicroKernel>(
                                 return;
                             }
                             let j = jp * nr;
-                            // SAFETY: as above, for B panel `jp` inside b_len.
+                            // SAFETY: as above, for B panel `jp` of block g inside b_len.
                             let dst = unsafe {
-                                core::slice::from_raw_parts_mut(pb.get().add(jp * kc * nr), kc * nr)
+                                core::slice::from_raw_parts_mut(
+                                    pb.get().add(g * b_stride + b_slot(jp)),
+                                    kc * nr,
+                                )
                             };
                             pack_b(dst, &b, p0, kc, j0 + j, nr.min(nb - j), nr);
                         }
                     });
                 }
-                // Compute: item = (block of A panels, block of B panels).
-                let (mi_n, nj_n) = (
-                    n_apanels.div_ceil(ITEM_M_PANELS),
-                    n_bpanels.div_ceil(ITEM_N_PANELS),
-                );
+                // Compute: item = (block of A panels, block of B panels), through every K block
+                // of the group in order (each tile's chain continues from the stored value).
                 par_items(pool, mi_n * nj_n, |item| {
                     let (mi, nj) = (item / nj_n, item % nj_n);
-                    let jps = nj * ITEM_N_PANELS..((nj + 1) * ITEM_N_PANELS).min(n_bpanels);
-                    for jp in jps {
-                        let j = jp * nr;
-                        let nr_here = nr.min(nb - j);
-                        // Packed panels were written by the pack phase, which has finished.
-                        let (bp, b_rs) = if packs_b(jp) {
-                            (pb.get().wrapping_add(jp * kc * nr).cast_const(), nr)
-                        } else {
-                            let at = p0 * b.rs + j0 + j;
-                            (b.data.as_ptr().wrapping_add(at), b.rs)
-                        };
-                        let ips = mi * ITEM_M_PANELS..((mi + 1) * ITEM_M_PANELS).min(n_apanels);
-                        for ip in ips {
-                            let i = ip * mr;
-                            let mr_here = mr.min(mb - i);
-                            let (ap, a_rs, a_cs) = if packs_a(ip) {
-                                (pa.get().wrapping_add(ip * kc * mr).cast_const(), 1, mr)
+                    for (g, kb) in blocks.clone().enumerate() {
+                        let p0 = kb * KC;
+                        let kc = KC.min(k - p0);
+                        let load_c = accumulate || p0 > 0;
+                        for jp in nj * jn..((nj + 1) * jn).min(n_bpanels) {
+                            let j = jp * nr;
+                            let nr_here = nr.min(nb - j);
+                            // Packed panels were written by the pack phase, which has finished.
+                            let (bp, b_rs) = if packs_b(jp) {
+                                let at = g * b_stride + b_slot(jp);
+                                (pb.get().wrapping_add(at).cast_const(), nr)
                             } else {
-                                let at = (i0 + i) * a.rs + p0 * a.cs;
-                                (a.data.as_ptr().wrapping_add(at), a.rs, a.cs)
+                                let at = p0 * b.rs + j0 + j;
+                                (b.data.as_ptr().wrapping_add(at), b.rs)
                             };
-                            let panels = Panels {
-                                a: ap,
-                                a_rs,
-                                a_cs,
-                                b: bp,
-                                b_rs,
-                            };
-                            let (ci, cj) = (i0 + i, j0 + j);
-                            let ct = pc.get().wrapping_add(ci * ldc + cj);
-                            if mr_here == mr && nr_here == nr {
-                                // SAFETY: a packed panel holds kc * mr (kc * nr) floats; a panel
-                                // read in place is whole (mr rows i0 + i.., nr columns j0 + j..,
-                                // kc steps from p0, all inside the operand: checked at entry);
-                                // the tile rows ci..ci + mr, columns cj..cj + nr are inside C
-                                // (checked at entry: (m-1) * ldc + n <= c.len(), ldc >= n) and
-                                // belong to this item alone; `kern` exists only if the CPU has
-                                // its features.
-                                unsafe { kern.tile(kc, panels, ct, ldc, load_c) };
-                            } else {
-                                // Edge tile: through a full-size buffer, valid part copied in/out.
-                                let mut buf = [0f32; MAX_TILE];
-                                for r in 0..mr_here {
-                                    if load_c {
-                                        // SAFETY: row ci + r < m, columns cj..cj + nr_here <= n:
-                                        // inside C, this item's tile.
-                                        let src = unsafe {
-                                            core::slice::from_raw_parts(ct.add(r * ldc), nr_here)
-                                        };
-                                        buf[r * nr..][..nr_here].copy_from_slice(src);
-                                    }
-                                }
-                                // SAFETY: as for the full tile (edge panels are always packed,
-                                // so every operand address is inside a panel), with `buf`
-                                // (mr x nr <= MAX_TILE floats, row stride nr) as the tile.
-                                unsafe { kern.tile(kc, panels, buf.as_mut_ptr(), nr, load_c) };
-                                for r in 0..mr_here {
-                                    // SAFETY: as for the copy in.
-                                    let dst = unsafe {
-                                        core::slice::from_raw_parts_mut(ct.add(r * ldc), nr_here)
-                                    };
-                                    dst.copy_from_slice(&buf[r * nr..][..nr_here]);
-                                }
+                            for ip in mi * im..((mi + 1) * im).min(n_apanels) {
+                                let i = ip * mr;
+                                let mr_here = mr.min(mb - i);
+                                let (ap, a_rs, a_cs) = if packs_a(ip) {
+                                    let at = g * a_stride + a_slot(ip);
+                                    (pa.get().wrapping_add(at).cast_const(), 1, mr)
+                                } else {
+                                    let at = (i0 + i) * a.rs + p0 * a.cs;
+                                    (a.data.as_ptr().wrapping_add(at), a.rs, a.cs)
+                                };
+                                let panels = Panels {
+                                    a: ap,
+                                    a_rs,
+                                    a_cs,
+                                    b: bp,
+                                    b_rs,
+                                };
+                                let ct = pc.get().wrapping_add((i0 + i) * ldc + j0 + j);
+                                // SAFETY: see `tile`.
+                                unsafe {
+                                    tile(kern, kc, panels, ct, ldc, load_c, mr_here, nr_here)
+                                };
                             }
                         }
                     }
                 });
             }
         }
+    }
+}
+
+/// One `mr_here x nr_here` tile of `C` at `ct` (row stride `ldc`): straight into `C` when whole,
+/// else through a full-size buffer with the valid part copied in and out.
+///
+/// # Safety
+/// A packed panel holds `kc * MR` (`kc * NR`) floats; a panel read in place is whole (`MR` rows,
+/// `NR` columns, `kc` steps, all inside the operand: checked at entry of [`drive`]); edge panels are
+/// always packed, so every operand address is inside a panel. The tile's `mr_here` rows of
+/// `nr_here` floats at `ct`, `ldc` apart, are inside `C` (checked at entry: `(m-1) * ldc + n <=
+/// c.len()`, `ldc >= n`) and belong to the calling work item alone; `kern` exists only if the CPU
+/// has its features.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tile<K: MicroKernel>(
+    kern: K,
+    kc: usize,
+    panels: Panels,
+    ct: *mut f32,
+    ldc: usize,
+    load_c: bool,
+    mr_here: usize,
+    nr_here: usize,
+) {
+    let (mr, nr) = (K::MR, K::NR);
+    if mr_here == mr && nr_here == nr {
+        // SAFETY: the caller's contract above.
+        unsafe { kern.tile(kc, panels, ct, ldc, load_c) };
+        return;
+    }
+    let mut buf = [0f32; MAX_TILE];
+    if load_c {
+        for r in 0..mr_here {
+            // SAFETY: row r < mr_here, columns 0..nr_here of the tile: inside C (contract).
+            let src = unsafe { core::slice::from_raw_parts(ct.add(r * ldc), nr_here) };
+            buf[r * nr..][..nr_here].copy_from_slice(src);
+        }
+    }
+    // SAFETY: as for the whole tile, with `buf` (mr x nr <= MAX_TILE floats, row stride nr) as C.
+    unsafe { kern.tile(kc, panels, buf.as_mut_ptr(), nr, load_c) };
+    for r in 0..mr_here {
+        // SAFETY: as for the copy in.
+        let dst = unsafe { core::slice::from_raw_parts_mut(ct.add(r * ldc), nr_here) };
+        dst.copy_from_slice(&buf[r * nr..][..nr_here]);
     }
 }

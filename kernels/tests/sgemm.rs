@@ -205,19 +205,18 @@ fn cache_block_edges() {
         (100, 1, 3),
         (2, 2049, 2),
         (1, 130, 5),
+        // B packed whole over 6 K blocks: 2088 x 700 floats exceed one phase's packing budget
+        // (2^20), so the K blocks run in groups (NC-wide: 4 blocks, then 2), and N crosses NC.
+        (5, 2088, 700),
+        // Several K blocks in one group, edges on every side (packed whole with strided operands).
+        (37, 45, 3 * KC + 5),
     ] {
-        for acc in [false, true] {
-            check_all(
-                &ks,
-                &pools,
-                m,
-                n,
-                k,
-                Store::Rows,
-                Store::Transposed,
-                acc,
-                &mut rng,
-            );
+        let stores = [
+            (Store::Rows, Store::Transposed),
+            (Store::Strided, Store::Strided),
+        ];
+        for ((sa, sb), acc) in stores.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+            check_all(&ks, &pools, m, n, k, sa, sb, acc, &mut rng);
         }
     }
 }

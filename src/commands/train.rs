@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use ingot_train::bench;
 use ingot_train::bpe::{self, BpeOptions, BpeTokenizer};
 use ingot_train::checkpoint::{self, DataMeta};
 use ingot_train::corpus::{self, CacheOutcome};
@@ -465,13 +466,18 @@ fn bench(a: &BenchArgs) -> Result<()> {
     for _ in 0..a.warmup {
         trainer.train_step(&ids)?;
     }
-    let start = Instant::now();
+    let (start, cpu0) = (Instant::now(), bench::process_cpu_seconds());
     let mut loss = 0.0;
     for _ in 0..a.steps.max(1) {
         loss = trainer.train_step(&ids)?.loss;
     }
     let secs = start.elapsed().as_secs_f64();
-    let tokens = (a.steps.max(1) as usize * batch * ctx) as f64;
+    let cpu = cpu0
+        .zip(bench::process_cpu_seconds())
+        .map(|(c0, c1)| c1 - c0);
+    let steps = a.steps.max(1) as f64;
+    let tokens = steps * (batch * ctx) as f64;
+    let flops = bench::step_flops(&cfg, batch, ctx);
     println!(
         "ingot train bench: config {:?}, {threads} thread(s), {} params, {} steps in {secs:.2}s, \
          {:.0} tokens/s (loss {loss:.3})",
@@ -480,6 +486,23 @@ fn bench(a: &BenchArgs) -> Result<()> {
         a.steps.max(1),
         tokens / secs
     );
+    let gf = flops.essential() * steps / 1e9;
+    print!(
+        "  {:.3} GFLOP per step (products {:.3} + causal attention {:.3}): {:.1} GFLOP/s wall",
+        flops.essential() / 1e9,
+        flops.matmul / 1e9,
+        flops.attention_causal / 1e9,
+        gf / secs
+    );
+    match cpu {
+        Some(cpu) => println!(
+            "; CPU {:.1} ms/step (all threads), {:.0} tokens/s and {:.1} GFLOP/s on-CPU",
+            cpu / steps * 1e3,
+            tokens / cpu,
+            gf / cpu
+        ),
+        None => println!(),
+    }
     Ok(())
 }
 

@@ -3,11 +3,18 @@
 Same model (llama style: RMSNorm, RoPE on adjacent pairs, SwiGLU, no biases, tied head), same
 configurations (`--config baby`: 4 layers, 4 heads, width 128, context 64, batch 12; `large`: 6 layers,
 6 heads, width 384, context 256, batch 8), vocabulary 65, AdamW (betas 0.9/0.99, weight decay 0.1 on
-matrices), clipping at 1.0, random token windows. Prints tokens/s over the timed steps after warm-up.
+matrices), clipping at 1.0, random token windows. Prints tokens/s over the timed steps after warm-up:
+wall-clock, and on-CPU (the process's CPU time, all threads: robust to other processes on a busy
+machine, but it also counts the time OpenMP threads spin waiting at 2 threads).
 
     python3 tools/oracles/bench_torch_train.py --threads 1 --config baby
+
+`--flops-json F` instead counts the FLOPs of one forward + backward of each configuration with PyTorch's
+own counter (`torch.utils.flop_counter.FlopCounterMode`) and writes them to F (the fixture
+`testdata/train/step_flops.json`, which `train/tests/step_flops.rs` checks ingot's count against).
 """
 import argparse
+import json
 import math
 import time
 
@@ -89,7 +96,10 @@ def main():
     ap.add_argument("--config", choices=CONFIGS, default="baby")
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--flops-json", metavar="F", help="write FLOP counts per step to F and exit")
     a = ap.parse_args()
+    if a.flops_json:
+        return write_flops(a.flops_json)
     torch.set_num_threads(a.threads)
     torch.manual_seed(1337)
     l, c, h, t, b = CONFIGS[a.config]
@@ -118,15 +128,64 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    start = time.perf_counter()
+    start, cpu0 = time.perf_counter(), time.process_time()
     for _ in range(a.steps):
         loss = step()
-    secs = time.perf_counter() - start
+    secs, cpu = time.perf_counter() - start, time.process_time() - cpu0
     n = sum(p.numel() for p in model.parameters())
+    tokens = a.steps * b * t
     print(
         f"torch bench: config {a.config}, {a.threads} thread(s), {n} params, {a.steps} steps in "
-        f"{secs:.2f}s, {a.steps * b * t / secs:.0f} tokens/s (loss {loss:.3f})"
+        f"{secs:.2f}s, {tokens / secs:.0f} tokens/s (loss {loss:.3f}); "
+        f"CPU {cpu / a.steps * 1e3:.1f} ms/step, {tokens / cpu:.0f} tokens/s on-CPU"
     )
+    # The FLOPs `ingot train bench` reports (products + causal attention, forward and backward),
+    # from PyTorch's own counter on one more (untimed) step.
+    flops = step_flops(model, b, t, v)
+    print(
+        f"  {flops / 1e9:.3f} GFLOP per step: {flops * a.steps / secs / 1e9:.1f} GFLOP/s wall, "
+        f"{flops * a.steps / cpu / 1e9:.1f} GFLOP/s on-CPU"
+    )
+
+
+def step_flops(model, b, t, v):
+    """Products (aten.mm) + attention's forward and backward products on the causal triangle."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.randint(0, v, (b, t))
+    with FlopCounterMode(display=False) as fc:
+        model(x, x).backward()
+    counts = {str(k): int(n) for k, n in fc.get_flop_counts()["Global"].items()}
+    sdpa = counts["aten._scaled_dot_product_flash_attention_for_cpu"]
+    return counts["aten.mm"] + 3 * sdpa * (t + 1) / (2 * t)
+
+
+def write_flops(path):
+    """FLOPs of one forward + backward per configuration, by PyTorch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(1337)
+    out = {"counter": f"torch {torch.__version__} torch.utils.flop_counter.FlopCounterMode"}
+    for name, (l, c, h, t, b) in CONFIGS.items():
+        f = (8 * c + 2) // 3
+        f = (f + 31) // 32 * 32
+        v = 65
+        model = Model(v, l, c, h, t, f)
+        x = torch.randint(0, v, (b, t))
+        y = torch.randint(0, v, (b, t))
+        with FlopCounterMode(display=False) as fc:
+            model(x, y).backward()
+        counts = {str(k): int(n) for k, n in fc.get_flop_counts()["Global"].items()}
+        out[name] = {
+            "layers": l, "dim": c, "heads": h, "ctx": t, "batch": b, "ffn": f, "vocab": v,
+            "mm": counts.pop("aten.mm"),
+            "sdpa_forward": counts.pop("aten._scaled_dot_product_flash_attention_for_cpu"),
+            "sdpa_backward": counts.pop("aten._scaled_dot_product_flash_attention_for_cpu_backward"),
+            "other": counts,
+        }
+    with open(path, "w") as fh:
+        json.dump(out, fh, indent=1)
+        fh.write("\n")
 
 
 if __name__ == "__main__":

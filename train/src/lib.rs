@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod align;
+pub mod bench;
 pub mod bpe;
 pub mod checkpoint;
 pub mod config;
