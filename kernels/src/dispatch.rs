@@ -293,11 +293,9 @@ impl Kernels {
         let _ = ty;
         match self.backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512(_) => {
+            Backend::Avx512(_) | Backend::Avx2(_) => {
                 matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1)
             }
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(_) => ty == QuantType::Q4_0,
             #[cfg(target_arch = "aarch64")]
             Backend::NeonDotprod(_) => ty == QuantType::Q4_0,
             _ => false,
@@ -328,9 +326,7 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(k) if ty == QuantType::Q4_0 => {
-                k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
-            }
+            Backend::Avx2(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "aarch64")]
             Backend::NeonDotprod(k) if ty == QuantType::Q4_0 => {
                 k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)

@@ -200,20 +200,73 @@ fn every_path_is_bitwise_equal_to_the_reference() {
     }
 }
 
+/// The integer parts are exact for every byte pattern, not only for what the quantizers make:
+/// codes of -128 in weights and activations (the AVX2 path splits biased Q8_0 codes into
+/// nibbles, the AVX-512 path biases them, NEON multiplies them signed), random scales.
+#[test]
+fn every_path_is_exact_for_arbitrary_code_bytes() {
+    let mut rng = SplitMix64(16);
+    let ks = paths();
+    let (rows, n, t) = (32, 320, 5);
+    for ty in TYPES {
+        let (bb, h) = (ty.block_bytes(), if ty == Q4_1 { 2 } else { 1 });
+        let scale = |rng: &mut SplitMix64| f16::from_f32(rng.unit() * 0.02).to_le_bytes();
+        let mut w: Vec<u8> = (0..rows * n / QK * bb)
+            .map(|_| rng.next_u64() as u8)
+            .collect();
+        for blk in w.chunks_exact_mut(bb) {
+            for f in 0..h {
+                blk[2 * f..2 * f + 2].copy_from_slice(&scale(&mut rng));
+            }
+        }
+        // One Q8_0 weight code and one activation code per block set to -128.
+        if ty == Q8_0 {
+            for blk in w.chunks_exact_mut(bb) {
+                blk[2 + (rng.next_u64() % 32) as usize] = 0x80;
+            }
+        }
+        let mut p = vec![0u8; w.len()];
+        pack(ty, &w, rows, n, &mut p);
+        let arb = act_bytes(ty, n);
+        let xbb = arb / (n / QK);
+        let mut x: Vec<u8> = (0..t * arb).map(|_| rng.next_u64() as u8).collect();
+        for blk in x.chunks_exact_mut(xbb) {
+            for f in 0..xbb / 2 - 16 {
+                blk[2 * f..2 * f + 2].copy_from_slice(&scale(&mut rng));
+            }
+            blk[xbb - 32 + (rng.next_u64() % 32) as usize] = 0x80;
+        }
+        let mut want = vec![0f32; t * rows];
+        matmul_packed_reference(ty, &mut want, &p, rows, &x, arb, t, n);
+        for k in &ks {
+            let mut got = vec![f32::NAN; t * rows];
+            k.matmul_packed(ty, &mut got, &p, rows, &x, arb, t, n);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "{} {ty} at {i}", k.isa().name());
+            }
+        }
+    }
+}
+
 /// Packed Q8_0 and Q4_1 keep ggml's x86 eight-lane order: where the row-major kernels reproduce
 /// ggml's `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1` bit for bit (the AVX-512 VNNI path:
-/// `ingot-peer kernel-parity` and the llama.cpp parity tests), the packed reference equals the
-/// row-major product bit for bit.
-/// (The AVX2 path forms its eight integer lanes from other byte pairs, so it is exact only in
-/// its integer sums, not in their rounding.)
+/// `ingot-peer kernel-parity` and the llama.cpp parity tests; the AVX2 path, whose lanes are
+/// ggml's AVX2 lanes), the packed reference equals the row-major product bit for bit.
 #[test]
 fn packed_q8_0_and_q4_1_equal_the_x86_row_major_product_bitwise() {
     let mut rng = SplitMix64(15);
-    let x86: Vec<Kernels> = Kernels::for_isa(Isa::Avx512Vnni).into_iter().collect();
+    let x86: Vec<Kernels> = [Isa::Avx512Vnni, Isa::Avx2]
+        .iter()
+        .filter_map(|&i| Kernels::for_isa(i))
+        .collect();
     if x86.is_empty() {
-        println!("skipped: no AVX-512 VNNI path on this host");
+        println!("skipped: no AVX-512 VNNI or AVX2 path on this host");
         return;
     }
+    println!(
+        "row-major = packed on {:?}",
+        x86.iter().map(|k| k.isa().name()).collect::<Vec<_>>()
+    );
     let shapes = [(16, 32), (48, 96), (32, 4128), (160, 576)];
     for (ty, rows, n) in [Q8_0, Q4_1]
         .iter()
