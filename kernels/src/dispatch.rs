@@ -297,16 +297,30 @@ impl Kernels {
                 matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1)
             }
             #[cfg(target_arch = "aarch64")]
-            Backend::NeonDotprod(_) => ty == QuantType::Q4_0,
+            Backend::NeonDotprod(_) => {
+                matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1)
+            }
             _ => false,
+        }
+    }
+
+    /// The float order of this path's packed Q8_0 and Q4_1 products
+    /// ([`crate::packed::LaneOrder`]): the one its row-major products have where it
+    /// [packs](Kernels::packs) them.
+    pub fn packed_order(&self) -> crate::packed::LaneOrder {
+        match self.backend {
+            #[cfg(target_arch = "aarch64")]
+            Backend::NeonDotprod(_) => crate::packed::LaneOrder::Four,
+            _ => crate::packed::LaneOrder::Eight,
         }
     }
 
     /// [`Kernels::matmul`] for a weight matrix in a packed layout ([`crate::packed::pack`]):
     /// `out[j * rows + r]` for `t` activation rows (the type's `vec_dot_type`: Q8_0, or Q8_1 for
-    /// Q4_1) `act_stride` bytes apart. Every
-    /// path is bitwise equal to [`crate::packed::matmul_packed_reference`] (not to `matmul` on
-    /// the unpacked rows: the packed arithmetic rounds differently).
+    /// Q4_1) `act_stride` bytes apart. Every path is bitwise equal to
+    /// [`crate::packed::matmul_packed_reference_in`] in its [`Kernels::packed_order`]; for Q8_0
+    /// and Q4_1 on a path that [packs](Kernels::packs) them also to `matmul` on the unpacked
+    /// rows (for Q4_0 not: its packed arithmetic is llama.cpp's repacked one).
     ///
     /// # Panics
     /// If the matrix is not [`crate::packed::packable`] or a length or stride disagrees.
@@ -328,9 +342,7 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "aarch64")]
-            Backend::NeonDotprod(k) if ty == QuantType::Q4_0 => {
-                k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
-            }
+            Backend::NeonDotprod(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
             _ => crate::packed::matmul_packed_reference(ty, out, w, rows, x_act, act_stride, t, n),
         }
     }

@@ -51,7 +51,20 @@
 //! block; the result is `hsum_float_8(acc) + summs`. Bit for bit the row-major AVX-512 Q4_1
 //! product (and llama.cpp's). Rows of at most [`Q8_0_MAX_BLOCKS`] blocks, as Q8_0.
 //!
-//! Within the packed path every ISA, batch size and thread count agrees bit for bit.
+//! **aarch64 with dotprod** ([`LaneOrder::Four`]): llama.cpp's NEON order cannot be checked here,
+//! so the NEON packed Q8_0 and Q4_1 kernels keep the order of ingot's own aarch64 row-major
+//! dotprod kernels instead, whose `SDOT` lanes hold four lane sums per row: lane `l` (`l = 0..4`)
+//! sums, exactly in `i32`, the codes `4l..4l + 4` and `16 + 4l..16 + 4l + 4` (Q8_0: chunks `l`
+//! and `l + 4`; Q4_1: the low and the high nibbles of chunk `l`), then `acc[l] = fma(sumi_bl as
+//! f32, d_w * d_x, acc[l])` per block, the result `(acc[0] + acc[1]) + (acc[2] + acc[3])`
+//! (`vaddvq_f32`), and Q4_1 adds `summs`, summed as `summs = summs + m_w * s_x` (a rounded
+//! product, no FMA). So on aarch64 too the packed product equals the row-major one bit for bit.
+//!
+//! Which order a path computes is [`crate::Kernels::packed_order`]: [`LaneOrder::Four`] on the
+//! NEON dotprod path, [`LaneOrder::Eight`] everywhere else (scalar, NEON without dotprod, AVX2,
+//! AVX-512). Within one order every ISA, batch size and thread count agrees bit for bit, and a
+//! path packs Q8_0 and Q4_1 ([`crate::Kernels::packs`]) only where its order is its row-major
+//! product's.
 
 #[cfg(not(feature = "std"))]
 use crate::math::FloatExt;
@@ -59,6 +72,17 @@ use half::f16;
 
 use crate::blocks::QK;
 use crate::QuantType;
+
+/// The float order of a packed Q8_0 or Q4_1 product (module docs); Q4_0 has one order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaneOrder {
+    /// ggml's x86 `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1`: eight lane sums per row (one per
+    /// 4-byte chunk), `hsum_float_8`, `summs` by FMA. Scalar, AVX2, AVX-512, NEON without dotprod.
+    Eight,
+    /// ingot's aarch64 dotprod row-major order: four `SDOT` lane sums per row, `vaddvq_f32`,
+    /// `summs` by a rounded product and an add. The NEON dotprod path.
+    Four,
+}
 
 /// Rows per interleaved group.
 pub const PACK_ROWS: usize = 16;
@@ -242,13 +266,32 @@ pub(crate) fn check_matmul_packed(
 }
 
 /// The scalar reference of the packed product: `out[j * rows + r]` for packed `w` (`rows x n`,
-/// [`packable`]) and `t` Q8_0 activation rows `stride` bytes apart in `x` (see the module docs
-/// for the arithmetic every path reproduces).
+/// [`packable`]) and `t` activation rows (Q8_0, or Q8_1 for Q4_1) `stride` bytes apart in `x`,
+/// in [`LaneOrder::Eight`] (see the module docs for the arithmetic every path reproduces).
 ///
 /// # Panics
 /// If the matrix is not packable or a buffer is too short for the shapes.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_packed_reference(
+    ty: QuantType,
+    out: &mut [f32],
+    w: &[u8],
+    rows: usize,
+    x: &[u8],
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    matmul_packed_reference_in(LaneOrder::Eight, ty, out, w, rows, x, stride, t, n);
+}
+
+/// [`matmul_packed_reference`] in the float order `order` (which only Q8_0 and Q4_1 have).
+///
+/// # Panics
+/// As [`matmul_packed_reference`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed_reference_in(
+    order: LaneOrder,
     ty: QuantType,
     out: &mut [f32],
     w: &[u8],
@@ -285,6 +328,27 @@ pub fn matmul_packed_reference(
                             }
                         }
                         acc = (sumi as f32).mul_add(dw * dx, acc);
+                    } else if order == LaneOrder::Four {
+                        if ty == QuantType::Q4_1 {
+                            let mw = f16::from_le_bytes([gb[32 + 2 * r], gb[33 + 2 * r]]).to_f32();
+                            let sx = f16::from_le_bytes([xb[2], xb[3]]).to_f32();
+                            summs += mw * sx;
+                        }
+                        // Lane l: codes 4l..4l + 4 and 16 + 4l..16 + 4l + 4.
+                        for (l, lane) in lanes[..4].iter_mut().enumerate() {
+                            let mut sumi = 0i32;
+                            for i in 0..4 {
+                                let (lo, hi) = if ty == QuantType::Q4_1 {
+                                    let q = gb[32 * h + 64 * l + 4 * r + i];
+                                    (i32::from(q & 0x0f), i32::from(q >> 4))
+                                } else {
+                                    let q = |c: usize| i32::from(gb[32 + 64 * c + 4 * r + i] as i8);
+                                    (q(l), q(l + 4))
+                                };
+                                sumi += lo * y(4 * l + i) + hi * y(16 + 4 * l + i);
+                            }
+                            *lane = (sumi as f32).mul_add(dw * dx, *lane);
+                        }
                     } else if ty == QuantType::Q4_1 {
                         let mw = f16::from_le_bytes([gb[32 + 2 * r], gb[33 + 2 * r]]).to_f32();
                         let sx = f16::from_le_bytes([xb[2], xb[3]]).to_f32();
@@ -309,10 +373,14 @@ pub fn matmul_packed_reference(
                         }
                     }
                 }
-                if ty == QuantType::Q8_0 {
-                    acc = hsum8(&lanes);
-                } else if ty == QuantType::Q4_1 {
-                    acc = hsum8(&lanes) + summs;
+                if ty != QuantType::Q4_0 {
+                    acc = match order {
+                        LaneOrder::Eight => hsum8(&lanes),
+                        LaneOrder::Four => (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]),
+                    };
+                    if ty == QuantType::Q4_1 {
+                        acc += summs;
+                    }
                 }
                 out[j * rows + g * PACK_ROWS + r] = acc;
             }

@@ -15,7 +15,10 @@ use common::{shifted, SplitMix64, U32};
 
 use half::f16;
 use ingot_kernels::blocks::QK;
-use ingot_kernels::packed::{matmul_packed_reference, pack, packable, unpack, PACK_ROWS};
+use ingot_kernels::packed::{
+    matmul_packed_reference, matmul_packed_reference_in, pack, packable, unpack, LaneOrder,
+    PACK_ROWS,
+};
 use ingot_kernels::{quantize_activations, Isa, Kernels, QuantType, ThreadPool};
 
 const Q4_0: QuantType = QuantType::Q4_0;
@@ -125,8 +128,15 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
         let x = activations(&mut rng, ty, 3, n, arb);
         let mut out = vec![0f32; 3 * rows];
         matmul_packed_reference(ty, &mut out, &p, rows, &x, arb, 3, n);
+        let mut four = vec![0f32; 3 * rows];
+        matmul_packed_reference_in(LaneOrder::Four, ty, &mut four, &p, rows, &x, arb, 3, n);
         let nb = n / QK;
-        for j in 0..3 {
+        for (j, order) in (0..3).flat_map(|j| [(j, LaneOrder::Eight), (j, LaneOrder::Four)]) {
+            let out = if order == LaneOrder::Eight {
+                &out
+            } else {
+                &four
+            };
             let xr = &x[j * arb..][..arb];
             for r in 0..rows {
                 let wr = &w[r * nb * bb..][..nb * bb];
@@ -159,7 +169,7 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
                 let tol = (2.0 * nb as f64 + 4.0) * U32 * mag + 1e-30;
                 assert!(
                     (got - exact).abs() <= tol,
-                    "{ty} {rows}x{n} r{r} j{j}: {got} vs {exact} (tol {tol})"
+                    "{ty} {order:?} {rows}x{n} r{r} j{j}: {got} vs {exact} (tol {tol})"
                 );
                 let vd = (ty.info().vec_dot)(n, wr, xr) as f64;
                 assert!((got - vd).abs() <= 2.0 * tol, "vs vec_dot: {got} vs {vd}");
@@ -183,10 +193,26 @@ fn every_path_is_bitwise_equal_to_the_reference() {
                 let x = &x[off..];
                 let mut want = vec![0f32; t * rows];
                 matmul_packed_reference(ty, &mut want, &p, rows, x, stride, t, n);
+                let mut four = vec![0f32; t * rows];
+                matmul_packed_reference_in(
+                    LaneOrder::Four,
+                    ty,
+                    &mut four,
+                    &p,
+                    rows,
+                    x,
+                    stride,
+                    t,
+                    n,
+                );
                 for k in &ks {
+                    let want: &[f32] = match k.packed_order() {
+                        LaneOrder::Eight => &want,
+                        LaneOrder::Four => &four,
+                    };
                     let mut got = vec![f32::NAN; t * rows];
                     k.matmul_packed(ty, &mut got, &p, rows, x, stride, t, n);
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    for (i, (g, w)) in got.iter().zip(want).enumerate() {
                         assert_eq!(
                             g.to_bits(),
                             w.to_bits(),
@@ -236,9 +262,9 @@ fn every_path_is_exact_for_arbitrary_code_bytes() {
             }
             blk[xbb - 32 + (rng.next_u64() % 32) as usize] = 0x80;
         }
-        let mut want = vec![0f32; t * rows];
-        matmul_packed_reference(ty, &mut want, &p, rows, &x, arb, t, n);
         for k in &ks {
+            let mut want = vec![0f32; t * rows];
+            matmul_packed_reference_in(k.packed_order(), ty, &mut want, &p, rows, &x, arb, t, n);
             let mut got = vec![f32::NAN; t * rows];
             k.matmul_packed(ty, &mut got, &p, rows, &x, arb, t, n);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -294,6 +320,52 @@ fn packed_q8_0_and_q4_1_equal_the_x86_row_major_product_bitwise() {
     }
 }
 
+/// The repack policy's guarantee (`Kernels::packs`): wherever a path packs Q8_0 or Q4_1, its
+/// packed product equals its row-major product bit for bit (x86: ggml's eight lanes; aarch64 with
+/// dotprod: the four `SDOT` lanes), for matvecs and batches, and the reference in the path's
+/// order agrees. (Q4_0 is exempt: its packed arithmetic is llama.cpp's repacked one.)
+#[test]
+fn packing_paths_equal_their_row_major_product_bitwise() {
+    let mut rng = SplitMix64(17);
+    let ks: Vec<Kernels> = paths()
+        .into_iter()
+        .filter(|k| k.packs(Q8_0) && k.packs(Q4_1))
+        .collect();
+    println!(
+        "packed Q8_0/Q4_1 = row-major on {:?}",
+        ks.iter()
+            .map(|k| (k.isa().name(), k.packed_order()))
+            .collect::<Vec<_>>()
+    );
+    let shapes = [(16, 32), (48, 96), (32, 4128), (160, 576)];
+    for (ty, rows, n) in [Q8_0, Q4_1]
+        .iter()
+        .flat_map(|&ty| shapes.map(|(r, n)| (ty, r, n)))
+    {
+        let (w, p) = matrix(&mut rng, ty, rows, n);
+        let arb = act_bytes(ty, n);
+        for t in [1usize, 2, 3, 4, 5, 9] {
+            let x = activations(&mut rng, ty, t, n, arb);
+            for k in &ks {
+                let mut row_major = vec![f32::NAN; t * rows];
+                k.matmul(ty, &mut row_major, &w, rows, &x, arb, t, n);
+                let mut packed = vec![f32::NAN; t * rows];
+                k.matmul_packed(ty, &mut packed, &p, rows, &x, arb, t, n);
+                let mut reference = vec![f32::NAN; t * rows];
+                let o = k.packed_order();
+                matmul_packed_reference_in(o, ty, &mut reference, &p, rows, &x, arb, t, n);
+                for (i, ((a, b), c)) in row_major.iter().zip(&packed).zip(&reference).enumerate() {
+                    assert!(
+                        a.to_bits() == b.to_bits() && b.to_bits() == c.to_bits(),
+                        "{} {ty} {rows}x{n} t{t} at {i}: row-major {a}, packed {b}, reference {c}",
+                        k.isa().name()
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn threaded_product_is_bitwise_equal_for_any_thread_count() {
     let mut rng = SplitMix64(14);
@@ -304,7 +376,7 @@ fn threaded_product_is_bitwise_equal_for_any_thread_count() {
         let (_, p) = matrix(&mut rng, ty, rows, n);
         let x = activations(&mut rng, ty, t, n, arb);
         let mut want = vec![0f32; t * rows];
-        matmul_packed_reference(ty, &mut want, &p, rows, &x, arb, t, n);
+        matmul_packed_reference_in(k.packed_order(), ty, &mut want, &p, rows, &x, arb, t, n);
         for threads in [1, 2, 3] {
             let pool = ThreadPool::new(threads).unwrap();
             let mut got = vec![f32::NAN; t * rows];
