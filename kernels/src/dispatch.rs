@@ -293,7 +293,16 @@ impl Kernels {
         let _ = ty;
         match self.backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512(_) | Backend::Avx2(_) => {
+            Backend::Avx512(_) => matches!(
+                ty,
+                QuantType::Q4_0
+                    | QuantType::Q8_0
+                    | QuantType::Q4_1
+                    | QuantType::Q5_0
+                    | QuantType::Q5_1
+            ),
+            #[cfg(target_arch = "x86_64")]
+            Backend::Avx2(_) => {
                 matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1)
             }
             #[cfg(target_arch = "aarch64")]
@@ -340,9 +349,13 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
+            Backend::Avx2(k) if self.packs(ty) => {
+                k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
+            }
             #[cfg(target_arch = "aarch64")]
-            Backend::NeonDotprod(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
+            Backend::NeonDotprod(k) if self.packs(ty) => {
+                k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
+            }
             _ => crate::packed::matmul_packed_reference(ty, out, w, rows, x_act, act_stride, t, n),
         }
     }

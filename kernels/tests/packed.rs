@@ -1,4 +1,5 @@
-//! The packed (interleaved) weight layouts of `ingot_kernels::packed` (Q4_0, Q8_0 and Q4_1):
+//! The packed (interleaved) weight layouts of `ingot_kernels::packed` (Q4_0, Q8_0, Q4_1, Q5_0
+//! and Q5_1):
 //!
 //! - `pack` then `unpack` gives back every byte, and the layout is the one documented (checked
 //!   element by element against the row-major blocks);
@@ -24,8 +25,24 @@ use ingot_kernels::{quantize_activations, Isa, Kernels, QuantType, ThreadPool};
 const Q4_0: QuantType = QuantType::Q4_0;
 const Q8_0: QuantType = QuantType::Q8_0;
 const Q4_1: QuantType = QuantType::Q4_1;
+const Q5_0: QuantType = QuantType::Q5_0;
+const Q5_1: QuantType = QuantType::Q5_1;
 /// The packable types.
-const TYPES: [QuantType; 3] = [Q4_0, Q8_0, Q4_1];
+const TYPES: [QuantType; 5] = [Q4_0, Q8_0, Q4_1, Q5_0, Q5_1];
+
+/// f16 fields at the start of a block: `d`, or `d` and `m`.
+fn scales(ty: QuantType) -> usize {
+    if matches!(ty, Q4_1 | Q5_1) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Bytes of a block's fields before its codes (`d`, `m`, `qh`).
+fn header_bytes(ty: QuantType) -> usize {
+    2 * scales(ty) + if matches!(ty, Q5_0 | Q5_1) { 4 } else { 0 }
+}
 
 /// Bytes of one row of `n` activations for `ty`'s products (its `vec_dot_type`).
 fn act_bytes(ty: QuantType, n: usize) -> usize {
@@ -44,14 +61,24 @@ fn matrix(rng: &mut SplitMix64, ty: QuantType, rows: usize, n: usize) -> (Vec<u8
     (w, p)
 }
 
-/// Code `i` of a row-major block: `q - 8` for Q4_0, `q` for Q4_1, the signed byte for Q8_0.
+/// Code `i` of a row-major block: `q - 8` for Q4_0, `q` for Q4_1 and Q5_1, `q - 16` for Q5_0
+/// (bit 4 from bit `i` of `qh`), the signed byte for Q8_0.
 fn code(ty: QuantType, blk: &[u8], i: usize) -> i64 {
     if ty == Q8_0 {
         return i64::from(blk[2 + i] as i8);
     }
     let qs = &blk[ty.block_bytes() - 16..];
-    let q = if i < 16 { qs[i] & 15 } else { qs[i - 16] >> 4 };
-    i64::from(q) - if ty == Q4_0 { 8 } else { 0 }
+    let mut q = i64::from(if i < 16 { qs[i] & 15 } else { qs[i - 16] >> 4 });
+    if matches!(ty, Q5_0 | Q5_1) {
+        let at = 2 * scales(ty);
+        let qh = u32::from_le_bytes(blk[at..at + 4].try_into().unwrap());
+        q += i64::from((qh >> i) & 1) * 16;
+    }
+    q - match ty {
+        Q4_0 => 8,
+        Q5_0 => 16,
+        _ => 0,
+    }
 }
 
 /// `t` activation rows of `n` for `ty`'s products (Q8_0, or Q8_1 for Q4_1), `stride` bytes
@@ -96,8 +123,8 @@ fn pack_unpack_round_trips_and_follows_the_documented_layout() {
                 for b in 0..nb {
                     let blk = &w[r * rb + b * bb..][..bb];
                     let gb = &p[g * PACK_ROWS * rb + b * 16 * bb..][..16 * bb];
-                    // d (and m for Q4_1) of the 16 rows, then the 64-byte code chunks.
-                    let h = if ty == Q4_1 { 2 } else { 1 };
+                    // d (and m) of the 16 rows, (their qh), then the 64-byte code chunks.
+                    let (h, hb) = (scales(ty), header_bytes(ty));
                     for f in 0..h {
                         assert_eq!(
                             &gb[32 * f + 2 * rr..][..2],
@@ -105,9 +132,12 @@ fn pack_unpack_round_trips_and_follows_the_documented_layout() {
                             "scale {f} of row {r} block {b}"
                         );
                     }
-                    for c in 0..(bb - 2 * h) / 4 {
-                        let at = 32 * h + 64 * c + 4 * rr;
-                        assert_eq!(&gb[at..at + 4], &blk[2 * h + 4 * c..][..4]);
+                    if hb > 2 * h {
+                        assert_eq!(&gb[32 * h + 4 * rr..][..4], &blk[2 * h..2 * h + 4], "qh");
+                    }
+                    for c in 0..(bb - hb) / 4 {
+                        let at = 16 * hb + 64 * c + 4 * rr;
+                        assert_eq!(&gb[at..at + 4], &blk[hb + 4 * c..][..4]);
                     }
                 }
             }
@@ -156,7 +186,7 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
                     }
                     exact += dw * dx * s as f64;
                     mag += (dw * dx).abs() * a as f64;
-                    if ty == Q4_1 {
+                    if scales(ty) == 2 {
                         // + m_w * s_x, where s_x = d_x * sum(y) as stored (f16).
                         let mw = f16::from_le_bytes([bw[2], bw[3]]).to_f64();
                         let sx = f16::from_le_bytes([bx[2], bx[3]]).to_f64();
@@ -235,7 +265,7 @@ fn every_path_is_exact_for_arbitrary_code_bytes() {
     let ks = paths();
     let (rows, n, t) = (32, 320, 5);
     for ty in TYPES {
-        let (bb, h) = (ty.block_bytes(), if ty == Q4_1 { 2 } else { 1 });
+        let (bb, h) = (ty.block_bytes(), scales(ty));
         let scale = |rng: &mut SplitMix64| f16::from_f32(rng.unit() * 0.02).to_le_bytes();
         let mut w: Vec<u8> = (0..rows * n / QK * bb)
             .map(|_| rng.next_u64() as u8)
@@ -320,25 +350,25 @@ fn packed_q8_0_and_q4_1_equal_the_x86_row_major_product_bitwise() {
     }
 }
 
-/// The repack policy's guarantee (`Kernels::packs`): wherever a path packs Q8_0 or Q4_1, its
-/// packed product equals its row-major product bit for bit (x86: ggml's eight lanes; aarch64 with
-/// dotprod: the four `SDOT` lanes), for matvecs and batches, and the reference in the path's
-/// order agrees. (Q4_0 is exempt: its packed arithmetic is llama.cpp's repacked one.)
+/// The repack policy's guarantee (`Kernels::packs`): wherever a path packs Q8_0, Q4_1, Q5_0 or
+/// Q5_1, its packed product equals its row-major product bit for bit (x86: ggml's eight lanes;
+/// aarch64 with dotprod: the four `SDOT` lanes), for matvecs and batches, and the reference in
+/// the path's order agrees. (Q4_0 is exempt: its packed arithmetic is llama.cpp's repacked one.)
 #[test]
 fn packing_paths_equal_their_row_major_product_bitwise() {
     let mut rng = SplitMix64(17);
-    let ks: Vec<Kernels> = paths()
-        .into_iter()
-        .filter(|k| k.packs(Q8_0) && k.packs(Q4_1))
-        .collect();
-    println!(
-        "packed Q8_0/Q4_1 = row-major on {:?}",
-        ks.iter()
-            .map(|k| (k.isa().name(), k.packed_order()))
-            .collect::<Vec<_>>()
-    );
+    let ks = paths();
+    for ty in [Q8_0, Q4_1, Q5_0, Q5_1] {
+        println!(
+            "packed {ty} = row-major on {:?}",
+            ks.iter()
+                .filter(|k| k.packs(ty))
+                .map(|k| (k.isa().name(), k.packed_order()))
+                .collect::<Vec<_>>()
+        );
+    }
     let shapes = [(16, 32), (48, 96), (32, 4128), (160, 576)];
-    for (ty, rows, n) in [Q8_0, Q4_1]
+    for (ty, rows, n) in [Q8_0, Q4_1, Q5_0, Q5_1]
         .iter()
         .flat_map(|&ty| shapes.map(|(r, n)| (ty, r, n)))
     {
@@ -346,7 +376,7 @@ fn packing_paths_equal_their_row_major_product_bitwise() {
         let arb = act_bytes(ty, n);
         for t in [1usize, 2, 3, 4, 5, 9] {
             let x = activations(&mut rng, ty, t, n, arb);
-            for k in &ks {
+            for k in ks.iter().filter(|k| k.packs(ty)) {
                 let mut row_major = vec![f32::NAN; t * rows];
                 k.matmul(ty, &mut row_major, &w, rows, &x, arb, t, n);
                 let mut packed = vec![f32::NAN; t * rows];
@@ -404,10 +434,13 @@ fn only_packable_types_with_whole_groups_pack() {
     assert!(packable(Q4_0, 16, 513 * 32));
     assert!(packable(Q4_1, 16, 32));
     assert!(!packable(Q4_1, 16, 513 * 32));
-    assert!(!packable(QuantType::Q5_0, 16, 32));
+    assert!(packable(Q5_0, 16, 32));
+    assert!(packable(Q5_1, 32, 512 * 32));
+    assert!(!packable(Q5_1, 16, 513 * 32));
     assert!(!packable(QuantType::F16, 16, 32));
+    assert!(!packable(QuantType::Q4_K, 16, 256));
     for k in paths() {
-        assert!(!k.packs(QuantType::Q5_1));
+        assert!(!k.packs(QuantType::F16) && !k.packs(QuantType::Q4_K));
     }
 }
 

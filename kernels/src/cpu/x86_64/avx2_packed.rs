@@ -39,7 +39,7 @@ impl Avx2 {
     /// [`crate::Kernels::matmul_packed`].
     ///
     /// # Panics
-    /// As [`crate::Kernels::matmul_packed`].
+    /// As [`crate::Kernels::matmul_packed`], or for another type.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed(
         self,
@@ -52,6 +52,10 @@ impl Avx2 {
         t: usize,
         n: usize,
     ) {
+        assert!(
+            matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1),
+            "AVX2 packed products are Q4_0, Q8_0 and Q4_1 only"
+        );
         let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
         let (w, x) = (w.as_ptr(), x.as_ptr());
         // SAFETY: `self` proves avx2/fma/f16c (only `detect` builds it); `check_matmul_packed`
