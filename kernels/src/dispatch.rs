@@ -313,13 +313,18 @@ impl Kernels {
         }
     }
 
-    /// The float order of this path's packed Q8_0 and Q4_1 products
-    /// ([`crate::packed::LaneOrder`]): the one its row-major products have where it
-    /// [packs](Kernels::packs) them.
-    pub fn packed_order(&self) -> crate::packed::LaneOrder {
+    /// The float order of this path's packed products of `ty` ([`crate::packed::LaneOrder`]):
+    /// the one its row-major products have where it [packs](Kernels::packs) `ty`, i.e.
+    /// [`Four`](crate::packed::LaneOrder::Four) for Q8_0 and Q4_1 on the NEON dotprod path,
+    /// [`Eight`](crate::packed::LaneOrder::Eight) everywhere else (the reference's default).
+    pub fn packed_order(&self, ty: QuantType) -> crate::packed::LaneOrder {
+        #[cfg(not(target_arch = "aarch64"))]
+        let _ = ty;
         match self.backend {
             #[cfg(target_arch = "aarch64")]
-            Backend::NeonDotprod(_) => crate::packed::LaneOrder::Four,
+            Backend::NeonDotprod(_) if matches!(ty, QuantType::Q8_0 | QuantType::Q4_1) => {
+                crate::packed::LaneOrder::Four
+            }
             _ => crate::packed::LaneOrder::Eight,
         }
     }
@@ -327,7 +332,7 @@ impl Kernels {
     /// [`Kernels::matmul`] for a weight matrix in a packed layout ([`crate::packed::pack`]):
     /// `out[j * rows + r]` for `t` activation rows (the type's `vec_dot_type`: Q8_0, or Q8_1 for
     /// Q4_1) `act_stride` bytes apart. Every path is bitwise equal to
-    /// [`crate::packed::matmul_packed_reference_in`] in its [`Kernels::packed_order`]; for Q8_0
+    /// [`crate::packed::matmul_packed_reference_in`] in its [`Kernels::packed_order`]`(ty)`; for Q8_0
     /// and Q4_1 on a path that [packs](Kernels::packs) them also to `matmul` on the unpacked
     /// rows (for Q4_0 not: its packed arithmetic is llama.cpp's repacked one).
     ///

@@ -73,11 +73,12 @@
 //! (`vaddvq_f32`), and Q4_1 adds `summs`, summed as `summs = summs + m_w * s_x` (a rounded
 //! product, no FMA). So on aarch64 too the packed product equals the row-major one bit for bit.
 //!
-//! Which order a path computes is [`crate::Kernels::packed_order`]: [`LaneOrder::Four`] on the
-//! NEON dotprod path, [`LaneOrder::Eight`] everywhere else (scalar, NEON without dotprod, AVX2,
-//! AVX-512). Within one order every ISA, batch size and thread count agrees bit for bit, and a
-//! path packs Q8_0 and Q4_1 ([`crate::Kernels::packs`]) only where its order is its row-major
-//! product's.
+//! Which order a path computes for a type is [`crate::Kernels::packed_order`]:
+//! [`LaneOrder::Four`] for Q8_0 and Q4_1 on the NEON dotprod path, [`LaneOrder::Eight`]
+//! everywhere else (scalar, NEON without dotprod, AVX2, AVX-512, and the types the dotprod path
+//! leaves to the reference). Within one order every ISA, batch size and thread count agrees bit
+//! for bit, and a path packs Q8_0, Q4_1, Q5_0 or Q5_1 ([`crate::Kernels::packs`]) only where
+//! its order is its row-major product's.
 
 #[cfg(not(feature = "std"))]
 use crate::math::FloatExt;

@@ -236,7 +236,7 @@ fn every_path_is_bitwise_equal_to_the_reference() {
                     n,
                 );
                 for k in &ks {
-                    let want: &[f32] = match k.packed_order() {
+                    let want: &[f32] = match k.packed_order(ty) {
                         LaneOrder::Eight => &want,
                         LaneOrder::Four => &four,
                     };
@@ -294,7 +294,7 @@ fn every_path_is_exact_for_arbitrary_code_bytes() {
         }
         for k in &ks {
             let mut want = vec![0f32; t * rows];
-            matmul_packed_reference_in(k.packed_order(), ty, &mut want, &p, rows, &x, arb, t, n);
+            matmul_packed_reference_in(k.packed_order(ty), ty, &mut want, &p, rows, &x, arb, t, n);
             let mut got = vec![f32::NAN; t * rows];
             k.matmul_packed(ty, &mut got, &p, rows, &x, arb, t, n);
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -363,7 +363,7 @@ fn packing_paths_equal_their_row_major_product_bitwise() {
             "packed {ty} = row-major on {:?}",
             ks.iter()
                 .filter(|k| k.packs(ty))
-                .map(|k| (k.isa().name(), k.packed_order()))
+                .map(|k| (k.isa().name(), k.packed_order(ty)))
                 .collect::<Vec<_>>()
         );
     }
@@ -382,7 +382,7 @@ fn packing_paths_equal_their_row_major_product_bitwise() {
                 let mut packed = vec![f32::NAN; t * rows];
                 k.matmul_packed(ty, &mut packed, &p, rows, &x, arb, t, n);
                 let mut reference = vec![f32::NAN; t * rows];
-                let o = k.packed_order();
+                let o = k.packed_order(ty);
                 matmul_packed_reference_in(o, ty, &mut reference, &p, rows, &x, arb, t, n);
                 for (i, ((a, b), c)) in row_major.iter().zip(&packed).zip(&reference).enumerate() {
                     assert!(
@@ -406,7 +406,7 @@ fn threaded_product_is_bitwise_equal_for_any_thread_count() {
         let (_, p) = matrix(&mut rng, ty, rows, n);
         let x = activations(&mut rng, ty, t, n, arb);
         let mut want = vec![0f32; t * rows];
-        matmul_packed_reference_in(k.packed_order(), ty, &mut want, &p, rows, &x, arb, t, n);
+        matmul_packed_reference_in(k.packed_order(ty), ty, &mut want, &p, rows, &x, arb, t, n);
         for threads in [1, 2, 3] {
             let pool = ThreadPool::new(threads).unwrap();
             let mut got = vec![f32::NAN; t * rows];
