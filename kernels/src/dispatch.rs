@@ -293,7 +293,7 @@ impl Kernels {
         let _ = ty;
         match self.backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512(_) => matches!(
+            Backend::Avx512(_) | Backend::Avx2(_) => matches!(
                 ty,
                 QuantType::Q4_0
                     | QuantType::Q8_0
@@ -301,10 +301,6 @@ impl Kernels {
                     | QuantType::Q5_0
                     | QuantType::Q5_1
             ),
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(_) => {
-                matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1)
-            }
             #[cfg(target_arch = "aarch64")]
             Backend::NeonDotprod(_) => {
                 matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1)

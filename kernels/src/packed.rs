@@ -61,8 +61,8 @@
 //!
 //! **Q5_0** and **Q5_1**: ggml's x86 `vec_dot_q5_0_q8_0` / `vec_dot_q5_1_q8_1`, the Q8_0 and
 //! Q4_1 arithmetic over the 5-bit codes (Q5_0: `q - 16`, lane `l` the codes `4l..4l + 4`;
-//! Q5_1: `q` plus `summs`). Packed only by the AVX-512 path, whose row-major products have the
-//! same order.
+//! Q5_1: `q` plus `summs`). Packed by the AVX-512 and AVX2 paths, whose row-major products have
+//! the same order.
 //!
 //! **aarch64 with dotprod** ([`LaneOrder::Four`]): llama.cpp's NEON order cannot be checked here,
 //! so the NEON packed Q8_0 and Q4_1 kernels keep the order of ingot's own aarch64 row-major

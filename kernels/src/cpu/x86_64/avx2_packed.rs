@@ -11,10 +11,13 @@
 //!   row (one accumulator per chunk), as the AVX-512 kernel.
 //! - Q4_1: low and high nibbles of each chunk against their activations, eight lane sums and
 //!   `summs`, as the AVX-512 kernel.
+//! - Q5_0 / Q5_1: as Q4_1 with bit 4 of each code from `qh` (`vpshufb`, `vpcmpeqb`), codes 0..31
+//!   (pairs at most 2 * 31 * 128); Q5_0 minus the exact `16 * sum(y)` per lane.
 //!
 //! Exact for every byte pattern; the float steps are the reference's, so the result is bitwise
-//! [`crate::packed::matmul_packed_reference`], and for Q8_0 and Q4_1 bitwise the row-major AVX2
-//! product (ggml's AVX2 `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1` order).
+//! [`crate::packed::matmul_packed_reference`], and for Q8_0, Q4_1, Q5_0 and Q5_1 bitwise the
+//! row-major AVX2 product (ggml's AVX2 `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1` /
+//! `vec_dot_q5_0_q8_0` / `vec_dot_q5_1_q8_1` order).
 
 use core::arch::x86_64::*;
 
@@ -35,11 +38,11 @@ const CHUNK_NB: usize = 128;
 const PANEL_BYTES: usize = 512 * 1024;
 
 impl Avx2 {
-    /// `out[j * rows + r]` for a packed `w` (Q4_0, Q8_0 or Q4_1): see
+    /// `out[j * rows + r]` for a packed `w` (any packed type): see
     /// [`crate::Kernels::matmul_packed`].
     ///
     /// # Panics
-    /// As [`crate::Kernels::matmul_packed`], or for another type.
+    /// As [`crate::Kernels::matmul_packed`].
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed(
         self,
@@ -52,20 +55,18 @@ impl Avx2 {
         t: usize,
         n: usize,
     ) {
-        assert!(
-            matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1),
-            "AVX2 packed products are Q4_0, Q8_0 and Q4_1 only"
-        );
         let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
         let (w, x) = (w.as_ptr(), x.as_ptr());
         // SAFETY: `self` proves avx2/fma/f16c (only `detect` builds it); `check_matmul_packed`
-        // established a packable matrix of `ty` (Q4_0, Q8_0 or Q4_1; the latter two of at most
+        // established a packable matrix of `ty` (any packed type; all but Q4_0 of at most
         // Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows of n / QK blocks
         // of its activation type `stride` bytes apart in x, and out.len() == t * rows.
         unsafe {
             match ty {
-                QuantType::Q8_0 => mm_lanes::<false>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => mm_lanes::<true>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q8_0 => mm_lanes::<Q8_0>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q4_1 => mm_lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_0 => mm_lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_1 => mm_lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
                 _ => mm_q4_0x16(out, w, rb, rows, x, stride, t, n),
             }
         }
@@ -249,13 +250,13 @@ fn hsum8_lanes(a: &[__m256; 8]) -> __m256 {
 }
 
 /// Rows `8h..8h + 8` of one 16-row Q8_0 group (`g`: its first group-block) x one token over all
-/// `nb` blocks, in ggml's eight-lane order: `dx[b]` is the token's f32 scale of block `b`,
+/// `nb` blocks, in ggml's eight-lane order: `dx[2b]` is the token's f32 scale of block `b`,
 /// `cy[8b + c]` its `-128 * sum(y)` over chunk `c`. The signed codes are biased to `u = q + 128`
 /// and split into nibbles, `sum(q * y) = 16 * sum(hi * y) + sum(lo * y) - 128 * sum(y)`, each
 /// `vpmaddubsw` pair at most 2 * 15 * 128 in magnitude: exact for every byte pattern.
 ///
 /// # Safety
-/// `nb` group-blocks at `g`; `nb` Q8_0 blocks at `x`; `nb` entries in `dx`, `8 * nb` in `cy`;
+/// `nb` group-blocks at `g`; `nb` Q8_0 blocks at `x`; `2 * nb` entries in `dx`, `8 * nb` in `cy`;
 /// `h < 2`; the CPU has AVX2, FMA and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -277,7 +278,7 @@ unsafe fn half_q8_0(
         unsafe {
             let gb = g.add(b * GB8);
             let dw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(16 * h).cast()));
-            let p = _mm256_mul_ps(dw, _mm256_set1_ps(*dx.add(b)));
+            let p = _mm256_mul_ps(dw, _mm256_set1_ps(*dx.add(2 * b)));
             let y = x.add(b * XB + 2);
             for (c, a) in acc.iter_mut().enumerate() {
                 let v = _mm256_loadu_si256(gb.add(32 + 64 * c + 32 * h).cast());
@@ -335,9 +336,99 @@ unsafe fn half_q4_1(g: *const u8, h: usize, x: *const u8, nb: usize, ds: *const 
     _mm256_add_ps(hsum8_lanes(&acc), summs)
 }
 
-/// Packed Q8_0 (`Q41 = false`, Q8_0 activations) or Q4_1 (`Q41`, Q8_1 activations): row panels,
-/// one token at a time (its eight lane sums for eight rows take eight of the 16 registers), the
-/// token's per-block tables built once per panel.
+/// Bytes of one packed Q5_0 / Q5_1 group-block (16 rows).
+const GB50: usize = 16 * 22;
+const GB51: usize = 16 * 24;
+
+/// Rows `8h..8h + 8` of one 16-row Q5_0 (`Q51 = false`, Q8_0 token) or Q5_1 (`Q51`, Q8_1 token)
+/// group x one token over all `nb` blocks, in ggml's eight-lane order. Lane sum `l` takes the
+/// nibbles of chunk `l % 4` (low for `l < 4`, high after) and bits `4l..4l + 4` of each row's
+/// `qh` as bit 4 (`vpshufb` of the `qh` byte into the row's four bytes, `vpand` + `vpcmpeqb`
+/// against the four bits, `& 0x10`): codes 0..31, `vpmaddubsw` pairs at most 2 * 31 * 128, exact.
+/// Tables as [`half_q4_1`] (`ds[2b]`, `ds[2b + 1]`); Q5_0 adds `cy[8b + l]` (`-16 * sum(y)` over
+/// lane `l`'s four activations).
+///
+/// # Safety
+/// `nb` group-blocks at `g`; `nb` activation blocks at `x`; `2 * nb` entries in `ds` and (Q5_0)
+/// `8 * nb` in `cy`; `h < 2`; the CPU has AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half_q5<const Q51: bool>(
+    g: *const u8,
+    h: usize,
+    x: *const u8,
+    nb: usize,
+    ds: *const f32,
+    cy: *const i32,
+) -> __m256 {
+    let (gbb, qh_at, xbb) = if Q51 { (GB51, 64, XB1) } else { (GB50, 32, XB) };
+    let m = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let b16 = _mm256_set1_epi8(0x10);
+    // Byte s of each row's qh (dword) into all four bytes of the dword, s = 0..4.
+    let base = _mm256_setr_epi8(
+        0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12,
+        12, 12, 12,
+    );
+    let index: [__m256i; 4] =
+        core::array::from_fn(|s| _mm256_add_epi8(base, _mm256_set1_epi8(s as i8)));
+    // Bits 4(l % 2) + 0..4 of the selected byte, one per byte of a dword.
+    let bits = [
+        _mm256_set1_epi32(0x0804_0201),
+        _mm256_set1_epi32(0x8040_2010_u32 as i32),
+    ];
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut summs = _mm256_setzero_ps();
+    for b in 0..nb {
+        // SAFETY: b < nb group-blocks at g, activation blocks at x, table entries (caller).
+        unsafe {
+            let gb = g.add(b * gbb);
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(16 * h).cast()));
+            let p = _mm256_mul_ps(dw, _mm256_set1_ps(*ds.add(2 * b)));
+            if Q51 {
+                let mw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(32 + 16 * h).cast()));
+                summs = _mm256_fmadd_ps(mw, _mm256_set1_ps(*ds.add(2 * b + 1)), summs);
+            }
+            let qh = _mm256_loadu_si256(gb.add(qh_at + 32 * h).cast());
+            let y = x.add(b * xbb + xbb - 32);
+            for c in 0..4 {
+                let v = _mm256_loadu_si256(gb.add(qh_at + 64 + 64 * c + 32 * h).cast());
+                let nibs = [
+                    _mm256_and_si256(v, m),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v), m),
+                ];
+                for (half, nib) in nibs.into_iter().enumerate() {
+                    let l = c + 4 * half;
+                    let sel = _mm256_and_si256(_mm256_shuffle_epi8(qh, index[l / 2]), bits[l % 2]);
+                    let hi = _mm256_and_si256(_mm256_cmpeq_epi8(sel, bits[l % 2]), b16);
+                    let code = _mm256_or_si256(nib, hi);
+                    let ys = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(4 * l).cast()));
+                    let mut sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(code, ys), ones);
+                    if !Q51 {
+                        sumi = _mm256_add_epi32(sumi, _mm256_set1_epi32(*cy.add(8 * b + l)));
+                    }
+                    acc[l] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, acc[l]);
+                }
+            }
+        }
+    }
+    let s = hsum8_lanes(&acc);
+    if Q51 {
+        _mm256_add_ps(s, summs)
+    } else {
+        s
+    }
+}
+
+/// Packed types with eight lane sums, the `KIND` of [`mm_lanes`].
+const Q8_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+
+/// Packed Q8_0, Q4_1, Q5_0 or Q5_1 (`KIND`; Q8_1 activations for Q4_1 and Q5_1, else Q8_0): row
+/// panels, one token at a time (its eight lane sums for eight rows take eight of the 16
+/// registers), the token's per-block tables built once per panel.
 ///
 /// # Safety
 /// `w` holds `rows` (a multiple of 16) packed rows of `rb` bytes (`n / QK` blocks each, at most
@@ -345,7 +436,7 @@ unsafe fn half_q4_1(g: *const u8, h: usize, x: *const u8, nb: usize, ds: *const 
 /// `out.len() == t * rows`; the CPU has AVX2, FMA and F16C.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mm_lanes<const Q41: bool>(
+unsafe fn mm_lanes<const KIND: u8>(
     out: &mut [f32],
     w: *const u8,
     rb: usize,
@@ -359,11 +450,12 @@ unsafe fn mm_lanes<const Q41: bool>(
     debug_assert_eq!(rows % PACK_ROWS, 0);
     let nb = n / QK;
     assert!(nb <= Q8_0_MAX_BLOCKS);
-    let xbb = if Q41 { XB1 } else { XB };
+    let q8_1 = KIND == Q4_1 || KIND == Q5_1;
+    let xbb = if q8_1 { XB1 } else { XB };
     let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
-    // Per block of the current token: Q8_0 its scale (`fs[b]`) and eight chunk corrections
-    // (`cy[8b + c]`); Q4_1 its `d` and `s` (`fs[2b]`, `fs[2b + 1]`). Only entries b < nb are
-    // read, each after it is written.
+    // Per block of the current token: its scale (`fs[2b]`) and, Q8_1, its `s` (`fs[2b + 1]`);
+    // Q8_0 and Q5_0 the lane corrections `-bias * sum(y)` (`cy[8b + l]`, bias 128 or 16). Only
+    // entries b < nb are read, each after it is written.
     let mut fs = [core::mem::MaybeUninit::<f32>::uninit(); 2 * Q8_0_MAX_BLOCKS];
     let mut cy = [core::mem::MaybeUninit::<i32>::uninit(); 8 * Q8_0_MAX_BLOCKS];
     let mut r0 = 0;
@@ -375,14 +467,14 @@ unsafe fn mm_lanes<const Q41: bool>(
                 // SAFETY: block b < nb of token j < t is in bounds (caller).
                 let blk = unsafe { core::slice::from_raw_parts(xj.add(b * xbb), xbb) };
                 let f16 = |i: usize| half::f16::from_le_bytes([blk[i], blk[i + 1]]).to_f32();
-                if Q41 {
-                    fs[2 * b].write(f16(0));
+                fs[2 * b].write(f16(0));
+                if q8_1 {
                     fs[2 * b + 1].write(f16(2));
                 } else {
-                    fs[b].write(f16(0));
-                    for (c, q) in blk[2..].chunks_exact(4).enumerate() {
+                    let bias = if KIND == Q8_0 { -128 } else { -16 };
+                    for (l, q) in blk[2..].chunks_exact(4).enumerate() {
                         let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
-                        cy[8 * b + c].write(-128 * sum);
+                        cy[8 * b + l].write(bias * sum);
                     }
                 }
             }
@@ -394,10 +486,11 @@ unsafe fn mm_lanes<const Q41: bool>(
                     // SAFETY: rows g..g + 16 are a whole group in bounds, token j < t, the
                     // tables' entries for b < nb written just above; this function's features.
                     let v = unsafe {
-                        if Q41 {
-                            half_q4_1(grp, h, xj, nb, fp)
-                        } else {
-                            half_q8_0(grp, h, xj, nb, fp, cp)
+                        match KIND {
+                            Q8_0 => half_q8_0(grp, h, xj, nb, fp, cp),
+                            Q4_1 => half_q4_1(grp, h, xj, nb, fp),
+                            Q5_0 => half_q5::<false>(grp, h, xj, nb, fp, cp),
+                            _ => half_q5::<true>(grp, h, xj, nb, fp, cp),
                         }
                     };
                     // SAFETY: j * rows + g + 8h + 8 <= t * rows = out.len() (g + 16 <= rows,
