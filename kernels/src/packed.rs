@@ -61,22 +61,22 @@
 //!
 //! **Q5_0** and **Q5_1**: ggml's x86 `vec_dot_q5_0_q8_0` / `vec_dot_q5_1_q8_1`, the Q8_0 and
 //! Q4_1 arithmetic over the 5-bit codes (Q5_0: `q - 16`, lane `l` the codes `4l..4l + 4`;
-//! Q5_1: `q` plus `summs`). Packed by the AVX-512 and AVX2 paths, whose row-major products have
-//! the same order.
+//! Q5_1: `q` plus `summs`). The AVX-512 and AVX2 paths pack them (their row-major products have
+//! this order), the NEON dotprod path in its own order (below).
 //!
 //! **aarch64 with dotprod** ([`LaneOrder::Four`]): llama.cpp's NEON order cannot be checked here,
-//! so the NEON packed Q8_0 and Q4_1 kernels keep the order of ingot's own aarch64 row-major
-//! dotprod kernels instead, whose `SDOT` lanes hold four lane sums per row: lane `l` (`l = 0..4`)
-//! sums, exactly in `i32`, the codes `4l..4l + 4` and `16 + 4l..16 + 4l + 4` (Q8_0: chunks `l`
-//! and `l + 4`; Q4_1: the low and the high nibbles of chunk `l`), then `acc[l] = fma(sumi_bl as
-//! f32, d_w * d_x, acc[l])` per block, the result `(acc[0] + acc[1]) + (acc[2] + acc[3])`
-//! (`vaddvq_f32`), and Q4_1 adds `summs`, summed as `summs = summs + m_w * s_x` (a rounded
-//! product, no FMA). So on aarch64 too the packed product equals the row-major one bit for bit.
+//! so the NEON packed Q8_0, Q4_1, Q5_0 and Q5_1 kernels keep the order of ingot's own aarch64
+//! row-major dotprod kernels instead, whose `SDOT` lanes hold four lane sums per row: lane `l`
+//! (`l = 0..4`) sums, exactly in `i32`, the codes `4l..4l + 4` and `16 + 4l..16 + 4l + 4` (Q8_0:
+//! chunks `l` and `l + 4`; 4- and 5-bit codes: the low and the high nibbles of chunk `l`), then
+//! `acc[l] = fma(sumi_bl as f32, d_w * d_x, acc[l])` per block, the result `(acc[0] + acc[1]) +
+//! (acc[2] + acc[3])` (`vaddvq_f32`), and Q4_1 / Q5_1 add `summs`, summed as `summs = summs +
+//! m_w * s_x` (a rounded product, no FMA). So on aarch64 too the packed product equals the row-major one bit for bit.
 //!
 //! Which order a path computes for a type is [`crate::Kernels::packed_order`]:
-//! [`LaneOrder::Four`] for Q8_0 and Q4_1 on the NEON dotprod path, [`LaneOrder::Eight`]
-//! everywhere else (scalar, NEON without dotprod, AVX2, AVX-512, and the types the dotprod path
-//! leaves to the reference). Within one order every ISA, batch size and thread count agrees bit
+//! [`LaneOrder::Four`] for the types the NEON dotprod path packs (all but Q4_0, whose order is
+//! the same in both), [`LaneOrder::Eight`] everywhere else (scalar, NEON without dotprod, AVX2,
+//! AVX-512). Within one order every ISA, batch size and thread count agrees bit
 //! for bit, and a path packs Q8_0, Q4_1, Q5_0 or Q5_1 ([`crate::Kernels::packs`]) only where
 //! its order is its row-major product's.
 

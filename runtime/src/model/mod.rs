@@ -213,10 +213,10 @@ pub enum Repack {
     None,
     /// Every type the kernels can pack with the arithmetic of the row-major path
     /// ([`Kernels::packs`]), so logits do not change: Q4_0 (llama.cpp repacks it the same way),
-    /// Q8_0 and Q4_1 on AVX-512, AVX2 and NEON+dotprod, Q5_0 and Q5_1 on AVX-512 and AVX2, each
-    /// in its path's row-major lane order ([`Kernels::packed_order`]: ggml's eight lanes on x86,
-    /// so bit-identical to llama.cpp's x86 logits; the four `SDOT` lanes of ingot's row-major
-    /// kernels on aarch64). See [`ingot_kernels::packed`]. The default.
+    /// Q8_0, Q4_1, Q5_0 and Q5_1 on AVX-512, AVX2 and NEON+dotprod, each in its path's row-major
+    /// lane order ([`Kernels::packed_order`]: ggml's eight lanes on x86, so bit-identical to
+    /// llama.cpp's x86 logits; the four `SDOT` lanes of ingot's row-major kernels on aarch64).
+    /// See [`ingot_kernels::packed`]. The default.
     #[default]
     Exact,
 }
