@@ -1,4 +1,4 @@
-//! Models whose weights the kernels repack at load (Q4_0 on AVX-512, see `ingot_kernels::packed`):
+//! Models whose weights the kernels repack at load (see `ingot_kernels::packed`):
 //! the packed forward pass agrees with the file's own row-major path within rounding, keeps its
 //! greedy choices, gives the same bits for any thread count, and `INGOT_REPACK=0`-style loading
 //! (`Model::from_gguf_unpacked`) repacks nothing. On a CPU whose kernels do not repack, the tests
@@ -99,40 +99,50 @@ fn packed_forward_is_identical_at_1_2_and_3_threads() {
     }
 }
 
-/// Q8_0 is packed with ggml's eight-lane order: the packed model computes the row-major model's
-/// logits bit for bit (where the row-major path is the AVX-512 one, whose order that is), at any
-/// thread count.
+/// Q8_0, Q4_1, Q5_0 and Q5_1 are packed (where the kernels pack them) in the row-major path's
+/// lane order (`Kernels::packed_order`): the packed model computes the row-major model's logits
+/// bit for bit, at any thread count.
 #[test]
-fn packed_q8_0_model_equals_the_row_major_model_bitwise() {
-    let bytes = tiny(QuantType::Q8_0);
-    let packed = Model::from_gguf_with(Gguf::parse(&bytes).unwrap(), Repack::Exact).unwrap();
-    let rows = Model::from_gguf_with(Gguf::parse(&bytes).unwrap(), Repack::None).unwrap();
-    assert_eq!(rows.packed_bytes(), 0);
-    let k = Kernels::best();
-    if !k.packs(QuantType::Q8_0) {
-        assert_eq!(packed.packed_bytes(), 0);
-        println!("skipped: the {} kernels do not pack Q8_0", k.isa());
-        return;
-    }
-    // Layer matrices (the tiny vocabulary, 260, is not whole 16-row groups: its output
-    // projection stays row-major).
-    assert!(packed.packed_bytes() > 0);
-    assert!(packed
-        .weights
-        .layers
-        .iter()
-        .all(|l| l.w_down.packed.is_some()));
-    assert!(packed.weights.output.packed.is_none());
-    let (a, ga) = run(&packed, 1);
-    let (b, gb) = run(&rows, 1);
-    assert_eq!(ga, gb);
-    assert_eq!(a.len(), b.len());
-    if k.isa() == ingot_kernels::Isa::Avx512Vnni {
+fn packed_lane_order_models_equal_the_row_major_model_bitwise() {
+    for ty in [
+        QuantType::Q8_0,
+        QuantType::Q4_1,
+        QuantType::Q5_0,
+        QuantType::Q5_1,
+    ] {
+        let bytes = tiny(ty);
+        let packed = Model::from_gguf_with(Gguf::parse(&bytes).unwrap(), Repack::Exact).unwrap();
+        let rows = Model::from_gguf_with(Gguf::parse(&bytes).unwrap(), Repack::None).unwrap();
+        assert_eq!(rows.packed_bytes(), 0);
+        let k = Kernels::best();
+        if !k.packs(ty) {
+            assert_eq!(packed.packed_bytes(), 0);
+            println!("{ty}: skipped, the {} kernels do not pack it", k.isa());
+            continue;
+        }
+        // Layer matrices (the tiny vocabulary, 260, is not whole 16-row groups: its output
+        // projection stays row-major).
+        assert!(packed.packed_bytes() > 0);
+        assert!(packed
+            .weights
+            .layers
+            .iter()
+            .all(|l| l.w_down.packed.is_some()));
+        assert!(packed.weights.output.packed.is_none());
+        let (a, ga) = run(&packed, 1);
+        let (b, gb) = run(&rows, 1);
+        assert_eq!(ga, gb);
+        assert_eq!(a.len(), b.len());
         let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
-        assert!(same, "packed and row-major Q8_0 logits differ");
+        assert!(
+            same,
+            "packed and row-major {ty} logits differ ({})",
+            k.isa()
+        );
+        let (t2, _) = run(&packed, 2);
+        assert!(t2.iter().zip(&a).all(|(x, y)| x.to_bits() == y.to_bits()));
+        println!("{ty}: packed = row-major bitwise on {}", k.isa());
     }
-    let (t2, _) = run(&packed, 2);
-    assert!(t2.iter().zip(&a).all(|(x, y)| x.to_bits() == y.to_bits()));
 }
 
 #[test]
@@ -141,6 +151,8 @@ fn repack_policy_selects_types() {
     assert!(Repack::Exact.selects(QuantType::Q4_0));
     assert!(Repack::Exact.selects(QuantType::Q8_0));
     assert!(Repack::Exact.selects(QuantType::Q4_1));
-    assert!(!Repack::Exact.selects(QuantType::Q5_0));
+    assert!(Repack::Exact.selects(QuantType::Q5_0));
+    assert!(Repack::Exact.selects(QuantType::Q5_1));
+    assert!(!Repack::Exact.selects(QuantType::Q4_K));
     assert_eq!(Repack::default(), Repack::Exact);
 }

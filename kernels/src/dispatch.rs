@@ -293,22 +293,51 @@ impl Kernels {
         let _ = ty;
         match self.backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512(_) => {
-                matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1)
-            }
-            #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(_) => ty == QuantType::Q4_0,
+            Backend::Avx512(_) | Backend::Avx2(_) => matches!(
+                ty,
+                QuantType::Q4_0
+                    | QuantType::Q8_0
+                    | QuantType::Q4_1
+                    | QuantType::Q5_0
+                    | QuantType::Q5_1
+            ),
             #[cfg(target_arch = "aarch64")]
-            Backend::NeonDotprod(_) => ty == QuantType::Q4_0,
+            Backend::NeonDotprod(_) => matches!(
+                ty,
+                QuantType::Q4_0
+                    | QuantType::Q8_0
+                    | QuantType::Q4_1
+                    | QuantType::Q5_0
+                    | QuantType::Q5_1
+            ),
             _ => false,
+        }
+    }
+
+    /// The float order of this path's packed products of `ty` ([`crate::packed::LaneOrder`]):
+    /// the one its row-major products have where it [packs](Kernels::packs) `ty`, i.e.
+    /// [`Four`](crate::packed::LaneOrder::Four) for Q8_0, Q4_1, Q5_0 and Q5_1 on the NEON
+    /// dotprod path, [`Eight`](crate::packed::LaneOrder::Eight) everywhere else (the
+    /// reference's default).
+    pub fn packed_order(&self, ty: QuantType) -> crate::packed::LaneOrder {
+        #[cfg(not(target_arch = "aarch64"))]
+        let _ = ty;
+        match self.backend {
+            #[cfg(target_arch = "aarch64")]
+            Backend::NeonDotprod(_) if ty != QuantType::Q4_0 && self.packs(ty) => {
+                crate::packed::LaneOrder::Four
+            }
+            _ => crate::packed::LaneOrder::Eight,
         }
     }
 
     /// [`Kernels::matmul`] for a weight matrix in a packed layout ([`crate::packed::pack`]):
     /// `out[j * rows + r]` for `t` activation rows (the type's `vec_dot_type`: Q8_0, or Q8_1 for
-    /// Q4_1) `act_stride` bytes apart. Every
-    /// path is bitwise equal to [`crate::packed::matmul_packed_reference`] (not to `matmul` on
-    /// the unpacked rows: the packed arithmetic rounds differently).
+    /// Q4_1 and Q5_1) `act_stride` bytes apart. Every path is bitwise equal to
+    /// [`crate::packed::matmul_packed_reference_in`] in its [`Kernels::packed_order`] for `ty`;
+    /// for the other types than Q4_0, on a path that [packs](Kernels::packs) them, also to
+    /// `matmul` on the unpacked rows (for Q4_0 not: its packed arithmetic is llama.cpp's
+    /// repacked one).
     ///
     /// # Panics
     /// If the matrix is not [`crate::packed::packable`] or a length or stride disagrees.
@@ -328,11 +357,11 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx2(k) if ty == QuantType::Q4_0 => {
+            Backend::Avx2(k) if self.packs(ty) => {
                 k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
             }
             #[cfg(target_arch = "aarch64")]
-            Backend::NeonDotprod(k) if ty == QuantType::Q4_0 => {
+            Backend::NeonDotprod(k) if self.packs(ty) => {
                 k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
             }
             _ => crate::packed::matmul_packed_reference(ty, out, w, rows, x_act, act_stride, t, n),

@@ -9,7 +9,7 @@
 //!
 //! - [`ops`](mod@ops): ggml-exact non-matmul ops on [`Kernels`] (expf, soft_max, SwiGLU, RoPE,
 //!   f16 dots, one attention head), bit-identical on every path to [`reference::ops`].
-//! - [`packed`]: interleaved weight layouts made at load (Q4_0, 16 rows per register) and
+//! - [`packed`]: interleaved weight layouts made at load (Q4_0, Q8_0, Q4_1; 16 rows per register) and
 //!   [`Kernels::matmul_packed`], the product over them.
 //! - [`pool`]: [`ThreadPool`], a persistent spin-then-park worker pool, [`Kernels::matmul_par`],
 //!   the matrix product split by rows across it (bit-identical for any thread count), and

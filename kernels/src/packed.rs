@@ -29,6 +29,14 @@
 //! `d` of rows 0..16 at bytes 0..32, `m` at 32..64, then the four 64-byte chunks of nibbles.
 //! Activations are Q8_1 (`d`, `s = d * sum(y)`, 32 codes), as for the row-major Q4_1 kernels.
 //!
+//! # `Q5_0x16` and `Q5_1x16`: Q5_0 and Q5_1 weights, 16 rows interleaved
+//!
+//! The per-row fields of the 16 rows side by side in block order, then the four 64-byte chunks
+//! of nibbles as in `Q4_0x16`: Q5_0 (352 bytes, 16 x 22) `d` at 0..32, `qh` (u32 each) at
+//! 32..96, nibbles at 96..352; Q5_1 (384 bytes, 16 x 24) `d` at 0..32, `m` at 32..64, `qh` at
+//! 64..128, nibbles at 128..384. Code `i` of a row is its nibble (low nibbles codes 0..16, high
+//! nibbles 16..32) plus bit `i` of its `qh` as bit 4; Q5_1 takes Q8_1 activations.
+//!
 //! # Arithmetic (every path, bitwise)
 //!
 //! **Q4_0**: `out[j][r] = acc` after, for each block `b` in order starting from `acc = 0`:
@@ -51,7 +59,26 @@
 //! block; the result is `hsum_float_8(acc) + summs`. Bit for bit the row-major AVX-512 Q4_1
 //! product (and llama.cpp's). Rows of at most [`Q8_0_MAX_BLOCKS`] blocks, as Q8_0.
 //!
-//! Within the packed path every ISA, batch size and thread count agrees bit for bit.
+//! **Q5_0** and **Q5_1**: ggml's x86 `vec_dot_q5_0_q8_0` / `vec_dot_q5_1_q8_1`, the Q8_0 and
+//! Q4_1 arithmetic over the 5-bit codes (Q5_0: `q - 16`, lane `l` the codes `4l..4l + 4`;
+//! Q5_1: `q` plus `summs`). The AVX-512 and AVX2 paths pack them (their row-major products have
+//! this order), the NEON dotprod path in its own order (below).
+//!
+//! **aarch64 with dotprod** ([`LaneOrder::Four`]): llama.cpp's NEON order cannot be checked here,
+//! so the NEON packed Q8_0, Q4_1, Q5_0 and Q5_1 kernels keep the order of ingot's own aarch64
+//! row-major dotprod kernels instead, whose `SDOT` lanes hold four lane sums per row: lane `l`
+//! (`l = 0..4`) sums, exactly in `i32`, the codes `4l..4l + 4` and `16 + 4l..16 + 4l + 4` (Q8_0:
+//! chunks `l` and `l + 4`; 4- and 5-bit codes: the low and the high nibbles of chunk `l`), then
+//! `acc[l] = fma(sumi_bl as f32, d_w * d_x, acc[l])` per block, the result `(acc[0] + acc[1]) +
+//! (acc[2] + acc[3])` (`vaddvq_f32`), and Q4_1 / Q5_1 add `summs`, summed as `summs = summs +
+//! m_w * s_x` (a rounded product, no FMA). So on aarch64 too the packed product equals the row-major one bit for bit.
+//!
+//! Which order a path computes for a type is [`crate::Kernels::packed_order`]:
+//! [`LaneOrder::Four`] for the types the NEON dotprod path packs (all but Q4_0, whose order is
+//! the same in both), [`LaneOrder::Eight`] everywhere else (scalar, NEON without dotprod, AVX2,
+//! AVX-512). Within one order every ISA, batch size and thread count agrees bit
+//! for bit, and a path packs Q8_0, Q4_1, Q5_0 or Q5_1 ([`crate::Kernels::packs`]) only where
+//! its order is its row-major product's.
 
 #[cfg(not(feature = "std"))]
 use crate::math::FloatExt;
@@ -59,6 +86,17 @@ use half::f16;
 
 use crate::blocks::QK;
 use crate::QuantType;
+
+/// The float order of a packed Q8_0 or Q4_1 product (module docs); Q4_0 has one order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LaneOrder {
+    /// ggml's x86 `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1`: eight lane sums per row (one per
+    /// 4-byte chunk), `hsum_float_8`, `summs` by FMA. Scalar, AVX2, AVX-512, NEON without dotprod.
+    Eight,
+    /// ingot's aarch64 dotprod row-major order: four `SDOT` lane sums per row, `vaddvq_f32`,
+    /// `summs` by a rounded product and an add. The NEON dotprod path.
+    Four,
+}
 
 /// Rows per interleaved group.
 pub const PACK_ROWS: usize = 16;
@@ -76,32 +114,47 @@ fn geometry(ty: QuantType) -> Option<(usize, usize)> {
         QuantType::Q4_0 => Some((18, 4)),
         QuantType::Q8_0 => Some((34, 8)),
         QuantType::Q4_1 => Some((20, 4)),
+        QuantType::Q5_0 => Some((22, 4)),
+        QuantType::Q5_1 => Some((24, 4)),
         _ => None,
     }
 }
 
-/// f16 values per block before the codes (`d`, or `d` and `m`): a group-block starts with
-/// `16 * header` of them, and a block's `qs` at byte `2 * header`.
-fn header(ty: QuantType) -> usize {
-    if ty == QuantType::Q4_1 {
-        2
-    } else {
-        1
+/// Byte sizes of the per-row fields before the codes, in block order (`d`; `d`, `m`; `d`, `qh`;
+/// `d`, `m`, `qh`): a group-block holds field `f` of its 16 rows side by side, then the code
+/// chunks.
+fn fields(ty: QuantType) -> &'static [usize] {
+    match ty {
+        QuantType::Q4_1 => &[2, 2],
+        QuantType::Q5_0 => &[2, 4],
+        QuantType::Q5_1 => &[2, 2, 4],
+        _ => &[2],
     }
 }
 
-/// Bytes of one activation block of `ty`'s packed product: Q8_1 for Q4_1, else Q8_0.
+/// Bytes of a block's fields before its codes: a group-block's code chunks start at 16 times
+/// this.
+fn header_bytes(ty: QuantType) -> usize {
+    fields(ty).iter().sum()
+}
+
+/// Whether `ty`'s products take Q8_1 activations (`d`, `s`, codes) rather than Q8_0.
+fn q8_1_activations(ty: QuantType) -> bool {
+    matches!(ty, QuantType::Q4_1 | QuantType::Q5_1)
+}
+
+/// Bytes of one activation block of `ty`'s packed product: Q8_1 for Q4_1 and Q5_1, else Q8_0.
 pub(crate) fn act_block_bytes(ty: QuantType) -> usize {
-    if ty == QuantType::Q4_1 {
+    if q8_1_activations(ty) {
         36
     } else {
         Q8_0_BYTES
     }
 }
 
-/// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0, Q8_0 or Q4_1 with a row count
-/// that is a non-zero multiple of [`PACK_ROWS`] and whole blocks per row (for Q8_0 and Q4_1 at
-/// most [`Q8_0_MAX_BLOCKS`]).
+/// Whether a `rows x n` matrix of `ty` has a packed layout: Q4_0, Q8_0, Q4_1, Q5_0 or Q5_1 with a
+/// row count that is a non-zero multiple of [`PACK_ROWS`] and whole blocks per row (for all but
+/// Q4_0 at most [`Q8_0_MAX_BLOCKS`]).
 pub fn packable(ty: QuantType, rows: usize, n: usize) -> bool {
     geometry(ty).is_some()
         && rows > 0
@@ -134,7 +187,7 @@ fn check(ty: QuantType, rows: usize, n: usize, a: usize, b: usize) {
 pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
     check(ty, rows, n, src.len(), dst.len());
     let (bb, chunks) = geometry(ty).expect("checked");
-    let h = header(ty);
+    let hb = header_bytes(ty);
     let nb = n / QK;
     let rb = nb * bb;
     for (gsrc, gdst) in src
@@ -145,12 +198,14 @@ pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
             let out = &mut gdst[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
             for r in 0..PACK_ROWS {
                 let blk = &gsrc[r * rb + b * bb..][..bb];
-                for f in 0..h {
-                    out[32 * f + 2 * r..][..2].copy_from_slice(&blk[2 * f..2 * f + 2]);
+                let mut fo = 0;
+                for &sz in fields(ty) {
+                    out[16 * fo + sz * r..][..sz].copy_from_slice(&blk[fo..fo + sz]);
+                    fo += sz;
                 }
                 for c in 0..chunks {
-                    let at = 32 * h + 64 * c + 4 * r;
-                    out[at..at + 4].copy_from_slice(&blk[2 * h + 4 * c..][..4]);
+                    let at = 16 * hb + 64 * c + 4 * r;
+                    out[at..at + 4].copy_from_slice(&blk[hb + 4 * c..][..4]);
                 }
             }
         }
@@ -164,7 +219,7 @@ pub fn pack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
 pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) {
     check(ty, rows, n, src.len(), dst.len());
     let (bb, chunks) = geometry(ty).expect("checked");
-    let h = header(ty);
+    let hb = header_bytes(ty);
     let nb = n / QK;
     let rb = nb * bb;
     for (gsrc, gdst) in src
@@ -175,12 +230,14 @@ pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) 
             let inp = &gsrc[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
             for r in 0..PACK_ROWS {
                 let blk = &mut gdst[r * rb + b * bb..][..bb];
-                for f in 0..h {
-                    blk[2 * f..2 * f + 2].copy_from_slice(&inp[32 * f + 2 * r..][..2]);
+                let mut fo = 0;
+                for &sz in fields(ty) {
+                    blk[fo..fo + sz].copy_from_slice(&inp[16 * fo + sz * r..][..sz]);
+                    fo += sz;
                 }
                 for c in 0..chunks {
-                    let at = 32 * h + 64 * c + 4 * r;
-                    blk[2 * h + 4 * c..][..4].copy_from_slice(&inp[at..at + 4]);
+                    let at = 16 * hb + 64 * c + 4 * r;
+                    blk[hb + 4 * c..][..4].copy_from_slice(&inp[at..at + 4]);
                 }
             }
         }
@@ -242,8 +299,8 @@ pub(crate) fn check_matmul_packed(
 }
 
 /// The scalar reference of the packed product: `out[j * rows + r]` for packed `w` (`rows x n`,
-/// [`packable`]) and `t` Q8_0 activation rows `stride` bytes apart in `x` (see the module docs
-/// for the arithmetic every path reproduces).
+/// [`packable`]) and `t` activation rows (Q8_0, or Q8_1 for Q4_1) `stride` bytes apart in `x`,
+/// in [`LaneOrder::Eight`] (see the module docs for the arithmetic every path reproduces).
 ///
 /// # Panics
 /// If the matrix is not packable or a buffer is too short for the shapes.
@@ -258,9 +315,28 @@ pub fn matmul_packed_reference(
     t: usize,
     n: usize,
 ) {
+    matmul_packed_reference_in(LaneOrder::Eight, ty, out, w, rows, x, stride, t, n);
+}
+
+/// [`matmul_packed_reference`] in the float order `order` (which only Q8_0 and Q4_1 have).
+///
+/// # Panics
+/// As [`matmul_packed_reference`].
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_packed_reference_in(
+    order: LaneOrder,
+    ty: QuantType,
+    out: &mut [f32],
+    w: &[u8],
+    rows: usize,
+    x: &[u8],
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
     let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
     let (bb, _) = geometry(ty).expect("packable");
-    let (xbb, h) = (act_block_bytes(ty), header(ty));
+    let xbb = act_block_bytes(ty);
     let nb = n / QK;
     for (g, grp) in w.chunks_exact(PACK_ROWS * rb).enumerate() {
         for r in 0..PACK_ROWS {
@@ -272,51 +348,84 @@ pub fn matmul_packed_reference(
                 for b in 0..nb {
                     let gb = &grp[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
                     let xb = &xr[b * xbb..][..xbb];
-                    let dw = f16::from_le_bytes([gb[2 * r], gb[2 * r + 1]]).to_f32();
+                    let f16_at = |i: usize| f16::from_le_bytes([gb[i], gb[i + 1]]).to_f32();
+                    let dw = f16_at(2 * r);
                     let dx = f16::from_le_bytes([xb[0], xb[1]]).to_f32();
                     let y = |i: usize| i32::from(xb[xbb - 32 + i] as i8);
-                    if ty == QuantType::Q4_0 {
-                        let mut sumi = 0i32;
-                        for c in 0..4 {
-                            for i in 0..4 {
-                                let q = gb[32 + 64 * c + 4 * r + i];
-                                sumi += (i32::from(q & 0x0f) - 8) * y(4 * c + i);
-                                sumi += (i32::from(q >> 4) - 8) * y(16 + 4 * c + i);
-                            }
-                        }
-                        acc = (sumi as f32).mul_add(dw * dx, acc);
-                    } else if ty == QuantType::Q4_1 {
-                        let mw = f16::from_le_bytes([gb[32 + 2 * r], gb[33 + 2 * r]]).to_f32();
+                    let code = |i: usize| code_at(ty, gb, r, i);
+                    if q8_1_activations(ty) {
+                        let mw = f16_at(32 + 2 * r);
                         let sx = f16::from_le_bytes([xb[2], xb[3]]).to_f32();
-                        summs = mw.mul_add(sx, summs);
-                        for (l, lane) in lanes.iter_mut().enumerate() {
-                            let (c, shift) = (l % 4, 4 * (l / 4));
-                            let mut sumi = 0i32;
-                            for i in 0..4 {
-                                let q = (gb[32 * h + 64 * c + 4 * r + i] >> shift) & 0x0f;
-                                sumi += i32::from(q) * y(4 * l + i);
+                        summs = match order {
+                            LaneOrder::Eight => mw.mul_add(sx, summs),
+                            LaneOrder::Four => summs + mw * sx,
+                        };
+                    }
+                    let p = dw * dx;
+                    if ty == QuantType::Q4_0 {
+                        let sumi: i32 = (0..QK).map(|i| code(i) * y(i)).sum();
+                        acc = (sumi as f32).mul_add(p, acc);
+                        continue;
+                    }
+                    match order {
+                        // Lane l: codes 4l..4l + 4.
+                        LaneOrder::Eight => {
+                            for (l, lane) in lanes.iter_mut().enumerate() {
+                                let sumi: i32 = (4 * l..4 * l + 4).map(|i| code(i) * y(i)).sum();
+                                *lane = (sumi as f32).mul_add(p, *lane);
                             }
-                            *lane = (sumi as f32).mul_add(dw * dx, *lane);
                         }
-                    } else {
-                        for (c, lane) in lanes.iter_mut().enumerate() {
-                            let mut sumi = 0i32;
-                            for i in 0..4 {
-                                let q = gb[32 + 64 * c + 4 * r + i] as i8;
-                                sumi += i32::from(q) * y(4 * c + i);
+                        // Lane l: codes 4l..4l + 4 and 16 + 4l..16 + 4l + 4.
+                        LaneOrder::Four => {
+                            for (l, lane) in lanes[..4].iter_mut().enumerate() {
+                                let sumi: i32 = (4 * l..4 * l + 4)
+                                    .chain(16 + 4 * l..16 + 4 * l + 4)
+                                    .map(|i| code(i) * y(i))
+                                    .sum();
+                                *lane = (sumi as f32).mul_add(p, *lane);
                             }
-                            *lane = (sumi as f32).mul_add(dw * dx, *lane);
                         }
                     }
                 }
-                if ty == QuantType::Q8_0 {
-                    acc = hsum8(&lanes);
-                } else if ty == QuantType::Q4_1 {
-                    acc = hsum8(&lanes) + summs;
+                if ty != QuantType::Q4_0 {
+                    acc = match order {
+                        LaneOrder::Eight => hsum8(&lanes),
+                        LaneOrder::Four => (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]),
+                    };
+                    if q8_1_activations(ty) {
+                        acc += summs;
+                    }
                 }
                 out[j * rows + g * PACK_ROWS + r] = acc;
             }
         }
+    }
+}
+
+/// The value of code `i` (element `i` of the block, `0..32`) of row `r` in the group-block `gb`
+/// of `ty`: `q - 8` (Q4_0), `q` (Q4_1, Q5_1), `q - 16` (Q5_0), the signed byte (Q8_0), where a
+/// 4-bit code is the low nibble of byte `i % 16` of the row's codes for `i < 16`, else the high
+/// nibble, and a 5-bit code adds bit `i` of the row's `qh` as bit 4.
+fn code_at(ty: QuantType, gb: &[u8], r: usize, i: usize) -> i32 {
+    let hb = header_bytes(ty);
+    let byte = |k: usize| gb[16 * hb + 64 * (k / 4) + 4 * r + k % 4];
+    if ty == QuantType::Q8_0 {
+        return i32::from(byte(i) as i8);
+    }
+    let nib = i32::from(if i < 16 {
+        byte(i) & 0x0f
+    } else {
+        byte(i - 16) >> 4
+    });
+    let high = |qh_at: usize| {
+        let qh = u32::from_le_bytes(gb[qh_at + 4 * r..][..4].try_into().expect("4 bytes"));
+        (((qh >> i) & 1) << 4) as i32
+    };
+    match ty {
+        QuantType::Q4_0 => nib - 8,
+        QuantType::Q5_0 => (nib | high(32)) - 16,
+        QuantType::Q5_1 => nib | high(64),
+        _ => nib,
     }
 }
 

@@ -1,4 +1,5 @@
-//! The packed (interleaved) weight layouts of `ingot_kernels::packed` (Q4_0, Q8_0 and Q4_1):
+//! The packed (interleaved) weight layouts of `ingot_kernels::packed` (Q4_0, Q8_0, Q4_1, Q5_0
+//! and Q5_1):
 //!
 //! - `pack` then `unpack` gives back every byte, and the layout is the one documented (checked
 //!   element by element against the row-major blocks);
@@ -15,14 +16,33 @@ use common::{shifted, SplitMix64, U32};
 
 use half::f16;
 use ingot_kernels::blocks::QK;
-use ingot_kernels::packed::{matmul_packed_reference, pack, packable, unpack, PACK_ROWS};
+use ingot_kernels::packed::{
+    matmul_packed_reference, matmul_packed_reference_in, pack, packable, unpack, LaneOrder,
+    PACK_ROWS,
+};
 use ingot_kernels::{quantize_activations, Isa, Kernels, QuantType, ThreadPool};
 
 const Q4_0: QuantType = QuantType::Q4_0;
 const Q8_0: QuantType = QuantType::Q8_0;
 const Q4_1: QuantType = QuantType::Q4_1;
+const Q5_0: QuantType = QuantType::Q5_0;
+const Q5_1: QuantType = QuantType::Q5_1;
 /// The packable types.
-const TYPES: [QuantType; 3] = [Q4_0, Q8_0, Q4_1];
+const TYPES: [QuantType; 5] = [Q4_0, Q8_0, Q4_1, Q5_0, Q5_1];
+
+/// f16 fields at the start of a block: `d`, or `d` and `m`.
+fn scales(ty: QuantType) -> usize {
+    if matches!(ty, Q4_1 | Q5_1) {
+        2
+    } else {
+        1
+    }
+}
+
+/// Bytes of a block's fields before its codes (`d`, `m`, `qh`).
+fn header_bytes(ty: QuantType) -> usize {
+    2 * scales(ty) + if matches!(ty, Q5_0 | Q5_1) { 4 } else { 0 }
+}
 
 /// Bytes of one row of `n` activations for `ty`'s products (its `vec_dot_type`).
 fn act_bytes(ty: QuantType, n: usize) -> usize {
@@ -41,14 +61,24 @@ fn matrix(rng: &mut SplitMix64, ty: QuantType, rows: usize, n: usize) -> (Vec<u8
     (w, p)
 }
 
-/// Code `i` of a row-major block: `q - 8` for Q4_0, `q` for Q4_1, the signed byte for Q8_0.
+/// Code `i` of a row-major block: `q - 8` for Q4_0, `q` for Q4_1 and Q5_1, `q - 16` for Q5_0
+/// (bit 4 from bit `i` of `qh`), the signed byte for Q8_0.
 fn code(ty: QuantType, blk: &[u8], i: usize) -> i64 {
     if ty == Q8_0 {
         return i64::from(blk[2 + i] as i8);
     }
     let qs = &blk[ty.block_bytes() - 16..];
-    let q = if i < 16 { qs[i] & 15 } else { qs[i - 16] >> 4 };
-    i64::from(q) - if ty == Q4_0 { 8 } else { 0 }
+    let mut q = i64::from(if i < 16 { qs[i] & 15 } else { qs[i - 16] >> 4 });
+    if matches!(ty, Q5_0 | Q5_1) {
+        let at = 2 * scales(ty);
+        let qh = u32::from_le_bytes(blk[at..at + 4].try_into().unwrap());
+        q += i64::from((qh >> i) & 1) * 16;
+    }
+    q - match ty {
+        Q4_0 => 8,
+        Q5_0 => 16,
+        _ => 0,
+    }
 }
 
 /// `t` activation rows of `n` for `ty`'s products (Q8_0, or Q8_1 for Q4_1), `stride` bytes
@@ -93,8 +123,8 @@ fn pack_unpack_round_trips_and_follows_the_documented_layout() {
                 for b in 0..nb {
                     let blk = &w[r * rb + b * bb..][..bb];
                     let gb = &p[g * PACK_ROWS * rb + b * 16 * bb..][..16 * bb];
-                    // d (and m for Q4_1) of the 16 rows, then the 64-byte code chunks.
-                    let h = if ty == Q4_1 { 2 } else { 1 };
+                    // d (and m) of the 16 rows, (their qh), then the 64-byte code chunks.
+                    let (h, hb) = (scales(ty), header_bytes(ty));
                     for f in 0..h {
                         assert_eq!(
                             &gb[32 * f + 2 * rr..][..2],
@@ -102,9 +132,12 @@ fn pack_unpack_round_trips_and_follows_the_documented_layout() {
                             "scale {f} of row {r} block {b}"
                         );
                     }
-                    for c in 0..(bb - 2 * h) / 4 {
-                        let at = 32 * h + 64 * c + 4 * rr;
-                        assert_eq!(&gb[at..at + 4], &blk[2 * h + 4 * c..][..4]);
+                    if hb > 2 * h {
+                        assert_eq!(&gb[32 * h + 4 * rr..][..4], &blk[2 * h..2 * h + 4], "qh");
+                    }
+                    for c in 0..(bb - hb) / 4 {
+                        let at = 16 * hb + 64 * c + 4 * rr;
+                        assert_eq!(&gb[at..at + 4], &blk[hb + 4 * c..][..4]);
                     }
                 }
             }
@@ -125,8 +158,15 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
         let x = activations(&mut rng, ty, 3, n, arb);
         let mut out = vec![0f32; 3 * rows];
         matmul_packed_reference(ty, &mut out, &p, rows, &x, arb, 3, n);
+        let mut four = vec![0f32; 3 * rows];
+        matmul_packed_reference_in(LaneOrder::Four, ty, &mut four, &p, rows, &x, arb, 3, n);
         let nb = n / QK;
-        for j in 0..3 {
+        for (j, order) in (0..3).flat_map(|j| [(j, LaneOrder::Eight), (j, LaneOrder::Four)]) {
+            let out = if order == LaneOrder::Eight {
+                &out
+            } else {
+                &four
+            };
             let xr = &x[j * arb..][..arb];
             for r in 0..rows {
                 let wr = &w[r * nb * bb..][..nb * bb];
@@ -146,7 +186,7 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
                     }
                     exact += dw * dx * s as f64;
                     mag += (dw * dx).abs() * a as f64;
-                    if ty == Q4_1 {
+                    if scales(ty) == 2 {
                         // + m_w * s_x, where s_x = d_x * sum(y) as stored (f16).
                         let mw = f16::from_le_bytes([bw[2], bw[3]]).to_f64();
                         let sx = f16::from_le_bytes([bx[2], bx[3]]).to_f64();
@@ -159,7 +199,7 @@ fn reference_is_the_documented_sum_and_close_to_vec_dot() {
                 let tol = (2.0 * nb as f64 + 4.0) * U32 * mag + 1e-30;
                 assert!(
                     (got - exact).abs() <= tol,
-                    "{ty} {rows}x{n} r{r} j{j}: {got} vs {exact} (tol {tol})"
+                    "{ty} {order:?} {rows}x{n} r{r} j{j}: {got} vs {exact} (tol {tol})"
                 );
                 let vd = (ty.info().vec_dot)(n, wr, xr) as f64;
                 assert!((got - vd).abs() <= 2.0 * tol, "vs vec_dot: {got} vs {vd}");
@@ -183,10 +223,26 @@ fn every_path_is_bitwise_equal_to_the_reference() {
                 let x = &x[off..];
                 let mut want = vec![0f32; t * rows];
                 matmul_packed_reference(ty, &mut want, &p, rows, x, stride, t, n);
+                let mut four = vec![0f32; t * rows];
+                matmul_packed_reference_in(
+                    LaneOrder::Four,
+                    ty,
+                    &mut four,
+                    &p,
+                    rows,
+                    x,
+                    stride,
+                    t,
+                    n,
+                );
                 for k in &ks {
+                    let want: &[f32] = match k.packed_order(ty) {
+                        LaneOrder::Eight => &want,
+                        LaneOrder::Four => &four,
+                    };
                     let mut got = vec![f32::NAN; t * rows];
                     k.matmul_packed(ty, &mut got, &p, rows, x, stride, t, n);
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    for (i, (g, w)) in got.iter().zip(want).enumerate() {
                         assert_eq!(
                             g.to_bits(),
                             w.to_bits(),
@@ -200,20 +256,73 @@ fn every_path_is_bitwise_equal_to_the_reference() {
     }
 }
 
+/// The integer parts are exact for every byte pattern, not only for what the quantizers make:
+/// codes of -128 in weights and activations (the AVX2 path splits biased Q8_0 codes into
+/// nibbles, the AVX-512 path biases them, NEON multiplies them signed), random scales.
+#[test]
+fn every_path_is_exact_for_arbitrary_code_bytes() {
+    let mut rng = SplitMix64(16);
+    let ks = paths();
+    let (rows, n, t) = (32, 320, 5);
+    for ty in TYPES {
+        let (bb, h) = (ty.block_bytes(), scales(ty));
+        let scale = |rng: &mut SplitMix64| f16::from_f32(rng.unit() * 0.02).to_le_bytes();
+        let mut w: Vec<u8> = (0..rows * n / QK * bb)
+            .map(|_| rng.next_u64() as u8)
+            .collect();
+        for blk in w.chunks_exact_mut(bb) {
+            for f in 0..h {
+                blk[2 * f..2 * f + 2].copy_from_slice(&scale(&mut rng));
+            }
+        }
+        // One Q8_0 weight code and one activation code per block set to -128.
+        if ty == Q8_0 {
+            for blk in w.chunks_exact_mut(bb) {
+                blk[2 + (rng.next_u64() % 32) as usize] = 0x80;
+            }
+        }
+        let mut p = vec![0u8; w.len()];
+        pack(ty, &w, rows, n, &mut p);
+        let arb = act_bytes(ty, n);
+        let xbb = arb / (n / QK);
+        let mut x: Vec<u8> = (0..t * arb).map(|_| rng.next_u64() as u8).collect();
+        for blk in x.chunks_exact_mut(xbb) {
+            for f in 0..xbb / 2 - 16 {
+                blk[2 * f..2 * f + 2].copy_from_slice(&scale(&mut rng));
+            }
+            blk[xbb - 32 + (rng.next_u64() % 32) as usize] = 0x80;
+        }
+        for k in &ks {
+            let mut want = vec![0f32; t * rows];
+            matmul_packed_reference_in(k.packed_order(ty), ty, &mut want, &p, rows, &x, arb, t, n);
+            let mut got = vec![f32::NAN; t * rows];
+            k.matmul_packed(ty, &mut got, &p, rows, &x, arb, t, n);
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "{} {ty} at {i}", k.isa().name());
+            }
+        }
+    }
+}
+
 /// Packed Q8_0 and Q4_1 keep ggml's x86 eight-lane order: where the row-major kernels reproduce
 /// ggml's `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1` bit for bit (the AVX-512 VNNI path:
-/// `ingot-peer kernel-parity` and the llama.cpp parity tests), the packed reference equals the
-/// row-major product bit for bit.
-/// (The AVX2 path forms its eight integer lanes from other byte pairs, so it is exact only in
-/// its integer sums, not in their rounding.)
+/// `ingot-peer kernel-parity` and the llama.cpp parity tests; the AVX2 path, whose lanes are
+/// ggml's AVX2 lanes), the packed reference equals the row-major product bit for bit.
 #[test]
 fn packed_q8_0_and_q4_1_equal_the_x86_row_major_product_bitwise() {
     let mut rng = SplitMix64(15);
-    let x86: Vec<Kernels> = Kernels::for_isa(Isa::Avx512Vnni).into_iter().collect();
+    let x86: Vec<Kernels> = [Isa::Avx512Vnni, Isa::Avx2]
+        .iter()
+        .filter_map(|&i| Kernels::for_isa(i))
+        .collect();
     if x86.is_empty() {
-        println!("skipped: no AVX-512 VNNI path on this host");
+        println!("skipped: no AVX-512 VNNI or AVX2 path on this host");
         return;
     }
+    println!(
+        "row-major = packed on {:?}",
+        x86.iter().map(|k| k.isa().name()).collect::<Vec<_>>()
+    );
     let shapes = [(16, 32), (48, 96), (32, 4128), (160, 576)];
     for (ty, rows, n) in [Q8_0, Q4_1]
         .iter()
@@ -241,6 +350,52 @@ fn packed_q8_0_and_q4_1_equal_the_x86_row_major_product_bitwise() {
     }
 }
 
+/// The repack policy's guarantee (`Kernels::packs`): wherever a path packs Q8_0, Q4_1, Q5_0 or
+/// Q5_1, its packed product equals its row-major product bit for bit (x86: ggml's eight lanes;
+/// aarch64 with dotprod: the four `SDOT` lanes), for matvecs and batches, and the reference in
+/// the path's order agrees. (Q4_0 is exempt: its packed arithmetic is llama.cpp's repacked one.)
+#[test]
+fn packing_paths_equal_their_row_major_product_bitwise() {
+    let mut rng = SplitMix64(17);
+    let ks = paths();
+    for ty in [Q8_0, Q4_1, Q5_0, Q5_1] {
+        println!(
+            "packed {ty} = row-major on {:?}",
+            ks.iter()
+                .filter(|k| k.packs(ty))
+                .map(|k| (k.isa().name(), k.packed_order(ty)))
+                .collect::<Vec<_>>()
+        );
+    }
+    let shapes = [(16, 32), (48, 96), (32, 4128), (160, 576)];
+    for (ty, rows, n) in [Q8_0, Q4_1, Q5_0, Q5_1]
+        .iter()
+        .flat_map(|&ty| shapes.map(|(r, n)| (ty, r, n)))
+    {
+        let (w, p) = matrix(&mut rng, ty, rows, n);
+        let arb = act_bytes(ty, n);
+        for t in [1usize, 2, 3, 4, 5, 9] {
+            let x = activations(&mut rng, ty, t, n, arb);
+            for k in ks.iter().filter(|k| k.packs(ty)) {
+                let mut row_major = vec![f32::NAN; t * rows];
+                k.matmul(ty, &mut row_major, &w, rows, &x, arb, t, n);
+                let mut packed = vec![f32::NAN; t * rows];
+                k.matmul_packed(ty, &mut packed, &p, rows, &x, arb, t, n);
+                let mut reference = vec![f32::NAN; t * rows];
+                let o = k.packed_order(ty);
+                matmul_packed_reference_in(o, ty, &mut reference, &p, rows, &x, arb, t, n);
+                for (i, ((a, b), c)) in row_major.iter().zip(&packed).zip(&reference).enumerate() {
+                    assert!(
+                        a.to_bits() == b.to_bits() && b.to_bits() == c.to_bits(),
+                        "{} {ty} {rows}x{n} t{t} at {i}: row-major {a}, packed {b}, reference {c}",
+                        k.isa().name()
+                    );
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn threaded_product_is_bitwise_equal_for_any_thread_count() {
     let mut rng = SplitMix64(14);
@@ -251,7 +406,7 @@ fn threaded_product_is_bitwise_equal_for_any_thread_count() {
         let (_, p) = matrix(&mut rng, ty, rows, n);
         let x = activations(&mut rng, ty, t, n, arb);
         let mut want = vec![0f32; t * rows];
-        matmul_packed_reference(ty, &mut want, &p, rows, &x, arb, t, n);
+        matmul_packed_reference_in(k.packed_order(ty), ty, &mut want, &p, rows, &x, arb, t, n);
         for threads in [1, 2, 3] {
             let pool = ThreadPool::new(threads).unwrap();
             let mut got = vec![f32::NAN; t * rows];
@@ -279,10 +434,13 @@ fn only_packable_types_with_whole_groups_pack() {
     assert!(packable(Q4_0, 16, 513 * 32));
     assert!(packable(Q4_1, 16, 32));
     assert!(!packable(Q4_1, 16, 513 * 32));
-    assert!(!packable(QuantType::Q5_0, 16, 32));
+    assert!(packable(Q5_0, 16, 32));
+    assert!(packable(Q5_1, 32, 512 * 32));
+    assert!(!packable(Q5_1, 16, 513 * 32));
     assert!(!packable(QuantType::F16, 16, 32));
+    assert!(!packable(QuantType::Q4_K, 16, 256));
     for k in paths() {
-        assert!(!k.packs(QuantType::Q5_1));
+        assert!(!k.packs(QuantType::F16) && !k.packs(QuantType::Q4_K));
     }
 }
 

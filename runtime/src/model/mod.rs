@@ -93,8 +93,9 @@ impl<'a> Model<'a> {
     /// presence, type and shape, and the tokenizer's consistency with the embedding.
     ///
     /// Weight matrices that the best kernels of this CPU ([`Kernels::best`]) compute faster in a
-    /// packed layout are repacked here, once, as [`Repack::from_env`] says (by default only
-    /// Q4_0, which llama.cpp repacks too, so results stay identical to llama.cpp's).
+    /// packed layout are repacked here, once, as [`Repack::from_env`] says (by default Q4_0, Q8_0
+    /// and Q4_1 where the kernels pack them, each in the row-major path's arithmetic; see
+    /// [`Repack::Exact`]).
     pub fn from_gguf(gguf: Gguf<'a>) -> Result<Model<'a>> {
         Self::from_gguf_with(gguf, Repack::from_env()?)
     }
@@ -210,9 +211,12 @@ impl<'a> Model<'a> {
 pub enum Repack {
     /// None: every product reads the file's rows.
     None,
-    /// Every type the kernels can pack with the arithmetic of the row-major path, so logits stay
-    /// bit-identical to llama.cpp's: Q4_0 (llama.cpp repacks it the same way), Q8_0 and Q4_1
-    /// (packed with ggml's eight-lane order; see [`ingot_kernels::packed`]). The default.
+    /// Every type the kernels can pack with the arithmetic of the row-major path
+    /// ([`Kernels::packs`]), so logits do not change: Q4_0 (llama.cpp repacks it the same way),
+    /// Q8_0, Q4_1, Q5_0 and Q5_1 on AVX-512, AVX2 and NEON+dotprod, each in its path's row-major
+    /// lane order ([`Kernels::packed_order`]: ggml's eight lanes on x86, so bit-identical to
+    /// llama.cpp's x86 logits; the four `SDOT` lanes of ingot's row-major kernels on aarch64).
+    /// See [`ingot_kernels::packed`]. The default.
     #[default]
     Exact,
 }
@@ -239,7 +243,14 @@ impl Repack {
     pub fn selects(self, ty: QuantType) -> bool {
         match self {
             Repack::None => false,
-            Repack::Exact => matches!(ty, QuantType::Q4_0 | QuantType::Q8_0 | QuantType::Q4_1),
+            Repack::Exact => matches!(
+                ty,
+                QuantType::Q4_0
+                    | QuantType::Q8_0
+                    | QuantType::Q4_1
+                    | QuantType::Q5_0
+                    | QuantType::Q5_1
+            ),
         }
     }
 }

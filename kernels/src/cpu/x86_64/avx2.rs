@@ -342,7 +342,10 @@ unsafe fn dot_q5_1<const T: usize>(n: usize, w: *const u8, x: [*const u8; T]) ->
 
 /// Q8_0 x Q8_0 (`$bs = 34`, `$qo = 2`) and Q8_1 x Q8_1 (36, 4; the `s` fields are ignored):
 /// per block `(dw * dx) * sum(qw * qx)`, both operands widened to i16 so that every byte
-/// pattern (including -128 * -128) is exact.
+/// pattern (including -128 * -128) is exact. The eight i32 lanes are ggml's: lane `l` is the
+/// sum over bytes `4l..4l + 4` (`vpmaddwd` pairs, `vphaddd`, then `vpermq` puts the 64-bit
+/// quarters back in order), so the float steps are ggml's AVX2 `vec_dot_q8_0_q8_0` and the
+/// packed Q8_0 product's ([`crate::packed`]).
 macro_rules! dot_q8 {
     ($name:ident, $bs:literal, $qo:literal) => {
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -360,9 +363,10 @@ macro_rules! dot_q8 {
                         let d = _mm_mul_ss(dw, load_f16x1(xb));
                         let y0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(xb.add($qo).cast()));
                         let y1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(xb.add($qo + 16).cast()));
+                        // [c0 c1 c4 c5 | c2 c3 c6 c7] -> [c0 .. c7].
                         let i =
-                            _mm256_add_epi32(_mm256_madd_epi16(w0, y0), _mm256_madd_epi16(w1, y1));
-                        let s = _mm256_cvtepi32_ps(i);
+                            _mm256_hadd_epi32(_mm256_madd_epi16(w0, y0), _mm256_madd_epi16(w1, y1));
+                        let s = _mm256_cvtepi32_ps(_mm256_permute4x64_epi64::<0b11_01_10_00>(i));
                         acc[k] = _mm256_fmadd_ps(_mm256_broadcastss_ps(d), s, acc[k]);
                     }
                 }

@@ -1,16 +1,29 @@
-//! AVX2 kernel for the packed Q4_0 layout of [`crate::packed`] (CPUs without AVX-512): one weight
+//! AVX2 kernels for the packed layouts of [`crate::packed`] (CPUs without AVX-512): one weight
 //! row per 32-bit lane, eight rows per register, a group's 16 rows in two halves. Without VNNI the
-//! integer dot is `vpmaddubsw` (unsigned codes 0..15 x signed activations, pairs into i16: at most
-//! 2 * 15 * 128 = 3840 in magnitude, so the eight 4-byte steps of a block also add up in i16
-//! without saturation, 8 * 3840 < 32768) and one `vpmaddwd` by ones into i32 per row, minus the
-//! exact `8 * sum(y)`. Exact for every byte pattern; the float steps are the reference's, so the
-//! result is bitwise [`crate::packed::matmul_packed_reference`].
+//! integer dot is `vpmaddubsw` (unsigned codes x signed activations, pairs into i16) and one
+//! `vpmaddwd` into i32 per row.
+//!
+//! - Q4_0: codes 0..15, pairs at most 2 * 15 * 128 = 3840 in magnitude, so the eight 4-byte steps
+//!   of a block also add up in i16 without saturation (8 * 3840 < 32768), minus the exact
+//!   `8 * sum(y)`.
+//! - Q8_0: the codes biased to `q + 128` and split into two nibbles (two `vpmaddubsw` per 4-byte
+//!   chunk, each exact), minus the exact `128 * sum(y)` of the chunk; ggml's eight lane sums per
+//!   row (one accumulator per chunk), as the AVX-512 kernel.
+//! - Q4_1: low and high nibbles of each chunk against their activations, eight lane sums and
+//!   `summs`, as the AVX-512 kernel.
+//! - Q5_0 / Q5_1: as Q4_1 with bit 4 of each code from `qh` (`vpshufb`, `vpcmpeqb`), codes 0..31
+//!   (pairs at most 2 * 31 * 128); Q5_0 minus the exact `16 * sum(y)` per lane.
+//!
+//! Exact for every byte pattern; the float steps are the reference's, so the result is bitwise
+//! [`crate::packed::matmul_packed_reference`], and for Q8_0, Q4_1, Q5_0 and Q5_1 bitwise the
+//! row-major AVX2 product (ggml's AVX2 `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1` /
+//! `vec_dot_q5_0_q8_0` / `vec_dot_q5_1_q8_1` order).
 
 use core::arch::x86_64::*;
 
 use super::avx2::Avx2;
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS};
+use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed Q4_0 group-block (16 rows).
@@ -25,10 +38,11 @@ const CHUNK_NB: usize = 128;
 const PANEL_BYTES: usize = 512 * 1024;
 
 impl Avx2 {
-    /// `out[j * rows + r]` for a packed Q4_0 `w`: see [`crate::Kernels::matmul_packed`].
+    /// `out[j * rows + r]` for a packed `w` (any packed type): see
+    /// [`crate::Kernels::matmul_packed`].
     ///
     /// # Panics
-    /// As [`crate::Kernels::matmul_packed`], or for a type other than Q4_0.
+    /// As [`crate::Kernels::matmul_packed`].
     #[allow(clippy::too_many_arguments)]
     pub fn matmul_packed(
         self,
@@ -41,12 +55,21 @@ impl Avx2 {
         t: usize,
         n: usize,
     ) {
-        assert_eq!(ty, QuantType::Q4_0, "AVX2 packed products are Q4_0 only");
         let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
+        let (w, x) = (w.as_ptr(), x.as_ptr());
         // SAFETY: `self` proves avx2/fma/f16c (only `detect` builds it); `check_matmul_packed`
-        // established a packable Q4_0 matrix of rows * rb bytes, t activation rows of n / QK Q8_0
-        // blocks `stride` bytes apart in x, and out.len() == t * rows.
-        unsafe { mm_q4_0x16(out, w.as_ptr(), rb, rows, x.as_ptr(), stride, t, n) }
+        // established a packable matrix of `ty` (any packed type; all but Q4_0 of at most
+        // Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows of n / QK blocks
+        // of its activation type `stride` bytes apart in x, and out.len() == t * rows.
+        unsafe {
+            match ty {
+                QuantType::Q8_0 => mm_lanes::<Q8_0>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q4_1 => mm_lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_0 => mm_lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_1 => mm_lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
+                _ => mm_q4_0x16(out, w, rb, rows, x, stride, t, n),
+            }
+        }
     }
 }
 
@@ -207,5 +230,276 @@ unsafe fn mm_q4_0x16(
             j0 += k;
         }
         r0 = rr.1;
+    }
+}
+
+/// Bytes of one packed Q8_0 group-block (16 rows) and of one Q4_1 group-block.
+const GB8: usize = 16 * 34;
+const GB41: usize = 16 * 20;
+/// Bytes of one Q8_1 activation block.
+const XB1: usize = 36;
+
+/// ggml's `hsum_float_8` of eight rows at once: `((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 +
+/// l7))` over the eight lane sums `l` (each a register of eight rows).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum8_lanes(a: &[__m256; 8]) -> __m256 {
+    let lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+    let hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+    _mm256_add_ps(lo, hi)
+}
+
+/// Rows `8h..8h + 8` of one 16-row Q8_0 group (`g`: its first group-block) x one token over all
+/// `nb` blocks, in ggml's eight-lane order: `dx[2b]` is the token's f32 scale of block `b`,
+/// `cy[8b + c]` its `-128 * sum(y)` over chunk `c`. The signed codes are biased to `u = q + 128`
+/// and split into nibbles, `sum(q * y) = 16 * sum(hi * y) + sum(lo * y) - 128 * sum(y)`, each
+/// `vpmaddubsw` pair at most 2 * 15 * 128 in magnitude: exact for every byte pattern.
+///
+/// # Safety
+/// `nb` group-blocks at `g`; `nb` Q8_0 blocks at `x`; `2 * nb` entries in `dx`, `8 * nb` in `cy`;
+/// `h < 2`; the CPU has AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half_q8_0(
+    g: *const u8,
+    h: usize,
+    x: *const u8,
+    nb: usize,
+    dx: *const f32,
+    cy: *const i32,
+) -> __m256 {
+    let m = _mm256_set1_epi8(0x0f);
+    let bias = _mm256_set1_epi8(-128);
+    let ones = _mm256_set1_epi16(1);
+    let sixteen = _mm256_set1_epi16(16);
+    let mut acc = [_mm256_setzero_ps(); 8];
+    for b in 0..nb {
+        // SAFETY: b < nb group-blocks at g, Q8_0 blocks at x, table entries (caller).
+        unsafe {
+            let gb = g.add(b * GB8);
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(16 * h).cast()));
+            let p = _mm256_mul_ps(dw, _mm256_set1_ps(*dx.add(2 * b)));
+            let y = x.add(b * XB + 2);
+            for (c, a) in acc.iter_mut().enumerate() {
+                let v = _mm256_loadu_si256(gb.add(32 + 64 * c + 32 * h).cast());
+                let u = _mm256_xor_si256(v, bias);
+                let lo = _mm256_and_si256(u, m);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(u), m);
+                let ys = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(4 * c).cast()));
+                let shi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ys), sixteen);
+                let slo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ys), ones);
+                let corr = _mm256_set1_epi32(*cy.add(8 * b + c));
+                let sumi = _mm256_add_epi32(_mm256_add_epi32(shi, slo), corr);
+                *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, *a);
+            }
+        }
+    }
+    hsum8_lanes(&acc)
+}
+
+/// Rows `8h..8h + 8` of one 16-row Q4_1 group x one Q8_1 token over all `nb` blocks, in ggml's
+/// order (module docs of [`crate::packed`]): `ds[2b]` is the token's f32 `d` of block `b`,
+/// `ds[2b + 1]` its `s`. Codes 0..15 against signed activations: `vpmaddubsw` is exact.
+///
+/// # Safety
+/// `nb` group-blocks at `g`; `nb` Q8_1 blocks at `x`; `2 * nb` entries in `ds`; `h < 2`; the CPU
+/// has AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half_q4_1(g: *const u8, h: usize, x: *const u8, nb: usize, ds: *const f32) -> __m256 {
+    let m = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut summs = _mm256_setzero_ps();
+    for b in 0..nb {
+        // SAFETY: b < nb group-blocks at g, Q8_1 blocks at x, table entries (caller).
+        unsafe {
+            let gb = g.add(b * GB41);
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(16 * h).cast()));
+            let mw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(32 + 16 * h).cast()));
+            let p = _mm256_mul_ps(dw, _mm256_set1_ps(*ds.add(2 * b)));
+            summs = _mm256_fmadd_ps(mw, _mm256_set1_ps(*ds.add(2 * b + 1)), summs);
+            let y = x.add(b * XB1 + 4);
+            for c in 0..4 {
+                let v = _mm256_loadu_si256(gb.add(64 + 64 * c + 32 * h).cast());
+                let lo = _mm256_and_si256(v, m);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m);
+                let ylo = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(4 * c).cast()));
+                let yhi = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(16 + 4 * c).cast()));
+                let slo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), ones);
+                let shi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), ones);
+                acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(slo), p, acc[c]);
+                acc[c + 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(shi), p, acc[c + 4]);
+            }
+        }
+    }
+    _mm256_add_ps(hsum8_lanes(&acc), summs)
+}
+
+/// Bytes of one packed Q5_0 / Q5_1 group-block (16 rows).
+const GB50: usize = 16 * 22;
+const GB51: usize = 16 * 24;
+
+/// Rows `8h..8h + 8` of one 16-row Q5_0 (`Q51 = false`, Q8_0 token) or Q5_1 (`Q51`, Q8_1 token)
+/// group x one token over all `nb` blocks, in ggml's eight-lane order. Lane sum `l` takes the
+/// nibbles of chunk `l % 4` (low for `l < 4`, high after) and bits `4l..4l + 4` of each row's
+/// `qh` as bit 4 (`vpshufb` of the `qh` byte into the row's four bytes, `vpand` + `vpcmpeqb`
+/// against the four bits, `& 0x10`): codes 0..31, `vpmaddubsw` pairs at most 2 * 31 * 128, exact.
+/// Tables as [`half_q4_1`] (`ds[2b]`, `ds[2b + 1]`); Q5_0 adds `cy[8b + l]` (`-16 * sum(y)` over
+/// lane `l`'s four activations).
+///
+/// # Safety
+/// `nb` group-blocks at `g`; `nb` activation blocks at `x`; `2 * nb` entries in `ds` and (Q5_0)
+/// `8 * nb` in `cy`; `h < 2`; the CPU has AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn half_q5<const Q51: bool>(
+    g: *const u8,
+    h: usize,
+    x: *const u8,
+    nb: usize,
+    ds: *const f32,
+    cy: *const i32,
+) -> __m256 {
+    let (gbb, qh_at, xbb) = if Q51 { (GB51, 64, XB1) } else { (GB50, 32, XB) };
+    let m = _mm256_set1_epi8(0x0f);
+    let ones = _mm256_set1_epi16(1);
+    let b16 = _mm256_set1_epi8(0x10);
+    // Byte s of each row's qh (dword) into all four bytes of the dword, s = 0..4.
+    let base = _mm256_setr_epi8(
+        0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12,
+        12, 12, 12,
+    );
+    let index: [__m256i; 4] =
+        core::array::from_fn(|s| _mm256_add_epi8(base, _mm256_set1_epi8(s as i8)));
+    // Bits 4(l % 2) + 0..4 of the selected byte, one per byte of a dword.
+    let bits = [
+        _mm256_set1_epi32(0x0804_0201),
+        _mm256_set1_epi32(0x8040_2010_u32 as i32),
+    ];
+    let mut acc = [_mm256_setzero_ps(); 8];
+    let mut summs = _mm256_setzero_ps();
+    for b in 0..nb {
+        // SAFETY: b < nb group-blocks at g, activation blocks at x, table entries (caller).
+        unsafe {
+            let gb = g.add(b * gbb);
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(16 * h).cast()));
+            let p = _mm256_mul_ps(dw, _mm256_set1_ps(*ds.add(2 * b)));
+            if Q51 {
+                let mw = _mm256_cvtph_ps(_mm_loadu_si128(gb.add(32 + 16 * h).cast()));
+                summs = _mm256_fmadd_ps(mw, _mm256_set1_ps(*ds.add(2 * b + 1)), summs);
+            }
+            let qh = _mm256_loadu_si256(gb.add(qh_at + 32 * h).cast());
+            let y = x.add(b * xbb + xbb - 32);
+            for c in 0..4 {
+                let v = _mm256_loadu_si256(gb.add(qh_at + 64 + 64 * c + 32 * h).cast());
+                let nibs = [
+                    _mm256_and_si256(v, m),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(v), m),
+                ];
+                for (half, nib) in nibs.into_iter().enumerate() {
+                    let l = c + 4 * half;
+                    let sel = _mm256_and_si256(_mm256_shuffle_epi8(qh, index[l / 2]), bits[l % 2]);
+                    let hi = _mm256_and_si256(_mm256_cmpeq_epi8(sel, bits[l % 2]), b16);
+                    let code = _mm256_or_si256(nib, hi);
+                    let ys = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(4 * l).cast()));
+                    let mut sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(code, ys), ones);
+                    if !Q51 {
+                        sumi = _mm256_add_epi32(sumi, _mm256_set1_epi32(*cy.add(8 * b + l)));
+                    }
+                    acc[l] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, acc[l]);
+                }
+            }
+        }
+    }
+    let s = hsum8_lanes(&acc);
+    if Q51 {
+        _mm256_add_ps(s, summs)
+    } else {
+        s
+    }
+}
+
+/// Packed types with eight lane sums, the `KIND` of [`mm_lanes`].
+const Q8_0: u8 = 0;
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
+
+/// Packed Q8_0, Q4_1, Q5_0 or Q5_1 (`KIND`; Q8_1 activations for Q4_1 and Q5_1, else Q8_0): row
+/// panels, one token at a time (its eight lane sums for eight rows take eight of the 16
+/// registers), the token's per-block tables built once per panel.
+///
+/// # Safety
+/// `w` holds `rows` (a multiple of 16) packed rows of `rb` bytes (`n / QK` blocks each, at most
+/// [`Q8_0_MAX_BLOCKS`]), `x` holds `t` activation rows of `n / QK` blocks `stride` bytes apart,
+/// `out.len() == t * rows`; the CPU has AVX2, FMA and F16C.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mm_lanes<const KIND: u8>(
+    out: &mut [f32],
+    w: *const u8,
+    rb: usize,
+    rows: usize,
+    x: *const u8,
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    debug_assert_eq!(out.len(), t * rows);
+    debug_assert_eq!(rows % PACK_ROWS, 0);
+    let nb = n / QK;
+    assert!(nb <= Q8_0_MAX_BLOCKS);
+    let q8_1 = KIND == Q4_1 || KIND == Q5_1;
+    let xbb = if q8_1 { XB1 } else { XB };
+    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
+    // Per block of the current token: its scale (`fs[2b]`) and, Q8_1, its `s` (`fs[2b + 1]`);
+    // Q8_0 and Q5_0 the lane corrections `-bias * sum(y)` (`cy[8b + l]`, bias 128 or 16). Only
+    // entries b < nb are read, each after it is written.
+    let mut fs = [core::mem::MaybeUninit::<f32>::uninit(); 2 * Q8_0_MAX_BLOCKS];
+    let mut cy = [core::mem::MaybeUninit::<i32>::uninit(); 8 * Q8_0_MAX_BLOCKS];
+    let mut r0 = 0;
+    while r0 < rows {
+        let r1 = (r0 + panel).min(rows);
+        for j in 0..t {
+            let xj = x.wrapping_add(j * stride);
+            for b in 0..nb {
+                // SAFETY: block b < nb of token j < t is in bounds (caller).
+                let blk = unsafe { core::slice::from_raw_parts(xj.add(b * xbb), xbb) };
+                let f16 = |i: usize| half::f16::from_le_bytes([blk[i], blk[i + 1]]).to_f32();
+                fs[2 * b].write(f16(0));
+                if q8_1 {
+                    fs[2 * b + 1].write(f16(2));
+                } else {
+                    let bias = if KIND == Q8_0 { -128 } else { -16 };
+                    for (l, q) in blk[2..].chunks_exact(4).enumerate() {
+                        let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
+                        cy[8 * b + l].write(bias * sum);
+                    }
+                }
+            }
+            let (fp, cp) = (fs.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
+            let mut g = r0;
+            while g < r1 {
+                let grp = w.wrapping_add(g * rb);
+                for h in 0..2 {
+                    // SAFETY: rows g..g + 16 are a whole group in bounds, token j < t, the
+                    // tables' entries for b < nb written just above; this function's features.
+                    let v = unsafe {
+                        match KIND {
+                            Q8_0 => half_q8_0(grp, h, xj, nb, fp, cp),
+                            Q4_1 => half_q4_1(grp, h, xj, nb, fp),
+                            Q5_0 => half_q5::<false>(grp, h, xj, nb, fp, cp),
+                            _ => half_q5::<true>(grp, h, xj, nb, fp, cp),
+                        }
+                    };
+                    // SAFETY: j * rows + g + 8h + 8 <= t * rows = out.len() (g + 16 <= rows,
+                    // j < t); storeu accepts any alignment.
+                    unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j * rows + g + 8 * h), v) };
+                }
+                g += PACK_ROWS;
+            }
+        }
+        r0 = r1;
     }
 }

@@ -4,8 +4,10 @@
 //! to unsigned by `^ 0x80`), each against a broadcast 4-byte slice of the activation block, started
 //! from the exact correction `-bias * sum(y)` (bias 8 or 128). Q4_0 then scales the block's sum
 //! with one multiply and one FMA; Q8_0 keeps ggml's eight lane sums (one per 4-byte chunk), so
-//! each chunk's `vpdpbusd` result is converted and FMA'd into its own accumulator. Bitwise equal to
-//! [`crate::packed::matmul_packed_reference`].
+//! each chunk's `vpdpbusd` result is converted and FMA'd into its own accumulator. Q4_1 does the
+//! same with unsigned nibbles (no correction) plus `summs`; Q5_0 and Q5_1 as Q8_0 / Q4_1 with the
+//! 5-bit codes (bit 4 from `qh` by `vpshufb` + `vptestmb` + a masked add; Q5_0 corrected by
+//! `-16 * sum(y)` per chunk). Bitwise equal to [`crate::packed::matmul_packed_reference`].
 
 use core::arch::x86_64::*;
 
@@ -54,14 +56,17 @@ impl Avx512Vnni {
     ) {
         let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
         // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it);
-        // `check_matmul_packed` established a packable matrix of `ty` (Q4_0 or Q8_0) of
-        // rows * rb bytes, t activation rows of n / QK Q8_0 blocks `stride` bytes apart in x,
-        // and out.len() == t * rows.
+        // `check_matmul_packed` established a packable matrix of `ty` (any packed type; all but
+        // Q4_0 of at most Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows
+        // of n / QK blocks of its activation type `stride` bytes apart in x, and
+        // out.len() == t * rows.
         unsafe {
             let (w, x) = (w.as_ptr(), x.as_ptr());
             match ty {
                 QuantType::Q8_0 => mm_packed::<true>(out, w, rb, rows, x, stride, t, n),
                 QuantType::Q4_1 => mm_packed_q4_1(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_0 => mm_packed_q5::<false>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_1 => mm_packed_q5::<true>(out, w, rb, rows, x, stride, t, n),
                 _ => mm_packed::<false>(out, w, rb, rows, x, stride, t, n),
             }
         }
@@ -453,5 +458,193 @@ unsafe fn mm_packed<const Q8: bool>(
             j0 += k;
         }
         r0 = rr.1;
+    }
+}
+
+/// Bytes of one packed Q5_0 / Q5_1 group-block (16 rows).
+const GB50: usize = 16 * 22;
+const GB51: usize = 16 * 24;
+/// Tokens per Q5 tile: eight lane sums (and `summs`) per token, as Q4_1.
+const TT5: usize = 2;
+
+/// `vpshufb` indices that put byte `s` of each row's `qh` (u32 lane) into all four bytes of the
+/// lane, for `s = 0..4`: the byte holding bits `4l..4l + 4`, `s = l / 2`, for lane sum `l`.
+const fn qh_byte_index(s: u8) -> [u8; 64] {
+    let mut v = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        v[i] = (i % 16 / 4 * 4) as u8 + s;
+        i += 1;
+    }
+    v
+}
+const QH_INDEX: [[u8; 64]; 4] = [
+    qh_byte_index(0),
+    qh_byte_index(1),
+    qh_byte_index(2),
+    qh_byte_index(3),
+];
+
+/// One 16-row Q5_0 (`Q51 = false`, Q8_0 tokens) or Q5_1 (`Q51`, Q8_1 tokens) group (`g`) x `K`
+/// tokens over all `nb` blocks, in ggml's eight-lane order (module docs of [`crate::packed`]).
+/// Lane sum `l` takes the nibbles of chunk `l % 4` (low for `l < 4`, high after) and bits
+/// `4l..4l + 4` of each row's `qh` as bit 4 (`vpshufb` of the `qh` byte, `vptestmb` against the
+/// four bits, a masked add of 16): codes 0..31 against signed activations in one `vpdpbusd`,
+/// exact. Q5_0 starts each from `-16 * sum(y)` over the chunk (`cy[(b * TT5 + k) * 8 + l]`).
+/// `ds[(b * TT5 + k) * 2]` is token `k`'s f32 `d` of block `b`, the next entry its `s` (Q5_1).
+///
+/// # Safety
+/// `nb` group-blocks at `g`; `nb` activation blocks at each `x[k]`; the table entries for
+/// `b < nb`, `k < K`; the CPU has AVX-512 F/BW/VL + VNNI and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_q5<const Q51: bool, const K: usize>(
+    g: *const u8,
+    x: [*const u8; K],
+    nb: usize,
+    ds: *const f32,
+    cy: *const i32,
+) -> [__m512; K] {
+    let (gbb, qh_at, xbb) = if Q51 { (GB51, 64, XB1) } else { (GB50, 32, XB) };
+    let m = _mm512_set1_epi8(0x0f);
+    let sixteen = _mm512_set1_epi8(0x10);
+    // SAFETY: QH_INDEX is 4 x 64 readable bytes; loadu accepts any alignment.
+    let index: [__m512i; 4] =
+        core::array::from_fn(|s| unsafe { _mm512_loadu_si512(QH_INDEX[s].as_ptr().cast()) });
+    // Bits 4(l % 2) + 0..4 of the selected byte, one per byte of a lane.
+    let bits = [
+        _mm512_set1_epi32(0x0804_0201),
+        _mm512_set1_epi32(0x8040_2010_u32 as i32),
+    ];
+    let mut acc = [[_mm512_setzero_ps(); 8]; K];
+    let mut summs = [_mm512_setzero_ps(); K];
+    for b in 0..nb {
+        // SAFETY: b < nb group-blocks at g, activation blocks at each x[k], table entries
+        // (caller).
+        unsafe {
+            let gb = g.add(b * gbb);
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.cast()));
+            let mut p = [_mm512_setzero_ps(); K];
+            for k in 0..K {
+                let e = (b * TT5 + k) * 2;
+                p[k] = _mm512_mul_ps(dw, _mm512_set1_ps(*ds.add(e)));
+                if Q51 {
+                    let mw = _mm512_cvtph_ps(_mm256_loadu_si256(gb.add(32).cast()));
+                    summs[k] = _mm512_fmadd_ps(mw, _mm512_set1_ps(*ds.add(e + 1)), summs[k]);
+                }
+            }
+            let qh = _mm512_loadu_si512(gb.add(qh_at).cast());
+            for c in 0..4 {
+                let v = _mm512_loadu_si512(gb.add(qh_at + 64 + 64 * c).cast());
+                let nibs = [
+                    _mm512_and_si512(v, m),
+                    _mm512_and_si512(_mm512_srli_epi16::<4>(v), m),
+                ];
+                for (half, nib) in nibs.into_iter().enumerate() {
+                    let l = c + 4 * half;
+                    let hb = _mm512_shuffle_epi8(qh, index[l / 2]);
+                    let set = _mm512_test_epi8_mask(hb, bits[l % 2]);
+                    let code = _mm512_mask_add_epi8(nib, set, nib, sixteen);
+                    for k in 0..K {
+                        let y4 = core::ptr::read_unaligned(
+                            x[k].add(b * xbb + xbb - 32 + 4 * l).cast::<i32>(),
+                        );
+                        let c0 = if Q51 {
+                            _mm512_setzero_si512()
+                        } else {
+                            _mm512_set1_epi32(*cy.add((b * TT5 + k) * 8 + l))
+                        };
+                        let sumi = _mm512_dpbusd_epi32(c0, code, _mm512_set1_epi32(y4));
+                        acc[k][l] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), p[k], acc[k][l]);
+                    }
+                }
+            }
+        }
+    }
+    core::array::from_fn(|k| {
+        let s = hsum8_lanes(&acc[k]);
+        if Q51 {
+            _mm512_add_ps(s, summs[k])
+        } else {
+            s
+        }
+    })
+}
+
+/// Packed Q5_0 x Q8_0 (`Q51 = false`) or Q5_1 x Q8_1 (`Q51`): row panels, tokens in tiles of
+/// [`TT5`], the tables of whole rows (at most [`Q8_0_MAX_BLOCKS`] blocks, see `packable`).
+///
+/// # Safety
+/// As [`mm_packed`] with activations of `n / QK` blocks of the type's activation type;
+/// `n / QK <= Q8_0_MAX_BLOCKS`.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mm_packed_q5<const Q51: bool>(
+    out: &mut [f32],
+    w: *const u8,
+    rb: usize,
+    rows: usize,
+    x: *const u8,
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    debug_assert_eq!(out.len(), t * rows);
+    let nb = n / QK;
+    assert!(nb <= Q8_0_MAX_BLOCKS);
+    let xbb = if Q51 { XB1 } else { XB };
+    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
+    // Only entries b < nb, k < the tile's tokens are read, each after it is written (cy: Q5_0).
+    let mut ds = [core::mem::MaybeUninit::<f32>::uninit(); Q8_0_MAX_BLOCKS * TT5 * 2];
+    let mut cy = [core::mem::MaybeUninit::<i32>::uninit(); Q8_0_MAX_BLOCKS * TT5 * 8];
+    let mut r0 = 0;
+    while r0 < rows {
+        let r1 = (r0 + panel).min(rows);
+        let mut j0 = 0;
+        while j0 < t {
+            let kk = (t - j0).min(TT5);
+            for b in 0..nb {
+                for k in 0..kk {
+                    // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
+                    let blk = unsafe {
+                        core::slice::from_raw_parts(x.add((j0 + k) * stride + b * xbb), xbb)
+                    };
+                    let e = (b * TT5 + k) * 2;
+                    ds[e].write(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
+                    if Q51 {
+                        ds[e + 1].write(half::f16::from_le_bytes([blk[2], blk[3]]).to_f32());
+                    } else {
+                        for (l, q) in blk[2..].chunks_exact(4).enumerate() {
+                            let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
+                            cy[(b * TT5 + k) * 8 + l].write(-16 * sum);
+                        }
+                    }
+                }
+            }
+            let (dsp, cyp) = (ds.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
+            let xs = |k: usize| x.wrapping_add((j0 + k) * stride);
+            let mut g = r0;
+            while g < r1 {
+                let grp = w.wrapping_add(g * rb);
+                // SAFETY: rows g..g + 16 are a whole group in bounds, tokens j0..j0 + kk <= t,
+                // table entries for b < nb, k < kk written above; this function's features.
+                let v: [__m512; 2] = unsafe {
+                    if kk == 1 {
+                        let [a] = tile_q5::<Q51, 1>(grp, [xs(0)], nb, dsp, cyp);
+                        [a, a]
+                    } else {
+                        tile_q5::<Q51, 2>(grp, [xs(0), xs(1)], nb, dsp, cyp)
+                    }
+                };
+                for (k, v) in v.iter().enumerate().take(kk) {
+                    // SAFETY: (j0 + k) * rows + g + 16 <= t * rows = out.len(); storeu accepts
+                    // any alignment.
+                    unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *v) };
+                }
+                g += PACK_ROWS;
+            }
+            j0 += kk;
+        }
+        r0 = r1;
     }
 }
