@@ -1,7 +1,10 @@
-//! `ingot train sft | rm | dpo`: the alignment stages after pretraining (library in
+//! `ingot train sft | rm | dpo | ppo`: the alignment stages after pretraining (library in
 //! `ingot_train::align`). Each reads a checkpoint (`--init`: a run directory or one checkpoint), writes
-//! ordinary checkpoints into `--out` (`step-XXXXXXXX/`, `latest`; the reward model adds
-//! `reward_head.safetensors` beside its trunk), `metrics.jsonl`, and a `summary.json` of its figures.
+//! ordinary checkpoints into `--out` (`step-XXXXXXXX/`, `latest`, every `--save-every` steps and at the
+//! end; the reward model adds `reward_head.safetensors` beside its trunk, RM and PPO their other state
+//! in `align_state.safetensors`), `metrics.jsonl`, and a `summary.json` of its figures. `--resume
+//! CKPT_DIR` continues a run bit-identically: each stage is set up as a fresh run of the same options
+//! would be, then the saved state replaces the fresh one (`ingot_train::align::state`).
 //!
 //! `--task` (the default when no data is given) uses the bundled alignment task built from the
 //! Shakespeare corpus (`train/README.md`, "Alignment"): SFT trains on its demonstrations; RM samples
@@ -22,6 +25,7 @@ use ingot_train::align::pairs::{answers, make_pairs, to_ids, win_rate, TextPair}
 use ingot_train::align::reward::{rm_eval, rm_loss_and_grad, save_head, BtConfig, Head, Pair};
 use ingot_train::align::sample::GenerateConfig;
 use ingot_train::align::sft::{check_lengths, sft_eval, sft_step, Encoded};
+use ingot_train::align::state::{f64_bits, restore_trainer, AlignState};
 use ingot_train::align::task::{self, Prompt, Task, TaskConfig};
 use ingot_train::align::vocab::extend_char_vocab;
 use ingot_train::align::{chatml, encode_chat, Codec, Message, IM_END};
@@ -73,6 +77,16 @@ pub struct Common {
     /// Held-out prompts of the task (RM accuracy pairs, win rates).
     #[arg(long, value_name = "N", default_value_t = 300)]
     pub heldout_prompts: usize,
+    /// Continue the run saved in this checkpoint (a run directory: its `latest`) bit-identically:
+    /// give the options and --init of the run that wrote it.
+    #[arg(long, value_name = "CKPT_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Save a checkpoint every N steps (PPO: iterations) as well as at the end, 0 = only at the end.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub save_every: u64,
+    /// Checkpoints kept in --out (the newest).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub keep: usize,
 }
 
 #[derive(Args, Debug)]
@@ -291,19 +305,81 @@ fn validate(c: &Common) -> Result<()> {
     Ok(())
 }
 
-struct Metrics(fs::File);
+/// `OUT/metrics.jsonl`, one JSON object per line, each with a counter `key` (`step`, or `iteration`
+/// for PPO). A resumed run keeps the lines up to the checkpoint's counter and writes only later ones.
+struct Metrics {
+    file: fs::File,
+    key: &'static str,
+    resumed_at: Option<u64>,
+}
 
 impl Metrics {
-    fn create(out: &Path) -> Result<Self> {
+    fn open(out: &Path, key: &'static str, resumed_at: Option<u64>) -> Result<Self> {
         let p = out.join("metrics.jsonl");
-        Ok(Metrics(fs::File::create(&p).with_context(|| {
-            format!("cannot create `{}`", p.display())
-        })?))
+        let kept: String = match resumed_at {
+            Some(at) => fs::read_to_string(&p)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v[key].as_u64())
+                        .is_some_and(|s| s <= at)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            None => String::new(),
+        };
+        let mut file =
+            fs::File::create(&p).with_context(|| format!("cannot create `{}`", p.display()))?;
+        file.write_all(kept.as_bytes())?;
+        Ok(Metrics {
+            file,
+            key,
+            resumed_at,
+        })
     }
     fn write(&mut self, v: serde_json::Value) -> Result<()> {
-        writeln!(self.0, "{v}")?;
+        if let (Some(at), Some(s)) = (self.resumed_at, v[self.key].as_u64()) {
+            if s <= at {
+                return Ok(());
+            }
+        }
+        writeln!(self.file, "{v}")?;
         Ok(())
     }
+}
+
+/// The checkpoint `--resume` names, loaded, with its directory.
+fn load_resume(c: &Common) -> Result<Option<(PathBuf, checkpoint::Checkpoint)>> {
+    let Some(p) = &c.resume else {
+        return Ok(None);
+    };
+    let dir = checkpoint::resolve(p).with_context(|| {
+        format!(
+            "--resume `{}` must be a run directory or a checkpoint of this stage",
+            p.display()
+        )
+    })?;
+    let ck = checkpoint::load(&dir)?;
+    Ok(Some((dir, ck)))
+}
+
+/// Checks the resumed checkpoint's tokenizer is the run's.
+fn same_tokenizer(ck: &checkpoint::Checkpoint, tok: &TextTokenizer, dir: &Path) -> Result<()> {
+    if &ck.tokenizer()? != tok {
+        bail!(
+            "--resume `{}` has another tokenizer than --init: resume with the --init of the run that \
+             wrote it",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether a checkpoint is due after `step` (the last one is always saved).
+fn save_due(c: &Common, step: u64, done: bool) -> bool {
+    !done && c.save_every > 0 && step.is_multiple_of(c.save_every)
 }
 
 fn to_messages(prompt: &str, answer: &str) -> [Message; 2] {
@@ -384,7 +460,8 @@ pub fn sft(a: &SftArgs) -> Result<()> {
         &init.model.config,
     );
     let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
-    let mut metrics = Metrics::create(&c.out)?;
+    let resumed = load_resume(c)?;
+    let mut metrics = Metrics::open(&c.out, "step", resumed.as_ref().map(|r| r.1.meta.step))?;
     let mut val_loss = None;
     if !val.is_empty() {
         let v = sft_eval(&mut trainer.model, &val, c.batch, t)?;
@@ -393,6 +470,24 @@ pub fn sft(a: &SftArgs) -> Result<()> {
         val_loss = Some(v);
     }
     let first_val = val_loss;
+    if let Some((dir, ck)) = &resumed {
+        same_tokenizer(ck, &init.tokenizer, dir)?;
+        restore_trainer(&mut trainer, ck, dir)?;
+        eprintln!(
+            "sft: resumed from {} at step {}",
+            dir.display(),
+            trainer.step
+        );
+    }
+    let save = |trainer: &Trainer| -> Result<PathBuf> {
+        Ok(checkpoint::save_in_run(
+            &c.out,
+            trainer,
+            &init.tokenizer,
+            &data,
+            c.keep,
+        )?)
+    };
     let mut last_loss = f32::NAN;
     while !trainer.done() {
         let st = sft_step(&mut trainer, &train)?;
@@ -428,8 +523,11 @@ pub fn sft(a: &SftArgs) -> Result<()> {
                 start.elapsed().as_secs_f64()
             );
         }
+        if save_due(c, step, trainer.done()) {
+            save(&trainer)?;
+        }
     }
-    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let dir = save(&trainer)?;
     let summary = serde_json::json!({
         "stage": "sft", "steps": c.steps, "final_train_loss": last_loss,
         "val_loss_before": first_val, "val_loss_after": val_loss,
@@ -530,6 +628,26 @@ pub fn rm(a: &RmArgs) -> Result<()> {
             (train, held, meta)
         }
         Some(_) => bail!("give either --pairs or --task"),
+        None if c.resume.is_some()
+            && c.out.join("pairs.jsonl").is_file()
+            && c.out.join("pairs-heldout.jsonl").is_file() =>
+        {
+            // a resumed run trains on the pairs its first part sampled (sampling again would
+            // give the same pairs, slowly)
+            let (_, meta) = load_task(c)?;
+            let mut train: Vec<TextPair> = read_jsonl(&c.out.join("pairs.jsonl"), "pair")?;
+            let held: Vec<TextPair> = read_jsonl(&c.out.join("pairs-heldout.jsonl"), "pair")?;
+            eprintln!(
+                "rm: resuming with the {} training and {} held-out pairs in `{}`",
+                train.len(),
+                held.len(),
+                c.out.display()
+            );
+            if let Some(extra) = &a.add_pairs {
+                train.extend(read_jsonl::<TextPair>(extra, "pair")?);
+            }
+            (train, held, meta)
+        }
         None => {
             let (task, meta) = load_task(c)?;
             let gen = generate_config(&init.tokenizer, a.temperature, c.seed, n_threads)?;
@@ -632,8 +750,10 @@ pub fn rm(a: &RmArgs) -> Result<()> {
         &init.model.config,
     );
     let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
-    let mut metrics = Metrics::create(&c.out)?;
-    let mut rng = Rng::new(c.seed.wrapping_add(4));
+    // the pairs of each step are drawn from the trainer's generator, which checkpoints keep
+    trainer.sampler = Rng::new(c.seed.wrapping_add(4));
+    let resumed = load_resume(c)?;
+    let mut metrics = Metrics::open(&c.out, "step", resumed.as_ref().map(|r| r.1.meta.step))?;
     let mut dhead = vec![0.0f32; c_dim];
     let mut held_acc = None;
     let eval = |m: &mut Model<f32>, h: &[f32]| -> Result<Option<f64>> {
@@ -648,9 +768,39 @@ pub fn rm(a: &RmArgs) -> Result<()> {
         train.len(),
         held.len()
     );
+    if let Some((dir, ck)) = &resumed {
+        same_tokenizer(ck, &init.tokenizer, dir)?;
+        restore_trainer(&mut trainer, ck, dir)?;
+        let state = AlignState::load(dir, "rm")?;
+        head.w = ingot_train::align::reward::load_head(dir, c_dim)?;
+        head.m = state.get("m.score.weight", c_dim, dir)?;
+        head.v = state.get("v.score.weight", c_dim, dir)?;
+        head.step = trainer.step;
+        eprintln!(
+            "rm: resumed from {} at step {}",
+            dir.display(),
+            trainer.step
+        );
+    }
+    let save = |trainer: &Trainer, head: &Head| -> Result<PathBuf> {
+        Ok(checkpoint::save_in_run_with(
+            &c.out,
+            trainer,
+            &init.tokenizer,
+            &data,
+            c.keep,
+            |dir| {
+                save_head(dir, &head.w)?;
+                AlignState::new("rm")
+                    .tensor("m.score.weight", &head.m)
+                    .tensor("v.score.weight", &head.v)
+                    .save(dir)
+            },
+        )?)
+    };
     while !trainer.done() {
         let batch: Vec<Pair> = (0..c.batch)
-            .map(|_| train[rng.below(train.len())].clone())
+            .map(|_| train[trainer.sampler.below(train.len())].clone())
             .collect();
         trainer.model.zero_grad();
         dhead.iter_mut().for_each(|g| *g = 0.0);
@@ -685,9 +835,11 @@ pub fn rm(a: &RmArgs) -> Result<()> {
                 start.elapsed().as_secs_f64()
             );
         }
+        if save_due(c, step, trainer.done()) {
+            save(&trainer, &head)?;
+        }
     }
-    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
-    save_head(&dir, &head.w)?;
+    let dir = save(&trainer, &head)?;
     let summary = serde_json::json!({
         "stage": "rm", "steps": c.steps, "train_pairs": train.len(), "heldout_pairs": held.len(),
         "heldout_accuracy_before": acc0, "heldout_accuracy": held_acc,
@@ -764,8 +916,19 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
         &init.model.config,
     );
     let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
-    let mut metrics = Metrics::create(&c.out)?;
-    let mut rng = Rng::new(c.seed.wrapping_add(5));
+    // the pairs of each step are drawn from the trainer's generator, which checkpoints keep
+    trainer.sampler = Rng::new(c.seed.wrapping_add(5));
+    let resumed = load_resume(c)?;
+    let mut metrics = Metrics::open(&c.out, "step", resumed.as_ref().map(|r| r.1.meta.step))?;
+    if let Some((dir, ck)) = &resumed {
+        same_tokenizer(ck, &init.tokenizer, dir)?;
+        restore_trainer(&mut trainer, ck, dir)?;
+        eprintln!(
+            "dpo: resumed from {} at step {}",
+            dir.display(),
+            trainer.step
+        );
+    }
     let held_eval = |m: &mut Model<f32>| -> Result<Option<(f64, f64)>> {
         if held.is_empty() {
             return Ok(None);
@@ -781,7 +944,9 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
     };
     let mut last = None;
     while !trainer.done() {
-        let idx: Vec<usize> = (0..c.batch).map(|_| rng.below(train.len())).collect();
+        let idx: Vec<usize> = (0..c.batch)
+            .map(|_| trainer.sampler.below(train.len()))
+            .collect();
         let batch: Vec<Pair> = idx.iter().map(|&i| train[i].clone()).collect();
         let refs: Vec<(f64, f64)> = idx.iter().map(|&i| train_ref[i]).collect();
         trainer.model.zero_grad();
@@ -818,8 +983,11 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
                 start.elapsed().as_secs_f64()
             );
         }
+        if save_due(c, step, trainer.done()) {
+            checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, c.keep)?;
+        }
     }
-    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, c.keep)?;
     let train_wall = start.elapsed().as_secs_f64();
 
     // the labeler's paired comparison with the reference (SFT) on the task's held-out prompts
@@ -1033,8 +1201,20 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
     )?;
     let end = Codec::encode(&init.tokenizer, &format!("{IM_END}\n"))?;
     let t_rm = rm.config.max_seq_len;
-    let mut metrics = Metrics::create(&c.out)?;
+    // the prompts of each iteration are drawn from `rng`, kept as the checkpoint's sampler
     let mut rng = Rng::new(c.seed.wrapping_add(8));
+    let resumed = load_resume(c)?;
+    if let Some((dir, ck)) = &resumed {
+        same_tokenizer(ck, &init.tokenizer, dir)?;
+        ppo_restore(&mut ppo, &mut rng, ck, dir, c)?;
+        eprintln!(
+            "ppo: resumed from {} at iteration {} (KL coefficient {})",
+            dir.display(),
+            ppo.iterations,
+            ppo.config.kl_coef
+        );
+    }
+    let mut metrics = Metrics::open(&c.out, "iteration", resumed.map(|_| ppo.iterations))?;
     eprintln!(
         "ppo: {} training prompts, {} iterations of {} rollouts, reward model {}",
         prompts.len(),
@@ -1042,8 +1222,15 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
         c.batch,
         rm_dir.display()
     );
+    if ppo.iterations > c.steps {
+        bail!(
+            "--resume: the checkpoint is at iteration {}, beyond --steps {}",
+            ppo.iterations,
+            c.steps
+        );
+    }
     let mut last = None;
-    for it in 1..=c.steps {
+    for it in ppo.iterations + 1..=c.steps {
         let batch: Vec<Vec<u32>> = (0..c.batch)
             .map(|_| prompt_ids[rng.below(prompt_ids.len())].clone())
             .collect();
@@ -1078,26 +1265,16 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
         last = Some(st);
+        if save_due(c, it, it == c.steps) {
+            (ppo, _) = ppo_save(ppo, &rng, c, &init.tokenizer, &data)?;
+        }
     }
-    // The checkpoint's step is the optimizer's (its update count: epochs x minibatches per
-    // iteration), which the checkpoint format requires to agree.
-    let step = ppo.opt.step;
-    let trainer = Trainer {
-        model: ppo.policy,
-        opt: ppo.opt,
-        config: TrainConfig {
-            steps: step,
-            ..train_config(c, 1)
-        },
-        step,
-        sampler: rng,
-    };
-    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let (ppo, dir) = ppo_save(ppo, &rng, c, &init.tokenizer, &data)?;
     let train_wall = start.elapsed().as_secs_f64();
     let win = versus(
         c,
         "ppo",
-        &trainer.model,
+        &ppo.policy,
         &ppo.reference,
         &init.tokenizer,
         a.eval_temperature,
@@ -1114,6 +1291,91 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
     eprintln!("saved {}  ({summary})", dir.display());
+    Ok(())
+}
+
+/// Saves the PPO run as a checkpoint in `--out`: the policy and AdamW's state as an ordinary
+/// checkpoint whose step is the optimizer's (its update count: epochs x minibatches per iteration,
+/// which the checkpoint format requires to agree) and whose sampler is the prompt generator `rng`;
+/// beside it (`align_state.safetensors`) the value head and its moments, the iteration count, the KL
+/// controller's coefficient and the minibatch shuffler.
+fn ppo_save(
+    ppo: ingot_train::align::ppo::Ppo,
+    rng: &Rng,
+    c: &Common,
+    tok: &TextTokenizer,
+    data: &DataMeta,
+) -> Result<(ingot_train::align::ppo::Ppo, PathBuf)> {
+    let mut ppo = ppo;
+    let step = ppo.opt.step;
+    let trainer = Trainer {
+        model: ppo.policy,
+        opt: ppo.opt,
+        config: TrainConfig {
+            steps: step,
+            ..train_config(c, 1)
+        },
+        step,
+        sampler: rng.clone(),
+    };
+    let saved = checkpoint::save_in_run_with(&c.out, &trainer, tok, data, c.keep, |dir| {
+        AlignState::new("ppo")
+            .tensor("value_head", &ppo.value_head)
+            .tensor("m.value_head", &ppo.head_m)
+            .tensor("v.value_head", &ppo.head_v)
+            .value("iterations", ppo.iterations)
+            .value("kl_coef", f64_bits(ppo.config.kl_coef))
+            .value("shuffle_rng", ppo.rng.state)
+            .save(dir)
+    });
+    ppo.policy = trainer.model;
+    ppo.opt = trainer.opt;
+    Ok((ppo, saved?))
+}
+
+/// Puts the PPO run saved in `ck` (by [`ppo_save`]) into `ppo` and the prompt generator `rng`.
+fn ppo_restore(
+    ppo: &mut ingot_train::align::ppo::Ppo,
+    rng: &mut Rng,
+    ck: &checkpoint::Checkpoint,
+    dir: &Path,
+    c: &Common,
+) -> Result<()> {
+    if ck.meta.model != ppo.policy.config {
+        bail!(
+            "--resume `{}` holds a model of another shape than --init: resume with the --init of the \
+             run that wrote it",
+            dir.display()
+        );
+    }
+    let t = &ck.meta.training;
+    if t.batch != c.batch || t.seed != c.seed {
+        bail!(
+            "--resume `{}` was written with --batch {} --seed {}, this run has --batch {} --seed {}",
+            dir.display(),
+            t.batch,
+            t.seed,
+            c.batch,
+            c.seed
+        );
+    }
+    let state = AlignState::load(dir, "ppo")?;
+    let dim = ppo.policy.config.dim;
+    ppo.value_head = state.get("value_head", dim, dir)?;
+    ppo.head_m = state.get("m.value_head", dim, dir)?;
+    ppo.head_v = state.get("v.value_head", dim, dir)?;
+    ppo.iterations = state.parse("iterations", dir)?;
+    ppo.config.kl_coef = state.parse_f64("kl_coef", dir)?;
+    ppo.rng = Rng {
+        state: state.parse("shuffle_rng", dir)?,
+    };
+    ppo.policy.params.copy_from_slice(&ck.params);
+    ppo.opt.m.copy_from_slice(&ck.m);
+    ppo.opt.v.copy_from_slice(&ck.v);
+    ppo.opt.step = ck.meta.optimizer.step;
+    *rng = Rng {
+        state: ck.meta.rng.sampler,
+    };
     Ok(())
 }
 

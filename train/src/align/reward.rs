@@ -205,9 +205,10 @@ pub fn rm_eval<F: Float>(
 #[derive(Debug, Clone)]
 pub struct Head {
     pub w: Vec<f32>, // (C,)
-    m: Vec<f32>,
-    v: Vec<f32>,
-    step: u64,
+    /// Adam's moments (C,) and step (saved for `--resume`).
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+    pub step: u64,
 }
 
 impl Head {
