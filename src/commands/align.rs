@@ -187,7 +187,15 @@ fn load_init(c: &Common) -> Result<Init> {
 }
 
 fn load_task(c: &Common) -> Result<(Task, DataMeta)> {
-    let sources: Vec<PathBuf> = match &c.corpus {
+    load_task_from(c.corpus.as_ref(), c.seed, c.heldout_prompts)
+}
+
+fn load_task_from(
+    corpus: Option<&PathBuf>,
+    seed: u64,
+    heldout_prompts: usize,
+) -> Result<(Task, DataMeta)> {
+    let sources: Vec<PathBuf> = match corpus {
         Some(p) => vec![p.clone()],
         None => match DEFAULT_DATA.iter().map(PathBuf::from).find(|p| p.is_dir()) {
             Some(p) => vec![p],
@@ -199,15 +207,15 @@ fn load_task(c: &Common) -> Result<(Task, DataMeta)> {
     };
     let corpus = corpus::read_corpus(&sources)?;
     let cfg = TaskConfig {
-        seed: c.seed,
-        heldout_prompts: c.heldout_prompts,
+        seed,
+        heldout_prompts,
         ..TaskConfig::default()
     };
     let task = task::build(&corpus.text, &cfg)?;
     let meta = DataMeta {
         sources: sources
             .iter()
-            .map(|p| format!("task:{} (seed {})", p.display(), c.seed))
+            .map(|p| format!("task:{} (seed {seed})", p.display()))
             .collect(),
         files: corpus.files.len(),
         corpus_sha256: corpus.sha256.clone(),
@@ -609,7 +617,6 @@ pub fn rm(a: &RmArgs) -> Result<()> {
     let start = Instant::now();
     let init = load_init(c)?;
     let n_threads = threads(c.threads);
-    let sampled = a.pairs.is_none();
     let (train_text, held_text, data) = match &a.pairs {
         Some(p) if !c.task => {
             let bytes = fs::read(p)?;
@@ -723,9 +730,17 @@ pub fn rm(a: &RmArgs) -> Result<()> {
     };
     let mut train = pairs_ids(&init.tokenizer, &train_text)?;
     let mut held = pairs_ids(&init.tokenizer, &held_text)?;
-    if sampled {
-        drop_long_pairs(&mut train, &mut held, init.model.config.max_seq_len, "rm");
-    }
+    // sampled answers that ran to the token budget do not fit the context (as `ingot train dpo`)
+    let fits = |p: &Pair| {
+        p.prompt.len() + p.chosen.len().max(p.rejected.len()) <= init.model.config.max_seq_len
+    };
+    let held_text: Vec<TextPair> = held_text
+        .into_iter()
+        .zip(&held)
+        .filter(|(_, p)| fits(p))
+        .map(|(t, _)| t)
+        .collect();
+    drop_long_pairs(&mut train, &mut held, init.model.config.max_seq_len, "rm");
     if train.is_empty() {
         bail!("no training pairs: lower --gap or sample more --prompts");
     }
@@ -840,6 +855,15 @@ pub fn rm(a: &RmArgs) -> Result<()> {
         }
     }
     let dir = save(&trainer, &head)?;
+    // every held-out pair with the reward model's margin r_c - r_r (negative: ranked wrongly)
+    let margins =
+        ingot_train::align::reward::rm_margins(&mut trainer.model, &head.w, &held, t, c.batch)?;
+    let scored: Vec<serde_json::Value> = held_text
+        .iter()
+        .zip(&margins)
+        .map(|(p, m)| serde_json::json!({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "margin": m}))
+        .collect();
+    write_jsonl(&c.out.join("pairs-heldout-scored.jsonl"), &scored)?;
     let summary = serde_json::json!({
         "stage": "rm", "steps": c.steps, "train_pairs": train.len(), "heldout_pairs": held.len(),
         "heldout_accuracy_before": acc0, "heldout_accuracy": held_acc,
@@ -1378,6 +1402,140 @@ fn ppo_restore(
     };
     Ok(())
 }
+
+/// How `ingot train versus` prompts a model.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptFormat {
+    /// The user message in ChatML with the assistant header; the answer ends at `<|im_end|>`.
+    Chat,
+    /// The user message and a newline as plain text; the answer is the first line of the
+    /// continuation (for a model that never saw ChatML, e.g. one only pretrained).
+    Line,
+}
+
+#[derive(Args, Debug)]
+pub struct VersusArgs {
+    /// The model whose win rate is reported (a run directory or checkpoint, e.g. a PPO run).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// The model it is compared with (e.g. a larger model that was only pretrained).
+    #[arg(long, value_name = "DIR")]
+    pub baseline: PathBuf,
+    /// How --model is prompted.
+    #[arg(long, value_enum, default_value_t = PromptFormat::Chat)]
+    pub model_format: PromptFormat,
+    /// How --baseline is prompted.
+    #[arg(long, value_enum, default_value_t = PromptFormat::Chat)]
+    pub baseline_format: PromptFormat,
+    /// Corpus the task is built from [default: ../shared/data/shakespeare, else data/shakespeare].
+    #[arg(long, value_name = "PATH")]
+    pub corpus: Option<PathBuf>,
+    /// The task's seed (as the runs being compared were given) and the sampler's (+ 7).
+    #[arg(long, value_name = "S", default_value_t = 1337)]
+    pub seed: u64,
+    /// Held-out prompts of the task.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub heldout_prompts: usize,
+    /// Sampling temperature.
+    #[arg(long, value_name = "X", default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Threads (0 = all cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Writes summary.json and samples.jsonl (20 answers of each) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// One sampled answer per prompt from the checkpoint `dir`, prompted in `format`.
+fn answers_of(
+    dir: &Path,
+    format: PromptFormat,
+    prompts: &[Prompt],
+    a: &VersusArgs,
+) -> Result<Vec<String>> {
+    let d = checkpoint::resolve(dir).with_context(|| format!("`{}`", dir.display()))?;
+    let ck = checkpoint::load(&d)?;
+    let tok = ck.tokenizer()?;
+    let model = ck.model(threads(a.threads))?;
+    let seed = a.seed.wrapping_add(7);
+    match format {
+        PromptFormat::Chat => {
+            let gen = generate_config(&tok, a.temperature, seed, threads(a.threads))?;
+            Ok(answers(&model, &tok, prompts, &gen)?)
+        }
+        PromptFormat::Line => {
+            let gen = GenerateConfig {
+                stop: Codec::encode(&tok, "\n")?,
+                ..generate_config(&tok, a.temperature, seed, threads(a.threads))?
+            };
+            let ids = prompts
+                .iter()
+                .map(|p| Codec::encode(&tok, &format!("{}\n", p.text)))
+                .collect::<ingot_train::Result<Vec<_>>>()?;
+            Ok(ingot_train::align::sample::generate(&model, &ids, &gen)?
+                .into_iter()
+                .map(|g| {
+                    let text = Codec::decode(&tok, &g.tokens);
+                    text.split('\n').next().unwrap_or("").to_string()
+                })
+                .collect())
+        }
+    }
+}
+
+/// `ingot train versus`: the labeler's paired comparison of two models on the held-out prompts.
+pub fn versus_cmd(a: &VersusArgs) -> Result<()> {
+    let (task, _) = load_task_from(a.corpus.as_ref(), a.seed, a.heldout_prompts)?;
+    let prompts: Vec<Prompt> = task.heldout.iter().map(|e| e.prompt.clone()).collect();
+    let ours = answers_of(&a.model, a.model_format, &prompts, a)?;
+    let theirs = answers_of(&a.baseline, a.baseline_format, &prompts, a)?;
+    let (w, ties, l) = win_rate(&task.labeler, &prompts, &ours, &theirs);
+    let mean = |xs: &[String]| {
+        prompts
+            .iter()
+            .zip(xs)
+            .map(|(p, x)| task.labeler.score(p, x).total())
+            .sum::<f64>()
+            / prompts.len() as f64
+    };
+    let n = prompts.len() as f64;
+    let summary = serde_json::json!({
+        "model": a.model.display().to_string(), "model_format": format!("{:?}", a.model_format),
+        "baseline": a.baseline.display().to_string(),
+        "baseline_format": format!("{:?}", a.baseline_format),
+        "prompts": prompts.len(), "wins": w, "ties": ties, "losses": l,
+        "win_rate": w as f64 / n, "win_rate_ties_half": (w as f64 + ties as f64 / 2.0) / n,
+        "mean_score": mean(&ours), "mean_score_baseline": mean(&theirs),
+        "temperature": a.temperature,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(out) = &a.out {
+        fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
+        files::atomic_write(
+            &out.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        let examples: Vec<_> = prompts
+            .iter()
+            .zip(ours.iter().zip(&theirs))
+            .take(20)
+            .map(|(p, (o, t))| serde_json::json!({"prompt": p.text, "model": o, "baseline": t}))
+            .collect();
+        write_jsonl(&out.join("samples.jsonl"), &examples)?;
+    }
+    Ok(())
+}
+
+pub const VERSUS_HELP: &str = "\
+Examples:
+  ingot train versus --model runs/pipeline/ppo --baseline runs/pipeline/sft
+  ingot train versus --model runs/pipeline/ppo --baseline runs/large --baseline-format line --out runs/bonus
+
+One answer per held-out prompt of the bundled task (the task of --seed, as the runs were given) from
+each model, sampled at --temperature with the same seeds, scored by the labeler; prints wins, ties and
+losses of --model, its win rate and both mean scores (summary.json with --out). --baseline-format line
+prompts a model that never saw ChatML with the plain message and a newline and takes the first line.";
 
 pub const PPO_HELP: &str = "\
 Example:
