@@ -127,6 +127,23 @@ fn tiny_pipeline_runs_every_stage_and_resumes() {
     );
     let ppo = json(out.join("ppo/summary.json"));
     assert_eq!(ppo["vs_sft"]["prompts"], 40);
+    // `ingot train versus` compares as the PPO stage did (same prompts, seeds and temperature)
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/text/macbeth_40k.txt");
+    let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args(["train", "versus", "--heldout-prompts", "40", "--threads", "2", "--corpus"])
+        .arg(&data)
+        .arg("--model")
+        .arg(out.join("ppo"))
+        .arg("--baseline")
+        .arg(out.join("sft"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    for k in ["wins", "ties", "losses", "mean_score", "mean_score_sft"] {
+        let theirs = if k == "mean_score_sft" { "mean_score_baseline" } else { k };
+        assert_eq!(v[theirs], ppo["vs_sft"][k], "{k}: {v} vs {}", ppo["vs_sft"]);
+    }
 
     // the GGUF runs with the ChatML template
     let gguf = out.join("ingot-chat.Q8_0.gguf");
