@@ -1408,8 +1408,9 @@ fn ppo_restore(
 pub enum PromptFormat {
     /// The user message in ChatML with the assistant header; the answer ends at `<|im_end|>`.
     Chat,
-    /// The user message and a newline as plain text; the answer is the first line of the
-    /// continuation (for a model that never saw ChatML, e.g. one only pretrained).
+    /// The user message and a newline as plain text; the answer is the first verse line of the
+    /// continuation, trimmed, skipping speaker names (no lowercase letter) and stage directions (in
+    /// brackets): for a model that never saw ChatML, e.g. one only pretrained.
     Line,
 }
 
@@ -1465,8 +1466,9 @@ fn answers_of(
             Ok(answers(&model, &tok, prompts, &gen)?)
         }
         PromptFormat::Line => {
+            // no stop sequence: the corpus puts blank lines and speaker names before a verse line
             let gen = GenerateConfig {
-                stop: Codec::encode(&tok, "\n")?,
+                stop: Vec::new(),
                 ..generate_config(&tok, a.temperature, seed, threads(a.threads))?
             };
             let ids = prompts
@@ -1477,7 +1479,13 @@ fn answers_of(
                 .into_iter()
                 .map(|g| {
                     let text = Codec::decode(&tok, &g.tokens);
-                    text.split('\n').next().unwrap_or("").to_string()
+                    // the first verse line: speaker names (no lowercase letter) and stage
+                    // directions (in brackets) are skipped
+                    let first = text
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| l.contains(|c: char| c.is_lowercase()) && !l.starts_with('['));
+                    first.unwrap_or("").to_string()
                 })
                 .collect())
         }
@@ -1535,7 +1543,9 @@ Examples:
 One answer per held-out prompt of the bundled task (the task of --seed, as the runs were given) from
 each model, sampled at --temperature with the same seeds, scored by the labeler; prints wins, ties and
 losses of --model, its win rate and both mean scores (summary.json with --out). --baseline-format line
-prompts a model that never saw ChatML with the plain message and a newline and takes the first line.";
+prompts a model that never saw ChatML with the plain message and a newline and takes the first verse
+line of its continuation (80 tokens; lines without a lowercase letter, i.e. speaker names, and stage
+directions in brackets are skipped), which gives a pretrained-only model its best chance.";
 
 pub const PPO_HELP: &str = "\
 Example:
