@@ -130,7 +130,15 @@ fn tiny_pipeline_runs_every_stage_and_resumes() {
     // `ingot train versus` compares as the PPO stage did (same prompts, seeds and temperature)
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/text/macbeth_40k.txt");
     let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
-        .args(["train", "versus", "--heldout-prompts", "40", "--threads", "2", "--corpus"])
+        .args([
+            "train",
+            "versus",
+            "--heldout-prompts",
+            "40",
+            "--threads",
+            "2",
+            "--corpus",
+        ])
         .arg(&data)
         .arg("--model")
         .arg(out.join("ppo"))
@@ -140,8 +148,34 @@ fn tiny_pipeline_runs_every_stage_and_resumes() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // and prompts a pretrained-only model with plain text (`line`): one answer per held-out prompt
+    let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args([
+            "train",
+            "versus",
+            "--heldout-prompts",
+            "40",
+            "--threads",
+            "2",
+            "--corpus",
+        ])
+        .arg(&data)
+        .args(["--baseline-format", "line", "--model"])
+        .arg(out.join("ppo"))
+        .arg("--baseline")
+        .arg(out.join("pretrain"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["prompts"], 40);
+    assert_eq!(line["mean_score"], ppo["vs_sft"]["mean_score"], "{line}");
     for k in ["wins", "ties", "losses", "mean_score", "mean_score_sft"] {
-        let theirs = if k == "mean_score_sft" { "mean_score_baseline" } else { k };
+        let theirs = if k == "mean_score_sft" {
+            "mean_score_baseline"
+        } else {
+            k
+        };
         assert_eq!(v[theirs], ppo["vs_sft"][k], "{k}: {v} vs {}", ppo["vs_sft"]);
     }
 
