@@ -1,8 +1,9 @@
 //! `ingot pipeline --preset tiny` end to end on the committed Macbeth excerpt (seconds of training per
 //! stage): every stage's output exists, the figures are sane (pretraining and SFT losses fall, the
 //! reward model beats chance on held-out pairs, PPO raises the reward model's score with the KL to SFT
-//! bounded), the GGUF loads with its ChatML template, the report and its curves are written, and a
-//! second invocation skips every stage (resumable stage by stage) while `--force-from` reruns.
+//! bounded), the GGUF loads with its ChatML template, the report and its curves are written, a second
+//! invocation skips every stage (resumable stage by stage) while `--force-from` reruns, and an
+//! interrupted alignment stage resumes from its last checkpoint.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -197,5 +198,32 @@ fn tiny_pipeline_runs_every_stage_and_resumes() {
     assert!(o.status.success(), "{err}");
     assert_eq!(err.matches("skipped").count(), 7, "{err}");
     assert!(err.contains("== convert: done"), "{err}");
+
+    // an alignment stage interrupted after its last checkpoint (its marker not yet written) resumes
+    // from it (`ingot train ppo --resume`) and ends as it did
+    let ckpt = |out: &Path| {
+        let latest = std::fs::read_to_string(out.join("ppo/latest")).unwrap();
+        std::fs::read(
+            out.join("ppo")
+                .join(latest.trim())
+                .join("model.safetensors"),
+        )
+        .unwrap()
+    };
+    let (model, summary) = (ckpt(&out), json(out.join("ppo/summary.json")));
+    std::fs::remove_file(out.join("ppo/stage.json")).unwrap();
+    let o = pipeline(&out, &["--until", "ppo"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("== ppo: resuming from its last checkpoint")
+            && err.contains("ppo: resumed from"),
+        "{err}"
+    );
+    assert!(ckpt(&out) == model, "the resumed PPO checkpoint differs");
+    assert_eq!(
+        json(out.join("ppo/summary.json"))["vs_sft"],
+        summary["vs_sft"]
+    );
     let _ = std::fs::remove_dir_all(&out);
 }
