@@ -1,8 +1,9 @@
 //! `ingot pipeline --preset tiny` end to end on the committed Macbeth excerpt (seconds of training per
 //! stage): every stage's output exists, the figures are sane (pretraining and SFT losses fall, the
 //! reward model beats chance on held-out pairs, PPO raises the reward model's score with the KL to SFT
-//! bounded), the GGUF loads with its ChatML template, the report and its curves are written, and a
-//! second invocation skips every stage (resumable stage by stage) while `--force-from` reruns.
+//! bounded), the GGUF loads with its ChatML template, the report and its curves are written, a second
+//! invocation skips every stage (resumable stage by stage) while `--force-from` reruns, and an
+//! interrupted alignment stage resumes from its last checkpoint.
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,57 @@ fn tiny_pipeline_runs_every_stage_and_resumes() {
     );
     let ppo = json(out.join("ppo/summary.json"));
     assert_eq!(ppo["vs_sft"]["prompts"], 40);
+    // `ingot train versus` compares as the PPO stage did (same prompts, seeds and temperature)
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/text/macbeth_40k.txt");
+    let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args([
+            "train",
+            "versus",
+            "--heldout-prompts",
+            "40",
+            "--threads",
+            "2",
+            "--corpus",
+        ])
+        .arg(&data)
+        .arg("--model")
+        .arg(out.join("ppo"))
+        .arg("--baseline")
+        .arg(out.join("sft"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // and prompts a pretrained-only model with plain text (`line`): one answer per held-out prompt
+    let o = Command::new(env!("CARGO_BIN_EXE_ingot"))
+        .args([
+            "train",
+            "versus",
+            "--heldout-prompts",
+            "40",
+            "--threads",
+            "2",
+            "--corpus",
+        ])
+        .arg(&data)
+        .args(["--baseline-format", "line", "--model"])
+        .arg(out.join("ppo"))
+        .arg("--baseline")
+        .arg(out.join("pretrain"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let line: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["prompts"], 40);
+    assert_eq!(line["mean_score"], ppo["vs_sft"]["mean_score"], "{line}");
+    for k in ["wins", "ties", "losses", "mean_score", "mean_score_sft"] {
+        let theirs = if k == "mean_score_sft" {
+            "mean_score_baseline"
+        } else {
+            k
+        };
+        assert_eq!(v[theirs], ppo["vs_sft"][k], "{k}: {v} vs {}", ppo["vs_sft"]);
+    }
 
     // the GGUF runs with the ChatML template
     let gguf = out.join("ingot-chat.Q8_0.gguf");
@@ -146,5 +198,32 @@ fn tiny_pipeline_runs_every_stage_and_resumes() {
     assert!(o.status.success(), "{err}");
     assert_eq!(err.matches("skipped").count(), 7, "{err}");
     assert!(err.contains("== convert: done"), "{err}");
+
+    // an alignment stage interrupted after its last checkpoint (its marker not yet written) resumes
+    // from it (`ingot train ppo --resume`) and ends as it did
+    let ckpt = |out: &Path| {
+        let latest = std::fs::read_to_string(out.join("ppo/latest")).unwrap();
+        std::fs::read(
+            out.join("ppo")
+                .join(latest.trim())
+                .join("model.safetensors"),
+        )
+        .unwrap()
+    };
+    let (model, summary) = (ckpt(&out), json(out.join("ppo/summary.json")));
+    std::fs::remove_file(out.join("ppo/stage.json")).unwrap();
+    let o = pipeline(&out, &["--until", "ppo"]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("== ppo: resuming from its last checkpoint")
+            && err.contains("ppo: resumed from"),
+        "{err}"
+    );
+    assert!(ckpt(&out) == model, "the resumed PPO checkpoint differs");
+    assert_eq!(
+        json(out.join("ppo/summary.json"))["vs_sft"],
+        summary["vs_sft"]
+    );
     let _ = std::fs::remove_dir_all(&out);
 }

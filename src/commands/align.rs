@@ -1,7 +1,10 @@
-//! `ingot train sft | rm | dpo`: the alignment stages after pretraining (library in
+//! `ingot train sft | rm | dpo | ppo`: the alignment stages after pretraining (library in
 //! `ingot_train::align`). Each reads a checkpoint (`--init`: a run directory or one checkpoint), writes
-//! ordinary checkpoints into `--out` (`step-XXXXXXXX/`, `latest`; the reward model adds
-//! `reward_head.safetensors` beside its trunk), `metrics.jsonl`, and a `summary.json` of its figures.
+//! ordinary checkpoints into `--out` (`step-XXXXXXXX/`, `latest`, every `--save-every` steps and at the
+//! end; the reward model adds `reward_head.safetensors` beside its trunk, RM and PPO their other state
+//! in `align_state.safetensors`), `metrics.jsonl`, and a `summary.json` of its figures. `--resume
+//! CKPT_DIR` continues a run bit-identically: each stage is set up as a fresh run of the same options
+//! would be, then the saved state replaces the fresh one (`ingot_train::align::state`).
 //!
 //! `--task` (the default when no data is given) uses the bundled alignment task built from the
 //! Shakespeare corpus (`train/README.md`, "Alignment"): SFT trains on its demonstrations; RM samples
@@ -22,6 +25,7 @@ use ingot_train::align::pairs::{answers, make_pairs, to_ids, win_rate, TextPair}
 use ingot_train::align::reward::{rm_eval, rm_loss_and_grad, save_head, BtConfig, Head, Pair};
 use ingot_train::align::sample::GenerateConfig;
 use ingot_train::align::sft::{check_lengths, sft_eval, sft_step, Encoded};
+use ingot_train::align::state::{f64_bits, restore_trainer, AlignState};
 use ingot_train::align::task::{self, Prompt, Task, TaskConfig};
 use ingot_train::align::vocab::extend_char_vocab;
 use ingot_train::align::{chatml, encode_chat, Codec, Message, IM_END};
@@ -73,6 +77,16 @@ pub struct Common {
     /// Held-out prompts of the task (RM accuracy pairs, win rates).
     #[arg(long, value_name = "N", default_value_t = 300)]
     pub heldout_prompts: usize,
+    /// Continue the run saved in this checkpoint (a run directory: its `latest`) bit-identically:
+    /// give the options and --init of the run that wrote it.
+    #[arg(long, value_name = "CKPT_DIR")]
+    pub resume: Option<PathBuf>,
+    /// Save a checkpoint every N steps (PPO: iterations) as well as at the end, 0 = only at the end.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub save_every: u64,
+    /// Checkpoints kept in --out (the newest).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub keep: usize,
 }
 
 #[derive(Args, Debug)]
@@ -173,7 +187,15 @@ fn load_init(c: &Common) -> Result<Init> {
 }
 
 fn load_task(c: &Common) -> Result<(Task, DataMeta)> {
-    let sources: Vec<PathBuf> = match &c.corpus {
+    load_task_from(c.corpus.as_ref(), c.seed, c.heldout_prompts)
+}
+
+fn load_task_from(
+    corpus: Option<&PathBuf>,
+    seed: u64,
+    heldout_prompts: usize,
+) -> Result<(Task, DataMeta)> {
+    let sources: Vec<PathBuf> = match corpus {
         Some(p) => vec![p.clone()],
         None => match DEFAULT_DATA.iter().map(PathBuf::from).find(|p| p.is_dir()) {
             Some(p) => vec![p],
@@ -185,15 +207,15 @@ fn load_task(c: &Common) -> Result<(Task, DataMeta)> {
     };
     let corpus = corpus::read_corpus(&sources)?;
     let cfg = TaskConfig {
-        seed: c.seed,
-        heldout_prompts: c.heldout_prompts,
+        seed,
+        heldout_prompts,
         ..TaskConfig::default()
     };
     let task = task::build(&corpus.text, &cfg)?;
     let meta = DataMeta {
         sources: sources
             .iter()
-            .map(|p| format!("task:{} (seed {})", p.display(), c.seed))
+            .map(|p| format!("task:{} (seed {seed})", p.display()))
             .collect(),
         files: corpus.files.len(),
         corpus_sha256: corpus.sha256.clone(),
@@ -291,19 +313,81 @@ fn validate(c: &Common) -> Result<()> {
     Ok(())
 }
 
-struct Metrics(fs::File);
+/// `OUT/metrics.jsonl`, one JSON object per line, each with a counter `key` (`step`, or `iteration`
+/// for PPO). A resumed run keeps the lines up to the checkpoint's counter and writes only later ones.
+struct Metrics {
+    file: fs::File,
+    key: &'static str,
+    resumed_at: Option<u64>,
+}
 
 impl Metrics {
-    fn create(out: &Path) -> Result<Self> {
+    fn open(out: &Path, key: &'static str, resumed_at: Option<u64>) -> Result<Self> {
         let p = out.join("metrics.jsonl");
-        Ok(Metrics(fs::File::create(&p).with_context(|| {
-            format!("cannot create `{}`", p.display())
-        })?))
+        let kept: String = match resumed_at {
+            Some(at) => fs::read_to_string(&p)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v[key].as_u64())
+                        .is_some_and(|s| s <= at)
+                })
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            None => String::new(),
+        };
+        let mut file =
+            fs::File::create(&p).with_context(|| format!("cannot create `{}`", p.display()))?;
+        file.write_all(kept.as_bytes())?;
+        Ok(Metrics {
+            file,
+            key,
+            resumed_at,
+        })
     }
     fn write(&mut self, v: serde_json::Value) -> Result<()> {
-        writeln!(self.0, "{v}")?;
+        if let (Some(at), Some(s)) = (self.resumed_at, v[self.key].as_u64()) {
+            if s <= at {
+                return Ok(());
+            }
+        }
+        writeln!(self.file, "{v}")?;
         Ok(())
     }
+}
+
+/// The checkpoint `--resume` names, loaded, with its directory.
+fn load_resume(c: &Common) -> Result<Option<(PathBuf, checkpoint::Checkpoint)>> {
+    let Some(p) = &c.resume else {
+        return Ok(None);
+    };
+    let dir = checkpoint::resolve(p).with_context(|| {
+        format!(
+            "--resume `{}` must be a run directory or a checkpoint of this stage",
+            p.display()
+        )
+    })?;
+    let ck = checkpoint::load(&dir)?;
+    Ok(Some((dir, ck)))
+}
+
+/// Checks the resumed checkpoint's tokenizer is the run's.
+fn same_tokenizer(ck: &checkpoint::Checkpoint, tok: &TextTokenizer, dir: &Path) -> Result<()> {
+    if &ck.tokenizer()? != tok {
+        bail!(
+            "--resume `{}` has another tokenizer than --init: resume with the --init of the run that \
+             wrote it",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether a checkpoint is due after `step` (the last one is always saved).
+fn save_due(c: &Common, step: u64, done: bool) -> bool {
+    !done && c.save_every > 0 && step.is_multiple_of(c.save_every)
 }
 
 fn to_messages(prompt: &str, answer: &str) -> [Message; 2] {
@@ -384,7 +468,8 @@ pub fn sft(a: &SftArgs) -> Result<()> {
         &init.model.config,
     );
     let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
-    let mut metrics = Metrics::create(&c.out)?;
+    let resumed = load_resume(c)?;
+    let mut metrics = Metrics::open(&c.out, "step", resumed.as_ref().map(|r| r.1.meta.step))?;
     let mut val_loss = None;
     if !val.is_empty() {
         let v = sft_eval(&mut trainer.model, &val, c.batch, t)?;
@@ -393,6 +478,24 @@ pub fn sft(a: &SftArgs) -> Result<()> {
         val_loss = Some(v);
     }
     let first_val = val_loss;
+    if let Some((dir, ck)) = &resumed {
+        same_tokenizer(ck, &init.tokenizer, dir)?;
+        restore_trainer(&mut trainer, ck, dir)?;
+        eprintln!(
+            "sft: resumed from {} at step {}",
+            dir.display(),
+            trainer.step
+        );
+    }
+    let save = |trainer: &Trainer| -> Result<PathBuf> {
+        Ok(checkpoint::save_in_run(
+            &c.out,
+            trainer,
+            &init.tokenizer,
+            &data,
+            c.keep,
+        )?)
+    };
     let mut last_loss = f32::NAN;
     while !trainer.done() {
         let st = sft_step(&mut trainer, &train)?;
@@ -428,8 +531,11 @@ pub fn sft(a: &SftArgs) -> Result<()> {
                 start.elapsed().as_secs_f64()
             );
         }
+        if save_due(c, step, trainer.done()) {
+            save(&trainer)?;
+        }
     }
-    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let dir = save(&trainer)?;
     let summary = serde_json::json!({
         "stage": "sft", "steps": c.steps, "final_train_loss": last_loss,
         "val_loss_before": first_val, "val_loss_after": val_loss,
@@ -511,7 +617,6 @@ pub fn rm(a: &RmArgs) -> Result<()> {
     let start = Instant::now();
     let init = load_init(c)?;
     let n_threads = threads(c.threads);
-    let sampled = a.pairs.is_none();
     let (train_text, held_text, data) = match &a.pairs {
         Some(p) if !c.task => {
             let bytes = fs::read(p)?;
@@ -530,6 +635,26 @@ pub fn rm(a: &RmArgs) -> Result<()> {
             (train, held, meta)
         }
         Some(_) => bail!("give either --pairs or --task"),
+        None if c.resume.is_some()
+            && c.out.join("pairs.jsonl").is_file()
+            && c.out.join("pairs-heldout.jsonl").is_file() =>
+        {
+            // a resumed run trains on the pairs its first part sampled (sampling again would
+            // give the same pairs, slowly)
+            let (_, meta) = load_task(c)?;
+            let mut train: Vec<TextPair> = read_jsonl(&c.out.join("pairs.jsonl"), "pair")?;
+            let held: Vec<TextPair> = read_jsonl(&c.out.join("pairs-heldout.jsonl"), "pair")?;
+            eprintln!(
+                "rm: resuming with the {} training and {} held-out pairs in `{}`",
+                train.len(),
+                held.len(),
+                c.out.display()
+            );
+            if let Some(extra) = &a.add_pairs {
+                train.extend(read_jsonl::<TextPair>(extra, "pair")?);
+            }
+            (train, held, meta)
+        }
         None => {
             let (task, meta) = load_task(c)?;
             let gen = generate_config(&init.tokenizer, a.temperature, c.seed, n_threads)?;
@@ -605,9 +730,17 @@ pub fn rm(a: &RmArgs) -> Result<()> {
     };
     let mut train = pairs_ids(&init.tokenizer, &train_text)?;
     let mut held = pairs_ids(&init.tokenizer, &held_text)?;
-    if sampled {
-        drop_long_pairs(&mut train, &mut held, init.model.config.max_seq_len, "rm");
-    }
+    // sampled answers that ran to the token budget do not fit the context (as `ingot train dpo`)
+    let fits = |p: &Pair| {
+        p.prompt.len() + p.chosen.len().max(p.rejected.len()) <= init.model.config.max_seq_len
+    };
+    let held_text: Vec<TextPair> = held_text
+        .into_iter()
+        .zip(&held)
+        .filter(|(_, p)| fits(p))
+        .map(|(t, _)| t)
+        .collect();
+    drop_long_pairs(&mut train, &mut held, init.model.config.max_seq_len, "rm");
     if train.is_empty() {
         bail!("no training pairs: lower --gap or sample more --prompts");
     }
@@ -632,8 +765,10 @@ pub fn rm(a: &RmArgs) -> Result<()> {
         &init.model.config,
     );
     let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
-    let mut metrics = Metrics::create(&c.out)?;
-    let mut rng = Rng::new(c.seed.wrapping_add(4));
+    // the pairs of each step are drawn from the trainer's generator, which checkpoints keep
+    trainer.sampler = Rng::new(c.seed.wrapping_add(4));
+    let resumed = load_resume(c)?;
+    let mut metrics = Metrics::open(&c.out, "step", resumed.as_ref().map(|r| r.1.meta.step))?;
     let mut dhead = vec![0.0f32; c_dim];
     let mut held_acc = None;
     let eval = |m: &mut Model<f32>, h: &[f32]| -> Result<Option<f64>> {
@@ -648,9 +783,39 @@ pub fn rm(a: &RmArgs) -> Result<()> {
         train.len(),
         held.len()
     );
+    if let Some((dir, ck)) = &resumed {
+        same_tokenizer(ck, &init.tokenizer, dir)?;
+        restore_trainer(&mut trainer, ck, dir)?;
+        let state = AlignState::load(dir, "rm")?;
+        head.w = ingot_train::align::reward::load_head(dir, c_dim)?;
+        head.m = state.get("m.score.weight", c_dim, dir)?;
+        head.v = state.get("v.score.weight", c_dim, dir)?;
+        head.step = trainer.step;
+        eprintln!(
+            "rm: resumed from {} at step {}",
+            dir.display(),
+            trainer.step
+        );
+    }
+    let save = |trainer: &Trainer, head: &Head| -> Result<PathBuf> {
+        Ok(checkpoint::save_in_run_with(
+            &c.out,
+            trainer,
+            &init.tokenizer,
+            &data,
+            c.keep,
+            |dir| {
+                save_head(dir, &head.w)?;
+                AlignState::new("rm")
+                    .tensor("m.score.weight", &head.m)
+                    .tensor("v.score.weight", &head.v)
+                    .save(dir)
+            },
+        )?)
+    };
     while !trainer.done() {
         let batch: Vec<Pair> = (0..c.batch)
-            .map(|_| train[rng.below(train.len())].clone())
+            .map(|_| train[trainer.sampler.below(train.len())].clone())
             .collect();
         trainer.model.zero_grad();
         dhead.iter_mut().for_each(|g| *g = 0.0);
@@ -685,9 +850,20 @@ pub fn rm(a: &RmArgs) -> Result<()> {
                 start.elapsed().as_secs_f64()
             );
         }
+        if save_due(c, step, trainer.done()) {
+            save(&trainer, &head)?;
+        }
     }
-    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
-    save_head(&dir, &head.w)?;
+    let dir = save(&trainer, &head)?;
+    // every held-out pair with the reward model's margin r_c - r_r (negative: ranked wrongly)
+    let margins =
+        ingot_train::align::reward::rm_margins(&mut trainer.model, &head.w, &held, t, c.batch)?;
+    let scored: Vec<serde_json::Value> = held_text
+        .iter()
+        .zip(&margins)
+        .map(|(p, m)| serde_json::json!({"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected, "margin": m}))
+        .collect();
+    write_jsonl(&c.out.join("pairs-heldout-scored.jsonl"), &scored)?;
     let summary = serde_json::json!({
         "stage": "rm", "steps": c.steps, "train_pairs": train.len(), "heldout_pairs": held.len(),
         "heldout_accuracy_before": acc0, "heldout_accuracy": held_acc,
@@ -764,8 +940,19 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
         &init.model.config,
     );
     let mut trainer = Trainer::new(init.model, opt, train_config(c, t));
-    let mut metrics = Metrics::create(&c.out)?;
-    let mut rng = Rng::new(c.seed.wrapping_add(5));
+    // the pairs of each step are drawn from the trainer's generator, which checkpoints keep
+    trainer.sampler = Rng::new(c.seed.wrapping_add(5));
+    let resumed = load_resume(c)?;
+    let mut metrics = Metrics::open(&c.out, "step", resumed.as_ref().map(|r| r.1.meta.step))?;
+    if let Some((dir, ck)) = &resumed {
+        same_tokenizer(ck, &init.tokenizer, dir)?;
+        restore_trainer(&mut trainer, ck, dir)?;
+        eprintln!(
+            "dpo: resumed from {} at step {}",
+            dir.display(),
+            trainer.step
+        );
+    }
     let held_eval = |m: &mut Model<f32>| -> Result<Option<(f64, f64)>> {
         if held.is_empty() {
             return Ok(None);
@@ -781,7 +968,9 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
     };
     let mut last = None;
     while !trainer.done() {
-        let idx: Vec<usize> = (0..c.batch).map(|_| rng.below(train.len())).collect();
+        let idx: Vec<usize> = (0..c.batch)
+            .map(|_| trainer.sampler.below(train.len()))
+            .collect();
         let batch: Vec<Pair> = idx.iter().map(|&i| train[i].clone()).collect();
         let refs: Vec<(f64, f64)> = idx.iter().map(|&i| train_ref[i]).collect();
         trainer.model.zero_grad();
@@ -818,8 +1007,11 @@ pub fn dpo(a: &DpoArgs) -> Result<()> {
                 start.elapsed().as_secs_f64()
             );
         }
+        if save_due(c, step, trainer.done()) {
+            checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, c.keep)?;
+        }
     }
-    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, c.keep)?;
     let train_wall = start.elapsed().as_secs_f64();
 
     // the labeler's paired comparison with the reference (SFT) on the task's held-out prompts
@@ -1033,8 +1225,20 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
     )?;
     let end = Codec::encode(&init.tokenizer, &format!("{IM_END}\n"))?;
     let t_rm = rm.config.max_seq_len;
-    let mut metrics = Metrics::create(&c.out)?;
+    // the prompts of each iteration are drawn from `rng`, kept as the checkpoint's sampler
     let mut rng = Rng::new(c.seed.wrapping_add(8));
+    let resumed = load_resume(c)?;
+    if let Some((dir, ck)) = &resumed {
+        same_tokenizer(ck, &init.tokenizer, dir)?;
+        ppo_restore(&mut ppo, &mut rng, ck, dir, c)?;
+        eprintln!(
+            "ppo: resumed from {} at iteration {} (KL coefficient {})",
+            dir.display(),
+            ppo.iterations,
+            ppo.config.kl_coef
+        );
+    }
+    let mut metrics = Metrics::open(&c.out, "iteration", resumed.map(|_| ppo.iterations))?;
     eprintln!(
         "ppo: {} training prompts, {} iterations of {} rollouts, reward model {}",
         prompts.len(),
@@ -1042,8 +1246,15 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
         c.batch,
         rm_dir.display()
     );
+    if ppo.iterations > c.steps {
+        bail!(
+            "--resume: the checkpoint is at iteration {}, beyond --steps {}",
+            ppo.iterations,
+            c.steps
+        );
+    }
     let mut last = None;
-    for it in 1..=c.steps {
+    for it in ppo.iterations + 1..=c.steps {
         let batch: Vec<Vec<u32>> = (0..c.batch)
             .map(|_| prompt_ids[rng.below(prompt_ids.len())].clone())
             .collect();
@@ -1078,26 +1289,16 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
             start.elapsed().as_secs_f64()
         );
         last = Some(st);
+        if save_due(c, it, it == c.steps) {
+            (ppo, _) = ppo_save(ppo, &rng, c, &init.tokenizer, &data)?;
+        }
     }
-    // The checkpoint's step is the optimizer's (its update count: epochs x minibatches per
-    // iteration), which the checkpoint format requires to agree.
-    let step = ppo.opt.step;
-    let trainer = Trainer {
-        model: ppo.policy,
-        opt: ppo.opt,
-        config: TrainConfig {
-            steps: step,
-            ..train_config(c, 1)
-        },
-        step,
-        sampler: rng,
-    };
-    let dir = checkpoint::save_in_run(&c.out, &trainer, &init.tokenizer, &data, 1)?;
+    let (ppo, dir) = ppo_save(ppo, &rng, c, &init.tokenizer, &data)?;
     let train_wall = start.elapsed().as_secs_f64();
     let win = versus(
         c,
         "ppo",
-        &trainer.model,
+        &ppo.policy,
         &ppo.reference,
         &init.tokenizer,
         a.eval_temperature,
@@ -1116,6 +1317,235 @@ pub fn ppo(a: &PpoArgs) -> Result<()> {
     eprintln!("saved {}  ({summary})", dir.display());
     Ok(())
 }
+
+/// Saves the PPO run as a checkpoint in `--out`: the policy and AdamW's state as an ordinary
+/// checkpoint whose step is the optimizer's (its update count: epochs x minibatches per iteration,
+/// which the checkpoint format requires to agree) and whose sampler is the prompt generator `rng`;
+/// beside it (`align_state.safetensors`) the value head and its moments, the iteration count, the KL
+/// controller's coefficient and the minibatch shuffler.
+fn ppo_save(
+    ppo: ingot_train::align::ppo::Ppo,
+    rng: &Rng,
+    c: &Common,
+    tok: &TextTokenizer,
+    data: &DataMeta,
+) -> Result<(ingot_train::align::ppo::Ppo, PathBuf)> {
+    let mut ppo = ppo;
+    let step = ppo.opt.step;
+    let trainer = Trainer {
+        model: ppo.policy,
+        opt: ppo.opt,
+        config: TrainConfig {
+            steps: step,
+            ..train_config(c, 1)
+        },
+        step,
+        sampler: rng.clone(),
+    };
+    let saved = checkpoint::save_in_run_with(&c.out, &trainer, tok, data, c.keep, |dir| {
+        AlignState::new("ppo")
+            .tensor("value_head", &ppo.value_head)
+            .tensor("m.value_head", &ppo.head_m)
+            .tensor("v.value_head", &ppo.head_v)
+            .value("iterations", ppo.iterations)
+            .value("kl_coef", f64_bits(ppo.config.kl_coef))
+            .value("shuffle_rng", ppo.rng.state)
+            .save(dir)
+    });
+    ppo.policy = trainer.model;
+    ppo.opt = trainer.opt;
+    Ok((ppo, saved?))
+}
+
+/// Puts the PPO run saved in `ck` (by [`ppo_save`]) into `ppo` and the prompt generator `rng`.
+fn ppo_restore(
+    ppo: &mut ingot_train::align::ppo::Ppo,
+    rng: &mut Rng,
+    ck: &checkpoint::Checkpoint,
+    dir: &Path,
+    c: &Common,
+) -> Result<()> {
+    if ck.meta.model != ppo.policy.config {
+        bail!(
+            "--resume `{}` holds a model of another shape than --init: resume with the --init of the \
+             run that wrote it",
+            dir.display()
+        );
+    }
+    let t = &ck.meta.training;
+    if t.batch != c.batch || t.seed != c.seed {
+        bail!(
+            "--resume `{}` was written with --batch {} --seed {}, this run has --batch {} --seed {}",
+            dir.display(),
+            t.batch,
+            t.seed,
+            c.batch,
+            c.seed
+        );
+    }
+    let state = AlignState::load(dir, "ppo")?;
+    let dim = ppo.policy.config.dim;
+    ppo.value_head = state.get("value_head", dim, dir)?;
+    ppo.head_m = state.get("m.value_head", dim, dir)?;
+    ppo.head_v = state.get("v.value_head", dim, dir)?;
+    ppo.iterations = state.parse("iterations", dir)?;
+    ppo.config.kl_coef = state.parse_f64("kl_coef", dir)?;
+    ppo.rng = Rng {
+        state: state.parse("shuffle_rng", dir)?,
+    };
+    ppo.policy.params.copy_from_slice(&ck.params);
+    ppo.opt.m.copy_from_slice(&ck.m);
+    ppo.opt.v.copy_from_slice(&ck.v);
+    ppo.opt.step = ck.meta.optimizer.step;
+    *rng = Rng {
+        state: ck.meta.rng.sampler,
+    };
+    Ok(())
+}
+
+/// How `ingot train versus` prompts a model.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PromptFormat {
+    /// The user message in ChatML with the assistant header; the answer ends at `<|im_end|>`.
+    Chat,
+    /// The user message and a newline as plain text; the answer is the first verse line of the
+    /// continuation, trimmed, skipping speaker names (no lowercase letter) and stage directions (in
+    /// brackets): for a model that never saw ChatML, e.g. one only pretrained.
+    Line,
+}
+
+#[derive(Args, Debug)]
+pub struct VersusArgs {
+    /// The model whose win rate is reported (a run directory or checkpoint, e.g. a PPO run).
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// The model it is compared with (e.g. a larger model that was only pretrained).
+    #[arg(long, value_name = "DIR")]
+    pub baseline: PathBuf,
+    /// How --model is prompted.
+    #[arg(long, value_enum, default_value_t = PromptFormat::Chat)]
+    pub model_format: PromptFormat,
+    /// How --baseline is prompted.
+    #[arg(long, value_enum, default_value_t = PromptFormat::Chat)]
+    pub baseline_format: PromptFormat,
+    /// Corpus the task is built from [default: ../shared/data/shakespeare, else data/shakespeare].
+    #[arg(long, value_name = "PATH")]
+    pub corpus: Option<PathBuf>,
+    /// The task's seed (as the runs being compared were given) and the sampler's (+ 7).
+    #[arg(long, value_name = "S", default_value_t = 1337)]
+    pub seed: u64,
+    /// Held-out prompts of the task.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub heldout_prompts: usize,
+    /// Sampling temperature.
+    #[arg(long, value_name = "X", default_value_t = 0.7)]
+    pub temperature: f32,
+    /// Threads (0 = all cores).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub threads: usize,
+    /// Writes summary.json and samples.jsonl (20 answers of each) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// One sampled answer per prompt from the checkpoint `dir`, prompted in `format`.
+fn answers_of(
+    dir: &Path,
+    format: PromptFormat,
+    prompts: &[Prompt],
+    a: &VersusArgs,
+) -> Result<Vec<String>> {
+    let d = checkpoint::resolve(dir).with_context(|| format!("`{}`", dir.display()))?;
+    let ck = checkpoint::load(&d)?;
+    let tok = ck.tokenizer()?;
+    let model = ck.model(threads(a.threads))?;
+    let seed = a.seed.wrapping_add(7);
+    match format {
+        PromptFormat::Chat => {
+            let gen = generate_config(&tok, a.temperature, seed, threads(a.threads))?;
+            Ok(answers(&model, &tok, prompts, &gen)?)
+        }
+        PromptFormat::Line => {
+            // no stop sequence: the corpus puts blank lines and speaker names before a verse line
+            let gen = GenerateConfig {
+                stop: Vec::new(),
+                ..generate_config(&tok, a.temperature, seed, threads(a.threads))?
+            };
+            let ids = prompts
+                .iter()
+                .map(|p| Codec::encode(&tok, &format!("{}\n", p.text)))
+                .collect::<ingot_train::Result<Vec<_>>>()?;
+            Ok(ingot_train::align::sample::generate(&model, &ids, &gen)?
+                .into_iter()
+                .map(|g| {
+                    let text = Codec::decode(&tok, &g.tokens);
+                    // the first verse line: speaker names (no lowercase letter) and stage
+                    // directions (in brackets) are skipped
+                    let first = text
+                        .lines()
+                        .map(str::trim)
+                        .find(|l| l.contains(|c: char| c.is_lowercase()) && !l.starts_with('['));
+                    first.unwrap_or("").to_string()
+                })
+                .collect())
+        }
+    }
+}
+
+/// `ingot train versus`: the labeler's paired comparison of two models on the held-out prompts.
+pub fn versus_cmd(a: &VersusArgs) -> Result<()> {
+    let (task, _) = load_task_from(a.corpus.as_ref(), a.seed, a.heldout_prompts)?;
+    let prompts: Vec<Prompt> = task.heldout.iter().map(|e| e.prompt.clone()).collect();
+    let ours = answers_of(&a.model, a.model_format, &prompts, a)?;
+    let theirs = answers_of(&a.baseline, a.baseline_format, &prompts, a)?;
+    let (w, ties, l) = win_rate(&task.labeler, &prompts, &ours, &theirs);
+    let mean = |xs: &[String]| {
+        prompts
+            .iter()
+            .zip(xs)
+            .map(|(p, x)| task.labeler.score(p, x).total())
+            .sum::<f64>()
+            / prompts.len() as f64
+    };
+    let n = prompts.len() as f64;
+    let summary = serde_json::json!({
+        "model": a.model.display().to_string(), "model_format": format!("{:?}", a.model_format),
+        "baseline": a.baseline.display().to_string(),
+        "baseline_format": format!("{:?}", a.baseline_format),
+        "prompts": prompts.len(), "wins": w, "ties": ties, "losses": l,
+        "win_rate": w as f64 / n, "win_rate_ties_half": (w as f64 + ties as f64 / 2.0) / n,
+        "mean_score": mean(&ours), "mean_score_baseline": mean(&theirs),
+        "temperature": a.temperature,
+    });
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if let Some(out) = &a.out {
+        fs::create_dir_all(out).with_context(|| format!("cannot create `{}`", out.display()))?;
+        files::atomic_write(
+            &out.join("summary.json"),
+            serde_json::to_string_pretty(&summary)?.as_bytes(),
+        )?;
+        let examples: Vec<_> = prompts
+            .iter()
+            .zip(ours.iter().zip(&theirs))
+            .take(20)
+            .map(|(p, (o, t))| serde_json::json!({"prompt": p.text, "model": o, "baseline": t}))
+            .collect();
+        write_jsonl(&out.join("samples.jsonl"), &examples)?;
+    }
+    Ok(())
+}
+
+pub const VERSUS_HELP: &str = "\
+Examples:
+  ingot train versus --model runs/pipeline/ppo --baseline runs/pipeline/sft
+  ingot train versus --model runs/pipeline/ppo --baseline runs/large --baseline-format line --out runs/bonus
+
+One answer per held-out prompt of the bundled task (the task of --seed, as the runs were given) from
+each model, sampled at --temperature with the same seeds, scored by the labeler; prints wins, ties and
+losses of --model, its win rate and both mean scores (summary.json with --out). --baseline-format line
+prompts a model that never saw ChatML with the plain message and a newline and takes the first verse
+line of its continuation (80 tokens; lines without a lowercase letter, i.e. speaker names, and stage
+directions in brackets are skipped), which gives a pretrained-only model its best chance.";
 
 pub const PPO_HELP: &str = "\
 Example:

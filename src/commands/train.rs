@@ -68,6 +68,9 @@ pub enum TrainCommand {
     /// PPO against a reward model with a KL penalty to the initial (SFT) model.
     #[command(after_help = super::align::PPO_HELP)]
     Ppo(Box<super::align::PpoArgs>),
+    /// Compare two models' answers to the bundled task's held-out prompts with the labeler.
+    #[command(after_help = super::align::VERSUS_HELP)]
+    Versus(Box<super::align::VersusArgs>),
 }
 
 /// The configurations of the side-by-side comparison with PyTorch (`tools/oracles/bench_torch_train.py`).
@@ -208,6 +211,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         TrainCommand::Rm(x) => super::align::rm(x),
         TrainCommand::Dpo(x) => super::align::dpo(x),
         TrainCommand::Ppo(x) => super::align::ppo(x),
+        TrainCommand::Versus(x) => super::align::versus_cmd(x),
     }
 }
 

@@ -365,10 +365,25 @@ pub fn save_in_run(
     data: &DataMeta,
     keep: usize,
 ) -> Result<PathBuf> {
+    save_in_run_with(out, trainer, tokenizer, data, keep, |_| Ok(()))
+}
+
+/// [`save_in_run`], with `extra` writing more files into the new checkpoint directory (state that a
+/// stage keeps beside the trainer's, e.g. a reward head) before `latest` names it, so `latest` never
+/// names a checkpoint without them.
+pub fn save_in_run_with(
+    out: &Path,
+    trainer: &Trainer,
+    tokenizer: &TextTokenizer,
+    data: &DataMeta,
+    keep: usize,
+    extra: impl FnOnce(&Path) -> Result<()>,
+) -> Result<PathBuf> {
     fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let name = step_dir_name(trainer.step);
     let dir = out.join(&name);
     save(&dir, trainer, tokenizer, data)?;
+    extra(&dir)?;
     files::atomic_write(&out.join(LATEST_FILE), format!("{name}\n").as_bytes())?;
     let mut steps: Vec<(u64, PathBuf)> = fs::read_dir(out)
         .map_err(|e| Error::io(out, e))?

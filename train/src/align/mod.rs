@@ -1,8 +1,9 @@
 //! Alignment: the InstructGPT steps after pretraining. Supervised fine-tuning on chat demonstrations
 //! (`sft.rs`), a reward model trained on ranked pairs (`reward.rs`), direct preference optimisation
-//! (`dpo.rs`), the bundled task and its programmatic labeler (`task.rs`), and KV-cached sampling from
-//! the trainer's model (`sample.rs`). This module owns the chat rendering (ChatML, as the runtime's
-//! fallback template renders it) and the tokenizer seam; the command line is `src/commands/align.rs`.
+//! (`dpo.rs`), PPO (`ppo.rs`), the bundled task and its programmatic labeler (`task.rs`), KV-cached
+//! sampling from the trainer's model (`sample.rs`), and the state a stage keeps beside a checkpoint for
+//! `--resume` (`state.rs`). This module owns the chat rendering (ChatML, as the runtime's fallback
+//! template renders it) and the tokenizer seam; the command line is `src/commands/align.rs`.
 //!
 //! Tokenizer-agnostic: everything here goes through [`Codec`] (encode text, decode ids), so a
 //! checkpoint's character tokenizer and a BPE tokenizer serve alike. A conversation is encoded segment
@@ -14,6 +15,7 @@ pub mod ppo;
 pub mod reward;
 pub mod sample;
 pub mod sft;
+pub mod state;
 pub mod task;
 pub mod vocab;
 

@@ -111,8 +111,9 @@ pub struct Ppo {
     pub value_head: Vec<f32>, // (C,)
     pub reference: Model<f32>,
     pub opt: AdamW<f32>,
-    head_m: Vec<f32>,
-    head_v: Vec<f32>,
+    /// The value head's Adam moments (C,); its step is the optimizer's.
+    pub head_m: Vec<f32>,
+    pub head_v: Vec<f32>,
     pub config: PpoConfig,
     pub rng: Rng,
     pub iterations: u64,

@@ -163,6 +163,29 @@ pub fn rm_loss_and_grad<F: Float>(
     })
 }
 
+/// `r_c - r_r` of each of `pairs`, `batch` pairs at a time.
+pub fn rm_margins<F: Float>(
+    model: &mut Model<F>,
+    head: &[F],
+    pairs: &[Pair],
+    t: usize,
+    batch: usize,
+) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(batch.max(1)) {
+        let seqs: Vec<(Vec<u32>, Vec<u32>)> = chunk.iter().map(Pair::sequences).collect();
+        let rows: Vec<&[u32]> = seqs
+            .iter()
+            .map(|s| s.0.as_slice())
+            .chain(seqs.iter().map(|s| s.1.as_slice()))
+            .collect();
+        let r = rewards(model, head, &rows, t)?;
+        let (rc, rr) = r.split_at(chunk.len());
+        out.extend(rc.iter().zip(rr).map(|(c, r)| c - r));
+    }
+    Ok(out)
+}
+
 /// Pairwise accuracy and mean margin of the reward model on `pairs`, `batch` pairs at a time.
 pub fn rm_eval<F: Float>(
     model: &mut Model<F>,
@@ -205,9 +228,10 @@ pub fn rm_eval<F: Float>(
 #[derive(Debug, Clone)]
 pub struct Head {
     pub w: Vec<f32>, // (C,)
-    m: Vec<f32>,
-    v: Vec<f32>,
-    step: u64,
+    /// Adam's moments (C,) and step (saved for `--resume`).
+    pub m: Vec<f32>,
+    pub v: Vec<f32>,
+    pub step: u64,
 }
 
 impl Head {
