@@ -337,7 +337,7 @@ fn batched_reference(isa: Isa, ty: QuantType, rows: usize, t: usize, j: usize) -
         return None;
     }
     let gemm = j < t - t % 4;
-    let repacked = rows % 8 == 0
+    let repacked = rows.is_multiple_of(8)
         && (ty == QuantType::Q4_K || (ty == QuantType::Q2_K && isa == Isa::Avx512Vnni));
     if repacked {
         return Some(match (ty, gemm) {

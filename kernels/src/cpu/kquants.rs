@@ -24,7 +24,8 @@
 //! AVX-512 machine (`tests/kquants.rs`).
 //!
 //! The AVX-512 path uses the AVX2 kernels (its token implies AVX2), as ggml's AVX-512 build runs its
-//! AVX2 K-quant code. Other paths (scalar, NEON) run ggml's `_generic` order.
+//! AVX2 K-quant code. Other paths run ggml's `_generic` order: the scalar reference, and on
+//! aarch64 the NEON kernels of `aarch64/kquants.rs` (both NEON tokens; bitwise equal to it).
 
 #[cfg(target_arch = "x86_64")]
 #[path = "x86_64/avx2_kquants.rs"]
@@ -44,18 +45,42 @@ pub(crate) fn vec_dot(isa: Isa, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> 
     #[cfg(target_arch = "x86_64")]
     if x86(isa) {
         use avx2_kquants::{dot_x86, Q2, Q3, Q4, Q5};
-        // SAFETY (all arms): x86() proved AVX2 + FMA + F16C on this CPU; w and x hold exactly
-        // n / 256 blocks of `ty` and Q8_K (checked above).
-        match ty {
-            QuantType::Q6_K => return unsafe { avx2_kquants::dot_q6_k(w, x) },
-            QuantType::Q5_K => return unsafe { dot_x86::<Q5>(w, x) },
-            QuantType::Q4_K => return unsafe { dot_x86::<Q4>(w, x) },
-            QuantType::Q3_K => return unsafe { dot_x86::<Q3>(w, x) },
-            QuantType::Q2_K => return unsafe { dot_x86::<Q2>(w, x) },
-            _ => {}
+        // SAFETY: x86() proved AVX2 + FMA + F16C on this CPU; w and x hold exactly n / 256 blocks
+        // of `ty` and Q8_K (checked above).
+        let v = unsafe {
+            match ty {
+                QuantType::Q6_K => Some(avx2_kquants::dot_q6_k(w, x)),
+                QuantType::Q5_K => Some(dot_x86::<Q5>(w, x)),
+                QuantType::Q4_K => Some(dot_x86::<Q4>(w, x)),
+                QuantType::Q3_K => Some(dot_x86::<Q3>(w, x)),
+                QuantType::Q2_K => Some(dot_x86::<Q2>(w, x)),
+                _ => None,
+            }
+        };
+        if let Some(v) = v {
+            return v;
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    if matches!(isa, Isa::Neon | Isa::NeonDotprod) {
+        use crate::cpu::aarch64::kquants::{dot_generic, Q2, Q3, Q4, Q5, Q6};
+        // SAFETY: the NEON paths exist only where `Neon::detect` found NEON; w and x hold exactly
+        // n / 256 blocks of `ty` and Q8_K (checked above).
+        let v = unsafe {
+            match ty {
+                QuantType::Q6_K => Some(dot_generic::<Q6>(w, x)),
+                QuantType::Q5_K => Some(dot_generic::<Q5>(w, x)),
+                QuantType::Q4_K => Some(dot_generic::<Q4>(w, x)),
+                QuantType::Q3_K => Some(dot_generic::<Q3>(w, x)),
+                QuantType::Q2_K => Some(dot_generic::<Q2>(w, x)),
+                _ => None,
+            }
+        };
+        if let Some(v) = v {
+            return v;
+        }
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     let _ = isa;
     (ty.info().vec_dot)(n, w, x)
 }
@@ -154,26 +179,30 @@ fn repacked_dots(isa: Isa, ty: QuantType, whole_rows: usize) -> Option<(DotFn, D
     #[cfg(target_arch = "x86_64")]
     {
         use avx2_kquants::{dot_repack, Q2, Q4};
-        // SAFETY (every function): repacked() is true only where x86() proved AVX2 + FMA + F16C
+        // Each function below: repacked() is true only where x86() proved AVX2 + FMA + F16C
         // before these pointers were handed out; each checks that w and x hold exactly n / 256
         // blocks of its type and of Q8_K before the call.
         let q4: (DotFn, DotFn) = (
             |n, w, x| {
                 check_dot(QuantType::Q4_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { dot_repack::<Q4, 2>(w, x) }
             },
             |n, w, x| {
                 check_dot(QuantType::Q4_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { dot_repack::<Q4, 8>(w, x) }
             },
         );
         let q2: (DotFn, DotFn) = (
             |n, w, x| {
                 check_dot(QuantType::Q2_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { dot_repack::<Q2, 4>(w, x) }
             },
             |n, w, x| {
                 check_dot(QuantType::Q2_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { dot_repack::<Q2, 8>(w, x) }
             },
         );
@@ -187,6 +216,7 @@ fn repacked_dots(isa: Isa, ty: QuantType, whole_rows: usize) -> Option<(DotFn, D
 }
 
 /// Checks that `w` and `x` are `n` elements of `ty` and of Q8_K.
+#[cfg(target_arch = "x86_64")]
 #[inline]
 #[track_caller]
 fn check_dot(ty: QuantType, n: usize, w: &[u8], x: &[u8]) {
@@ -204,27 +234,32 @@ fn tiled_dot(isa: Isa, ty: QuantType, t: usize) -> Option<DotFn> {
     #[cfg(target_arch = "x86_64")]
     if x86(isa) {
         use avx2_kquants::{dot_tiled, Q2, Q3, Q4, Q5};
-        // SAFETY (every function): x86() proved AVX2 + FMA + F16C before these pointers were
-        // handed out; each checks that w and x hold exactly n / 256 blocks of its type and of Q8_K.
+        // Each function below: x86() proved AVX2 + FMA + F16C before these pointers were handed
+        // out; each checks that w and x hold exactly n / 256 blocks of its type and of Q8_K.
         let f: DotFn = match ty {
             QuantType::Q6_K => |n, w, x| {
                 check_dot(QuantType::Q6_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { avx2_kquants::dot_q6_k_tiled(w, x) }
             },
             QuantType::Q5_K => |n, w, x| {
                 check_dot(QuantType::Q5_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { dot_tiled::<Q5>(w, x) }
             },
             QuantType::Q4_K => |n, w, x| {
                 check_dot(QuantType::Q4_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { dot_tiled::<Q4>(w, x) }
             },
             QuantType::Q3_K => |n, w, x| {
                 check_dot(QuantType::Q3_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { dot_tiled::<Q3>(w, x) }
             },
             QuantType::Q2_K => |n, w, x| {
                 check_dot(QuantType::Q2_K, n, w, x);
+                // SAFETY: AVX2 + FMA + F16C and the lengths, as said above.
                 unsafe { dot_tiled::<Q2>(w, x) }
             },
             _ => return None,

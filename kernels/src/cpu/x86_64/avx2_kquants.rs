@@ -124,7 +124,7 @@ unsafe fn k_lanes<const T: u8>(
     let mut lanes = _mm256_setzero_si256();
     for c in chunks {
         let shift = |v: __m256i, s: usize| _mm256_srl_epi16(v, _mm_cvtsi32_si128(s as i32));
-        // SAFETY (all loads): 32 bytes each, inside the block: Q2_K qs at 16..80 and Q3_K qs at
+        // SAFETY: all loads read 32 bytes inside the block: Q2_K qs at 16..80 and Q3_K qs at
         // 32..96 (32 * (c / 4) + 32 <= 64), Q3_K hmask at 0..32, Q4_K qs at 16..144 and Q5_K qs at
         // 48..176 (32 * (c / 2) + 32 <= 128), Q5_K qh at 16..48; y has 256 bytes (32c + 32 <= 256).
         let (q, sub) = unsafe {
