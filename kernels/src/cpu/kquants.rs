@@ -25,7 +25,8 @@
 //!
 //! The AVX-512 path uses the AVX2 kernels (its token implies AVX2), as ggml's AVX-512 build runs its
 //! AVX2 K-quant code. Other paths run ggml's `_generic` order: the scalar reference, and on
-//! aarch64 the NEON kernels of `aarch64/kquants.rs` (both NEON tokens; bitwise equal to it).
+//! aarch64 the NEON kernels of `aarch64/kquants.rs` (both NEON tokens, `SDOT` for Q4_K / Q5_K with
+//! dotprod; bitwise equal to it).
 
 #[cfg(target_arch = "x86_64")]
 #[path = "x86_64/avx2_kquants.rs"]
@@ -64,15 +65,19 @@ pub(crate) fn vec_dot(isa: Isa, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> 
     #[cfg(target_arch = "aarch64")]
     if matches!(isa, Isa::Neon | Isa::NeonDotprod) {
         use crate::cpu::aarch64::kquants::{dot_generic, Q2, Q3, Q4, Q5, Q6};
-        // SAFETY: the NEON paths exist only where `Neon::detect` found NEON; w and x hold exactly
-        // n / 256 blocks of `ty` and Q8_K (checked above).
+        let dp = isa == Isa::NeonDotprod;
+        // SAFETY: the NEON paths exist only where `Neon::detect` found NEON, the dotprod path
+        // only where `NeonDotprod::detect` found dotprod too (`dp`); w and x hold exactly n / 256
+        // blocks of `ty` and Q8_K (checked above).
         let v = unsafe {
-            match ty {
-                QuantType::Q6_K => Some(dot_generic::<Q6>(w, x)),
-                QuantType::Q5_K => Some(dot_generic::<Q5>(w, x)),
-                QuantType::Q4_K => Some(dot_generic::<Q4>(w, x)),
-                QuantType::Q3_K => Some(dot_generic::<Q3>(w, x)),
-                QuantType::Q2_K => Some(dot_generic::<Q2>(w, x)),
+            match (ty, dp) {
+                (QuantType::Q6_K, _) => Some(dot_generic::<Q6, false>(w, x)),
+                (QuantType::Q5_K, false) => Some(dot_generic::<Q5, false>(w, x)),
+                (QuantType::Q5_K, true) => Some(dot_generic::<Q5, true>(w, x)),
+                (QuantType::Q4_K, false) => Some(dot_generic::<Q4, false>(w, x)),
+                (QuantType::Q4_K, true) => Some(dot_generic::<Q4, true>(w, x)),
+                (QuantType::Q3_K, _) => Some(dot_generic::<Q3, false>(w, x)),
+                (QuantType::Q2_K, _) => Some(dot_generic::<Q2, false>(w, x)),
                 _ => None,
             }
         };

@@ -15,9 +15,13 @@
 //!     lanes[0..4] += widen(p[0..4]) * scale, lanes[4..8] += widen(p[4..8]) * scale   (vmlal_s16)
 //! ```
 //!
-//! and the float epilogue per block is the reference's scalar code on the eight lanes. `SDOT`
-//! (four adjacent bytes per i32 lane) would put the products in other lanes than the generic order
-//! keeps, so the dotprod token runs these kernels as well (see the crate README).
+//! and the float epilogue per block is the reference's scalar code on the eight lanes.
+//!
+//! With dotprod, Q4_K and Q5_K (one scale per 32 elements) use `SDOT` instead: it adds four
+//! *adjacent* bytes into one i32 lane, so a table lookup first gathers, for each lane `l`, the four
+//! elements `l, l + 8, l + 16, l + 24` of the 32 (codes and activations alike), which keeps every
+//! product in its generic lane ([`lanes8_sdot`]). The 16-element scales of Q2_K, Q3_K and Q6_K would
+//! leave half of each `SDOT` empty, so those stay on the widening multiplies.
 
 use core::arch::aarch64::*;
 
@@ -191,6 +195,54 @@ unsafe fn lanes8<const T: u8>(bw: &[u8], bx: &[u8]) -> [i32; 8] {
     out
 }
 
+/// [`lanes8`] for Q4_K / Q5_K (`T` = [`Q4`], [`Q5`]) with `SDOT`: per 32-element sub-block, `TBL`
+/// gathers bytes `l, l + 8, l + 16, l + 24` into `SDOT` lane `l` (lanes 0..4 from the first gather,
+/// 4..8 from the second), for the codes and the activations, then `lanes += scale * sdot`. Exact: a
+/// lane's four products are at most `4 * 31 * 128`, times a scale of at most 63.
+///
+/// # Safety
+/// The CPU has NEON and dotprod; `bw` is one whole block of type `T`, `bx` one whole Q8_K block
+/// (checked by `debug_assert`s).
+#[inline]
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn lanes8_sdot<const T: u8>(bw: &[u8], bx: &[u8]) -> [i32; 8] {
+    debug_assert!(T == Q4 || T == Q5);
+    debug_assert!(bw.len() == block_size(T) && bx.len() == BlockQ8_K::SIZE);
+    const GATHER: [[u8; 16]; 2] = [
+        [0, 8, 16, 24, 1, 9, 17, 25, 2, 10, 18, 26, 3, 11, 19, 27],
+        [4, 12, 20, 28, 5, 13, 21, 29, 6, 14, 22, 30, 7, 15, 23, 31],
+    ];
+    let (sc, _) = scales_mins(&bw[4..16]);
+    let y = bx[Q8K_QS..].as_ptr();
+    // SAFETY: GATHER rows are 16 bytes each.
+    let (ga, gb) = unsafe { (vld1q_u8(GATHER[0].as_ptr()), vld1q_u8(GATHER[1].as_ptr())) };
+    let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+    for (j, &s) in sc.iter().enumerate() {
+        // SAFETY: `bw` is a whole block (caller), 2j + 1 < 16; y has 256 bytes, 32j + 32 <= 256.
+        let (q, yv) = unsafe {
+            (
+                int8x16x2_t(codes16::<T>(bw, 2 * j), codes16::<T>(bw, 2 * j + 1)),
+                int8x16x2_t(
+                    vld1q_s8(y.add(32 * j).cast()),
+                    vld1q_s8(y.add(32 * j + 16).cast()),
+                ),
+            )
+        };
+        let zero = vdupq_n_s32(0);
+        let da = super::dotprod::idot_sdot(zero, vqtbl2q_s8(q, ga), vqtbl2q_s8(yv, ga));
+        let db = super::dotprod::idot_sdot(zero, vqtbl2q_s8(q, gb), vqtbl2q_s8(yv, gb));
+        lo = vmlaq_n_s32(lo, da, s as i32);
+        hi = vmlaq_n_s32(hi, db, s as i32);
+    }
+    let mut out = [0i32; 8];
+    // SAFETY: `out` holds 8 i32; vst1q_s32 writes 4 each at offsets 0 and 4.
+    unsafe {
+        vst1q_s32(out.as_mut_ptr(), lo);
+        vst1q_s32(out.as_mut_ptr().add(4), hi);
+    }
+    out
+}
+
 /// K-quant (`T` = [`Q2`]..[`Q6`]) · Q8_K in ggml's generic order, bitwise equal to
 /// `reference::vec_dot_q*_k_q8_k`:
 ///
@@ -201,10 +253,13 @@ unsafe fn lanes8<const T: u8>(bw: &[u8], bx: &[u8]) -> [i32; 8] {
 ///              result sumf + sums[0] + .. + sums[7]
 /// ```
 ///
+/// `DP`: the integer lanes of Q4_K and Q5_K by [`lanes8_sdot`] (same values).
+///
 /// # Safety
-/// The CPU has NEON; `x` holds as many Q8_K blocks as `w` holds blocks of type `T`.
+/// The CPU has NEON, and with `DP` dotprod; `x` holds as many Q8_K blocks as `w` holds blocks of
+/// type `T`.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn dot_generic<const T: u8>(w: &[u8], x: &[u8]) -> f32 {
+pub(crate) unsafe fn dot_generic<const T: u8, const DP: bool>(w: &[u8], x: &[u8]) -> f32 {
     debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / block_size(T));
     let mut sums = [0f32; 8];
     let mut sumf = 0f32;
@@ -212,8 +267,13 @@ pub(crate) unsafe fn dot_generic<const T: u8>(w: &[u8], x: &[u8]) -> f32 {
         .chunks_exact(block_size(T))
         .zip(x.chunks_exact(BlockQ8_K::SIZE))
     {
-        // SAFETY: whole blocks (chunks_exact); NEON by the caller.
-        let lanes = unsafe { lanes8::<T>(bw, bx) };
+        let lanes = if DP && (T == Q4 || T == Q5) {
+            // SAFETY: whole blocks (chunks_exact); NEON and dotprod by the caller (DP).
+            unsafe { lanes8_sdot::<T>(bw, bx) }
+        } else {
+            // SAFETY: whole blocks (chunks_exact); NEON by the caller.
+            unsafe { lanes8::<T>(bw, bx) }
+        };
         let dy = f32_at(bx, 0);
         match T {
             Q2 => {
