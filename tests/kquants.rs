@@ -127,6 +127,67 @@ fn every_k_type_converts_loads_and_runs() {
 
 /// Q8_K is only an activation format (ggml has no Q8_K weight kernels): a file with Q8_K weights
 /// is refused at load with a message naming the tensor and the reason.
+/// Q4_K and Q2_K matrices whose row count is not a multiple of 8 (`ffn_gate` / `ffn_up` with 516
+/// rows), which llama.cpp does not repack (so `vec_dot` / tiled order, not the repacked gemv/gemm),
+/// next to ones that it repacks: the logits are the same bits at 1, 2 and 3 threads, prefill in
+/// batches of 12 (tiled from 8 tokens, gemm groups of 4) and decode steps. The thread pool splits
+/// the rows into chunks of 32 whose own counts are multiples of 8, so a kernel that judged a chunk
+/// instead of the whole matrix (`Kernels::matmul_part`) would change the bits with the thread count.
+#[test]
+fn k_quant_odd_row_counts_are_thread_invariant() {
+    let dir = scratch("odd-rows");
+    let input = dir.join("tiny-f32.gguf");
+    let tiny = Tiny {
+        n_embd: 256,
+        n_head: 4,
+        n_head_kv: 2,
+        n_ff: 516,
+        n_layer: 2,
+        weight_type: QuantType::F32,
+    };
+    std::fs::write(&input, tiny_model(&tiny).to_bytes()).unwrap();
+    for ty in [QuantType::Q4_K, QuantType::Q2_K] {
+        let out = dir.join(format!("tiny-{ty}.gguf"));
+        let mut policy = Policy::new(ty);
+        policy.allow_requantize = true;
+        ingot_convert::convert(&input, &out, &Options { policy, threads: 2 }, &mut |_| {}).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let g = Gguf::parse(&bytes).unwrap();
+        let gate = g.tensor("blk.0.ffn_gate.weight").unwrap();
+        assert_eq!((gate.ty, gate.shape()[1]), (ty, 516), "{ty}: ffn_gate");
+        let model = Model::from_gguf(g).unwrap();
+        let ids: Vec<u32> = (0..30).map(|i| 40 + 7 * i).collect();
+        let run = |threads: usize| {
+            let mut s = Session::new(
+                &model,
+                SessionParams {
+                    n_ctx: 64,
+                    n_batch: 12,
+                    n_threads: threads,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let mut bits: Vec<u32> = Vec::new();
+            s.eval_all(&ids, |_, l| bits.extend(l.iter().map(|v| v.to_bits())))
+                .unwrap();
+            for &id in &ids[..3] {
+                bits.extend(s.decode(id).unwrap().iter().map(|v| v.to_bits()));
+            }
+            bits
+        };
+        let want = run(1);
+        assert!(want.iter().all(|&b| f32::from_bits(b).is_finite()), "{ty}");
+        for threads in [2, 3] {
+            assert!(
+                run(threads) == want,
+                "{ty}: {threads} threads differ from 1"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn q8_k_weights_are_refused() {
     let tiny = Tiny {
