@@ -12,6 +12,8 @@
 //!   `ingot-peer logits`): identical on the AVX-512 path, at every greedy step, so every K type
 //!   (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) in each of llama.cpp's x86 orders is covered; other paths within
 //!   a tolerance, with greedy agreement wherever llama.cpp's margin is not tiny ([`tolerances`]).
+//! - K-quant matrices whose row count is not a multiple of 8 (not repacked by llama.cpp) give the
+//!   same logits at any thread count.
 
 mod common;
 
