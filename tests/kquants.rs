@@ -7,10 +7,13 @@
 //! - Every plain K type converts a tiny model whose rows are multiples of 256 (so nothing falls
 //!   back): each weight matrix holds exactly the reference quantizer's bytes of the source values,
 //!   and the file loads and runs.
-//! - ingot runs the Q4_K_M and Q6_K files and its logits agree with llama.cpp's on that same file
-//!   (`testdata/peer/smollm2-q4_k_m.json`, `smollm2-q6_k.json`: `ingot-peer logits`): identical on
-//!   the AVX-512 path, at every greedy step; other paths within a tolerance, with greedy agreement
-//!   wherever llama.cpp's margin is not tiny ([`tolerances`]).
+//! - ingot runs the Q4_K_M, Q6_K, Q5_K_M and Q2_K files (and a Q2_K file with Q2_K `ffn_down`) and
+//!   its logits agree with llama.cpp's on that same file (`testdata/peer/smollm2-*.json`:
+//!   `ingot-peer logits`): identical on the AVX-512 path, at every greedy step, so every K type
+//!   (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K) in each of llama.cpp's x86 orders is covered; other paths within
+//!   a tolerance, with greedy agreement wherever llama.cpp's margin is not tiny ([`tolerances`]).
+//! - K-quant matrices whose row count is not a multiple of 8 (not repacked by llama.cpp) give the
+//!   same logits at any thread count.
 
 mod common;
 
@@ -36,8 +39,17 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn convert(preset: &str, out: &Path) {
+    convert_with(preset, &[], out)
+}
+
+/// [`convert`] with `--tensor-type` overrides (`PATTERN=TYPE`).
+fn convert_with(preset: &str, overrides: &[&str], out: &Path) {
     let mut policy = Policy::new(Target::parse(preset).unwrap());
     policy.allow_requantize = true;
+    policy.overrides = overrides
+        .iter()
+        .map(|o| ingot_convert::policy::Override::parse(o).unwrap())
+        .collect();
     let opts = Options { policy, threads: 4 };
     ingot_convert::convert(&model_path(), out, &opts, &mut |_| {}).unwrap();
 }
@@ -117,6 +129,67 @@ fn every_k_type_converts_loads_and_runs() {
 
 /// Q8_K is only an activation format (ggml has no Q8_K weight kernels): a file with Q8_K weights
 /// is refused at load with a message naming the tensor and the reason.
+/// Q4_K and Q2_K matrices whose row count is not a multiple of 8 (`ffn_gate` / `ffn_up` with 516
+/// rows), which llama.cpp does not repack (so `vec_dot` / tiled order, not the repacked gemv/gemm),
+/// next to ones that it repacks: the logits are the same bits at 1, 2 and 3 threads, prefill in
+/// batches of 12 (tiled from 8 tokens, gemm groups of 4) and decode steps. The thread pool splits
+/// the rows into chunks of 32 whose own counts are multiples of 8, so a kernel that judged a chunk
+/// instead of the whole matrix (`Kernels::matmul_part`) would change the bits with the thread count.
+#[test]
+fn k_quant_odd_row_counts_are_thread_invariant() {
+    let dir = scratch("odd-rows");
+    let input = dir.join("tiny-f32.gguf");
+    let tiny = Tiny {
+        n_embd: 256,
+        n_head: 4,
+        n_head_kv: 2,
+        n_ff: 516,
+        n_layer: 2,
+        weight_type: QuantType::F32,
+    };
+    std::fs::write(&input, tiny_model(&tiny).to_bytes()).unwrap();
+    for ty in [QuantType::Q4_K, QuantType::Q2_K] {
+        let out = dir.join(format!("tiny-{ty}.gguf"));
+        let mut policy = Policy::new(ty);
+        policy.allow_requantize = true;
+        ingot_convert::convert(&input, &out, &Options { policy, threads: 2 }, &mut |_| {}).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let g = Gguf::parse(&bytes).unwrap();
+        let gate = g.tensor("blk.0.ffn_gate.weight").unwrap();
+        assert_eq!((gate.ty, gate.shape()[1]), (ty, 516), "{ty}: ffn_gate");
+        let model = Model::from_gguf(g).unwrap();
+        let ids: Vec<u32> = (0..30).map(|i| 40 + 7 * i).collect();
+        let run = |threads: usize| {
+            let mut s = Session::new(
+                &model,
+                SessionParams {
+                    n_ctx: 64,
+                    n_batch: 12,
+                    n_threads: threads,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let mut bits: Vec<u32> = Vec::new();
+            s.eval_all(&ids, |_, l| bits.extend(l.iter().map(|v| v.to_bits())))
+                .unwrap();
+            for &id in &ids[..3] {
+                bits.extend(s.decode(id).unwrap().iter().map(|v| v.to_bits()));
+            }
+            bits
+        };
+        let want = run(1);
+        assert!(want.iter().all(|&b| f32::from_bits(b).is_finite()), "{ty}");
+        for threads in [2, 3] {
+            assert!(
+                run(threads) == want,
+                "{ty}: {threads} threads differ from 1"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn q8_k_weights_are_refused() {
     let tiny = Tiny {
@@ -194,8 +267,9 @@ const MARGIN_TOL: f64 = 1.25;
 /// (`ingot-peer op-parity`: every node of all 30 layers bit-identical on all five prompts). Q4_K,
 /// which llama.cpp repacks on x86, follows its `ggml_gemv_q4_K_8x8_q8_K` (single tokens and the
 /// `t % 4` left over) and `ggml_gemm_q4_K_8x8_q8_K` (whole groups of four tokens, quantized by
-/// `ggml_quantize_mat_q8_K_4x8`). So the Q6_K and Q4_K_M logits must be identical, at every greedy
-/// step.
+/// `ggml_quantize_mat_q8_K_4x8`); Q5_K and Q3_K follow their x86 `vec_dot` and the tiled matmul,
+/// Q2_K matrices (576 rows, repacked by llama.cpp on AVX-512) `ggml_gemv/gemm_q2_K_8x8_q8_K`. So
+/// the logits of every K-quant fixture must be identical, at every greedy step.
 fn tolerances() -> (f64, f64) {
     if Kernels::best().isa() == Isa::Avx512Vnni {
         (0.0, 0.0)
@@ -204,12 +278,36 @@ fn tolerances() -> (f64, f64) {
     }
 }
 
-fn logits_match(preset: &str, fixture: &str, (logit_tol, margin_tol): (f64, f64)) {
+fn logits_match(preset: &str, fixture: &str, tol: (f64, f64)) {
+    logits_match_with(preset, &[], fixture, tol)
+}
+
+/// [`logits_match`] of a file converted with `--tensor-type` overrides.
+fn logits_match_with(
+    preset: &str,
+    overrides: &[&str],
+    fixture: &str,
+    (logit_tol, margin_tol): (f64, f64),
+) {
     let fixture: Value =
         serde_json::from_str(&std::fs::read_to_string(testdata(fixture)).unwrap()).unwrap();
-    let dir = scratch(preset);
+    // Tests run in parallel: one directory per (preset, overrides).
+    let tag = format!("{preset}-{}", overrides.len());
+    let dir = scratch(&tag);
     let path = dir.join(format!("smollm2-{preset}.gguf"));
-    convert(preset, &path);
+    convert_with(preset, overrides, &path);
+    // The fixture was made on exactly this file.
+    let want_types = &fixture["model"]["general.file_type"];
+    let got = Gguf::parse(&std::fs::read(&path).unwrap())
+        .unwrap()
+        .get_u64("general.file_type")
+        .unwrap()
+        .map(|v| v.to_string());
+    assert_eq!(
+        got.as_deref(),
+        want_types.as_str(),
+        "{preset}: general.file_type"
+    );
     let file = GgufFile::open(&path).unwrap();
     let model = Model::from_gguf(file.parse().unwrap()).unwrap();
     let mut session = Session::new(
@@ -289,4 +387,28 @@ fn q4_k_m_logits_match_llama_cpp() {
 #[test]
 fn q6_k_logits_match_llama_cpp() {
     logits_match("Q6_K", "peer/smollm2-q6_k.json", tolerances());
+}
+
+/// Q5_K_M: 16 `ffn_down` in Q5_K, 14 in Q6_K (x86 `vec_dot` below 8 tokens, tiled matmul from 8).
+#[test]
+fn q5_k_m_logits_match_llama_cpp() {
+    logits_match("Q5_K_M", "peer/smollm2-q5_k_m.json", tolerances());
+}
+
+/// The Q2_K preset: every `ffn_down` in Q3_K (llama.cpp bumps them; x86 `vec_dot` and tiled).
+#[test]
+fn q2_k_preset_q3_k_logits_match_llama_cpp() {
+    logits_match("Q2_K", "peer/smollm2-q2_k.json", tolerances());
+}
+
+/// Q2_K `ffn_down` (576 rows: llama.cpp on AVX-512 repacks them and runs
+/// `ggml_gemv/gemm_q2_K_8x8_q8_K`, on AVX2 `vec_dot` and the tiled matmul).
+#[test]
+fn q2_k_ffn_down_logits_match_llama_cpp() {
+    logits_match_with(
+        "Q2_K",
+        &["ffn_down=Q2_K"],
+        "peer/smollm2-q2_k-ffn.json",
+        tolerances(),
+    );
 }

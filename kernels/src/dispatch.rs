@@ -227,17 +227,19 @@ impl Kernels {
         }
     }
 
-    /// Quantizes the `T = x.len() / n` activation rows of `x` (T, n) for a product with weights of
-    /// type `weight`, row `j` at `act[j * stride..]`: [`Kernels::quantize_activations`] to the
-    /// weight's `vec_dot_type`, except the first `T - T % 4` rows of a Q4_K product on x86, which
-    /// llama.cpp quantizes in groups of four for its repacked gemm
-    /// (`reference::quantize_row_q8_k_4x8_x86`; see `cpu/kquants.rs`).
+    /// Quantizes the `T = x.len() / n` activation rows of `x` (T, n) for a product with a weight
+    /// matrix of type `weight` and `rows` rows, row `j` at `act[j * stride..]`:
+    /// [`Kernels::quantize_activations`] to the weight's `vec_dot_type`, except the first
+    /// `T - T % 4` rows of a product that llama.cpp runs with its repacked gemm on x86 (Q4_K, and on
+    /// AVX-512 Q2_K, matrices whose row count is a multiple of 8), which it quantizes in groups of
+    /// four (`reference::quantize_row_q8_k_4x8_x86`; see `cpu/kquants.rs`).
     ///
     /// # Panics
     /// If `n` is not whole blocks of the activation format, `x` not whole rows, or `act` too short.
     pub fn quantize_batch(
         &self,
         weight: QuantType,
+        rows: usize,
         x: &[f32],
         n: usize,
         act: &mut [u8],
@@ -250,7 +252,7 @@ impl Kernels {
             "quantize_batch: whole rows"
         );
         let t = x.len() / n;
-        let fours = if crate::cpu::kquants::quantizes_in_fours(self.isa(), weight) {
+        let fours = if crate::cpu::kquants::quantizes_in_fours(self.isa(), weight, rows) {
             t - t % 4
         } else {
             0
@@ -265,11 +267,11 @@ impl Kernels {
         }
     }
 
-    /// Whether products with weights of types `a` and `b` read the same quantized activations
-    /// ([`Kernels::quantize_batch`] gives both the same bytes).
-    pub fn same_activations(&self, a: QuantType, b: QuantType) -> bool {
-        let fours = |t| crate::cpu::kquants::quantizes_in_fours(self.isa(), t);
-        a.info().vec_dot_type == b.info().vec_dot_type && fours(a) == fours(b)
+    /// Whether products with weight matrices `a` and `b` (type, row count) read the same quantized
+    /// activations ([`Kernels::quantize_batch`] gives both the same bytes).
+    pub fn same_activations(&self, a: (QuantType, usize), b: (QuantType, usize)) -> bool {
+        let fours = |(t, rows)| crate::cpu::kquants::quantizes_in_fours(self.isa(), t, rows);
+        a.0.info().vec_dot_type == b.0.info().vec_dot_type && fours(a) == fours(b)
     }
 
     /// `out[r] = vec_dot(ty, n, W[r], x_act)`: W (d, n) in `ty` @ x (n,) -> out (d,), `d =
@@ -378,8 +380,10 @@ impl Kernels {
     /// Each weight row is read from memory once and dotted with every token while it is in L1,
     /// four tokens per pass over its blocks. The result is bitwise identical to calling
     /// [`Kernels::vec_dot`] for every (row, token) with the same `Kernels`, except for K-quant
-    /// weights on x86 from 8 tokens on, which follow ggml's tiled matmul order as llama.cpp does
-    /// (`cpu/kquants.rs`).
+    /// weights on x86, which follow the order llama.cpp uses for the whole product (ggml's tiled
+    /// matmul from 8 tokens; its repacked gemv / gemm for Q4_K and, on AVX-512, Q2_K matrices with
+    /// a multiple of 8 rows; `cpu/kquants.rs`). `w` is the whole matrix; for a part of one, see
+    /// [`Kernels::matmul_part`].
     ///
     /// # Panics
     /// If `n` is not whole blocks or any length or stride disagrees with the above.
@@ -397,7 +401,9 @@ impl Kernels {
     ) {
         if ty.is_k_quant() {
             let isa = self.isa();
-            return crate::cpu::kquants::matmul(isa, ty, out, w, rows, x_act, act_stride, t, n);
+            return crate::cpu::kquants::matmul(
+                isa, ty, rows, out, w, rows, x_act, act_stride, t, n,
+            );
         }
         match self.backend {
             Backend::Scalar => {
@@ -421,6 +427,38 @@ impl Kernels {
             #[cfg(target_arch = "aarch64")]
             Backend::NeonDotprod(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
         }
+    }
+
+    /// [`Kernels::matmul`] of `rows` consecutive rows of a weight matrix that has `whole_rows` rows
+    /// (a thread's share of a product): the same bits as those rows of `matmul` on the whole matrix
+    /// (for K-quants on x86 the order depends on the whole row count, as llama.cpp's repacking does).
+    ///
+    /// # Panics
+    /// As [`Kernels::matmul`], or if `rows > whole_rows`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_part(
+        &self,
+        ty: QuantType,
+        whole_rows: usize,
+        out: &mut [f32],
+        w: &[u8],
+        rows: usize,
+        x_act: &[u8],
+        act_stride: usize,
+        t: usize,
+        n: usize,
+    ) {
+        if ty.is_k_quant() {
+            let isa = self.isa();
+            return crate::cpu::kquants::matmul(
+                isa, ty, whole_rows, out, w, rows, x_act, act_stride, t, n,
+            );
+        }
+        assert!(
+            rows <= whole_rows,
+            "matmul_part: {rows} rows of a {whole_rows}-row matrix"
+        );
+        self.matmul(ty, out, w, rows, x_act, act_stride, t, n)
     }
 }
 

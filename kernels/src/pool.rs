@@ -492,7 +492,9 @@ impl Kernels {
         let stride = x_act.len();
         if nt == 1 {
             for m in group.iter_mut() {
-                self.product(m.packed, m.ty, m.out, m.w, m.rows, x_act, stride, 1, n);
+                self.product(
+                    m.packed, m.ty, m.rows, m.out, m.w, m.rows, x_act, stride, 1, n,
+                );
             }
             return;
         }
@@ -557,16 +559,29 @@ impl Kernels {
             let mine =
                 unsafe { core::slice::from_raw_parts_mut(p.out.get().add(r.start), r.len()) };
             let w = &p.w[r.start * p.rb..r.end * p.rb];
-            self.product(p.packed, p.ty, mine, w, r.len(), x_act, stride, 1, n);
+            self.product(
+                p.packed,
+                p.ty,
+                p.rows,
+                mine,
+                w,
+                r.len(),
+                x_act,
+                stride,
+                1,
+                n,
+            );
         });
     }
 
-    /// One product, `matmul_packed` when `packed`, else `matmul`.
+    /// One product of `rows` rows of a `whole_rows`-row matrix, `matmul_packed` when `packed`, else
+    /// `matmul_part`.
     #[allow(clippy::too_many_arguments)]
     fn product(
         &self,
         packed: bool,
         ty: crate::QuantType,
+        whole_rows: usize,
         out: &mut [f32],
         w: &[u8],
         rows: usize,
@@ -578,7 +593,7 @@ impl Kernels {
         if packed {
             self.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
         } else {
-            self.matmul(ty, out, w, rows, x_act, act_stride, t, n)
+            self.matmul_part(ty, whole_rows, out, w, rows, x_act, act_stride, t, n)
         }
     }
 
@@ -596,7 +611,7 @@ impl Kernels {
     ) {
         let nt = pool.n_threads();
         if nt == 1 || rows < 2 * CHUNK_ROWS {
-            return self.product(packed, ty, out, w, rows, x_act, act_stride, t, n);
+            return self.product(packed, ty, rows, out, w, rows, x_act, act_stride, t, n);
         }
         assert_eq!(out.len(), t * rows, "matmul_par: out must be (t, rows)");
         let rb = ty.row_bytes(n).expect("matmul_par: n must be whole blocks");
@@ -636,6 +651,7 @@ impl Kernels {
             self.product(
                 packed,
                 ty,
+                rows,
                 mine,
                 &w[r.start * rb..r.end * rb],
                 r.len(),

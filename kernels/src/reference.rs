@@ -42,10 +42,11 @@ pub use kquants::{
 };
 pub use kquants_dot::{
     dequantize_row_q2_k, dequantize_row_q3_k, dequantize_row_q4_k, dequantize_row_q5_k,
-    dequantize_row_q6_k, dequantize_row_q8_k, vec_dot_q2_k_q8_k, vec_dot_q3_k_q8_k,
-    vec_dot_q4_k_q8_k, vec_dot_q4_k_q8_k_repack, vec_dot_q4_k_q8_k_repack_gemm, vec_dot_q5_k_q8_k,
-    vec_dot_q6_k_q8_k, vec_dot_q6_k_q8_k_tiled, vec_dot_q6_k_q8_k_x86, vec_dot_q8_k_q8_k,
-    TILED_MIN_TOKENS,
+    dequantize_row_q6_k, dequantize_row_q8_k, vec_dot_k_q8_k_tiled, vec_dot_q2_k_q8_k,
+    vec_dot_q2_k_q8_k_repack, vec_dot_q2_k_q8_k_x86, vec_dot_q3_k_q8_k, vec_dot_q3_k_q8_k_x86,
+    vec_dot_q4_k_q8_k, vec_dot_q4_k_q8_k_repack, vec_dot_q4_k_q8_k_repack_gemm,
+    vec_dot_q4_k_q8_k_x86, vec_dot_q5_k_q8_k, vec_dot_q5_k_q8_k_x86, vec_dot_q6_k_q8_k,
+    vec_dot_q6_k_q8_k_tiled, vec_dot_q6_k_q8_k_x86, vec_dot_q8_k_q8_k, TILED_MIN_TOKENS,
 };
 pub use quants::{
     dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q5_0, dequantize_row_q5_1,

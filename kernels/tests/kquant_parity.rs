@@ -7,8 +7,9 @@
 //! - Q2_K, Q3_K, Q5_K, whose float scale search in ggml depends on compiler contraction: where
 //!   ingot's bytes differ, ingot's round-trip RMSE is at most ggml's (per set and per sample row).
 //! - Dequantization of ggml's own bytes is bit-exact for every type (sample rows).
-//! - `vec_dot` of ggml's bytes with a Q8_K row agrees with ggml-cpu's (an AVX-512 build, which sums
-//!   in a different order than the `_generic` code ingot follows) to f32 rounding.
+//! - `vec_dot` of ggml's bytes with a Q8_K row agrees with ggml-cpu's (an AVX-512 build) to f32
+//!   rounding on every path, and ingot's scalar references of ggml's x86 orders
+//!   (`reference::vec_dot_q*_k_q8_k_x86`) equal it bit for bit.
 //!
 //! Inputs: the seeded sets of `tools/peer/src/quant_inputs.rs` (regenerated here; the fixture's
 //! `input_fnv` proves they are the same values) and SmolLM2 sample rows stored in the fixture.
@@ -193,6 +194,15 @@ fn sample_rows_match_ggml() {
                 // are added (|w| plus the sub-block minimums, bounded by max |w|), 2^-16 relative.
                 let got = k.vec_dot(ty, row, &theirs, &act);
                 let theirs_dot = want["dot"].as_f64().unwrap();
+                // ggml's x86 order, as ingot's scalar reference writes it out, is bit for bit
+                // what the fixture's x86 build of ggml-cpu computed (one super-block per row, so
+                // the contraction of Q5_K's `summs += dmin * x` cannot show either way).
+                let x86 = x86_reference(ty)(row, &theirs, &act);
+                assert_eq!(
+                    x86.to_bits(),
+                    (theirs_dot as f32).to_bits(),
+                    "{set}[{r}] {ty}: reference x86 dot {x86} vs ggml {theirs_dot}"
+                );
                 let xd = dequantize(QuantType::Q8_K, &act, row);
                 let wmax = yd.iter().fold(0.0f64, |m, &v| m.max((v as f64).abs()));
                 let scale: f64 = yd
@@ -207,6 +217,18 @@ fn sample_rows_match_ggml() {
                 );
             }
         }
+    }
+}
+
+/// ingot's scalar reference of ggml-cpu's x86 `vec_dot` for `ty`.
+fn x86_reference(ty: QuantType) -> fn(usize, &[u8], &[u8]) -> f32 {
+    use ingot_kernels::reference::*;
+    match ty {
+        QuantType::Q2_K => vec_dot_q2_k_q8_k_x86,
+        QuantType::Q3_K => vec_dot_q3_k_q8_k_x86,
+        QuantType::Q4_K => vec_dot_q4_k_q8_k_x86,
+        QuantType::Q5_K => vec_dot_q5_k_q8_k_x86,
+        _ => vec_dot_q6_k_q8_k_x86,
     }
 }
 

@@ -191,13 +191,16 @@ type DotFn = fn(usize, &[u8], &[u8]) -> f32;
 /// (`reference::vec_dot_*_x86`, what llama.cpp computes on x86) for the types the AVX2 and AVX-512
 /// paths compute that way, ggml's `_generic` order otherwise.
 fn k_quant_reference(isa: Isa, ty: QuantType) -> DotFn {
-    match (isa, ty) {
-        (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q6_K) => {
-            ingot_kernels::reference::vec_dot_q6_k_q8_k_x86
-        }
-        (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q4_K) => {
-            ingot_kernels::reference::vec_dot_q4_k_q8_k_repack
-        }
+    use ingot_kernels::reference::*;
+    if !matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) {
+        return ty.info().vec_dot;
+    }
+    match ty {
+        QuantType::Q6_K => vec_dot_q6_k_q8_k_x86,
+        QuantType::Q5_K => vec_dot_q5_k_q8_k_x86,
+        QuantType::Q4_K => vec_dot_q4_k_q8_k_x86,
+        QuantType::Q3_K => vec_dot_q3_k_q8_k_x86,
+        QuantType::Q2_K => vec_dot_q2_k_q8_k_x86,
         _ => ty.info().vec_dot,
     }
 }
@@ -323,35 +326,55 @@ fn block_integer_dots_are_exact_for_all_byte_patterns() {
     }
 }
 
-/// Where token `j` of a path's batched product of `t` tokens follows another order than `vec_dot`,
-/// its reference: on x86, ggml-cpu's tiled matmul for Q6_K from `TILED_MIN_TOKENS` tokens, and the
-/// repacked Q4_K gemm for the tokens of whole groups of four.
-fn tiled_reference(isa: Isa, ty: QuantType, t: usize, j: usize) -> Option<DotFn> {
-    use ingot_kernels::reference::{
-        vec_dot_q4_k_q8_k_repack_gemm, vec_dot_q6_k_q8_k_tiled, TILED_MIN_TOKENS,
-    };
-    match (isa, ty) {
-        (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q6_K) if t >= TILED_MIN_TOKENS => {
-            Some(vec_dot_q6_k_q8_k_tiled)
-        }
-        (Isa::Avx2 | Isa::Avx512Vnni, QuantType::Q4_K) if j < t - t % 4 => {
-            Some(vec_dot_q4_k_q8_k_repack_gemm)
-        }
-        _ => None,
+/// Where token `j` of a path's batched product of `t` tokens with a matrix of `rows` rows follows
+/// another order than `vec_dot`, its reference, as llama.cpp on x86 chooses: the repacked gemm
+/// (tokens of whole groups of four) and gemv (the others) for Q4_K, and on AVX-512 Q2_K, matrices
+/// with a multiple of 8 rows; otherwise ggml-cpu's tiled matmul for every K-quant from
+/// `TILED_MIN_TOKENS` tokens.
+fn batched_reference(isa: Isa, ty: QuantType, rows: usize, t: usize, j: usize) -> Option<DotFn> {
+    use ingot_kernels::reference::*;
+    if !matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) || !ty.is_k_quant() || ty == QuantType::Q8_K {
+        return None;
     }
+    let gemm = j < t - t % 4;
+    let repacked = rows.is_multiple_of(8)
+        && (ty == QuantType::Q4_K || (ty == QuantType::Q2_K && isa == Isa::Avx512Vnni));
+    if repacked {
+        return Some(match (ty, gemm) {
+            (QuantType::Q4_K, true) => vec_dot_q4_k_q8_k_repack_gemm,
+            (QuantType::Q4_K, false) => vec_dot_q4_k_q8_k_repack,
+            (_, true) => |n, w, x| vec_dot_q2_k_q8_k_repack(n, w, x, true),
+            (_, false) => |n, w, x| vec_dot_q2_k_q8_k_repack(n, w, x, false),
+        });
+    }
+    if t < TILED_MIN_TOKENS {
+        return None;
+    }
+    Some(match ty {
+        QuantType::Q6_K => vec_dot_q6_k_q8_k_tiled,
+        QuantType::Q5_K => |n, w, x| vec_dot_k_q8_k_tiled(QuantType::Q5_K, n, w, x),
+        QuantType::Q4_K => |n, w, x| vec_dot_k_q8_k_tiled(QuantType::Q4_K, n, w, x),
+        QuantType::Q3_K => |n, w, x| vec_dot_k_q8_k_tiled(QuantType::Q3_K, n, w, x),
+        _ => |n, w, x| vec_dot_k_q8_k_tiled(QuantType::Q2_K, n, w, x),
+    })
 }
 
 /// `matvec` and `matmul` give, bit for bit, what `vec_dot` gives for every (row, token), except for
-/// the batched K-quant products that follow ggml-cpu's tiled order on x86 ([`tiled_reference`]).
+/// the batched K-quant products that follow another of llama.cpp's orders on x86
+/// ([`batched_reference`]: K-quant matrices of 7 rows (not repacked by ggml) and 16 rows (Q4_K and
+/// Q2_K repacked)); `matmul_part` on a split of the rows gives the bits of the whole `matmul`.
 #[test]
 fn matvec_and_matmul_equal_per_row_vec_dot_bitwise() {
     let mut rng = SplitMix64(0x3a7_3a7);
     for k in paths("matvec_and_matmul_equal_per_row_vec_dot_bitwise") {
         for ty in QuantType::ALL {
             let act = ty.info().vec_dot_type;
-            for blocks in [1usize, 3, 18, 33] {
+            let row_counts: &[usize] = if ty.is_k_quant() { &[7, 16] } else { &[7] };
+            for (blocks, &rows) in [1usize, 3, 18, 33]
+                .into_iter()
+                .flat_map(|b| row_counts.iter().map(move |r| (b, r)))
+            {
                 let n = blocks * ty.block_elems() + if ty.block_elems() == 1 { 5 } else { 0 };
-                let rows = 7;
                 let (rb, arb) = (ty.row_bytes(n).unwrap(), act.row_bytes(n).unwrap());
                 let w = weights(ty, &rng.values(n * rows));
                 let ws = shifted(&w, 1);
@@ -367,6 +390,16 @@ fn matvec_and_matmul_equal_per_row_vec_dot_bitwise() {
                     let x_act = &xa[1..];
                     let mut out = vec![f32::NAN; t * rows];
                     k.matmul(ty, &mut out, w, rows, x_act, stride, t, n);
+                    // The same product in two parts (rows 0..split and split..rows).
+                    let split = rows / 2;
+                    let mut parts = [
+                        vec![f32::NAN; t * split],
+                        vec![f32::NAN; t * (rows - split)],
+                    ];
+                    for (p, (r0, r1)) in parts.iter_mut().zip([(0, split), (split, rows)]) {
+                        let wp = &w[r0 * rb..r1 * rb];
+                        k.matmul_part(ty, rows, p, wp, r1 - r0, x_act, stride, t, n);
+                    }
                     for j in 0..t {
                         let xj = &x_act[j * stride..j * stride + arb];
                         let mut mv = vec![f32::NAN; rows];
@@ -374,8 +407,15 @@ fn matvec_and_matmul_equal_per_row_vec_dot_bitwise() {
                         for r in 0..rows {
                             let wr = &w[r * rb..(r + 1) * rb];
                             let want = k.vec_dot(ty, n, wr, xj);
-                            let ctx = format!("{} {ty} n={n} t={t} row {r} token {j}", k.isa());
-                            let want_mm = match tiled_reference(k.isa(), ty, t, j) {
+                            let ctx = format!(
+                                "{} {ty} n={n} rows={rows} t={t} row {r} token {j}",
+                                k.isa()
+                            );
+                            let want_mm = match batched_reference(k.isa(), ty, rows, t, j) {
+                                Some(f) => f(n, wr, xj),
+                                None => want,
+                            };
+                            let want_mv = match batched_reference(k.isa(), ty, rows, 1, 0) {
                                 Some(f) => f(n, wr, xj),
                                 None => want,
                             };
@@ -384,7 +424,17 @@ fn matvec_and_matmul_equal_per_row_vec_dot_bitwise() {
                                 want_mm.to_bits(),
                                 "matmul {ctx}"
                             );
-                            assert_eq!(mv[r].to_bits(), want.to_bits(), "matvec {ctx}");
+                            let (p, pr, prows) = if r < split {
+                                (&parts[0], r, split)
+                            } else {
+                                (&parts[1], r - split, rows - split)
+                            };
+                            assert_eq!(
+                                p[j * prows + pr].to_bits(),
+                                want_mm.to_bits(),
+                                "matmul_part {ctx}"
+                            );
+                            assert_eq!(mv[r].to_bits(), want_mv.to_bits(), "matvec {ctx}");
                         }
                     }
                 }

@@ -470,3 +470,248 @@ pub fn vec_dot_q8_k_q8_k(n: usize, w: &[u8], x: &[u8]) -> f32 {
     }
     sumf
 }
+
+// ---------------------------------------------------------------------------------------------
+// The x86 orders of Q2_K, Q3_K, Q4_K (not repacked) and Q5_K: `ggml_vec_dot_q*_K_q8_K` (AVX2
+// branches of arch/x86/quants.c), ggml-cpu's tiled matmul (`tiled/tiled-kernel.cpp`), and for Q2_K
+// on AVX-512 the repacked gemv/gemm (`ggml_gemv/gemm_q2_K_8x8_q8_K`, arch/x86/repack.cpp).
+
+/// The x86 `vec_dot` integer lanes: `maddubs` sums adjacent byte products, `madd` with the
+/// sub-block scale sums the next pair, so lane `l` of a 32-element chunk holds the elements
+/// `e` with `(e mod 32) / 4 == l`, each times its scale (`scale(e)`). Exact in i32.
+#[inline]
+fn lanes_x86(q: &[i32; QK_K], y: &[i8; QK_K], scale: impl Fn(usize) -> i32) -> [i32; 8] {
+    let mut lanes = [0i32; 8];
+    for (e, (&q, &y)) in q.iter().zip(y).enumerate() {
+        lanes[e % 32 / 4] += scale(e) * (q * y as i32);
+    }
+    lanes
+}
+
+/// `acc[l] = fma(d, (float)lanes[l], acc[l])` (`_mm256_fmadd_ps`).
+#[inline]
+fn fma_lanes(acc: &mut [f32; 8], d: f32, lanes: &[i32; 8]) {
+    for (a, &l) in acc.iter_mut().zip(lanes) {
+        *a = d.mul_add(l as f32, *a);
+    }
+}
+
+/// The Q2_K codes `0..=3` as i32.
+#[inline]
+fn q2_values(b: &BlockQ2_K) -> [i32; QK_K] {
+    let q = unpack_2bit(&b.qs);
+    core::array::from_fn(|e| q[e] as i32)
+}
+
+/// ggml-cpu's x86 `ggml_vec_dot_q2_K_q8_K` (AVX2 branch): per super-block, the minimums first,
+/// `acc[l] = fma(-(y.d * x.dmin), (float)(m[2l] * bsums[2l] + m[2l+1] * bsums[2l+1]), acc[l])`,
+/// then the [`lanes_x86`] of `(scales & 15) * q * y`: `acc[l] = fma(y.d * x.d, (float)lane, acc[l])`;
+/// [`hsum_float_8`] at the end.
+pub fn vec_dot_q2_k_q8_k_x86(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q2_K, n, w, x);
+    let mut acc = [0f32; 8];
+    for (bw, bx) in w
+        .chunks_exact(BlockQ2_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ2_K::read(bw), BlockQ8_K::read(bx));
+        let d = bx.d * bw.d.to_f32();
+        let dmin = -bx.d * bw.dmin.to_f32();
+        let prod: [i32; 8] = core::array::from_fn(|l| {
+            let (a, b) = (2 * l, 2 * l + 1);
+            (bw.scales[a] >> 4) as i32 * bx.bsums[a] as i32
+                + (bw.scales[b] >> 4) as i32 * bx.bsums[b] as i32
+        });
+        fma_lanes(&mut acc, dmin, &prod);
+        let lanes = lanes_x86(&q2_values(&bw), &bx.qs, |e| {
+            (bw.scales[e / 16] & 0xf) as i32
+        });
+        fma_lanes(&mut acc, d, &lanes);
+    }
+    hsum_float_8(acc)
+}
+
+/// ggml-cpu's x86 `ggml_vec_dot_q3_K_q8_K` (AVX2 branch): the [`lanes_x86`] of
+/// `(scale6 - 32) * (q - 4) * y`, `acc[l] = fma(y.d * x.d, (float)lane, acc[l])`, [`hsum_float_8`].
+pub fn vec_dot_q3_k_q8_k_x86(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q3_K, n, w, x);
+    let mut acc = [0f32; 8];
+    for (bw, bx) in w
+        .chunks_exact(BlockQ3_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ3_K::read(bw), BlockQ8_K::read(bx));
+        let d = bx.d * bw.d.to_f32();
+        let lanes = lanes_x86(&q3_values(&bw), &bx.qs, |e| scale_q3(e / 16, &bw.scales));
+        fma_lanes(&mut acc, d, &lanes);
+    }
+    hsum_float_8(acc)
+}
+
+/// The shared part of the x86 Q4_K / Q5_K dots: `acc[l] = fma(y.d * x.d, (float)lane, acc[l])` with
+/// the [`lanes_x86`] of `scale * q * y`, and the four minimum products `prod[k] = m[2k] * (bsums[4k]
+/// + bsums[4k+1]) + m[2k+1] * (bsums[4k+2] + bsums[4k+3])` (`_mm_hadd_epi16` then `_mm_madd_epi16`),
+/// returned with `dmin = -(y.d * x.dmin)`.
+#[inline]
+fn k4_x86(
+    d: f16,
+    dmin: f16,
+    scales: &[u8; K_SCALE_SIZE],
+    q: &[u8; QK_K],
+    bx: &BlockQ8_K,
+    acc: &mut [f32; 8],
+) -> (f32, [i32; 4]) {
+    let q: [i32; QK_K] = core::array::from_fn(|e| q[e] as i32);
+    let sm: [(u8, u8); 8] = core::array::from_fn(|j| scale_min_k4(j, scales));
+    let lanes = lanes_x86(&q, &bx.qs, |e| sm[e / 32].0 as i32);
+    fma_lanes(acc, bx.d * d.to_f32(), &lanes);
+    let q8s = |j: usize| bx.bsums[2 * j] as i32 + bx.bsums[2 * j + 1] as i32;
+    let prod = core::array::from_fn(|k| {
+        sm[2 * k].1 as i32 * q8s(2 * k) + sm[2 * k + 1].1 as i32 * q8s(2 * k + 1)
+    });
+    (-bx.d * dmin.to_f32(), prod)
+}
+
+/// ggml-cpu's x86 `ggml_vec_dot_q4_K_q8_K` (AVX2 branch), which llama.cpp runs for Q4_K matrices it
+/// does not repack (row count not a multiple of 8) below 8 tokens: the lanes as [`k4_x86`], the
+/// minimums in four f32 lanes `acc_m[k] = fma(dmin, (float)prod[k], acc_m[k])`; the result is
+/// `hsum_float_8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))`.
+pub fn vec_dot_q4_k_q8_k_x86(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q4_K, n, w, x);
+    let mut acc = [0f32; 8];
+    let mut acc_m = [0f32; 4];
+    for (bw, bx) in w
+        .chunks_exact(BlockQ4_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ4_K::read(bw), BlockQ8_K::read(bx));
+        let q = q4k_values(&bw.qs);
+        let (dmin, prod) = k4_x86(bw.d, bw.dmin, &bw.scales, &q, &bx, &mut acc);
+        for (a, &p) in acc_m.iter_mut().zip(&prod) {
+            *a = dmin.mul_add(p as f32, *a);
+        }
+    }
+    hsum_float_8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]))
+}
+
+/// ggml-cpu's x86 `ggml_vec_dot_q5_K_q8_K` (AVX2 branch): the lanes as [`k4_x86`] with 5-bit codes;
+/// the minimums summed exactly per block, `(prod[0] + prod[1]) + (prod[2] + prod[3])`, into a scalar
+/// `summs = fma(dmin, (float)that, summs)` (gcc contracts `summs += dmin * x` in llama.cpp's x86
+/// build: `vfmadd231ss`); the result is `hsum_float_8(acc) + summs`.
+pub fn vec_dot_q5_k_q8_k_x86(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(QuantType::Q5_K, n, w, x);
+    let mut acc = [0f32; 8];
+    let mut summs = 0f32;
+    for (bw, bx) in w
+        .chunks_exact(BlockQ5_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (bw, bx) = (BlockQ5_K::read(bw), BlockQ8_K::read(bx));
+        let q = q5k_values(&bw);
+        let (dmin, p) = k4_x86(bw.d, bw.dmin, &bw.scales, &q, &bx, &mut acc);
+        summs = dmin.mul_add(((p[0] + p[1]) + (p[2] + p[3])) as f32, summs);
+    }
+    hsum_float_8(acc) + summs
+}
+
+/// One super-block of a K-quant product as exact integers: `s1 = sum_s scale_s * sum_{e in s} q_e *
+/// y_e` over the sub-blocks `s` (with the signed codes of Q3_K / Q6_K) in chunks of `chunk`
+/// elements (`s1[c]`), and `s2 = sum_s min_s * bsum_s` likewise (0 for types without minimums),
+/// with the weight block's `d` and `dmin` as f32.
+struct KBlockInts {
+    s1: [i32; 4],
+    s2: [i32; 4],
+    d: f32,
+    dmin: f32,
+}
+
+/// [`KBlockInts`] of block `b` of `w` with Q8_K block `bx`, in chunks of `chunk` elements (64, 128
+/// or 256).
+fn k_block_ints(ty: QuantType, bw: &[u8], bx: &BlockQ8_K, chunk: usize) -> KBlockInts {
+    // q, scale per element, min per 16-element bsum group, d, dmin
+    let (q, scale, min, d, dmin): ([i32; QK_K], [i32; 16], [i32; 16], f32, f32) = match ty {
+        QuantType::Q2_K => {
+            let b = BlockQ2_K::read(bw);
+            let sc = core::array::from_fn(|s| (b.scales[s] & 0xf) as i32);
+            let m = core::array::from_fn(|s| (b.scales[s] >> 4) as i32);
+            (q2_values(&b), sc, m, b.d.to_f32(), b.dmin.to_f32())
+        }
+        QuantType::Q3_K => {
+            let b = BlockQ3_K::read(bw);
+            let sc = core::array::from_fn(|s| scale_q3(s, &b.scales));
+            (q3_values(&b), sc, [0; 16], b.d.to_f32(), 0.0)
+        }
+        QuantType::Q4_K | QuantType::Q5_K => {
+            let (d, dmin, scales, q) = if ty == QuantType::Q4_K {
+                let b = BlockQ4_K::read(bw);
+                (b.d, b.dmin, b.scales, q4k_values(&b.qs))
+            } else {
+                let b = BlockQ5_K::read(bw);
+                (b.d, b.dmin, b.scales, q5k_values(&b))
+            };
+            let sc = core::array::from_fn(|s| scale_min_k4(s / 2, &scales).0 as i32);
+            let m = core::array::from_fn(|s| scale_min_k4(s / 2, &scales).1 as i32);
+            let q = core::array::from_fn(|e| q[e] as i32);
+            (q, sc, m, d.to_f32(), dmin.to_f32())
+        }
+        QuantType::Q6_K => {
+            let b = BlockQ6_K::read(bw);
+            let sc = core::array::from_fn(|s| b.scales[s] as i32);
+            (q6_values(&b), sc, [0; 16], b.d.to_f32(), 0.0)
+        }
+        _ => unreachable!("k_block_ints: {ty} is not a K-quant weight type"),
+    };
+    let (mut s1, mut s2) = ([0i32; 4], [0i32; 4]);
+    for g in 0..16 {
+        let dot: i32 = (16 * g..16 * g + 16).map(|e| q[e] * bx.qs[e] as i32).sum();
+        let c = 16 * g / chunk;
+        s1[c] += scale[g] * dot;
+        s2[c] += min[g] * bx.bsums[g] as i32;
+    }
+    KBlockInts { s1, s2, d, dmin }
+}
+
+/// One element of ggml-cpu's *tiled* K-quant matmul for any K-quant weight type (see
+/// [`vec_dot_q6_k_q8_k_tiled`]): per super-block `r = (float)s1 * x.d`, for Q2_K, Q4_K and Q5_K
+/// `r = fma(-x.dmin, (float)s2, r)` (`_mm512_fnmadd_ps`), then `acc = fma(r, y.d, acc)` from 0.
+pub fn vec_dot_k_q8_k_tiled(ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    check_dot(ty, n, w, x);
+    let has_min = matches!(ty, QuantType::Q2_K | QuantType::Q4_K | QuantType::Q5_K);
+    let bs = ty.block_bytes();
+    let mut acc = 0f32;
+    for (bw, bx) in w.chunks_exact(bs).zip(x.chunks_exact(BlockQ8_K::SIZE)) {
+        let bx = BlockQ8_K::read(bx);
+        let k = k_block_ints(ty, bw, &bx, QK_K);
+        let mut r = k.s1[0] as f32 * k.d;
+        if has_min {
+            r = (-k.dmin).mul_add(k.s2[0] as f32, r);
+        }
+        acc = r.mul_add(bx.d, acc);
+    }
+    acc
+}
+
+/// ggml's x86 repacked Q2_K kernels (`ggml_gemv_q2_K_8x8_q8_K`, `ggml_gemm_q2_K_8x8_q8_K`), which
+/// llama.cpp runs on a CPU with AVX-512 for every Q2_K matrix with a multiple of 8 rows: per chunk of
+/// `chunk` elements (the whole super-block in the gemv, 128 in the gemm) `acc = fma((float)s1, x.d *
+/// y.d, acc)` and `acc_min = fma((float)s2, x.dmin * y.d, acc_min)`; the result is `acc - acc_min`.
+/// (The Q4_K kernels are [`vec_dot_q4_k_q8_k_repack`] and [`vec_dot_q4_k_q8_k_repack_gemm`], chunks
+/// of 256 and 64.)
+pub fn vec_dot_q2_k_q8_k_repack(n: usize, w: &[u8], x: &[u8], gemm: bool) -> f32 {
+    check_dot(QuantType::Q2_K, n, w, x);
+    let chunk = if gemm { 128 } else { QK_K };
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for (bw, bx) in w
+        .chunks_exact(BlockQ2_K::SIZE)
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let bx = BlockQ8_K::read(bx);
+        let k = k_block_ints(QuantType::Q2_K, bw, &bx, chunk);
+        let (dd, dm) = (k.d * bx.d, k.dmin * bx.d);
+        for c in 0..QK_K / chunk {
+            acc = (k.s1[c] as f32).mul_add(dd, acc);
+            acc_min = (k.s2[c] as f32).mul_add(dm, acc_min);
+        }
+    }
+    acc - acc_min
+}

@@ -919,8 +919,10 @@ impl MatMul<'_> {
     /// Quantizes each row of `x` (T, cols) into `act` in the activation format of `wt`'s type
     /// (ggml's `from_float` of the `vec_dot_type`), one row every `stride` bytes.
     fn quantize(&self, wt: &super::weights::Matrix<'_>, x: &[f32], act: &mut [u8]) {
-        // Token by token, except where llama.cpp quantizes groups of four (Q4_K on x86).
-        self.k.quantize_batch(wt.ty, x, wt.cols, act, self.stride);
+        // Token by token, except where llama.cpp quantizes groups of four (its repacked Q4_K / Q2_K
+        // matrices on x86).
+        self.k
+            .quantize_batch(wt.ty, wt.rows, x, wt.cols, act, self.stride);
     }
 
     /// [`MatMul::quantize`] for `wt` when `x` was last quantized for `prev` (same input): only
@@ -932,7 +934,10 @@ impl MatMul<'_> {
         x: &[f32],
         act: &mut [u8],
     ) {
-        if !self.k.same_activations(prev.ty, wt.ty) {
+        if !self
+            .k
+            .same_activations((prev.ty, prev.rows), (wt.ty, wt.rows))
+        {
             self.quantize(wt, x, act);
         }
     }

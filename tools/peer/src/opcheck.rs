@@ -161,7 +161,6 @@ unsafe extern "C" fn cb(t: *mut sys::ggml_tensor, ask: bool, ud: *mut c_void) ->
                 let k = w.ne[0] as usize;
                 let r2 = x.ne[2] / w.ne[2];
                 let n_tok = x.ne[1];
-                let mut col = vec![0f32; k];
                 if w.type_ == sys::GGML_TYPE_F16 {
                     let sgemm = n_tok >= 2 && w.ne[1] % 4 == 0;
                     let mut a = vec![f16::ZERO; k];
@@ -198,27 +197,26 @@ unsafe extern "C" fn cb(t: *mut sys::ggml_tensor, ask: bool, ud: *mut c_void) ->
                     // the K-quant order depends on the token count as ggml's does (tiled matmul
                     // from 8 tokens on x86), which a per-token `vec_dot` would not show.
                     let nt = t.ne[1] as usize;
-                    let mut act = vec![0u8; arb * nt];
+                    let rows = t.ne[0] as usize;
+                    let mut xs = vec![0f32; k * nt];
                     for i1 in 0..t.ne[1] {
                         for i0 in 0..k as i64 {
-                            col[i0 as usize] = at(x, i0, i1, 0);
-                        }
-                        let a = &mut act[i1 as usize * arb..][..arb];
-                        // A repacked Q4_K product quantizes whole groups of 4 tokens with
-                        // `ggml_quantize_mat_q8_K_4x8`, the rest with `quantize_row_q8_K`.
-                        if wt == QuantType::Q4_K && (i1 as usize) < nt - nt % 4 {
-                            ingot_kernels::reference::quantize_row_q8_k_4x8_x86(&col, a);
-                        } else {
-                            st.k.quantize_activations(at_, &col, a);
+                            xs[i1 as usize * k + i0 as usize] = at(x, i0, i1, 0);
                         }
                     }
+                    // As the runtime quantizes them: token by token, except that a product llama.cpp
+                    // runs with its repacked gemm (Q4_K, and Q2_K on AVX-512, with rows % 8 == 0)
+                    // quantizes whole groups of 4 tokens with `ggml_quantize_mat_q8_K_4x8`.
+                    let mut act = vec![0u8; arb * nt];
+                    st.k.quantize_batch(wt, rows, &xs, k, &mut act, arb);
                     let mut out = vec![0f32; nt];
                     for r in 0..t.ne[0] {
                         let row = match file_w {
                             Some(b) => &b[r as usize * rb..][..rb],
                             None => std::slice::from_raw_parts((w.data as *const u8).add(r as usize * w.nb[1]), rb),
                         };
-                        st.k.matmul(wt, &mut out, row, 1, &act, arb, nt, k);
+                        // One row of the whole matrix: its order depends on the matrix's row count.
+                        st.k.matmul_part(wt, rows, &mut out, row, 1, &act, arb, nt, k);
                         for i1 in 0..t.ne[1] {
                             cmp(out[i1 as usize], at(t, r, i1, 0));
                         }

@@ -27,6 +27,7 @@ use core::arch::asm;
 
 pub mod dotprod;
 mod dotprod_packed;
+pub(crate) mod kquants;
 pub mod neon;
 
 /// f16 bits -> f32 with `FCVT Sd, Hn` (exact; base ARMv8 FP, no FEAT_FP16 needed).

@@ -1,28 +1,17 @@
-//! AVX2 dot products of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K weights with Q8_K activations, **bitwise
-//! equal** to [`crate::reference`]: Q2_K..Q5_K to ggml's `ggml_vec_dot_q*_K_q8_K_generic`; Q6_K to
-//! ggml's x86 order (`dot_q6_k`: `ggml_vec_dot_q6_K_q8_K`'s AVX2 code, instruction for instruction,
-//! = `reference::vec_dot_q6_k_q8_k_x86`; `dot_q6_k_tiled`: the tiled matmul's per-block order,
-//! = `reference::vec_dot_q6_k_q8_k_tiled`), which is what llama.cpp computes on x86.
+//! AVX2 dot products of Q2_K, Q3_K, Q4_K, Q5_K and Q6_K weights with Q8_K activations in the orders
+//! llama.cpp computes them in on x86, each **bitwise equal** to a scalar function of
+//! [`crate::reference`]:
 //!
-//! The generic order, for the other four types:
+//! | kernel | llama.cpp (ggml-cpu) | reference |
+//! |---|---|---|
+//! | `dot_x86::<T>`, `dot_q6_k` | `ggml_vec_dot_q*_K_q8_K` (arch/x86/quants.c, AVX2 branch) | `vec_dot_q*_k_q8_k_x86` |
+//! | `dot_tiled::<T>`, `dot_q6_k_tiled` | the tiled matmul (`tiled/tiled-kernel.cpp`) | `vec_dot_k_q8_k_tiled`, `vec_dot_q6_k_q8_k_tiled` |
+//! | `dot_repack::<Q4, 8 / 2>` | `ggml_gemv/gemm_q4_K_8x8_q8_K` (arch/x86/repack.cpp) | `vec_dot_q4_k_q8_k_repack{,_gemm}` |
+//! | `dot_repack::<Q2, 8 / 4>` | `ggml_gemv/gemm_q2_K_8x8_q8_K` (AVX-512 builds) | `vec_dot_q2_k_q8_k_repack` |
 //!
-//! The generic code keeps eight i32 lanes per super-block, lane `l` summing the scaled products of
-//! the elements `e ≡ l (mod 8)`, then does `sums[l] += d * (float)lane[l]` in f32 and adds the
-//! eight sums in order at the very end. Integer sums are exact in any order, so this module only
-//! has to keep each product in its lane:
-//!
-//! ```text
-//! per 16 elements e0..e0+16 (e0 a multiple of 16; one Q6_K scale, half a Q4_K scale):
-//!     q16 = widen(unpacked codes), y16 = widen(activations)        16 x i16
-//!     p   = q16 * y16                                              exact: |p| <= 15*128, 32*128
-//!     s   = widen_i32(p[0..8]) + widen_i32(p[8..16])               lanes 0..7 = e mod 8
-//! lanes  += s * scale                                              (vpmulld; Q4_K: per 32 elements)
-//! sums    = sums + d * cvt_f32(lanes)                              vmulps then vaddps: no FMA
-//! ```
-//!
-//! and the per-block `sumf -= dmin * sum(bsums * mins)` (Q4_K, Q5_K) and the final ordered sum are
-//! the reference's scalar code. Q2_K's generic code has no lanes: one exact i32 sum per block, then
-//! `sumf += dall * isum - dmin * summs`; here the lanes are summed to that i32.
+//! All of them start from ggml's x86 integer lanes ([`k_lanes`]: `maddubs` + `madd`, exact), which
+//! the `vec_dot` orders keep as eight f32 lanes (one FMA per block, `hsum_float_8` at the end) and
+//! the tiled and repacked orders sum to one exact integer per block (or per 64 / 128 elements).
 
 use core::arch::x86_64::*;
 
@@ -46,49 +35,6 @@ fn f32_at(p: &[u8], at: usize) -> f32 {
     f32::from_le_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]])
 }
 
-/// `lanes + scale * (widen(p[0..8]) + widen(p[8..16]))` for 16 i16 products `p`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn lanes_add(lanes: __m256i, p: __m256i, scale: i32) -> __m256i {
-    let lo = _mm256_cvtepi16_epi32(_mm256_castsi256_si128(p));
-    let hi = _mm256_cvtepi16_epi32(_mm256_extracti128_si256::<1>(p));
-    _mm256_add_epi32(
-        lanes,
-        _mm256_mullo_epi32(_mm256_add_epi32(lo, hi), _mm256_set1_epi32(scale)),
-    )
-}
-
-/// 16 activations at `y` widened to i16.
-///
-/// # Safety
-/// 16 readable bytes at `y`.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load_y16(y: *const u8) -> __m256i {
-    // SAFETY: the caller guarantees 16 readable bytes; loadu accepts any alignment.
-    _mm256_cvtepi8_epi16(unsafe { _mm_loadu_si128(y.cast()) })
-}
-
-/// `sums + d * cvt(lanes)`, as two roundings.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn sums_add(sums: __m256, d: f32, lanes: __m256i) -> __m256 {
-    _mm256_add_ps(
-        sums,
-        _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes)),
-    )
-}
-
-/// `sumf + sums[0] + ... + sums[7]`, left to right.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn ordered_sum(sumf: f32, sums: __m256) -> f32 {
-    let mut a = [0f32; 8];
-    // SAFETY: `a` holds 8 f32; storeu accepts any alignment.
-    unsafe { _mm256_storeu_ps(a.as_mut_ptr(), sums) };
-    a.iter().fold(sumf, |s, &v| s + v)
-}
-
 /// ggml `get_scale_min_k4` for all 8 sub-blocks.
 #[inline]
 fn scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
@@ -106,128 +52,247 @@ fn scales_mins(s: &[u8]) -> ([u8; 8], [u8; 8]) {
     (sc, m)
 }
 
-/// Q4_K · Q8_K in the order of ggml's x86 repacked Q4_K kernels (`ggml_gemv_q4_K_8x8_q8_K` and
-/// `ggml_gemm_q4_K_8x8_q8_K`, which llama.cpp runs on x86 for every Q4_K matrix whose row count is a
-/// multiple of 8): per super-block the exact integers `isum = sum_j scale_j * dot_j` and
-/// `imin = sum_j min_j * (bsums[2j] + bsums[2j+1])`, then `acc = fma(isum, x.d * y.d, acc)`,
-/// `acc_min = fma(imin, x.dmin * y.d, acc_min)`, and `acc - acc_min` at the end
-/// (= `reference::vec_dot_q4_k_q8_k_repack`).
-///
-/// # Safety
-/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q4_K blocks.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q4_k_repack(w: &[u8], x: &[u8]) -> f32 {
-    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ4_K::SIZE);
-    // SAFETY: forwarded caller guarantees; Q4_K has no high bits.
-    unsafe { dot_k4::<false, GEMV>(w, x) }
+/// The K-quant weight types of this module, as const parameters.
+pub(crate) const Q2: u8 = 2;
+pub(crate) const Q3: u8 = 3;
+pub(crate) const Q4: u8 = 4;
+pub(crate) const Q5: u8 = 5;
+
+/// Block size in bytes of K-quant type `T` ([`Q2`]..[`Q5`]).
+const fn block_size(t: u8) -> usize {
+    match t {
+        Q2 => BlockQ2_K::SIZE,
+        Q3 => BlockQ3_K::SIZE,
+        Q4 => BlockQ4_K::SIZE,
+        _ => BlockQ5_K::SIZE,
+    }
 }
 
-/// Q4_K · Q8_K in the order of `ggml_gemm_q4_K_8x8_q8_K` (the tokens of whole groups of four):
-/// as [`dot_q4_k_repack`] with one FMA per 64 elements instead of per super-block
-/// (= `reference::vec_dot_q4_k_q8_k_repack_gemm`).
-///
-/// # Safety
-/// As [`dot_q4_k_repack`].
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q4_k_repack_gemm(w: &[u8], x: &[u8]) -> f32 {
-    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ4_K::SIZE);
-    // SAFETY: forwarded caller guarantees; Q4_K has no high bits.
-    unsafe { dot_k4::<false, GEMM>(w, x) }
+/// Byte offsets of `d` and (Q2_K, Q4_K, Q5_K) `dmin` in a block of type `t`.
+const fn d_at(t: u8) -> (usize, usize) {
+    match t {
+        Q2 => (80, 82),
+        Q3 => (108, 108),
+        _ => (0, 2),
+    }
 }
 
-/// [`dot_k4`] float orders.
-const GENERIC: u8 = 0;
-const GEMV: u8 = 1;
-const GEMM: u8 = 2;
-
-/// Q5_K · Q8_K over `w.len() / 176` super-blocks.
-///
-/// # Safety
-/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q5_K blocks.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q5_k(w: &[u8], x: &[u8]) -> f32 {
-    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ5_K::SIZE);
-    // SAFETY: forwarded caller guarantees.
-    unsafe { dot_k4::<true, GENERIC>(w, x) }
+/// The sub-block scales of a block of type `T` per 16 elements (Q4_K / Q5_K: each 32-element
+/// scale twice), and the minimums per 16 elements (zero for Q3_K).
+#[inline]
+fn scales16<const T: u8>(bw: &[u8]) -> ([i16; 16], [i16; 16]) {
+    match T {
+        Q2 => (
+            core::array::from_fn(|s| (bw[s] & 0xf) as i16),
+            core::array::from_fn(|s| (bw[s] >> 4) as i16),
+        ),
+        Q3 => (
+            core::array::from_fn(|s| scale_q3(s, &bw[96..108]) as i16),
+            [0; 16],
+        ),
+        _ => {
+            let (sc, m) = scales_mins(&bw[4..16]);
+            (
+                core::array::from_fn(|s| sc[s / 2] as i16),
+                core::array::from_fn(|s| m[s / 2] as i16),
+            )
+        }
+    }
 }
 
-/// The Q4_K (`Q5 = false`) / Q5_K (`Q5 = true`) body: same scales and minimums at bytes 4..16,
-/// quants at 16 (Q4_K) or 48 (Q5_K, high bits `qh` at 16..48). `MODE`: the float order, generic
-/// ([`GENERIC`]), of ggml's repacked Q4_K gemv ([`GEMV`], [`dot_q4_k_repack`]) or gemm ([`GEMM`],
-/// [`dot_q4_k_repack_gemm`]); the integer lanes are the same.
+/// The exact i32 lanes of ggml's x86 `vec_dot` for the 32-element chunks `chunks` (of 0..8) of one
+/// block of type `T` times one Q8_K block: per chunk `c` the codes of elements `32c..32c + 32` as
+/// unsigned bytes, `maddubs` with the activations (i16, adjacent pairs; exact: `2 * 31 * 128` at
+/// most), for Q3_K minus `maddubs` of the `4 * (1 - high bit)` offsets, then `madd` with the scale of
+/// each 16 elements: lane `l` holds the elements `e` with `(e mod 32) / 4 == l`, times their scale
+/// (`reference::vec_dot_q*_k_q8_k_x86`'s `lanes_x86`).
 ///
 /// # Safety
-/// As [`dot_q4_k_repack`] / [`dot_q5_k`].
+/// AVX2; `bw` is one block of type `T` and `bx` one Q8_K block (checked by `debug_assert`s; the
+/// callers pass `chunks_exact` pieces).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_k4<const Q5: bool, const MODE: u8>(w: &[u8], x: &[u8]) -> f32 {
-    let bs = if Q5 { BlockQ5_K::SIZE } else { BlockQ4_K::SIZE };
-    let mask = _mm_set1_epi8(0x0f);
-    let one = _mm_set1_epi8(1);
-    let mut sums = _mm256_setzero_ps();
-    let mut sumf = 0.0f32;
-    let (mut acc, mut acc_min) = (0.0f32, 0.0f32); // GEMV, GEMM
-    for (bw, bx) in w.chunks_exact(bs).zip(x.chunks_exact(BlockQ8_K::SIZE)) {
-        let (sc, mins) = scales_mins(&bw[4..16]);
-        let qs = bw[if Q5 { 48 } else { 16 }..].as_ptr();
-        let qh = bw[16..].as_ptr();
-        let y = bx[Q8K_QS..].as_ptr();
-        let dy = f32_at(bx, 0);
-        let (dd, dm) = (f16_at(bw, 0) * dy, f16_at(bw, 2) * dy);
-        let mut lanes = _mm256_setzero_si256();
-        for c in 0..4 {
-            for half in 0..2 {
-                // 16-byte pieces of qs[32c..32c+32]: low nibbles are elements 64c + i, high
-                // nibbles 64c + 32 + i (i < 32); for Q5_K bit 4 is qh[i] bit 2c (low), 2c+1 (high).
-                // SAFETY: qs has 128 bytes (a whole block, checked by the caller's lengths);
-                // 32c + 16half + 16 <= 128.
-                let raw = unsafe { _mm_loadu_si128(qs.add(32 * c + 16 * half).cast()) };
-                let mut lo8 = _mm_and_si128(raw, mask);
-                let mut hi8 = _mm_and_si128(_mm_srli_epi16::<4>(raw), mask);
-                if Q5 {
-                    // SAFETY: qh has 32 bytes; 16half + 16 <= 32.
-                    let h = unsafe { _mm_loadu_si128(qh.add(16 * half).cast()) };
-                    let bit = |s: i32| _mm_and_si128(_mm_srl_epi16(h, _mm_cvtsi32_si128(s)), one);
-                    lo8 = _mm_or_si128(lo8, _mm_slli_epi16::<4>(bit(2 * c as i32)));
-                    hi8 = _mm_or_si128(hi8, _mm_slli_epi16::<4>(bit(2 * c as i32 + 1)));
+unsafe fn k_lanes<const T: u8>(
+    bw: &[u8],
+    bx: &[u8],
+    sc: &[i16; 16],
+    chunks: core::ops::Range<usize>,
+) -> __m256i {
+    debug_assert!(bw.len() == block_size(T) && bx.len() == BlockQ8_K::SIZE && chunks.end <= 8);
+    let one = _mm256_set1_epi8(1);
+    let y = bx[Q8K_QS..].as_ptr();
+    let mut lanes = _mm256_setzero_si256();
+    for c in chunks {
+        let shift = |v: __m256i, s: usize| _mm256_srl_epi16(v, _mm_cvtsi32_si128(s as i32));
+        // SAFETY: all loads read 32 bytes inside the block: Q2_K qs at 16..80 and Q3_K qs at
+        // 32..96 (32 * (c / 4) + 32 <= 64), Q3_K hmask at 0..32, Q4_K qs at 16..144 and Q5_K qs at
+        // 48..176 (32 * (c / 2) + 32 <= 128), Q5_K qh at 16..48; y has 256 bytes (32c + 32 <= 256).
+        let (q, sub) = unsafe {
+            match T {
+                Q2 | Q3 => {
+                    let at = if T == Q2 { 16 } else { 32 } + 32 * (c / 4);
+                    let raw = _mm256_loadu_si256(bw[at..].as_ptr().cast());
+                    let q = _mm256_and_si256(shift(raw, 2 * (c % 4)), _mm256_set1_epi8(3));
+                    let sub = if T == Q3 {
+                        let hm = _mm256_loadu_si256(bw.as_ptr().cast());
+                        let h = _mm256_and_si256(shift(hm, c), one);
+                        _mm256_slli_epi16::<2>(_mm256_xor_si256(h, one))
+                    } else {
+                        _mm256_setzero_si256()
+                    };
+                    (q, sub)
                 }
-                let lo = _mm256_cvtepu8_epi16(lo8);
-                let hi = _mm256_cvtepu8_epi16(hi8);
-                let e_lo = 64 * c + 16 * half;
-                let e_hi = e_lo + 32;
-                // SAFETY: y has 256 bytes; e + 16 <= 256.
-                let (y_lo, y_hi) = unsafe { (load_y16(y.add(e_lo)), load_y16(y.add(e_hi))) };
-                lanes = lanes_add(lanes, _mm256_mullo_epi16(lo, y_lo), sc[2 * c] as i32);
-                lanes = lanes_add(lanes, _mm256_mullo_epi16(hi, y_hi), sc[2 * c + 1] as i32);
+                _ => {
+                    let at = if T == Q4 { 16 } else { 48 } + 32 * (c / 2);
+                    let raw = _mm256_loadu_si256(bw[at..].as_ptr().cast());
+                    let mut q = _mm256_and_si256(shift(raw, 4 * (c % 2)), _mm256_set1_epi8(15));
+                    if T == Q5 {
+                        let qh = _mm256_loadu_si256(bw[16..].as_ptr().cast());
+                        let h = _mm256_and_si256(shift(qh, c), one);
+                        q = _mm256_or_si256(q, _mm256_slli_epi16::<4>(h));
+                    }
+                    (q, _mm256_setzero_si256())
+                }
             }
-            if MODE == GEMM {
-                // One FMA per 64 elements (sub-blocks 2c, 2c + 1), as ggml's repacked gemm.
-                let imin: i32 = (4 * c..4 * c + 4)
-                    .map(|j| bsum(bx, j) * mins[j / 2] as i32)
-                    .sum();
-                acc = (hsum_i32_8(lanes) as f32).mul_add(dd, acc);
-                acc_min = (imin as f32).mul_add(dm, acc_min);
-                lanes = _mm256_setzero_si256();
-            }
+        };
+        // SAFETY: see above.
+        let y32 = unsafe { _mm256_loadu_si256(y.add(32 * c).cast()) };
+        let mut p16 = _mm256_maddubs_epi16(q, y32);
+        if T == Q3 {
+            p16 = _mm256_sub_epi16(p16, _mm256_maddubs_epi16(sub, y32));
         }
-        let sumi: i32 = (0..16).map(|j| bsum(bx, j) * mins[j / 2] as i32).sum();
-        match MODE {
-            GEMV => {
-                acc = (hsum_i32_8(lanes) as f32).mul_add(dd, acc);
-                acc_min = (sumi as f32).mul_add(dm, acc_min);
-            }
-            GEMM => {}
-            _ => {
-                sums = sums_add(sums, dd, lanes);
-                sumf -= dm * sumi as f32;
+        let scale = _mm256_set_m128i(_mm_set1_epi16(sc[2 * c + 1]), _mm_set1_epi16(sc[2 * c]));
+        lanes = _mm256_add_epi32(lanes, _mm256_madd_epi16(scale, p16));
+    }
+    lanes
+}
+
+/// `sum_s mins[s] * bsums[s]` over the 16-element sub-blocks `s` of `range`, exact.
+#[inline]
+fn min_sum(bx: &[u8], mins: &[i16; 16], range: core::ops::Range<usize>) -> i32 {
+    range.map(|s| bsum(bx, s) * mins[s] as i32).sum()
+}
+
+/// K-quant (`T` = [`Q2`], [`Q3`], [`Q4`], [`Q5`]) · Q8_K in ggml-cpu's x86 `vec_dot` order
+/// (`ggml_vec_dot_q*_K_q8_K`, AVX2 branches; `reference::vec_dot_q*_k_q8_k_x86`):
+///
+/// ```text
+/// per super-block:  lanes = k_lanes (exact i32, lane = (e mod 32) / 4)
+///   Q2_K:  acc = fma(-(y.d * x.dmin), cvt(madd(mins16, bsums)), acc)    then as Q3_K
+///   Q3_K:  acc = fma(y.d * x.d, cvt(lanes), acc)
+///   Q4_K:  as Q3_K; acc_m[k] = fma(-(y.d * x.dmin), prod[k], acc_m[k])  four lanes of mins
+///   Q5_K:  as Q3_K; summs = fma(-(y.d * x.dmin), (p0 + p1) + (p2 + p3), summs)
+/// result: hsum_float_8(acc) [+ (acc_m0 + acc_m2) + (acc_m1 + acc_m3) | + summs]
+/// ```
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds blocks of type `T`.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_x86<const T: u8>(w: &[u8], x: &[u8]) -> f32 {
+    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / block_size(T));
+    let (d_off, dmin_off) = d_at(T);
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = [0f32; 4];
+    let mut summs = 0f32;
+    for (bw, bx) in w
+        .chunks_exact(block_size(T))
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let dy = f32_at(bx, 0);
+        let d = dy * f16_at(bw, d_off);
+        let dmin = -dy * f16_at(bw, dmin_off);
+        let (sc, mins) = scales16::<T>(bw);
+        if T == Q2 {
+            let m16 = _mm256_set_epi16(
+                mins[15], mins[14], mins[13], mins[12], mins[11], mins[10], mins[9], mins[8],
+                mins[7], mins[6], mins[5], mins[4], mins[3], mins[2], mins[1], mins[0],
+            );
+            // SAFETY: a Q8_K block has 16 i16 bsums (32 bytes) at Q8K_BSUMS.
+            let bsums = unsafe { _mm256_loadu_si256(bx[Q8K_BSUMS..].as_ptr().cast()) };
+            let prod = _mm256_madd_epi16(m16, bsums);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+        }
+        // SAFETY: whole blocks (chunks_exact), AVX2 by the caller.
+        let lanes = unsafe { k_lanes::<T>(bw, bx, &sc, 0..8) };
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(lanes), acc);
+        if T == Q4 || T == Q5 {
+            // mins16 holds each 32-element minimum twice: prod[k] = sum over bsums 4k..4k+4.
+            let prod: [i32; 4] = core::array::from_fn(|k| min_sum(bx, &mins, 4 * k..4 * k + 4));
+            if T == Q4 {
+                for (a, &p) in acc_m.iter_mut().zip(&prod) {
+                    *a = dmin.mul_add(p as f32, *a);
+                }
+            } else {
+                summs = dmin.mul_add(((prod[0] + prod[1]) + (prod[2] + prod[3])) as f32, summs);
             }
         }
     }
-    if MODE != GENERIC {
-        acc - acc_min
-    } else {
-        ordered_sum(sumf, sums)
+    match T {
+        Q4 => hsum_float_8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3])),
+        Q5 => hsum_float_8(acc) + summs,
+        _ => hsum_float_8(acc),
     }
+}
+
+/// K-quant (`T` = [`Q2`]..[`Q5`]) · Q8_K in the order of ggml-cpu's tiled matmul
+/// (`reference::vec_dot_k_q8_k_tiled`): per super-block the exact integers `s1` (the lanes of
+/// [`k_lanes`], summed) and `s2 = sum mins * bsums`, `r = (float)s1 * x.d`, for types with
+/// minimums `r = fma(-x.dmin, (float)s2, r)`, then `acc = fma(r, y.d, acc)`.
+///
+/// # Safety
+/// As [`dot_x86`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_tiled<const T: u8>(w: &[u8], x: &[u8]) -> f32 {
+    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / block_size(T));
+    let (d_off, dmin_off) = d_at(T);
+    let mut acc = 0f32;
+    for (bw, bx) in w
+        .chunks_exact(block_size(T))
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let (sc, mins) = scales16::<T>(bw);
+        // SAFETY: whole blocks (chunks_exact), AVX2 by the caller.
+        let s1 = hsum_i32_8(unsafe { k_lanes::<T>(bw, bx, &sc, 0..8) });
+        let mut r = s1 as f32 * f16_at(bw, d_off);
+        if T != Q3 {
+            let s2 = min_sum(bx, &mins, 0..16);
+            r = (-f16_at(bw, dmin_off)).mul_add(s2 as f32, r);
+        }
+        acc = r.mul_add(f32_at(bx, 0), acc);
+    }
+    acc
+}
+
+/// Q4_K (`T` = [`Q4`]) or Q2_K ([`Q2`]) · Q8_K in the order of ggml's repacked x86 kernels
+/// (`ggml_gemv/gemm_q4_K_8x8_q8_K`, `ggml_gemv/gemm_q2_K_8x8_q8_K`): per `CH` 32-element chunks
+/// (8: the gemv, a whole super-block; Q4_K gemm 2, Q2_K gemm 4) the exact integers `isum` (the lanes
+/// of [`k_lanes`], summed) and `imin = sum mins * bsums`, `acc = fma(isum, x.d * y.d, acc)`, `acc_min
+/// = fma(imin, x.dmin * y.d, acc_min)`, and `acc - acc_min` at the end
+/// (`reference::vec_dot_q4_k_q8_k_repack{,_gemm}`, `reference::vec_dot_q2_k_q8_k_repack`).
+///
+/// # Safety
+/// As [`dot_x86`].
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn dot_repack<const T: u8, const CH: usize>(w: &[u8], x: &[u8]) -> f32 {
+    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / block_size(T));
+    let (d_off, dmin_off) = d_at(T);
+    let (mut acc, mut acc_min) = (0f32, 0f32);
+    for (bw, bx) in w
+        .chunks_exact(block_size(T))
+        .zip(x.chunks_exact(BlockQ8_K::SIZE))
+    {
+        let dy = f32_at(bx, 0);
+        let (dd, dm) = (f16_at(bw, d_off) * dy, f16_at(bw, dmin_off) * dy);
+        let (sc, mins) = scales16::<T>(bw);
+        for c in (0..8).step_by(CH) {
+            // SAFETY: whole blocks (chunks_exact), AVX2 by the caller; c + CH <= 8.
+            let isum = hsum_i32_8(unsafe { k_lanes::<T>(bw, bx, &sc, c..c + CH) });
+            let imin = min_sum(bx, &mins, 2 * c..2 * (c + CH));
+            acc = (isum as f32).mul_add(dd, acc);
+            acc_min = (imin as f32).mul_add(dm, acc_min);
+        }
+    }
+    acc - acc_min
 }
 
 /// `bsums[j]` of a Q8_K block.
@@ -236,104 +301,12 @@ fn bsum(bx: &[u8], j: usize) -> i32 {
     i16::from_le_bytes([bx[Q8K_BSUMS + 2 * j], bx[Q8K_BSUMS + 2 * j + 1]]) as i32
 }
 
-/// Q3_K · Q8_K over `w.len() / 110` super-blocks.
-///
-/// # Safety
-/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q3_K blocks.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q3_k(w: &[u8], x: &[u8]) -> f32 {
-    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ3_K::SIZE);
-    let m2 = _mm_set1_epi8(0x03);
-    let one = _mm_set1_epi8(1);
-    let four = _mm_set1_epi8(4);
-    let mut sums = _mm256_setzero_ps();
-    for (bw, bx) in w
-        .chunks_exact(BlockQ3_K::SIZE)
-        .zip(x.chunks_exact(BlockQ8_K::SIZE))
-    {
-        let (hm, qs, s) = (bw.as_ptr(), bw[32..].as_ptr(), &bw[96..108]);
-        let y = bx[Q8K_QS..].as_ptr();
-        let mut lanes = _mm256_setzero_si256();
-        for h in 0..2 {
-            for k in 0..4 {
-                for i0 in [0usize, 16] {
-                    // Element 128h + 32k + i: low bits (qs[32h + i] >> 2k) & 3, bit 2 in hmask[i]
-                    // bit 4h + k; q = low + 4 * bit - 4.
-                    // SAFETY: qs has 64 bytes (32h + i0 + 16 <= 64), hmask 32 (i0 + 16 <= 32).
-                    let (l, b) = unsafe {
-                        (
-                            _mm_loadu_si128(qs.add(32 * h + i0).cast()),
-                            _mm_loadu_si128(hm.add(i0).cast()),
-                        )
-                    };
-                    let low = _mm_and_si128(_mm_srl_epi16(l, _mm_cvtsi32_si128(2 * k as i32)), m2);
-                    let bit =
-                        _mm_and_si128(_mm_srl_epi16(b, _mm_cvtsi32_si128((4 * h + k) as i32)), one);
-                    let q = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16::<2>(bit)), four);
-                    let e = 128 * h + 32 * k + i0;
-                    // SAFETY: y has 256 bytes; e + 16 <= 256.
-                    let y16 = unsafe { load_y16(y.add(e)) };
-                    let p = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(q), y16);
-                    lanes = lanes_add(lanes, p, scale_q3(e / 16, s));
-                }
-            }
-        }
-        let d = f16_at(bw, 108) * f32_at(bx, 0);
-        sums = sums_add(sums, d, lanes);
-    }
-    ordered_sum(0.0, sums)
-}
-
 /// The 6-bit scale of 16-element sub-block `j` of a Q3_K block, minus 32.
 #[inline]
 fn scale_q3(j: usize, s: &[u8]) -> i32 {
     let low = if j < 8 { s[j] & 0xf } else { s[j - 8] >> 4 };
     let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
     (low | (high << 4)) as i32 - 32
-}
-
-/// Q2_K · Q8_K over `w.len() / 84` super-blocks.
-///
-/// # Safety
-/// The CPU has AVX2, FMA and F16C; `x` holds as many Q8_K blocks as `w` holds Q2_K blocks.
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn dot_q2_k(w: &[u8], x: &[u8]) -> f32 {
-    debug_assert_eq!(x.len() / BlockQ8_K::SIZE, w.len() / BlockQ2_K::SIZE);
-    let m2 = _mm_set1_epi8(0x03);
-    let mut sumf = 0.0f32;
-    for (bw, bx) in w
-        .chunks_exact(BlockQ2_K::SIZE)
-        .zip(x.chunks_exact(BlockQ8_K::SIZE))
-    {
-        let (sc, qs) = (&bw[..16], bw[16..].as_ptr());
-        let y = bx[Q8K_QS..].as_ptr();
-        let mut lanes = _mm256_setzero_si256();
-        for h in 0..2 {
-            for p in 0..4 {
-                for i0 in [0usize, 16] {
-                    // Element 128h + 32p + i: (qs[32h + i] >> 2p) & 3.
-                    // SAFETY: qs has 64 bytes; 32h + i0 + 16 <= 64.
-                    let l = unsafe { _mm_loadu_si128(qs.add(32 * h + i0).cast()) };
-                    let q = _mm_and_si128(_mm_srl_epi16(l, _mm_cvtsi32_si128(2 * p as i32)), m2);
-                    let e = 128 * h + 32 * p + i0;
-                    // SAFETY: y has 256 bytes; e + 16 <= 256.
-                    let y16 = unsafe { load_y16(y.add(e)) };
-                    let prod = _mm256_mullo_epi16(_mm256_cvtepu8_epi16(q), y16);
-                    lanes = lanes_add(lanes, prod, (sc[e / 16] & 0xf) as i32);
-                }
-            }
-        }
-        let mut l = [0i32; 8];
-        // SAFETY: `l` holds 8 i32; storeu accepts any alignment.
-        unsafe { _mm256_storeu_si256(l.as_mut_ptr().cast(), lanes) };
-        let isum: i32 = l.iter().sum();
-        let summs: i32 = (0..16).map(|j| bsum(bx, j) * (sc[j] >> 4) as i32).sum();
-        let dy = f32_at(bx, 0);
-        let dall = dy * f16_at(bw, 80);
-        let dmin = dy * f16_at(bw, 82);
-        sumf += dall * isum as f32 - dmin * summs as f32;
-    }
-    sumf
 }
 
 /// Q6_K · Q8_K over `w.len() / 210` super-blocks in ggml's x86 order
