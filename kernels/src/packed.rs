@@ -244,6 +244,39 @@ pub fn unpack(ty: QuantType, src: &[u8], rows: usize, n: usize, dst: &mut [u8]) 
     }
 }
 
+/// Row `r` of a packed matrix (`src`, `rows` rows of `n` elements of `ty`) in the file's
+/// row-major bytes, into `dst` (one row): what [`unpack`] writes for that row.
+///
+/// # Panics
+/// As [`pack`] for the matrix, or if `r >= rows` or `dst` is not one row.
+pub fn unpack_row(ty: QuantType, src: &[u8], rows: usize, n: usize, r: usize, dst: &mut [u8]) {
+    check(ty, rows, n, src.len(), src.len());
+    assert!(r < rows, "unpack_row: row {r} of {rows}");
+    let (bb, chunks) = geometry(ty).expect("checked");
+    let hb = header_bytes(ty);
+    let nb = n / QK;
+    let rb = nb * bb;
+    assert_eq!(
+        dst.len(),
+        rb,
+        "unpack_row: dst must be one row of {rb} bytes"
+    );
+    let (g, rr) = (r / PACK_ROWS, r % PACK_ROWS);
+    let gsrc = &src[g * PACK_ROWS * rb..][..PACK_ROWS * rb];
+    for (b, blk) in dst.chunks_exact_mut(bb).enumerate() {
+        let inp = &gsrc[b * PACK_ROWS * bb..][..PACK_ROWS * bb];
+        let mut fo = 0;
+        for &sz in fields(ty) {
+            blk[fo..fo + sz].copy_from_slice(&inp[16 * fo + sz * rr..][..sz]);
+            fo += sz;
+        }
+        for c in 0..chunks {
+            let at = 16 * hb + 64 * c + 4 * rr;
+            blk[hb + 4 * c..][..4].copy_from_slice(&inp[at..at + 4]);
+        }
+    }
+}
+
 /// The f32 scale and the sum of the 32 signed codes of the Q8_0 activation block at `xb`: the
 /// per-(token, block) tables every packed kernel builds once per token group.
 ///

@@ -17,8 +17,8 @@ use common::{shifted, SplitMix64, U32};
 use half::f16;
 use ingot_kernels::blocks::QK;
 use ingot_kernels::packed::{
-    matmul_packed_reference, matmul_packed_reference_in, pack, packable, unpack, LaneOrder,
-    PACK_ROWS,
+    matmul_packed_reference, matmul_packed_reference_in, pack, packable, unpack, unpack_row,
+    LaneOrder, PACK_ROWS,
 };
 use ingot_kernels::{quantize_activations, Isa, Kernels, QuantType, ThreadPool};
 
@@ -118,6 +118,11 @@ fn pack_unpack_round_trips_and_follows_the_documented_layout() {
             assert_eq!(back, w, "{ty} {rows} x {n}");
             let nb = n / QK;
             let rb = nb * bb;
+            let mut row = vec![0u8; rb];
+            for r in 0..rows {
+                unpack_row(ty, &p, rows, n, r, &mut row);
+                assert_eq!(row, w[r * rb..][..rb], "{ty} {rows} x {n} row {r}");
+            }
             for r in 0..rows {
                 let (g, rr) = (r / PACK_ROWS, r % PACK_ROWS);
                 for b in 0..nb {

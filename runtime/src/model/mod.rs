@@ -187,6 +187,25 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
+    /// Row `r` of the token embedding, in the file's bytes: the file's row, or, when the output
+    /// projection is the embedding itself and was repacked (its file pages released at load), the
+    /// row unpacked from the packed copy into `scratch` (one row of the embedding's bytes), so the
+    /// lookups of a session never map the file's pages back in.
+    ///
+    /// # Panics
+    /// If `r` is not a row of the embedding, or `scratch` is not one row when it is needed.
+    pub fn embedding_row<'s>(&'s self, r: usize, scratch: &'s mut [u8]) -> &'s [u8] {
+        let w = &self.weights;
+        match w.output.packed {
+            Some(_) if w.tied_output => {
+                let m = &w.output;
+                packed::unpack_row(m.ty, self.product_bytes(m), m.rows, m.cols, r, scratch);
+                scratch
+            }
+            _ => w.token_embd.row(r),
+        }
+    }
+
     /// The bytes the products of `m` read: its packed copy when it has one, else the file's.
     pub fn product_bytes(&self, m: &Matrix<'a>) -> &[u8] {
         match m.packed {

@@ -184,6 +184,7 @@ struct Scratch<'m> {
     act: Buf<'m, u8>, // (T, bytes of one quantized activation row of the widest input)
     logits: Buf<'m, f32>, // (T, V) or (1, V)
     par: Buf<'m, f32>, // (T, max(C, F, H*D)) per-thread blocks of a threaded batched product
+    emb: Buf<'m, u8>, // one row of token_embd's bytes (Model::embedding_row)
 }
 
 /// One value per pool thread: inline for one thread, so that a single-threaded session in an arena
@@ -298,6 +299,7 @@ pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
         .saturating_add(kv_cache_bytes(model, params))
         .saturating_add(f16_scratch.saturating_mul(2))
         .saturating_add(t.saturating_mul(act_row_bytes(&model.weights)))
+        .saturating_add(model.weights.token_embd.row_bytes())
 }
 
 /// Bytes of the KV cache alone (keys and values of every layer at every position, of
@@ -479,6 +481,7 @@ impl<'m, 'a> Session<'m, 'a> {
             })
         })?;
         let act = mem.take(t * act_stride)?;
+        let emb = mem.take(model.weights.token_embd.row_bytes())?;
         let s = Scratch {
             x,
             xb,
@@ -494,6 +497,7 @@ impl<'m, 'a> Session<'m, 'a> {
             act,
             logits,
             par,
+            emb,
         };
         let pool = ThreadPool::new(params.n_threads).map_err(|e| Error::Request {
             what: format!("cannot start {} threads: {e}", params.n_threads),
@@ -637,7 +641,7 @@ impl<'m, 'a> Session<'m, 'a> {
 
         // Embedding lookup: dequantize one row of token_embd per token (ggml_get_rows).
         for (t, &tok) in tokens.iter().enumerate() {
-            let row = w.token_embd.row(tok as usize);
+            let row = model.embedding_row(tok as usize, &mut s.emb);
             (w.token_embd.ty.info().to_f32)(row, &mut s.x[t * c..(t + 1) * c]);
         }
 
