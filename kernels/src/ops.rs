@@ -293,19 +293,12 @@ impl Kernels {
             out.fill(0.0);
             return;
         }
-        assert!(
-            (n_kv - 1)
-                .checked_mul(k_stride)
-                .and_then(|v| v.checked_add(d))
-                .is_some_and(|need| k.len() >= need),
-            "attention_head: k too short"
-        );
-        assert!(
-            (d - 1)
-                .checked_mul(vt_stride)
-                .and_then(|v| v.checked_add(n_kv))
-                .is_some_and(|need| vt.len() >= need),
-            "attention_head: vt too short"
+        assert_kv_fits(
+            "attention_head",
+            (k.len(), k_stride),
+            (vt.len(), vt_stride),
+            d,
+            n_kv,
         );
         let p = self.ops_path();
         p.to_f16(q, q16);
@@ -313,12 +306,7 @@ impl Kernels {
         for sc in scores.iter_mut() {
             *sc *= scale;
         }
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum = p.soft_max(scores, max);
-        let inv = (1.0 / sum) as f32;
-        for sc in scores.iter_mut() {
-            *sc *= inv;
-        }
+        softmax(p, scores);
         p.to_f16(scores, p16);
         p.dot_f16_rows(batched, vt, vt_stride, p16, v_pad, out);
     }
@@ -372,19 +360,12 @@ impl Kernels {
             out.fill(0.0);
             return;
         }
-        assert!(
-            (n_kv - 1)
-                .checked_mul(k_stride)
-                .and_then(|v| v.checked_add(d))
-                .is_some_and(|need| k.len() >= need),
-            "attention_group: k too short"
-        );
-        assert!(
-            (d - 1)
-                .checked_mul(vt_stride)
-                .and_then(|v| v.checked_add(n_kv))
-                .is_some_and(|need| vt.len() >= need),
-            "attention_group: vt too short"
+        assert_kv_fits(
+            "attention_group",
+            (k.len(), k_stride),
+            (vt.len(), vt_stride),
+            d,
+            n_kv,
         );
         let p = self.ops_path();
         p.to_f16(q, q16);
@@ -398,12 +379,7 @@ impl Kernels {
             for v in sc.iter_mut() {
                 *v *= scale;
             }
-            let max = sc.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum = p.soft_max(sc, max);
-            let inv = (1.0 / sum) as f32;
-            for v in sc.iter_mut() {
-                *v *= inv;
-            }
+            softmax(p, sc);
             p.to_f16(sc, ph);
             p.widen_f16(ph, sc);
         }
@@ -441,31 +417,42 @@ impl Kernels {
             out.fill(0.0);
             return;
         }
-        assert!(
-            (n_kv - 1)
-                .checked_mul(k_stride)
-                .and_then(|v| v.checked_add(d))
-                .is_some_and(|need| k.len() >= need),
-            "attention_head_f32: k too short"
-        );
-        assert!(
-            (d - 1)
-                .checked_mul(vt_stride)
-                .and_then(|v| v.checked_add(n_kv))
-                .is_some_and(|need| vt.len() >= need),
-            "attention_head_f32: vt too short"
+        assert_kv_fits(
+            "attention_head_f32",
+            (k.len(), k_stride),
+            (vt.len(), vt_stride),
+            d,
+            n_kv,
         );
         for (j, sc) in scores.iter_mut().enumerate() {
             *sc = reference::dot_f32_lanes8(&k[j * k_stride..][..d], q) * scale;
         }
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum = self.ops_path().soft_max(scores, max);
-        let inv = (1.0 / sum) as f32;
-        for sc in scores.iter_mut() {
-            *sc *= inv;
-        }
+        softmax(self.ops_path(), scores);
         for (i, o) in out.iter_mut().enumerate() {
             *o = reference::dot_f32_lanes8(&vt[i * vt_stride..][..n_kv], scores);
         }
     }
+}
+
+/// Attention probabilities from scaled scores, in place: ggml's `soft_max` (one pass of
+/// `exp(x - max)` summed in f64), then one multiplication by `1 / sum`.
+fn softmax(p: Path, scores: &mut [f32]) {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let inv = (1.0 / p.soft_max(scores, max)) as f32;
+    for sc in scores.iter_mut() {
+        *sc *= inv;
+    }
+}
+
+/// Panics (naming `what`) unless `k` (`(len, stride)`) holds `n_kv` keys of `d` elements and `vt`
+/// `d` value rows of `n_kv` elements, for `n_kv, d >= 1`.
+fn assert_kv_fits(what: &str, k: (usize, usize), vt: (usize, usize), d: usize, n_kv: usize) {
+    let fits = |(len, stride): (usize, usize), rows: usize, row: usize| {
+        (rows - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(row))
+            .is_some_and(|need| len >= need)
+    };
+    assert!(fits(k, n_kv, d), "{what}: k too short");
+    assert!(fits(vt, d, n_kv), "{what}: vt too short");
 }
