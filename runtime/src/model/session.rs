@@ -739,79 +739,65 @@ impl<'m, 'a> Session<'m, 'a> {
             // One work item per (token, head), written to its own D-slice of att_out; one token
             // with an f16 cache: per (token, `gh` heads sharing a key/value head).
             let (q, kv) = (&s.q, &self.kv);
-            let gh = heads_per_item(cfg);
-            if !batched && gh > 1 && matches!(kv, KvCache::F16 { .. }) {
-                let items_per_token = n_head / gh;
-                pool.for_each_chunk_with(
-                    &mut s.att_out[..t_len * qd],
-                    gh * d,
-                    &mut s.attn,
-                    |item, out, sc| {
-                        let (t, h0) = (item / items_per_token, (item % items_per_token) * gh);
-                        let kvh = h0 / group;
-                        let n_kv = pos0 + t + 1;
-                        let layer_end = layer_base + n_ctx * kvd;
-                        let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
-                        let q = &q[t * qd + h0 * d..][..gh * d];
-                        if let KvCache::F16 { k, vt } = kv {
-                            kern.attention_group_ggml(
-                                out,
-                                q,
-                                d,
-                                &k[k0..layer_end],
-                                kvd,
-                                &vt[v0..layer_end],
-                                n_ctx,
-                                scale,
-                                llama_n_kv(n_kv),
-                                &mut sc.scores[..gh * n_kv],
-                                &mut sc.q16[..gh * d],
-                                &mut sc.p16[..gh * n_kv],
-                            );
-                        }
-                    },
-                );
+            let gh = if !batched && matches!(kv, KvCache::F16 { .. }) {
+                heads_per_item(cfg)
             } else {
-                pool.for_each_chunk_with(
-                    &mut s.att_out[..t_len * qd],
-                    d,
-                    &mut s.attn,
-                    |item, out, sc| {
-                        let (t, h) = (item / n_head, item % n_head);
-                        let kvh = h / group;
-                        let n_kv = pos0 + t + 1; // causal: this token sees itself and everything before
-                        let layer_end = layer_base + n_ctx * kvd;
-                        let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
-                        let q = &q[t * qd + h * d..][..d];
-                        match kv {
-                            KvCache::F16 { k, vt } => kern.attention_head_ggml(
-                                out,
-                                q,
-                                &k[k0..layer_end],
-                                kvd,
-                                &vt[v0..layer_end],
-                                n_ctx,
-                                scale,
-                                batched,
-                                llama_n_kv(n_kv),
-                                &mut sc.scores[..n_kv],
-                                &mut sc.q16[..d],
-                                &mut sc.p16[..n_kv],
-                            ),
-                            KvCache::F32 { k, vt } => kern.attention_head_f32(
-                                out,
-                                q,
-                                &k[k0..layer_end],
-                                kvd,
-                                &vt[v0..layer_end],
-                                n_ctx,
-                                scale,
-                                &mut sc.scores[..n_kv],
-                            ),
-                        }
-                    },
-                );
-            }
+                1
+            };
+            let items_per_token = n_head / gh;
+            pool.for_each_chunk_with(
+                &mut s.att_out[..t_len * qd],
+                gh * d,
+                &mut s.attn,
+                |item, out, sc| {
+                    let (t, h0) = (item / items_per_token, (item % items_per_token) * gh);
+                    let kvh = h0 / group;
+                    let n_kv = pos0 + t + 1; // causal: this token sees itself and everything before
+                    let layer_end = layer_base + n_ctx * kvd;
+                    let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
+                    let q = &q[t * qd + h0 * d..][..gh * d];
+                    match kv {
+                        KvCache::F16 { k, vt } if gh > 1 => kern.attention_group_ggml(
+                            out,
+                            q,
+                            d,
+                            &k[k0..layer_end],
+                            kvd,
+                            &vt[v0..layer_end],
+                            n_ctx,
+                            scale,
+                            llama_n_kv(n_kv),
+                            &mut sc.scores[..gh * n_kv],
+                            &mut sc.q16[..gh * d],
+                            &mut sc.p16[..gh * n_kv],
+                        ),
+                        KvCache::F16 { k, vt } => kern.attention_head_ggml(
+                            out,
+                            q,
+                            &k[k0..layer_end],
+                            kvd,
+                            &vt[v0..layer_end],
+                            n_ctx,
+                            scale,
+                            batched,
+                            llama_n_kv(n_kv),
+                            &mut sc.scores[..n_kv],
+                            &mut sc.q16[..d],
+                            &mut sc.p16[..n_kv],
+                        ),
+                        KvCache::F32 { k, vt } => kern.attention_head_f32(
+                            out,
+                            q,
+                            &k[k0..layer_end],
+                            kvd,
+                            &vt[v0..layer_end],
+                            n_ctx,
+                            scale,
+                            &mut sc.scores[..n_kv],
+                        ),
+                    }
+                },
+            );
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,
