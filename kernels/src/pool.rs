@@ -404,6 +404,48 @@ impl ThreadPool {
     }
 }
 
+/// Segments of [`Segments`]: threads beyond this many share segments.
+const MAX_SEGMENTS: usize = 16;
+
+/// Work items `0..n` dealt as one contiguous segment per thread: thread `i` takes the items of
+/// segment `i` in ascending order, then helps with the others (taking their next items, so each
+/// item still runs exactly once). For row chunks this keeps every thread streaming one contiguous
+/// run of weight rows, which the hardware prefetchers follow, instead of chunks interleaved with
+/// the other threads' (a jump at every chunk); a thread that is preempted or asleep still delays
+/// nothing, as its segment is done by the others.
+struct Segments {
+    n: usize,
+    segs: usize,
+    next: [AtomicUsize; MAX_SEGMENTS],
+}
+
+impl Segments {
+    fn new(n: usize, n_threads: usize) -> Segments {
+        let segs = n_threads.clamp(1, MAX_SEGMENTS);
+        Segments {
+            n,
+            segs,
+            next: core::array::from_fn(|s| AtomicUsize::new(s * n / segs)),
+        }
+    }
+
+    /// The next item for thread `thread`; `from` (0 at the start of the job) counts the segments
+    /// this thread has found empty.
+    fn claim(&self, thread: usize, from: &mut usize) -> Option<usize> {
+        while *from < self.segs {
+            let s = (thread + *from) % self.segs;
+            let end = (s + 1) * self.n / self.segs;
+            // Relaxed: the index alone is what is shared; the item's data is published by `run`.
+            let i = self.next[s].fetch_add(1, Ordering::Relaxed);
+            if i < end {
+                return Some(i);
+            }
+            *from += 1;
+        }
+        None
+    }
+}
+
 /// Most products one [`Kernels::matvec_par_group`] takes.
 pub const MAX_GROUP: usize = 4;
 
@@ -539,38 +581,37 @@ impl Kernels {
             n_items += m.rows.div_ceil(chunk_rows);
         }
         let parts = &parts[..group.len()];
-        let next = AtomicUsize::new(0);
-        pool.run(&|_, _| loop {
-            let item = next.fetch_add(1, Ordering::Relaxed);
-            if item >= n_items {
-                break;
+        let items = Segments::new(n_items, nt);
+        pool.run(&|thread, _| {
+            let mut from = 0;
+            while let Some(item) = items.claim(thread, &mut from) {
+                // The product this item belongs to: the last whose first item is <= item.
+                let Some(p) = parts.iter().rev().flatten().find(|p| p.first <= item) else {
+                    unreachable!("item 0 belongs to the first product")
+                };
+                let c = item - p.first;
+                let r = c * p.chunk_rows..((c + 1) * p.chunk_rows).min(p.rows);
+                // SAFETY: `p.out` points to that product's `out`, exclusively borrowed (through
+                // `group`) for the whole `run` call, which returns only after every thread running
+                // this closure is done. Each item is taken once (atomic counter) and maps to one
+                // (product, chunk), so the ranges [r.start, r.end) of one product are disjoint, and
+                // r.end <= rows = out.len() (asserted above).
+                let mine =
+                    unsafe { core::slice::from_raw_parts_mut(p.out.get().add(r.start), r.len()) };
+                let w = &p.w[r.start * p.rb..r.end * p.rb];
+                self.product(
+                    p.packed,
+                    p.ty,
+                    p.rows,
+                    mine,
+                    w,
+                    r.len(),
+                    x_act,
+                    stride,
+                    1,
+                    n,
+                );
             }
-            // The product this item belongs to: the last whose first item is <= item.
-            let Some(p) = parts.iter().rev().flatten().find(|p| p.first <= item) else {
-                unreachable!("item 0 belongs to the first product")
-            };
-            let c = item - p.first;
-            let r = c * p.chunk_rows..((c + 1) * p.chunk_rows).min(p.rows);
-            // SAFETY: `p.out` points to that product's `out`, exclusively borrowed (through
-            // `group`) for the whole `run` call, which returns only after every thread running
-            // this closure is done. Each item is taken once (atomic counter) and maps to one
-            // (product, chunk), so the ranges [r.start, r.end) of one product are disjoint, and
-            // r.end <= rows = out.len() (asserted above).
-            let mine =
-                unsafe { core::slice::from_raw_parts_mut(p.out.get().add(r.start), r.len()) };
-            let w = &p.w[r.start * p.rb..r.end * p.rb];
-            self.product(
-                p.packed,
-                p.ty,
-                p.rows,
-                mine,
-                w,
-                r.len(),
-                x_act,
-                stride,
-                1,
-                n,
-            );
         });
     }
 
@@ -633,33 +674,33 @@ impl Kernels {
             .next_multiple_of(CHUNK_ROWS)
             .max(CHUNK_ROWS);
         let n_chunks = rows.div_ceil(chunk_rows);
-        let next = AtomicUsize::new(0);
+        let chunks = Segments::new(n_chunks, nt);
         // Chunk c covers rows c*CHUNK_ROWS.. ; its block in `target` is the (t, chunk rows) matrix
         // starting at t * first row (for t == 1, simply its rows of `out`).
-        pool.run(&|_, _| loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
+        pool.run(&|thread, _| {
+            let mut from = 0;
+            while let Some(c) = chunks.claim(thread, &mut from) {
+                let r = c * chunk_rows..((c + 1) * chunk_rows).min(rows);
+                let len = t * r.len();
+                // SAFETY: `base` points to `target`, exclusively borrowed for the whole `run` call, which
+                // returns only after every thread running this closure is done. Each chunk index is taken
+                // once (atomic counter), so the ranges [t * r.start, t * r.end) are disjoint, and
+                // t * r.end <= t * rows = target.len().
+                let mine =
+                    unsafe { core::slice::from_raw_parts_mut(base.get().add(t * r.start), len) };
+                self.product(
+                    packed,
+                    ty,
+                    rows,
+                    mine,
+                    &w[r.start * rb..r.end * rb],
+                    r.len(),
+                    x_act,
+                    act_stride,
+                    t,
+                    n,
+                );
             }
-            let r = c * chunk_rows..((c + 1) * chunk_rows).min(rows);
-            let len = t * r.len();
-            // SAFETY: `base` points to `target`, exclusively borrowed for the whole `run` call, which
-            // returns only after every thread running this closure is done. Each chunk index is taken
-            // once (atomic counter), so the ranges [t * r.start, t * r.end) are disjoint, and
-            // t * r.end <= t * rows = target.len().
-            let mine = unsafe { core::slice::from_raw_parts_mut(base.get().add(t * r.start), len) };
-            self.product(
-                packed,
-                ty,
-                rows,
-                mine,
-                &w[r.start * rb..r.end * rb],
-                r.len(),
-                x_act,
-                act_stride,
-                t,
-                n,
-            );
         });
         if t > 1 {
             for c in 0..n_chunks {
@@ -703,6 +744,49 @@ mod tests {
             }
             assert!(items.iter().all(|c| c.load(Ordering::Relaxed) == 500));
             assert_eq!(caller_runs.load(Ordering::Relaxed), 500);
+        }
+    }
+
+    #[test]
+    fn segments_deal_every_item_once_in_contiguous_runs() {
+        for n_threads in [1, 2, 3, 7, 16, 17, 40] {
+            for n in [0, 1, 2, 5, 9, 16, 33, 100] {
+                // One thread alone (the others preempted) takes everything, its own segment first.
+                let seg = Segments::new(n, n_threads);
+                let mut from = 0;
+                let mut got = Vec::new();
+                while let Some(i) = seg.claim(0, &mut from) {
+                    got.push(i);
+                }
+                assert_eq!(
+                    got,
+                    (0..n).collect::<Vec<_>>(),
+                    "{n_threads} threads, {n} items"
+                );
+                // Every thread in turn, one claim each, as a fair interleaving: each item once, and
+                // each thread's first claims are consecutive items of its own segment.
+                let seg = Segments::new(n, n_threads);
+                let mut from = vec![0; n_threads];
+                let mut owner = vec![usize::MAX; n];
+                let mut left = n;
+                while left > 0 {
+                    for (t, f) in from.iter_mut().enumerate() {
+                        if let Some(i) = seg.claim(t, f) {
+                            assert_eq!(owner[i], usize::MAX, "item {i} taken twice");
+                            owner[i] = t;
+                            left -= 1;
+                        }
+                    }
+                }
+                // (With fewer items than segments, a thread whose segment is empty helps at once.)
+                let segs = n_threads.min(MAX_SEGMENTS);
+                if n >= segs {
+                    for t in 0..segs {
+                        let start = t * n / segs;
+                        assert_eq!(owner[start], t, "segment {t} starts with its own thread");
+                    }
+                }
+            }
         }
     }
 

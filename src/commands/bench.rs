@@ -43,18 +43,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut first: Vec<u32> = Vec::new();
     for run in 0..=a.runs {
-        session.reset();
-        let t0 = Instant::now();
-        let mut next = argmax(session.prefill(prompt)?);
-        let t_pp = t0.elapsed().as_secs_f64();
-        let mut gen = vec![next];
-        let t1 = Instant::now();
-        for _ in 0..a.gen {
-            next = session.decode_greedy(next)?;
-            gen.push(next);
-        }
-        let t_tg = t1.elapsed().as_secs_f64();
-        let (ppt, tgt) = (a.prompt as f64 / t_pp, a.gen as f64 / t_tg);
+        let (ppt, tgt, gen) = timed_run(&mut session, prompt, a.gen)?;
         if run == 0 {
             eprintln!("warmup: prefill {ppt:.1} tok/s, decode {tgt:.1} tok/s");
             first = gen;
@@ -97,64 +86,139 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let mean_kv = a.prompt as f64 + (a.gen as f64 + 1.0) / 2.0;
         let kv = (2 * cfg.n_layer * cfg.kv_dim() * a.kv_type.size()) as f64 * mean_kv;
         let bytes = weights + kv;
-        let bw = read_bandwidth(a.threads);
-        let roof = bw / bytes;
+        // On a machine shared with other virtual machines the bandwidth at hand moves by ±20%
+        // within a minute, so each decode run is paired with a bandwidth measurement taken just
+        // before it, and the figure is the median of the per-pair ratios (after the RSS above: the
+        // probe's buffer is not the model's memory).
+        let probe = BandwidthProbe::new(a.threads);
+        let (mut bws, mut fractions) = (Vec::new(), Vec::new());
+        for run in 1..=a.runs {
+            let bw = probe.measure();
+            let (_, tgt, gen) = timed_run(&mut session, prompt, a.gen)?;
+            ensure!(gen == first, "greedy output changed between runs");
+            let fraction = tgt * bytes / bw;
+            eprintln!(
+                "roofline pair {run}: bandwidth {:.1} GB/s, decode {tgt:.1} tok/s = {:.0}% of {:.1}",
+                bw / 1e9,
+                100.0 * fraction,
+                bw / bytes
+            );
+            bws.push(bw);
+            fractions.push(fraction);
+        }
+        let bw = median(&bws);
         println!(
-            "memory bandwidth (read, {} threads) = {:.1} GB/s; per token: weights {:.1} MB + KV cache \
-             {:.1} MB (mean of the timed steps) -> roofline {:.1} tok/s; decode reaches {:.0}% of it",
+            "memory bandwidth (read, {} threads) = {:.1} GB/s median, {:.1} best; per token: weights \
+             {:.1} MB + KV cache {:.1} MB (mean of the timed steps) -> roofline {:.1} tok/s at the \
+             median; decode reaches {:.0}% of it (median over {} back-to-back pairs of a bandwidth \
+             measurement and a decode run: {:?}%)",
             a.threads,
             bw / 1e9,
+            bws.iter().copied().fold(0.0, f64::max) / 1e9,
             weights / 1e6,
             kv / 1e6,
-            roof,
-            100.0 * median(&tg) / roof
+            bw / bytes,
+            100.0 * median(&fractions),
+            a.runs,
+            fractions
+                .iter()
+                .map(|f| (f * 100.0).round())
+                .collect::<Vec<_>>()
         );
     }
     Ok(())
 }
 
-/// Read bandwidth in bytes/s: `threads` threads each summing their part of a 512 MiB buffer (far
-/// larger than any cache), best of 5 passes — a STREAM-like "sum" kernel. The buffer is on
-/// transparent huge pages where the OS grants them, as the repacked weights are, so the bound is
-/// the best this machine's reads reach.
-fn read_bandwidth(threads: usize) -> f64 {
-    let n: usize = (512 << 20) / 8; // u64 words
-    let mut map = memmap2::MmapMut::map_anon(n * 8).ok();
-    #[cfg(target_os = "linux")]
-    if let Some(m) = &map {
-        let _ = m.advise(memmap2::Advice::HugePage); // a hint: fine if refused
+/// One timed run from an empty cache: prefill `prompt` in one batch, then `gen` greedy decode
+/// steps. Returns prefill tok/s, decode tok/s and the generated tokens.
+fn timed_run(
+    session: &mut Evaluator<'_, '_>,
+    prompt: &[u32],
+    gen: usize,
+) -> Result<(f64, f64, Vec<u32>)> {
+    session.reset();
+    let t0 = Instant::now();
+    let mut next = argmax(session.prefill(prompt)?);
+    let t_pp = t0.elapsed().as_secs_f64();
+    let mut out = Vec::with_capacity(gen + 1);
+    out.push(next);
+    let t1 = Instant::now();
+    for _ in 0..gen {
+        next = session.decode_greedy(next)?;
+        out.push(next);
     }
-    let mut heap = Vec::new();
-    let buf: &mut [u64] = match map.as_mut() {
-        // A page-aligned mapping of whole u64 words.
-        Some(m) => bytemuck::cast_slice_mut(&mut m[..]),
-        None => {
-            heap.resize(n, 0u64);
-            &mut heap
+    let t_tg = t1.elapsed().as_secs_f64();
+    Ok((prompt.len() as f64 / t_pp, gen as f64 / t_tg, out))
+}
+
+/// A read-bandwidth probe: `threads` threads each summing their part of a 512 MiB buffer (far
+/// larger than any cache) — a STREAM-like "sum" kernel. The buffer is on transparent huge pages
+/// where the OS grants them, as the repacked weights are.
+struct BandwidthProbe {
+    map: Option<memmap2::MmapMut>,
+    heap: Vec<u64>,
+    threads: usize,
+}
+
+impl BandwidthProbe {
+    const BYTES: usize = 512 << 20;
+
+    fn new(threads: usize) -> BandwidthProbe {
+        let n = Self::BYTES / 8; // u64 words
+        let map = memmap2::MmapMut::map_anon(Self::BYTES).ok();
+        #[cfg(target_os = "linux")]
+        if let Some(m) = &map {
+            let _ = m.advise(memmap2::Advice::HugePage); // a hint: fine if refused
         }
-    };
-    for (i, w) in buf.iter_mut().enumerate() {
-        *w = i as u64;
+        let heap = if map.is_some() {
+            Vec::new()
+        } else {
+            vec![0u64; n]
+        };
+        let mut probe = BandwidthProbe { map, heap, threads };
+        for (i, w) in probe.words_mut().iter_mut().enumerate() {
+            *w = i as u64;
+        }
+        probe
     }
-    let buf = &*buf;
-    let chunk = n.div_ceil(threads.max(1));
-    let mut best = f64::INFINITY;
-    for _ in 0..5 {
+
+    fn words_mut(&mut self) -> &mut [u64] {
+        match self.map.as_mut() {
+            // A page-aligned mapping of whole u64 words.
+            Some(m) => bytemuck::cast_slice_mut(&mut m[..]),
+            None => &mut self.heap,
+        }
+    }
+
+    fn words(&self) -> &[u64] {
+        match self.map.as_ref() {
+            Some(m) => bytemuck::cast_slice(&m[..]),
+            None => &self.heap,
+        }
+    }
+
+    /// Bytes/s over four passes (2 GiB read, about a tenth of a second), the mean rate of the
+    /// whole window as a decode run's tok/s is.
+    fn measure(&self) -> f64 {
+        const PASSES: usize = 4;
+        let buf = self.words();
+        let chunk = buf.len().div_ceil(self.threads.max(1));
         let t0 = Instant::now();
-        let total: u64 = std::thread::scope(|s| {
-            let handles: Vec<_> = buf
-                .chunks(chunk)
-                .map(|c| s.spawn(move || c.iter().fold(0u64, |acc, &x| acc.wrapping_add(x))))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or(0))
-                .fold(0, u64::wrapping_add)
-        });
-        std::hint::black_box(total);
-        best = best.min(t0.elapsed().as_secs_f64());
+        for _ in 0..PASSES {
+            let total: u64 = std::thread::scope(|s| {
+                let handles: Vec<_> = buf
+                    .chunks(chunk)
+                    .map(|c| s.spawn(move || c.iter().fold(0u64, |acc, &x| acc.wrapping_add(x))))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or(0))
+                    .fold(0, u64::wrapping_add)
+            });
+            std::hint::black_box(total);
+        }
+        (PASSES * Self::BYTES) as f64 / t0.elapsed().as_secs_f64()
     }
-    (n * 8) as f64 / best
 }
 
 fn median(v: &[f64]) -> f64 {
