@@ -416,8 +416,13 @@ const MAX_SEGMENTS: usize = 16;
 struct Segments {
     n: usize,
     segs: usize,
-    next: [AtomicUsize; MAX_SEGMENTS],
+    next: [Padded; MAX_SEGMENTS],
 }
+
+/// A counter on a cache line of its own: each thread claims from its own segment's counter without
+/// taking the line from the others.
+#[repr(align(128))]
+struct Padded(AtomicUsize);
 
 impl Segments {
     fn new(n: usize, n_threads: usize) -> Segments {
@@ -425,7 +430,7 @@ impl Segments {
         Segments {
             n,
             segs,
-            next: core::array::from_fn(|s| AtomicUsize::new(s * n / segs)),
+            next: core::array::from_fn(|s| Padded(AtomicUsize::new(s * n / segs))),
         }
     }
 
@@ -436,7 +441,7 @@ impl Segments {
             let s = (thread + *from) % self.segs;
             let end = (s + 1) * self.n / self.segs;
             // Relaxed: the index alone is what is shared; the item's data is published by `run`.
-            let i = self.next[s].fetch_add(1, Ordering::Relaxed);
+            let i = self.next[s].0.fetch_add(1, Ordering::Relaxed);
             if i < end {
                 return Some(i);
             }
@@ -565,9 +570,9 @@ impl Kernels {
                 m.rows * rb,
                 "matvec_par_group: w must be rows x row_bytes(n)"
             );
-            let chunk_rows = (m.rows / (8 * nt))
-                .next_multiple_of(CHUNK_ROWS)
-                .max(CHUNK_ROWS);
+            // One token: the segments keep each thread's rows contiguous, so small items only make
+            // the threads finish together.
+            let chunk_rows = CHUNK_ROWS;
             parts[i] = Some(Part {
                 out: SharedMut(m.out.as_mut_ptr()),
                 chunk_rows,
@@ -668,11 +673,16 @@ impl Kernels {
         };
         assert_eq!(target.len(), t * rows, "matmul_par: scratch too short");
         let base = SharedMut(target.as_mut_ptr());
-        // Few tokens: long contiguous runs per work item keep the hardware prefetchers streaming;
-        // about 8 items per thread still balance a preempted thread's share.
-        let chunk_rows = (rows / (8 * nt))
-            .next_multiple_of(CHUNK_ROWS)
-            .max(CHUNK_ROWS);
+        // Each thread's items are contiguous rows ([`Segments`]), so items need not be long for the
+        // hardware prefetchers: one token takes the smallest (the threads finish together); a batch
+        // about 8 per thread (fewer passes over its activations per weight row).
+        let chunk_rows = if t == 1 {
+            CHUNK_ROWS
+        } else {
+            (rows / (8 * nt))
+                .next_multiple_of(CHUNK_ROWS)
+                .max(CHUNK_ROWS)
+        };
         let n_chunks = rows.div_ceil(chunk_rows);
         let chunks = Segments::new(n_chunks, nt);
         // Chunk c covers rows c*CHUNK_ROWS.. ; its block in `target` is the (t, chunk rows) matrix
