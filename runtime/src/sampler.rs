@@ -349,13 +349,30 @@ impl Sampler {
 /// Index of the largest logit, the first one on ties; NaNs are never chosen. 0 for an empty or all-NaN
 /// slice.
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = (0, f32::NEG_INFINITY);
-    for (i, &x) in logits.iter().enumerate() {
-        if x > best.1 {
-            best = (i, x);
+    // Two passes the compiler vectorizes (a greedy decode step scans the whole vocabulary, 49k
+    // logits for SmolLM2): the largest value by lanes, then the first chunk holding it.
+    const W: usize = 16;
+    let max = |a: f32, b: f32| if b > a { b } else { a }; // keeps `a` when `b` is NaN
+    let mut lanes = [f32::NEG_INFINITY; W];
+    let chunks = logits.chunks_exact(W);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = max(*m, x);
         }
     }
-    best.0 as u32
+    let best = tail
+        .iter()
+        .fold(lanes.into_iter().fold(f32::NEG_INFINITY, max), |m, &x| {
+            max(m, x)
+        });
+    if best == f32::NEG_INFINITY {
+        return 0; // nothing above -inf: empty, all NaN or all -inf
+    }
+    let first = |c: &[f32]| c.iter().fold(false, |hit, &x| hit | (x == best));
+    let chunk = logits.chunks(W).position(first).unwrap_or(0);
+    let within = logits[chunk * W..].iter().position(|&x| x == best);
+    (chunk * W + within.unwrap_or(0)) as u32
 }
 
 fn max_logit(c: &[Candidate], sorted: bool) -> f32 {
@@ -465,6 +482,44 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_is_the_first_largest_ignoring_nan() {
+        // Against the one-pass definition, on lengths around the 16-lane chunks, with ties, NaNs
+        // and infinities in every position.
+        let naive = |l: &[f32]| {
+            let mut best = (0, f32::NEG_INFINITY);
+            for (i, &x) in l.iter().enumerate() {
+                if x > best.1 {
+                    best = (i, x);
+                }
+            }
+            best.0 as u32
+        };
+        let mut rng = Rng::new(7);
+        for len in [0, 1, 2, 15, 16, 17, 31, 33, 100, 49_152] {
+            for trial in 0..40 {
+                let mut l: Vec<f32> = (0..len)
+                    .map(|_| (rng.next_f32() * 8.0).floor()) // few values: many ties
+                    .collect();
+                for x in l.iter_mut() {
+                    match rng.next_u64() % 16 {
+                        0 => *x = f32::NAN,
+                        1 if trial % 4 == 0 => *x = f32::NEG_INFINITY,
+                        2 if trial % 8 == 1 => *x = f32::INFINITY,
+                        _ => {}
+                    }
+                }
+                if trial == 5 {
+                    l.iter_mut().for_each(|x| *x = f32::NAN);
+                }
+                if trial == 6 {
+                    l.iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+                }
+                assert_eq!(argmax(&l), naive(&l), "len {len}, trial {trial}: {l:?}");
+            }
+        }
+    }
 
     #[test]
     fn exp_matches_std() {
