@@ -672,36 +672,16 @@ impl<'m, 'a> Session<'m, 'a> {
             pool.for_each_chunk(&mut s.xb[..t_len * c], c, |t, xb| {
                 rms_norm(xb, &x[t * c..(t + 1) * c], &layer.attn_norm, cfg.rms_eps);
             });
-            mm.quantize(&layer.wq, &s.xb[..t_len * c], &mut s.act);
-            if t_len == 1 && MatMul::same_activations(&[&layer.wq, &layer.wk, &layer.wv]) {
-                // One token: the three products in one pool job.
-                mm.products1(
-                    [
-                        (&mut s.q[..qd], &layer.wq),
-                        (&mut s.k[..kvd], &layer.wk),
-                        (&mut s.v[..kvd], &layer.wv),
-                    ],
-                    &s.act,
-                );
-            } else {
-                mm.product(&mut s.q[..t_len * qd], &layer.wq, t_len, &s.act, &mut s.par);
-                mm.requantize(&layer.wq, &layer.wk, &s.xb[..t_len * c], &mut s.act);
-                mm.product(
-                    &mut s.k[..t_len * kvd],
-                    &layer.wk,
-                    t_len,
-                    &s.act,
-                    &mut s.par,
-                );
-                mm.requantize(&layer.wk, &layer.wv, &s.xb[..t_len * c], &mut s.act);
-                mm.product(
-                    &mut s.v[..t_len * kvd],
-                    &layer.wv,
-                    t_len,
-                    &s.act,
-                    &mut s.par,
-                );
-            }
+            mm.products(
+                [
+                    (&mut s.q[..t_len * qd], &layer.wq),
+                    (&mut s.k[..t_len * kvd], &layer.wk),
+                    (&mut s.v[..t_len * kvd], &layer.wv),
+                ],
+                &s.xb[..t_len * c],
+                &mut s.act,
+                &mut s.par,
+            );
 
             let layer_base = l * n_ctx * kvd;
             for t in 0..t_len {
@@ -814,32 +794,15 @@ impl<'m, 'a> Session<'m, 'a> {
             pool.for_each_chunk(&mut s.xb[..t_len * c], c, |t, xb| {
                 rms_norm(xb, &x[t * c..(t + 1) * c], &layer.ffn_norm, cfg.rms_eps);
             });
-            mm.quantize(&layer.w_gate, &s.xb[..t_len * c], &mut s.act);
-            if t_len == 1 && MatMul::same_activations(&[&layer.w_gate, &layer.w_up]) {
-                mm.products1(
-                    [
-                        (&mut s.hb[..f], &layer.w_gate),
-                        (&mut s.hb2[..f], &layer.w_up),
-                    ],
-                    &s.act,
-                );
-            } else {
-                mm.product(
-                    &mut s.hb[..t_len * f],
-                    &layer.w_gate,
-                    t_len,
-                    &s.act,
-                    &mut s.par,
-                );
-                mm.requantize(&layer.w_gate, &layer.w_up, &s.xb[..t_len * c], &mut s.act);
-                mm.product(
-                    &mut s.hb2[..t_len * f],
-                    &layer.w_up,
-                    t_len,
-                    &s.act,
-                    &mut s.par,
-                );
-            }
+            mm.products(
+                [
+                    (&mut s.hb[..t_len * f], &layer.w_gate),
+                    (&mut s.hb2[..t_len * f], &layer.w_up),
+                ],
+                &s.xb[..t_len * c],
+                &mut s.act,
+                &mut s.par,
+            );
             let up = &s.hb2;
             pool.for_each_chunk(&mut s.hb[..t_len * f], f, |t, g| {
                 kern.swiglu_ggml(g, &up[t * f..(t + 1) * f]);
@@ -904,6 +867,30 @@ impl MatMul<'_> {
     ) {
         self.quantize(wt, x, act);
         self.product(out, wt, x.len() / wt.cols, act, par);
+    }
+
+    /// `out_i (T, rows_i) = x (T, cols) @ W_i^T` for the `N` products of one input (q/k/v,
+    /// gate/up): `x` quantized once, and again only where a product's activation format differs;
+    /// one token in a single pool job when all share one ([`MatMul::products1`]).
+    fn products<const N: usize>(
+        &self,
+        products: [(&mut [f32], &super::weights::Matrix<'_>); N],
+        x: &[f32],
+        act: &mut [u8],
+        par: &mut [f32],
+    ) {
+        let ws = products.each_ref().map(|p| p.1);
+        let t_len = x.len() / ws[0].cols;
+        self.quantize(ws[0], x, act);
+        if t_len == 1 && Self::same_activations(&ws) {
+            return self.products1(products, act);
+        }
+        for (i, (out, wt)) in products.into_iter().enumerate() {
+            if i > 0 {
+                self.requantize(ws[i - 1], wt, x, act);
+            }
+            self.product(out, wt, t_len, act, par);
+        }
     }
 
     /// Quantizes each row of `x` (T, cols) into `act` in the activation format of `wt`'s type
