@@ -581,7 +581,9 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(t) => drive(t, None, scratch, accumulate, m, n, k, a, b, c, ldc),
             #[cfg(target_arch = "x86_64")]
-            Backend::AvxVnni(t) => drive(t.avx2(), None, scratch, accumulate, m, n, k, a, b, c, ldc),
+            Backend::AvxVnni(t) => {
+                drive(t.avx2(), None, scratch, accumulate, m, n, k, a, b, c, ldc)
+            }
             _ => drive(Scalar, None, scratch, accumulate, m, n, k, a, b, c, ldc),
         }
     }

@@ -219,7 +219,12 @@ fn matmul_equals_avx2_bitwise() {
                         for (i, g) in got.iter().enumerate() {
                             let (j, r) = (i / rows, i % rows);
                             let d = k.vec_dot(ty, n, &w[r * rb..][..rb], &x[j * stride..][..arb]);
-                            assert_eq!(g.to_bits(), d.to_bits(), "{} {ty} matmul vs vec_dot", name(k));
+                            assert_eq!(
+                                g.to_bits(),
+                                d.to_bits(),
+                                "{} {ty} matmul vs vec_dot",
+                                name(k)
+                            );
                         }
                         let mut mv = vec![f32::NAN; rows];
                         k.matvec(ty, &mut mv, w, &x[..arb], n);
@@ -275,7 +280,10 @@ fn packed_equals_avx2_and_row_major_bitwise() {
                         let mut rm = vec![f32::NAN; t * rows];
                         k.matmul(ty, &mut rm, &w, rows, &x, stride, t, n);
                         same_bits(&got, &rm, &|i| {
-                            format!("{} {ty} packed vs row-major {rows}x{n} t={t} at {i}", name(k))
+                            format!(
+                                "{} {ty} packed vs row-major {rows}x{n} t={t} at {i}",
+                                name(k)
+                            )
                         });
                     }
                 }

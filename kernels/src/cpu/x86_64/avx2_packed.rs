@@ -475,7 +475,13 @@ unsafe fn half_q8_0<P: PackedDot>(
 /// has AVX2, FMA and F16C and the features of `P`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn half_q4_1<P: PackedDot>(g: *const u8, h: usize, x: *const u8, nb: usize, ds: *const f32) -> __m256 {
+unsafe fn half_q4_1<P: PackedDot>(
+    g: *const u8,
+    h: usize,
+    x: *const u8,
+    nb: usize,
+    ds: *const f32,
+) -> __m256 {
     let m = _mm256_set1_epi8(0x0f);
     let z = _mm256_setzero_si256();
     let mut acc = [_mm256_setzero_ps(); 8];

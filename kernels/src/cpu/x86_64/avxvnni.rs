@@ -127,9 +127,10 @@ impl AvxVnni {
         check_row(ty, n, w.len());
         check_row(ty.info().vec_dot_type, n, x.len());
         let mut out = [0.0f32];
+        let (wp, xp) = (w.as_ptr(), x.as_ptr());
         // SAFETY: w is one row of `n` elements of `ty` and x one of its vec_dot_type (checked
         // above), i.e. a 1 x 1 product whose activation stride is x.len(); out has 1 element.
-        unsafe { self.mm(kind, &mut out, w.as_ptr(), w.len(), 1, x.as_ptr(), x.len(), 1, n) };
+        unsafe { self.mm(kind, &mut out, wp, w.len(), 1, xp, x.len(), 1, n) };
         out[0]
     }
 
@@ -150,9 +151,10 @@ impl AvxVnni {
             return self.avx2.matmul(ty, out, w, rows, x_act, act_stride, t, n);
         };
         let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);
+        let (wp, xp) = (w.as_ptr(), x_act.as_ptr());
         // SAFETY: `check_matmul` established rows * rb bytes of W, t activation rows act_stride
         // apart inside x_act, and out.len() == t * rows.
-        unsafe { self.mm(kind, out, w.as_ptr(), rb, rows, x_act.as_ptr(), act_stride, t, n) };
+        unsafe { self.mm(kind, out, wp, rb, rows, xp, act_stride, t, n) };
     }
 
     /// As [`Avx2::quantize_activations`].
@@ -500,14 +502,20 @@ mod tests {
                 let r = emulated(vacc, load(&a), load(&b));
                 _mm256_storeu_si256(got[0].as_mut_ptr().cast(), r);
             }
-            assert_eq!(got[0], want, "emulated, case {case}: a {a:?} b {b:?} acc {acc:?}");
+            assert_eq!(
+                got[0], want,
+                "emulated, case {case}: a {a:?} b {b:?} acc {acc:?}"
+            );
             if native_too {
                 // SAFETY: AVX-VNNI detected; the store writes 32 bytes into got[1].
                 unsafe {
                     let r = native(vacc, load(&a), load(&b));
                     _mm256_storeu_si256(got[1].as_mut_ptr().cast(), r);
                 }
-                assert_eq!(got[1], want, "native, case {case}: a {a:?} b {b:?} acc {acc:?}");
+                assert_eq!(
+                    got[1], want,
+                    "native, case {case}: a {a:?} b {b:?} acc {acc:?}"
+                );
             }
         }
     }
