@@ -197,11 +197,11 @@ impl Kernels {
 
     /// Whether these kernels emulate an instruction the CPU lacks ([`Kernels::avxvnni_emulated`]).
     pub fn is_emulated(&self) -> bool {
-        match self.backend {
-            #[cfg(target_arch = "x86_64")]
-            Backend::AvxVnni(k) => !k.is_native(),
-            _ => false,
+        #[cfg(target_arch = "x86_64")]
+        if let Backend::AvxVnni(k) = self.backend {
+            return !k.is_native();
         }
+        false
     }
 
     /// Which path these kernels run.

@@ -2,12 +2,12 @@
 //! integer block dot done by the VEX-encoded 256-bit `vpdpbusd` (u8 x i8 products, four per i32
 //! lane, added without an i16 step: `_mm256_dpbusd_avx_epi32`, CPUID.(7,1):EAX bit 4) instead of
 //! `vpmaddubsw` + `vpmaddwd`. Only the products that use it are here: the row-major Q4_0, Q4_1,
-//! Q5_0, Q5_1, Q8_0 and Q8_1 dots and (in [`super::avx2_packed`]) the packed products; every other
+//! Q5_0, Q5_1, Q8_0 and Q8_1 dots and (in `avx2_packed.rs`) the packed products; every other
 //! type, the activation quantizers, K-quants, the f32 products and the ops run the AVX2 code,
 //! which the token implies.
 //!
-//! The kernel bodies are written once, generic over [`Dpbusd`]: [`Native`] is the instruction
-//! (its callers carry `avxvnni`), [`Emulated`] an exact AVX2 sequence for it (bytes widened to i16,
+//! The kernel bodies are written once, generic over `Dpbusd`: `Native` is the instruction
+//! (its callers carry `avxvnni`), `Emulated` an exact AVX2 sequence for it (bytes widened to i16,
 //! `vpmaddwd` on even and odd bytes, no saturation for any input). [`AvxVnni::detect`] gives the
 //! native kernels; [`AvxVnni::emulated`] the same bodies with the emulation, which run on any AVX2
 //! CPU, so the tests check the bodies on machines (and qemu models) without AVX-VNNI.
