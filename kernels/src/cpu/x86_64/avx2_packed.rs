@@ -47,21 +47,37 @@ const PANEL_BYTES: usize = 512 * 1024;
 /// (`vpdpbusd`, native or emulated). Both give the same lanes, so the kernels' results are
 /// bitwise the same.
 pub(super) trait PackedDot: Copy {
-    /// Q4_0: `acc + sum_i dot4(codes[i], ys[i])`, codes 0..15.
+    /// Q4_0: `acc + sum_i dot4(codes[i], y[OFFS[i]..][..4] in every lane)`, codes 0..15. The
+    /// activation bytes are broadcast where used, so that no more than one is live at a time.
     ///
     /// # Safety
-    /// The CPU has the implementor's features (callers inline it into a function that has them).
-    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], ys: &[__m256i; 8]) -> __m256i;
+    /// 32 readable bytes at `y`; the CPU has the implementor's features (callers inline it into a
+    /// function that has them).
+    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], y: *const u8) -> __m256i;
     /// `acc + dot4(a, b)` for codes `a` in 0..31 (Q4_1, Q5_0, Q5_1).
     ///
     /// # Safety
-    /// As [`PackedDot::q4_0_block`].
+    /// The CPU has the implementor's features (as [`PackedDot::q4_0_block`]).
     unsafe fn small(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
     /// `acc + dot4(u, b)` for any unsigned bytes `u` (the biased Q8_0 codes).
     ///
     /// # Safety
-    /// As [`PackedDot::q4_0_block`].
+    /// The CPU has the implementor's features (as [`PackedDot::q4_0_block`]).
     unsafe fn full(acc: __m256i, u: __m256i, b: __m256i) -> __m256i;
+}
+
+/// Activation byte offset of each Q4_0 code register's 4-byte steps (low, high nibbles per chunk).
+const OFFS: [usize; 8] = [0, 16, 4, 20, 8, 24, 12, 28];
+
+/// The 4 bytes at `p` in every 32-bit lane.
+///
+/// # Safety
+/// 4 readable bytes at `p`; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn broadcast4(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 4 readable bytes; read_unaligned accepts any alignment.
+    _mm256_set1_epi32(unsafe { core::ptr::read_unaligned(p.cast()) })
 }
 
 /// AVX2: `vpmaddubsw` (pairs into i16) and `vpmaddwd` into i32, exact for the operands each method
@@ -74,10 +90,12 @@ impl PackedDot for Maddubs {
     /// then one `vpmaddwd`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], ys: &[__m256i; 8]) -> __m256i {
-        let mut s16 = _mm256_maddubs_epi16(codes[0], ys[0]);
-        for i in 1..8 {
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes[i], ys[i]));
+    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], y: *const u8) -> __m256i {
+        // SAFETY: OFFS[i] + 4 <= 32 readable bytes at y (caller).
+        let ys = |i: usize| unsafe { broadcast4(y.add(OFFS[i])) };
+        let mut s16 = _mm256_maddubs_epi16(codes[0], ys(0));
+        for (i, &c) in codes.iter().enumerate().skip(1) {
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(c, ys(i)));
         }
         _mm256_add_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), acc)
     }
@@ -110,11 +128,11 @@ pub(super) struct Vnni<D>(D);
 impl<D: Dpbusd> PackedDot for Vnni<D> {
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], ys: &[__m256i; 8]) -> __m256i {
+    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], y: *const u8) -> __m256i {
         let mut acc = acc;
         for i in 0..8 {
-            // SAFETY: the caller has D's features.
-            acc = unsafe { D::dpbusd(acc, codes[i], ys[i]) };
+            // SAFETY: OFFS[i] + 4 <= 32 readable bytes at y; the caller has D's features.
+            acc = unsafe { D::dpbusd(acc, codes[i], broadcast4(y.add(OFFS[i]))) };
         }
         acc
     }
@@ -269,8 +287,6 @@ unsafe fn tile<P: PackedDot, const K: usize>(
     mut acc: [[__m256; K]; 2],
 ) -> [[__m256; K]; 2] {
     let m = _mm256_set1_epi8(0x0f);
-    // Activation byte offset of each code register's 4-byte steps (low, high nibbles per chunk).
-    const OFFS: [usize; 8] = [0, 16, 4, 20, 8, 24, 12, 28];
     for b in b0..b1 {
         let e = (b - b0) * TT;
         for (h, acc_h) in acc.iter_mut().enumerate() {
@@ -286,10 +302,7 @@ unsafe fn tile<P: PackedDot, const K: usize>(
                 }
                 for k in 0..K {
                     let y = x[k].add(b * XB + 2);
-                    let ys: [__m256i; 8] = core::array::from_fn(|i| {
-                        _mm256_set1_epi32(core::ptr::read_unaligned(y.add(OFFS[i]).cast()))
-                    });
-                    let sumi = P::q4_0_block(_mm256_set1_epi32(*cy.add(e + k)), &codes, &ys);
+                    let sumi = P::q4_0_block(_mm256_set1_epi32(*cy.add(e + k)), &codes, y);
                     let p = _mm256_mul_ps(dw, _mm256_set1_ps(*dx.add(e + k)));
                     acc_h[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, acc_h[k]);
                 }
