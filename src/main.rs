@@ -86,6 +86,11 @@ pub struct ConvertArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Example: ingot bench -m models/SmolLM2-135M-Instruct.Q4_1.gguf --threads 2 --roofline
+The `kernels = ...` line names the CPU kernel path that ran: the fastest this CPU has (avx512 > avxvnni >
+avx2 > scalar on x86_64; dotprod > neon on aarch64), or the one INGOT_ISA forces:
+  INGOT_ISA=avx2 ingot bench -m MODEL        (scalar|avx2|avxvnni|avx512|neon|dotprod)")]
 pub struct BenchArgs {
     /// GGUF model file.
     #[arg(short = 'm', long)]

@@ -2,6 +2,8 @@
 # Runs the ingot-kernels tests under qemu-user CPU models that lack AVX-512 (Haswell: AVX2 + FMA +
 # F16C) and AVX altogether (Nehalem), so the AVX2 and scalar fallbacks run on an AVX-512 host.
 # TCG has no AVX-512, so the AVX-512 path is only tested natively (`cargo test -p ingot-kernels`).
+# TCG has no AVX-VNNI either: under Haswell the AVX-VNNI kernel bodies run with `vpdpbusd` emulated
+# (`Kernels::avxvnni_emulated`, tests/avxvnni.rs); the instruction itself only on CPUs that have it.
 #
 #   kernels/scripts/test-emulated.sh [extra cargo test args]     (from anywhere in the workspace)
 #

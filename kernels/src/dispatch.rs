@@ -15,10 +15,10 @@ use crate::QuantType;
 #[cfg(target_arch = "aarch64")]
 use crate::cpu::aarch64::{dotprod::NeonDotprod, neon::Neon};
 #[cfg(target_arch = "x86_64")]
-use crate::cpu::x86_64::{avx2::Avx2, avx512::Avx512Vnni};
+use crate::cpu::x86_64::{avx2::Avx2, avx512::Avx512Vnni, avxvnni::AvxVnni};
 
-/// The environment variable that forces a kernel path: `scalar`, `avx2`, `avx512`, `neon` or
-/// `dotprod`.
+/// The environment variable that forces a kernel path: `scalar`, `avx2`, `avxvnni`, `avx512`,
+/// `neon` or `dotprod`.
 pub const ISA_ENV: &str = "INGOT_ISA";
 
 /// A kernel path, slowest first.
@@ -28,6 +28,9 @@ pub enum Isa {
     Scalar,
     /// x86_64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86_64 AVX-VNNI (the VEX-encoded 256-bit `vpdpbusd`) plus AVX2 + FMA + F16C: the AVX2 path
+    /// with its integer block dots done by `vpdpbusd` (same results).
+    AvxVnni,
     /// x86_64 AVX-512 F/BW/VL + VNNI (plus AVX2 + FMA + F16C).
     Avx512Vnni,
     /// aarch64 Advanced SIMD (every AArch64 core).
@@ -39,19 +42,22 @@ pub enum Isa {
 impl Isa {
     /// Every path, slowest first within each architecture (only one architecture's paths are
     /// ever available).
-    pub const ALL: [Isa; 5] = [
+    pub const ALL: [Isa; 6] = [
         Isa::Scalar,
         Isa::Avx2,
+        Isa::AvxVnni,
         Isa::Avx512Vnni,
         Isa::Neon,
         Isa::NeonDotprod,
     ];
 
-    /// The `INGOT_ISA` spelling: `"scalar"`, `"avx2"`, `"avx512"`, `"neon"`, `"dotprod"`.
+    /// The `INGOT_ISA` spelling: `"scalar"`, `"avx2"`, `"avxvnni"`, `"avx512"`, `"neon"`,
+    /// `"dotprod"`.
     pub const fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
             Isa::Avx512Vnni => "avx512",
             Isa::Neon => "neon",
             Isa::NeonDotprod => "dotprod",
@@ -77,6 +83,8 @@ enum Backend {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2(Avx2),
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni(AvxVnni),
     #[cfg(target_arch = "x86_64")]
     Avx512(Avx512Vnni),
     #[cfg(target_arch = "aarch64")]
@@ -159,6 +167,8 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Backend::Avx2(Avx2::detect()?),
             #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => Backend::AvxVnni(AvxVnni::detect()?),
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => Backend::Avx512(Avx512Vnni::detect()?),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Backend::Neon(Neon::detect()?),
@@ -170,12 +180,38 @@ impl Kernels {
         Some(Kernels { backend })
     }
 
+    /// The [`Isa::AvxVnni`] kernels with `vpdpbusd` emulated (exactly) by AVX2 instructions, on
+    /// any CPU with AVX2 (`None` without): the same kernel bodies and the same bits as the native
+    /// path, slower than the AVX2 path. For tests on CPUs without AVX-VNNI; never chosen by
+    /// [`Kernels::detect`] or `INGOT_ISA`. Its [`Kernels::isa`] is [`Isa::AvxVnni`].
+    pub fn avxvnni_emulated() -> Option<Kernels> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            Avx2::detect().map(|a| Kernels {
+                backend: Backend::AvxVnni(AvxVnni::emulated(a)),
+            })
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    }
+
+    /// Whether these kernels emulate an instruction the CPU lacks ([`Kernels::avxvnni_emulated`]).
+    pub fn is_emulated(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if let Backend::AvxVnni(k) = self.backend {
+            return !k.is_native();
+        }
+        false
+    }
+
     /// Which path these kernels run.
     pub fn isa(&self) -> Isa {
         match self.backend {
             Backend::Scalar => Isa::Scalar,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(_) => Isa::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni(_) => Isa::AvxVnni,
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(_) => Isa::Avx512Vnni,
             #[cfg(target_arch = "aarch64")]
@@ -199,6 +235,8 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(k) => k.vec_dot(ty, n, w, x),
             #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni(k) => k.vec_dot(ty, n, w, x),
+            #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.vec_dot(ty, n, w, x),
             #[cfg(target_arch = "aarch64")]
             Backend::Neon(k) => k.vec_dot(ty, n, w, x),
@@ -218,6 +256,8 @@ impl Kernels {
             Backend::Scalar => reference::quantize_activations(ty, x, out),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(k) => k.quantize_activations(ty, x, out),
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni(k) => k.quantize_activations(ty, x, out),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.quantize_activations(ty, x, out),
             #[cfg(target_arch = "aarch64")]
@@ -295,7 +335,7 @@ impl Kernels {
         let _ = ty;
         match self.backend {
             #[cfg(target_arch = "x86_64")]
-            Backend::Avx512(_) | Backend::Avx2(_) => matches!(
+            Backend::Avx512(_) | Backend::AvxVnni(_) | Backend::Avx2(_) => matches!(
                 ty,
                 QuantType::Q4_0
                     | QuantType::Q8_0
@@ -362,6 +402,10 @@ impl Kernels {
             Backend::Avx2(k) if self.packs(ty) => {
                 k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
             }
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni(k) if self.packs(ty) => {
+                k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
+            }
             #[cfg(target_arch = "aarch64")]
             Backend::NeonDotprod(k) if self.packs(ty) => {
                 k.matmul_packed(ty, out, w, rows, x_act, act_stride, t, n)
@@ -420,6 +464,8 @@ impl Kernels {
             }
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx512(k) => k.matmul(ty, out, w, rows, x_act, act_stride, t, n),
             #[cfg(target_arch = "aarch64")]
@@ -492,6 +538,11 @@ impl Kernels {
             Backend::Avx512(t) => drive(t, Some(pool), scratch, accumulate, m, n, k, a, b, c, ldc),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(t) => drive(t, Some(pool), scratch, accumulate, m, n, k, a, b, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni(t) => {
+                let t = t.avx2();
+                drive(t, Some(pool), scratch, accumulate, m, n, k, a, b, c, ldc)
+            }
             _ => drive(
                 Scalar,
                 Some(pool),
@@ -529,6 +580,10 @@ impl Kernels {
             Backend::Avx512(t) => drive(t, None, scratch, accumulate, m, n, k, a, b, c, ldc),
             #[cfg(target_arch = "x86_64")]
             Backend::Avx2(t) => drive(t, None, scratch, accumulate, m, n, k, a, b, c, ldc),
+            #[cfg(target_arch = "x86_64")]
+            Backend::AvxVnni(t) => {
+                drive(t.avx2(), None, scratch, accumulate, m, n, k, a, b, c, ldc)
+            }
             _ => drive(Scalar, None, scratch, accumulate, m, n, k, a, b, c, ldc),
         }
     }
@@ -593,7 +648,7 @@ mod tests {
         let e = Kernels::parse_choice("neon9").unwrap_err();
         assert!(
             e.starts_with(
-                "INGOT_ISA=\"neon9\" is not one of scalar|avx2|avx512|neon|dotprod; using "
+                "INGOT_ISA=\"neon9\" is not one of scalar|avx2|avxvnni|avx512|neon|dotprod; using "
             ),
             "{e}"
         );
@@ -616,14 +671,14 @@ mod tests {
         assert_eq!(Isa::from_name("neon"), Some(Isa::Neon));
         assert_eq!(Isa::from_name("dotprod"), Some(Isa::NeonDotprod));
         // A token of one architecture never exists on the other.
-        let x86 = [Isa::Avx2, Isa::Avx512Vnni];
+        let x86 = [Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni];
         let arm = [Isa::Neon, Isa::NeonDotprod];
-        let other = if cfg!(target_arch = "aarch64") {
-            x86
+        let other: &[Isa] = if cfg!(target_arch = "aarch64") {
+            &x86
         } else {
-            arm
+            &arm
         };
-        for isa in other {
+        for &isa in other {
             assert!(Kernels::for_isa(isa).is_none(), "{isa}");
         }
         if cfg!(target_arch = "aarch64") {

@@ -5,7 +5,8 @@
 //! - [`reference`](mod@reference): scalar reference kernels that reproduce llama.cpp's CPU results; every faster
 //!   kernel path is tested against these.
 //! - [`dispatch`]: [`Kernels`], the runtime-selected fast path ([`Isa`]),
-//!   whose SIMD bodies live in [`cpu`] (x86_64: AVX2, AVX-512 VNNI; aarch64: NEON, NEON + dotprod).
+//!   whose SIMD bodies live in [`cpu`] (x86_64: AVX2, AVX-VNNI, AVX-512 VNNI; aarch64: NEON, NEON +
+//!   dotprod).
 //!
 //! - [`ops`](mod@ops): ggml-exact non-matmul ops on [`Kernels`] (expf, soft_max, SwiGLU, RoPE,
 //!   f16 dots, one attention head), bit-identical on every path to [`reference::ops`].

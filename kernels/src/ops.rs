@@ -158,7 +158,7 @@ impl Kernels {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => avx512_token().map_or(Path::Scalar, Path::Avx512),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => avx2_token().map_or(Path::Scalar, Path::Avx2),
+            Isa::Avx2 | Isa::AvxVnni => avx2_token().map_or(Path::Scalar, Path::Avx2),
             _ => Path::Scalar,
         }
     }

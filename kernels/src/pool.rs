@@ -877,10 +877,10 @@ mod tests {
             (ty.info().from_f32)(&wf, &mut w);
             let at = ty.info().vec_dot_type;
             let arb = at.row_bytes(n).unwrap();
-            for isa in Isa::ALL {
-                let Some(k) = Kernels::for_isa(isa) else {
-                    continue;
-                };
+            // Every path here, and the AVX-VNNI kernels with `vpdpbusd` emulated on AVX2 CPUs.
+            let ks = Isa::ALL.into_iter().filter_map(Kernels::for_isa);
+            for k in ks.chain(Kernels::avxvnni_emulated()) {
+                let isa = k.isa();
                 let mut act = vec![0u8; 5 * arb];
                 for j in 0..5 {
                     k.quantize_activations(

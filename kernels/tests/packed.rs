@@ -94,14 +94,18 @@ fn activations(rng: &mut SplitMix64, ty: QuantType, t: usize, n: usize, stride: 
     x
 }
 
+/// Every path this host has, plus the AVX-VNNI kernels with `vpdpbusd` emulated on AVX2 hosts.
 fn paths() -> Vec<Kernels> {
     let ks: Vec<Kernels> = Isa::ALL
         .iter()
         .filter_map(|&i| Kernels::for_isa(i))
+        .chain(Kernels::avxvnni_emulated())
         .collect();
     eprintln!(
         "packed paths: {:?}",
-        ks.iter().map(|k| k.isa().name()).collect::<Vec<_>>()
+        ks.iter()
+            .map(|k| (k.isa().name(), k.is_emulated()))
+            .collect::<Vec<_>>()
     );
     ks
 }
@@ -316,9 +320,10 @@ fn every_path_is_exact_for_arbitrary_code_bytes() {
 #[test]
 fn packed_q8_0_and_q4_1_equal_the_x86_row_major_product_bitwise() {
     let mut rng = SplitMix64(15);
-    let x86: Vec<Kernels> = [Isa::Avx512Vnni, Isa::Avx2]
+    let x86: Vec<Kernels> = [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2]
         .iter()
         .filter_map(|&i| Kernels::for_isa(i))
+        .chain(Kernels::avxvnni_emulated())
         .collect();
     if x86.is_empty() {
         println!("skipped: no AVX-512 VNNI or AVX2 path on this host");

@@ -1,6 +1,7 @@
 //! Every [`Kernels`] path available on the host against the scalar reference, one test body per
 //! property run over [`Isa::ALL`] (`Kernels::for_isa` returning `None` skips that ISA; the scalar
-//! path always runs, and each test prints which ISAs it covered):
+//! path always runs, and each test prints which ISAs it covered), plus the AVX-VNNI kernels with
+//! `vpdpbusd` emulated ([`Kernels::avxvnni_emulated`]) on every AVX2 host:
 //!
 //! - `vec_dot` within a per-type rounding bound of the reference, at lengths
 //!   `{1,2,3,7,8,15,16,17,31,33,255,1023}` blocks and shifted (odd) byte offsets;
@@ -58,6 +59,11 @@ fn paths(test: &str) -> Vec<Kernels> {
             }
             None => skipped.push(isa.name()),
         }
+    }
+    // The AVX-VNNI kernel bodies on CPUs without AVX-VNNI (tests/avxvnni.rs: bitwise the AVX2 path).
+    if let Some(k) = Kernels::avxvnni_emulated() {
+        ran.push("avxvnni (emulated)");
+        ks.push(k);
     }
     assert!(ran.contains(&"scalar"), "the scalar path must always run");
     eprintln!("{test}: ran {ran:?}, skipped (not on this CPU) {skipped:?}");
@@ -192,7 +198,7 @@ type DotFn = fn(usize, &[u8], &[u8]) -> f32;
 /// paths compute that way, ggml's `_generic` order otherwise.
 fn k_quant_reference(isa: Isa, ty: QuantType) -> DotFn {
     use ingot_kernels::reference::*;
-    if !matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) {
+    if !matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni) {
         return ty.info().vec_dot;
     }
     match ty {
@@ -333,7 +339,8 @@ fn block_integer_dots_are_exact_for_all_byte_patterns() {
 /// `TILED_MIN_TOKENS` tokens.
 fn batched_reference(isa: Isa, ty: QuantType, rows: usize, t: usize, j: usize) -> Option<DotFn> {
     use ingot_kernels::reference::*;
-    if !matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) || !ty.is_k_quant() || ty == QuantType::Q8_K {
+    let x86 = matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni);
+    if !x86 || !ty.is_k_quant() || ty == QuantType::Q8_K {
         return None;
     }
     let gemm = j < t - t % 4;
@@ -551,6 +558,7 @@ fn best_is_available_and_named() {
     assert_eq!(Isa::from_name(k.isa().name()), Some(k.isa()));
     assert_eq!(Isa::from_name("AVX2"), Some(Isa::Avx2));
     assert_eq!(Isa::from_name("avx512"), Some(Isa::Avx512Vnni));
+    assert_eq!(Isa::from_name("avxvnni"), Some(Isa::AvxVnni));
     assert_eq!(Isa::from_name("sse"), None);
     eprintln!(
         "Kernels::best() = {}, detect() = {}",

@@ -90,11 +90,12 @@ pub(crate) fn vec_dot(isa: Isa, ty: QuantType, n: usize, w: &[u8], x: &[u8]) -> 
     (ty.info().vec_dot)(n, w, x)
 }
 
-/// Whether `isa` is an x86 path with the AVX2 K-quant kernels (AVX2 or AVX-512, AVX2 + FMA + F16C
-/// detected).
+/// Whether `isa` is an x86 path with the AVX2 K-quant kernels (AVX2, AVX-VNNI or AVX-512, AVX2 +
+/// FMA + F16C detected). AVX-VNNI computes K-quants as AVX2 does (llama.cpp's `__AVXVNNI__`
+/// builds repack and order them as its AVX2 builds do).
 #[cfg(target_arch = "x86_64")]
 fn x86(isa: Isa) -> bool {
-    matches!(isa, Isa::Avx2 | Isa::Avx512Vnni) && avx2().is_some()
+    matches!(isa, Isa::Avx2 | Isa::AvxVnni | Isa::Avx512Vnni) && avx2().is_some()
 }
 
 /// The AVX2 token, detected once.

@@ -18,10 +18,15 @@
 //! [`crate::packed::matmul_packed_reference`], and for Q8_0, Q4_1, Q5_0 and Q5_1 bitwise the
 //! row-major AVX2 product (ggml's AVX2 `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1` /
 //! `vec_dot_q5_0_q8_0` / `vec_dot_q5_1_q8_1` order).
+//!
+//! The AVX-VNNI path ([`super::avxvnni`]) runs these same kernels with each integer dot one
+//! `vpdpbusd` ([`PackedDot`]: [`Maddubs`] here, [`Vnni`] there): the same exact i32 lanes, so the
+//! same bits.
 
 use core::arch::x86_64::*;
 
 use super::avx2::Avx2;
+use super::avxvnni::{AvxVnni, Dpbusd, Emulated, Native};
 use crate::blocks::QK;
 use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
@@ -36,6 +41,198 @@ const TT: usize = 4;
 const CHUNK_NB: usize = 128;
 /// Weight bytes per row panel, revisited once per token group: sized to stay in L2.
 const PANEL_BYTES: usize = 512 * 1024;
+
+/// The integer dots of the packed kernels, each `acc +` the exact sum over every 4-byte group of
+/// unsigned codes times signed activations, into i32 lanes: [`Maddubs`] (AVX2) or [`Vnni`]
+/// (`vpdpbusd`, native or emulated). Both give the same lanes, so the kernels' results are
+/// bitwise the same.
+pub(super) trait PackedDot: Copy {
+    /// Q4_0: `acc + sum_i dot4(codes[i], y[OFFS[i]..][..4] in every lane)`, codes 0..15. The
+    /// activation bytes are broadcast where used, so that no more than one is live at a time.
+    ///
+    /// # Safety
+    /// 32 readable bytes at `y`; the CPU has the implementor's features (callers inline it into a
+    /// function that has them).
+    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], y: *const u8) -> __m256i;
+    /// `acc + dot4(a, b)` for codes `a` in 0..31 (Q4_1, Q5_0, Q5_1).
+    ///
+    /// # Safety
+    /// The CPU has the implementor's features (as [`PackedDot::q4_0_block`]).
+    unsafe fn small(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
+    /// `acc + dot4(u, b)` for any unsigned bytes `u` (the biased Q8_0 codes).
+    ///
+    /// # Safety
+    /// The CPU has the implementor's features (as [`PackedDot::q4_0_block`]).
+    unsafe fn full(acc: __m256i, u: __m256i, b: __m256i) -> __m256i;
+}
+
+/// Activation byte offset of each Q4_0 code register's 4-byte steps (low, high nibbles per chunk).
+const OFFS: [usize; 8] = [0, 16, 4, 20, 8, 24, 12, 28];
+
+/// The 4 bytes at `p` in every 32-bit lane.
+///
+/// # Safety
+/// 4 readable bytes at `p`; the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn broadcast4(p: *const u8) -> __m256i {
+    // SAFETY: the caller guarantees 4 readable bytes; read_unaligned accepts any alignment.
+    _mm256_set1_epi32(unsafe { core::ptr::read_unaligned(p.cast()) })
+}
+
+/// AVX2: `vpmaddubsw` (pairs into i16) and `vpmaddwd` into i32, exact for the operands each method
+/// gets (module docs).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Maddubs;
+
+impl PackedDot for Maddubs {
+    /// The eight steps add up in i16 (each pair at most 2 * 15 * 128, all eight 8 * 3840 < 32768),
+    /// then one `vpmaddwd`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], y: *const u8) -> __m256i {
+        // SAFETY: OFFS[i] + 4 <= 32 readable bytes at y (caller).
+        let ys = |i: usize| unsafe { broadcast4(y.add(OFFS[i])) };
+        let mut s16 = _mm256_maddubs_epi16(codes[0], ys(0));
+        for (i, &c) in codes.iter().enumerate().skip(1) {
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(c, ys(i)));
+        }
+        _mm256_add_epi32(_mm256_madd_epi16(s16, _mm256_set1_epi16(1)), acc)
+    }
+
+    /// Pairs at most 2 * 31 * 128 in magnitude: no saturation.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn small(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        let s = _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1));
+        _mm256_add_epi32(s, acc)
+    }
+
+    /// `u` split into nibbles, `16 * dot(hi, b) + dot(lo, b)`, each `vpmaddubsw` exact.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn full(acc: __m256i, u: __m256i, b: __m256i) -> __m256i {
+        let m = _mm256_set1_epi8(0x0f);
+        let lo = _mm256_and_si256(u, m);
+        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(u), m);
+        let shi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, b), _mm256_set1_epi16(16));
+        let slo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, b), _mm256_set1_epi16(1));
+        _mm256_add_epi32(_mm256_add_epi32(shi, slo), acc)
+    }
+}
+
+/// AVX-VNNI: one `vpdpbusd` per 4-byte dot (no i16 step, exact for every byte).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Vnni<D>(D);
+
+impl<D: Dpbusd> PackedDot for Vnni<D> {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_0_block(acc: __m256i, codes: &[__m256i; 8], y: *const u8) -> __m256i {
+        let mut acc = acc;
+        for i in 0..8 {
+            // SAFETY: OFFS[i] + 4 <= 32 readable bytes at y; the caller has D's features.
+            acc = unsafe { D::dpbusd(acc, codes[i], broadcast4(y.add(OFFS[i]))) };
+        }
+        acc
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn small(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the caller has D's features.
+        unsafe { D::dpbusd(acc, a, b) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn full(acc: __m256i, u: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: the caller has D's features.
+        unsafe { D::dpbusd(acc, u, b) }
+    }
+}
+
+/// The AVX-VNNI path's packed product (`NATIVE`: `k` has AVX-VNNI, else the emulation): the AVX2
+/// kernels with [`Vnni`] dots. As [`Avx2::matmul_packed`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn matmul_packed_vnni<const NATIVE: bool>(
+    k: AvxVnni,
+    ty: QuantType,
+    out: &mut [f32],
+    w: &[u8],
+    rows: usize,
+    x: &[u8],
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    assert_eq!(NATIVE, k.is_native());
+    let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
+    let (w, x) = (w.as_ptr(), x.as_ptr());
+    macro_rules! go {
+        ($lanes:ident, $q4_0:ident) => {
+            match ty {
+                QuantType::Q8_0 => $lanes::<Q8_0>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q4_1 => $lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_0 => $lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_1 => $lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
+                _ => $q4_0(out, w, rb, rows, x, stride, t, n),
+            }
+        };
+    }
+    if NATIVE {
+        // SAFETY: `k` is native (asserted), so `AvxVnni::detect` found avx2/fma/f16c + avxvnni;
+        // `check_matmul_packed` established the buffers as in `Avx2::matmul_packed`.
+        unsafe { go!(lanes_native, q4_0_native) }
+    } else {
+        // SAFETY: `k` holds the Avx2 token (avx2/fma/f16c); buffers as above.
+        unsafe { go!(lanes_emulated, q4_0_emulated) }
+    }
+}
+
+/// The entry points of the AVX-VNNI packed products: the kernels below (`#[inline]`, AVX2's
+/// features) inlined into functions that have the features of their [`Dpbusd`], so that
+/// `vpdpbusd` is one instruction inside the loops. Safety contract: [`mm_lanes`] /
+/// [`mm_q4_0x16`], plus the CPU features of the function.
+macro_rules! vnni_entries {
+    ($lanes:ident, $q4_0:ident, $d:ty, $features:literal) => {
+        /// See [`vnni_entries`].
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = $features)]
+        unsafe fn $lanes<const KIND: u8>(
+            out: &mut [f32],
+            w: *const u8,
+            rb: usize,
+            rows: usize,
+            x: *const u8,
+            stride: usize,
+            t: usize,
+            n: usize,
+        ) {
+            // SAFETY: forwarded from the caller; this function has $d's features.
+            unsafe { mm_lanes::<Vnni<$d>, KIND>(out, w, rb, rows, x, stride, t, n) }
+        }
+
+        /// See [`vnni_entries`].
+        #[allow(clippy::too_many_arguments)]
+        #[target_feature(enable = $features)]
+        unsafe fn $q4_0(
+            out: &mut [f32],
+            w: *const u8,
+            rb: usize,
+            rows: usize,
+            x: *const u8,
+            stride: usize,
+            t: usize,
+            n: usize,
+        ) {
+            // SAFETY: forwarded from the caller; this function has $d's features.
+            unsafe { mm_q4_0x16::<Vnni<$d>>(out, w, rb, rows, x, stride, t, n) }
+        }
+    };
+}
+vnni_entries!(lanes_native, q4_0_native, Native, "avx2,fma,f16c,avxvnni");
+vnni_entries!(lanes_emulated, q4_0_emulated, Emulated, "avx2,fma,f16c");
 
 impl Avx2 {
     /// `out[j * rows + r]` for a packed `w` (any packed type): see
@@ -63,11 +260,11 @@ impl Avx2 {
         // of its activation type `stride` bytes apart in x, and out.len() == t * rows.
         unsafe {
             match ty {
-                QuantType::Q8_0 => mm_lanes::<Q8_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => mm_lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => mm_lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => mm_lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
-                _ => mm_q4_0x16(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q8_0 => mm_lanes::<Maddubs, Q8_0>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q4_1 => mm_lanes::<Maddubs, Q4_1>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_0 => mm_lanes::<Maddubs, Q5_0>(out, w, rb, rows, x, stride, t, n),
+                QuantType::Q5_1 => mm_lanes::<Maddubs, Q5_1>(out, w, rb, rows, x, stride, t, n),
+                _ => mm_q4_0x16::<Maddubs>(out, w, rb, rows, x, stride, t, n),
             }
         }
     }
@@ -78,10 +275,10 @@ impl Avx2 {
 ///
 /// # Safety
 /// `b1` group-blocks at `g`; `b1` Q8_0 blocks at each `x[k]`; `(b1 - b0) * TT` entries in both
-/// tables; the CPU has AVX2, FMA and F16C.
+/// tables; the CPU has AVX2, FMA and F16C and the features of `P`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tile<const K: usize>(
+unsafe fn tile<P: PackedDot, const K: usize>(
     g: *const u8,
     x: [*const u8; K],
     (b0, b1): (usize, usize),
@@ -90,9 +287,6 @@ unsafe fn tile<const K: usize>(
     mut acc: [[__m256; K]; 2],
 ) -> [[__m256; K]; 2] {
     let m = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
-    // Activation byte offset of each code register's 4-byte steps (low, high nibbles per chunk).
-    const OFFS: [usize; 8] = [0, 16, 4, 20, 8, 24, 12, 28];
     for b in b0..b1 {
         let e = (b - b0) * TT;
         for (h, acc_h) in acc.iter_mut().enumerate() {
@@ -108,14 +302,7 @@ unsafe fn tile<const K: usize>(
                 }
                 for k in 0..K {
                     let y = x[k].add(b * XB + 2);
-                    let ys =
-                        |o: usize| _mm256_set1_epi32(core::ptr::read_unaligned(y.add(o).cast()));
-                    let mut s16 = _mm256_maddubs_epi16(codes[0], ys(OFFS[0]));
-                    for i in 1..8 {
-                        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes[i], ys(OFFS[i])));
-                    }
-                    let s32 = _mm256_madd_epi16(s16, ones);
-                    let sumi = _mm256_add_epi32(s32, _mm256_set1_epi32(*cy.add(e + k)));
+                    let sumi = P::q4_0_block(_mm256_set1_epi32(*cy.add(e + k)), &codes, y);
                     let p = _mm256_mul_ps(dw, _mm256_set1_ps(*dx.add(e + k)));
                     acc_h[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, acc_h[k]);
                 }
@@ -130,8 +317,9 @@ unsafe fn tile<const K: usize>(
 /// # Safety
 /// As [`mm_q4_0x16`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn tokens<const K: usize>(
+unsafe fn tokens<P: PackedDot, const K: usize>(
     out: &mut [f32],
     w: *const u8,
     rb: usize,
@@ -175,7 +363,7 @@ unsafe fn tokens<const K: usize>(
             // SAFETY: rows g..g + 16 are a whole group in bounds, tokens in bounds, the tables'
             // entries (b - b0) * TT + k for b0 <= b < b1, k < K written just above; the CPU has
             // the features (this function's).
-            acc = unsafe { tile::<K>(grp, xs, (b0, b1), tables.0, tables.1, acc) };
+            acc = unsafe { tile::<P, K>(grp, xs, (b0, b1), tables.0, tables.1, acc) };
             for (h, acc_h) in acc.iter().enumerate() {
                 for (k, a) in acc_h.iter().enumerate() {
                     let at = (j0 + k) * rows + g + 8 * h;
@@ -194,10 +382,11 @@ unsafe fn tokens<const K: usize>(
 /// # Safety
 /// `w` holds `rows` (a multiple of 16) packed Q4_0 rows of `rb` bytes (`n / QK` blocks each), `x`
 /// holds `t` rows of `n / QK` Q8_0 blocks `stride` bytes apart, `out.len() == t * rows`; the CPU
-/// has AVX2, FMA and F16C.
+/// has AVX2, FMA and F16C and the features of `P`.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mm_q4_0x16(
+unsafe fn mm_q4_0x16<P: PackedDot>(
     out: &mut [f32],
     w: *const u8,
     rb: usize,
@@ -221,10 +410,10 @@ unsafe fn mm_q4_0x16(
             // guarantees cover the rest.
             unsafe {
                 match k {
-                    1 => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    _ => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    1 => tokens::<P, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    2 => tokens::<P, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    3 => tokens::<P, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                    _ => tokens::<P, 4>(out, w, rb, rows, rr, x, stride, j0, nb),
                 }
             }
             j0 += k;
@@ -257,10 +446,10 @@ fn hsum8_lanes(a: &[__m256; 8]) -> __m256 {
 ///
 /// # Safety
 /// `nb` group-blocks at `g`; `nb` Q8_0 blocks at `x`; `2 * nb` entries in `dx`, `8 * nb` in `cy`;
-/// `h < 2`; the CPU has AVX2, FMA and F16C.
+/// `h < 2`; the CPU has AVX2, FMA and F16C and the features of `P`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn half_q8_0(
+unsafe fn half_q8_0<P: PackedDot>(
     g: *const u8,
     h: usize,
     x: *const u8,
@@ -268,10 +457,7 @@ unsafe fn half_q8_0(
     dx: *const f32,
     cy: *const i32,
 ) -> __m256 {
-    let m = _mm256_set1_epi8(0x0f);
     let bias = _mm256_set1_epi8(-128);
-    let ones = _mm256_set1_epi16(1);
-    let sixteen = _mm256_set1_epi16(16);
     let mut acc = [_mm256_setzero_ps(); 8];
     for b in 0..nb {
         // SAFETY: b < nb group-blocks at g, Q8_0 blocks at x, table entries (caller).
@@ -283,13 +469,9 @@ unsafe fn half_q8_0(
             for (c, a) in acc.iter_mut().enumerate() {
                 let v = _mm256_loadu_si256(gb.add(32 + 64 * c + 32 * h).cast());
                 let u = _mm256_xor_si256(v, bias);
-                let lo = _mm256_and_si256(u, m);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(u), m);
                 let ys = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(4 * c).cast()));
-                let shi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, ys), sixteen);
-                let slo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ys), ones);
                 let corr = _mm256_set1_epi32(*cy.add(8 * b + c));
-                let sumi = _mm256_add_epi32(_mm256_add_epi32(shi, slo), corr);
+                let sumi = P::full(corr, u, ys);
                 *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, *a);
             }
         }
@@ -303,12 +485,18 @@ unsafe fn half_q8_0(
 ///
 /// # Safety
 /// `nb` group-blocks at `g`; `nb` Q8_1 blocks at `x`; `2 * nb` entries in `ds`; `h < 2`; the CPU
-/// has AVX2, FMA and F16C.
+/// has AVX2, FMA and F16C and the features of `P`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn half_q4_1(g: *const u8, h: usize, x: *const u8, nb: usize, ds: *const f32) -> __m256 {
+unsafe fn half_q4_1<P: PackedDot>(
+    g: *const u8,
+    h: usize,
+    x: *const u8,
+    nb: usize,
+    ds: *const f32,
+) -> __m256 {
     let m = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
+    let z = _mm256_setzero_si256();
     let mut acc = [_mm256_setzero_ps(); 8];
     let mut summs = _mm256_setzero_ps();
     for b in 0..nb {
@@ -326,8 +514,8 @@ unsafe fn half_q4_1(g: *const u8, h: usize, x: *const u8, nb: usize, ds: *const 
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m);
                 let ylo = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(4 * c).cast()));
                 let yhi = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(16 + 4 * c).cast()));
-                let slo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, ylo), ones);
-                let shi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, yhi), ones);
+                let slo = P::small(z, lo, ylo);
+                let shi = P::small(z, hi, yhi);
                 acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(slo), p, acc[c]);
                 acc[c + 4] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(shi), p, acc[c + 4]);
             }
@@ -350,10 +538,10 @@ const GB51: usize = 16 * 24;
 ///
 /// # Safety
 /// `nb` group-blocks at `g`; `nb` activation blocks at `x`; `2 * nb` entries in `ds` and (Q5_0)
-/// `8 * nb` in `cy`; `h < 2`; the CPU has AVX2, FMA and F16C.
+/// `8 * nb` in `cy`; `h < 2`; the CPU has AVX2, FMA and F16C and the features of `P`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn half_q5<const Q51: bool>(
+unsafe fn half_q5<P: PackedDot, const Q51: bool>(
     g: *const u8,
     h: usize,
     x: *const u8,
@@ -363,7 +551,7 @@ unsafe fn half_q5<const Q51: bool>(
 ) -> __m256 {
     let (gbb, qh_at, xbb) = if Q51 { (GB51, 64, XB1) } else { (GB50, 32, XB) };
     let m = _mm256_set1_epi8(0x0f);
-    let ones = _mm256_set1_epi16(1);
+    let z = _mm256_setzero_si256();
     let b16 = _mm256_set1_epi8(0x10);
     // Byte s of each row's qh (dword) into all four bytes of the dword, s = 0..4.
     let base = _mm256_setr_epi8(
@@ -403,10 +591,12 @@ unsafe fn half_q5<const Q51: bool>(
                     let hi = _mm256_and_si256(_mm256_cmpeq_epi8(sel, bits[l % 2]), b16);
                     let code = _mm256_or_si256(nib, hi);
                     let ys = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(4 * l).cast()));
-                    let mut sumi = _mm256_madd_epi16(_mm256_maddubs_epi16(code, ys), ones);
-                    if !Q51 {
-                        sumi = _mm256_add_epi32(sumi, _mm256_set1_epi32(*cy.add(8 * b + l)));
-                    }
+                    let corr = if Q51 {
+                        z
+                    } else {
+                        _mm256_set1_epi32(*cy.add(8 * b + l))
+                    };
+                    let sumi = P::small(corr, code, ys);
                     acc[l] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, acc[l]);
                 }
             }
@@ -433,10 +623,11 @@ const Q5_1: u8 = 3;
 /// # Safety
 /// `w` holds `rows` (a multiple of 16) packed rows of `rb` bytes (`n / QK` blocks each, at most
 /// [`Q8_0_MAX_BLOCKS`]), `x` holds `t` activation rows of `n / QK` blocks `stride` bytes apart,
-/// `out.len() == t * rows`; the CPU has AVX2, FMA and F16C.
+/// `out.len() == t * rows`; the CPU has AVX2, FMA and F16C and the features of `P`.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mm_lanes<const KIND: u8>(
+unsafe fn mm_lanes<P: PackedDot, const KIND: u8>(
     out: &mut [f32],
     w: *const u8,
     rb: usize,
@@ -487,10 +678,10 @@ unsafe fn mm_lanes<const KIND: u8>(
                     // tables' entries for b < nb written just above; this function's features.
                     let v = unsafe {
                         match KIND {
-                            Q8_0 => half_q8_0(grp, h, xj, nb, fp, cp),
-                            Q4_1 => half_q4_1(grp, h, xj, nb, fp),
-                            Q5_0 => half_q5::<false>(grp, h, xj, nb, fp, cp),
-                            _ => half_q5::<true>(grp, h, xj, nb, fp, cp),
+                            Q8_0 => half_q8_0::<P>(grp, h, xj, nb, fp, cp),
+                            Q4_1 => half_q4_1::<P>(grp, h, xj, nb, fp),
+                            Q5_0 => half_q5::<P, false>(grp, h, xj, nb, fp, cp),
+                            _ => half_q5::<P, true>(grp, h, xj, nb, fp, cp),
                         }
                     };
                     // SAFETY: j * rows + g + 8h + 8 <= t * rows = out.len() (g + 16 <= rows,
