@@ -102,12 +102,12 @@ pub struct BenchArgs {
     /// rounded: for checking a model against its training framework; twice the cache memory).
     #[arg(long, default_value = "f16")]
     pub kv_type: ingot_runtime::model::KvType,
-    /// Prompt tokens, evaluated in one batch.
-    #[arg(long, default_value_t = 128)]
-    pub prompt: usize,
-    /// Tokens generated one at a time (greedy).
-    #[arg(long, default_value_t = 128)]
-    pub gen: usize,
+    /// Prompt tokens, evaluated in one batch (llama-bench's -p).
+    #[arg(long = "n-prompt", alias = "prompt", default_value_t = 128)]
+    pub n_prompt: usize,
+    /// Tokens generated one at a time, greedy (llama-bench's -n).
+    #[arg(long = "n-gen", alias = "gen", default_value_t = 128)]
+    pub n_gen: usize,
     /// Timed runs after one warm-up; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
@@ -118,6 +118,10 @@ pub struct BenchArgs {
     /// Where the forward pass runs: cpu, or cuda (a build with --features cuda and an NVIDIA GPU).
     #[arg(long, value_enum, default_value_t = commands::device::Device::Cpu)]
     pub device: commands::device::Device,
+    /// Print one JSON object on stdout (prefill_tok_s, decode_tok_s, threads, model, every run,
+    /// peak RSS, and with --roofline the bandwidth figures); the readable report goes to stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -233,6 +233,41 @@ fn bad_files_and_requests_fail_cleanly() {
 }
 
 #[test]
+fn bench_json_is_one_object_with_the_documented_fields() {
+    let m = model_path();
+    let o = ingot(&[
+        "bench",
+        "-m",
+        m.to_str().unwrap(),
+        "--n-prompt",
+        "8",
+        "--n-gen",
+        "4",
+        "--runs",
+        "2",
+        "--threads",
+        "2",
+        "--roofline",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["threads"], 2);
+    assert_eq!(v["n_prompt"], 8);
+    assert_eq!(v["n_gen"], 4);
+    assert_eq!(v["model"], m.to_str().unwrap());
+    for key in ["prefill_tok_s", "decode_tok_s"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+    }
+    assert_eq!(v["decode_runs_tok_s"].as_array().map(Vec::len), Some(2));
+    let r = &v["roofline"];
+    assert!(r["bandwidth_gb_s"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    assert!(r["fraction"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    // The readable report went to stderr.
+    assert!(stderr(&o).contains("decode 4 tokens"), "{}", stderr(&o));
+}
+
+#[test]
 fn device_cuda_without_a_gpu_fails_cleanly() {
     // Without `--features cuda`, or without an NVIDIA driver, `--device cuda` is a one-line error
     // (never a panic or partial output); on a machine with a GPU and the feature it runs.

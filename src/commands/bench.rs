@@ -27,15 +27,15 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let model = load_model(&file)?;
     let all = model.tokenizer.encode(BENCH_TEXT, true, false);
     ensure!(
-        all.len() >= a.prompt,
+        all.len() >= a.n_prompt,
         "the bench text has only {} tokens; use --prompt {} or less",
         all.len(),
         all.len()
     );
-    let prompt = &all[..a.prompt];
+    let prompt = &all[..a.n_prompt];
     let params = SessionParams {
-        n_ctx: 512.max(a.prompt + a.gen + 1),
-        n_batch: a.prompt.max(1),
+        n_ctx: 512.max(a.n_prompt + a.n_gen + 1),
+        n_batch: a.n_prompt.max(1),
         n_threads: a.threads,
         kv_type: a.kv_type,
     };
@@ -43,7 +43,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut first: Vec<u32> = Vec::new();
     for run in 0..=a.runs {
-        let (ppt, tgt, gen) = timed_run(&mut session, prompt, a.gen)?;
+        let (ppt, tgt, gen) = timed_run(&mut session, prompt, a.n_gen)?;
         if run == 0 {
             eprintln!("warmup: prefill {ppt:.1} tok/s, decode {tgt:.1} tok/s");
             first = gen;
@@ -54,36 +54,59 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             tg.push(tgt);
         }
     }
-    println!("{}", session.describe());
-    println!(
+    // The readable report: stdout, or stderr when stdout carries the JSON object.
+    let say = |line: String| {
+        if a.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
+    say(session.describe());
+    say(format!(
         "model = {}, threads = {}, kv = {}, runs = {} (+1 warmup)",
         a.model.display(),
         a.threads,
         a.kv_type,
         a.runs
-    );
-    println!(
+    ));
+    say(format!(
         "prefill {} tokens in one batch: median {:.1} tok/s  (runs: {:?})",
-        a.prompt,
+        a.n_prompt,
         median(&pp),
         rounded(&pp)
-    );
-    println!(
+    ));
+    say(format!(
         "decode {} tokens one at a time: median {:.1} tok/s  (runs: {:?})",
-        a.gen,
+        a.n_gen,
         median(&tg),
         rounded(&tg)
-    );
-    if let Some(kib) = super::peak_rss_kib() {
-        println!("peak RSS = {:.0} MiB", kib as f64 / 1024.0);
+    ));
+    let rss_mib = super::peak_rss_kib().map(|kib| kib as f64 / 1024.0);
+    if let Some(mib) = rss_mib {
+        say(format!("peak RSS = {mib:.0} MiB"));
     }
+    let mut report = serde_json::json!({
+        "model": a.model.display().to_string(),
+        "threads": a.threads,
+        "kv_type": a.kv_type.to_string(),
+        "backend": session.describe(),
+        "n_prompt": a.n_prompt,
+        "n_gen": a.n_gen,
+        "runs": a.runs,
+        "prefill_tok_s": median(&pp),
+        "decode_tok_s": median(&tg),
+        "prefill_runs_tok_s": pp,
+        "decode_runs_tok_s": tg,
+        "peak_rss_mib": rss_mib,
+    });
     if a.roofline {
         // A decode step reads every weight once (the embedding only one row, but the tied output
         // reads all of it) plus the keys and values cached so far: on average over the timed
         // steps, prompt + (gen + 1) / 2 positions of every layer, keys and values alike.
         let cfg = &model.config;
         let weights = model.weight_bytes() as f64;
-        let mean_kv = a.prompt as f64 + (a.gen as f64 + 1.0) / 2.0;
+        let mean_kv = a.n_prompt as f64 + (a.n_gen as f64 + 1.0) / 2.0;
         let kv = (2 * cfg.n_layer * cfg.kv_dim() * a.kv_type.size()) as f64 * mean_kv;
         let bytes = weights + kv;
         // On a machine shared with other virtual machines the bandwidth at hand moves by ±20%
@@ -94,7 +117,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let (mut bws, mut fractions) = (Vec::new(), Vec::new());
         for run in 1..=a.runs {
             let bw = probe.measure();
-            let (_, tgt, gen) = timed_run(&mut session, prompt, a.gen)?;
+            let (_, tgt, gen) = timed_run(&mut session, prompt, a.n_gen)?;
             ensure!(gen == first, "greedy output changed between runs");
             let fraction = tgt * bytes / bw;
             eprintln!(
@@ -107,14 +130,15 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             fractions.push(fraction);
         }
         let bw = median(&bws);
-        println!(
+        let best = bws.iter().copied().fold(0.0, f64::max);
+        say(format!(
             "memory bandwidth (read, {} threads) = {:.1} GB/s median, {:.1} best; per token: weights \
              {:.1} MB + KV cache {:.1} MB (mean of the timed steps) -> roofline {:.1} tok/s at the \
              median; decode reaches {:.0}% of it (median over {} back-to-back pairs of a bandwidth \
              measurement and a decode run: {:?}%)",
             a.threads,
             bw / 1e9,
-            bws.iter().copied().fold(0.0, f64::max) / 1e9,
+            best / 1e9,
             weights / 1e6,
             kv / 1e6,
             bw / bytes,
@@ -124,7 +148,21 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 .iter()
                 .map(|f| (f * 100.0).round())
                 .collect::<Vec<_>>()
-        );
+        ));
+        report["roofline"] = serde_json::json!({
+            "bytes_per_token": bytes,
+            "weight_bytes": weights,
+            "kv_bytes_mean": kv,
+            "bandwidth_gb_s": bw / 1e9,
+            "bandwidth_best_gb_s": best / 1e9,
+            "bandwidth_runs_gb_s": bws.iter().map(|b| b / 1e9).collect::<Vec<_>>(),
+            "roofline_tok_s": bw / bytes,
+            "fraction": median(&fractions),
+            "fraction_runs": fractions,
+        });
+    }
+    if a.json {
+        println!("{report}");
     }
     Ok(())
 }
