@@ -25,14 +25,23 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     ensure!(a.runs >= 1, "--runs must be at least 1");
     let file = open(&a.model)?;
     let model = load_model(&file)?;
-    let all = model.tokenizer.encode(BENCH_TEXT, true, false);
+    ensure!(a.n_prompt >= 1, "--n-prompt must be at least 1");
+    let max_ctx = model.config.n_ctx_train.max(512);
     ensure!(
-        all.len() >= a.n_prompt,
-        "the bench text has only {} tokens; use --prompt {} or less",
-        all.len(),
-        all.len()
+        a.n_prompt + a.n_gen < max_ctx,
+        "--n-prompt {} + --n-gen {} do not fit the model's context of {max_ctx} tokens",
+        a.n_prompt,
+        a.n_gen
     );
-    let prompt = &all[..a.n_prompt];
+    // The bench text's tokens (the first `n_prompt`, as tools/peer takes them), repeated after its
+    // last token for longer prompts.
+    let text = model.tokenizer.encode(BENCH_TEXT, true, false);
+    ensure!(
+        !text.is_empty(),
+        "the tokenizer produced no tokens for the bench text"
+    );
+    let prompt: Vec<u32> = text.iter().copied().cycle().take(a.n_prompt).collect();
+    let prompt = &prompt[..];
     let params = SessionParams {
         n_ctx: 512.max(a.n_prompt + a.n_gen + 1),
         n_batch: a.n_prompt.max(1),

@@ -570,11 +570,15 @@ fn cmd_bench(backend: &LlamaBackend, a: &Args) -> Res<()> {
     let n_gen: usize = a.num("gen", 128)?;
     let fa = a.get("flash-attn").unwrap_or("off").to_string();
     let model = load_model(backend, model_path)?;
-    let cfg = CtxCfg { n_ctx: 512, n_batch: 512, threads, flash_attn: fa.clone() };
+    assert!(n_prompt >= 1, "--prompt must be at least 1");
+    // As `ingot bench`: a context of at least 512, the whole prompt in one batch, and the bench
+    // text's tokens repeated after its last one for prompts longer than the text.
+    let n_ctx = 512.max(n_prompt + n_gen + 1) as u32;
+    let cfg = CtxCfg { n_ctx, n_batch: n_ctx.max(n_prompt as u32), threads, flash_attn: fa.clone() };
     let mut ctx = new_ctx(&model, backend, &cfg)?;
     let all = tokenize(&model, BENCH_TEXT, false);
-    assert!(all.len() >= n_prompt, "bench text has only {} tokens", all.len());
-    let prompt = &all[..n_prompt];
+    let prompt: Vec<LlamaToken> = all.iter().copied().cycle().take(n_prompt).collect();
+    let prompt = &prompt[..];
     let mut batch = LlamaBatch::new(cfg.n_batch as usize, 1);
     let mut pp = Vec::new();
     let mut tg = Vec::new();
