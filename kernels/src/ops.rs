@@ -98,6 +98,7 @@ impl Path {
     #[allow(clippy::too_many_arguments)]
     fn dot_f16_rows_heads(
         self,
+        batched: bool,
         x: &[f16],
         stride: usize,
         y16: &[f16],
@@ -108,12 +109,12 @@ impl Path {
     ) {
         match self {
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512(k) => k.dot_f16_rows_heads(x, stride, y32, n, n_pad, out),
+            Path::Avx512(k) => k.dot_f16_rows_heads(batched, x, stride, y32, n, n_pad, out),
             _ => {
                 let _ = y32; // the same values as y16, for the paths that take f32
                 let rows = out.len() / (y16.len() / n);
                 for (y, o) in y16.chunks_exact(n).zip(out.chunks_exact_mut(rows)) {
-                    self.dot_f16_rows(false, x, stride, y, n_pad, o);
+                    self.dot_f16_rows(batched, x, stride, y, n_pad, o);
                 }
             }
         }
@@ -311,9 +312,10 @@ impl Kernels {
         p.dot_f16_rows(batched, vt, vt_stride, p16, v_pad, out);
     }
 
-    /// [`Kernels::attention_head_ggml`] (single-token order, `batched = false`) of `G` query heads
-    /// that share one key/value head (grouped-query attention), bitwise equal to `G` calls of it:
-    /// each cached key and value row is read once for the whole group. `G = q.len() / D` where
+    /// [`Kernels::attention_head_ggml`] of `G` query heads that share one key/value head
+    /// (grouped-query attention), bitwise equal to `G` calls of it with the same `batched` (the
+    /// single-token or the batch order): each cached key and value row is read and widened once for
+    /// the whole group, and the horizontal sums of 16 rows are done together. `G = q.len() / D` where
     /// `D = out.len() / G`; head `h` is `q[h * D..][..D]` and writes `out[h * D..][..D]`.
     ///
     /// - `k`, `vt`: as for [`Kernels::attention_head_ggml`];
@@ -332,6 +334,7 @@ impl Kernels {
         vt: &[f16],
         vt_stride: usize,
         scale: f32,
+        batched: bool,
         v_pad: usize,
         scores: &mut [f32],
         q16: &mut [f16],
@@ -371,7 +374,7 @@ impl Kernels {
         p.to_f16(q, q16);
         // `out` holds the rounded queries widened back to f32 until the value products.
         p.widen_f16(q16, out);
-        p.dot_f16_rows_heads(k, k_stride, q16, out, d, d, scores);
+        p.dot_f16_rows_heads(batched, k, k_stride, q16, out, d, d, scores);
         for (sc, ph) in scores
             .chunks_exact_mut(n_kv)
             .zip(p16.chunks_exact_mut(n_kv))
@@ -383,7 +386,7 @@ impl Kernels {
             p.to_f16(sc, ph);
             p.widen_f16(ph, sc);
         }
-        p.dot_f16_rows_heads(vt, vt_stride, p16, scores, n_kv, v_pad, out);
+        p.dot_f16_rows_heads(batched, vt, vt_stride, p16, scores, n_kv, v_pad, out);
     }
 
     /// One query head of attention over an f32 KV cache (llama.cpp's `--cache-type-k/v f32`; ingot's

@@ -289,10 +289,11 @@ fn attention_head_matches_reference() {
     }
 }
 
-/// Grouped-query attention: `G` heads sharing one key/value head, bitwise `G` single-token
-/// [`Kernels::attention_head_ggml`] calls on every path, for group sizes 1 to 8 (the AVX-512 path
-/// takes up to four heads per pass and 16 cached rows per reduction), head sizes with and without
-/// a tail past the last 64-element step, and cache lengths around the 16-row tiles.
+/// Grouped-query attention: `G` heads sharing one key/value head, bitwise `G`
+/// [`Kernels::attention_head_ggml`] calls on every path, in the single-token and the batch order,
+/// for group sizes 1 to 8 (the AVX-512 path takes up to four heads per pass and 16 cached rows per
+/// reduction), head sizes with and without a tail past the last 64- or 16-element step, and cache
+/// lengths around the 16-row tiles.
 #[test]
 fn attention_group_equals_one_head_at_a_time() {
     let mut rng = SplitMix64(17);
@@ -316,13 +317,13 @@ fn attention_group_equals_one_head_at_a_time() {
             let q: Vec<f32> = (0..g * d).map(|_| rng.unit() * 3.0).collect();
             let scale = 1.0 / (d as f32).sqrt();
             let v_pad = n_kv.div_ceil(256) * 256;
-            for k in &ks {
+            for (k, batched) in ks.iter().flat_map(|k| [(k, false), (k, true)]) {
                 let mut want = vec![f32::NAN; g * d];
                 for (qh, oh) in q.chunks_exact(d).zip(want.chunks_exact_mut(d)) {
                     let (mut sc, mut q16, mut p16) =
                         (vec![0.0; n_kv], vec![f16::ZERO; d], vec![f16::ZERO; n_kv]);
                     k.attention_head_ggml(
-                        oh, qh, &keys, k_stride, &vt, vt_stride, scale, false, v_pad, &mut sc,
+                        oh, qh, &keys, k_stride, &vt, vt_stride, scale, batched, v_pad, &mut sc,
                         &mut q16, &mut p16,
                     );
                 }
@@ -333,10 +334,14 @@ fn attention_group_equals_one_head_at_a_time() {
                     vec![f16::ZERO; g * n_kv],
                 );
                 k.attention_group_ggml(
-                    &mut out, &q, d, &keys, k_stride, &vt, vt_stride, scale, v_pad, &mut sc,
-                    &mut q16, &mut p16,
+                    &mut out, &q, d, &keys, k_stride, &vt, vt_stride, scale, batched, v_pad,
+                    &mut sc, &mut q16, &mut p16,
                 );
-                assert!(same_f32(&out, &want), "{} d={d} g={g} n_kv={n_kv}", k.isa());
+                assert!(
+                    same_f32(&out, &want),
+                    "{} d={d} g={g} n_kv={n_kv} batched={batched}",
+                    k.isa()
+                );
             }
         }
     }

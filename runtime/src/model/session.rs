@@ -246,10 +246,10 @@ struct AttnScratch<'m> {
     p16: Buf<'m, f16>,    // (G*S,) attention probabilities in f16 (empty for an f32 cache)
 }
 
-/// Query heads that one attention work item of single-token decoding takes together: the largest
-/// divisor of the grouped-query group size (query heads per key/value head) up to 4, so that the
-/// group's heads read each cached key and value once ([`Kernels::attention_group_ggml`]). Batched
-/// evaluation and the f32 cache take one head per item.
+/// Query heads that one attention work item takes together (per token, decoding or batched): the
+/// largest divisor of the grouped-query group size (query heads per key/value head) up to 4, so that
+/// the group's heads read each cached key and value once ([`Kernels::attention_group_ggml`]). The f32
+/// cache takes one head per item.
 fn heads_per_item(cfg: &super::Config) -> usize {
     let group = cfg.n_head / cfg.n_head_kv.max(1);
     (1..=4.min(group))
@@ -716,10 +716,10 @@ impl<'m, 'a> Session<'m, 'a> {
                     }
                 }
             }
-            // One work item per (token, head), written to its own D-slice of att_out; one token
-            // with an f16 cache: per (token, `gh` heads sharing a key/value head).
+            // One work item per (token, `gh` heads sharing a key/value head) with an f16 cache, per
+            // (token, head) with an f32 one, each written to its own slice of att_out.
             let (q, kv) = (&s.q, &self.kv);
-            let gh = if !batched && matches!(kv, KvCache::F16 { .. }) {
+            let gh = if matches!(kv, KvCache::F16 { .. }) {
                 heads_per_item(cfg)
             } else {
                 1
@@ -746,6 +746,7 @@ impl<'m, 'a> Session<'m, 'a> {
                             &vt[v0..layer_end],
                             n_ctx,
                             scale,
+                            batched,
                             llama_n_kv(n_kv),
                             &mut sc.scores[..gh * n_kv],
                             &mut sc.q16[..gh * d],

@@ -32,15 +32,18 @@ impl Avx512Vnni {
         }
     }
 
-    /// `out[h * rows + r] = dot_f16_ggml(x[r * stride..][..n], y_h, n_pad)` for every head
+    /// `out[h * rows + r] = dot_f16_ggml(x[r * stride..][..n], y_h, n_pad)` (or, when `batched`,
+    /// `dot_f16_sgemm(x[r * stride..][..n], y_h)`: tinyBLAS's order) for every head
     /// `h < y.len() / n` and row `r < rows`, where `y_h = y[h * n..][..n]` holds f16 values widened
     /// to f32 (so each product is the one ggml forms from two f16). `rows = out.len() / heads`.
     ///
     /// # Panics
     /// If `n == 0`, `y.len()` is not a multiple of `n`, `out.len()` not a multiple of the number of
     /// heads, `n_pad < n`, or `x` is shorter than the last row's end.
+    #[allow(clippy::too_many_arguments)]
     pub fn dot_f16_rows_heads(
         self,
+        batched: bool,
         x: &[half::f16],
         stride: usize,
         y: &[f32],
@@ -83,27 +86,31 @@ impl Avx512Vnni {
                 // SAFETY: `self` proves the features; rows r0..r0 + k hold n f16 each in x (asserted
                 // above) and each y_h holds n f32.
                 unsafe {
-                    match g {
-                        1 => tile_heads::<1>(xt, stride, k, [yp(0)], n, n_pad, &mut tile),
-                        2 => tile_heads::<2>(xt, stride, k, [yp(0), yp(1)], n, n_pad, &mut tile),
-                        3 => tile_heads::<3>(
-                            xt,
-                            stride,
-                            k,
-                            [yp(0), yp(1), yp(2)],
-                            n,
-                            n_pad,
-                            &mut tile,
-                        ),
-                        _ => tile_heads::<4>(
-                            xt,
-                            stride,
-                            k,
-                            [yp(0), yp(1), yp(2), yp(3)],
-                            n,
-                            n_pad,
-                            &mut tile,
-                        ),
+                    match (g, batched) {
+                        (1, false) => tile_heads::<1>(xt, stride, k, [yp(0)], n, n_pad, &mut tile),
+                        (2, false) => {
+                            tile_heads::<2>(xt, stride, k, [yp(0), yp(1)], n, n_pad, &mut tile)
+                        }
+                        (3, false) => {
+                            let y = [yp(0), yp(1), yp(2)];
+                            tile_heads::<3>(xt, stride, k, y, n, n_pad, &mut tile)
+                        }
+                        (_, false) => {
+                            let y = [yp(0), yp(1), yp(2), yp(3)];
+                            tile_heads::<4>(xt, stride, k, y, n, n_pad, &mut tile)
+                        }
+                        (1, true) => tile_heads_sgemm::<1>(xt, stride, k, [yp(0)], n, &mut tile),
+                        (2, true) => {
+                            tile_heads_sgemm::<2>(xt, stride, k, [yp(0), yp(1)], n, &mut tile)
+                        }
+                        (3, true) => {
+                            let y = [yp(0), yp(1), yp(2)];
+                            tile_heads_sgemm::<3>(xt, stride, k, y, n, &mut tile)
+                        }
+                        (_, true) => {
+                            let y = [yp(0), yp(1), yp(2), yp(3)];
+                            tile_heads_sgemm::<4>(xt, stride, k, y, n, &mut tile)
+                        }
                     }
                 }
                 for (h, t) in tile.iter().enumerate().take(g) {
@@ -211,6 +218,69 @@ unsafe fn tile_heads<const G: usize>(
                 *o = sumf as f32;
             }
         }
+    }
+}
+
+/// [`tile_heads`] in tinyBLAS's order ([`Avx512Vnni::dot_f16_sgemm`], llama.cpp's products for a
+/// batch of tokens): per row and head one accumulator over 16-element steps (the last zero-filled),
+/// then gcc's `_mm512_reduce_add_ps` tree, done for 16 rows at once by [`reduce_add16x16`].
+///
+/// # Safety
+/// As [`tile_heads`].
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_heads_sgemm<const G: usize>(
+    x: *const u16,
+    stride: usize,
+    k: usize,
+    y: [*const f32; G],
+    n: usize,
+    out: &mut [[f32; TILE]; 4],
+) {
+    let zero = _mm512_setzero_ps();
+    // Every entry is written by the row loop before the reduction reads it.
+    let mut rowsum = [[core::mem::MaybeUninit::<__m512>::uninit(); TILE]; G];
+    for r in 0..TILE {
+        // Rows past k repeat the last one; their sums are dropped.
+        let xr = x.wrapping_add(r.min(k - 1) * stride);
+        prefetch_tile(
+            x.wrapping_add((r + PREFETCH_ROWS) * stride).cast(),
+            0,
+            2 * n,
+        );
+        let mut acc = [zero; G];
+        let mut i = 0;
+        while i + 16 <= n {
+            // SAFETY: i + 16 <= n elements at xr and every y[h] (caller).
+            unsafe {
+                let xv = load_f16x16(xr.add(i), 16);
+                for h in 0..G {
+                    acc[h] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y[h].add(i)), acc[h]);
+                }
+            }
+            i += 16;
+        }
+        if i < n {
+            let len = n - i;
+            let m = ((1u32 << len) - 1) as u16;
+            // SAFETY: i + len <= n elements at xr and every y[h] (caller); masked lanes are not
+            // read (zeros, as tinyBLAS's zero-padded last step).
+            unsafe {
+                let xv = load_f16x16(xr.add(i), len);
+                for h in 0..G {
+                    acc[h] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, y[h].add(i)), acc[h]);
+                }
+            }
+        }
+        for h in 0..G {
+            rowsum[h][r].write(acc[h]);
+        }
+    }
+    for h in 0..G {
+        // SAFETY: the loop over r in 0..TILE above wrote every rowsum[h][r].
+        let rows: [__m512; TILE] = core::array::from_fn(|r| unsafe { rowsum[h][r].assume_init() });
+        // SAFETY: `out[h]` holds 16 f32.
+        unsafe { _mm512_storeu_ps(out[h].as_mut_ptr(), reduce_add16x16(&rows)) };
     }
 }
 
