@@ -75,17 +75,17 @@ fn paths() -> Vec<Kernels> {
 }
 
 /// Sampling for one path: the SIMD paths take 20 samples over about a second; the scalar reference
-/// (up to ~100 ms a call) takes the minimum of 10 flat samples.
+/// (up to ~100 ms a call) 10 flat samples (the same iteration count each) over about a second.
 fn configure(g: &mut BenchmarkGroup<'_, WallTime>, isa: Isa) {
     if isa == Isa::Scalar {
         g.sample_size(10)
             .sampling_mode(SamplingMode::Flat)
             .warm_up_time(Duration::from_millis(100))
-            .measurement_time(Duration::from_millis(1500));
+            .measurement_time(Duration::from_secs(1));
     } else {
         g.sample_size(20)
             .sampling_mode(SamplingMode::Auto)
-            .warm_up_time(Duration::from_millis(300))
+            .warm_up_time(Duration::from_millis(200))
             .measurement_time(Duration::from_secs(1));
     }
 }
@@ -163,7 +163,7 @@ fn products(c: &mut Criterion) {
                 };
                 let wbytes = ty.row_bytes(rows * n).expect("whole blocks") as u64;
                 g.throughput(if t == 1 {
-                    Throughput::Bytes(wbytes)
+                    Throughput::BytesDecimal(wbytes)
                 } else {
                     Throughput::Elements((2 * rows * n * t) as u64)
                 });
@@ -222,7 +222,7 @@ fn stream(c: &mut Criterion) {
         let rb = ty.row_bytes(n).expect("whole blocks");
         // A multiple of 256 rows (whole packed groups of 16), about STREAM_BYTES.
         let rows = STREAM_BYTES / rb / 256 * 256;
-        g.throughput(Throughput::Bytes((rows * rb) as u64));
+        g.throughput(Throughput::BytesDecimal((rows * rb) as u64));
         let arb = ty.info().vec_dot_type.row_bytes(n).expect("whole blocks");
         let mut out = vec![0f32; rows];
         let suffix = if packs { "+packed" } else { "" };
@@ -252,7 +252,7 @@ fn stream(c: &mut Criterion) {
         });
     }
     let words = STREAM_BYTES / 8;
-    g.throughput(Throughput::Bytes(STREAM_BYTES as u64));
+    g.throughput(Throughput::BytesDecimal(STREAM_BYTES as u64));
     let buf = OnceCell::new();
     g.bench_function("read/sum", |b| {
         let buf = buf.get_or_init(|| (0..words as u64).collect::<Vec<u64>>());
