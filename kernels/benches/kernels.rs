@@ -206,7 +206,9 @@ fn stream(c: &mut Criterion) {
     let k = Kernels::best();
     let isa = k.isa();
     let mut g = c.benchmark_group("stream");
-    g.sample_size(20)
+    // 5-10 ms a call: 10 flat samples of ~20 calls each.
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     let n = 1536;
@@ -342,6 +344,9 @@ fn sgemm(c: &mut Criterion) {
                 continue; // the reference without hardware FMA: seconds per call
             }
             configure(&mut g, isa);
+            if isa == Isa::Scalar {
+                g.measurement_time(Duration::from_secs(2)); // ~90 ms a call
+            }
             let mut scratch = SgemmScratch::default();
             g.bench_function(format!("{isa}/{m}x{k}x{n}"), |b| {
                 b.iter(|| {
