@@ -17,9 +17,9 @@
 //!   (multiply and add counted separately).
 //! - `stream/<TYPE>/<isa>[+packed]`: one token against a ~128 MB matrix (four times this machine's
 //!   L3), so the weights come from DRAM: GB/s of weights, best path only (`Kernels::best()`, which
-//!   honours `INGOT_ISA`). `stream/read/sum` in the same run reads a buffer of the same size with a
-//!   plain sum of u64 words (the probe of `ingot bench --roofline`): the kernel's fraction of the
-//!   memory roofline is the ratio of the two.
+//!   honours `INGOT_ISA`). `stream/<TYPE>/<isa>[+packed]/read`, measured just before each, reads
+//!   as many bytes with a plain sum of u64 words (the probe of `ingot bench --roofline`): the
+//!   kernel's fraction of the memory roofline is the ratio of the pair.
 //! - `attention/decode/<isa>/n_kv=<N>`: `Kernels::attention_group_ggml` for one SmolLM2 layer of
 //!   one token (3 KV heads of 3 query heads each, head dim 64, f16 cache) over 128 and 512 cached
 //!   positions. Throughput = `4 * 64 * N * 9` elements (q·k and p·v of the 9 query heads over the
@@ -212,6 +212,7 @@ fn stream(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     let n = 1536;
+    let probe: OnceCell<Vec<u64>> = OnceCell::new();
     for (ty, packs) in [
         (QuantType::Q4_0, true),
         (QuantType::Q4_1, true),
@@ -224,13 +225,24 @@ fn stream(c: &mut Criterion) {
         let rb = ty.row_bytes(n).expect("whole blocks");
         // A multiple of 256 rows (whole packed groups of 16), about STREAM_BYTES.
         let rows = STREAM_BYTES / rb / 256 * 256;
-        g.throughput(Throughput::BytesDecimal((rows * rb) as u64));
+        let bytes = rows * rb;
+        g.throughput(Throughput::BytesDecimal(bytes as u64));
         let arb = ty.info().vec_dot_type.row_bytes(n).expect("whole blocks");
         let mut out = vec![0f32; rows];
-        let suffix = if packs { "+packed" } else { "" };
+        let id = format!("{ty}/{isa}{}", if packs { "+packed" } else { "" });
+        // The read probe over as many bytes, just before the product: the bandwidth at hand moves
+        // by ±20% within a minute here, so each product has its own roofline.
+        g.bench_function(format!("{id}/read"), |b| {
+            let words = &probe.get_or_init(|| (0..STREAM_BYTES as u64 / 8).collect())[..bytes / 8];
+            b.iter(|| {
+                black_box(words)
+                    .iter()
+                    .fold(0u64, |acc, &x| acc.wrapping_add(x))
+            })
+        });
         // Built on first use (criterion calls the closure once per sample) and dropped after.
         let data = OnceCell::new();
-        g.bench_function(format!("{ty}/{isa}{suffix}"), |b| {
+        g.bench_function(id, |b| {
             let (w, xa) = data.get_or_init(|| {
                 // 256 random rows repeated: the bytes a product reads from DRAM do not depend on
                 // their values, and quantizing 128 MB of floats would take seconds.
@@ -240,7 +252,7 @@ fn stream(c: &mut Criterion) {
                     packed::pack(ty, &tile, 256, n, &mut p);
                     tile = p;
                 }
-                let w: Vec<u8> = tile.iter().copied().cycle().take(rows * rb).collect();
+                let w: Vec<u8> = tile.iter().copied().cycle().take(bytes).collect();
                 (w, activations(&k, ty, rows, n, 1))
             });
             b.iter(|| {
@@ -253,17 +265,6 @@ fn stream(c: &mut Criterion) {
             })
         });
     }
-    let words = STREAM_BYTES / 8;
-    g.throughput(Throughput::BytesDecimal(STREAM_BYTES as u64));
-    let buf = OnceCell::new();
-    g.bench_function("read/sum", |b| {
-        let buf = buf.get_or_init(|| (0..words as u64).collect::<Vec<u64>>());
-        b.iter(|| {
-            black_box(buf)
-                .iter()
-                .fold(0u64, |acc, &x| acc.wrapping_add(x))
-        })
-    });
     g.finish();
 }
 

@@ -45,13 +45,13 @@ for ty in types:
         mm = cell([f"matmul16/{ty}/{p}/{s}" for s in shapes])
         print(f"| {ty} | {p} | {mv} | {mm} |")
 
-read = rate.get("stream/read/sum")
 print()
-print("| stream (~128 MB, one token) | GB/s | of `stream/read/sum` |")
-print("|---|---|---|")
-for i in sorted(i for i in rate if i.startswith("stream/")):
+print("| stream (134 MB, one token) | GB/s | read probe just before, GB/s | fraction |")
+print("|---|---|---|---|")
+for i in sorted(i for i in rate if i.startswith("stream/") and not i.endswith("/read")):
+    read = rate.get(i + "/read")
     frac = f"{100 * rate[i] / read:.0f}%" if read else "-"
-    print(f"| `{i}` | {rate[i]:.1f} | {frac} |")
+    print(f"| `{i}` | {rate[i]:.1f} | {read or 0:.1f} | {frac} |")
 
 print()
 print("| benchmark | GFLOP/s |")
