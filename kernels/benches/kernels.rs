@@ -15,9 +15,9 @@
 //! - `matmul16/<TYPE>/<isa>[+packed]/<rows>x<n>`: 16 tokens (the prefill path), same shapes.
 //!   Throughput = `2 * rows * n * 16` elements, i.e. **criterion's `elem/s` reads as FLOP/s**
 //!   (multiply and add counted separately).
-//! - `stream/<TYPE>/<isa>[+packed]`: one token against a ~128 MB matrix (four times this machine's
-//!   L3), so the weights come from DRAM: GB/s of weights, best path only (`Kernels::best()`, which
-//!   honours `INGOT_ISA`). `stream/<TYPE>/<isa>[+packed]/read`, measured just before each, reads
+//! - `stream/<TYPE>/<isa>[+packed]`: one token against a 134 MB (128 MiB) matrix (four times
+//!   this machine's L3), so the weights come from DRAM: GB/s of weights, best path only
+//!   (`Kernels::best()`, which honours `INGOT_ISA`). `stream/<TYPE>/<isa>[+packed]/read`, measured just before each, reads
 //!   as many bytes with a plain sum of u64 words (the probe of `ingot bench --roofline`): the
 //!   kernel's fraction of the memory roofline is the ratio of the pair.
 //! - `attention/decode/<isa>/n_kv=<N>`: `Kernels::attention_group_ggml` for one SmolLM2 layer of
@@ -29,8 +29,8 @@
 //!
 //! Inputs are random with a fixed seed; activations are quantized by each path's own
 //! `Kernels::quantize_batch` to the type's `vec_dot_type`, as the runtime does. The scalar path
-//! (the reference) is measured with few, flat samples so that the whole suite takes about ten
-//! minutes on two cores. Data is built when a benchmark first runs, so a filter skips the cost.
+//! (the reference) is measured with few, flat samples so that the whole suite takes 5-8 minutes
+//! on two cores. Data is built when a benchmark first runs, so a filter skips the cost.
 
 use std::cell::OnceCell;
 use std::hint::black_box;
