@@ -17,9 +17,10 @@
 //!   (multiply and add counted separately).
 //! - `stream/<TYPE>/<isa>[+packed]`: one token against a 134 MB (128 MiB) matrix (four times
 //!   this machine's L3), so the weights come from DRAM: GB/s of weights, best path only
-//!   (`Kernels::best()`, which honours `INGOT_ISA`). `stream/<TYPE>/<isa>[+packed]/read`, measured just before each, reads
-//!   as many bytes with a plain sum of u64 words (the probe of `ingot bench --roofline`): the
-//!   kernel's fraction of the memory roofline is the ratio of the pair.
+//!   (`Kernels::best()`, which honours `INGOT_ISA`). `stream/<TYPE>/<isa>[+packed]/read`,
+//!   measured just before each, reads as many bytes with a plain sum of u64 words (the probe of
+//!   `ingot bench --roofline`): the kernel's fraction of the memory roofline is the ratio of the
+//!   pair.
 //! - `attention/decode/<isa>/n_kv=<N>`: `Kernels::attention_group_ggml` for one SmolLM2 layer of
 //!   one token (3 KV heads of 3 query heads each, head dim 64, f16 cache) over 128 and 512 cached
 //!   positions. Throughput = `4 * 64 * N * 9` elements (q·k and p·v of the 9 query heads over the
