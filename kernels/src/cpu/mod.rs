@@ -8,5 +8,6 @@
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub(crate) mod kquants;
+pub(crate) mod packed_driver;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;

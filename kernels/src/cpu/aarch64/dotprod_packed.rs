@@ -23,7 +23,8 @@ use core::arch::aarch64::*;
 use super::dotprod::{idot_sdot, NeonDotprod};
 use super::neon::f16x4;
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS, Q8_0_MAX_BLOCKS};
+use crate::cpu::packed_driver::{panels_x_tiles, q4_0_tokens, GroupLanes};
+use crate::packed::{check_matmul_packed, PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed Q4_0 group-block (16 rows).
@@ -73,8 +74,33 @@ impl NeonDotprod {
     }
 }
 
-/// One 16-row group x `K` tokens over blocks `b0..b1`, continuing from `acc[q][k]` (rows
-/// `4q..4q + 4`, token `k`). `dx[(b - b0) * TT + k]` is token `k`'s f32 scale of block `b`.
+/// One token's sums of one 16-row group: rows `4q..4q + 4` in register `q`.
+impl GroupLanes for [float32x4_t; 4] {
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn zero() -> Self {
+        [vdupq_n_f32(0.0); 4]
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: 16 readable floats at p (caller); vld1q_f32 accepts any alignment of f32.
+        core::array::from_fn(|q| unsafe { vld1q_f32(p.add(4 * q)) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn store(self, p: *mut f32) {
+        for (q, v) in self.into_iter().enumerate() {
+            // SAFETY: 16 writable floats at p (caller).
+            unsafe { vst1q_f32(p.add(4 * q), v) };
+        }
+    }
+}
+
+/// One 16-row group x `K` tokens over blocks `b0..b1`, continuing from `acc[k][q]` (token `k`,
+/// rows `4q..4q + 4`). `dx[(b - b0) * TT + k]` is token `k`'s f32 scale of block `b`.
 ///
 /// # Safety
 /// `b1` group-blocks at `g`; `b1` Q8_0 blocks at each `x[k]`; `(b1 - b0) * TT` entries in `dx`;
@@ -86,15 +112,15 @@ unsafe fn tile<const K: usize>(
     x: [*const u8; K],
     (b0, b1): (usize, usize),
     dx: *const f32,
-    mut acc: [[float32x4_t; K]; 4],
-) -> [[float32x4_t; K]; 4] {
+    mut acc: [[float32x4_t; 4]; K],
+) -> [[float32x4_t; 4]; K] {
     let m = vdupq_n_u8(0x0f);
     let eight = vdupq_n_s8(8);
     // Activation byte offset of each code register's 4-byte steps (low, high nibbles per chunk).
     const OFFS: [usize; 8] = [0, 16, 4, 20, 8, 24, 12, 28];
     for b in b0..b1 {
         let e = (b - b0) * TT;
-        for (q, acc_q) in acc.iter_mut().enumerate() {
+        for q in 0..4 {
             // SAFETY: b < b1 group-blocks at g, Q8_0 blocks at each x[k], table entries (caller).
             unsafe {
                 let gb = g.add(b * GB);
@@ -107,7 +133,7 @@ unsafe fn tile<const K: usize>(
                     codes[2 * c] = vsubq_s8(lo, eight);
                     codes[2 * c + 1] = vsubq_s8(hi, eight);
                 }
-                for k in 0..K {
+                for (k, acc_k) in acc.iter_mut().enumerate() {
                     let y = x[k].add(b * XB + 2);
                     let ys = |o: usize| {
                         vreinterpretq_s8_s32(vdupq_n_s32(core::ptr::read_unaligned(
@@ -122,7 +148,7 @@ unsafe fn tile<const K: usize>(
                     }
                     let sumi = vaddq_s32(s0, s1);
                     let p = vmulq_n_f32(dw, *dx.add(e + k));
-                    acc_q[k] = vfmaq_f32(acc_q[k], vcvtq_f32_s32(sumi), p);
+                    acc_k[q] = vfmaq_f32(acc_k[q], vcvtq_f32_s32(sumi), p);
                 }
             }
         }
@@ -130,7 +156,8 @@ unsafe fn tile<const K: usize>(
     acc
 }
 
-/// Tokens `j0..j0 + K` against the row groups `r0..r1`, as the AVX-512 kernel's `tokens`.
+/// Tokens `j0..j0 + K` against the row groups `r0..r1`: [`q4_0_tokens`] (no correction table:
+/// the codes are signed) with [`tile`].
 ///
 /// # Safety
 /// As [`mm_q4_0x16`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`.
@@ -141,53 +168,23 @@ unsafe fn tokens<const K: usize>(
     w: *const u8,
     rb: usize,
     rows: usize,
-    (r0, r1): (usize, usize),
+    rr: (usize, usize),
     x: *const u8,
     stride: usize,
     j0: usize,
     nb: usize,
 ) {
-    let xs: [*const u8; K] = core::array::from_fn(|k| x.wrapping_add((j0 + k) * stride));
-    // Only the entries of the current chunk are read, each after it is written.
-    let mut dx = [core::mem::MaybeUninit::<f32>::uninit(); CHUNK_NB * TT];
-    let mut b0 = 0;
-    while b0 < nb {
-        let b1 = (b0 + CHUNK_NB).min(nb);
-        for b in b0..b1 {
-            for (k, xk) in xs.iter().enumerate() {
-                // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
-                let (d, _) = unsafe { q8_0_scale_and_sum(xk.add(b * XB)) };
-                dx[(b - b0) * TT + k].write(d);
-            }
-        }
-        let mut g = r0;
-        while g < r1 {
-            let grp = w.wrapping_add(g * rb);
-            let mut acc = [[vdupq_n_f32(0.0); K]; 4];
-            if b0 > 0 {
-                for (q, acc_q) in acc.iter_mut().enumerate() {
-                    for (k, a) in acc_q.iter_mut().enumerate() {
-                        let at = (j0 + k) * rows + g + 4 * q;
-                        // SAFETY: at + 4 <= t * rows = out.len() (caller: g + 16 <= rows,
-                        // j0 + k < t).
-                        *a = unsafe { vld1q_f32(out.as_ptr().add(at)) };
-                    }
-                }
-            }
-            // SAFETY: rows g..g + 16 are a whole group in bounds, tokens in bounds, the table's
-            // entries (b - b0) * TT + k for b0 <= b < b1, k < K written just above; the CPU has
-            // the features (this function's).
-            acc = unsafe { tile::<K>(grp, xs, (b0, b1), dx.as_ptr().cast::<f32>(), acc) };
-            for (q, acc_q) in acc.iter().enumerate() {
-                for (k, a) in acc_q.iter().enumerate() {
-                    let at = (j0 + k) * rows + g + 4 * q;
-                    // SAFETY: as for the load above.
-                    unsafe { vst1q_f32(out.as_mut_ptr().add(at), *a) };
-                }
-            }
-            g += PACK_ROWS;
-        }
-        b0 = b1;
+    // SAFETY: the caller's contract is `q4_0_tokens`'s; this function has NEON and dotprod; the
+    // tile gets the chunk's scale table for k < K, which is its contract.
+    unsafe {
+        q4_0_tokens::<[float32x4_t; 4], K, TT, { CHUNK_NB * TT }, false>(
+            out,
+            (w, rb, rows),
+            rr,
+            (x, stride, j0),
+            nb,
+            |g, xs, bb, (dx, _), acc| tile::<K>(g, xs, bb, dx, acc),
+        )
     }
 }
 
@@ -210,29 +207,19 @@ unsafe fn mm_q4_0x16(
     n: usize,
 ) {
     debug_assert_eq!(out.len(), t * rows);
-    debug_assert_eq!(rows % PACK_ROWS, 0);
     let nb = n / QK;
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
-    let mut r0 = 0;
-    while r0 < rows {
-        let rr = (r0, (r0 + panel).min(rows));
-        let mut j0 = 0;
-        while j0 < t {
-            let k = (t - j0).min(TT);
-            // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t; the caller's
-            // guarantees cover the rest.
-            unsafe {
-                match k {
-                    1 => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    _ => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
-                }
+    panels_x_tiles((rows, rb, PANEL_BYTES), t, TT, |rr, j0, k| {
+        // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t; the caller's
+        // guarantees cover the rest.
+        unsafe {
+            match k {
+                1 => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                2 => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                3 => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                _ => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
             }
-            j0 += k;
         }
-        r0 = rr.1;
-    }
+    });
 }
 
 /// Bytes of one packed Q8_0 group-block and of one Q4_1 group-block (16 rows).
@@ -552,31 +539,22 @@ unsafe fn mm_lanes<const KIND: u8>(
     } else {
         TT8
     };
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
-    let mut r0 = 0;
-    while r0 < rows {
-        let rr = (r0, (r0 + panel).min(rows));
-        let mut j0 = 0;
-        while j0 < t {
-            let k = (t - j0).min(tt);
-            // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t, k <= the
-            // type's tile; the caller's guarantees cover the rest.
-            unsafe {
-                match k {
-                    1 => tokens_lanes::<KIND, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens_lanes::<KIND, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens_lanes::<KIND, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    4 if KIND == Q8_0 => {
-                        tokens_lanes::<Q8_0, 4>(out, w, rb, rows, rr, x, stride, j0, nb)
-                    }
-                    4 if KIND == Q5_0 => {
-                        tokens_lanes::<Q5_0, 4>(out, w, rb, rows, rr, x, stride, j0, nb)
-                    }
-                    _ => unreachable!("a tile of {k} tokens"),
+    panels_x_tiles((rows, rb, PANEL_BYTES), t, tt, |rr, j0, k| {
+        // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t, k <= the type's
+        // tile; the caller's guarantees cover the rest.
+        unsafe {
+            match k {
+                1 => tokens_lanes::<KIND, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                2 => tokens_lanes::<KIND, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                3 => tokens_lanes::<KIND, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                4 if KIND == Q8_0 => {
+                    tokens_lanes::<Q8_0, 4>(out, w, rb, rows, rr, x, stride, j0, nb)
                 }
+                4 if KIND == Q5_0 => {
+                    tokens_lanes::<Q5_0, 4>(out, w, rb, rows, rr, x, stride, j0, nb)
+                }
+                _ => unreachable!("a tile of {k} tokens"),
             }
-            j0 += k;
         }
-        r0 = rr.1;
-    }
+    });
 }
