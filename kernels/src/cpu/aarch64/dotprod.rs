@@ -12,7 +12,7 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 
 use super::neon::Neon;
-use super::{codes, f16_at, int_kernels, matmul_body};
+use super::{codes, f16_at, int_kernels};
 use crate::blocks::QK;
 use crate::dispatch::check_matmul;
 use crate::reference::check_row;

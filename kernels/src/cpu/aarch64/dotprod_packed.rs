@@ -23,7 +23,7 @@ use core::arch::aarch64::*;
 use super::dotprod::{idot_sdot, NeonDotprod};
 use super::neon::f16x4;
 use crate::blocks::QK;
-use crate::cpu::packed_driver::{panels_x_tiles, q4_0_tokens, GroupLanes};
+use crate::cpu::driver::{panels_x_tiles, q4_0_tokens, GroupLanes};
 use crate::packed::{check_matmul_packed, PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 

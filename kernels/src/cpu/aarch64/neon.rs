@@ -18,7 +18,7 @@ use core::arch::asm;
 
 use half::f16;
 
-use super::{codes, f16_at, int_kernels, matmul_body};
+use super::{codes, f16_at, int_kernels};
 use crate::blocks::QK;
 use crate::dispatch::check_matmul;
 use crate::reference::{self, check_row, maxps};
@@ -265,7 +265,7 @@ dot_float!(dot_bf16, bf16x4, bf16x1);
 
 macro_rules! matmul_fns {
     ($($mm:ident => $kern:ident),* $(,)?) => {$(
-        /// Rows x tokens driver for one type: see [`super::matmul_body`] for the safety contract.
+        /// Rows x tokens driver for one type: see [`crate::cpu::matmul_body`] for the safety contract.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "neon")]
         unsafe fn $mm(

@@ -14,7 +14,6 @@ use core::ptr::read_unaligned;
 
 use half::f16;
 
-use super::matmul_body;
 use crate::blocks::QK;
 use crate::dispatch::check_matmul;
 use crate::reference::{self, check_row};
@@ -487,7 +486,7 @@ dot_float!(dot_bf16, bf16x8, bf16x1);
 
 macro_rules! matmul_fns {
     ($($mm:ident => $kern:ident),* $(,)?) => {$(
-        /// Rows x tokens driver for one type: see [`super::matmul_body`] for the safety contract.
+        /// Rows x tokens driver for one type: see [`crate::cpu::matmul_body`] for the safety contract.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $mm(

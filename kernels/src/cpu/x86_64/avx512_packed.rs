@@ -13,7 +13,7 @@ use core::arch::x86_64::*;
 
 use super::avx512::Avx512Vnni;
 use crate::blocks::QK;
-use crate::cpu::packed_driver::{panels_x_tiles, q4_0_tokens, GroupLanes};
+use crate::cpu::driver::{panels_x_tiles, q4_0_tokens, GroupLanes};
 use crate::packed::{check_matmul_packed, PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 

@@ -1,8 +1,12 @@
-//! The loops that every ISA's packed kernels ([`crate::packed`] layouts) share: row panels sized to
-//! stay in L2 and token tiles inside each ([`panels_x_tiles`]), and the Q4_0 driver that builds a
-//! chunk's per-block scale tables, then per 16-row group loads (or zeroes) the partial sums, runs the
-//! ISA's tile and stores them ([`q4_0_tokens`]). Each ISA module keeps only its tile arithmetic and
-//! its registers ([`GroupLanes`]).
+//! The loops that every ISA's kernels share, so that an ISA module holds only its tile
+//! arithmetic and its registers:
+//!
+//! - packed kernels ([`crate::packed`] layouts): row panels sized to stay in L2 with token tiles
+//!   inside each ([`panels_x_tiles`]), and the Q4_0 driver that builds a chunk's per-block scale
+//!   tables, then per 16-row group loads (or zeroes) the partial sums, runs the ISA's tile and
+//!   stores them ([`q4_0_tokens`], registers through [`GroupLanes`]);
+//! - row-major kernels: each weight row against every token, four at a time ([`rows_x_tokens`],
+//!   through [`crate::cpu::matmul_body`]).
 //!
 //! Everything here is `#[inline(always)]` generic code: it is monomorphised inside the caller's
 //! `#[target_feature]` function, and the tile closures defined there inherit its features, so the
@@ -140,5 +144,45 @@ pub(crate) unsafe fn q4_0_tokens<
             g += PACK_ROWS;
         }
         b0 = b1;
+    }
+}
+
+/// Row-major weights x tokens: `out[j * rows + r] = dot(W[r], X[j])` with each weight row dotted
+/// with every token while it is hot in L1, four tokens per `four(w_r, [x_j, .., x_j+3])` call and
+/// the last `t % 4` by `one(w_r, [x_j])` (the ISA kernel's `::<4>` and `::<1>` instances, which
+/// run the same operations per token, so the split does not change any bit). Used through
+/// [`crate::cpu::matmul_body`].
+///
+/// # Safety
+/// `w` holds `rows` rows of `rb` bytes, `x` holds `t` activation rows `stride` bytes apart,
+/// `out.len() == t * rows`, and `four` / `one` are sound for any row `w_r` and tokens `x_j` of
+/// these (the CPU has the kernel's features).
+#[inline(always)]
+pub(crate) unsafe fn rows_x_tokens(
+    out: &mut [f32],
+    (w, rb, rows): (*const u8, usize, usize),
+    (x, stride, t): (*const u8, usize, usize),
+    mut four: impl FnMut(*const u8, [*const u8; 4]) -> [f32; 4],
+    mut one: impl FnMut(*const u8, [*const u8; 1]) -> [f32; 1],
+) {
+    debug_assert_eq!(out.len(), t * rows);
+    for r in 0..rows {
+        // In bounds by the caller's guarantees (r < rows, j < t); wrapping_add keeps the
+        // pointer arithmetic itself safe.
+        let wr = w.wrapping_add(r * rb);
+        let xrow = |j: usize| x.wrapping_add(j * stride);
+        let mut j = 0;
+        while j + 4 <= t {
+            let v = four(wr, [xrow(j), xrow(j + 1), xrow(j + 2), xrow(j + 3)]);
+            for (k, v) in v.into_iter().enumerate() {
+                out[(j + k) * rows + r] = v;
+            }
+            j += 4;
+        }
+        while j < t {
+            let [v] = one(wr, [xrow(j)]);
+            out[j * rows + r] = v;
+            j += 1;
+        }
     }
 }
