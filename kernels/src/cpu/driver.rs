@@ -12,10 +12,47 @@
 //! `#[target_feature]` function, and the tile closures defined there inherit its features, so the
 //! intrinsics of a tile still inline into code compiled for that ISA.
 
-use crate::packed::{q8_0_scale_and_sum, PACK_ROWS};
+use crate::dispatch::check_matmul;
+use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS};
+use crate::QuantType;
 
 /// Bytes of one Q8_0 activation block.
 const XB: usize = 34;
+
+/// A product kernel over raw buffers, `f(out, w, rb, rows, x, stride, t, n)`: `w` holds `rows`
+/// rows of `rb` bytes (`n / QK` blocks each), `x` holds `t` activation rows `stride` bytes apart,
+/// `out.len() == t * rows`; the CPU has the features the kernel is compiled with.
+pub(crate) type ProductFn =
+    unsafe fn(&mut [f32], *const u8, usize, usize, *const u8, usize, usize, usize);
+
+/// [`crate::Kernels::matmul_packed`] by `kernel`, the ISA's packed kernel for `ty`: the shapes
+/// checked ([`check_matmul_packed`], which panics on a mismatch), then one call.
+///
+/// # Safety
+/// `kernel` computes the packed product of `ty` under [`ProductFn`]'s contract (for all but Q4_0
+/// it may rely on rows of at most [`crate::packed::Q8_0_MAX_BLOCKS`] blocks, which `packable`
+/// bounds) and the CPU has its features.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+#[track_caller]
+pub(crate) unsafe fn matmul_packed_with(
+    kernel: ProductFn,
+    ty: QuantType,
+    out: &mut [f32],
+    w: &[u8],
+    rows: usize,
+    x: &[u8],
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
+    // SAFETY: `check_matmul_packed` established a packable matrix of `ty` (rows a multiple of 16;
+    // all but Q4_0 of at most Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation
+    // rows of n / QK blocks of its activation type `stride` bytes apart in x, and
+    // out.len() == t * rows; the CPU has the kernel's features (caller).
+    unsafe { kernel(out, w.as_ptr(), rb, rows, x.as_ptr(), stride, t, n) }
+}
 
 /// Rows per panel: as many whole groups of [`PACK_ROWS`] rows of `rb` bytes as fit in
 /// `panel_bytes`, at least one.
@@ -145,6 +182,32 @@ pub(crate) unsafe fn q4_0_tokens<
         }
         b0 = b1;
     }
+}
+
+/// [`crate::Kernels::matmul`] by `kernel`, the ISA's row-major kernel for `ty`: the shapes
+/// checked ([`check_matmul`], which panics on a mismatch), then one call.
+///
+/// # Safety
+/// `kernel` computes the row-major product of `ty` under [`ProductFn`]'s contract and the CPU has
+/// its features.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+#[track_caller]
+pub(crate) unsafe fn matmul_with(
+    kernel: ProductFn,
+    ty: QuantType,
+    out: &mut [f32],
+    w: &[u8],
+    rows: usize,
+    x: &[u8],
+    stride: usize,
+    t: usize,
+    n: usize,
+) {
+    let rb = check_matmul(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
+    // SAFETY: `check_matmul` established rows * rb bytes of W, t activation rows `stride` apart
+    // inside x, and out.len() == t * rows; the CPU has the kernel's features (caller).
+    unsafe { kernel(out, w.as_ptr(), rb, rows, x.as_ptr(), stride, t, n) }
 }
 
 /// Row-major weights x tokens: `out[j * rows + r] = dot(W[r], X[j])` with each weight row dotted

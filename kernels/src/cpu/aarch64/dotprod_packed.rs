@@ -23,8 +23,8 @@ use core::arch::aarch64::*;
 use super::dotprod::{idot_sdot, NeonDotprod};
 use super::neon::f16x4;
 use crate::blocks::QK;
-use crate::cpu::driver::{panels_x_tiles, q4_0_tokens, GroupLanes};
-use crate::packed::{check_matmul_packed, PACK_ROWS, Q8_0_MAX_BLOCKS};
+use crate::cpu::driver::{matmul_packed_with, panels_x_tiles, q4_0_tokens, GroupLanes, ProductFn};
+use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed Q4_0 group-block (16 rows).
@@ -56,21 +56,17 @@ impl NeonDotprod {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-        let (w, x) = (w.as_ptr(), x.as_ptr());
-        // SAFETY: `self` proves neon+dotprod (only `detect` builds it); `check_matmul_packed`
-        // established a packable matrix of `ty` (any packed type; all but Q4_0 of at most
-        // Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows of n / QK blocks
-        // of its activation type `stride` bytes apart in x, and out.len() == t * rows.
-        unsafe {
-            match ty {
-                QuantType::Q8_0 => mm_lanes::<Q8_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => mm_lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => mm_lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => mm_lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
-                _ => mm_q4_0x16(out, w, rb, rows, x, stride, t, n),
-            }
-        }
+        let kernel: ProductFn = match ty {
+            QuantType::Q8_0 => mm_lanes::<Q8_0>,
+            QuantType::Q4_1 => mm_lanes::<Q4_1>,
+            QuantType::Q5_0 => mm_lanes::<Q5_0>,
+            QuantType::Q5_1 => mm_lanes::<Q5_1>,
+            _ => mm_q4_0x16,
+        };
+        // SAFETY: `self` proves neon+dotprod (only `detect` builds it), the kernels' features;
+        // each computes the packed product of its type under `ProductFn`'s contract (Q4_0 for
+        // any other type: `check_matmul_packed` rejects what is not packable).
+        unsafe { matmul_packed_with(kernel, ty, out, w, rows, x, stride, t, n) }
     }
 }
 

@@ -233,7 +233,7 @@ macro_rules! int_kernels {
         }
     };
     (@mm $feat:literal, $($mm:ident => $kern:ident),*) => {$(
-        /// Rows x tokens driver for one type: see [`crate::cpu::matmul_body`] for the safety contract.
+        /// Rows x tokens driver for one type: see `cpu::matmul_body!` for the safety contract.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = $feat)]
         unsafe fn $mm(

@@ -28,8 +28,8 @@ use core::arch::x86_64::*;
 use super::avx2::Avx2;
 use super::avxvnni::{AvxVnni, Dpbusd, Emulated, Native};
 use crate::blocks::QK;
-use crate::cpu::driver::{panels_x_tiles, q4_0_tokens, GroupLanes};
-use crate::packed::{check_matmul_packed, PACK_ROWS, Q8_0_MAX_BLOCKS};
+use crate::cpu::driver::{matmul_packed_with, panels_x_tiles, q4_0_tokens, GroupLanes, ProductFn};
+use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed Q4_0 group-block (16 rows).
@@ -168,26 +168,44 @@ pub(super) fn matmul_packed_vnni<const NATIVE: bool>(
     n: usize,
 ) {
     assert_eq!(NATIVE, k.is_native());
-    let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-    let (w, x) = (w.as_ptr(), x.as_ptr());
-    macro_rules! go {
-        ($lanes:ident, $q4_0:ident) => {
-            match ty {
-                QuantType::Q8_0 => $lanes::<Q8_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => $lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => $lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => $lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
-                _ => $q4_0(out, w, rb, rows, x, stride, t, n),
-            }
-        };
-    }
-    if NATIVE {
-        // SAFETY: `k` is native (asserted), so `AvxVnni::detect` found avx2/fma/f16c + avxvnni;
-        // `check_matmul_packed` established the buffers as in `Avx2::matmul_packed`.
-        unsafe { go!(lanes_native, q4_0_native) }
+    let kernel = if NATIVE {
+        kernel_for(
+            ty,
+            [
+                lanes_native::<Q8_0>,
+                lanes_native::<Q4_1>,
+                lanes_native::<Q5_0>,
+                lanes_native::<Q5_1>,
+                q4_0_native,
+            ],
+        )
     } else {
-        // SAFETY: `k` holds the Avx2 token (avx2/fma/f16c); buffers as above.
-        unsafe { go!(lanes_emulated, q4_0_emulated) }
+        kernel_for(
+            ty,
+            [
+                lanes_emulated::<Q8_0>,
+                lanes_emulated::<Q4_1>,
+                lanes_emulated::<Q5_0>,
+                lanes_emulated::<Q5_1>,
+                q4_0_emulated,
+            ],
+        )
+    };
+    // SAFETY: native: `k` is native (asserted), so `AvxVnni::detect` found avx2/fma/f16c +
+    // avxvnni; emulated: `k` holds the Avx2 token (avx2/fma/f16c): the kernels' features. Each
+    // computes the packed product of its type under `ProductFn`'s contract.
+    unsafe { matmul_packed_with(kernel, ty, out, w, rows, x, stride, t, n) }
+}
+
+/// The kernel of `ty` among one dot's `[Q8_0, Q4_1, Q5_0, Q5_1, Q4_0]` kernels (Q4_0 for any other
+/// type: `check_matmul_packed` rejects what is not packable).
+fn kernel_for(ty: QuantType, kernels: [ProductFn; 5]) -> ProductFn {
+    match ty {
+        QuantType::Q8_0 => kernels[0],
+        QuantType::Q4_1 => kernels[1],
+        QuantType::Q5_0 => kernels[2],
+        QuantType::Q5_1 => kernels[3],
+        _ => kernels[4],
     }
 }
 
@@ -253,21 +271,19 @@ impl Avx2 {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-        let (w, x) = (w.as_ptr(), x.as_ptr());
-        // SAFETY: `self` proves avx2/fma/f16c (only `detect` builds it); `check_matmul_packed`
-        // established a packable matrix of `ty` (any packed type; all but Q4_0 of at most
-        // Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows of n / QK blocks
-        // of its activation type `stride` bytes apart in x, and out.len() == t * rows.
-        unsafe {
-            match ty {
-                QuantType::Q8_0 => mm_lanes::<Maddubs, Q8_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => mm_lanes::<Maddubs, Q4_1>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => mm_lanes::<Maddubs, Q5_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => mm_lanes::<Maddubs, Q5_1>(out, w, rb, rows, x, stride, t, n),
-                _ => mm_q4_0x16::<Maddubs>(out, w, rb, rows, x, stride, t, n),
-            }
-        }
+        let kernel = kernel_for(
+            ty,
+            [
+                mm_lanes::<Maddubs, Q8_0>,
+                mm_lanes::<Maddubs, Q4_1>,
+                mm_lanes::<Maddubs, Q5_0>,
+                mm_lanes::<Maddubs, Q5_1>,
+                mm_q4_0x16::<Maddubs>,
+            ],
+        );
+        // SAFETY: `self` proves avx2/fma/f16c (only `detect` builds it), the kernels' features;
+        // each computes the packed product of its type under `ProductFn`'s contract.
+        unsafe { matmul_packed_with(kernel, ty, out, w, rows, x, stride, t, n) }
     }
 }
 

@@ -13,8 +13,8 @@ use core::arch::x86_64::*;
 
 use super::avx512::Avx512Vnni;
 use crate::blocks::QK;
-use crate::cpu::driver::{panels_x_tiles, q4_0_tokens, GroupLanes};
-use crate::packed::{check_matmul_packed, PACK_ROWS, Q8_0_MAX_BLOCKS};
+use crate::cpu::driver::{matmul_packed_with, panels_x_tiles, q4_0_tokens, GroupLanes, ProductFn};
+use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed group-block (16 rows): Q8_0 when `Q8`, else Q4_0.
@@ -55,22 +55,17 @@ impl Avx512Vnni {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-        // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it);
-        // `check_matmul_packed` established a packable matrix of `ty` (any packed type; all but
-        // Q4_0 of at most Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows
-        // of n / QK blocks of its activation type `stride` bytes apart in x, and
-        // out.len() == t * rows.
-        unsafe {
-            let (w, x) = (w.as_ptr(), x.as_ptr());
-            match ty {
-                QuantType::Q8_0 => mm_packed::<true>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => mm_packed_lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => mm_packed_lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => mm_packed_lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
-                _ => mm_packed::<false>(out, w, rb, rows, x, stride, t, n),
-            }
-        }
+        let kernel: ProductFn = match ty {
+            QuantType::Q8_0 => mm_packed::<true>,
+            QuantType::Q4_1 => mm_packed_lanes::<Q4_1>,
+            QuantType::Q5_0 => mm_packed_lanes::<Q5_0>,
+            QuantType::Q5_1 => mm_packed_lanes::<Q5_1>,
+            _ => mm_packed::<false>,
+        };
+        // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it), the
+        // kernels' features; each computes the packed product of its type under `ProductFn`'s
+        // contract (Q4_0 for any other type: `check_matmul_packed` rejects what is not packable).
+        unsafe { matmul_packed_with(kernel, ty, out, w, rows, x, stride, t, n) }
     }
 }
 
