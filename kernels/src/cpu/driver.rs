@@ -6,7 +6,9 @@
 //!   tables, then per 16-row group loads (or zeroes) the partial sums, runs the ISA's tile and
 //!   stores them ([`q4_0_tokens`], registers through [`GroupLanes`]);
 //! - row-major kernels: each weight row against every token, four at a time ([`rows_x_tokens`],
-//!   through [`crate::cpu::matmul_body`]).
+//!   through [`crate::cpu::matmul_body`]);
+//! - the entry of both families ([`product_with`]): the shape check, then one call of the ISA's
+//!   kernel for the type, so each ISA's `matmul` / `matmul_packed` is its type -> kernel table.
 //!
 //! Everything here is `#[inline(always)]` generic code: it is monomorphised inside the caller's
 //! `#[target_feature]` function, and the tile closures defined there inherit its features, so the
@@ -25,17 +27,18 @@ const XB: usize = 34;
 pub(crate) type ProductFn =
     unsafe fn(&mut [f32], *const u8, usize, usize, *const u8, usize, usize, usize);
 
-/// [`crate::Kernels::matmul_packed`] by `kernel`, the ISA's packed kernel for `ty`: the shapes
-/// checked ([`check_matmul_packed`], which panics on a mismatch), then one call.
+/// [`crate::Kernels::matmul_packed`] (`PACKED`) or [`crate::Kernels::matmul`] by `kernel`, the
+/// ISA's kernel of that family for `ty`: the shapes checked ([`check_matmul_packed`] /
+/// [`check_matmul`], which panic on a mismatch), then one call.
 ///
 /// # Safety
-/// `kernel` computes the packed product of `ty` under [`ProductFn`]'s contract (for all but Q4_0
-/// it may rely on rows of at most [`crate::packed::Q8_0_MAX_BLOCKS`] blocks, which `packable`
-/// bounds) and the CPU has its features.
+/// `kernel` computes the product of `ty` (packed when `PACKED`) under [`ProductFn`]'s contract
+/// (packed, for all but Q4_0, it may rely on rows of at most [`crate::packed::Q8_0_MAX_BLOCKS`]
+/// blocks, which `packable` bounds) and the CPU has its features.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 #[track_caller]
-pub(crate) unsafe fn matmul_packed_with(
+pub(crate) unsafe fn product_with<const PACKED: bool>(
     kernel: ProductFn,
     ty: QuantType,
     out: &mut [f32],
@@ -46,11 +49,16 @@ pub(crate) unsafe fn matmul_packed_with(
     t: usize,
     n: usize,
 ) {
-    let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-    // SAFETY: `check_matmul_packed` established a packable matrix of `ty` (rows a multiple of 16;
-    // all but Q4_0 of at most Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation
-    // rows of n / QK blocks of its activation type `stride` bytes apart in x, and
-    // out.len() == t * rows; the CPU has the kernel's features (caller).
+    let (o, wl, xl) = (out.len(), w.len(), x.len());
+    let rb = if PACKED {
+        check_matmul_packed(ty, o, wl, rows, xl, stride, t, n)
+    } else {
+        check_matmul(ty, o, wl, rows, xl, stride, t, n)
+    };
+    // SAFETY: the check established rows * rb bytes of W (packed: a packable matrix of `ty`, rows
+    // a multiple of 16, all but Q4_0 of at most Q8_0_MAX_BLOCKS blocks per row), t activation rows
+    // of n elements of its activation type `stride` bytes apart in x, and out.len() == t * rows;
+    // the CPU has the kernel's features (caller).
     unsafe { kernel(out, w.as_ptr(), rb, rows, x.as_ptr(), stride, t, n) }
 }
 
@@ -182,32 +190,6 @@ pub(crate) unsafe fn q4_0_tokens<
         }
         b0 = b1;
     }
-}
-
-/// [`crate::Kernels::matmul`] by `kernel`, the ISA's row-major kernel for `ty`: the shapes
-/// checked ([`check_matmul`], which panics on a mismatch), then one call.
-///
-/// # Safety
-/// `kernel` computes the row-major product of `ty` under [`ProductFn`]'s contract and the CPU has
-/// its features.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-#[track_caller]
-pub(crate) unsafe fn matmul_with(
-    kernel: ProductFn,
-    ty: QuantType,
-    out: &mut [f32],
-    w: &[u8],
-    rows: usize,
-    x: &[u8],
-    stride: usize,
-    t: usize,
-    n: usize,
-) {
-    let rb = check_matmul(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-    // SAFETY: `check_matmul` established rows * rb bytes of W, t activation rows `stride` apart
-    // inside x, and out.len() == t * rows; the CPU has the kernel's features (caller).
-    unsafe { kernel(out, w.as_ptr(), rb, rows, x.as_ptr(), stride, t, n) }
 }
 
 /// Row-major weights x tokens: `out[j * rows + r] = dot(W[r], X[j])` with each weight row dotted

@@ -14,7 +14,7 @@ use core::arch::asm;
 use super::neon::Neon;
 use super::{codes, f16_at, int_kernels};
 use crate::blocks::QK;
-use crate::cpu::driver::{matmul_with, ProductFn};
+use crate::cpu::driver::{product_with, ProductFn};
 use crate::reference::check_row;
 use crate::QuantType;
 
@@ -90,7 +90,7 @@ impl NeonDotprod {
         };
         // SAFETY: `self` proves neon+dotprod (only `detect` builds it), the kernels' features;
         // each computes the row-major product of its type under `ProductFn`'s contract.
-        unsafe { matmul_with(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
+        unsafe { product_with::<false>(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
     }
 
     /// Same contract and bytes as [`crate::reference::quantize_activations`] (the NEON

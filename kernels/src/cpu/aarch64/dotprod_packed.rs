@@ -23,7 +23,7 @@ use core::arch::aarch64::*;
 use super::dotprod::{idot_sdot, NeonDotprod};
 use super::neon::f16x4;
 use crate::blocks::QK;
-use crate::cpu::driver::{matmul_packed_with, panels_x_tiles, q4_0_tokens, GroupLanes, ProductFn};
+use crate::cpu::driver::{panels_x_tiles, product_with, q4_0_tokens, GroupLanes, ProductFn};
 use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
@@ -66,7 +66,7 @@ impl NeonDotprod {
         // SAFETY: `self` proves neon+dotprod (only `detect` builds it), the kernels' features;
         // each computes the packed product of its type under `ProductFn`'s contract (Q4_0 for
         // any other type: `check_matmul_packed` rejects what is not packable).
-        unsafe { matmul_packed_with(kernel, ty, out, w, rows, x, stride, t, n) }
+        unsafe { product_with::<true>(kernel, ty, out, w, rows, x, stride, t, n) }
     }
 }
 

@@ -20,7 +20,7 @@ use half::f16;
 
 use super::{codes, f16_at, int_kernels};
 use crate::blocks::QK;
-use crate::cpu::driver::{matmul_with, ProductFn};
+use crate::cpu::driver::{product_with, ProductFn};
 use crate::reference::{self, check_row, maxps};
 use crate::QuantType;
 
@@ -91,7 +91,7 @@ impl Neon {
         };
         // SAFETY: `self` proves NEON (only `detect` builds it), the kernels' features; each
         // computes the row-major product of its type under `ProductFn`'s contract.
-        unsafe { matmul_with(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
+        unsafe { product_with::<false>(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
     }
 
     /// Same contract and bytes as [`crate::reference::quantize_activations`]: Q8_0, Q8_1 and F16

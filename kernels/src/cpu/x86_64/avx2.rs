@@ -15,7 +15,7 @@ use core::ptr::read_unaligned;
 use half::f16;
 
 use crate::blocks::QK;
-use crate::cpu::driver::{matmul_with, ProductFn};
+use crate::cpu::driver::{product_with, ProductFn};
 use crate::reference::{self, check_row};
 use crate::QuantType;
 
@@ -89,7 +89,7 @@ impl Avx2 {
         };
         // SAFETY: `self` proves avx2+fma+f16c (only `detect` builds it), the kernels'
         // features; each computes the row-major product of its type under `ProductFn`'s contract.
-        unsafe { matmul_with(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
+        unsafe { product_with::<false>(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
     }
 
     /// Same contract and bytes as [`crate::reference::quantize_activations`]: Q8_0, Q8_1 and F16

@@ -28,7 +28,7 @@ use core::arch::x86_64::*;
 use super::avx2::Avx2;
 use super::avxvnni::{AvxVnni, Dpbusd, Emulated, Native};
 use crate::blocks::QK;
-use crate::cpu::driver::{matmul_packed_with, panels_x_tiles, q4_0_tokens, GroupLanes, ProductFn};
+use crate::cpu::driver::{panels_x_tiles, product_with, q4_0_tokens, GroupLanes, ProductFn};
 use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
@@ -194,7 +194,7 @@ pub(super) fn matmul_packed_vnni<const NATIVE: bool>(
     // SAFETY: native: `k` is native (asserted), so `AvxVnni::detect` found avx2/fma/f16c +
     // avxvnni; emulated: `k` holds the Avx2 token (avx2/fma/f16c): the kernels' features. Each
     // computes the packed product of its type under `ProductFn`'s contract.
-    unsafe { matmul_packed_with(kernel, ty, out, w, rows, x, stride, t, n) }
+    unsafe { product_with::<true>(kernel, ty, out, w, rows, x, stride, t, n) }
 }
 
 /// The kernel of `ty` among one dot's `[Q8_0, Q4_1, Q5_0, Q5_1, Q4_0]` kernels (Q4_0 for any other
@@ -283,7 +283,7 @@ impl Avx2 {
         );
         // SAFETY: `self` proves avx2/fma/f16c (only `detect` builds it), the kernels' features;
         // each computes the packed product of its type under `ProductFn`'s contract.
-        unsafe { matmul_packed_with(kernel, ty, out, w, rows, x, stride, t, n) }
+        unsafe { product_with::<true>(kernel, ty, out, w, rows, x, stride, t, n) }
     }
 }
 

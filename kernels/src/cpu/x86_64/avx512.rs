@@ -16,7 +16,7 @@ use half::f16;
 
 use super::avx2::{hsum_ps, load32, load_f16x1, load_f16x2, nibbles32, q5_high_bits, Avx2};
 use crate::blocks::QK;
-use crate::cpu::driver::{matmul_with, ProductFn};
+use crate::cpu::driver::{product_with, ProductFn};
 use crate::reference::check_row;
 use crate::QuantType;
 
@@ -102,7 +102,7 @@ impl Avx512Vnni {
         // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it),
         // the kernels' features; each computes the row-major product of its type under
         // `ProductFn`'s contract.
-        unsafe { matmul_with(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
+        unsafe { product_with::<false>(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
     }
 
     /// ggml's `ggml_vec_dot_f16` as built for AVX-512 (no AVX512-FP16), over a row that ggml sees

@@ -13,7 +13,7 @@ use core::arch::x86_64::*;
 
 use super::avx512::Avx512Vnni;
 use crate::blocks::QK;
-use crate::cpu::driver::{matmul_packed_with, panels_x_tiles, q4_0_tokens, GroupLanes, ProductFn};
+use crate::cpu::driver::{panels_x_tiles, product_with, q4_0_tokens, GroupLanes, ProductFn};
 use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
@@ -65,7 +65,7 @@ impl Avx512Vnni {
         // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it), the
         // kernels' features; each computes the packed product of its type under `ProductFn`'s
         // contract (Q4_0 for any other type: `check_matmul_packed` rejects what is not packable).
-        unsafe { matmul_packed_with(kernel, ty, out, w, rows, x, stride, t, n) }
+        unsafe { product_with::<true>(kernel, ty, out, w, rows, x, stride, t, n) }
     }
 }
 
