@@ -4,6 +4,12 @@
 //! is `detect()` (so holding one proves the CPU has the features) and safe methods on it that run
 //! whole inner loops inside `#[target_feature]` functions. [`crate::dispatch::Kernels`] picks one.
 //! Every path is tested against [`crate::reference`] in `tests/simd_conformance.rs`.
+//!
+//! The loops around the arithmetic are written once, in `driver`: the entry of a product (shape
+//! check, then the ISA's kernel for the type), the row-major rows x tokens loop (`matmul_body!`)
+//! and the packed kernels' row panels, token tiles, scale tables and stores. An ISA module holds
+//! its tiles (the per-type inner arithmetic) and calls the driver from inside its
+//! `#[target_feature]` functions, where the `#[inline(always)]` driver is monomorphised.
 
 /// Rows x tokens driver of the row-major kernels, shared by every ISA module: expands to the body
 /// of a `#[target_feature]` `unsafe fn` with parameters `(out: &mut [f32], w: *const u8, rb: usize,
