@@ -327,12 +327,14 @@ unsafe fn tile<P: PackedDot, const K: usize>(
     (b0, b1): (usize, usize),
     dx: *const f32,
     cy: *const i32,
-    mut acc: [[__m256; 2]; K],
+    acc: [[__m256; 2]; K],
 ) -> [[__m256; 2]; K] {
+    // Rows-half-major inside the loop (`a[h][k]`), as the registers are used.
+    let mut a: [[__m256; K]; 2] = core::array::from_fn(|h| core::array::from_fn(|k| acc[k][h]));
     let m = _mm256_set1_epi8(0x0f);
     for b in b0..b1 {
         let e = (b - b0) * TT;
-        for h in 0..2 {
+        for (h, acc_h) in a.iter_mut().enumerate() {
             // SAFETY: b < b1 group-blocks at g, Q8_0 blocks at each x[k], table entries (caller).
             unsafe {
                 let gb = g.add(b * GB);
@@ -343,16 +345,16 @@ unsafe fn tile<P: PackedDot, const K: usize>(
                     codes[2 * c] = _mm256_and_si256(v, m);
                     codes[2 * c + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m);
                 }
-                for (k, acc_k) in acc.iter_mut().enumerate() {
+                for k in 0..K {
                     let y = x[k].add(b * XB + 2);
                     let sumi = P::q4_0_block(_mm256_set1_epi32(*cy.add(e + k)), &codes, y);
                     let p = _mm256_mul_ps(dw, _mm256_set1_ps(*dx.add(e + k)));
-                    acc_k[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, acc_k[h]);
+                    acc_h[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, acc_h[k]);
                 }
             }
         }
     }
-    acc
+    core::array::from_fn(|k| [a[0][k], a[1][k]])
 }
 
 /// Tokens `j0..j0 + K` against the row groups `r0..r1`: [`q4_0_tokens`] with [`tile`].
