@@ -108,15 +108,18 @@ unsafe fn tile<const K: usize>(
     x: [*const u8; K],
     (b0, b1): (usize, usize),
     dx: *const f32,
-    mut acc: [[float32x4_t; 4]; K],
+    acc: [[float32x4_t; 4]; K],
 ) -> [[float32x4_t; 4]; K] {
+    // Quarter-major inside the loop (`a[q][k]`), as the registers are used.
+    let mut a: [[float32x4_t; K]; 4] =
+        core::array::from_fn(|q| core::array::from_fn(|k| acc[k][q]));
     let m = vdupq_n_u8(0x0f);
     let eight = vdupq_n_s8(8);
     // Activation byte offset of each code register's 4-byte steps (low, high nibbles per chunk).
     const OFFS: [usize; 8] = [0, 16, 4, 20, 8, 24, 12, 28];
     for b in b0..b1 {
         let e = (b - b0) * TT;
-        for q in 0..4 {
+        for (q, acc_q) in a.iter_mut().enumerate() {
             // SAFETY: b < b1 group-blocks at g, Q8_0 blocks at each x[k], table entries (caller).
             unsafe {
                 let gb = g.add(b * GB);
@@ -129,7 +132,7 @@ unsafe fn tile<const K: usize>(
                     codes[2 * c] = vsubq_s8(lo, eight);
                     codes[2 * c + 1] = vsubq_s8(hi, eight);
                 }
-                for (k, acc_k) in acc.iter_mut().enumerate() {
+                for k in 0..K {
                     let y = x[k].add(b * XB + 2);
                     let ys = |o: usize| {
                         vreinterpretq_s8_s32(vdupq_n_s32(core::ptr::read_unaligned(
@@ -144,12 +147,12 @@ unsafe fn tile<const K: usize>(
                     }
                     let sumi = vaddq_s32(s0, s1);
                     let p = vmulq_n_f32(dw, *dx.add(e + k));
-                    acc_k[q] = vfmaq_f32(acc_k[q], vcvtq_f32_s32(sumi), p);
+                    acc_q[k] = vfmaq_f32(acc_q[k], vcvtq_f32_s32(sumi), p);
                 }
             }
         }
     }
-    acc
+    core::array::from_fn(|k| [a[0][k], a[1][k], a[2][k], a[3][k]])
 }
 
 /// Tokens `j0..j0 + K` against the row groups `r0..r1`: [`q4_0_tokens`] (no correction table:
