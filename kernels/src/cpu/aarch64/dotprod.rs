@@ -12,9 +12,9 @@ use core::arch::aarch64::*;
 use core::arch::asm;
 
 use super::neon::Neon;
-use super::{codes, f16_at, int_kernels, matmul_body};
+use super::{codes, f16_at, int_kernels};
 use crate::blocks::QK;
-use crate::dispatch::check_matmul;
+use crate::cpu::driver::{product_with, ProductFn};
 use crate::reference::check_row;
 use crate::QuantType;
 
@@ -75,25 +75,22 @@ impl NeonDotprod {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);
-        let (wp, xp) = (w.as_ptr(), x_act.as_ptr());
-        // SAFETY: `self` proves neon+dotprod; `check_matmul` established rows * rb bytes of W, t
-        // activation rows act_stride apart inside x_act, and out.len() == t * rows.
-        unsafe {
-            match ty {
-                QuantType::Q4_0 => mm_q4_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q4_1 => mm_q4_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q5_0 => mm_q5_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q5_1 => mm_q5_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q8_0 => mm_q8_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q8_1 => mm_q8_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
-                    self.neon.matmul(ty, out, w, rows, x_act, act_stride, t, n)
-                }
-                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
-                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
+        let kernel: ProductFn = match ty {
+            QuantType::Q4_0 => mm_q4_0,
+            QuantType::Q4_1 => mm_q4_1,
+            QuantType::Q5_0 => mm_q5_0,
+            QuantType::Q5_1 => mm_q5_1,
+            QuantType::Q8_0 => mm_q8_0,
+            QuantType::Q8_1 => mm_q8_1,
+            QuantType::F32 | QuantType::F16 | QuantType::BF16 => {
+                return self.neon.matmul(ty, out, w, rows, x_act, act_stride, t, n)
             }
-        }
+            // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+            _ => unreachable!("{ty} is dispatched by cpu::kquants"),
+        };
+        // SAFETY: `self` proves neon+dotprod (only `detect` builds it), the kernels' features;
+        // each computes the row-major product of its type under `ProductFn`'s contract.
+        unsafe { product_with::<false>(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
     }
 
     /// Same contract and bytes as [`crate::reference::quantize_activations`] (the NEON

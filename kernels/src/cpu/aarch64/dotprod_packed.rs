@@ -23,7 +23,8 @@ use core::arch::aarch64::*;
 use super::dotprod::{idot_sdot, NeonDotprod};
 use super::neon::f16x4;
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS, Q8_0_MAX_BLOCKS};
+use crate::cpu::driver::{panels_x_tiles, product_with, q4_0_tokens, GroupLanes, ProductFn};
+use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed Q4_0 group-block (16 rows).
@@ -55,26 +56,47 @@ impl NeonDotprod {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-        let (w, x) = (w.as_ptr(), x.as_ptr());
-        // SAFETY: `self` proves neon+dotprod (only `detect` builds it); `check_matmul_packed`
-        // established a packable matrix of `ty` (any packed type; all but Q4_0 of at most
-        // Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows of n / QK blocks
-        // of its activation type `stride` bytes apart in x, and out.len() == t * rows.
-        unsafe {
-            match ty {
-                QuantType::Q8_0 => mm_lanes::<Q8_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => mm_lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => mm_lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => mm_lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
-                _ => mm_q4_0x16(out, w, rb, rows, x, stride, t, n),
-            }
+        let kernel: ProductFn = match ty {
+            QuantType::Q8_0 => mm_lanes::<Q8_0>,
+            QuantType::Q4_1 => mm_lanes::<Q4_1>,
+            QuantType::Q5_0 => mm_lanes::<Q5_0>,
+            QuantType::Q5_1 => mm_lanes::<Q5_1>,
+            _ => mm_q4_0x16,
+        };
+        // SAFETY: `self` proves neon+dotprod (only `detect` builds it), the kernels' features;
+        // each computes the packed product of its type under `ProductFn`'s contract (Q4_0 for
+        // any other type: `check_matmul_packed` rejects what is not packable).
+        unsafe { product_with::<true>(kernel, ty, out, w, rows, x, stride, t, n) }
+    }
+}
+
+/// One token's sums of one 16-row group: rows `4q..4q + 4` in register `q`.
+impl GroupLanes for [float32x4_t; 4] {
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn zero() -> Self {
+        [vdupq_n_f32(0.0); 4]
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: 16 readable floats at p (caller); vld1q_f32 accepts any alignment of f32.
+        core::array::from_fn(|q| unsafe { vld1q_f32(p.add(4 * q)) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn store(self, p: *mut f32) {
+        for (q, v) in self.into_iter().enumerate() {
+            // SAFETY: 16 writable floats at p (caller).
+            unsafe { vst1q_f32(p.add(4 * q), v) };
         }
     }
 }
 
-/// One 16-row group x `K` tokens over blocks `b0..b1`, continuing from `acc[q][k]` (rows
-/// `4q..4q + 4`, token `k`). `dx[(b - b0) * TT + k]` is token `k`'s f32 scale of block `b`.
+/// One 16-row group x `K` tokens over blocks `b0..b1`, continuing from `acc[k][q]` (token `k`,
+/// rows `4q..4q + 4`). `dx[(b - b0) * TT + k]` is token `k`'s f32 scale of block `b`.
 ///
 /// # Safety
 /// `b1` group-blocks at `g`; `b1` Q8_0 blocks at each `x[k]`; `(b1 - b0) * TT` entries in `dx`;
@@ -86,15 +108,18 @@ unsafe fn tile<const K: usize>(
     x: [*const u8; K],
     (b0, b1): (usize, usize),
     dx: *const f32,
-    mut acc: [[float32x4_t; K]; 4],
-) -> [[float32x4_t; K]; 4] {
+    acc: [[float32x4_t; 4]; K],
+) -> [[float32x4_t; 4]; K] {
+    // Quarter-major inside the loop (`a[q][k]`), as the registers are used.
+    let mut a: [[float32x4_t; K]; 4] =
+        core::array::from_fn(|q| core::array::from_fn(|k| acc[k][q]));
     let m = vdupq_n_u8(0x0f);
     let eight = vdupq_n_s8(8);
     // Activation byte offset of each code register's 4-byte steps (low, high nibbles per chunk).
     const OFFS: [usize; 8] = [0, 16, 4, 20, 8, 24, 12, 28];
     for b in b0..b1 {
         let e = (b - b0) * TT;
-        for (q, acc_q) in acc.iter_mut().enumerate() {
+        for (q, acc_q) in a.iter_mut().enumerate() {
             // SAFETY: b < b1 group-blocks at g, Q8_0 blocks at each x[k], table entries (caller).
             unsafe {
                 let gb = g.add(b * GB);
@@ -127,10 +152,11 @@ unsafe fn tile<const K: usize>(
             }
         }
     }
-    acc
+    core::array::from_fn(|k| [a[0][k], a[1][k], a[2][k], a[3][k]])
 }
 
-/// Tokens `j0..j0 + K` against the row groups `r0..r1`, as the AVX-512 kernel's `tokens`.
+/// Tokens `j0..j0 + K` against the row groups `r0..r1`: [`q4_0_tokens`] (no correction table:
+/// the codes are signed) with [`tile`].
 ///
 /// # Safety
 /// As [`mm_q4_0x16`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`.
@@ -141,53 +167,23 @@ unsafe fn tokens<const K: usize>(
     w: *const u8,
     rb: usize,
     rows: usize,
-    (r0, r1): (usize, usize),
+    rr: (usize, usize),
     x: *const u8,
     stride: usize,
     j0: usize,
     nb: usize,
 ) {
-    let xs: [*const u8; K] = core::array::from_fn(|k| x.wrapping_add((j0 + k) * stride));
-    // Only the entries of the current chunk are read, each after it is written.
-    let mut dx = [core::mem::MaybeUninit::<f32>::uninit(); CHUNK_NB * TT];
-    let mut b0 = 0;
-    while b0 < nb {
-        let b1 = (b0 + CHUNK_NB).min(nb);
-        for b in b0..b1 {
-            for (k, xk) in xs.iter().enumerate() {
-                // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
-                let (d, _) = unsafe { q8_0_scale_and_sum(xk.add(b * XB)) };
-                dx[(b - b0) * TT + k].write(d);
-            }
-        }
-        let mut g = r0;
-        while g < r1 {
-            let grp = w.wrapping_add(g * rb);
-            let mut acc = [[vdupq_n_f32(0.0); K]; 4];
-            if b0 > 0 {
-                for (q, acc_q) in acc.iter_mut().enumerate() {
-                    for (k, a) in acc_q.iter_mut().enumerate() {
-                        let at = (j0 + k) * rows + g + 4 * q;
-                        // SAFETY: at + 4 <= t * rows = out.len() (caller: g + 16 <= rows,
-                        // j0 + k < t).
-                        *a = unsafe { vld1q_f32(out.as_ptr().add(at)) };
-                    }
-                }
-            }
-            // SAFETY: rows g..g + 16 are a whole group in bounds, tokens in bounds, the table's
-            // entries (b - b0) * TT + k for b0 <= b < b1, k < K written just above; the CPU has
-            // the features (this function's).
-            acc = unsafe { tile::<K>(grp, xs, (b0, b1), dx.as_ptr().cast::<f32>(), acc) };
-            for (q, acc_q) in acc.iter().enumerate() {
-                for (k, a) in acc_q.iter().enumerate() {
-                    let at = (j0 + k) * rows + g + 4 * q;
-                    // SAFETY: as for the load above.
-                    unsafe { vst1q_f32(out.as_mut_ptr().add(at), *a) };
-                }
-            }
-            g += PACK_ROWS;
-        }
-        b0 = b1;
+    // SAFETY: the caller's contract is `q4_0_tokens`'s; this function has NEON and dotprod; the
+    // tile gets the chunk's scale table for k < K, which is its contract.
+    unsafe {
+        q4_0_tokens::<[float32x4_t; 4], K, TT, { CHUNK_NB * TT }, false>(
+            out,
+            (w, rb, rows),
+            rr,
+            (x, stride, j0),
+            nb,
+            |g, xs, bb, (dx, _), acc| tile::<K>(g, xs, bb, dx, acc),
+        )
     }
 }
 
@@ -210,29 +206,19 @@ unsafe fn mm_q4_0x16(
     n: usize,
 ) {
     debug_assert_eq!(out.len(), t * rows);
-    debug_assert_eq!(rows % PACK_ROWS, 0);
     let nb = n / QK;
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
-    let mut r0 = 0;
-    while r0 < rows {
-        let rr = (r0, (r0 + panel).min(rows));
-        let mut j0 = 0;
-        while j0 < t {
-            let k = (t - j0).min(TT);
-            // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t; the caller's
-            // guarantees cover the rest.
-            unsafe {
-                match k {
-                    1 => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    _ => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
-                }
+    panels_x_tiles((rows, rb, PANEL_BYTES), t, TT, |rr, j0, k| {
+        // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t; the caller's
+        // guarantees cover the rest.
+        unsafe {
+            match k {
+                1 => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                2 => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                3 => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                _ => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
             }
-            j0 += k;
         }
-        r0 = rr.1;
-    }
+    });
 }
 
 /// Bytes of one packed Q8_0 group-block and of one Q4_1 group-block (16 rows).
@@ -552,31 +538,22 @@ unsafe fn mm_lanes<const KIND: u8>(
     } else {
         TT8
     };
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
-    let mut r0 = 0;
-    while r0 < rows {
-        let rr = (r0, (r0 + panel).min(rows));
-        let mut j0 = 0;
-        while j0 < t {
-            let k = (t - j0).min(tt);
-            // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t, k <= the
-            // type's tile; the caller's guarantees cover the rest.
-            unsafe {
-                match k {
-                    1 => tokens_lanes::<KIND, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens_lanes::<KIND, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens_lanes::<KIND, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    4 if KIND == Q8_0 => {
-                        tokens_lanes::<Q8_0, 4>(out, w, rb, rows, rr, x, stride, j0, nb)
-                    }
-                    4 if KIND == Q5_0 => {
-                        tokens_lanes::<Q5_0, 4>(out, w, rb, rows, rr, x, stride, j0, nb)
-                    }
-                    _ => unreachable!("a tile of {k} tokens"),
+    panels_x_tiles((rows, rb, PANEL_BYTES), t, tt, |rr, j0, k| {
+        // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t, k <= the type's
+        // tile; the caller's guarantees cover the rest.
+        unsafe {
+            match k {
+                1 => tokens_lanes::<KIND, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                2 => tokens_lanes::<KIND, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                3 => tokens_lanes::<KIND, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                4 if KIND == Q8_0 => {
+                    tokens_lanes::<Q8_0, 4>(out, w, rb, rows, rr, x, stride, j0, nb)
                 }
+                4 if KIND == Q5_0 => {
+                    tokens_lanes::<Q5_0, 4>(out, w, rb, rows, rr, x, stride, j0, nb)
+                }
+                _ => unreachable!("a tile of {k} tokens"),
             }
-            j0 += k;
         }
-        r0 = rr.1;
-    }
+    });
 }

@@ -165,42 +165,6 @@ pub(super) mod codes {
     }
 }
 
-/// Rows x tokens driver shared by the ISA modules (the same loop as x86_64's). Expands to the body
-/// of a `#[target_feature]` `unsafe fn` with parameters `(out: &mut [f32], w: *const u8, rb: usize,
-/// rows: usize, x: *const u8, stride: usize, t: usize, n: usize)` whose caller guarantees that `w`
-/// holds `rows` rows of `rb` bytes, `x` holds `t` activation rows `stride` bytes apart, and
-/// `out.len() == t * rows`. Weights are streamed once: each row is dotted with every token while
-/// it is hot in L1, four tokens per kernel call.
-macro_rules! matmul_body {
-    ($kern:ident, $out:ident, $w:ident, $rb:ident, $rows:ident, $x:ident, $stride:ident, $t:ident, $n:ident) => {{
-        debug_assert_eq!($out.len(), $t * $rows);
-        for r in 0..$rows {
-            // In bounds by the caller's guarantees (r < rows, j < t); wrapping_add keeps the
-            // pointer arithmetic itself safe.
-            let wr = $w.wrapping_add(r * $rb);
-            let xrow = |j: usize| $x.wrapping_add(j * $stride);
-            let mut j = 0;
-            while j + 4 <= $t {
-                let xs = [xrow(j), xrow(j + 1), xrow(j + 2), xrow(j + 3)];
-                // SAFETY: the caller's guarantees above cover row r and tokens j..j+4, and the
-                // enclosing function has the kernel's target features.
-                let v = unsafe { $kern::<4>($n, wr, xs) };
-                for (k, v) in v.into_iter().enumerate() {
-                    $out[(j + k) * $rows + r] = v;
-                }
-                j += 4;
-            }
-            while j < $t {
-                // SAFETY: as above, for token j alone.
-                let [v] = unsafe { $kern::<1>($n, wr, [xrow(j)]) };
-                $out[j * $rows + r] = v;
-                j += 1;
-            }
-        }
-    }};
-}
-pub(crate) use matmul_body;
-
 /// The six integer block kernels (`dot_q4_0` .. `dot_q8_1`) and their matmul drivers (`mm_q4_0`
 /// .. `mm_q8_1`), compiled with target features `$feat` around the exact signed dot
 /// `$idot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t` (adds the 16 products
@@ -217,7 +181,7 @@ pub(crate) use matmul_body;
 /// ```
 ///
 /// The caller (`use`) brings into scope: `core::arch::aarch64::*`, `QK`, `f16_at`, `codes`,
-/// `matmul_body` and `$idot`.
+/// and `$idot` (`matmul_body!` is in scope from `crate::cpu`).
 macro_rules! int_kernels {
     ($feat:literal, $idot:ident) => {
         int_kernels!(@dot $feat, $idot, dot_q4_0, codes::q4_0, 18, 34, 2, false);
@@ -269,7 +233,7 @@ macro_rules! int_kernels {
         }
     };
     (@mm $feat:literal, $($mm:ident => $kern:ident),*) => {$(
-        /// Rows x tokens driver for one type: see [`super::matmul_body`] for the safety contract.
+        /// Rows x tokens driver for one type: see `cpu::matmul_body!` for the safety contract.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = $feat)]
         unsafe fn $mm(

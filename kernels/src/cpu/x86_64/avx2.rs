@@ -14,9 +14,8 @@ use core::ptr::read_unaligned;
 
 use half::f16;
 
-use super::matmul_body;
 use crate::blocks::QK;
-use crate::dispatch::check_matmul;
+use crate::cpu::driver::{product_with, ProductFn};
 use crate::reference::{self, check_row};
 use crate::QuantType;
 
@@ -75,25 +74,22 @@ impl Avx2 {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);
-        let (wp, xp) = (w.as_ptr(), x_act.as_ptr());
-        // SAFETY: `self` proves avx2+fma+f16c; `check_matmul` established rows * rb bytes of W,
-        // t activation rows act_stride apart inside x_act, and out.len() == t * rows.
-        unsafe {
-            match ty {
-                QuantType::F32 => mm_f32(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::F16 => mm_f16(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::BF16 => mm_bf16(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q4_0 => mm_q4_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q4_1 => mm_q4_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q5_0 => mm_q5_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q5_1 => mm_q5_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q8_0 => mm_q8_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q8_1 => mm_q8_1(out, wp, rb, rows, xp, act_stride, t, n),
-                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
-                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
-            }
-        }
+        let kernel: ProductFn = match ty {
+            QuantType::F32 => mm_f32,
+            QuantType::F16 => mm_f16,
+            QuantType::BF16 => mm_bf16,
+            QuantType::Q4_0 => mm_q4_0,
+            QuantType::Q4_1 => mm_q4_1,
+            QuantType::Q5_0 => mm_q5_0,
+            QuantType::Q5_1 => mm_q5_1,
+            QuantType::Q8_0 => mm_q8_0,
+            QuantType::Q8_1 => mm_q8_1,
+            // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+            _ => unreachable!("{ty} is dispatched by cpu::kquants"),
+        };
+        // SAFETY: `self` proves avx2+fma+f16c (only `detect` builds it), the kernels'
+        // features; each computes the row-major product of its type under `ProductFn`'s contract.
+        unsafe { product_with::<false>(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
     }
 
     /// Same contract and bytes as [`crate::reference::quantize_activations`]: Q8_0, Q8_1 and F16
@@ -487,7 +483,7 @@ dot_float!(dot_bf16, bf16x8, bf16x1);
 
 macro_rules! matmul_fns {
     ($($mm:ident => $kern:ident),* $(,)?) => {$(
-        /// Rows x tokens driver for one type: see [`super::matmul_body`] for the safety contract.
+        /// Rows x tokens driver for one type: see `cpu::matmul_body!` for the safety contract.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn $mm(

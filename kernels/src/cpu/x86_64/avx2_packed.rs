@@ -28,7 +28,8 @@ use core::arch::x86_64::*;
 use super::avx2::Avx2;
 use super::avxvnni::{AvxVnni, Dpbusd, Emulated, Native};
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS, Q8_0_MAX_BLOCKS};
+use crate::cpu::driver::{panels_x_tiles, product_with, q4_0_tokens, GroupLanes, ProductFn};
+use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed Q4_0 group-block (16 rows).
@@ -167,26 +168,44 @@ pub(super) fn matmul_packed_vnni<const NATIVE: bool>(
     n: usize,
 ) {
     assert_eq!(NATIVE, k.is_native());
-    let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-    let (w, x) = (w.as_ptr(), x.as_ptr());
-    macro_rules! go {
-        ($lanes:ident, $q4_0:ident) => {
-            match ty {
-                QuantType::Q8_0 => $lanes::<Q8_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => $lanes::<Q4_1>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => $lanes::<Q5_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => $lanes::<Q5_1>(out, w, rb, rows, x, stride, t, n),
-                _ => $q4_0(out, w, rb, rows, x, stride, t, n),
-            }
-        };
-    }
-    if NATIVE {
-        // SAFETY: `k` is native (asserted), so `AvxVnni::detect` found avx2/fma/f16c + avxvnni;
-        // `check_matmul_packed` established the buffers as in `Avx2::matmul_packed`.
-        unsafe { go!(lanes_native, q4_0_native) }
+    let kernel = if NATIVE {
+        kernel_for(
+            ty,
+            [
+                lanes_native::<Q8_0>,
+                lanes_native::<Q4_1>,
+                lanes_native::<Q5_0>,
+                lanes_native::<Q5_1>,
+                q4_0_native,
+            ],
+        )
     } else {
-        // SAFETY: `k` holds the Avx2 token (avx2/fma/f16c); buffers as above.
-        unsafe { go!(lanes_emulated, q4_0_emulated) }
+        kernel_for(
+            ty,
+            [
+                lanes_emulated::<Q8_0>,
+                lanes_emulated::<Q4_1>,
+                lanes_emulated::<Q5_0>,
+                lanes_emulated::<Q5_1>,
+                q4_0_emulated,
+            ],
+        )
+    };
+    // SAFETY: native: `k` is native (asserted), so `AvxVnni::detect` found avx2/fma/f16c +
+    // avxvnni; emulated: `k` holds the Avx2 token (avx2/fma/f16c): the kernels' features. Each
+    // computes the packed product of its type under `ProductFn`'s contract.
+    unsafe { product_with::<true>(kernel, ty, out, w, rows, x, stride, t, n) }
+}
+
+/// The kernel of `ty` among one dot's `[Q8_0, Q4_1, Q5_0, Q5_1, Q4_0]` kernels (Q4_0 for any other
+/// type: `check_matmul_packed` rejects what is not packable).
+fn kernel_for(ty: QuantType, kernels: [ProductFn; 5]) -> ProductFn {
+    match ty {
+        QuantType::Q8_0 => kernels[0],
+        QuantType::Q4_1 => kernels[1],
+        QuantType::Q5_0 => kernels[2],
+        QuantType::Q5_1 => kernels[3],
+        _ => kernels[4],
     }
 }
 
@@ -252,26 +271,50 @@ impl Avx2 {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-        let (w, x) = (w.as_ptr(), x.as_ptr());
-        // SAFETY: `self` proves avx2/fma/f16c (only `detect` builds it); `check_matmul_packed`
-        // established a packable matrix of `ty` (any packed type; all but Q4_0 of at most
-        // Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows of n / QK blocks
-        // of its activation type `stride` bytes apart in x, and out.len() == t * rows.
+        let kernel = kernel_for(
+            ty,
+            [
+                mm_lanes::<Maddubs, Q8_0>,
+                mm_lanes::<Maddubs, Q4_1>,
+                mm_lanes::<Maddubs, Q5_0>,
+                mm_lanes::<Maddubs, Q5_1>,
+                mm_q4_0x16::<Maddubs>,
+            ],
+        );
+        // SAFETY: `self` proves avx2/fma/f16c (only `detect` builds it), the kernels' features;
+        // each computes the packed product of its type under `ProductFn`'s contract.
+        unsafe { product_with::<true>(kernel, ty, out, w, rows, x, stride, t, n) }
+    }
+}
+
+/// One token's sums of one 16-row group: rows `8h..8h + 8` in register `h`.
+impl GroupLanes for [__m256; 2] {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn zero() -> Self {
+        [_mm256_setzero_ps(); 2]
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: 16 readable floats at p (caller); loadu accepts any alignment.
+        unsafe { [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))] }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: 16 writable floats at p (caller); storeu accepts any alignment.
         unsafe {
-            match ty {
-                QuantType::Q8_0 => mm_lanes::<Maddubs, Q8_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => mm_lanes::<Maddubs, Q4_1>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => mm_lanes::<Maddubs, Q5_0>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => mm_lanes::<Maddubs, Q5_1>(out, w, rb, rows, x, stride, t, n),
-                _ => mm_q4_0x16::<Maddubs>(out, w, rb, rows, x, stride, t, n),
-            }
+            _mm256_storeu_ps(p, self[0]);
+            _mm256_storeu_ps(p.add(8), self[1]);
         }
     }
 }
 
-/// One 16-row group x `K` tokens over blocks `b0..b1`, continuing from `acc[h][k]` (rows
-/// `8h..8h + 8`, token `k`). Tables as in the AVX-512 kernel, `TT` entries per block.
+/// One 16-row group x `K` tokens over blocks `b0..b1`, continuing from `acc[k][h]` (token `k`,
+/// rows `8h..8h + 8`). Tables as in the AVX-512 kernel, `TT` entries per block.
 ///
 /// # Safety
 /// `b1` group-blocks at `g`; `b1` Q8_0 blocks at each `x[k]`; `(b1 - b0) * TT` entries in both
@@ -284,12 +327,14 @@ unsafe fn tile<P: PackedDot, const K: usize>(
     (b0, b1): (usize, usize),
     dx: *const f32,
     cy: *const i32,
-    mut acc: [[__m256; K]; 2],
-) -> [[__m256; K]; 2] {
+    acc: [[__m256; 2]; K],
+) -> [[__m256; 2]; K] {
+    // Rows-half-major inside the loop (`a[h][k]`), as the registers are used.
+    let mut a: [[__m256; K]; 2] = core::array::from_fn(|h| core::array::from_fn(|k| acc[k][h]));
     let m = _mm256_set1_epi8(0x0f);
     for b in b0..b1 {
         let e = (b - b0) * TT;
-        for (h, acc_h) in acc.iter_mut().enumerate() {
+        for (h, acc_h) in a.iter_mut().enumerate() {
             // SAFETY: b < b1 group-blocks at g, Q8_0 blocks at each x[k], table entries (caller).
             unsafe {
                 let gb = g.add(b * GB);
@@ -309,10 +354,10 @@ unsafe fn tile<P: PackedDot, const K: usize>(
             }
         }
     }
-    acc
+    core::array::from_fn(|k| [a[0][k], a[1][k]])
 }
 
-/// Tokens `j0..j0 + K` against the row groups `r0..r1`, as the AVX-512 kernel's `tokens`.
+/// Tokens `j0..j0 + K` against the row groups `r0..r1`: [`q4_0_tokens`] with [`tile`].
 ///
 /// # Safety
 /// As [`mm_q4_0x16`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`.
@@ -324,56 +369,23 @@ unsafe fn tokens<P: PackedDot, const K: usize>(
     w: *const u8,
     rb: usize,
     rows: usize,
-    (r0, r1): (usize, usize),
+    rr: (usize, usize),
     x: *const u8,
     stride: usize,
     j0: usize,
     nb: usize,
 ) {
-    let xs: [*const u8; K] = core::array::from_fn(|k| x.wrapping_add((j0 + k) * stride));
-    // Only the entries of the current chunk are read, each after it is written.
-    let mut dx = [core::mem::MaybeUninit::<f32>::uninit(); CHUNK_NB * TT];
-    let mut cy = [core::mem::MaybeUninit::<i32>::uninit(); CHUNK_NB * TT];
-    let mut b0 = 0;
-    while b0 < nb {
-        let b1 = (b0 + CHUNK_NB).min(nb);
-        for b in b0..b1 {
-            for k in 0..K {
-                // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
-                let (d, s) = unsafe { q8_0_scale_and_sum(xs[k].add(b * XB)) };
-                dx[(b - b0) * TT + k].write(d);
-                cy[(b - b0) * TT + k].write(-8 * s);
-            }
-        }
-        let mut g = r0;
-        while g < r1 {
-            let grp = w.wrapping_add(g * rb);
-            let mut acc = [[_mm256_setzero_ps(); K]; 2];
-            if b0 > 0 {
-                for (h, acc_h) in acc.iter_mut().enumerate() {
-                    for (k, a) in acc_h.iter_mut().enumerate() {
-                        let at = (j0 + k) * rows + g + 8 * h;
-                        // SAFETY: at + 8 <= t * rows = out.len() (caller: g + 16 <= rows,
-                        // j0 + k < t); loadu accepts any alignment.
-                        *a = unsafe { _mm256_loadu_ps(out.as_ptr().add(at)) };
-                    }
-                }
-            }
-            let tables = (dx.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
-            // SAFETY: rows g..g + 16 are a whole group in bounds, tokens in bounds, the tables'
-            // entries (b - b0) * TT + k for b0 <= b < b1, k < K written just above; the CPU has
-            // the features (this function's).
-            acc = unsafe { tile::<P, K>(grp, xs, (b0, b1), tables.0, tables.1, acc) };
-            for (h, acc_h) in acc.iter().enumerate() {
-                for (k, a) in acc_h.iter().enumerate() {
-                    let at = (j0 + k) * rows + g + 8 * h;
-                    // SAFETY: as for the load above.
-                    unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(at), *a) };
-                }
-            }
-            g += PACK_ROWS;
-        }
-        b0 = b1;
+    // SAFETY: the caller's contract is `q4_0_tokens`'s (with P's features); this function has
+    // AVX2's; the tile gets the chunk's tables for k < K, which is its contract.
+    unsafe {
+        q4_0_tokens::<[__m256; 2], K, TT, { CHUNK_NB * TT }, true>(
+            out,
+            (w, rb, rows),
+            rr,
+            (x, stride, j0),
+            nb,
+            |g, xs, bb, (dx, cy), acc| tile::<P, K>(g, xs, bb, dx, cy, acc),
+        )
     }
 }
 
@@ -397,29 +409,19 @@ unsafe fn mm_q4_0x16<P: PackedDot>(
     n: usize,
 ) {
     debug_assert_eq!(out.len(), t * rows);
-    debug_assert_eq!(rows % PACK_ROWS, 0);
     let nb = n / QK;
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
-    let mut r0 = 0;
-    while r0 < rows {
-        let rr = (r0, (r0 + panel).min(rows));
-        let mut j0 = 0;
-        while j0 < t {
-            let k = (t - j0).min(TT);
-            // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t; the caller's
-            // guarantees cover the rest.
-            unsafe {
-                match k {
-                    1 => tokens::<P, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens::<P, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens::<P, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    _ => tokens::<P, 4>(out, w, rb, rows, rr, x, stride, j0, nb),
-                }
+    panels_x_tiles((rows, rb, PANEL_BYTES), t, TT, |rr, j0, k| {
+        // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t; the caller's
+        // guarantees cover the rest.
+        unsafe {
+            match k {
+                1 => tokens::<P, 1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                2 => tokens::<P, 2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                3 => tokens::<P, 3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                _ => tokens::<P, 4>(out, w, rb, rows, rr, x, stride, j0, nb),
             }
-            j0 += k;
         }
-        r0 = rr.1;
-    }
+    });
 }
 
 /// Bytes of one packed Q8_0 group-block (16 rows) and of one Q4_1 group-block.
@@ -643,54 +645,48 @@ unsafe fn mm_lanes<P: PackedDot, const KIND: u8>(
     assert!(nb <= Q8_0_MAX_BLOCKS);
     let q8_1 = KIND == Q4_1 || KIND == Q5_1;
     let xbb = if q8_1 { XB1 } else { XB };
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
     // Per block of the current token: its scale (`fs[2b]`) and, Q8_1, its `s` (`fs[2b + 1]`);
     // Q8_0 and Q5_0 the lane corrections `-bias * sum(y)` (`cy[8b + l]`, bias 128 or 16). Only
     // entries b < nb are read, each after it is written.
     let mut fs = [core::mem::MaybeUninit::<f32>::uninit(); 2 * Q8_0_MAX_BLOCKS];
     let mut cy = [core::mem::MaybeUninit::<i32>::uninit(); 8 * Q8_0_MAX_BLOCKS];
-    let mut r0 = 0;
-    while r0 < rows {
-        let r1 = (r0 + panel).min(rows);
-        for j in 0..t {
-            let xj = x.wrapping_add(j * stride);
-            for b in 0..nb {
-                // SAFETY: block b < nb of token j < t is in bounds (caller).
-                let blk = unsafe { core::slice::from_raw_parts(xj.add(b * xbb), xbb) };
-                let f16 = |i: usize| half::f16::from_le_bytes([blk[i], blk[i + 1]]).to_f32();
-                fs[2 * b].write(f16(0));
-                if q8_1 {
-                    fs[2 * b + 1].write(f16(2));
-                } else {
-                    let bias = if KIND == Q8_0 { -128 } else { -16 };
-                    for (l, q) in blk[2..].chunks_exact(4).enumerate() {
-                        let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
-                        cy[8 * b + l].write(bias * sum);
-                    }
+    panels_x_tiles((rows, rb, PANEL_BYTES), t, 1, |(r0, r1), j, _| {
+        let xj = x.wrapping_add(j * stride);
+        for b in 0..nb {
+            // SAFETY: block b < nb of token j < t is in bounds (caller).
+            let blk = unsafe { core::slice::from_raw_parts(xj.add(b * xbb), xbb) };
+            let f16 = |i: usize| half::f16::from_le_bytes([blk[i], blk[i + 1]]).to_f32();
+            fs[2 * b].write(f16(0));
+            if q8_1 {
+                fs[2 * b + 1].write(f16(2));
+            } else {
+                let bias = if KIND == Q8_0 { -128 } else { -16 };
+                for (l, q) in blk[2..].chunks_exact(4).enumerate() {
+                    let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
+                    cy[8 * b + l].write(bias * sum);
                 }
-            }
-            let (fp, cp) = (fs.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
-            let mut g = r0;
-            while g < r1 {
-                let grp = w.wrapping_add(g * rb);
-                for h in 0..2 {
-                    // SAFETY: rows g..g + 16 are a whole group in bounds, token j < t, the
-                    // tables' entries for b < nb written just above; this function's features.
-                    let v = unsafe {
-                        match KIND {
-                            Q8_0 => half_q8_0::<P>(grp, h, xj, nb, fp, cp),
-                            Q4_1 => half_q4_1::<P>(grp, h, xj, nb, fp),
-                            Q5_0 => half_q5::<P, false>(grp, h, xj, nb, fp, cp),
-                            _ => half_q5::<P, true>(grp, h, xj, nb, fp, cp),
-                        }
-                    };
-                    // SAFETY: j * rows + g + 8h + 8 <= t * rows = out.len() (g + 16 <= rows,
-                    // j < t); storeu accepts any alignment.
-                    unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j * rows + g + 8 * h), v) };
-                }
-                g += PACK_ROWS;
             }
         }
-        r0 = r1;
-    }
+        let (fp, cp) = (fs.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
+        let mut g = r0;
+        while g < r1 {
+            let grp = w.wrapping_add(g * rb);
+            for h in 0..2 {
+                // SAFETY: rows g..g + 16 are a whole group in bounds, token j < t, the
+                // tables' entries for b < nb written just above; this function's features.
+                let v = unsafe {
+                    match KIND {
+                        Q8_0 => half_q8_0::<P>(grp, h, xj, nb, fp, cp),
+                        Q4_1 => half_q4_1::<P>(grp, h, xj, nb, fp),
+                        Q5_0 => half_q5::<P, false>(grp, h, xj, nb, fp, cp),
+                        _ => half_q5::<P, true>(grp, h, xj, nb, fp, cp),
+                    }
+                };
+                // SAFETY: j * rows + g + 8h + 8 <= t * rows = out.len() (g + 16 <= rows,
+                // j < t); storeu accepts any alignment.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(j * rows + g + 8 * h), v) };
+            }
+            g += PACK_ROWS;
+        }
+    });
 }

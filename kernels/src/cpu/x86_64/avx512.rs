@@ -15,9 +15,8 @@ use core::arch::x86_64::*;
 use half::f16;
 
 use super::avx2::{hsum_ps, load32, load_f16x1, load_f16x2, nibbles32, q5_high_bits, Avx2};
-use super::matmul_body;
 use crate::blocks::QK;
-use crate::dispatch::check_matmul;
+use crate::cpu::driver::{product_with, ProductFn};
 use crate::reference::check_row;
 use crate::QuantType;
 
@@ -86,27 +85,24 @@ impl Avx512Vnni {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul(ty, out.len(), w.len(), rows, x_act.len(), act_stride, t, n);
-        let (wp, xp) = (w.as_ptr(), x_act.as_ptr());
-        // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c; `check_matmul` established
-        // rows * rb bytes of W, t activation rows act_stride apart inside x_act, and
-        // out.len() == t * rows.
-        unsafe {
-            match ty {
-                QuantType::Q4_0 => mmt_q4_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q4_1 => mmt_q4_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q5_0 => mm_q5_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q5_1 => mm_q5_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q8_0 => mmt_q8_0(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::Q8_1 => mmt_q8_1(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::F16 => mm_f16(out, wp, rb, rows, xp, act_stride, t, n),
-                QuantType::F32 | QuantType::BF16 => {
-                    self.avx2.matmul(ty, out, w, rows, x_act, act_stride, t, n)
-                }
-                // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
-                _ => unreachable!("{ty} is dispatched by cpu::kquants"),
+        let kernel: ProductFn = match ty {
+            QuantType::Q4_0 => mmt_q4_0,
+            QuantType::Q4_1 => mmt_q4_1,
+            QuantType::Q5_0 => mm_q5_0,
+            QuantType::Q5_1 => mm_q5_1,
+            QuantType::Q8_0 => mmt_q8_0,
+            QuantType::Q8_1 => mmt_q8_1,
+            QuantType::F16 => mm_f16,
+            QuantType::F32 | QuantType::BF16 => {
+                return self.avx2.matmul(ty, out, w, rows, x_act, act_stride, t, n)
             }
-        }
+            // K-quants: `Kernels` routes them to `cpu::kquants` before calling this module.
+            _ => unreachable!("{ty} is dispatched by cpu::kquants"),
+        };
+        // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it),
+        // the kernels' features; each computes the row-major product of its type under
+        // `ProductFn`'s contract.
+        unsafe { product_with::<false>(kernel, ty, out, w, rows, x_act, act_stride, t, n) }
     }
 
     /// ggml's `ggml_vec_dot_f16` as built for AVX-512 (no AVX512-FP16), over a row that ggml sees
@@ -460,7 +456,7 @@ const MV_PF_STEPS: usize = 3;
 /// Matrix-vector driver: `out[r] = vec_dot(W[r], x)` for every row, [`MV_ROWS`] rows per step.
 ///
 /// # Safety
-/// As [`super::matmul_body`] with `t == 1`; the CPU has this module's features.
+/// As `cpu::matmul_body!` with `t == 1`; the CPU has this module's features.
 macro_rules! matvec_body {
     ($kern:ident, $out:ident, $w:ident, $rb:ident, $rows:ident, $x:ident, $n:ident) => {{
         debug_assert_eq!($out.len(), $rows);
@@ -646,7 +642,7 @@ unsafe fn dot_f16_sgemm(a: *const u16, b: *const u16, n: usize) -> f32 {
 /// F16 x F16 rows x tokens: one [`dot_f16_ggml`] per pair, so bitwise equal to `vec_dot`.
 ///
 /// # Safety
-/// As [`super::matmul_body`]; the CPU has this module's features.
+/// As `cpu::matmul_body!`; the CPU has this module's features.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn mm_f16(
@@ -671,7 +667,7 @@ unsafe fn mm_f16(
 
 macro_rules! matmul_fns {
     ($($mm:ident => $kern:ident, $rows1:ident),* $(,)?) => {$(
-        /// Rows x tokens driver for one type: see [`super::matmul_body`] for the safety contract.
+        /// Rows x tokens driver for one type: see `cpu::matmul_body!` for the safety contract.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $mm(
@@ -707,7 +703,7 @@ matmul_fns!(mm_q5_0 => dot_q5_0, rows1_q5_0, mm_q5_1 => dot_q5_1, rows1_q5_1);
 // ---------------------------------------------------------------------------------------------
 
 /// Most blocks per row the tiled kernels take (n <= 8192 elements); longer rows, and single
-/// tokens, use [`super::matmul_body`].
+/// tokens, use `cpu::matmul_body!`.
 const TILE_MAX_NB: usize = 256;
 /// Tokens per tile (and per activation-scale table).
 const TILE_TT: usize = 8;
@@ -925,14 +921,14 @@ unsafe fn tile_q4_1<const RP: usize, const TT: usize>(
 }
 
 /// Tiled rows x tokens driver for one type (`$xbs` activation block bytes, `$asym` whether the
-/// activation blocks carry `s`); same contract as [`super::matmul_body`], which it falls back to
+/// activation blocks carry `s`); same contract as `cpu::matmul_body!`, which it falls back to
 /// (with `$fallback`) for rows longer than [`TILE_MAX_NB`] blocks.
 macro_rules! mm_tiled {
     ($mm:ident, $rows_fn:ident, $tile:ident, $fallback:ident, $rows1:ident, $xbs:literal, $asym:literal) => {
         /// Rows `r0..r1` against tokens `j0..j0 + TT`, `RP` row pairs per tile.
         ///
         /// # Safety
-        /// As [`super::matmul_body`] for the whole call; `r0 <= r1 <= rows`, `j0 + TT <= t`;
+        /// As `cpu::matmul_body!` for the whole call; `r0 <= r1 <= rows`, `j0 + TT <= t`;
         /// `dx` (and `sx` where used) hold the scale tables of tokens `j0..j0 + TT`.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -982,7 +978,7 @@ macro_rules! mm_tiled {
             }
         }
 
-        /// Rows x tokens driver: see [`super::matmul_body`] for the safety contract.
+        /// Rows x tokens driver: see `cpu::matmul_body!` for the safety contract.
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $mm(

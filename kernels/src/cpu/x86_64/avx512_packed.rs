@@ -13,7 +13,8 @@ use core::arch::x86_64::*;
 
 use super::avx512::Avx512Vnni;
 use crate::blocks::QK;
-use crate::packed::{check_matmul_packed, q8_0_scale_and_sum, PACK_ROWS, Q8_0_MAX_BLOCKS};
+use crate::cpu::driver::{panels_x_tiles, product_with, q4_0_tokens, GroupLanes, ProductFn};
+use crate::packed::{PACK_ROWS, Q8_0_MAX_BLOCKS};
 use crate::QuantType;
 
 /// Bytes of one packed group-block (16 rows): Q8_0 when `Q8`, else Q4_0.
@@ -54,22 +55,40 @@ impl Avx512Vnni {
         t: usize,
         n: usize,
     ) {
-        let rb = check_matmul_packed(ty, out.len(), w.len(), rows, x.len(), stride, t, n);
-        // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it);
-        // `check_matmul_packed` established a packable matrix of `ty` (any packed type; all but
-        // Q4_0 of at most Q8_0_MAX_BLOCKS blocks per row) of rows * rb bytes, t activation rows
-        // of n / QK blocks of its activation type `stride` bytes apart in x, and
-        // out.len() == t * rows.
-        unsafe {
-            let (w, x) = (w.as_ptr(), x.as_ptr());
-            match ty {
-                QuantType::Q8_0 => mm_packed::<true>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q4_1 => mm_packed_q4_1(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_0 => mm_packed_q5::<false>(out, w, rb, rows, x, stride, t, n),
-                QuantType::Q5_1 => mm_packed_q5::<true>(out, w, rb, rows, x, stride, t, n),
-                _ => mm_packed::<false>(out, w, rb, rows, x, stride, t, n),
-            }
-        }
+        let kernel: ProductFn = match ty {
+            QuantType::Q8_0 => mm_packed::<true>,
+            QuantType::Q4_1 => mm_packed_lanes::<Q4_1>,
+            QuantType::Q5_0 => mm_packed_lanes::<Q5_0>,
+            QuantType::Q5_1 => mm_packed_lanes::<Q5_1>,
+            _ => mm_packed::<false>,
+        };
+        // SAFETY: `self` proves avx512f/bw/vl/vnni + avx2/fma/f16c (only `detect` builds it), the
+        // kernels' features; each computes the packed product of its type under `ProductFn`'s
+        // contract (Q4_0 for any other type: `check_matmul_packed` rejects what is not packable).
+        unsafe { product_with::<true>(kernel, ty, out, w, rows, x, stride, t, n) }
+    }
+}
+
+/// One token's sums of one 16-row group: one register.
+impl GroupLanes for __m512 {
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_ps()
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: 16 readable floats at p (caller); loadu accepts any alignment.
+        unsafe { _mm512_loadu_ps(p) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn store(self, p: *mut f32) {
+        // SAFETY: 16 writable floats at p (caller); storeu accepts any alignment.
+        unsafe { _mm512_storeu_ps(p, self) }
     }
 }
 
@@ -123,8 +142,8 @@ unsafe fn tile<const K: usize>(
     acc
 }
 
-/// Q4_0 tokens `j0..j0 + K` against the row groups of `rows` (`r0..r1`), blocks in chunks of
-/// [`CHUNK_NB`] with the scale tables rebuilt per chunk and the partial sums carried in `out`.
+/// Q4_0 tokens `j0..j0 + K` against the row groups of `rows` (`r0..r1`):
+/// [`q4_0_tokens`] with [`tile`].
 ///
 /// # Safety
 /// As [`mm_packed`]; `r0 <= r1 <= rows` multiples of 16, `j0 + K <= t`.
@@ -135,50 +154,23 @@ unsafe fn tokens<const K: usize>(
     w: *const u8,
     rb: usize,
     rows: usize,
-    (r0, r1): (usize, usize),
+    rr: (usize, usize),
     x: *const u8,
     stride: usize,
     j0: usize,
     nb: usize,
 ) {
-    let xs: [*const u8; K] = core::array::from_fn(|k| x.wrapping_add((j0 + k) * stride));
-    // Only the entries of the current chunk are read, each after it is written.
-    let mut dx = [core::mem::MaybeUninit::<f32>::uninit(); CHUNK_NB * TT];
-    let mut cy = [core::mem::MaybeUninit::<i32>::uninit(); CHUNK_NB * TT];
-    let mut b0 = 0;
-    while b0 < nb {
-        let b1 = (b0 + CHUNK_NB).min(nb);
-        for b in b0..b1 {
-            for k in 0..K {
-                // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
-                let (d, s) = unsafe { q8_0_scale_and_sum(xs[k].add(b * XB)) };
-                dx[(b - b0) * TT + k].write(d);
-                cy[(b - b0) * TT + k].write(-8 * s);
-            }
-        }
-        let mut g = r0;
-        while g < r1 {
-            let grp = w.wrapping_add(g * rb);
-            let mut acc = [_mm512_setzero_ps(); K];
-            if b0 > 0 {
-                for (k, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: (j0 + k) * rows + g + 16 <= t * rows = out.len() (caller: g + 16
-                    // <= rows, j0 + k < t); loadu accepts any alignment.
-                    *a = unsafe { _mm512_loadu_ps(out.as_ptr().add((j0 + k) * rows + g)) };
-                }
-            }
-            let tables = (dx.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
-            // SAFETY: rows g..g + 16 are a whole group in bounds, tokens in bounds, the tables'
-            // entries (b - b0) * TT + k for b0 <= b < b1, k < K written just above; the CPU has
-            // the features (this function's).
-            acc = unsafe { tile::<K>(grp, xs, (b0, b1), tables.0, tables.1, acc) };
-            for (k, a) in acc.iter().enumerate() {
-                // SAFETY: as for the load above.
-                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *a) };
-            }
-            g += PACK_ROWS;
-        }
-        b0 = b1;
+    // SAFETY: the caller's contract is `q4_0_tokens`'s; this function has `__m512`'s features;
+    // the tile gets the chunk's tables for k < K, which is its contract.
+    unsafe {
+        q4_0_tokens::<__m512, K, TT, { CHUNK_NB * TT }, true>(
+            out,
+            (w, rb, rows),
+            rr,
+            (x, stride, j0),
+            nb,
+            |g, xs, bb, (dx, cy), acc| tile::<K>(g, xs, bb, dx, cy, acc),
+        )
     }
 }
 
@@ -333,74 +325,6 @@ unsafe fn tile_q4_1<const K: usize>(
     core::array::from_fn(|k| _mm512_add_ps(hsum8_lanes(&acc[k]), summs[k]))
 }
 
-/// Packed Q4_1 weights x Q8_1 activations: row panels, tokens in tiles of [`TT41`], the scale
-/// tables of whole rows (at most [`Q8_0_MAX_BLOCKS`] blocks, see `packable`).
-///
-/// # Safety
-/// As [`mm_packed`] with Q8_1 activations of `n / QK` blocks; `n / QK <= Q8_0_MAX_BLOCKS`.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mm_packed_q4_1(
-    out: &mut [f32],
-    w: *const u8,
-    rb: usize,
-    rows: usize,
-    x: *const u8,
-    stride: usize,
-    t: usize,
-    n: usize,
-) {
-    debug_assert_eq!(out.len(), t * rows);
-    let nb = n / QK;
-    assert!(nb <= Q8_0_MAX_BLOCKS);
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
-    // Only entries b < nb, k < the tile's tokens are read, each after it is written.
-    let mut ds = [core::mem::MaybeUninit::<f32>::uninit(); Q8_0_MAX_BLOCKS * TT41 * 2];
-    let mut r0 = 0;
-    while r0 < rows {
-        let r1 = (r0 + panel).min(rows);
-        let mut j0 = 0;
-        while j0 < t {
-            let kk = (t - j0).min(TT41);
-            for b in 0..nb {
-                for k in 0..kk {
-                    // SAFETY: block b < nb of token j0 + k < t is in bounds (caller): its d and s.
-                    let blk = unsafe {
-                        core::slice::from_raw_parts(x.add((j0 + k) * stride + b * XB1), 4)
-                    };
-                    let e = (b * TT41 + k) * 2;
-                    ds[e].write(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
-                    ds[e + 1].write(half::f16::from_le_bytes([blk[2], blk[3]]).to_f32());
-                }
-            }
-            let dsp = ds.as_ptr().cast::<f32>();
-            let xs = |k: usize| x.wrapping_add((j0 + k) * stride);
-            let mut g = r0;
-            while g < r1 {
-                let grp = w.wrapping_add(g * rb);
-                // SAFETY: rows g..g + 16 are a whole group in bounds, tokens j0..j0 + kk <= t,
-                // table entries for b < nb, k < kk written above; this function's features.
-                let v: [__m512; 2] = unsafe {
-                    if kk == 1 {
-                        let [a] = tile_q4_1::<1>(grp, [xs(0)], nb, dsp);
-                        [a, a]
-                    } else {
-                        tile_q4_1::<2>(grp, [xs(0), xs(1)], nb, dsp)
-                    }
-                };
-                for (k, v) in v.iter().enumerate().take(kk) {
-                    // SAFETY: (j0 + k) * rows + g + 16 <= t * rows = out.len(); storeu accepts
-                    // any alignment.
-                    unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *v) };
-                }
-                g += PACK_ROWS;
-            }
-            j0 += kk;
-        }
-        r0 = r1;
-    }
-}
-
 /// Packed Q8_0 (`Q8`) or Q4_0 weights x Q8_0 activations.
 ///
 /// # Safety
@@ -422,44 +346,33 @@ unsafe fn mm_packed<const Q8: bool>(
     debug_assert_eq!(out.len(), t * rows);
     debug_assert_eq!(rows % PACK_ROWS, 0);
     let nb = n / QK;
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
-    let mut r0 = 0;
-    while r0 < rows {
-        let rr = (r0, (r0 + panel).min(rows));
-        let mut j0 = 0;
-        while Q8 && j0 < t {
-            let k = (t - j0).min(TT8);
-            // SAFETY: as below; `packable` (checked by the caller) bounds nb for Q8_0.
-            unsafe {
-                match k {
-                    1 => tokens_q8::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens_q8::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    _ => tokens_q8::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                }
+    let tt = if Q8 { TT8 } else { TT };
+    panels_x_tiles((rows, rb, PANEL_BYTES), t, tt, |rr, j0, k| {
+        // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t, k <= the type's
+        // tile; `packable` (checked by the caller) bounds nb for Q8_0; the caller's guarantees
+        // cover the rest.
+        unsafe {
+            match (Q8, k) {
+                (true, 1) => tokens_q8::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (true, 2) => tokens_q8::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (true, _) => tokens_q8::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (false, 1) => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (false, 2) => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (false, 3) => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (false, 4) => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (false, 5) => tokens::<5>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (false, 6) => tokens::<6>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (false, 7) => tokens::<7>(out, w, rb, rows, rr, x, stride, j0, nb),
+                (false, _) => tokens::<8>(out, w, rb, rows, rr, x, stride, j0, nb),
             }
-            j0 += k;
         }
-        while !Q8 && j0 < t {
-            let k = (t - j0).min(TT);
-            // SAFETY: rr are multiples of 16 within rows, tokens j0..j0 + k <= t; the caller's
-            // guarantees cover the rest.
-            unsafe {
-                match k {
-                    1 => tokens::<1>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    2 => tokens::<2>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    3 => tokens::<3>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    4 => tokens::<4>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    5 => tokens::<5>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    6 => tokens::<6>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    7 => tokens::<7>(out, w, rb, rows, rr, x, stride, j0, nb),
-                    _ => tokens::<8>(out, w, rb, rows, rr, x, stride, j0, nb),
-                }
-            }
-            j0 += k;
-        }
-        r0 = rr.1;
-    }
+    });
 }
+
+/// Packed types with eight lane sums and two-token tiles, the `KIND` of [`mm_packed_lanes`].
+const Q4_1: u8 = 1;
+const Q5_0: u8 = 2;
+const Q5_1: u8 = 3;
 
 /// Bytes of one packed Q5_0 / Q5_1 group-block (16 rows).
 const GB50: usize = 16 * 22;
@@ -571,15 +484,16 @@ unsafe fn tile_q5<const Q51: bool, const K: usize>(
     })
 }
 
-/// Packed Q5_0 x Q8_0 (`Q51 = false`) or Q5_1 x Q8_1 (`Q51`): row panels, tokens in tiles of
-/// [`TT5`], the tables of whole rows (at most [`Q8_0_MAX_BLOCKS`] blocks, see `packable`).
+/// Packed Q4_1 x Q8_1, Q5_0 x Q8_0 or Q5_1 x Q8_1 (`KIND`, one of [`Q4_1`], [`Q5_0`],
+/// [`Q5_1`]): row panels, tokens in tiles of [`TT5`] (= [`TT41`]), the tables of whole rows (at
+/// most [`Q8_0_MAX_BLOCKS`] blocks, see `packable`), then [`tile_q4_1`] or [`tile_q5`] per group.
 ///
 /// # Safety
 /// As [`mm_packed`] with activations of `n / QK` blocks of the type's activation type;
 /// `n / QK <= Q8_0_MAX_BLOCKS`.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn mm_packed_q5<const Q51: bool>(
+unsafe fn mm_packed_lanes<const KIND: u8>(
     out: &mut [f32],
     w: *const u8,
     rb: usize,
@@ -589,62 +503,65 @@ unsafe fn mm_packed_q5<const Q51: bool>(
     t: usize,
     n: usize,
 ) {
+    const { assert!(TT5 == TT41) };
     debug_assert_eq!(out.len(), t * rows);
     let nb = n / QK;
     assert!(nb <= Q8_0_MAX_BLOCKS);
-    let xbb = if Q51 { XB1 } else { XB };
-    let panel = ((PANEL_BYTES / rb.max(1)) / PACK_ROWS * PACK_ROWS).max(PACK_ROWS);
+    let q8_1 = KIND != Q5_0;
+    let xbb = if q8_1 { XB1 } else { XB };
     // Only entries b < nb, k < the tile's tokens are read, each after it is written (cy: Q5_0).
     let mut ds = [core::mem::MaybeUninit::<f32>::uninit(); Q8_0_MAX_BLOCKS * TT5 * 2];
     let mut cy = [core::mem::MaybeUninit::<i32>::uninit(); Q8_0_MAX_BLOCKS * TT5 * 8];
-    let mut r0 = 0;
-    while r0 < rows {
-        let r1 = (r0 + panel).min(rows);
-        let mut j0 = 0;
-        while j0 < t {
-            let kk = (t - j0).min(TT5);
-            for b in 0..nb {
-                for k in 0..kk {
-                    // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
-                    let blk = unsafe {
-                        core::slice::from_raw_parts(x.add((j0 + k) * stride + b * xbb), xbb)
-                    };
-                    let e = (b * TT5 + k) * 2;
-                    ds[e].write(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
-                    if Q51 {
-                        ds[e + 1].write(half::f16::from_le_bytes([blk[2], blk[3]]).to_f32());
-                    } else {
-                        for (l, q) in blk[2..].chunks_exact(4).enumerate() {
-                            let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
-                            cy[(b * TT5 + k) * 8 + l].write(-16 * sum);
-                        }
+    panels_x_tiles((rows, rb, PANEL_BYTES), t, TT5, |(r0, r1), j0, kk| {
+        for b in 0..nb {
+            for k in 0..kk {
+                // SAFETY: block b < nb of token j0 + k < t is in bounds (caller).
+                let blk =
+                    unsafe { core::slice::from_raw_parts(x.add((j0 + k) * stride + b * xbb), xbb) };
+                let e = (b * TT5 + k) * 2;
+                ds[e].write(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
+                if q8_1 {
+                    ds[e + 1].write(half::f16::from_le_bytes([blk[2], blk[3]]).to_f32());
+                } else {
+                    for (l, q) in blk[2..].chunks_exact(4).enumerate() {
+                        let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
+                        cy[(b * TT5 + k) * 8 + l].write(-16 * sum);
                     }
                 }
             }
-            let (dsp, cyp) = (ds.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
-            let xs = |k: usize| x.wrapping_add((j0 + k) * stride);
-            let mut g = r0;
-            while g < r1 {
-                let grp = w.wrapping_add(g * rb);
-                // SAFETY: rows g..g + 16 are a whole group in bounds, tokens j0..j0 + kk <= t,
-                // table entries for b < nb, k < kk written above; this function's features.
-                let v: [__m512; 2] = unsafe {
-                    if kk == 1 {
-                        let [a] = tile_q5::<Q51, 1>(grp, [xs(0)], nb, dsp, cyp);
-                        [a, a]
-                    } else {
-                        tile_q5::<Q51, 2>(grp, [xs(0), xs(1)], nb, dsp, cyp)
-                    }
-                };
-                for (k, v) in v.iter().enumerate().take(kk) {
-                    // SAFETY: (j0 + k) * rows + g + 16 <= t * rows = out.len(); storeu accepts
-                    // any alignment.
-                    unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *v) };
-                }
-                g += PACK_ROWS;
-            }
-            j0 += kk;
         }
-        r0 = r1;
-    }
+        let (dsp, cyp) = (ds.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
+        let xs = |k: usize| x.wrapping_add((j0 + k) * stride);
+        let mut g = r0;
+        while g < r1 {
+            let grp = w.wrapping_add(g * rb);
+            // SAFETY: rows g..g + 16 are a whole group in bounds, tokens j0..j0 + kk <= t, table
+            // entries for b < nb, k < kk written above; this function's features.
+            let v: [__m512; 2] = unsafe {
+                match (KIND, kk) {
+                    (Q4_1, 1) => {
+                        let [a] = tile_q4_1::<1>(grp, [xs(0)], nb, dsp);
+                        [a, a]
+                    }
+                    (Q4_1, _) => tile_q4_1::<2>(grp, [xs(0), xs(1)], nb, dsp),
+                    (Q5_0, 1) => {
+                        let [a] = tile_q5::<false, 1>(grp, [xs(0)], nb, dsp, cyp);
+                        [a, a]
+                    }
+                    (Q5_0, _) => tile_q5::<false, 2>(grp, [xs(0), xs(1)], nb, dsp, cyp),
+                    (_, 1) => {
+                        let [a] = tile_q5::<true, 1>(grp, [xs(0)], nb, dsp, cyp);
+                        [a, a]
+                    }
+                    (_, _) => tile_q5::<true, 2>(grp, [xs(0), xs(1)], nb, dsp, cyp),
+                }
+            };
+            for (k, v) in v.iter().enumerate().take(kk) {
+                // SAFETY: (j0 + k) * rows + g + 16 <= t * rows = out.len(); storeu accepts any
+                // alignment.
+                unsafe { _mm512_storeu_ps(out.as_mut_ptr().add((j0 + k) * rows + g), *v) };
+            }
+            g += PACK_ROWS;
+        }
+    });
 }

@@ -21,7 +21,6 @@
 use core::arch::x86_64::*;
 
 use super::avx2::{hsum_ps, load32, load_f16x1, load_f16x2, nibbles32, q5_high_bits, Avx2};
-use super::matmul_body;
 use crate::blocks::QK;
 use crate::dispatch::check_matmul;
 use crate::reference::check_row;
@@ -165,8 +164,8 @@ impl AvxVnni {
     /// Rows x tokens of kernel `kind`, native or emulated (chosen here, once per call).
     ///
     /// # Safety
-    /// The contract of [`matmul_body`]: `w` holds `rows` rows of `rb` bytes of the kind's weight
-    /// type, `x` holds `t` activation rows `stride` bytes apart, `out.len() == t * rows`.
+    /// The contract of `cpu::matmul_body!`: `w` holds `rows` rows of `rb` bytes of the kind's
+    /// weight type, `x` holds `t` activation rows `stride` bytes apart, `out.len() == t * rows`.
     #[allow(clippy::too_many_arguments)]
     unsafe fn mm(
         self,
@@ -390,7 +389,7 @@ unsafe fn dot<D: Dpbusd, const KIND: u8, const T: usize>(
     }
 }
 
-/// Rows x tokens with the native `vpdpbusd`: see [`super::matmul_body`] for the safety contract.
+/// Rows x tokens with the native `vpdpbusd`: see `cpu::matmul_body!` for the safety contract.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c,avxvnni")]
 unsafe fn mm_native<const KIND: u8>(
@@ -406,7 +405,7 @@ unsafe fn mm_native<const KIND: u8>(
     matmul_body!(dot[Native, KIND], out, w, rb, rows, x, stride, t, n)
 }
 
-/// Rows x tokens with the emulated `vpdpbusd`: see [`super::matmul_body`] for the safety
+/// Rows x tokens with the emulated `vpdpbusd`: see `cpu::matmul_body!` for the safety
 /// contract.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma,f16c")]
