@@ -202,6 +202,45 @@ fn products(c: &mut Criterion) {
     }
 }
 
+/// `bytes` of zeros on transparent huge pages where the OS grants them (Linux: `madvise`), as the
+/// runtime keeps its packed weights: with 4 KiB pages the hardware prefetchers restart at every page
+/// and both the products and the probe read DRAM at a fraction of its speed. A heap buffer if the
+/// mapping fails.
+fn huge_buffer(bytes: usize) -> HugeBuffer {
+    match memmap2::MmapMut::map_anon(bytes) {
+        Ok(m) => {
+            #[cfg(target_os = "linux")]
+            let _ = m.advise(memmap2::Advice::HugePage); // a hint: fine if refused
+            HugeBuffer::Map(m)
+        }
+        Err(_) => HugeBuffer::Heap(vec![0u8; bytes]),
+    }
+}
+
+enum HugeBuffer {
+    Map(memmap2::MmapMut),
+    Heap(Vec<u8>),
+}
+
+impl core::ops::Deref for HugeBuffer {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            HugeBuffer::Map(m) => m,
+            HugeBuffer::Heap(v) => v,
+        }
+    }
+}
+
+impl core::ops::DerefMut for HugeBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            HugeBuffer::Map(m) => m,
+            HugeBuffer::Heap(v) => v,
+        }
+    }
+}
+
 /// `stream/...`: one token against matrices far larger than the caches, and the read probe.
 fn stream(c: &mut Criterion) {
     let k = Kernels::best();
@@ -213,7 +252,7 @@ fn stream(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     let n = 1536;
-    let probe: OnceCell<Vec<u64>> = OnceCell::new();
+    let probe: OnceCell<HugeBuffer> = OnceCell::new();
     for (ty, packs) in [
         (QuantType::Q4_0, true),
         (QuantType::Q4_1, true),
@@ -234,11 +273,18 @@ fn stream(c: &mut Criterion) {
         // The read probe over as many bytes, just before the product: the bandwidth at hand moves
         // by ±20% within a minute here, so each product has its own roofline.
         g.bench_function(format!("{id}/read"), |b| {
-            let words = &probe.get_or_init(|| (0..STREAM_BYTES as u64 / 8).collect())[..bytes / 8];
+            let buf = probe.get_or_init(|| {
+                let mut buf = huge_buffer(STREAM_BYTES);
+                for (i, w) in buf.chunks_exact_mut(8).enumerate() {
+                    w.copy_from_slice(&(i as u64).to_le_bytes());
+                }
+                buf
+            });
+            let words = &buf[..bytes / 8 * 8];
             b.iter(|| {
-                black_box(words)
-                    .iter()
-                    .fold(0u64, |acc, &x| acc.wrapping_add(x))
+                black_box(words).chunks_exact(8).fold(0u64, |acc, w| {
+                    acc.wrapping_add(u64::from_le_bytes(w.try_into().expect("8 bytes")))
+                })
             })
         });
         // Built on first use (criterion calls the closure once per sample) and dropped after.
@@ -253,7 +299,10 @@ fn stream(c: &mut Criterion) {
                     packed::pack(ty, &tile, 256, n, &mut p);
                     tile = p;
                 }
-                let w: Vec<u8> = tile.iter().copied().cycle().take(bytes).collect();
+                let mut w = huge_buffer(bytes);
+                for (d, s) in w.iter_mut().zip(tile.iter().cycle()) {
+                    *d = *s;
+                }
                 (w, activations(&k, ty, rows, n, 1))
             });
             b.iter(|| {
