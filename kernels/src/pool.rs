@@ -449,6 +449,31 @@ impl Segments {
         }
         None
     }
+
+    /// [`Segments::claim`] for several items at once: from its own segment a thread takes half of
+    /// what is left there (so a kernel call streams a long run of rows, and the runs shrink towards
+    /// the end, where the threads must finish together), from the others' one item at a time.
+    fn claim_run(&self, thread: usize, from: &mut usize) -> Option<core::ops::Range<usize>> {
+        while *from < self.segs {
+            let s = (thread + *from) % self.segs;
+            let end = (s + 1) * self.n / self.segs;
+            let next = &self.next[s].0;
+            let take = if *from == 0 {
+                // A stale read only makes the run shorter or longer; the claim itself is atomic.
+                end.saturating_sub(next.load(Ordering::Relaxed))
+                    .div_ceil(2)
+                    .max(1)
+            } else {
+                1
+            };
+            let i = next.fetch_add(take, Ordering::Relaxed);
+            if i < end {
+                return Some(i..(i + take).min(end));
+            }
+            *from += 1;
+        }
+        None
+    }
 }
 
 /// Most products one [`Kernels::matvec_par_group`] takes.
@@ -570,8 +595,9 @@ impl Kernels {
                 m.rows * rb,
                 "matvec_par_group: w must be rows x row_bytes(n)"
             );
-            // One token: the segments keep each thread's rows contiguous, so small items only make
-            // the threads finish together.
+            // One token: small items, taken in runs ([`Segments::claim_run`]): each kernel call
+            // streams a long run of rows, and the last runs are single items, so the threads
+            // finish together.
             let chunk_rows = CHUNK_ROWS;
             parts[i] = Some(Part {
                 out: SharedMut(m.out.as_mut_ptr()),
@@ -589,33 +615,40 @@ impl Kernels {
         let items = Segments::new(n_items, nt);
         pool.run(&|thread, _| {
             let mut from = 0;
-            while let Some(item) = items.claim(thread, &mut from) {
-                // The product this item belongs to: the last whose first item is <= item.
-                let Some(p) = parts.iter().rev().flatten().find(|p| p.first <= item) else {
-                    unreachable!("item 0 belongs to the first product")
-                };
-                let c = item - p.first;
-                let r = c * p.chunk_rows..((c + 1) * p.chunk_rows).min(p.rows);
-                // SAFETY: `p.out` points to that product's `out`, exclusively borrowed (through
-                // `group`) for the whole `run` call, which returns only after every thread running
-                // this closure is done. Each item is taken once (atomic counter) and maps to one
-                // (product, chunk), so the ranges [r.start, r.end) of one product are disjoint, and
-                // r.end <= rows = out.len() (asserted above).
-                let mine =
-                    unsafe { core::slice::from_raw_parts_mut(p.out.get().add(r.start), r.len()) };
-                let w = &p.w[r.start * p.rb..r.end * p.rb];
-                self.product(
-                    p.packed,
-                    p.ty,
-                    p.rows,
-                    mine,
-                    w,
-                    r.len(),
-                    x_act,
-                    stride,
-                    1,
-                    n,
-                );
+            while let Some(run) = items.claim_run(thread, &mut from) {
+                let mut item = run.start;
+                while item < run.end {
+                    // The product this item belongs to: the last whose first item is <= item; the
+                    // run's items in it are one call.
+                    let Some(p) = parts.iter().rev().flatten().find(|p| p.first <= item) else {
+                        unreachable!("item 0 belongs to the first product")
+                    };
+                    let last = run.end.min(p.first + p.rows.div_ceil(p.chunk_rows));
+                    let (c, c_end) = (item - p.first, last - p.first);
+                    item = last;
+                    let r = c * p.chunk_rows..(c_end * p.chunk_rows).min(p.rows);
+                    // SAFETY: `p.out` points to that product's `out`, exclusively borrowed (through
+                    // `group`) for the whole `run` call, which returns only after every thread running
+                    // this closure is done. Each item is taken once (atomic counters) and maps to one
+                    // (product, chunk), so the ranges [r.start, r.end) of one product's runs of items
+                    // are disjoint, and r.end <= rows = out.len() (asserted above).
+                    let mine = unsafe {
+                        core::slice::from_raw_parts_mut(p.out.get().add(r.start), r.len())
+                    };
+                    let w = &p.w[r.start * p.rb..r.end * p.rb];
+                    self.product(
+                        p.packed,
+                        p.ty,
+                        p.rows,
+                        mine,
+                        w,
+                        r.len(),
+                        x_act,
+                        stride,
+                        1,
+                        n,
+                    );
+                }
             }
         });
     }
@@ -673,9 +706,10 @@ impl Kernels {
         };
         assert_eq!(target.len(), t * rows, "matmul_par: scratch too short");
         let base = SharedMut(target.as_mut_ptr());
-        // Each thread's items are contiguous rows ([`Segments`]), so items need not be long for the
-        // hardware prefetchers: one token takes the smallest (the threads finish together); a batch
-        // about 8 per thread (fewer passes over its activations per weight row).
+        // Each thread's items are contiguous rows ([`Segments`]). One token takes the smallest, in
+        // runs of them, one kernel call per run ([`Segments::claim_run`]: long calls, and the threads
+        // finish together); a batch about 8 per thread (fewer passes over its activations per weight
+        // row), one call each.
         let chunk_rows = if t == 1 {
             CHUNK_ROWS
         } else {
@@ -689,12 +723,18 @@ impl Kernels {
         // starting at t * first row (for t == 1, simply its rows of `out`).
         pool.run(&|thread, _| {
             let mut from = 0;
-            while let Some(c) = chunks.claim(thread, &mut from) {
-                let r = c * chunk_rows..((c + 1) * chunk_rows).min(rows);
+            // One token: runs of chunks, one kernel call each (its block is its rows of `out`).
+            // A batch: chunk by chunk, as each has its own (t, chunk rows) block.
+            let claim = |from: &mut usize| match t {
+                1 => chunks.claim_run(thread, from),
+                _ => chunks.claim(thread, from).map(|c| c..c + 1),
+            };
+            while let Some(cs) = claim(&mut from) {
+                let r = cs.start * chunk_rows..(cs.end * chunk_rows).min(rows);
                 let len = t * r.len();
                 // SAFETY: `base` points to `target`, exclusively borrowed for the whole `run` call, which
                 // returns only after every thread running this closure is done. Each chunk index is taken
-                // once (atomic counter), so the ranges [t * r.start, t * r.end) are disjoint, and
+                // once (atomic counters), so the ranges [t * r.start, t * r.end) are disjoint, and
                 // t * r.end <= t * rows = target.len().
                 let mine =
                     unsafe { core::slice::from_raw_parts_mut(base.get().add(t * r.start), len) };
@@ -794,6 +834,47 @@ mod tests {
                     for t in 0..segs {
                         let start = t * n / segs;
                         assert_eq!(owner[start], t, "segment {t} starts with its own thread");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn segment_runs_deal_every_item_once_halving_the_own_segment() {
+        for n_threads in [1, 2, 3, 7, 16, 17] {
+            for n in [0, 1, 2, 5, 9, 16, 33, 100, 1536] {
+                let segs = n_threads.min(MAX_SEGMENTS);
+                let seg = Segments::new(n, n_threads);
+                let mut from = vec![0; n_threads];
+                let mut owner = vec![usize::MAX; n];
+                let mut runs = vec![Vec::new(); n_threads];
+                let mut left = n;
+                // A fair interleaving, one claim per thread in turn.
+                while left > 0 {
+                    for (t, f) in from.iter_mut().enumerate() {
+                        let mine = *f == 0;
+                        if let Some(r) = seg.claim_run(t, f) {
+                            assert!(!r.is_empty() && r.end <= n, "{r:?} of {n}");
+                            if !mine || *f > 0 {
+                                assert_eq!(r.len(), 1, "another segment's items go one by one");
+                            }
+                            for i in r.clone() {
+                                assert_eq!(owner[i], usize::MAX, "item {i} taken twice");
+                                owner[i] = t;
+                            }
+                            left -= r.len();
+                            runs[t].push(r);
+                        }
+                    }
+                }
+                // Each thread's first run is the first half of its own segment (with fewer items
+                // than segments, a thread whose segment is empty helps at once).
+                if n >= segs {
+                    for (t, r) in runs.iter().enumerate().take(segs) {
+                        let (start, end) = (t * n / segs, (t + 1) * n / segs);
+                        let half = start..start + (end - start).div_ceil(2);
+                        assert_eq!(r[0], half, "{n_threads} threads, {n} items, thread {t}");
                     }
                 }
             }
