@@ -114,6 +114,16 @@ pub(crate) trait GroupLanes: Copy {
     /// # Safety
     /// 16 writable floats at `p` (any alignment); the implementor's features.
     unsafe fn store(self, p: *mut f32);
+    /// The scale and the code sum of the Q8_0 block at `xb` ([`q8_0_scale_and_sum`], which is
+    /// the default; an ISA overrides it with its own instructions).
+    ///
+    /// # Safety
+    /// 34 readable bytes at `xb`; the implementor's features.
+    #[inline(always)]
+    unsafe fn scale_and_sum(xb: *const u8) -> (f32, i32) {
+        // SAFETY: the caller's guarantee.
+        unsafe { q8_0_scale_and_sum(xb) }
+    }
 }
 
 /// Packed Q4_0 x Q8_0 tokens `j0..j0 + K` against the row groups `r0..r1`: blocks in chunks of
@@ -162,7 +172,7 @@ pub(crate) unsafe fn q4_0_tokens<
         for b in b0..b1 {
             for (k, xk) in xs.iter().enumerate() {
                 // SAFETY: block b < nb of token j0 + k is in bounds (caller).
-                let (d, s) = unsafe { q8_0_scale_and_sum(xk.add(b * XB)) };
+                let (d, s) = unsafe { L::scale_and_sum(xk.add(b * XB)) };
                 dx[(b - b0) * TT + k].write(d);
                 if CY {
                     cy[(b - b0) * TT + k].write(-8 * s);

@@ -311,6 +311,13 @@ impl GroupLanes for [__m256; 2] {
             _mm256_storeu_ps(p.add(8), self[1]);
         }
     }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scale_and_sum(xb: *const u8) -> (f32, i32) {
+        // SAFETY: 34 readable bytes at xb (caller); AVX2 and F16C enabled here.
+        unsafe { super::q8_0_scale_and_sum(xb) }
+    }
 }
 
 /// One 16-row group x `K` tokens over blocks `b0..b1`, continuing from `acc[k][h]` (token `k`,
@@ -655,16 +662,17 @@ unsafe fn mm_lanes<P: PackedDot, const KIND: u8>(
         for b in 0..nb {
             // SAFETY: block b < nb of token j < t is in bounds (caller).
             let blk = unsafe { core::slice::from_raw_parts(xj.add(b * xbb), xbb) };
-            let f16 = |i: usize| half::f16::from_le_bytes([blk[i], blk[i + 1]]).to_f32();
+            // SAFETY: i + 2 <= 4 <= the block's bytes (d, and s for Q8_1); F16C is enabled here.
+            let f16 = |i: usize| unsafe { super::f16_at(blk.as_ptr().add(i)) };
             fs[2 * b].write(f16(0));
             if q8_1 {
                 fs[2 * b + 1].write(f16(2));
             } else {
                 let bias = if KIND == Q8_0 { -128 } else { -16 };
-                for (l, q) in blk[2..].chunks_exact(4).enumerate() {
-                    let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
-                    cy[8 * b + l].write(bias * sum);
-                }
+                let lanes = cy[8 * b..8 * b + 8].as_mut_ptr().cast();
+                // SAFETY: the block's 32 codes; entries 8b..8b + 8 of cy (b < nb <=
+                // Q8_0_MAX_BLOCKS, asserted); AVX2 is enabled here.
+                unsafe { super::quad_sums(blk.as_ptr().add(2), bias, lanes) };
             }
         }
         let (fp, cp) = (fs.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());

@@ -90,6 +90,13 @@ impl GroupLanes for __m512 {
         // SAFETY: 16 writable floats at p (caller); storeu accepts any alignment.
         unsafe { _mm512_storeu_ps(p, self) }
     }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale_and_sum(xb: *const u8) -> (f32, i32) {
+        // SAFETY: 34 readable bytes at xb (caller); AVX2 and F16C enabled here.
+        unsafe { super::q8_0_scale_and_sum(xb) }
+    }
 }
 
 /// One 16-row Q4_0 group (`g`: its first group-block) x `K` tokens over blocks `b0..b1`,
@@ -252,11 +259,14 @@ unsafe fn tokens_q8<const K: usize>(
         for (k, xk) in xs.iter().enumerate() {
             // SAFETY: block b < nb of token j0 + k < t is in bounds (caller): 34 bytes.
             let blk = unsafe { core::slice::from_raw_parts(xk.add(b * XB), XB) };
-            dx[b * TT8 + k].write(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
-            for (c, q) in blk[2..].chunks_exact(4).enumerate() {
-                let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
-                cy[(b * TT8 + k) * 8 + c].write(-128 * sum);
-            }
+            // SAFETY: the block's first two bytes; F16C is enabled here.
+            dx[b * TT8 + k].write(unsafe { super::f16_at(blk.as_ptr()) });
+            let e = (b * TT8 + k) * 8;
+            // SAFETY: the block's 32 codes; entries e..e + 8 of cy, as b < nb <=
+            // Q8_0_MAX_BLOCKS (asserted) and k < TT8; AVX2 is enabled here.
+            unsafe {
+                super::quad_sums(blk.as_ptr().add(2), -128, cy[e..e + 8].as_mut_ptr().cast())
+            };
         }
     }
     let tables = (dx.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());
@@ -519,9 +529,11 @@ unsafe fn mm_packed_lanes<const KIND: u8>(
                 let blk =
                     unsafe { core::slice::from_raw_parts(x.add((j0 + k) * stride + b * xbb), xbb) };
                 let e = (b * TT5 + k) * 2;
-                ds[e].write(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
+                // SAFETY: bytes 0..4 of the block (d, then s for Q8_1); F16C is enabled here.
+                ds[e].write(unsafe { super::f16_at(blk.as_ptr()) });
                 if q8_1 {
-                    ds[e + 1].write(half::f16::from_le_bytes([blk[2], blk[3]]).to_f32());
+                    // SAFETY: bytes 2..4 of the Q8_1 block (s); F16C is enabled here.
+                    ds[e + 1].write(unsafe { super::f16_at(blk.as_ptr().add(2)) });
                 } else {
                     for (l, q) in blk[2..].chunks_exact(4).enumerate() {
                         let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
