@@ -547,6 +547,10 @@ impl Kernels {
     /// what `matmul_par` (or `matmul_par_packed`) gives, with one wake-up of the workers instead of
     /// one per matrix. At most [`MAX_GROUP`] products.
     ///
+    /// `first` runs on the calling thread before it takes its rows, while the workers start on
+    /// theirs: work to overlap with the products' weight stream (e.g. prefetching what is read after
+    /// them), which would otherwise leave the workers waiting.
+    ///
     /// # Panics
     /// As the single products, or if the group is larger than [`MAX_GROUP`].
     pub fn matvec_par_group(
@@ -555,6 +559,7 @@ impl Kernels {
         group: &mut [MatVec<'_>],
         x_act: &[u8],
         n: usize,
+        first: &(dyn Fn() + Sync),
     ) {
         assert!(
             group.len() <= MAX_GROUP,
@@ -563,6 +568,7 @@ impl Kernels {
         let nt = pool.n_threads();
         let stride = x_act.len();
         if nt == 1 {
+            first();
             for m in group.iter_mut() {
                 self.product(
                     m.packed, m.ty, m.rows, m.out, m.w, m.rows, x_act, stride, 1, n,
@@ -614,6 +620,9 @@ impl Kernels {
         let parts = &parts[..group.len()];
         let items = Segments::new(n_items, nt);
         pool.run(&|thread, _| {
+            if thread == 0 {
+                first();
+            }
             let mut from = 0;
             while let Some(run) = items.claim_run(thread, &mut from) {
                 let mut item = run.start;

@@ -522,7 +522,7 @@ fn grouped_matvecs_equal_the_single_products_for_any_thread_count() {
                 out,
             })
             .collect::<Vec<_>>();
-        k.matvec_par_group(&pool, &mut group, &x, n);
+        k.matvec_par_group(&pool, &mut group, &x, n, &|| {});
         drop(group);
         for (got, want) in outs.iter().zip(&want) {
             assert!(

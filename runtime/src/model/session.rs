@@ -646,13 +646,18 @@ impl<'m, 'a> Session<'m, 'a> {
         }
 
         for (l, layer) in w.layers.iter().enumerate() {
-            if t_len == 1 {
-                // One token: this layer's cached keys and values (and the value slots about to be
-                // written), read by attention after the q/k/v products, are fetched while those
-                // products stream their weights; they would come from DRAM otherwise (a step
-                // streams more weights than the caches hold between two visits of a layer).
+            // One token: this layer's cached keys and values (and the value slots about to be
+            // written), read by attention after the q/k/v products, are fetched while those
+            // products stream their weights (on the calling thread, while the others start on
+            // them); they would come from DRAM otherwise (a step streams more weights than the
+            // caches hold between two visits of a layer).
+            let kv = &self.kv;
+            let prefetch_kv = || {
+                if t_len > 1 {
+                    return;
+                }
                 let (base, n_kv) = (l * n_ctx * kvd, pos0 + 1);
-                match &self.kv {
+                match kv {
                     KvCache::F16 { k, vt } => {
                         kern.prefetch(&k[base..base + n_kv * kvd]);
                         for i in 0..kvd {
@@ -666,7 +671,7 @@ impl<'m, 'a> Session<'m, 'a> {
                         }
                     }
                 }
-            }
+            };
             // Attention block.
             let x = &s.x;
             pool.for_each_chunk(&mut s.xb[..t_len * c], c, |t, xb| {
@@ -681,6 +686,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 &s.xb[..t_len * c],
                 &mut s.act,
                 &mut s.par,
+                &prefetch_kv,
             );
 
             let layer_base = l * n_ctx * kvd;
@@ -737,7 +743,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
                     let q = &q[t * qd + h0 * d..][..gh * d];
                     match kv {
-                        KvCache::F16 { k, vt } if gh > 1 => kern.attention_group_ggml(
+                        KvCache::F16 { k, vt } => kern.attention_group_ggml(
                             out,
                             q,
                             d,
@@ -751,20 +757,6 @@ impl<'m, 'a> Session<'m, 'a> {
                             &mut sc.scores[..gh * n_kv],
                             &mut sc.q16[..gh * d],
                             &mut sc.p16[..gh * n_kv],
-                        ),
-                        KvCache::F16 { k, vt } => kern.attention_head_ggml(
-                            out,
-                            q,
-                            &k[k0..layer_end],
-                            kvd,
-                            &vt[v0..layer_end],
-                            n_ctx,
-                            scale,
-                            batched,
-                            llama_n_kv(n_kv),
-                            &mut sc.scores[..n_kv],
-                            &mut sc.q16[..d],
-                            &mut sc.p16[..n_kv],
                         ),
                         KvCache::F32 { k, vt } => kern.attention_head_f32(
                             out,
@@ -803,6 +795,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 &s.xb[..t_len * c],
                 &mut s.act,
                 &mut s.par,
+                &|| {},
             );
             let up = &s.hb2;
             pool.for_each_chunk(&mut s.hb[..t_len * f], f, |t, g| {
@@ -872,20 +865,23 @@ impl MatMul<'_> {
 
     /// `out_i (T, rows_i) = x (T, cols) @ W_i^T` for the `N` products of one input (q/k/v,
     /// gate/up): `x` quantized once, and again only where a product's activation format differs;
-    /// one token in a single pool job when all share one ([`MatMul::products1`]).
+    /// one token in a single pool job when all share one ([`MatMul::products1`]). `first` runs
+    /// before the products, on the calling thread (see [`Kernels::matvec_par_group`]).
     fn products<const N: usize>(
         &self,
         products: [(&mut [f32], &super::weights::Matrix<'_>); N],
         x: &[f32],
         act: &mut [u8],
         par: &mut [f32],
+        first: &(dyn Fn() + Sync),
     ) {
         let ws = products.each_ref().map(|p| p.1);
         let t_len = x.len() / ws[0].cols;
         self.quantize(ws[0], x, act);
         if t_len == 1 && Self::same_activations(&ws) {
-            return self.products1(products, act);
+            return self.products1(products, act, first);
         }
+        first();
         for (i, (out, wt)) in products.into_iter().enumerate() {
             if i > 0 {
                 self.requantize(ws[i - 1], wt, x, act);
@@ -933,6 +929,7 @@ impl MatMul<'_> {
         &self,
         products: [(&mut [f32], &super::weights::Matrix<'_>); N],
         act: &[u8],
+        first: &(dyn Fn() + Sync),
     ) {
         let n = products[0].1.cols;
         let arb = products[0]
@@ -950,7 +947,7 @@ impl MatMul<'_> {
             out,
         });
         self.k
-            .matvec_par_group(self.pool, &mut group, &act[..arb], n);
+            .matvec_par_group(self.pool, &mut group, &act[..arb], n, first);
     }
 
     /// `out (T, rows) = W @ act` for activations already quantized by [`MatMul::quantize`]: the
