@@ -15,6 +15,10 @@
 //! - `matmul16/<TYPE>/<isa>[+packed]/<rows>x<n>`: 16 tokens (the prefill path), same shapes.
 //!   Throughput = `2 * rows * n * 16` elements, i.e. **criterion's `elem/s` reads as FLOP/s**
 //!   (multiply and add counted separately).
+//! - `calls/<TYPE>/<isa>+packed/<rows>x<n>/<R>`: the packed `matvec` above, done as `rows / R`
+//!   calls of `R` rows each (`R` = 32, the smallest piece a thread takes of a decode step's product,
+//!   and 256), for the types a path repacks: what a call costs besides its rows (building the
+//!   activation tables, the entry checks). GB/s of weights, comparable with `matvec`.
 //! - `stream/<TYPE>/<isa>[+packed]`: one token against a 134 MB (128 MiB) matrix (four times
 //!   this machine's L3), so the weights come from DRAM: GB/s of weights, best path only
 //!   (`Kernels::best()`, which honours `INGOT_ISA`). `stream/<TYPE>/<isa>[+packed]/read`,
@@ -199,6 +203,48 @@ fn products(c: &mut Criterion) {
             }
             g.finish();
         }
+    }
+}
+
+/// `calls/<TYPE>/...`: the packed one-token product in calls of 32 and 256 rows.
+fn calls(c: &mut Criterion) {
+    let paths = paths();
+    for ty in [QuantType::Q4_0, QuantType::Q4_1, QuantType::Q8_0] {
+        let mut g = c.benchmark_group(format!("calls/{ty}"));
+        for (rows, n) in SHAPES {
+            let matrix = OnceCell::new();
+            let matrix = || {
+                matrix.get_or_init(|| Matrix {
+                    w: weights(ty, rows, n, &mut Rng::new()),
+                    packed: OnceCell::new(),
+                })
+            };
+            let rb = ty.row_bytes(n).expect("whole blocks");
+            g.throughput(Throughput::BytesDecimal((rows * rb) as u64));
+            let arb = ty.info().vec_dot_type.row_bytes(n).expect("whole blocks");
+            for k in paths
+                .iter()
+                .filter(|k| k.packs(ty) && packed::packable(ty, rows, n))
+            {
+                let isa = k.isa();
+                configure(&mut g, isa);
+                let xa = OnceCell::new();
+                let xa = || xa.get_or_init(|| activations(k, ty, rows, n, 1));
+                let mut out = vec![0f32; rows];
+                for r in [32, 256] {
+                    g.bench_function(format!("{isa}+packed/{rows}x{n}/{r}"), |b| {
+                        let (w, xa) = (matrix().packed(ty, rows, n), xa());
+                        b.iter(|| {
+                            for (o, w) in out.chunks_mut(r).zip(black_box(w).chunks(r * rb)) {
+                                k.matmul_packed(ty, o, w, o.len(), xa, arb, 1, n);
+                            }
+                            black_box(&out);
+                        })
+                    });
+                }
+            }
+        }
+        g.finish();
     }
 }
 
@@ -412,5 +458,5 @@ fn sgemm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, products, stream, attention, sgemm);
+criterion_group!(benches, products, calls, stream, attention, sgemm);
 criterion_main!(benches);

@@ -6,7 +6,7 @@ own records (target/criterion/*/new/{benchmark,estimates}.json), for BENCHMARKS.
 
 Rates are computed from criterion's *median* time per iteration (robust to the stalls of a shared
 machine; criterion's console line shows the mean or the regression slope instead): matvec and stream
-in GB/s (10^9 bytes of weights), matmul16, attention and sgemm in GFLOP/s.
+(and calls) in GB/s (10^9 bytes of weights), matmul16, attention and sgemm in GFLOP/s.
 """
 
 import json
@@ -44,6 +44,14 @@ for ty in types:
         mv = cell([f"matvec/{ty}/{p}/{s}" for s in shapes])
         mm = cell([f"matmul16/{ty}/{p}/{s}" for s in shapes])
         print(f"| {ty} | {p} | {mv} | {mm} |")
+
+print()
+print("| calls (packed, one token) | GB/s in 32-row calls / in 256-row calls, 1536x576 | 576x1536 |")
+print("|---|---|---|")
+for ty in types:
+    for p in sorted({i.split("/")[2] for i in rate if i.startswith(f"calls/{ty}/")}):
+        cells = [cell([f"calls/{ty}/{p}/{s}/{r}" for r in (32, 256)]) for s in shapes]
+        print(f"| {ty} {p} | {cells[0]} | {cells[1]} |")
 
 print()
 print("| stream (134 MB, one token) | GB/s | read probe just before, GB/s | fraction |")
