@@ -522,7 +522,14 @@ fn grouped_matvecs_equal_the_single_products_for_any_thread_count() {
                 out,
             })
             .collect::<Vec<_>>();
-        k.matvec_par_group(&pool, &mut group, &x, n, &|| {});
+        // `first` runs once, on the calling thread, whatever the thread count.
+        let caller = std::thread::current().id();
+        let firsts = std::sync::atomic::AtomicUsize::new(0);
+        k.matvec_par_group(&pool, &mut group, &x, n, &|| {
+            assert_eq!(std::thread::current().id(), caller, "first ran on a worker");
+            firsts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        assert_eq!(firsts.into_inner(), 1, "first ran other than once");
         drop(group);
         for (got, want) in outs.iter().zip(&want) {
             assert!(
