@@ -206,11 +206,54 @@ fn hsum_epi32(v: __m256i) -> i32 {
 
 /// Sum of adjacent u8 x i8 products into i32 lanes: `vpmaddubsw` then `vpmaddwd` with ones.
 /// Exact when every pair sum fits i16, i.e. `a <= 127` (true for 4- and 5-bit codes and for the
-/// constants 8 and 16 used here).
+/// constants 1, 8 and 16 used here).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_u8i8_small(a: __m256i, b: __m256i) -> __m256i {
     _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), _mm256_set1_epi16(1))
+}
+
+/// One f16 at `p` as f32 (`half`'s conversion, built without `std`, is a software routine).
+///
+/// # Safety
+/// 2 readable bytes at `p`; the CPU has F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: forwarded from the caller.
+    _mm_cvtss_f32(unsafe { load_f16x1(p) })
+}
+
+/// [`crate::packed::q8_0_scale_and_sum`] in AVX2 (the packed kernels' per-call tables): the Q8_0
+/// block at `xb`'s scale, and the sum of its 32 codes by `vpsadbw` over the codes + 128.
+///
+/// # Safety
+/// 34 readable bytes at `xb`; the CPU has AVX2 and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn q8_0_scale_and_sum(xb: *const u8) -> (f32, i32) {
+    // SAFETY: the scale, then 32 codes, within the caller's 34 bytes.
+    let (d, q) = unsafe { (f16_at(xb), load32(xb.add(2))) };
+    let biased = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
+    // Four u64 lanes, each below 2^32: their i32 halves sum to the same total.
+    let sum = hsum_epi32(_mm256_sad_epu8(biased, _mm256_setzero_si256()));
+    (d, sum - 32 * 128)
+}
+
+/// `dst[c] = bias * (sum of the 4 signed codes at code + 4c)` for `c = 0..8`: the per-lane
+/// corrections the packed Q8_0 and Q5_0 kernels subtract, for one block of 32 activation codes.
+///
+/// # Safety
+/// 32 readable bytes at `code`, 8 writable `i32` at `dst` (any alignment); the CPU has AVX2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn quad_sums(code: *const u8, bias: i32, dst: *mut i32) {
+    // SAFETY: the caller's 32 bytes.
+    let q = unsafe { load32(code) };
+    let quads = dot_u8i8_small(_mm256_set1_epi8(1), q);
+    let v = _mm256_mullo_epi32(quads, _mm256_set1_epi32(bias));
+    // SAFETY: the caller's 8 writable i32; storeu accepts any alignment.
+    unsafe { _mm256_storeu_si256(dst.cast(), v) };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -316,7 +316,7 @@ impl GroupLanes for [__m256; 2] {
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn scale_and_sum(xb: *const u8) -> (f32, i32) {
         // SAFETY: 34 readable bytes at xb (caller); AVX2 and F16C enabled here.
-        unsafe { super::q8_0_scale_and_sum(xb) }
+        unsafe { super::avx2::q8_0_scale_and_sum(xb) }
     }
 }
 
@@ -663,7 +663,7 @@ unsafe fn mm_lanes<P: PackedDot, const KIND: u8>(
             // SAFETY: block b < nb of token j < t is in bounds (caller).
             let blk = unsafe { core::slice::from_raw_parts(xj.add(b * xbb), xbb) };
             // SAFETY: i + 2 <= 4 <= the block's bytes (d, and s for Q8_1); F16C is enabled here.
-            let f16 = |i: usize| unsafe { super::f16_at(blk.as_ptr().add(i)) };
+            let f16 = |i: usize| unsafe { super::avx2::f16_at(blk.as_ptr().add(i)) };
             fs[2 * b].write(f16(0));
             if q8_1 {
                 fs[2 * b + 1].write(f16(2));
@@ -672,7 +672,7 @@ unsafe fn mm_lanes<P: PackedDot, const KIND: u8>(
                 let lanes = cy[8 * b..8 * b + 8].as_mut_ptr().cast();
                 // SAFETY: the block's 32 codes; entries 8b..8b + 8 of cy (b < nb <=
                 // Q8_0_MAX_BLOCKS, asserted); AVX2 is enabled here.
-                unsafe { super::quad_sums(blk.as_ptr().add(2), bias, lanes) };
+                unsafe { super::avx2::quad_sums(blk.as_ptr().add(2), bias, lanes) };
             }
         }
         let (fp, cp) = (fs.as_ptr().cast::<f32>(), cy.as_ptr().cast::<i32>());

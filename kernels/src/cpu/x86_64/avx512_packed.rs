@@ -95,7 +95,7 @@ impl GroupLanes for __m512 {
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
     unsafe fn scale_and_sum(xb: *const u8) -> (f32, i32) {
         // SAFETY: 34 readable bytes at xb (caller); AVX2 and F16C enabled here.
-        unsafe { super::q8_0_scale_and_sum(xb) }
+        unsafe { super::avx2::q8_0_scale_and_sum(xb) }
     }
 }
 
@@ -260,12 +260,12 @@ unsafe fn tokens_q8<const K: usize>(
             // SAFETY: block b < nb of token j0 + k < t is in bounds (caller): 34 bytes.
             let blk = unsafe { core::slice::from_raw_parts(xk.add(b * XB), XB) };
             // SAFETY: the block's first two bytes; F16C is enabled here.
-            dx[b * TT8 + k].write(unsafe { super::f16_at(blk.as_ptr()) });
+            dx[b * TT8 + k].write(unsafe { super::avx2::f16_at(blk.as_ptr()) });
             let e = (b * TT8 + k) * 8;
             // SAFETY: the block's 32 codes; entries e..e + 8 of cy, as b < nb <=
             // Q8_0_MAX_BLOCKS (asserted) and k < TT8; AVX2 is enabled here.
             unsafe {
-                super::quad_sums(blk.as_ptr().add(2), -128, cy[e..e + 8].as_mut_ptr().cast())
+                super::avx2::quad_sums(blk.as_ptr().add(2), -128, cy[e..e + 8].as_mut_ptr().cast())
             };
         }
     }
@@ -530,10 +530,10 @@ unsafe fn mm_packed_lanes<const KIND: u8>(
                     unsafe { core::slice::from_raw_parts(x.add((j0 + k) * stride + b * xbb), xbb) };
                 let e = (b * TT5 + k) * 2;
                 // SAFETY: bytes 0..4 of the block (d, then s for Q8_1); F16C is enabled here.
-                ds[e].write(unsafe { super::f16_at(blk.as_ptr()) });
+                ds[e].write(unsafe { super::avx2::f16_at(blk.as_ptr()) });
                 if q8_1 {
                     // SAFETY: bytes 2..4 of the Q8_1 block (s); F16C is enabled here.
-                    ds[e + 1].write(unsafe { super::f16_at(blk.as_ptr().add(2)) });
+                    ds[e + 1].write(unsafe { super::avx2::f16_at(blk.as_ptr().add(2)) });
                 } else {
                     for (l, q) in blk[2..].chunks_exact(4).enumerate() {
                         let sum: i32 = q.iter().map(|&v| i32::from(v as i8)).sum();
