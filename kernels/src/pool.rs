@@ -437,28 +437,23 @@ impl Segments {
     /// The next item for thread `thread`; `from` (0 at the start of the job) counts the segments
     /// this thread has found empty.
     fn claim(&self, thread: usize, from: &mut usize) -> Option<usize> {
-        while *from < self.segs {
-            let s = (thread + *from) % self.segs;
-            let end = (s + 1) * self.n / self.segs;
-            // Relaxed: the index alone is what is shared; the item's data is published by `run`.
-            let i = self.next[s].0.fetch_add(1, Ordering::Relaxed);
-            if i < end {
-                return Some(i);
-            }
-            *from += 1;
-        }
-        None
+        self.take(thread, from, false).map(|r| r.start)
     }
 
     /// [`Segments::claim`] for several items at once: from its own segment a thread takes half of
     /// what is left there (so a kernel call streams a long run of rows, and the runs shrink towards
     /// the end, where the threads must finish together), from the others' one item at a time.
     fn claim_run(&self, thread: usize, from: &mut usize) -> Option<core::ops::Range<usize>> {
+        self.take(thread, from, true)
+    }
+
+    /// The next items for `thread`: one, or a run from its own segment when `runs`.
+    fn take(&self, thread: usize, from: &mut usize, runs: bool) -> Option<core::ops::Range<usize>> {
         while *from < self.segs {
             let s = (thread + *from) % self.segs;
             let end = (s + 1) * self.n / self.segs;
             let next = &self.next[s].0;
-            let take = if *from == 0 {
+            let take = if runs && *from == 0 {
                 // A stale read only makes the run shorter or longer; the claim itself is atomic.
                 end.saturating_sub(next.load(Ordering::Relaxed))
                     .div_ceil(2)
@@ -466,6 +461,7 @@ impl Segments {
             } else {
                 1
             };
+            // Relaxed: the index alone is what is shared; the item's data is published by `run`.
             let i = next.fetch_add(take, Ordering::Relaxed);
             if i < end {
                 return Some(i..(i + take).min(end));
