@@ -142,6 +142,22 @@ impl Path {
         }
     }
 
+    /// `x[i] *= scale`, [`softmax`], `p16[i] = f16(x[i])`, and `x[i]` that value widened back.
+    fn softmax_f16(self, x: &mut [f32], scale: f32, p16: &mut [f16]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512(k) => k.softmax_f16(x, scale, p16),
+            _ => {
+                for v in x.iter_mut() {
+                    *v *= scale;
+                }
+                softmax(self, x);
+                self.to_f16(x, p16);
+                self.widen_f16(p16, x);
+            }
+        }
+    }
+
     fn to_f16(self, src: &[f32], dst: &mut [f16]) {
         match self {
             Path::Scalar => reference::to_f16(src, dst),
@@ -379,12 +395,7 @@ impl Kernels {
             .chunks_exact_mut(n_kv)
             .zip(p16.chunks_exact_mut(n_kv))
         {
-            for v in sc.iter_mut() {
-                *v *= scale;
-            }
-            softmax(p, sc);
-            p.to_f16(sc, ph);
-            p.widen_f16(ph, sc);
+            p.softmax_f16(sc, scale, ph);
         }
         p.dot_f16_rows_heads(batched, vt, vt_stride, p16, scores, n_kv, v_pad, out);
     }

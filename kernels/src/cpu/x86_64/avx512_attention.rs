@@ -86,30 +86,71 @@ impl Avx512Vnni {
                 // SAFETY: `self` proves the features; rows r0..r0 + k hold n f16 each in x (asserted
                 // above) and each y_h holds n f32.
                 unsafe {
-                    match (g, batched) {
-                        (1, false) => tile_heads::<1>(xt, stride, k, [yp(0)], n, n_pad, &mut tile),
-                        (2, false) => {
-                            tile_heads::<2>(xt, stride, k, [yp(0), yp(1)], n, n_pad, &mut tile)
+                    if n == 64 && n_pad < 128 {
+                        match (g, batched) {
+                            (1, false) => {
+                                tile_heads_64::<1, false>(xt, stride, k, [yp(0)], &mut tile)
+                            }
+                            (2, false) => {
+                                let y = [yp(0), yp(1)];
+                                tile_heads_64::<2, false>(xt, stride, k, y, &mut tile)
+                            }
+                            (3, false) => {
+                                let y = [yp(0), yp(1), yp(2)];
+                                tile_heads_64::<3, false>(xt, stride, k, y, &mut tile)
+                            }
+                            (_, false) => {
+                                let y = [yp(0), yp(1), yp(2), yp(3)];
+                                tile_heads_64::<4, false>(xt, stride, k, y, &mut tile)
+                            }
+                            (1, true) => {
+                                tile_heads_64::<1, true>(xt, stride, k, [yp(0)], &mut tile)
+                            }
+                            (2, true) => {
+                                let y = [yp(0), yp(1)];
+                                tile_heads_64::<2, true>(xt, stride, k, y, &mut tile)
+                            }
+                            (3, true) => {
+                                let y = [yp(0), yp(1), yp(2)];
+                                tile_heads_64::<3, true>(xt, stride, k, y, &mut tile)
+                            }
+                            (_, true) => {
+                                let y = [yp(0), yp(1), yp(2), yp(3)];
+                                tile_heads_64::<4, true>(xt, stride, k, y, &mut tile)
+                            }
                         }
-                        (3, false) => {
-                            let y = [yp(0), yp(1), yp(2)];
-                            tile_heads::<3>(xt, stride, k, y, n, n_pad, &mut tile)
-                        }
-                        (_, false) => {
-                            let y = [yp(0), yp(1), yp(2), yp(3)];
-                            tile_heads::<4>(xt, stride, k, y, n, n_pad, &mut tile)
-                        }
-                        (1, true) => tile_heads_sgemm::<1>(xt, stride, k, [yp(0)], n, &mut tile),
-                        (2, true) => {
-                            tile_heads_sgemm::<2>(xt, stride, k, [yp(0), yp(1)], n, &mut tile)
-                        }
-                        (3, true) => {
-                            let y = [yp(0), yp(1), yp(2)];
-                            tile_heads_sgemm::<3>(xt, stride, k, y, n, &mut tile)
-                        }
-                        (_, true) => {
-                            let y = [yp(0), yp(1), yp(2), yp(3)];
-                            tile_heads_sgemm::<4>(xt, stride, k, y, n, &mut tile)
+                    } else {
+                        match (g, batched) {
+                            (1, false) => {
+                                tile_heads::<1, 4>(xt, stride, k, [yp(0)], n, n_pad, &mut tile)
+                            }
+                            (2, false) => {
+                                let y = [yp(0), yp(1)];
+                                tile_heads::<2, 2>(xt, stride, k, y, n, n_pad, &mut tile)
+                            }
+                            (3, false) => {
+                                let y = [yp(0), yp(1), yp(2)];
+                                tile_heads::<3, 2>(xt, stride, k, y, n, n_pad, &mut tile)
+                            }
+                            (_, false) => {
+                                let y = [yp(0), yp(1), yp(2), yp(3)];
+                                tile_heads::<4, 1>(xt, stride, k, y, n, n_pad, &mut tile)
+                            }
+                            (1, true) => {
+                                tile_heads_sgemm::<1, 8>(xt, stride, k, [yp(0)], n, &mut tile)
+                            }
+                            (2, true) => {
+                                let y = [yp(0), yp(1)];
+                                tile_heads_sgemm::<2, 4>(xt, stride, k, y, n, &mut tile)
+                            }
+                            (3, true) => {
+                                let y = [yp(0), yp(1), yp(2)];
+                                tile_heads_sgemm::<3, 4>(xt, stride, k, y, n, &mut tile)
+                            }
+                            (_, true) => {
+                                let y = [yp(0), yp(1), yp(2), yp(3)];
+                                tile_heads_sgemm::<4, 4>(xt, stride, k, y, n, &mut tile)
+                            }
                         }
                     }
                 }
@@ -124,7 +165,9 @@ impl Avx512Vnni {
 }
 
 /// `k <= 16` rows from `x` (`stride` elements apart) dotted with `G` heads `y[h]` in ggml's
-/// order ([`super::avx512::dot_f16_ggml4`]'s per-row operations): `out[h][r]` for `r < k`.
+/// order ([`super::avx512::dot_f16_ggml4`]'s per-row operations): `out[h][r]` for `r < k`. `R` rows
+/// are summed side by side, so that each load of a head's `y` serves `R` rows (`R` divides 16 and
+/// `R * G * 4` accumulators fit the 32 registers beside the `R` widened rows and one `y`).
 ///
 /// # Safety
 /// `n` readable f16 at `x + r * stride` for `r < k` (`k >= 1`), `n` readable f32 at each `y[h]`;
@@ -132,7 +175,7 @@ impl Avx512Vnni {
 // Constant-bound index loops: fully unrolled, so every accumulator stays in a register.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_heads<const G: usize>(
+unsafe fn tile_heads<const G: usize, const R: usize>(
     x: *const u16,
     stride: usize,
     k: usize,
@@ -147,27 +190,34 @@ unsafe fn tile_heads<const G: usize>(
     // Per head, each row's four ggml accumulators folded to one vector, row by row: every entry
     // is written by the row loop below before the reduction reads it (no zeroing: 3 KiB a tile).
     let mut rowsum = [[core::mem::MaybeUninit::<__m512>::uninit(); TILE]; G];
-    for r in 0..TILE {
+    let mut r0 = 0;
+    while r0 < TILE {
         // Rows past k repeat the last one; their sums are dropped.
-        let xr = x.wrapping_add(r.min(k - 1) * stride);
+        let xr: [*const u16; R] =
+            core::array::from_fn(|q| x.wrapping_add((r0 + q).min(k - 1) * stride));
         // PREFETCH_ROWS rows ahead into L1 (past this tile too: the caller's next tile continues the
         // stride): strided rows (the transposed value cache) each start a new page, where the
         // hardware prefetcher does not follow. A prefetch never faults.
-        prefetch_tile(
-            x.wrapping_add((r + PREFETCH_ROWS) * stride).cast(),
-            0,
-            2 * n,
-        );
-        let mut acc = [[zero; 4]; G];
+        for q in 0..R {
+            prefetch_tile(
+                x.wrapping_add((r0 + q + PREFETCH_ROWS) * stride).cast(),
+                0,
+                2 * n,
+            );
+        }
+        let mut acc = [[[zero; 4]; G]; R];
         let mut i = 0;
         while i + 64 <= vec_end {
             for j in 0..4 {
-                // SAFETY: i + 64 <= n elements at xr and every y[h] (caller).
+                // SAFETY: i + 64 <= n elements at every xr[q] and y[h] (caller).
                 unsafe {
-                    let xv = load_f16x16(xr.add(i + 16 * j), 16);
+                    let xv: [__m512; R] =
+                        core::array::from_fn(|q| load_f16x16(xr[q].add(i + 16 * j), 16));
                     for h in 0..G {
                         let yv = _mm512_loadu_ps(y[h].add(i + 16 * j));
-                        acc[h][j] = _mm512_fmadd_ps(xv, yv, acc[h][j]);
+                        for q in 0..R {
+                            acc[q][h][j] = _mm512_fmadd_ps(xv[q], yv, acc[q][h][j]);
+                        }
                     }
                 }
             }
@@ -181,24 +231,30 @@ unsafe fn tile_heads<const G: usize>(
             }
             let len = (vec_end - i).min(16);
             let m = ((1u32 << len) - 1) as u16;
-            // SAFETY: i + len <= n elements at xr and every y[h] (caller); masked lanes are not read.
+            // SAFETY: i + len <= n elements at every xr[q] and y[h] (caller); masked lanes are not
+            // read.
             unsafe {
-                let xv = load_f16x16(xr.add(i), len);
+                let xv: [__m512; R] = core::array::from_fn(|q| load_f16x16(xr[q].add(i), len));
                 for h in 0..G {
                     let yv = _mm512_maskz_loadu_ps(m, y[h].add(i));
-                    acc[h][j] = _mm512_fmadd_ps(xv, yv, acc[h][j]);
+                    for q in 0..R {
+                        acc[q][h][j] = _mm512_fmadd_ps(xv[q], yv, acc[q][h][j]);
+                    }
                 }
             }
             i += 16;
         }
-        for h in 0..G {
-            let s0 = _mm512_add_ps(acc[h][0], acc[h][2]);
-            let s1 = _mm512_add_ps(acc[h][1], acc[h][3]);
-            rowsum[h][r].write(_mm512_add_ps(s0, s1));
+        for q in 0..R {
+            for h in 0..G {
+                let s0 = _mm512_add_ps(acc[q][h][0], acc[q][h][2]);
+                let s1 = _mm512_add_ps(acc[q][h][1], acc[q][h][3]);
+                rowsum[h][r0 + q].write(_mm512_add_ps(s0, s1));
+            }
         }
+        r0 += R;
     }
     for h in 0..G {
-        // SAFETY: the loop over r in 0..TILE above wrote every rowsum[h][r].
+        // SAFETY: the loop over r0 above wrote every rowsum[h][r] (R divides TILE).
         let rows: [__m512; TILE] = core::array::from_fn(|r| unsafe { rowsum[h][r].assume_init() });
         let sums = reduce_add16x16(&rows);
         // SAFETY: `out[h]` holds 16 f32.
@@ -223,13 +279,14 @@ unsafe fn tile_heads<const G: usize>(
 
 /// [`tile_heads`] in tinyBLAS's order ([`Avx512Vnni::dot_f16_sgemm`], llama.cpp's products for a
 /// batch of tokens): per row and head one accumulator over 16-element steps (the last zero-filled),
-/// then gcc's `_mm512_reduce_add_ps` tree, done for 16 rows at once by [`reduce_add16x16`].
+/// then gcc's `_mm512_reduce_add_ps` tree, done for 16 rows at once by [`reduce_add16x16`]. `R` rows
+/// side by side share each load of a head's `y`.
 ///
 /// # Safety
 /// As [`tile_heads`].
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_heads_sgemm<const G: usize>(
+unsafe fn tile_heads_sgemm<const G: usize, const R: usize>(
     x: *const u16,
     stride: usize,
     k: usize,
@@ -240,22 +297,29 @@ unsafe fn tile_heads_sgemm<const G: usize>(
     let zero = _mm512_setzero_ps();
     // Every entry is written by the row loop before the reduction reads it.
     let mut rowsum = [[core::mem::MaybeUninit::<__m512>::uninit(); TILE]; G];
-    for r in 0..TILE {
+    let mut r0 = 0;
+    while r0 < TILE {
         // Rows past k repeat the last one; their sums are dropped.
-        let xr = x.wrapping_add(r.min(k - 1) * stride);
-        prefetch_tile(
-            x.wrapping_add((r + PREFETCH_ROWS) * stride).cast(),
-            0,
-            2 * n,
-        );
-        let mut acc = [zero; G];
+        let xr: [*const u16; R] =
+            core::array::from_fn(|q| x.wrapping_add((r0 + q).min(k - 1) * stride));
+        for q in 0..R {
+            prefetch_tile(
+                x.wrapping_add((r0 + q + PREFETCH_ROWS) * stride).cast(),
+                0,
+                2 * n,
+            );
+        }
+        let mut acc = [[zero; G]; R];
         let mut i = 0;
         while i + 16 <= n {
-            // SAFETY: i + 16 <= n elements at xr and every y[h] (caller).
+            // SAFETY: i + 16 <= n elements at every xr[q] and y[h] (caller).
             unsafe {
-                let xv = load_f16x16(xr.add(i), 16);
+                let xv: [__m512; R] = core::array::from_fn(|q| load_f16x16(xr[q].add(i), 16));
                 for h in 0..G {
-                    acc[h] = _mm512_fmadd_ps(xv, _mm512_loadu_ps(y[h].add(i)), acc[h]);
+                    let yv = _mm512_loadu_ps(y[h].add(i));
+                    for q in 0..R {
+                        acc[q][h] = _mm512_fmadd_ps(xv[q], yv, acc[q][h]);
+                    }
                 }
             }
             i += 16;
@@ -263,17 +327,77 @@ unsafe fn tile_heads_sgemm<const G: usize>(
         if i < n {
             let len = n - i;
             let m = ((1u32 << len) - 1) as u16;
-            // SAFETY: i + len <= n elements at xr and every y[h] (caller); masked lanes are not
+            // SAFETY: i + len <= n elements at every xr[q] and y[h] (caller); masked lanes are not
             // read (zeros, as tinyBLAS's zero-padded last step).
             unsafe {
-                let xv = load_f16x16(xr.add(i), len);
+                let xv: [__m512; R] = core::array::from_fn(|q| load_f16x16(xr[q].add(i), len));
                 for h in 0..G {
-                    acc[h] = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(m, y[h].add(i)), acc[h]);
+                    let yv = _mm512_maskz_loadu_ps(m, y[h].add(i));
+                    for q in 0..R {
+                        acc[q][h] = _mm512_fmadd_ps(xv[q], yv, acc[q][h]);
+                    }
                 }
             }
         }
+        for q in 0..R {
+            for h in 0..G {
+                rowsum[h][r0 + q].write(acc[q][h]);
+            }
+        }
+        r0 += R;
+    }
+    for h in 0..G {
+        // SAFETY: the loop over r0 above wrote every rowsum[h][r] (R divides TILE).
+        let rows: [__m512; TILE] = core::array::from_fn(|r| unsafe { rowsum[h][r].assume_init() });
+        // SAFETY: `out[h]` holds 16 f32.
+        unsafe { _mm512_storeu_ps(out[h].as_mut_ptr(), reduce_add16x16(&rows)) };
+    }
+}
+
+/// [`tile_heads`] (`BATCHED == false`, with `n_pad < 128`) or [`tile_heads_sgemm`] (`BATCHED`) for
+/// rows of exactly 64 elements (one ggml step of four vectors; four tinyBLAS steps): the `G` heads'
+/// 64 values stay in registers for all 16 rows, so each row costs its own four loads only.
+///
+/// # Safety
+/// 64 readable f16 at `x + r * stride` for `r < k` (`k >= 1`), 64 readable f32 at each `y[h]`;
+/// the CPU has this module's features.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_heads_64<const G: usize, const BATCHED: bool>(
+    x: *const u16,
+    stride: usize,
+    k: usize,
+    y: [*const f32; G],
+    out: &mut [[f32; TILE]; 4],
+) {
+    let zero = _mm512_setzero_ps();
+    let yv: [[__m512; 4]; G] = core::array::from_fn(|h| {
+        // SAFETY: 64 readable f32 at each y[h] (caller).
+        core::array::from_fn(|j| unsafe { _mm512_loadu_ps(y[h].add(16 * j)) })
+    });
+    // Every entry is written by the row loop before the reduction reads it.
+    let mut rowsum = [[core::mem::MaybeUninit::<__m512>::uninit(); TILE]; G];
+    for r in 0..TILE {
+        // Rows past k repeat the last one; their sums are dropped.
+        let xr = x.wrapping_add(r.min(k - 1) * stride);
+        prefetch_tile(x.wrapping_add((r + PREFETCH_ROWS) * stride).cast(), 0, 128);
+        // SAFETY: 64 readable f16 at xr (caller).
+        let xv: [__m512; 4] = core::array::from_fn(|j| unsafe { load_f16x16(xr.add(16 * j), 16) });
         for h in 0..G {
-            rowsum[h][r].write(acc[h]);
+            let sum = if BATCHED {
+                // tinyBLAS: one accumulator over the four 16-element steps.
+                let mut acc = zero;
+                for j in 0..4 {
+                    acc = _mm512_fmadd_ps(xv[j], yv[h][j], acc);
+                }
+                acc
+            } else {
+                // ggml: four accumulators of one step each, folded (0 + 2) + (1 + 3).
+                let a: [__m512; 4] =
+                    core::array::from_fn(|j| _mm512_fmadd_ps(xv[j], yv[h][j], zero));
+                _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]))
+            };
+            rowsum[h][r].write(sum);
         }
     }
     for h in 0..G {

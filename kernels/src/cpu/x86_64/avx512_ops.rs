@@ -44,6 +44,25 @@ impl Avx512Vnni {
         unsafe { rope(head.as_mut_ptr(), cache.as_ptr(), m) }
     }
 
+    /// Attention's softmax of one row of scores, as ggml computes it and rounds it for the value
+    /// products: `x[i] *= scale`, ggml's soft_max over the row ([`Avx512Vnni::soft_max_ggml`] from
+    /// the row's maximum, then one multiplication by `1 / sum`), `p16[i] = f16(x[i])`, and `x[i]`
+    /// that value widened back to f32. Bitwise the passes it fuses (three passes over the row
+    /// instead of six).
+    ///
+    /// # Panics
+    /// If the lengths differ.
+    pub fn softmax_f16(self, x: &mut [f32], scale: f32, p16: &mut [f16]) {
+        assert_eq!(x.len(), p16.len(), "softmax_f16: lengths differ");
+        let n = x.len();
+        // SAFETY: `self` proves the features; both pointers cover n elements.
+        unsafe {
+            let max = scale_max(x.as_mut_ptr(), n, scale);
+            let inv = (1.0 / soft_max(x.as_mut_ptr(), n, max)) as f32;
+            scale_round_f16(x.as_mut_ptr(), p16.as_mut_ptr().cast(), n, inv);
+        }
+    }
+
     /// `dst[i] = f16(src[i])` (`vcvtps2ph`, round to nearest even, as `half` and ggml).
     pub fn to_f16(self, src: &[f32], dst: &mut [f16]) {
         assert_eq!(src.len(), dst.len(), "to_f16: lengths differ");
@@ -136,6 +155,57 @@ unsafe fn soft_max(x: *mut f32, n: usize, max: f32) -> f64 {
         i += 16;
     }
     sum
+}
+
+/// `x[i] *= scale` for `i < n`; returns the largest product (`f32::max`'s: a NaN lane is passed
+/// over; `-inf` for `n == 0`).
+///
+/// # Safety
+/// `n` readable and writable floats at `x`; the CPU has this module's features.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn scale_max(x: *mut f32, n: usize, scale: f32) -> f32 {
+    let vs = _mm512_set1_ps(scale);
+    let mut vmax = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < n {
+        let k = lanes((n - i).min(16));
+        // SAFETY: lanes i..min(i + 16, n) are in bounds (caller); masked-off lanes are not
+        // accessed.
+        unsafe {
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x.add(i)), vs);
+            _mm512_mask_storeu_ps(x.add(i), k, v);
+            // vmaxps returns its second operand when either is NaN: the running maximum.
+            vmax = _mm512_mask_max_ps(vmax, k, v, vmax);
+        }
+        i += 16;
+    }
+    let mut lanes = [0f32; 16];
+    // SAFETY: 16 writable floats.
+    unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), vmax) };
+    lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// `x[i] = f32(f16(x[i] * inv))` and `p[i]` that f16 (round to nearest even) for `i < n`.
+///
+/// # Safety
+/// `n` readable and writable floats at `x` and `n` writable f16 at `p`; the CPU has this module's
+/// features.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn scale_round_f16(x: *mut f32, p: *mut u16, n: usize, inv: f32) {
+    let vi = _mm512_set1_ps(inv);
+    let mut i = 0;
+    while i < n {
+        let k = lanes((n - i).min(16));
+        // SAFETY: elements i..min(i + 16, n) are in bounds (caller); masked-off lanes are not
+        // accessed.
+        unsafe {
+            let v = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x.add(i)), vi);
+            let h = _mm512_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(v);
+            _mm256_mask_storeu_epi16(p.add(i).cast(), k, h);
+            _mm512_mask_storeu_ps(x.add(i), k, _mm512_cvtph_ps(h));
+        }
+        i += 16;
+    }
 }
 
 /// The 16-element blocks of ggml's `ggml_vec_swiglu_f32`: `g = (g / (1 + v_expf(0 - g))) * u`.
