@@ -27,8 +27,12 @@
 //!   pair.
 //! - `attention/decode/<isa>/n_kv=<N>`: `Kernels::attention_group_ggml` for one SmolLM2 layer of
 //!   one token (3 KV heads of 3 query heads each, head dim 64, f16 cache) over 128 and 512 cached
-//!   positions. Throughput = `4 * 64 * N * 9` elements (q·k and p·v of the 9 query heads over the
-//!   N positions used), so `elem/s` reads as FLOP/s.
+//!   positions, in the single-token order; `attention/batch/...` the same in the batch (prefill)
+//!   order; both in cache. `attention/memory/<isa>/n_kv=2048`: the single-token order over 30
+//!   layers' caches in turn (47 MB, on huge pages as the session's), so the cache comes from DRAM
+//!   as in a decode step at a long context; best path only. Throughput = `4 * 64 * N * 9` elements
+//!   per layer (q·k and p·v of the 9 query heads over the N positions used), so `elem/s` reads as
+//!   FLOP/s.
 //! - `sgemm/<isa>/<N>x<in>x<out>`: the trainer's f32 GEMM, forward `x · Wᵀ` (N tokens, in, out)
 //!   of its "baby" and "large" configurations, one thread; `elem/s` = FLOP/s (`2 * N * in * out`).
 //!
@@ -364,66 +368,103 @@ fn stream(c: &mut Criterion) {
     g.finish();
 }
 
-/// `attention/decode/...`: one token's attention over one SmolLM2 layer's f16 cache.
+/// `attention/{decode,batch}/...`: one token's attention over one SmolLM2 layer's f16 cache, in
+/// the single-token and the batch order; `attention/memory/...`: the same over 30 layers' caches
+/// in turn (a decode step's pattern), so that the cache comes from DRAM.
 fn attention(c: &mut Criterion) {
     const D: usize = 64; // head dim
     const GROUP: usize = 3; // query heads per KV head
     const KV_HEADS: usize = 3;
-    const N_CTX: usize = 1024; // cache capacity: the row stride of the transposed values
+    const N_CTX: usize = 2048; // cache capacity: the row stride of the transposed values
+    const LAYERS: usize = 30;
     let kvd = KV_HEADS * D;
     let mut rng = Rng::new();
-    // k (N_CTX, kvd): key of head h at position j at k[j * kvd + h * D..][..D];
-    // vt (kvd, N_CTX): value element i of head h at position j at vt[(h * D + i) * N_CTX + j].
-    let k16: Vec<f16> = rng
-        .vec(N_CTX * kvd)
-        .into_iter()
-        .map(f16::from_f32)
-        .collect();
-    let vt: Vec<f16> = rng
-        .vec(kvd * N_CTX)
-        .into_iter()
-        .map(f16::from_f32)
-        .collect();
+    // Per layer, k (N_CTX, kvd): key of head h at position j at k[j * kvd + h * D..][..D];
+    // vt (kvd, N_CTX): value element i of head h at position j at vt[(h * D + i) * N_CTX + j]. On
+    // huge pages, as the session keeps its cache.
+    let layer = N_CTX * kvd;
+    let cache = |rng: &mut Rng| {
+        let mut b = huge_buffer(LAYERS * layer * 2);
+        let v: &mut [f16] = f16s_mut(&mut b);
+        for (d, s) in v.iter_mut().zip(rng.vec(LAYERS * layer)) {
+            *d = f16::from_f32(s);
+        }
+        b
+    };
+    let (kb, vb) = (cache(&mut rng), cache(&mut rng));
+    let (k16, vt) = (f16s(&kb), f16s(&vb));
     let q = rng.vec(KV_HEADS * GROUP * D); // (9 heads, D)
     let scale = 1.0 / (D as f32).sqrt();
-    let mut g = c.benchmark_group("attention/decode");
-    for kern in paths() {
-        configure(&mut g, kern.isa());
-        for n_kv in [128usize, 512] {
-            let v_pad = n_kv.div_ceil(256) * 256; // llama.cpp's padded KV length
-            g.throughput(Throughput::Elements(
-                (4 * D * n_kv * KV_HEADS * GROUP) as u64,
-            ));
-            let mut out = vec![0f32; q.len()];
-            let mut scores = vec![0f32; GROUP * n_kv];
-            let mut q16 = vec![f16::ZERO; GROUP * D];
-            let mut p16 = vec![f16::ZERO; GROUP * n_kv];
-            g.bench_function(format!("{}/n_kv={n_kv}", kern.isa()), |b| {
-                b.iter(|| {
-                    for h in 0..KV_HEADS {
-                        let heads = h * GROUP * D..(h + 1) * GROUP * D;
-                        kern.attention_group_ggml(
-                            &mut out[heads.clone()],
-                            &q[heads],
-                            D,
-                            &k16[h * D..],
-                            kvd,
-                            &vt[h * D * N_CTX..],
-                            N_CTX,
-                            scale,
-                            false, // decode: ggml's single-token order
-                            v_pad,
-                            &mut scores,
-                            &mut q16,
-                            &mut p16,
-                        );
-                    }
-                    black_box(&out);
-                })
-            });
+    for (name, batched, layers, lens) in [
+        ("decode", false, 1, &[128usize, 512][..]),
+        ("batch", true, 1, &[128, 512][..]),
+        ("memory", false, LAYERS, &[2048][..]),
+    ] {
+        let mut g = c.benchmark_group(format!("attention/{name}"));
+        for kern in paths() {
+            if layers > 1 && kern.isa() != Kernels::best().isa() {
+                continue; // DRAM-bound: the best path only
+            }
+            configure(&mut g, kern.isa());
+            for &n_kv in lens {
+                let v_pad = if batched {
+                    n_kv
+                } else {
+                    n_kv.div_ceil(256) * 256
+                };
+                g.throughput(Throughput::Elements(
+                    (4 * D * n_kv * KV_HEADS * GROUP * layers) as u64,
+                ));
+                let mut out = vec![0f32; q.len()];
+                let mut scores = vec![0f32; GROUP * n_kv];
+                let mut q16 = vec![f16::ZERO; GROUP * D];
+                let mut p16 = vec![f16::ZERO; GROUP * n_kv];
+                g.bench_function(format!("{}/n_kv={n_kv}", kern.isa()), |b| {
+                    b.iter(|| {
+                        for l in 0..layers {
+                            let (k16, vt) = (&k16[l * layer..][..layer], &vt[l * layer..][..layer]);
+                            for h in 0..KV_HEADS {
+                                let heads = h * GROUP * D..(h + 1) * GROUP * D;
+                                kern.attention_group_ggml(
+                                    &mut out[heads.clone()],
+                                    &q[heads],
+                                    D,
+                                    &k16[h * D..],
+                                    kvd,
+                                    &vt[h * D * N_CTX..],
+                                    N_CTX,
+                                    scale,
+                                    batched,
+                                    v_pad,
+                                    &mut scores,
+                                    &mut q16,
+                                    &mut p16,
+                                );
+                            }
+                        }
+                        black_box(&out);
+                    })
+                });
+            }
         }
+        g.finish();
     }
-    g.finish();
+}
+
+/// The bytes of `b` as f16 (a mapping or a heap buffer of whole f16s).
+fn f16s_mut(b: &mut HugeBuffer) -> &mut [f16] {
+    let bytes: &mut [u8] = &mut b[..];
+    assert!(bytes.len().is_multiple_of(2) && (bytes.as_ptr() as usize).is_multiple_of(2));
+    // SAFETY: an even number of bytes at an even address; f16 is any 16 bits.
+    unsafe { core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast(), bytes.len() / 2) }
+}
+
+/// [`f16s_mut`], shared.
+fn f16s(b: &HugeBuffer) -> &[f16] {
+    let bytes: &[u8] = &b[..];
+    assert!(bytes.len().is_multiple_of(2) && (bytes.as_ptr() as usize).is_multiple_of(2));
+    // SAFETY: as in `f16s_mut`.
+    unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast(), bytes.len() / 2) }
 }
 
 /// `sgemm/...`: the trainer's forward product `x · Wᵀ`, one thread.
