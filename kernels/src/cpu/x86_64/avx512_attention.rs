@@ -6,6 +6,8 @@
 
 use core::arch::x86_64::*;
 
+use core::array::from_fn;
+
 use super::avx512::{load_f16x16, prefetch_tile, Avx512Vnni};
 
 /// Rows per transposed reduction.
@@ -94,74 +96,53 @@ impl Avx512Vnni {
             while r0 < rows {
                 let k = (rows - r0).min(TILE);
                 let xt = xp.wrapping_add(r0 * stride);
+                // Rows of 64 (one ggml step) keep the queries in registers; otherwise `R` rows go
+                // side by side (as many as the registers hold for `G` heads).
+                let short = n == 64 && n_pad < 128;
+                let w = &mut tile;
                 // SAFETY: `self` proves the features; rows r0..r0 + k hold n f16 each in x (asserted
-                // above) and each y_h holds n f32.
+                // above) and each y_h holds n f32 (`yp` clamps h to the group's last head).
                 unsafe {
-                    if n == 64 && n_pad < 128 {
-                        match (g, batched) {
-                            (1, false) => {
-                                tile_heads_64::<1, false>(xt, stride, k, [yp(0)], &mut tile)
-                            }
-                            (2, false) => {
-                                let y = [yp(0), yp(1)];
-                                tile_heads_64::<2, false>(xt, stride, k, y, &mut tile)
-                            }
-                            (3, false) => {
-                                let y = [yp(0), yp(1), yp(2)];
-                                tile_heads_64::<3, false>(xt, stride, k, y, &mut tile)
-                            }
-                            (_, false) => {
-                                let y = [yp(0), yp(1), yp(2), yp(3)];
-                                tile_heads_64::<4, false>(xt, stride, k, y, &mut tile)
-                            }
-                            (1, true) => {
-                                tile_heads_64::<1, true>(xt, stride, k, [yp(0)], &mut tile)
-                            }
-                            (2, true) => {
-                                let y = [yp(0), yp(1)];
-                                tile_heads_64::<2, true>(xt, stride, k, y, &mut tile)
-                            }
-                            (3, true) => {
-                                let y = [yp(0), yp(1), yp(2)];
-                                tile_heads_64::<3, true>(xt, stride, k, y, &mut tile)
-                            }
-                            (_, true) => {
-                                let y = [yp(0), yp(1), yp(2), yp(3)];
-                                tile_heads_64::<4, true>(xt, stride, k, y, &mut tile)
-                            }
+                    match (short, batched, g) {
+                        (true, false, 1) => {
+                            tile_heads_64::<1, false>(xt, stride, k, from_fn(yp), w)
                         }
-                    } else {
-                        match (g, batched) {
-                            (1, false) => {
-                                tile_heads::<1, 4>(xt, stride, k, [yp(0)], n, n_pad, &mut tile)
-                            }
-                            (2, false) => {
-                                let y = [yp(0), yp(1)];
-                                tile_heads::<2, 2>(xt, stride, k, y, n, n_pad, &mut tile)
-                            }
-                            (3, false) => {
-                                let y = [yp(0), yp(1), yp(2)];
-                                tile_heads::<3, 2>(xt, stride, k, y, n, n_pad, &mut tile)
-                            }
-                            (_, false) => {
-                                let y = [yp(0), yp(1), yp(2), yp(3)];
-                                tile_heads::<4, 1>(xt, stride, k, y, n, n_pad, &mut tile)
-                            }
-                            (1, true) => {
-                                tile_heads_sgemm::<1, 8>(xt, stride, k, [yp(0)], n, &mut tile)
-                            }
-                            (2, true) => {
-                                let y = [yp(0), yp(1)];
-                                tile_heads_sgemm::<2, 4>(xt, stride, k, y, n, &mut tile)
-                            }
-                            (3, true) => {
-                                let y = [yp(0), yp(1), yp(2)];
-                                tile_heads_sgemm::<3, 4>(xt, stride, k, y, n, &mut tile)
-                            }
-                            (_, true) => {
-                                let y = [yp(0), yp(1), yp(2), yp(3)];
-                                tile_heads_sgemm::<4, 4>(xt, stride, k, y, n, &mut tile)
-                            }
+                        (true, false, 2) => {
+                            tile_heads_64::<2, false>(xt, stride, k, from_fn(yp), w)
+                        }
+                        (true, false, 3) => {
+                            tile_heads_64::<3, false>(xt, stride, k, from_fn(yp), w)
+                        }
+                        (true, false, _) => {
+                            tile_heads_64::<4, false>(xt, stride, k, from_fn(yp), w)
+                        }
+                        (true, true, 1) => tile_heads_64::<1, true>(xt, stride, k, from_fn(yp), w),
+                        (true, true, 2) => tile_heads_64::<2, true>(xt, stride, k, from_fn(yp), w),
+                        (true, true, 3) => tile_heads_64::<3, true>(xt, stride, k, from_fn(yp), w),
+                        (true, true, _) => tile_heads_64::<4, true>(xt, stride, k, from_fn(yp), w),
+                        (false, false, 1) => {
+                            tile_heads::<1, 4>(xt, stride, k, from_fn(yp), n, n_pad, w)
+                        }
+                        (false, false, 2) => {
+                            tile_heads::<2, 2>(xt, stride, k, from_fn(yp), n, n_pad, w)
+                        }
+                        (false, false, 3) => {
+                            tile_heads::<3, 2>(xt, stride, k, from_fn(yp), n, n_pad, w)
+                        }
+                        (false, false, _) => {
+                            tile_heads::<4, 1>(xt, stride, k, from_fn(yp), n, n_pad, w)
+                        }
+                        (false, true, 1) => {
+                            tile_heads_sgemm::<1, 8>(xt, stride, k, from_fn(yp), n, w)
+                        }
+                        (false, true, 2) => {
+                            tile_heads_sgemm::<2, 4>(xt, stride, k, from_fn(yp), n, w)
+                        }
+                        (false, true, 3) => {
+                            tile_heads_sgemm::<3, 4>(xt, stride, k, from_fn(yp), n, w)
+                        }
+                        (false, true, _) => {
+                            tile_heads_sgemm::<4, 4>(xt, stride, k, from_fn(yp), n, w)
                         }
                     }
                 }
