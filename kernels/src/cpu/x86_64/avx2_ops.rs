@@ -101,6 +101,117 @@ impl Avx2 {
         // SAFETY: `self` proves avx2 + fma + f16c; both slices hold a.len() elements.
         unsafe { dot_f16_sgemm(a, b) }
     }
+
+    /// `out[h * rows + r] = dot_f16_sgemm(x[r * stride..][..n], y_h)` (tinyBLAS's order, the
+    /// batch's) for every head `h < y.len() / n` and row `r < rows = out.len() / heads`, where
+    /// `y_h = y[h * n..][..n]` holds f16 values widened to f32: bitwise those dots. Each row is
+    /// widened once for up to four heads (two accumulators each), and the heads' values are never
+    /// widened again. (ggml's single-token order keeps eight accumulators per head, so there a row
+    /// can serve only one head within the sixteen registers; reading the heads as f32 instead of
+    /// f16 made that order 15% slower, so it stays one dot at a time.)
+    ///
+    /// # Panics
+    /// If `n == 0`, `y.len()` is not a multiple of `n`, `out.len()` not a multiple of the number of
+    /// heads, or `x` is shorter than the last row's end.
+    pub fn dot_f16_rows_heads_sgemm(
+        self,
+        x: &[f16],
+        stride: usize,
+        y: &[f32],
+        n: usize,
+        out: &mut [f32],
+    ) {
+        assert!(
+            n > 0 && y.len().is_multiple_of(n),
+            "dot_f16_rows_heads: y is not whole heads"
+        );
+        let heads = y.len() / n;
+        assert!(
+            heads > 0 && out.len().is_multiple_of(heads),
+            "dot_f16_rows_heads: out is not whole heads"
+        );
+        let rows = out.len() / heads;
+        if rows == 0 {
+            return;
+        }
+        assert!(
+            (rows - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(n))
+                .is_some_and(|need| x.len() >= need),
+            "dot_f16_rows_heads: x too short"
+        );
+        let mut h0 = 0;
+        while h0 < heads {
+            let g = (heads - h0).min(4);
+            let yh = |h: usize| &y[(h0 + h.min(g - 1)) * n..][..n];
+            for r in 0..rows {
+                let xr = &x[r * stride..][..n];
+                // SAFETY: `self` proves the features; xr and every y_h hold n elements.
+                let sums = unsafe {
+                    match g {
+                        1 => pad4(dot_sgemm_heads::<1>(xr, core::array::from_fn(yh))),
+                        2 => pad4(dot_sgemm_heads::<2>(xr, core::array::from_fn(yh))),
+                        3 => pad4(dot_sgemm_heads::<3>(xr, core::array::from_fn(yh))),
+                        _ => dot_sgemm_heads::<4>(xr, core::array::from_fn(yh)),
+                    }
+                };
+                for (h, &v) in sums.iter().enumerate().take(g) {
+                    out[(h0 + h) * rows + r] = v;
+                }
+            }
+            h0 += g;
+        }
+    }
+}
+
+/// `v` followed by zeros, as four values.
+fn pad4<const G: usize>(v: [f32; G]) -> [f32; 4] {
+    core::array::from_fn(|h| if h < G { v[h] } else { 0.0 })
+}
+
+/// Up to 16 floats from `p` into two vectors, zero-filled past `p.len()`.
+///
+/// # Safety
+/// The CPU has avx2.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_f32x16(p: &[f32]) -> (__m256, __m256) {
+    debug_assert!(p.len() <= 16);
+    let mut buf = [0f32; 16];
+    let src = if p.len() == 16 {
+        p
+    } else {
+        buf[..p.len()].copy_from_slice(p);
+        &buf[..]
+    };
+    // SAFETY: `src` holds 16 floats.
+    unsafe { (load8(src), load8(&src[8..])) }
+}
+
+/// [`dot_f16_sgemm`] of one row `x` with `G` heads `y[h]` (f16 values widened to f32): the row is
+/// widened once for all of them; bitwise `G` calls of it.
+///
+/// # Safety
+/// `y[h].len() == x.len()` for every head; the CPU has avx2 + fma + f16c.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_sgemm_heads<const G: usize>(x: &[f16], y: [&[f32]; G]) -> [f32; G] {
+    let (mut lo, mut hi) = ([_mm256_setzero_ps(); G], [_mm256_setzero_ps(); G]);
+    let mut i = 0;
+    while i < x.len() {
+        let e = (i + 16).min(x.len());
+        // SAFETY: the caller guarantees the features.
+        let (xl, xh) = unsafe { load_f16x16(&x[i..e]) };
+        for h in 0..G {
+            // SAFETY: as above; y[h] holds x.len() >= e elements.
+            let (yl, yh) = unsafe { load_f32x16(&y[h][i..e]) };
+            lo[h] = _mm256_fmadd_ps(xl, yl, lo[h]);
+            hi[h] = _mm256_fmadd_ps(xh, yh, hi[h]);
+        }
+        i += 16;
+    }
+    core::array::from_fn(|h| reduce_add16(lo[h], hi[h]))
 }
 
 /// # Safety
