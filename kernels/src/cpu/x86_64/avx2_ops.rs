@@ -10,6 +10,7 @@ use core::arch::x86_64::*;
 use half::f16;
 
 use super::avx2::Avx2;
+use super::{assert_rows_fit, rows_heads_shape};
 use crate::reference::ops as reference;
 
 impl Avx2 {
@@ -121,26 +122,8 @@ impl Avx2 {
         n: usize,
         out: &mut [f32],
     ) {
-        assert!(
-            n > 0 && y.len().is_multiple_of(n),
-            "dot_f16_rows_heads: y is not whole heads"
-        );
-        let heads = y.len() / n;
-        assert!(
-            heads > 0 && out.len().is_multiple_of(heads),
-            "dot_f16_rows_heads: out is not whole heads"
-        );
-        let rows = out.len() / heads;
-        if rows == 0 {
-            return;
-        }
-        assert!(
-            (rows - 1)
-                .checked_mul(stride)
-                .and_then(|v| v.checked_add(n))
-                .is_some_and(|need| x.len() >= need),
-            "dot_f16_rows_heads: x too short"
-        );
+        let (heads, rows) = rows_heads_shape(y.len(), n, out.len());
+        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, stride, n);
         let mut h0 = 0;
         while h0 < heads {
             let g = (heads - h0).min(4);

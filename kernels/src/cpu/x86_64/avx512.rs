@@ -145,13 +145,7 @@ impl Avx512Vnni {
         if rows == 0 {
             return;
         }
-        assert!(
-            (rows - 1)
-                .checked_mul(stride)
-                .and_then(|v| v.checked_add(n))
-                .is_some_and(|need| x.len() >= need),
-            "dot_f16_rows: x too short"
-        );
+        super::assert_rows_fit("dot_f16_rows", x.len(), rows, stride, n);
         assert!(batched || n_pad >= n, "dot_f16_rows: n_pad < len");
         let (xp, yp) = (x.as_ptr().cast::<u16>(), y.as_ptr().cast::<u16>());
         let mut r = 0;

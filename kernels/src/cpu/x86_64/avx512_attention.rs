@@ -9,6 +9,7 @@ use core::arch::x86_64::*;
 use core::array::from_fn;
 
 use super::avx512::{load_f16x16, prefetch_tile, Avx512Vnni};
+use super::{assert_rows_fit, rows_heads_shape};
 
 /// Rows per transposed reduction.
 const TILE: usize = 16;
@@ -64,27 +65,12 @@ impl Avx512Vnni {
         n_pad: usize,
         out: &mut [f32],
     ) {
-        assert!(
-            n > 0 && y.len().is_multiple_of(n),
-            "dot_f16_rows_heads: y is not whole heads"
-        );
-        let heads = y.len() / n;
-        assert!(
-            heads > 0 && out.len().is_multiple_of(heads),
-            "dot_f16_rows_heads: out is not whole heads"
-        );
+        let (heads, rows) = rows_heads_shape(y.len(), n, out.len());
         assert!(n_pad >= n, "dot_f16_rows_heads: n_pad < n");
-        let rows = out.len() / heads;
+        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, stride, n);
         if rows == 0 {
             return;
         }
-        assert!(
-            (rows - 1)
-                .checked_mul(stride)
-                .and_then(|v| v.checked_add(n))
-                .is_some_and(|need| x.len() >= need),
-            "dot_f16_rows_heads: x too short"
-        );
         let xp = x.as_ptr().cast::<u16>();
         // Written by each tile before it is read (zeroed once here, not per tile).
         let mut tile = [[0.0f32; TILE]; 4];

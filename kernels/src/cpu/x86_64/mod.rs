@@ -19,3 +19,34 @@ mod avx512_ops;
 mod avx512_packed;
 mod avx512_sgemm;
 pub mod avxvnni;
+
+/// Panics (naming `what`) unless `x_len` elements hold `rows` rows of `n` elements whose starts are
+/// `stride` elements apart.
+pub(super) fn assert_rows_fit(what: &str, x_len: usize, rows: usize, stride: usize, n: usize) {
+    assert!(
+        rows == 0
+            || (rows - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(n))
+                .is_some_and(|need| x_len >= need),
+        "{what}: x too short"
+    );
+}
+
+/// `(heads, rows)` of a rows-by-heads dot product (`dot_f16_rows_heads`): `y` holds whole heads of
+/// `n` values and `out` `rows` results per head.
+///
+/// # Panics
+/// If `n == 0`, `y_len` is not a multiple of `n`, or `out_len` not a multiple of the heads.
+pub(super) fn rows_heads_shape(y_len: usize, n: usize, out_len: usize) -> (usize, usize) {
+    assert!(
+        n > 0 && y_len.is_multiple_of(n),
+        "dot_f16_rows_heads: y is not whole heads"
+    );
+    let heads = y_len / n;
+    assert!(
+        heads > 0 && out_len.is_multiple_of(heads),
+        "dot_f16_rows_heads: out is not whole heads"
+    );
+    (heads, out_len / heads)
+}
