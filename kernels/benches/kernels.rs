@@ -379,9 +379,9 @@ fn attention(c: &mut Criterion) {
     const LAYERS: usize = 30;
     let kvd = KV_HEADS * D;
     let mut rng = Rng::new();
-    // Per layer, k (N_CTX, kvd): key of head h at position j at k[j * kvd + h * D..][..D];
-    // vt (kvd, N_CTX): value element i of head h at position j at vt[(h * D + i) * N_CTX + j]. On
-    // huge pages, as the session keeps its cache.
+    // Per layer, as the session lays out its cache: k (KV_HEADS, N_CTX, D): key of head h at
+    // position j at k[(h * N_CTX + j) * D..][..D]; vt (kvd, N_CTX): value element i of head h at
+    // position j at vt[(h * D + i) * N_CTX + j]. On huge pages, as the session keeps its cache.
     let layer = N_CTX * kvd;
     let cache = |rng: &mut Rng| {
         let mut b = huge_buffer(LAYERS * layer * 2);
@@ -429,8 +429,8 @@ fn attention(c: &mut Criterion) {
                                     &mut out[heads.clone()],
                                     &q[heads],
                                     D,
-                                    &k16[h * D..],
-                                    kvd,
+                                    &k16[h * N_CTX * D..],
+                                    D,
                                     &vt[h * D * N_CTX..],
                                     N_CTX,
                                     scale,

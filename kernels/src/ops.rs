@@ -112,6 +112,8 @@ impl Path {
             Path::Avx512(k) => k.dot_f16_rows_heads(batched, x, stride, y32, n, n_pad, out),
             #[cfg(target_arch = "x86_64")]
             Path::Avx2(k) if batched => k.dot_f16_rows_heads_sgemm(x, stride, y32, n, out),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.dot_f16_rows_heads_ggml(x, stride, y32, n, n_pad, out),
             _ => {
                 let _ = y32; // the same values as y16, for the paths that take f32
                 let rows = out.len() / (y16.len() / n);
@@ -126,6 +128,8 @@ impl Path {
         match self {
             #[cfg(target_arch = "x86_64")]
             Path::Avx512(k) => k.widen_f16(src, dst),
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx2(k) => k.widen_f16(src, dst),
             _ => {
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d = s.to_f32();

@@ -184,9 +184,12 @@ impl<'m> Carver<'m> {
     }
 }
 
-/// Per-layer key and value cache of one element type. Keys are laid out `[L][S][Hkv*D]`, values
-/// transposed `[L][Hkv*D][S]` as llama.cpp stores them without flash attention, so that each
-/// output element of attention is one contiguous dot product over the cached positions.
+/// Per-layer key and value cache of one element type. Keys are laid out `[L][Hkv][S][D]`: the keys
+/// of one key/value head, which one attention work item reads, are one contiguous stream (llama.cpp
+/// interleaves the heads, `[L][S][Hkv*D]`, so that such a stream reads `D` of every `Hkv*D`
+/// elements). Values are transposed, `[L][Hkv*D][S]`, as llama.cpp stores them without flash
+/// attention, so that each output element of attention is one contiguous dot product over the
+/// cached positions (and one head's values are again contiguous).
 #[derive(Debug)]
 enum KvCache<'m> {
     F16 { k: Buf<'m, f16>, vt: Buf<'m, f16> },
@@ -660,7 +663,7 @@ impl<'m, 'a> Session<'m, 'a> {
             stride: self.act_stride,
             model,
         };
-        let (d, n_head) = (cfg.head_dim, cfg.n_head);
+        let (d, n_head, n_head_kv) = (cfg.head_dim, cfg.n_head, cfg.n_head_kv);
         let group = cfg.n_head / cfg.n_head_kv;
         let scale = 1.0 / (d as f32).sqrt();
         let n_ctx = self.params.n_ctx;
@@ -686,13 +689,17 @@ impl<'m, 'a> Session<'m, 'a> {
                 let (base, n_kv) = (l * n_ctx * kvd, pos0 + 1);
                 match kv {
                     KvCache::F16 { k, vt } => {
-                        kern.prefetch(&k[base..base + n_kv * kvd]);
+                        for kvh in 0..n_head_kv {
+                            kern.prefetch(&k[base + kvh * n_ctx * d..][..n_kv * d]);
+                        }
                         for i in 0..kvd {
                             kern.prefetch(&vt[base + i * n_ctx..][..n_kv]);
                         }
                     }
                     KvCache::F32 { k, vt } => {
-                        kern.prefetch(&k[base..base + n_kv * kvd]);
+                        for kvh in 0..n_head_kv {
+                            kern.prefetch(&k[base + kvh * n_ctx * d..][..n_kv * d]);
+                        }
                         for i in 0..kvd {
                             kern.prefetch(&vt[base + i * n_ctx..][..n_kv]);
                         }
@@ -732,17 +739,22 @@ impl<'m, 'a> Session<'m, 'a> {
                 for head in s.k[t * kvd..(t + 1) * kvd].chunks_exact_mut(d) {
                     kern.rope_ggml(head, &s.rope);
                 }
-                let slot = layer_base + pos * kvd;
                 let (k_new, v_new) = (&s.k[t * kvd..(t + 1) * kvd], &s.v[t * kvd..(t + 1) * kvd]);
+                // Key head `h` of this position: `[layer][h][pos][..D]`.
+                let slots = (0..n_head_kv).map(|h| layer_base + (h * n_ctx + pos) * d);
                 match &mut self.kv {
                     KvCache::F16 { k, vt } => {
-                        kern.to_f16(k_new, &mut k[slot..slot + kvd]);
+                        for (slot, head) in slots.zip(k_new.chunks_exact(d)) {
+                            kern.to_f16(head, &mut k[slot..slot + d]);
+                        }
                         for (i, &src) in v_new.iter().enumerate() {
                             vt[layer_base + i * n_ctx + pos] = f16::from_f32(src);
                         }
                     }
                     KvCache::F32 { k, vt } => {
-                        k[slot..slot + kvd].copy_from_slice(k_new);
+                        for (slot, head) in slots.zip(k_new.chunks_exact(d)) {
+                            k[slot..slot + d].copy_from_slice(head);
+                        }
                         for (i, &src) in v_new.iter().enumerate() {
                             vt[layer_base + i * n_ctx + pos] = src;
                         }
@@ -766,17 +778,18 @@ impl<'m, 'a> Session<'m, 'a> {
                     let (t, h0) = (item / items_per_token, (item % items_per_token) * gh);
                     let kvh = h0 / group;
                     let n_kv = pos0 + t + 1; // causal: this token sees itself and everything before
-                    let layer_end = layer_base + n_ctx * kvd;
-                    let (k0, v0) = (layer_base + kvh * d, layer_base + kvh * d * n_ctx);
+                                             // This key/value head's keys `[S][D]` and transposed values `[D][S]`.
+                    let (k0, v0) = (layer_base + kvh * n_ctx * d, layer_base + kvh * d * n_ctx);
+                    let head_end = k0 + n_ctx * d;
                     let q = &q[t * qd + h0 * d..][..gh * d];
                     match kv {
                         KvCache::F16 { k, vt } => kern.attention_group_ggml(
                             out,
                             q,
                             d,
-                            &k[k0..layer_end],
-                            kvd,
-                            &vt[v0..layer_end],
+                            &k[k0..head_end],
+                            d,
+                            &vt[v0..head_end],
                             n_ctx,
                             scale,
                             batched,
@@ -788,9 +801,9 @@ impl<'m, 'a> Session<'m, 'a> {
                         KvCache::F32 { k, vt } => kern.attention_head_f32(
                             out,
                             q,
-                            &k[k0..layer_end],
-                            kvd,
-                            &vt[v0..layer_end],
+                            &k[k0..head_end],
+                            d,
+                            &vt[v0..head_end],
                             n_ctx,
                             scale,
                             &mut sc.scores[..n_kv],

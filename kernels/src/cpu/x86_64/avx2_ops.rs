@@ -88,6 +88,17 @@ impl Avx2 {
         reference::to_f16(&src[v..], &mut dst[v..]);
     }
 
+    /// `dst[i] = f32(src[i])` (`vcvtph2ps`, exact).
+    pub fn widen_f16(self, src: &[f16], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "widen_f16: lengths differ");
+        let v = src.len() / 8 * 8;
+        // SAFETY: `self` proves avx2 + f16c; both slices hold v elements.
+        unsafe { widen_f16(&src[..v], &mut dst[..v]) };
+        for (d, s) in dst[v..].iter_mut().zip(&src[v..]) {
+            *d = s.to_f32();
+        }
+    }
+
     /// See [`crate::reference::ops::dot_f16_ggml`] (ggml's AVX-512 order, on two halves).
     pub fn dot_f16_ggml(self, x: &[f16], y: &[f16], n_pad: usize) -> f32 {
         assert_eq!(x.len(), y.len(), "dot_f16_ggml: lengths differ");
@@ -103,13 +114,43 @@ impl Avx2 {
         unsafe { dot_f16_sgemm(a, b) }
     }
 
+    /// `out[h * rows + r] = dot_f16_ggml(x[r * stride..][..n], y_h, n_pad)` (ggml's single-token
+    /// order) for every head `h < y.len() / n` and row `r < rows = out.len() / heads`, where
+    /// `y_h = y[h * n..][..n]` holds f16 values widened to f32: bitwise those dots. One head at a
+    /// time (its eight accumulators, two per ggml accumulator, fill half the sixteen registers),
+    /// eight rows at a time: each row's sixteen lanes are folded to eight as `reduce_add16` does,
+    /// and the rest of the tree is done for the eight rows together ([`reduce_add8x8`]), instead
+    /// of a chain of shuffles per row.
+    ///
+    /// # Panics
+    /// If `n == 0`, `y.len()` is not a multiple of `n`, `out.len()` not a multiple of the number of
+    /// heads, `n_pad < n`, or `x` is shorter than the last row's end.
+    pub fn dot_f16_rows_heads_ggml(
+        self,
+        x: &[f16],
+        stride: usize,
+        y: &[f32],
+        n: usize,
+        n_pad: usize,
+        out: &mut [f32],
+    ) {
+        let (_, rows) = rows_heads_shape(y.len(), n, out.len());
+        assert!(n_pad >= n, "dot_f16_rows_heads: n_pad < n");
+        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, stride, n);
+        for (yh, o) in y.chunks_exact(n).zip(out.chunks_exact_mut(rows.max(1))) {
+            for (t, o) in o[..rows].chunks_mut(8).enumerate() {
+                // SAFETY: `self` proves the features; rows 8t..8t + o.len() of x hold n elements
+                // each (asserted above), and yh holds n.
+                unsafe { rows8_ggml(x.as_ptr().add(8 * t * stride), stride, yh, n_pad, o) };
+            }
+        }
+    }
+
     /// `out[h * rows + r] = dot_f16_sgemm(x[r * stride..][..n], y_h)` (tinyBLAS's order, the
     /// batch's) for every head `h < y.len() / n` and row `r < rows = out.len() / heads`, where
     /// `y_h = y[h * n..][..n]` holds f16 values widened to f32: bitwise those dots. Each row is
     /// widened once for up to four heads (two accumulators each), and the heads' values are never
-    /// widened again. (ggml's single-token order keeps eight accumulators per head, so there a row
-    /// can serve only one head within the sixteen registers; reading the heads as f32 instead of
-    /// f16 made that order 15% slower, so it stays one dot at a time.)
+    /// widened again.
     ///
     /// # Panics
     /// If `n == 0`, `y.len()` is not a multiple of `n`, `out.len()` not a multiple of the number of
@@ -146,6 +187,119 @@ impl Avx2 {
             h0 += g;
         }
     }
+}
+
+/// `out[r] = dot_f16_ggml(x[r * stride..][..n], y, n_pad)` for the `k = out.len() <= 8` rows at
+/// `x` (`n = y.len()`): per row the four ggml accumulators as two halves each, folded
+/// `(a0 + a2) + (a1 + a3)` and to eight lanes (`hi + lo`, `reduce_add16`'s first level); then the
+/// rest of the tree for the eight rows at once; then the elements past the last 64-element step of
+/// `n_pad` in f64, as ggml does.
+///
+/// # Safety
+/// `1 <= k <= 8`; `n` readable f16 at `x + r * stride` for `r < k`; `n_pad >= n`; the CPU has
+/// avx2 + fma + f16c.
+#[allow(clippy::needless_range_loop)]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn rows8_ggml(x: *const f16, stride: usize, y: &[f32], n_pad: usize, out: &mut [f32]) {
+    let (n, k) = (y.len(), out.len());
+    debug_assert!((1..=8).contains(&k) && n_pad >= n);
+    let np = n_pad & !63;
+    let vec_end = n.min(np);
+    let zero = _mm256_setzero_ps();
+    let yp = y.as_ptr();
+    let mut t3 = [zero; 8];
+    for r in 0..8 {
+        // Rows past k repeat the last one; their sums are dropped.
+        let xr = x.wrapping_add(r.min(k - 1) * stride);
+        // Eight f16 at xr + i, widened.
+        let load = |i: usize| {
+            // SAFETY: every use below has i + 8 <= vec_end <= n elements at xr (caller).
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(xr.add(i).cast())) }
+        };
+        let mut acc = [[zero; 2]; 4];
+        let mut i = 0;
+        while i + 64 <= vec_end {
+            for j in 0..4 {
+                let o = i + 16 * j;
+                // SAFETY: o + 16 <= vec_end <= n elements at xr and y.
+                unsafe {
+                    acc[j][0] = _mm256_fmadd_ps(load(o), _mm256_loadu_ps(yp.add(o)), acc[j][0]);
+                    acc[j][1] =
+                        _mm256_fmadd_ps(load(o + 8), _mm256_loadu_ps(yp.add(o + 8)), acc[j][1]);
+                }
+            }
+            i += 64;
+        }
+        // The last steps (fewer than four; the last may be partial) go to accumulators 0, 1, 2, 3
+        // in turn, zero-filled past vec_end.
+        for a in acc.iter_mut() {
+            if i >= vec_end {
+                break;
+            }
+            let e = (i + 16).min(vec_end);
+            // SAFETY: xr + i.. holds e - i <= 16 elements (caller); the features as above.
+            let (xl, xh) =
+                unsafe { load_f16x16(core::slice::from_raw_parts(xr.add(i).cast::<f16>(), e - i)) };
+            // SAFETY: the features as above.
+            let (yl, yh) = unsafe { load_f32x16(&y[i..e]) };
+            a[0] = _mm256_fmadd_ps(xl, yl, a[0]);
+            a[1] = _mm256_fmadd_ps(xh, yh, a[1]);
+            i += 16;
+        }
+        let half = |h: usize| {
+            _mm256_add_ps(
+                _mm256_add_ps(acc[0][h], acc[2][h]),
+                _mm256_add_ps(acc[1][h], acc[3][h]),
+            )
+        };
+        t3[r] = _mm256_add_ps(half(1), half(0));
+    }
+    let mut sums = [0f32; 8];
+    // SAFETY: `sums` holds 8 floats.
+    unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), reduce_add8x8(&t3)) };
+    for (r, o) in out.iter_mut().enumerate() {
+        *o = sums[r];
+        if np < n {
+            // SAFETY: row r < k holds n elements (caller).
+            let xr = unsafe { core::slice::from_raw_parts(x.add(r * stride), n) };
+            let mut sumf = f64::from(sums[r]);
+            for (a, b) in xr.iter().zip(y).skip(np) {
+                sumf += f64::from(a.to_f32() * b);
+            }
+            *o = sumf as f32;
+        }
+    }
+}
+
+/// Lane `r` of the result is the rest of [`reduce_add16`]'s tree for `t3[r]` (its eight lanes
+/// after the first level): `[i + 4] + [i]`, then `([0] + [2]) + ([1] + [3])`, for 8 vectors at
+/// once: each level adds two shuffles of two vectors.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn reduce_add8x8(t3: &[__m256; 8]) -> __m256 {
+    // u[k]: 128-bit lane 0 = row 2k's four sums `[i + 4] + [i]`, lane 1 = row 2k + 1's.
+    let u: [__m256; 4] = core::array::from_fn(|k| {
+        let (a, b) = (t3[2 * k], t3[2 * k + 1]);
+        _mm256_add_ps(
+            _mm256_permute2f128_ps::<0x31>(a, b),
+            _mm256_permute2f128_ps::<0x20>(a, b),
+        )
+    });
+    // v[k]: lane 0 = [row 4k: [0] + [2], [1] + [3]; row 4k + 2: the same], lane 1 the same of
+    // rows 4k + 1 and 4k + 3.
+    let v: [__m256; 2] = core::array::from_fn(|k| {
+        let (a, b) = (u[2 * k], u[2 * k + 1]);
+        _mm256_add_ps(
+            _mm256_shuffle_ps::<0b01_00_01_00>(a, b),
+            _mm256_shuffle_ps::<0b11_10_11_10>(a, b),
+        )
+    });
+    // Lane 0 = rows 0, 2, 4, 6; lane 1 = rows 1, 3, 5, 7.
+    let z = _mm256_add_ps(
+        _mm256_shuffle_ps::<0b10_00_10_00>(v[0], v[1]),
+        _mm256_shuffle_ps::<0b11_01_11_01>(v[0], v[1]),
+    );
+    _mm256_permutevar8x32_ps(z, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
 /// `v` followed by zeros, as four values.
@@ -350,6 +504,17 @@ unsafe fn to_f16(src: &[f32], dst: &mut [f16]) {
             let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(load8(s));
             _mm_storeu_si128(d.as_mut_ptr().cast(), h);
         }
+    }
+}
+
+/// # Safety
+/// `src.len() == dst.len()`, a multiple of 8; the CPU has avx2 + f16c.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn widen_f16(src: &[f16], dst: &mut [f32]) {
+    debug_assert!(src.len() == dst.len() && src.len().is_multiple_of(8));
+    for (s, d) in src.chunks_exact(8).zip(dst.chunks_exact_mut(8)) {
+        // SAFETY: 8 elements in each chunk (16 bytes of f16); the caller guarantees the features.
+        unsafe { store8(d, _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast()))) };
     }
 }
 
