@@ -379,7 +379,10 @@ impl Kernels {
     /// [`crate::packed::matmul_packed_reference_in`] in its [`Kernels::packed_order`] for `ty`;
     /// for the other types than Q4_0, on a path that [packs](Kernels::packs) them, also to
     /// `matmul` on the unpacked rows (for Q4_0 not: its packed arithmetic is llama.cpp's
-    /// repacked one).
+    /// repacked one). The activation codes must lie in -127..=127, as every Q8 quantizer
+    /// ([`Kernels::quantize_activations`], ggml's) writes them: the AVX2 Q8_0 product multiplies
+    /// `|w|` by `y` with `w`'s sign in `vpmaddubsw`, as ggml's AVX2 dot does, and `-128` would
+    /// overflow it (weights may hold any byte).
     ///
     /// # Panics
     /// If the matrix is not [`crate::packed::packable`] or a length or stride disagrees.

@@ -293,7 +293,9 @@ fn packed_equals_avx2_and_row_major_bitwise() {
 }
 
 /// Packed products of weights made of extreme bytes (codes 0 / 15 / 31, Q8_0 -128 / 127 against
-/// -128 / 127 activations), where an i16 step would saturate: bitwise the AVX2 path's.
+/// -127 / 127 activations), where an i16 step would saturate: bitwise the AVX2 path's. Activation
+/// bytes stay in -127..=127, the range of every Q8 quantizer (ggml's and ingot's), which the AVX2
+/// Q8_0 kernels count on as ggml's own AVX2 dot does (`|q| * sign(y, q)` in `vpmaddubsw`).
 #[test]
 fn packed_extreme_bytes_equal_avx2_bitwise() {
     let Some((avx2, ks)) = paths("packed_extreme_bytes_equal_avx2_bitwise") else {
@@ -309,7 +311,10 @@ fn packed_extreme_bytes_equal_avx2_bitwise() {
         let mut p = vec![0u8; w.len()];
         pack(ty, &w, rows, n, &mut p);
         for t in [1usize, 4, 6] {
-            let x = random_blocks(&mut rng, act, t * nb, true);
+            let mut x = random_blocks(&mut rng, act, t * nb, true);
+            for b in x.iter_mut().filter(|b| **b == 0x80) {
+                *b = 0x81; // -127
+            }
             let mut want = vec![f32::NAN; t * rows];
             avx2.matmul_packed(ty, &mut want, &p, rows, &x, arb, t, n);
             for k in &ks {

@@ -265,9 +265,11 @@ fn every_path_is_bitwise_equal_to_the_reference() {
     }
 }
 
-/// The integer parts are exact for every byte pattern, not only for what the quantizers make:
-/// codes of -128 in weights and activations (the AVX2 path splits biased Q8_0 codes into
-/// nibbles, the AVX-512 path biases them, NEON multiplies them signed), random scales.
+/// The integer parts are exact for every weight byte pattern, not only for what the quantizers
+/// make: Q8_0 weight codes of -128 (the AVX2 path multiplies `|q|` by the activation with `q`'s
+/// sign, the AVX-512 path biases the codes, NEON multiplies them signed), random scales, and
+/// random activation codes in -127..=127: the range every Q8 quantizer writes, which the AVX2
+/// path counts on as ggml's own AVX2 dot does (`-128` would overflow its `vpmaddubsw` pairs).
 #[test]
 fn every_path_is_exact_for_arbitrary_code_bytes() {
     let mut rng = SplitMix64(16);
@@ -284,7 +286,7 @@ fn every_path_is_exact_for_arbitrary_code_bytes() {
                 blk[2 * f..2 * f + 2].copy_from_slice(&scale(&mut rng));
             }
         }
-        // One Q8_0 weight code and one activation code per block set to -128.
+        // One Q8_0 weight code per block set to -128, one activation code to -127.
         if ty == Q8_0 {
             for blk in w.chunks_exact_mut(bb) {
                 blk[2 + (rng.next_u64() % 32) as usize] = 0x80;
@@ -294,12 +296,17 @@ fn every_path_is_exact_for_arbitrary_code_bytes() {
         pack(ty, &w, rows, n, &mut p);
         let arb = act_bytes(ty, n);
         let xbb = arb / (n / QK);
-        let mut x: Vec<u8> = (0..t * arb).map(|_| rng.next_u64() as u8).collect();
+        let mut x: Vec<u8> = (0..t * arb)
+            .map(|_| match rng.next_u64() as u8 {
+                0x80 => 0x81,
+                b => b,
+            })
+            .collect();
         for blk in x.chunks_exact_mut(xbb) {
             for f in 0..xbb / 2 - 16 {
                 blk[2 * f..2 * f + 2].copy_from_slice(&scale(&mut rng));
             }
-            blk[xbb - 32 + (rng.next_u64() % 32) as usize] = 0x80;
+            blk[xbb - 32 + (rng.next_u64() % 32) as usize] = 0x81;
         }
         for k in &ks {
             let mut want = vec![0f32; t * rows];

@@ -60,11 +60,16 @@ pub(super) trait PackedDot: Copy {
     /// # Safety
     /// The CPU has the implementor's features (as [`PackedDot::q4_0_block`]).
     unsafe fn small(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
-    /// `acc + dot4(u, b)` for any unsigned bytes `u` (the biased Q8_0 codes).
+    /// `dot4(q, b)` for signed bytes: any `q` (Q8_0 codes), `b` in -127..=127 (a Q8_0
+    /// activation's bytes). `corr` is `-128 * (sum of the lane's four b)`, for the implementors
+    /// that bias `q` to unsigned bytes (`vpdpbusd` multiplies unsigned by signed); the others
+    /// ignore it ([`PackedDot::BIASED`]).
     ///
     /// # Safety
     /// The CPU has the implementor's features (as [`PackedDot::q4_0_block`]).
-    unsafe fn full(acc: __m256i, u: __m256i, b: __m256i) -> __m256i;
+    unsafe fn signed(corr: __m256i, q: __m256i, b: __m256i) -> __m256i;
+    /// Whether [`PackedDot::signed`] reads `corr`.
+    const BIASED: bool;
 }
 
 /// Activation byte offset of each Q4_0 code register's 4-byte steps (low, high nibbles per chunk).
@@ -109,17 +114,17 @@ impl PackedDot for Maddubs {
         _mm256_add_epi32(s, acc)
     }
 
-    /// `u` split into nibbles, `16 * dot(hi, b) + dot(lo, b)`, each `vpmaddubsw` exact.
+    /// ggml's own AVX2 way: `|q|` (unsigned, up to 128) times `b` with `q`'s sign (`vpsignb`,
+    /// which also zeroes `b` where `q` is 0), so each `vpmaddubsw` pair is at most
+    /// 2 * 128 * 127 < 32768 in magnitude: exact.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn full(acc: __m256i, u: __m256i, b: __m256i) -> __m256i {
-        let m = _mm256_set1_epi8(0x0f);
-        let lo = _mm256_and_si256(u, m);
-        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(u), m);
-        let shi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, b), _mm256_set1_epi16(16));
-        let slo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, b), _mm256_set1_epi16(1));
-        _mm256_add_epi32(_mm256_add_epi32(shi, slo), acc)
+    unsafe fn signed(_corr: __m256i, q: __m256i, b: __m256i) -> __m256i {
+        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(q), _mm256_sign_epi8(b, q));
+        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
     }
+
+    const BIASED: bool = false;
 }
 
 /// AVX-VNNI: one `vpdpbusd` per 4-byte dot (no i16 step, exact for every byte).
@@ -145,12 +150,16 @@ impl<D: Dpbusd> PackedDot for Vnni<D> {
         unsafe { D::dpbusd(acc, a, b) }
     }
 
+    /// `q + 128` as unsigned bytes: `dot4(q + 128, b) + corr`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn full(acc: __m256i, u: __m256i, b: __m256i) -> __m256i {
+    unsafe fn signed(corr: __m256i, q: __m256i, b: __m256i) -> __m256i {
+        let u = _mm256_xor_si256(q, _mm256_set1_epi8(-128));
         // SAFETY: the caller has D's features.
-        unsafe { D::dpbusd(acc, u, b) }
+        unsafe { D::dpbusd(corr, u, b) }
     }
+
+    const BIASED: bool = true;
 }
 
 /// The AVX-VNNI path's packed product (`NATIVE`: `k` has AVX-VNNI, else the emulation): the AVX2
@@ -449,13 +458,12 @@ fn hsum8_lanes(a: &[__m256; 8]) -> __m256 {
 
 /// Rows `8h..8h + 8` of one 16-row Q8_0 group (`g`: its first group-block) x one token over all
 /// `nb` blocks, in ggml's eight-lane order: `dx[2b]` is the token's f32 scale of block `b`,
-/// `cy[8b + c]` its `-128 * sum(y)` over chunk `c`. The signed codes are biased to `u = q + 128`
-/// and split into nibbles, `sum(q * y) = 16 * sum(hi * y) + sum(lo * y) - 128 * sum(y)`, each
-/// `vpmaddubsw` pair at most 2 * 15 * 128 in magnitude: exact for every byte pattern.
+/// `cy[8b + c]` its `-128 * sum(y)` over chunk `c` (read only when `P::BIASED`). Each lane's
+/// integer dot is exact ([`PackedDot::signed`]).
 ///
 /// # Safety
-/// `nb` group-blocks at `g`; `nb` Q8_0 blocks at `x`; `2 * nb` entries in `dx`, `8 * nb` in `cy`;
-/// `h < 2`; the CPU has AVX2, FMA and F16C and the features of `P`.
+/// `nb` group-blocks at `g`; `nb` Q8_0 blocks at `x`; `2 * nb` entries in `dx`, and `8 * nb` in
+/// `cy` when `P::BIASED`; `h < 2`; the CPU has AVX2, FMA and F16C and the features of `P`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn half_q8_0<P: PackedDot>(
@@ -466,7 +474,6 @@ unsafe fn half_q8_0<P: PackedDot>(
     dx: *const f32,
     cy: *const i32,
 ) -> __m256 {
-    let bias = _mm256_set1_epi8(-128);
     let mut acc = [_mm256_setzero_ps(); 8];
     for b in 0..nb {
         // SAFETY: b < nb group-blocks at g, Q8_0 blocks at x, table entries (caller).
@@ -477,10 +484,13 @@ unsafe fn half_q8_0<P: PackedDot>(
             let y = x.add(b * XB + 2);
             for (c, a) in acc.iter_mut().enumerate() {
                 let v = _mm256_loadu_si256(gb.add(32 + 64 * c + 32 * h).cast());
-                let u = _mm256_xor_si256(v, bias);
                 let ys = _mm256_set1_epi32(core::ptr::read_unaligned(y.add(4 * c).cast()));
-                let corr = _mm256_set1_epi32(*cy.add(8 * b + c));
-                let sumi = P::full(corr, u, ys);
+                let corr = if P::BIASED {
+                    _mm256_set1_epi32(*cy.add(8 * b + c))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                let sumi = P::signed(corr, v, ys);
                 *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), p, *a);
             }
         }
@@ -667,7 +677,7 @@ unsafe fn mm_lanes<P: PackedDot, const KIND: u8>(
             fs[2 * b].write(f16(0));
             if q8_1 {
                 fs[2 * b + 1].write(f16(2));
-            } else {
+            } else if KIND != Q8_0 || P::BIASED {
                 let bias = if KIND == Q8_0 { -128 } else { -16 };
                 let lanes = cy[8 * b..8 * b + 8].as_mut_ptr().cast();
                 // SAFETY: the block's 32 codes; entries 8b..8b + 8 of cy (b < nb <=
