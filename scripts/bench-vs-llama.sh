@@ -6,6 +6,8 @@
 # N_PROMPT / N_GEN / RUNS change the workload (default 128 / 128 / 5), e.g.
 #   N_PROMPT=2048 N_GEN=16 RUNS=3 scripts/bench-vs-llama.sh models/SmolLM2-135M-Instruct.Q4_1.gguf 1
 # Needs the peer build (tools/peer, ~10 min the first time; apt packages cmake and libclang-dev).
+# PEER=PATH runs that ingot-peer binary instead of building tools/peer (e.g. a peer built for AVX2 only, to
+# compare with INGOT_ISA=avx2; the command is in tools/peer/README.md).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=${1:-$("$root/scripts/fetch-model.sh")}
@@ -13,7 +15,11 @@ shift || true
 threads=("${@:-1 2}")
 [ $# -gt 0 ] || threads=(1 2)
 (cd "$root" && cargo build --release -q)
-(cd "$root/tools/peer" && cargo build --release -q)
+peer=${PEER:-}
+if [ -z "$peer" ]; then
+  (cd "$root/tools/peer" && cargo build --release -q)
+  peer=$root/tools/peer/target/release/ingot-peer
+fi
 np=${N_PROMPT:-128} ng=${N_GEN:-128} runs=${RUNS:-5}
 prio() { setsid -w bash -c 'echo -20 > /proc/self/autogroup 2>/dev/null; exec nice -n -20 "$@"' _ "$@"; }
 for t in "${threads[@]}"; do
@@ -21,6 +27,6 @@ for t in "${threads[@]}"; do
     echo "== threads $t, round $round: ingot"
     prio "$root/target/release/ingot" bench -m "$model" --threads "$t" --n-prompt "$np" --n-gen "$ng" --runs "$runs" 2>/dev/null
     echo "== threads $t, round $round: llama.cpp"
-    prio "$root/tools/peer/target/release/ingot-peer" bench --model "$model" --threads "$t" --prompt "$np" --gen "$ng" --runs "$runs" 2>/dev/null
+    prio "$peer" bench --model "$model" --threads "$t" --prompt "$np" --gen "$ng" --runs "$runs" 2>/dev/null
   done
 done
