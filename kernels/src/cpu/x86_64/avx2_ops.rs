@@ -246,13 +246,8 @@ unsafe fn rows8_ggml(x: *const f16, stride: usize, y: &[f32], n_pad: usize, out:
             a[1] = _mm256_fmadd_ps(xh, yh, a[1]);
             i += 16;
         }
-        let half = |h: usize| {
-            _mm256_add_ps(
-                _mm256_add_ps(acc[0][h], acc[2][h]),
-                _mm256_add_ps(acc[1][h], acc[3][h]),
-            )
-        };
-        t3[r] = _mm256_add_ps(half(1), half(0));
+        let (lo, hi) = fold_ggml(&acc);
+        t3[r] = _mm256_add_ps(hi, lo);
     }
     let mut sums = [0f32; 8];
     // SAFETY: `sums` holds 8 floats.
@@ -269,6 +264,20 @@ unsafe fn rows8_ggml(x: *const f16, stride: usize, y: &[f32], n_pad: usize, out:
             *o = sumf as f32;
         }
     }
+}
+
+/// ggml's four 16-lane accumulators (each two halves) folded `(a0 + a2) + (a1 + a3)`, as the
+/// low and the high half.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fold_ggml(acc: &[[__m256; 2]; 4]) -> (__m256, __m256) {
+    let half = |h: usize| {
+        _mm256_add_ps(
+            _mm256_add_ps(acc[0][h], acc[2][h]),
+            _mm256_add_ps(acc[1][h], acc[3][h]),
+        )
+    };
+    (half(0), half(1))
 }
 
 /// Lane `r` of the result is the rest of [`reduce_add16`]'s tree for `t3[r]` (its eight lanes
@@ -561,13 +570,8 @@ unsafe fn dot_f16_ggml(x: &[f16], y: &[f16], n_pad: usize) -> f32 {
         s[1] = _mm256_fmadd_ps(xh, yh, s[1]);
         i += 16;
     }
-    let half = |h: usize| {
-        _mm256_add_ps(
-            _mm256_add_ps(sum[0][h], sum[2][h]),
-            _mm256_add_ps(sum[1][h], sum[3][h]),
-        )
-    };
-    let mut sumf = f64::from(reduce_add16(half(0), half(1)));
+    let (lo, hi) = fold_ggml(&sum);
+    let mut sumf = f64::from(reduce_add16(lo, hi));
     for (a, b) in x.iter().zip(y).skip(np) {
         sumf += f64::from(a.to_f32() * b.to_f32());
     }
