@@ -777,8 +777,10 @@ impl<'m, 'a> Session<'m, 'a> {
                 |item, out, sc| {
                     let (t, h0) = (item / items_per_token, (item % items_per_token) * gh);
                     let kvh = h0 / group;
-                    let n_kv = pos0 + t + 1; // causal: this token sees itself and everything before
-                                             // This key/value head's keys `[S][D]` and transposed values `[D][S]`.
+                    // Causal: this token sees itself and everything before.
+                    let n_kv = pos0 + t + 1;
+                    // This key/value head's keys `[S][D]` and transposed values `[D][S]`: both start
+                    // at the head's first element and span `S * D` elements.
                     let (k0, v0) = (layer_base + kvh * n_ctx * d, layer_base + kvh * d * n_ctx);
                     let head_end = k0 + n_ctx * d;
                     let q = &q[t * qd + h0 * d..][..gh * d];
