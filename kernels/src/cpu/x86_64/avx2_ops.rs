@@ -119,7 +119,7 @@ impl Avx2 {
     /// `y_h = y[h * n..][..n]` holds f16 values widened to f32: bitwise those dots. One head at a
     /// time (its eight accumulators, two per ggml accumulator, fill half the sixteen registers),
     /// eight rows at a time: each row's sixteen lanes are folded to eight as `reduce_add16` does,
-    /// and the rest of the tree is done for the eight rows together ([`reduce_add8x8`]), instead
+    /// and the rest of the tree is done for the eight rows together (`reduce_add8x8`), instead
     /// of a chain of shuffles per row.
     ///
     /// # Panics

@@ -6,15 +6,16 @@
 //! - Q4_0: codes 0..15, pairs at most 2 * 15 * 128 = 3840 in magnitude, so the eight 4-byte steps
 //!   of a block also add up in i16 without saturation (8 * 3840 < 32768), minus the exact
 //!   `8 * sum(y)`.
-//! - Q8_0: the codes biased to `q + 128` and split into two nibbles (two `vpmaddubsw` per 4-byte
-//!   chunk, each exact), minus the exact `128 * sum(y)` of the chunk; ggml's eight lane sums per
-//!   row (one accumulator per chunk), as the AVX-512 kernel.
+//! - Q8_0: ggml's AVX2 sign trick, `|q|` times `y` with `q`'s sign in one `vpmaddubsw` (pairs at
+//!   most 2 * 128 * 127 for activation codes in -127..=127, the range every Q8 quantizer writes);
+//!   ggml's eight lane sums per row (one accumulator per chunk), as the AVX-512 kernel.
 //! - Q4_1: low and high nibbles of each chunk against their activations, eight lane sums and
 //!   `summs`, as the AVX-512 kernel.
 //! - Q5_0 / Q5_1: as Q4_1 with bit 4 of each code from `qh` (`vpshufb`, `vpcmpeqb`), codes 0..31
 //!   (pairs at most 2 * 31 * 128); Q5_0 minus the exact `16 * sum(y)` per lane.
 //!
-//! Exact for every byte pattern; the float steps are the reference's, so the result is bitwise
+//! Exact for every weight byte pattern (and every activation byte but Q8_0's -128, which no
+//! quantizer writes); the float steps are the reference's, so the result is bitwise
 //! [`crate::packed::matmul_packed_reference`], and for Q8_0, Q4_1, Q5_0 and Q5_1 bitwise the
 //! row-major AVX2 product (ggml's AVX2 `vec_dot_q8_0_q8_0` / `vec_dot_q4_1_q8_1` /
 //! `vec_dot_q5_0_q8_0` / `vec_dot_q5_1_q8_1` order).

@@ -16,7 +16,8 @@
 //! lanes of the AVX2 kernels (Q4_0 / Q5_0: `dpbusd(q, y) - dpbusd(8 | 16, y)`; Q8_0 / Q8_1: weights
 //! biased to unsigned, `dpbusd(w ^ 0x80, y) - dpbusd(0x80, y)`, every byte pattern exact as on the
 //! AVX-512 path), and the f32 steps are the AVX2 kernels' instruction for instruction, so every
-//! result is bitwise the AVX2 path's (and ggml's AVX2 / `__AVXVNNI__` `vec_dot_*` order).
+//! result is bitwise the AVX2 path's (and ggml's AVX2 / `__AVXVNNI__` `vec_dot_*` order) for the
+//! activations the quantizers write (the packed AVX2 Q8_0 product assumes codes in -127..=127).
 
 use core::arch::x86_64::*;
 
