@@ -59,12 +59,26 @@ pub fn rope(head: &mut [f32], cache: &[f32]) {
 
 /// `out = rmsnorm(x) * w` as ggml's `rms_norm` then `mul`: squares summed in f64, the mean
 /// rounded to f32, then `scale = 1 / sqrtf(mean + eps)` in f32.
-pub fn rms_norm(out: &mut [f32], x: &[f32], w: &super::weights::Vector<'_>, eps: f32) {
+///
+/// In a decode step the weights and `out` were last touched a layer ago, and the weight stream of
+/// the products in between has pushed them out of the caches. So their lines are asked for first
+/// ([`Kernels::prefetch`]) and arrive while the sum's chain of dependent f64 additions (ggml's
+/// order, so not split) runs; the scaling loop after it then reads and writes cached lines, 4-16
+/// at a time (a loop the compiler vectorizes), instead of stalling its stores on one miss after
+/// another. Decode, SmolLM2 Q8_0 (60 norms a token), timed by throwaway timestamps around each
+/// norm: 1.8-1.9 -> 1.2-1.3 us at 1 thread, 1.7-1.8 -> 1.1 us at 2.
+///
+/// # Panics
+/// If `out` or `w` is shorter than `x`.
+pub fn rms_norm(k: &Kernels, out: &mut [f32], x: &[f32], w: &super::weights::Vector<'_>, eps: f32) {
+    let (out, w) = (&mut out[..x.len()], &w.le_bytes()[..4 * x.len()]);
+    k.prefetch(out);
+    k.prefetch(w);
     let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
     let mean = (sum / x.len() as f64) as f32;
     let scale = 1.0 / (mean + eps).sqrt();
-    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-        *o = (v * scale) * w.get(i);
+    for ((o, &v), w) in out.iter_mut().zip(x).zip(w.chunks_exact(4)) {
+        *o = (v * scale) * f32::from_le_bytes([w[0], w[1], w[2], w[3]]);
     }
 }
 

@@ -675,6 +675,15 @@ impl<'m, 'a> Session<'m, 'a> {
             (w.token_embd.ty.info().to_f32)(row, &mut s.x[t * c..(t + 1) * c]);
         }
 
+        if t_len == 1 {
+            rope_cache(
+                &mut s.rope,
+                pos0,
+                cfg.rope_base,
+                cfg.rope_freq_scale,
+                cfg.n_rot,
+            );
+        }
         for (l, layer) in w.layers.iter().enumerate() {
             // One token: this layer's cached keys and values (and the value slots about to be
             // written), read by attention after the q/k/v products, are fetched while those
@@ -709,7 +718,13 @@ impl<'m, 'a> Session<'m, 'a> {
             // Attention block.
             let x = &s.x;
             pool.for_each_chunk(&mut s.xb[..t_len * c], c, |t, xb| {
-                rms_norm(xb, &x[t * c..(t + 1) * c], &layer.attn_norm, cfg.rms_eps);
+                rms_norm(
+                    kern,
+                    xb,
+                    &x[t * c..(t + 1) * c],
+                    &layer.attn_norm,
+                    cfg.rms_eps,
+                );
             });
             mm.products(
                 [
@@ -726,13 +741,16 @@ impl<'m, 'a> Session<'m, 'a> {
             let layer_base = l * n_ctx * kvd;
             for t in 0..t_len {
                 let pos = pos0 + t;
-                rope_cache(
-                    &mut s.rope,
-                    pos,
-                    cfg.rope_base,
-                    cfg.rope_freq_scale,
-                    cfg.n_rot,
-                );
+                // One token: built once before the layers (every layer rotates the same position).
+                if t_len > 1 {
+                    rope_cache(
+                        &mut s.rope,
+                        pos,
+                        cfg.rope_base,
+                        cfg.rope_freq_scale,
+                        cfg.n_rot,
+                    );
+                }
                 for head in s.q[t * qd..(t + 1) * qd].chunks_exact_mut(d) {
                     kern.rope_ggml(head, &s.rope);
                 }
@@ -827,7 +845,13 @@ impl<'m, 'a> Session<'m, 'a> {
             // Feed-forward block (SwiGLU).
             let x = &s.x;
             pool.for_each_chunk(&mut s.xb[..t_len * c], c, |t, xb| {
-                rms_norm(xb, &x[t * c..(t + 1) * c], &layer.ffn_norm, cfg.rms_eps);
+                rms_norm(
+                    kern,
+                    xb,
+                    &x[t * c..(t + 1) * c],
+                    &layer.ffn_norm,
+                    cfg.rms_eps,
+                );
             });
             mm.products(
                 [
@@ -861,6 +885,7 @@ impl<'m, 'a> Session<'m, 'a> {
         for t in first..t_len {
             let r = t - first;
             rms_norm(
+                kern,
                 &mut s.xb[r * c..(r + 1) * c],
                 &s.x[t * c..(t + 1) * c],
                 &w.output_norm,

@@ -55,6 +55,11 @@ impl Vector<'_> {
         self.data.len() / 4
     }
 
+    /// The elements as the file stores them: little-endian f32, 4 bytes each, any alignment.
+    pub fn le_bytes(&self) -> &[u8] {
+        self.data
+    }
+
     /// True when empty (never, for a loaded model).
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
