@@ -50,7 +50,6 @@ use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
 };
 use half::f16;
-use ingot_kernels::ops::ValueLayout;
 use ingot_kernels::{packed, Isa, Kernels, MatRef, QuantType, SgemmScratch, ThreadPool};
 
 /// The weight types the runtime reads.
@@ -381,11 +380,8 @@ fn attention(c: &mut Criterion) {
     let kvd = KV_HEADS * D;
     let mut rng = Rng::new();
     // Per layer, as the session lays out its cache: k (KV_HEADS, N_CTX, D): key of head h at
-    // position j at k[(h * N_CTX + j) * D..][..D]; vt (KV_HEADS, N_CTX / 64, D, 64): value element
-    // i of head h at position j at vt[h * D * N_CTX + (j / 64) * 64 * D + i * 64 + j % 64]
-    // (`ValueLayout::blocked`). `attention/memory-transposed` reads the values as llama.cpp lays
-    // them out, (kvd, N_CTX): vt[(h * D + i) * N_CTX + j]. On huge pages, as the session keeps its
-    // cache.
+    // position j at k[(h * N_CTX + j) * D..][..D]; vt (kvd, N_CTX): value element i of head h at
+    // position j at vt[(h * D + i) * N_CTX + j]. On huge pages, as the session keeps its cache.
     let layer = N_CTX * kvd;
     let cache = |rng: &mut Rng| {
         let mut b = huge_buffer(LAYERS * layer * 2);
@@ -402,14 +398,8 @@ fn attention(c: &mut Criterion) {
     for (name, batched, layers, lens) in [
         ("decode", false, 1, &[128usize, 512][..]),
         ("batch", true, 1, &[128, 512][..]),
-        ("memory", false, LAYERS, &[256, 2048][..]),
-        ("memory-transposed", false, LAYERS, &[256, 2048][..]),
+        ("memory", false, LAYERS, &[2048][..]),
     ] {
-        let values = if name == "memory-transposed" {
-            ValueLayout::transposed(N_CTX)
-        } else {
-            ValueLayout::blocked(D)
-        };
         let mut g = c.benchmark_group(format!("attention/{name}"));
         for kern in paths() {
             if layers > 1 && kern.isa() != Kernels::best().isa() {
@@ -441,8 +431,8 @@ fn attention(c: &mut Criterion) {
                                     D,
                                     &k16[h * N_CTX * D..],
                                     D,
-                                    &vt[h * D * N_CTX..][..D * N_CTX],
-                                    values,
+                                    &vt[h * D * N_CTX..],
+                                    N_CTX,
                                     scale,
                                     batched,
                                     v_pad,

@@ -42,74 +42,6 @@ fn avx512_token() -> Option<Avx512Vnni> {
     crate::detect_once!(Option<Avx512Vnni>, Avx512Vnni::detect)
 }
 
-/// Cached positions per block of a blocked value cache ([`ValueLayout::blocked`]): one 64-element
-/// step of ggml's f16 dot product in its AVX-512 build (two of its AVX2 build).
-pub const VALUE_BLOCK: usize = 64;
-
-/// Where one key/value head's values lie in a transposed value cache: element `i` (of `D`) of
-/// cached position `j` at `i * row + (j / 64) * block + j % 64` ([`VALUE_BLOCK`]). Each output
-/// element of attention is a dot product along the positions `j` of its "row" `i`, which every
-/// path reads 64 (or 16, 8) positions at a time, never across a block.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ValueLayout {
-    /// Elements from row `i` to row `i + 1`.
-    pub row: usize,
-    /// Elements from positions `64 b..64 b + 64` of a row to positions `64 (b + 1)..`.
-    pub block: usize,
-}
-
-impl ValueLayout {
-    /// llama.cpp's transposed values `[D][S]`, rows `stride` elements apart, each row contiguous.
-    pub const fn transposed(stride: usize) -> ValueLayout {
-        ValueLayout {
-            row: stride,
-            block: VALUE_BLOCK,
-        }
-    }
-
-    /// ingot's blocked values `[S / 64][D][64]` of a head with `d` rows: positions `64 b..64 b + 64`
-    /// of all `d` rows are one contiguous `d x 64` tile, so a head's values up to position `n` are
-    /// one stream of `n / 64` tiles (the transposed layout reads each row from a page of its own).
-    pub const fn blocked(d: usize) -> ValueLayout {
-        ValueLayout {
-            row: VALUE_BLOCK,
-            block: VALUE_BLOCK * d,
-        }
-    }
-
-    /// Offset of position `j` from the start of its row.
-    #[inline(always)]
-    pub const fn offset(self, j: usize) -> usize {
-        (j / VALUE_BLOCK) * self.block + j % VALUE_BLOCK
-    }
-
-    /// Elements a buffer must hold for `rows` rows of `n` positions (`None` on overflow).
-    pub fn needs(self, rows: usize, n: usize) -> Option<usize> {
-        if rows == 0 || n == 0 {
-            return Some(0);
-        }
-        let last = n - 1;
-        (rows - 1)
-            .checked_mul(self.row)?
-            .checked_add((last / VALUE_BLOCK).checked_mul(self.block)?)?
-            .checked_add(last % VALUE_BLOCK + 1)
-    }
-
-    /// Whether each row's positions are contiguous (`offset(j) == j`).
-    fn contiguous(self) -> bool {
-        self.block == VALUE_BLOCK
-    }
-
-    /// The `n` elements of row `r`, in position order.
-    fn row_iter(self, x: &[f16], r: usize, n: usize) -> impl Iterator<Item = f16> + '_ {
-        let base = r * self.row;
-        (0..n.div_ceil(VALUE_BLOCK)).flat_map(move |b| {
-            let len = (n - b * VALUE_BLOCK).min(VALUE_BLOCK);
-            x[base + b * self.block..][..len].iter().copied()
-        })
-    }
-}
-
 impl Path {
     fn dot_f16_ggml(self, x: &[f16], y: &[f16], n_pad: usize) -> f32 {
         match self {
@@ -138,30 +70,18 @@ impl Path {
         self,
         batched: bool,
         x: &[f16],
-        rows: ValueLayout,
+        stride: usize,
         y: &[f16],
         n_pad: usize,
         out: &mut [f32],
     ) {
         let len = y.len();
         match self {
-            // Rows in blocks ([`ValueLayout::blocked`]): the scalar definitions element by element
-            // (the single-head attention, a test reference, is the only caller with such rows).
-            _ if !rows.contiguous() => {
-                for (r, o) in out.iter_mut().enumerate() {
-                    let xr = rows.row_iter(x, r, len);
-                    *o = if batched {
-                        reference::dot_f16_sgemm_iter(xr, y)
-                    } else {
-                        reference::dot_f16_ggml_iter(xr, y, n_pad)
-                    };
-                }
-            }
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512(k) => k.dot_f16_rows(batched, x, rows.row, y, n_pad, out),
+            Path::Avx512(k) => k.dot_f16_rows(batched, x, stride, y, n_pad, out),
             _ => {
                 for (r, o) in out.iter_mut().enumerate() {
-                    let xr = &x[r * rows.row..][..len];
+                    let xr = &x[r * stride..][..len];
                     *o = if batched {
                         self.dot_f16_sgemm(xr, y)
                     } else {
@@ -180,28 +100,25 @@ impl Path {
         self,
         batched: bool,
         x: &[f16],
-        rows: ValueLayout,
+        stride: usize,
         y16: &[f16],
         y32: &[f32],
         n: usize,
         n_pad: usize,
         out: &mut [f32],
     ) {
-        let (stride, block) = (rows.row, rows.block);
         match self {
             #[cfg(target_arch = "x86_64")]
-            Path::Avx512(k) => {
-                k.dot_f16_rows_heads(batched, x, (stride, block), y32, n, n_pad, out)
-            }
+            Path::Avx512(k) => k.dot_f16_rows_heads(batched, x, stride, y32, n, n_pad, out),
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2(k) if batched => k.dot_f16_rows_heads_sgemm(x, (stride, block), y32, n, out),
+            Path::Avx2(k) if batched => k.dot_f16_rows_heads_sgemm(x, stride, y32, n, out),
             #[cfg(target_arch = "x86_64")]
-            Path::Avx2(k) => k.dot_f16_rows_heads_ggml(x, (stride, block), y32, n, n_pad, out),
+            Path::Avx2(k) => k.dot_f16_rows_heads_ggml(x, stride, y32, n, n_pad, out),
             _ => {
                 let _ = y32; // the same values as y16, for the paths that take f32
-                let n_rows = out.len() / (y16.len() / n);
-                for (y, o) in y16.chunks_exact(n).zip(out.chunks_exact_mut(n_rows)) {
-                    self.dot_f16_rows(batched, x, rows, y, n_pad, o);
+                let rows = out.len() / (y16.len() / n);
+                for (y, o) in y16.chunks_exact(n).zip(out.chunks_exact_mut(rows)) {
+                    self.dot_f16_rows(batched, x, stride, y, n_pad, o);
                 }
             }
         }
@@ -368,8 +285,7 @@ impl Kernels {
     ///
     /// - `out` (D,), `q` (D,);
     /// - `k`: key `j` of this head at `k[j * k_stride..][..D]`;
-    /// - `vt`: this head's values transposed, element `i` of position `j` at
-    ///   `vt[i * vt_layout.row + vt_layout.offset(j)]` ([`ValueLayout`]);
+    /// - `vt`: this head's values transposed, element `i` of position `j` at `vt[i * vt_stride + j]`;
     /// - scratch: `scores` (n_kv,), `q16` (D,), `p16` (n_kv,).
     ///
     /// # Panics
@@ -382,7 +298,7 @@ impl Kernels {
         k: &[f16],
         k_stride: usize,
         vt: &[f16],
-        vt_layout: ValueLayout,
+        vt_stride: usize,
         scale: f32,
         batched: bool,
         v_pad: usize,
@@ -403,26 +319,19 @@ impl Kernels {
         assert_kv_fits(
             "attention_head",
             (k.len(), k_stride),
-            (vt.len(), vt_layout),
+            (vt.len(), vt_stride),
             d,
             n_kv,
         );
         let p = self.ops_path();
         p.to_f16(q, q16);
-        p.dot_f16_rows(
-            batched,
-            k,
-            ValueLayout::transposed(k_stride),
-            q16,
-            d,
-            scores,
-        );
+        p.dot_f16_rows(batched, k, k_stride, q16, d, scores);
         for sc in scores.iter_mut() {
             *sc *= scale;
         }
         softmax(p, scores);
         p.to_f16(scores, p16);
-        p.dot_f16_rows(batched, vt, vt_layout, p16, v_pad, out);
+        p.dot_f16_rows(batched, vt, vt_stride, p16, v_pad, out);
     }
 
     /// [`Kernels::attention_head_ggml`] of `G` query heads that share one key/value head
@@ -445,7 +354,7 @@ impl Kernels {
         k: &[f16],
         k_stride: usize,
         vt: &[f16],
-        vt_layout: ValueLayout,
+        vt_stride: usize,
         scale: f32,
         batched: bool,
         v_pad: usize,
@@ -479,7 +388,7 @@ impl Kernels {
         assert_kv_fits(
             "attention_group",
             (k.len(), k_stride),
-            (vt.len(), vt_layout),
+            (vt.len(), vt_stride),
             d,
             n_kv,
         );
@@ -487,15 +396,14 @@ impl Kernels {
         p.to_f16(q, q16);
         // `out` holds the rounded queries widened back to f32 until the value products.
         p.widen_f16(q16, out);
-        let keys = ValueLayout::transposed(k_stride);
-        p.dot_f16_rows_heads(batched, k, keys, q16, out, d, d, scores);
+        p.dot_f16_rows_heads(batched, k, k_stride, q16, out, d, d, scores);
         for (sc, ph) in scores
             .chunks_exact_mut(n_kv)
             .zip(p16.chunks_exact_mut(n_kv))
         {
             p.softmax_f16(sc, scale, ph);
         }
-        p.dot_f16_rows_heads(batched, vt, vt_layout, p16, scores, n_kv, v_pad, out);
+        p.dot_f16_rows_heads(batched, vt, vt_stride, p16, scores, n_kv, v_pad, out);
     }
 
     /// One query head of attention over an f32 KV cache (llama.cpp's `--cache-type-k/v f32`; ingot's
@@ -532,7 +440,7 @@ impl Kernels {
         assert_kv_fits(
             "attention_head_f32",
             (k.len(), k_stride),
-            (vt.len(), ValueLayout::transposed(vt_stride)),
+            (vt.len(), vt_stride),
             d,
             n_kv,
         );
@@ -557,24 +465,14 @@ fn softmax(p: Path, scores: &mut [f32]) {
 }
 
 /// Panics (naming `what`) unless `k` (`(len, stride)`) holds `n_kv` keys of `d` elements and `vt`
-/// (`(len, layout)`) `d` value rows of `n_kv` positions, for `n_kv, d >= 1`.
-fn assert_kv_fits(
-    what: &str,
-    (k_len, k_stride): (usize, usize),
-    (vt_len, vt_layout): (usize, ValueLayout),
-    d: usize,
-    n_kv: usize,
-) {
-    let k_need = (n_kv - 1)
-        .checked_mul(k_stride)
-        .and_then(|v| v.checked_add(d));
-    assert!(
-        k_need.is_some_and(|need| k_len >= need),
-        "{what}: k too short"
-    );
-    let vt_need = vt_layout.needs(d, n_kv);
-    assert!(
-        vt_need.is_some_and(|need| vt_len >= need),
-        "{what}: vt too short"
-    );
+/// `d` value rows of `n_kv` elements, for `n_kv, d >= 1`.
+fn assert_kv_fits(what: &str, k: (usize, usize), vt: (usize, usize), d: usize, n_kv: usize) {
+    let fits = |(len, stride): (usize, usize), rows: usize, row: usize| {
+        (rows - 1)
+            .checked_mul(stride)
+            .and_then(|v| v.checked_add(row))
+            .is_some_and(|need| len >= need)
+    };
+    assert!(fits(k, n_kv, d), "{what}: k too short");
+    assert!(fits(vt, d, n_kv), "{what}: vt too short");
 }

@@ -10,7 +10,6 @@ mod common;
 use common::{SplitMix64, OFFSETS};
 
 use half::f16;
-use ingot_kernels::ops::ValueLayout;
 use ingot_kernels::reference::ops as reference;
 use ingot_kernels::{Isa, Kernels};
 
@@ -224,48 +223,7 @@ fn f16_dots_match_reference() {
     }
 }
 
-/// A value cache layout of the attention tests, with its indexing written out here (not taken from
-/// [`ValueLayout`], which it checks): `Transposed(stride)`, llama.cpp's `[D][S]` with rows `stride`
-/// apart; `Blocked`, ingot's `[S / 64][D][64]`.
-#[derive(Clone, Copy, Debug)]
-enum Values {
-    Transposed(usize),
-    Blocked,
-}
-
-impl Values {
-    fn index(self, d: usize, i: usize, j: usize) -> usize {
-        match self {
-            Values::Transposed(stride) => i * stride + j,
-            Values::Blocked => (j / 64) * 64 * d + i * 64 + j % 64,
-        }
-    }
-
-    /// Elements holding `d` rows of `n_kv` positions: one past the largest index (+ 3 spare).
-    fn len(self, d: usize, n_kv: usize) -> usize {
-        (0..d)
-            .flat_map(|i| (0..n_kv).map(move |j| (i, j)))
-            .map(|(i, j)| self.index(d, i, j) + 1)
-            .max()
-            .unwrap_or(0)
-            + 3
-    }
-
-    /// Row `i` (positions `0..n_kv`), gathered.
-    fn row(self, vt: &[f16], d: usize, i: usize, n_kv: usize) -> Vec<f16> {
-        (0..n_kv).map(|j| vt[self.index(d, i, j)]).collect()
-    }
-
-    fn layout(self, d: usize) -> ValueLayout {
-        match self {
-            Values::Transposed(stride) => ValueLayout::transposed(stride),
-            Values::Blocked => ValueLayout::blocked(d),
-        }
-    }
-}
-
-/// The fused head against the same steps written out with the reference ops, with the values in
-/// llama.cpp's transposed layout and in ingot's blocked one.
+/// The fused head against the same steps written out with the reference ops.
 #[test]
 fn attention_head_matches_reference() {
     let mut rng = SplitMix64(7);
@@ -275,15 +233,12 @@ fn attention_head_matches_reference() {
         .into_iter()
         .flat_map(|d| ks.iter().map(move |k| (d, k)))
     {
-        let k_stride = 3 * d;
-        for (n_kv, values) in [1usize, 2, 17, 64, 255, 300]
-            .into_iter()
-            .flat_map(|n| [(n, Values::Transposed(700)), (n, Values::Blocked)])
-        {
+        let (k_stride, vt_stride) = (3 * d, 700);
+        for n_kv in [1usize, 2, 17, 64, 255, 300] {
             let keys: Vec<f16> = (0..n_kv * k_stride)
                 .map(|_| f16::from_f32(rng.unit() * 2.0))
                 .collect();
-            let vt: Vec<f16> = (0..values.len(d, n_kv))
+            let vt: Vec<f16> = (0..d * vt_stride)
                 .map(|_| f16::from_f32(rng.unit()))
                 .collect();
             let q: Vec<f32> = (0..d).map(|_| rng.unit() * 3.0).collect();
@@ -309,11 +264,11 @@ fn attention_head_matches_reference() {
                 let p: Vec<f16> = s.iter().map(|&x| f16::from_f32(x * inv)).collect();
                 let want: Vec<f32> = (0..d)
                     .map(|i| {
-                        let v = values.row(&vt, d, i, n_kv);
+                        let v = &vt[i * vt_stride..][..n_kv];
                         if batched {
-                            reference::dot_f16_sgemm(&v, &p)
+                            reference::dot_f16_sgemm(v, &p)
                         } else {
-                            reference::dot_f16_ggml(&v, &p, v_pad)
+                            reference::dot_f16_ggml(v, &p, v_pad)
                         }
                     })
                     .collect();
@@ -321,22 +276,12 @@ fn attention_head_matches_reference() {
                 let (mut sc, mut q16, mut p16) =
                     (vec![0.0; n_kv], vec![f16::ZERO; d], vec![f16::ZERO; n_kv]);
                 k.attention_head_ggml(
-                    &mut out,
-                    &q,
-                    &keys,
-                    k_stride,
-                    &vt,
-                    values.layout(d),
-                    scale,
-                    batched,
-                    v_pad,
-                    &mut sc,
-                    &mut q16,
-                    &mut p16,
+                    &mut out, &q, &keys, k_stride, &vt, vt_stride, scale, batched, v_pad, &mut sc,
+                    &mut q16, &mut p16,
                 );
                 assert!(
                     same_f32(&out, &want),
-                    "{} d={d} n_kv={n_kv} {values:?} batched={batched}",
+                    "{} d={d} n_kv={n_kv} batched={batched}",
                     k.isa()
                 );
             }
@@ -362,17 +307,13 @@ fn attention_group_equals_one_head_at_a_time() {
         (7, 8),
         (128, 3),
     ] {
-        let k_stride = 3 * d + 5;
-        for (n_kv, values) in [1usize, 2, 15, 16, 17, 33, 200, 600]
-            .into_iter()
-            .flat_map(|n| [(n, Values::Transposed(611.max(n))), (n, Values::Blocked)])
-        {
+        let (k_stride, vt_stride) = (3 * d + 5, 611);
+        for n_kv in [1usize, 2, 15, 16, 17, 33, 200, 600] {
             let keys: Vec<f16> = (0..n_kv * k_stride)
                 .map(|_| f16::from_f32(rng.unit() * 2.0))
                 .collect();
-            let vt: Vec<f16> = (0..values.len(d, n_kv))
-                .map(|_| f16::from_f32(rng.unit()))
-                .collect();
+            let vt_len = (d - 1) * vt_stride + n_kv.max(vt_stride);
+            let vt: Vec<f16> = (0..vt_len).map(|_| f16::from_f32(rng.unit())).collect();
             let q: Vec<f32> = (0..g * d).map(|_| rng.unit() * 3.0).collect();
             let scale = 1.0 / (d as f32).sqrt();
             let v_pad = n_kv.div_ceil(256) * 256;
@@ -382,18 +323,8 @@ fn attention_group_equals_one_head_at_a_time() {
                     let (mut sc, mut q16, mut p16) =
                         (vec![0.0; n_kv], vec![f16::ZERO; d], vec![f16::ZERO; n_kv]);
                     k.attention_head_ggml(
-                        oh,
-                        qh,
-                        &keys,
-                        k_stride,
-                        &vt,
-                        values.layout(d),
-                        scale,
-                        batched,
-                        v_pad,
-                        &mut sc,
-                        &mut q16,
-                        &mut p16,
+                        oh, qh, &keys, k_stride, &vt, vt_stride, scale, batched, v_pad, &mut sc,
+                        &mut q16, &mut p16,
                     );
                 }
                 let mut out = vec![f32::NAN; g * d];
@@ -403,23 +334,12 @@ fn attention_group_equals_one_head_at_a_time() {
                     vec![f16::ZERO; g * n_kv],
                 );
                 k.attention_group_ggml(
-                    &mut out,
-                    &q,
-                    d,
-                    &keys,
-                    k_stride,
-                    &vt,
-                    values.layout(d),
-                    scale,
-                    batched,
-                    v_pad,
-                    &mut sc,
-                    &mut q16,
-                    &mut p16,
+                    &mut out, &q, d, &keys, k_stride, &vt, vt_stride, scale, batched, v_pad,
+                    &mut sc, &mut q16, &mut p16,
                 );
                 assert!(
                     same_f32(&out, &want),
-                    "{} d={d} g={g} n_kv={n_kv} {values:?} batched={batched}",
+                    "{} d={d} g={g} n_kv={n_kv} batched={batched}",
                     k.isa()
                 );
             }

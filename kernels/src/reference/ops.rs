@@ -106,35 +106,21 @@ pub fn rope(head: &mut [f32], cache: &[f32]) {
 /// If the lengths differ or `n_pad < x.len()`.
 pub fn dot_f16_ggml(x: &[f16], y: &[f16], n_pad: usize) -> f32 {
     assert_eq!(x.len(), y.len(), "dot_f16_ggml: lengths differ");
-    dot_f16_ggml_iter(x.iter().copied(), y, n_pad)
-}
-
-/// [`dot_f16_ggml`] of the row whose elements `x` yields in order (a row of a blocked value cache,
-/// [`crate::ops::ValueLayout`]), against `y`: `y.len()` elements are taken from `x`.
-///
-/// # Panics
-/// If `x` yields fewer than `y.len()` elements or `n_pad < y.len()`.
-pub fn dot_f16_ggml_iter(x: impl Iterator<Item = f16>, y: &[f16], n_pad: usize) -> f32 {
-    assert!(n_pad >= y.len(), "dot_f16_ggml: n_pad < len");
+    assert!(n_pad >= x.len(), "dot_f16_ggml: n_pad < len");
     let np = n_pad & !63;
-    let mut pairs = x.zip(y);
-    let mut taken = 0;
     let mut sum = [[0.0f32; 16]; 4];
-    for (i, (a, b)) in pairs.by_ref().take(np).enumerate() {
+    for (i, (a, b)) in x.iter().zip(y).enumerate().take(np) {
         let acc = &mut sum[(i / 16) % 4][i % 16];
         *acc = a.to_f32().mul_add(b.to_f32(), *acc);
-        taken += 1;
     }
     let mut s = [0.0f32; 16];
     for l in 0..16 {
         s[l] = (sum[0][l] + sum[2][l]) + (sum[1][l] + sum[3][l]);
     }
     let mut sumf = f64::from(reduce_add16(&s));
-    for (a, b) in pairs {
+    for (a, b) in x.iter().zip(y).skip(np) {
         sumf += f64::from(a.to_f32() * b.to_f32());
-        taken += 1;
     }
-    assert_eq!(taken, y.len(), "dot_f16_ggml: x is shorter than y");
     sumf as f32
 }
 
@@ -146,22 +132,10 @@ pub fn dot_f16_ggml_iter(x: impl Iterator<Item = f16>, y: &[f16], n_pad: usize) 
 /// If the lengths differ.
 pub fn dot_f16_sgemm(a: &[f16], b: &[f16]) -> f32 {
     assert_eq!(a.len(), b.len(), "dot_f16_sgemm: lengths differ");
-    dot_f16_sgemm_iter(a.iter().copied(), b)
-}
-
-/// [`dot_f16_sgemm`] of the row whose elements `a` yields in order, against `b`: `b.len()`
-/// elements are taken from `a`.
-///
-/// # Panics
-/// If `a` yields fewer than `b.len()` elements.
-pub fn dot_f16_sgemm_iter(a: impl Iterator<Item = f16>, b: &[f16]) -> f32 {
     let mut acc = [0.0f32; 16];
-    let mut taken = 0;
-    for (i, (x, y)) in a.zip(b).enumerate() {
-        taken += 1;
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
         acc[i % 16] = x.to_f32().mul_add(y.to_f32(), acc[i % 16]);
     }
-    assert_eq!(taken, b.len(), "dot_f16_sgemm: a is shorter than b");
     reduce_add16(&acc)
 }
 

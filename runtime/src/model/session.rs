@@ -19,7 +19,6 @@ use core::ops::{Deref, DerefMut};
 use half::f16;
 #[cfg(not(feature = "std"))]
 use ingot_kernels::math::FloatExt;
-use ingot_kernels::ops::{ValueLayout, VALUE_BLOCK};
 use ingot_kernels::pool::MatVec;
 use ingot_kernels::{Kernels, ThreadPool};
 
@@ -188,14 +187,9 @@ impl<'m> Carver<'m> {
 /// Per-layer key and value cache of one element type. Keys are laid out `[L][Hkv][S][D]`: the keys
 /// of one key/value head, which one attention work item reads, are one contiguous stream (llama.cpp
 /// interleaves the heads, `[L][S][Hkv*D]`, so that such a stream reads `D` of every `Hkv*D`
-/// elements). Values are transposed, as llama.cpp stores them without flash attention, so that each
-/// output element of attention is a dot product along the cached positions of one row:
-///
-/// - f16: in blocks of 64 positions, `[L][Hkv][S/64][D][64]` ([`ValueLayout::blocked`], `S`
-///   rounded up to whole blocks): a head's values up to position `n` are one stream of `n / 64`
-///   tiles of `D x 64`, where llama.cpp's `[L][Hkv*D][S]` reads `D` rows each from a page of its
-///   own (at 2048 positions, 4 KiB apart), which the hardware prefetchers do not follow;
-/// - f32: `[L][Hkv*D][S]` (llama.cpp's).
+/// elements). Values are transposed, `[L][Hkv*D][S]`, as llama.cpp stores them without flash
+/// attention, so that each output element of attention is one contiguous dot product over the
+/// cached positions (and one head's values are again contiguous).
 #[derive(Debug)]
 enum KvCache<'m> {
     F16 { k: Buf<'m, f16>, vt: Buf<'m, f16> },
@@ -342,23 +336,10 @@ pub fn session_bytes(model: &Model<'_>, params: SessionParams) -> usize {
 /// `params.kv_type`): the part of [`session_bytes`] that grows with `n_ctx`; the rest is scratch.
 pub fn kv_cache_bytes(model: &Model<'_>, params: SessionParams) -> usize {
     let cfg = &model.config;
-    // An f16 cache keeps its values in blocks of 64 positions (see `KvCache`).
-    let value_positions = match params.kv_type {
-        KvType::F16 => value_positions(params.n_ctx),
-        KvType::F32 => params.n_ctx,
-    };
-    params
-        .kv_type
-        .size()
+    (2 * params.kv_type.size())
         .saturating_mul(cfg.n_layer)
+        .saturating_mul(params.n_ctx)
         .saturating_mul(cfg.kv_dim())
-        .saturating_mul(params.n_ctx.saturating_add(value_positions))
-}
-
-/// Positions the values of an f16 cache have room for: `n_ctx` rounded up to whole blocks of
-/// [`VALUE_BLOCK`] (saturating).
-fn value_positions(n_ctx: usize) -> usize {
-    n_ctx.div_ceil(VALUE_BLOCK).saturating_mul(VALUE_BLOCK)
 }
 
 /// Largest quantized activation row any matrix product of the model needs.
@@ -518,8 +499,7 @@ impl<'m, 'a> Session<'m, 'a> {
             }
             KvType::F16 => {
                 let k = mem.take_mapped(kv_len)?;
-                let vt =
-                    mem.take_mapped(cfg.n_layer * cfg.kv_dim() * value_positions(params.n_ctx))?;
+                let vt = mem.take_mapped(kv_len)?;
                 (KvCache::F16 { k, vt }, g * cfg.head_dim, g * params.n_ctx)
             }
         };
@@ -687,8 +667,6 @@ impl<'m, 'a> Session<'m, 'a> {
         let group = cfg.n_head / cfg.n_head_kv;
         let scale = 1.0 / (d as f32).sqrt();
         let n_ctx = self.params.n_ctx;
-        // Positions an f16 value cache has room for per head (whole blocks, see `KvCache`).
-        let s_v = value_positions(n_ctx);
         let pos0 = self.pos;
 
         // Embedding lookup: dequantize one row of token_embd per token (ggml_get_rows).
@@ -720,11 +698,11 @@ impl<'m, 'a> Session<'m, 'a> {
                 let (base, n_kv) = (l * n_ctx * kvd, pos0 + 1);
                 match kv {
                     KvCache::F16 { k, vt } => {
-                        let v_base = l * kvd * s_v;
                         for kvh in 0..n_head_kv {
                             kern.prefetch(&k[base + kvh * n_ctx * d..][..n_kv * d]);
-                            let blocks = n_kv.div_ceil(VALUE_BLOCK) * VALUE_BLOCK * d;
-                            kern.prefetch(&vt[v_base + kvh * d * s_v..][..blocks]);
+                        }
+                        for i in 0..kvd {
+                            kern.prefetch(&vt[base + i * n_ctx..][..n_kv]);
                         }
                     }
                     KvCache::F32 { k, vt } => {
@@ -787,13 +765,8 @@ impl<'m, 'a> Session<'m, 'a> {
                         for (slot, head) in slots.zip(k_new.chunks_exact(d)) {
                             kern.to_f16(head, &mut k[slot..slot + d]);
                         }
-                        // Value row `i` of head `h`, position `pos`: `[layer][h][pos / 64][i][pos % 64]`.
-                        let block = l * kvd * s_v + pos / VALUE_BLOCK * VALUE_BLOCK * d;
-                        for (h, head) in v_new.chunks_exact(d).enumerate() {
-                            let at = block + h * d * s_v + pos % VALUE_BLOCK;
-                            for (i, &src) in head.iter().enumerate() {
-                                vt[at + i * VALUE_BLOCK] = f16::from_f32(src);
-                            }
+                        for (i, &src) in v_new.iter().enumerate() {
+                            vt[layer_base + i * n_ctx + pos] = f16::from_f32(src);
                         }
                     }
                     KvCache::F32 { k, vt } => {
@@ -824,9 +797,9 @@ impl<'m, 'a> Session<'m, 'a> {
                     let kvh = h0 / group;
                     // Causal: this token sees itself and everything before.
                     let n_kv = pos0 + t + 1;
-                    // This key/value head's keys `[S][D]` and its values (`KvCache`): each starts at
-                    // the head's first element; the keys span `S * D` elements.
-                    let k0 = layer_base + kvh * n_ctx * d;
+                    // This key/value head's keys `[S][D]` and transposed values `[D][S]`: both start
+                    // at the head's first element and span `S * D` elements.
+                    let (k0, v0) = (layer_base + kvh * n_ctx * d, layer_base + kvh * d * n_ctx);
                     let head_end = k0 + n_ctx * d;
                     let q = &q[t * qd + h0 * d..][..gh * d];
                     match kv {
@@ -836,8 +809,8 @@ impl<'m, 'a> Session<'m, 'a> {
                             d,
                             &k[k0..head_end],
                             d,
-                            &vt[(l * n_head_kv + kvh) * d * s_v..][..d * s_v],
-                            ValueLayout::blocked(d),
+                            &vt[v0..head_end],
+                            n_ctx,
                             scale,
                             batched,
                             llama_n_kv(n_kv),
@@ -850,7 +823,7 @@ impl<'m, 'a> Session<'m, 'a> {
                             q,
                             &k[k0..head_end],
                             d,
-                            &vt[k0..head_end],
+                            &vt[v0..head_end],
                             n_ctx,
                             scale,
                             &mut sc.scores[..n_kv],

@@ -10,7 +10,7 @@ use core::arch::x86_64::*;
 use half::f16;
 
 use super::avx2::Avx2;
-use super::{assert_rows_fit, at, rows_heads_shape};
+use super::{assert_rows_fit, rows_heads_shape};
 use crate::reference::ops as reference;
 
 impl Avx2 {
@@ -114,11 +114,9 @@ impl Avx2 {
         unsafe { dot_f16_sgemm(a, b) }
     }
 
-    /// `out[h * rows + r] = dot_f16_ggml(x_r, y_h, n_pad)` (ggml's single-token order) for every
-    /// head `h < y.len() / n` and row `r < rows = out.len() / heads`, where row `x_r` has its
-    /// element `i < n` at `x[r * stride + at(i, block)]` (runs of 64 `block` apart,
-    /// [`crate::ops::ValueLayout`]) and `y_h = y[h * n..][..n]` holds f16 values widened to f32:
-    /// bitwise those dots. One head at a
+    /// `out[h * rows + r] = dot_f16_ggml(x[r * stride..][..n], y_h, n_pad)` (ggml's single-token
+    /// order) for every head `h < y.len() / n` and row `r < rows = out.len() / heads`, where
+    /// `y_h = y[h * n..][..n]` holds f16 values widened to f32: bitwise those dots. One head at a
     /// time (its eight accumulators, two per ggml accumulator, fill half the sixteen registers),
     /// eight rows at a time: each row's sixteen lanes are folded to eight as `reduce_add16` does,
     /// and the rest of the tree is done for the eight rows together (`reduce_add8x8`), instead
@@ -130,7 +128,7 @@ impl Avx2 {
     pub fn dot_f16_rows_heads_ggml(
         self,
         x: &[f16],
-        (stride, block): (usize, usize),
+        stride: usize,
         y: &[f32],
         n: usize,
         n_pad: usize,
@@ -138,20 +136,19 @@ impl Avx2 {
     ) {
         let (_, rows) = rows_heads_shape(y.len(), n, out.len());
         assert!(n_pad >= n, "dot_f16_rows_heads: n_pad < n");
-        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, (stride, block), n);
+        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, stride, n);
         for (yh, o) in y.chunks_exact(n).zip(out.chunks_exact_mut(rows.max(1))) {
             for (t, o) in o[..rows].chunks_mut(8).enumerate() {
-                let x0 = x.as_ptr().wrapping_add(8 * t * stride);
                 // SAFETY: `self` proves the features; rows 8t..8t + o.len() of x hold n elements
-                // each at offsets `at(i, block)` (asserted above), and yh holds n.
-                unsafe { rows8_ggml(x0, (stride, block), yh, n_pad, o) };
+                // each (asserted above), and yh holds n.
+                unsafe { rows8_ggml(x.as_ptr().add(8 * t * stride), stride, yh, n_pad, o) };
             }
         }
     }
 
-    /// `out[h * rows + r] = dot_f16_sgemm(x_r, y_h)` (tinyBLAS's order, the batch's) for every
-    /// head `h < y.len() / n` and row `r < rows = out.len() / heads`, with rows `x_r` and heads
-    /// `y_h` as in [`Avx2::dot_f16_rows_heads_ggml`]: bitwise those dots. Each row is
+    /// `out[h * rows + r] = dot_f16_sgemm(x[r * stride..][..n], y_h)` (tinyBLAS's order, the
+    /// batch's) for every head `h < y.len() / n` and row `r < rows = out.len() / heads`, where
+    /// `y_h = y[h * n..][..n]` holds f16 values widened to f32: bitwise those dots. Each row is
     /// widened once for up to four heads (two accumulators each), and the heads' values are never
     /// widened again.
     ///
@@ -161,21 +158,20 @@ impl Avx2 {
     pub fn dot_f16_rows_heads_sgemm(
         self,
         x: &[f16],
-        (stride, block): (usize, usize),
+        stride: usize,
         y: &[f32],
         n: usize,
         out: &mut [f32],
     ) {
         let (heads, rows) = rows_heads_shape(y.len(), n, out.len());
-        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, (stride, block), n);
+        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, stride, n);
         let mut h0 = 0;
         while h0 < heads {
             let g = (heads - h0).min(4);
             let yh = |h: usize| &y[(h0 + h.min(g - 1)) * n..][..n];
             for r in 0..rows {
-                let xr = (x.as_ptr().wrapping_add(r * stride), block);
-                // SAFETY: `self` proves the features; row r holds n elements at offsets
-                // `at(i, block)` (asserted above), and every y_h holds n.
+                let xr = &x[r * stride..][..n];
+                // SAFETY: `self` proves the features; xr and every y_h hold n elements.
                 let sums = unsafe {
                     match g {
                         1 => pad4(dot_sgemm_heads::<1>(xr, core::array::from_fn(yh))),
@@ -193,24 +189,18 @@ impl Avx2 {
     }
 }
 
-/// `out[r] = dot_f16_ggml(row r, y, n_pad)` for the `k = out.len() <= 8` rows at `x` (`n =
-/// y.len()`; element `i` of row `r` at `x + r * stride + at(i, block)`): per row the four ggml
-/// accumulators as two halves each, folded `(a0 + a2) + (a1 + a3)` and to eight lanes (`hi + lo`,
-/// `reduce_add16`'s first level); then the rest of the tree for the eight rows at once; then the
-/// elements past the last 64-element step of `n_pad` in f64, as ggml does.
+/// `out[r] = dot_f16_ggml(x[r * stride..][..n], y, n_pad)` for the `k = out.len() <= 8` rows at
+/// `x` (`n = y.len()`): per row the four ggml accumulators as two halves each, folded
+/// `(a0 + a2) + (a1 + a3)` and to eight lanes (`hi + lo`, `reduce_add16`'s first level); then the
+/// rest of the tree for the eight rows at once; then the elements past the last 64-element step of
+/// `n_pad` in f64, as ggml does.
 ///
 /// # Safety
-/// `1 <= k <= 8`; for `r < k` and `i < n` a readable f16 at `x + r * stride + at(i, block)`;
-/// `n_pad >= n`; the CPU has avx2 + fma + f16c.
+/// `1 <= k <= 8`; `n` readable f16 at `x + r * stride` for `r < k`; `n_pad >= n`; the CPU has
+/// avx2 + fma + f16c.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn rows8_ggml(
-    x: *const f16,
-    (stride, block): (usize, usize),
-    y: &[f32],
-    n_pad: usize,
-    out: &mut [f32],
-) {
+unsafe fn rows8_ggml(x: *const f16, stride: usize, y: &[f32], n_pad: usize, out: &mut [f32]) {
     let (n, k) = (y.len(), out.len());
     debug_assert!((1..=8).contains(&k) && n_pad >= n);
     let np = n_pad & !63;
@@ -221,10 +211,10 @@ unsafe fn rows8_ggml(
     for r in 0..8 {
         // Rows past k repeat the last one; their sums are dropped.
         let xr = x.wrapping_add(r.min(k - 1) * stride);
-        // Eight f16 of the row from element i (a multiple of 8: within one run of 64), widened.
+        // Eight f16 at xr + i, widened.
         let load = |i: usize| {
-            // SAFETY: every use below has i + 8 <= vec_end <= n elements in the row (caller).
-            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(xr.add(at(i, block)).cast())) }
+            // SAFETY: every use below has i + 8 <= vec_end <= n elements at xr (caller).
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(xr.add(i).cast())) }
         };
         let mut acc = [[zero; 2]; 4];
         let mut i = 0;
@@ -247,10 +237,9 @@ unsafe fn rows8_ggml(
                 break;
             }
             let e = (i + 16).min(vec_end);
-            // SAFETY: the row's elements i..e (e - i <= 16 from a multiple of 16: one run of 64)
-            // are readable (caller); the features as above.
+            // SAFETY: xr + i.. holds e - i <= 16 elements (caller); the features as above.
             let (xl, xh) =
-                unsafe { load_f16x16(core::slice::from_raw_parts(xr.add(at(i, block)), e - i)) };
+                unsafe { load_f16x16(core::slice::from_raw_parts(xr.add(i).cast::<f16>(), e - i)) };
             // SAFETY: the features as above.
             let (yl, yh) = unsafe { load_f32x16(&y[i..e]) };
             a[0] = _mm256_fmadd_ps(xl, yl, a[0]);
@@ -266,12 +255,10 @@ unsafe fn rows8_ggml(
     for (r, o) in out.iter_mut().enumerate() {
         *o = sums[r];
         if np < n {
-            // The elements past np (fewer than 64: n <= n_pad < np + 64) are one run.
-            // SAFETY: row r < k holds n elements (caller), these at x + r * stride + at(np, block).
-            let tail =
-                unsafe { core::slice::from_raw_parts(x.add(r * stride + at(np, block)), n - np) };
+            // SAFETY: row r < k holds n elements (caller).
+            let xr = unsafe { core::slice::from_raw_parts(x.add(r * stride), n) };
             let mut sumf = f64::from(sums[r]);
-            for (a, b) in tail.iter().zip(&y[np..]) {
+            for (a, b) in xr.iter().zip(y).skip(np) {
                 sumf += f64::from(a.to_f32() * b);
             }
             *o = sumf as f32;
@@ -348,28 +335,20 @@ unsafe fn load_f32x16(p: &[f32]) -> (__m256, __m256) {
     unsafe { (load8(src), load8(&src[8..])) }
 }
 
-/// [`dot_f16_sgemm`] of one row with `G` heads `y[h]` (f16 values widened to f32): the row is
-/// widened once for all of them; bitwise `G` calls of it. The row's element `i` is at
-/// `x.0 + at(i, x.1)` (runs of 64, [`crate::ops::ValueLayout`]), `n = y[0].len()` of them.
+/// [`dot_f16_sgemm`] of one row `x` with `G` heads `y[h]` (f16 values widened to f32): the row is
+/// widened once for all of them; bitwise `G` calls of it.
 ///
 /// # Safety
-/// Every `y[h]` holds `n` elements and the row's `n` elements are readable; the CPU has avx2 +
-/// fma + f16c.
+/// `y[h].len() == x.len()` for every head; the CPU has avx2 + fma + f16c.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot_sgemm_heads<const G: usize>(
-    (x, block): (*const f16, usize),
-    y: [&[f32]; G],
-) -> [f32; G] {
-    let n = y[0].len();
+unsafe fn dot_sgemm_heads<const G: usize>(x: &[f16], y: [&[f32]; G]) -> [f32; G] {
     let (mut lo, mut hi) = ([_mm256_setzero_ps(); G], [_mm256_setzero_ps(); G]);
     let mut i = 0;
-    while i < n {
-        let e = (i + 16).min(n);
-        // SAFETY: the row's elements i..e (at most 16 from a multiple of 16: one run of 64) are
-        // readable (caller), as are the features.
-        let (xl, xh) =
-            unsafe { load_f16x16(core::slice::from_raw_parts(x.add(at(i, block)), e - i)) };
+    while i < x.len() {
+        let e = (i + 16).min(x.len());
+        // SAFETY: the caller guarantees the features.
+        let (xl, xh) = unsafe { load_f16x16(&x[i..e]) };
         for h in 0..G {
             // SAFETY: as above; y[h] holds x.len() >= e elements.
             let (yl, yh) = unsafe { load_f32x16(&y[h][i..e]) };

@@ -145,7 +145,7 @@ impl Avx512Vnni {
         if rows == 0 {
             return;
         }
-        super::assert_rows_fit("dot_f16_rows", x.len(), rows, (stride, 64), n);
+        super::assert_rows_fit("dot_f16_rows", x.len(), rows, stride, n);
         assert!(batched || n_pad >= n, "dot_f16_rows: n_pad < len");
         let (xp, yp) = (x.as_ptr().cast::<u16>(), y.as_ptr().cast::<u16>());
         let mut r = 0;

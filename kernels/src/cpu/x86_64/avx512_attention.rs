@@ -9,7 +9,7 @@ use core::arch::x86_64::*;
 use core::array::from_fn;
 
 use super::avx512::{load_f16x16, prefetch_tile, Avx512Vnni};
-use super::{assert_rows_fit, at, rows_heads_shape};
+use super::{assert_rows_fit, rows_heads_shape};
 
 /// Rows per transposed reduction.
 const TILE: usize = 16;
@@ -46,12 +46,10 @@ impl Avx512Vnni {
         }
     }
 
-    /// `out[h * rows + r] = dot_f16_ggml(x_r, y_h, n_pad)` (or, when `batched`,
-    /// `dot_f16_sgemm(x_r, y_h)`: tinyBLAS's order) for every head `h < y.len() / n` and row
-    /// `r < rows`, where row `x_r` has its element `i < n` at `x[r * stride + at(i, block)]` (runs
-    /// of 64 `block` apart, [`crate::ops::ValueLayout`]; `block == 64`: `x[r * stride..][..n]`) and
-    /// `y_h = y[h * n..][..n]` holds f16 values widened to f32 (so each product is the one ggml
-    /// forms from two f16). `rows = out.len() / heads`.
+    /// `out[h * rows + r] = dot_f16_ggml(x[r * stride..][..n], y_h, n_pad)` (or, when `batched`,
+    /// `dot_f16_sgemm(x[r * stride..][..n], y_h)`: tinyBLAS's order) for every head
+    /// `h < y.len() / n` and row `r < rows`, where `y_h = y[h * n..][..n]` holds f16 values widened
+    /// to f32 (so each product is the one ggml forms from two f16). `rows = out.len() / heads`.
     ///
     /// # Panics
     /// If `n == 0`, `y.len()` is not a multiple of `n`, `out.len()` not a multiple of the number of
@@ -61,7 +59,7 @@ impl Avx512Vnni {
         self,
         batched: bool,
         x: &[half::f16],
-        (stride, block): (usize, usize),
+        stride: usize,
         y: &[f32],
         n: usize,
         n_pad: usize,
@@ -69,7 +67,7 @@ impl Avx512Vnni {
     ) {
         let (heads, rows) = rows_heads_shape(y.len(), n, out.len());
         assert!(n_pad >= n, "dot_f16_rows_heads: n_pad < n");
-        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, (stride, block), n);
+        assert_rows_fit("dot_f16_rows_heads", x.len(), rows, stride, n);
         if rows == 0 {
             return;
         }
@@ -109,28 +107,28 @@ impl Avx512Vnni {
                         (true, true, 3) => tile_heads_64::<3, true>(xt, stride, k, from_fn(yp), w),
                         (true, true, _) => tile_heads_64::<4, true>(xt, stride, k, from_fn(yp), w),
                         (false, false, 1) => {
-                            tile_heads::<1, 4>(xt, (stride, block), k, from_fn(yp), n, n_pad, w)
+                            tile_heads::<1, 4>(xt, stride, k, from_fn(yp), n, n_pad, w)
                         }
                         (false, false, 2) => {
-                            tile_heads::<2, 2>(xt, (stride, block), k, from_fn(yp), n, n_pad, w)
+                            tile_heads::<2, 2>(xt, stride, k, from_fn(yp), n, n_pad, w)
                         }
                         (false, false, 3) => {
-                            tile_heads::<3, 2>(xt, (stride, block), k, from_fn(yp), n, n_pad, w)
+                            tile_heads::<3, 2>(xt, stride, k, from_fn(yp), n, n_pad, w)
                         }
                         (false, false, _) => {
-                            tile_heads::<4, 1>(xt, (stride, block), k, from_fn(yp), n, n_pad, w)
+                            tile_heads::<4, 1>(xt, stride, k, from_fn(yp), n, n_pad, w)
                         }
                         (false, true, 1) => {
-                            tile_heads_sgemm::<1, 8>(xt, (stride, block), k, from_fn(yp), n, w)
+                            tile_heads_sgemm::<1, 8>(xt, stride, k, from_fn(yp), n, w)
                         }
                         (false, true, 2) => {
-                            tile_heads_sgemm::<2, 4>(xt, (stride, block), k, from_fn(yp), n, w)
+                            tile_heads_sgemm::<2, 4>(xt, stride, k, from_fn(yp), n, w)
                         }
                         (false, true, 3) => {
-                            tile_heads_sgemm::<3, 4>(xt, (stride, block), k, from_fn(yp), n, w)
+                            tile_heads_sgemm::<3, 4>(xt, stride, k, from_fn(yp), n, w)
                         }
                         (false, true, _) => {
-                            tile_heads_sgemm::<4, 4>(xt, (stride, block), k, from_fn(yp), n, w)
+                            tile_heads_sgemm::<4, 4>(xt, stride, k, from_fn(yp), n, w)
                         }
                     }
                 }
@@ -150,15 +148,14 @@ impl Avx512Vnni {
 /// `R * G * 4` accumulators fit the 32 registers beside the `R` widened rows and one `y`).
 ///
 /// # Safety
-/// For `r < k` (`k >= 1`) and `i < n`, a readable f16 at `x + r * stride + at(i, block)` (rows in
-/// runs of 64, [`crate::ops::ValueLayout`]), `n` readable f32 at each `y[h]`; `n_pad >= n`; the CPU
-/// has this module's features.
+/// `n` readable f16 at `x + r * stride` for `r < k` (`k >= 1`), `n` readable f32 at each `y[h]`;
+/// `n_pad >= n`; the CPU has this module's features.
 // Constant-bound index loops: fully unrolled, so every accumulator stays in a register.
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile_heads<const G: usize, const R: usize>(
     x: *const u16,
-    (stride, block): (usize, usize),
+    stride: usize,
     k: usize,
     y: [*const f32; G],
     n: usize,
@@ -178,24 +175,21 @@ unsafe fn tile_heads<const G: usize, const R: usize>(
         let xr: [*const u16; R] =
             core::array::from_fn(|q| x.wrapping_add((r0 + q).min(k - 1) * stride));
         // Rows `ahead` on (past this tile too: the caller's next tile continues the stride), into
-        // L1 as these are summed: rows `stride` apart far enough to start a new page each (llama.cpp's
-        // transposed values) are where the hardware prefetcher does not follow; ingot's blocked
-        // values are one stream, where these mostly hit. A prefetch never faults.
+        // L1 as these are summed: strided rows (the transposed value cache) each start a new page,
+        // where the hardware prefetcher does not follow. A prefetch never faults.
         let next: [*const u8; R] =
             core::array::from_fn(|q| x.wrapping_add((r0 + q + ahead) * stride).cast());
         let mut acc = [[[zero; 4]; G]; R];
         let mut i = 0;
         while i + 64 <= vec_end {
-            // Positions i..i + 64 of each row: one run of 64 (i is a multiple of 64).
-            let o = at(i, block);
             for p in next {
-                prefetch_tile(p, 2 * o, 128);
+                prefetch_tile(p, 2 * i, 128);
             }
             for j in 0..4 {
-                // SAFETY: i + 64 <= n elements at every xr[q] (at offsets `at`) and y[h] (caller).
+                // SAFETY: i + 64 <= n elements at every xr[q] and y[h] (caller).
                 unsafe {
                     let xv: [__m512; R] =
-                        core::array::from_fn(|q| load_f16x16(xr[q].add(o + 16 * j), 16));
+                        core::array::from_fn(|q| load_f16x16(xr[q].add(i + 16 * j), 16));
                     for h in 0..G {
                         let yv = _mm512_loadu_ps(y[h].add(i + 16 * j));
                         for q in 0..R {
@@ -206,9 +200,8 @@ unsafe fn tile_heads<const G: usize, const R: usize>(
             }
             i += 64;
         }
-        // The rest of each row (fewer than 64 elements: n <= n_pad < np + 64) is in one run.
         for p in next {
-            prefetch_tile(p, 2 * at(i, block), 2 * (n - i));
+            prefetch_tile(p, 2 * i, 2 * (n - i));
         }
         // The last steps (fewer than four; the last may be partial) go to accumulators 0, 1, 2, 3
         // in turn, zero-filled past vec_end.
@@ -218,11 +211,10 @@ unsafe fn tile_heads<const G: usize, const R: usize>(
             }
             let len = (vec_end - i).min(16);
             let m = ((1u32 << len) - 1) as u16;
-            // SAFETY: i + len <= n elements at every xr[q] (i a multiple of 16: one run) and y[h]
-            // (caller); masked lanes are not read.
+            // SAFETY: i + len <= n elements at every xr[q] and y[h] (caller); masked lanes are not
+            // read.
             unsafe {
-                let xv: [__m512; R] =
-                    core::array::from_fn(|q| load_f16x16(xr[q].add(at(i, block)), len));
+                let xv: [__m512; R] = core::array::from_fn(|q| load_f16x16(xr[q].add(i), len));
                 for h in 0..G {
                     let yv = _mm512_maskz_loadu_ps(m, y[h].add(i));
                     for q in 0..R {
@@ -256,7 +248,7 @@ unsafe fn tile_heads<const G: usize, const R: usize>(
                 let mut sumf = f64::from(*o);
                 for i in np..n {
                     // SAFETY: i < n (caller).
-                    let (a, b) = unsafe { (*xr.add(at(i, block)), *yh.add(i)) };
+                    let (a, b) = unsafe { (*xr.add(i), *yh.add(i)) };
                     sumf += f64::from(half::f16::from_bits(a).to_f32() * b);
                 }
                 *o = sumf as f32;
@@ -276,7 +268,7 @@ unsafe fn tile_heads<const G: usize, const R: usize>(
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn tile_heads_sgemm<const G: usize, const R: usize>(
     x: *const u16,
-    (stride, block): (usize, usize),
+    stride: usize,
     k: usize,
     y: [*const f32; G],
     n: usize,
@@ -297,16 +289,14 @@ unsafe fn tile_heads_sgemm<const G: usize, const R: usize>(
         let mut acc = [[zero; G]; R];
         let mut i = 0;
         while i + 16 <= n {
-            // Positions i..i + 16 of each row, within one run of 64.
-            let o = at(i, block);
             if i % 32 == 0 {
                 for p in next {
-                    prefetch_tile(p, 2 * o, 64);
+                    prefetch_tile(p, 2 * i, 64);
                 }
             }
-            // SAFETY: i + 16 <= n elements at every xr[q] (at offsets `at`) and y[h] (caller).
+            // SAFETY: i + 16 <= n elements at every xr[q] and y[h] (caller).
             unsafe {
-                let xv: [__m512; R] = core::array::from_fn(|q| load_f16x16(xr[q].add(o), 16));
+                let xv: [__m512; R] = core::array::from_fn(|q| load_f16x16(xr[q].add(i), 16));
                 for h in 0..G {
                     let yv = _mm512_loadu_ps(y[h].add(i));
                     for q in 0..R {
@@ -317,17 +307,15 @@ unsafe fn tile_heads_sgemm<const G: usize, const R: usize>(
             i += 16;
         }
         if i < n {
-            let o = at(i, block);
             for p in next {
-                prefetch_tile(p, 2 * o, 2 * (n - i));
+                prefetch_tile(p, 2 * i, 2 * (n - i));
             }
             let len = n - i;
             let m = ((1u32 << len) - 1) as u16;
-            // SAFETY: i + len <= n elements at every xr[q] (fewer than 16 from a multiple of 16:
-            // one run) and y[h] (caller); masked lanes are not read (zeros, as tinyBLAS's
-            // zero-padded last step).
+            // SAFETY: i + len <= n elements at every xr[q] and y[h] (caller); masked lanes are not
+            // read (zeros, as tinyBLAS's zero-padded last step).
             unsafe {
-                let xv: [__m512; R] = core::array::from_fn(|q| load_f16x16(xr[q].add(o), len));
+                let xv: [__m512; R] = core::array::from_fn(|q| load_f16x16(xr[q].add(i), len));
                 for h in 0..G {
                     let yv = _mm512_maskz_loadu_ps(m, y[h].add(i));
                     for q in 0..R {

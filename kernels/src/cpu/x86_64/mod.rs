@@ -21,27 +21,16 @@ mod avx512_sgemm;
 pub mod avxvnni;
 
 /// Panics (naming `what`) unless `x_len` elements hold `rows` rows of `n` elements whose starts are
-/// `stride` elements apart, each row's runs of 64 elements `block` apart
-/// ([`crate::ops::ValueLayout`]; `block == 64`: contiguous rows).
-pub(super) fn assert_rows_fit(
-    what: &str,
-    x_len: usize,
-    rows: usize,
-    (stride, block): (usize, usize),
-    n: usize,
-) {
-    let layout = crate::ops::ValueLayout { row: stride, block };
+/// `stride` elements apart.
+pub(super) fn assert_rows_fit(what: &str, x_len: usize, rows: usize, stride: usize, n: usize) {
     assert!(
-        layout.needs(rows, n).is_some_and(|need| x_len >= need),
+        rows == 0
+            || (rows - 1)
+                .checked_mul(stride)
+                .and_then(|v| v.checked_add(n))
+                .is_some_and(|need| x_len >= need),
         "{what}: x too short"
     );
-}
-
-/// Offset of element `i` of a row whose runs of 64 elements are `block` apart
-/// ([`crate::ops::ValueLayout::offset`]).
-#[inline(always)]
-pub(super) fn at(i: usize, block: usize) -> usize {
-    (i / 64) * block + i % 64
 }
 
 /// `(heads, rows)` of a rows-by-heads dot product (`dot_f16_rows_heads`): `y` holds whole heads of
