@@ -675,15 +675,6 @@ impl<'m, 'a> Session<'m, 'a> {
             (w.token_embd.ty.info().to_f32)(row, &mut s.x[t * c..(t + 1) * c]);
         }
 
-        if t_len == 1 {
-            rope_cache(
-                &mut s.rope,
-                pos0,
-                cfg.rope_base,
-                cfg.rope_freq_scale,
-                cfg.n_rot,
-            );
-        }
         for (l, layer) in w.layers.iter().enumerate() {
             // One token: this layer's cached keys and values (and the value slots about to be
             // written), read by attention after the q/k/v products, are fetched while those
@@ -741,8 +732,8 @@ impl<'m, 'a> Session<'m, 'a> {
             let layer_base = l * n_ctx * kvd;
             for t in 0..t_len {
                 let pos = pos0 + t;
-                // One token: built once before the layers (every layer rotates the same position).
-                if t_len > 1 {
+                // One token: built in the first layer and kept (every layer rotates that position).
+                if t_len > 1 || l == 0 {
                     rope_cache(
                         &mut s.rope,
                         pos,
