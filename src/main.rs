@@ -108,6 +108,10 @@ pub struct BenchArgs {
     /// Tokens generated one at a time, greedy (llama-bench's -n).
     #[arg(long = "n-gen", alias = "gen", default_value_t = 128)]
     pub n_gen: usize,
+    /// Context length of the session (tokens its KV cache holds), at least n-prompt + n-gen + 1;
+    /// default the larger of that and 512. `ingot chat` and `generate` default to 2048.
+    #[arg(long)]
+    pub ctx: Option<usize>,
     /// Timed runs after one warm-up; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub runs: usize,

@@ -255,6 +255,7 @@ fn bench_json_is_one_object_with_the_documented_fields() {
     assert_eq!(v["threads"], 2);
     assert_eq!(v["n_prompt"], 8);
     assert_eq!(v["n_gen"], 4);
+    assert_eq!(v["n_ctx"], 512, "the default context");
     assert_eq!(v["model"], m.to_str().unwrap());
     for key in ["prefill_tok_s", "decode_tok_s"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
@@ -265,6 +266,44 @@ fn bench_json_is_one_object_with_the_documented_fields() {
     assert!(r["fraction"].as_f64().is_some_and(|x| x > 0.0), "{v}");
     // The readable report went to stderr.
     assert!(stderr(&o).contains("decode 4 tokens"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_ctx_sets_the_context_and_refuses_one_too_small() {
+    let m = model_path();
+    let m = m.to_str().unwrap();
+    let args = |ctx: &'static str| {
+        [
+            "bench",
+            "-m",
+            m,
+            "--n-prompt",
+            "8",
+            "--n-gen",
+            "4",
+            "--runs",
+            "1",
+            "--ctx",
+            ctx,
+            "--json",
+        ]
+    };
+    let o = ingot(&args("13"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    assert_eq!(v["n_ctx"], 13);
+    let o = ingot(&args("12"));
+    assert!(!o.status.success(), "--ctx 12 holds no 8 + 4 + 1 tokens");
+    let err = stderr(&o);
+    assert!(
+        err.contains("--ctx 12 is too small") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(
+        stdout(&o).trim().is_empty(),
+        "partial output: {}",
+        stdout(&o)
+    );
 }
 
 #[test]

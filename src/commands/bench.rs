@@ -42,8 +42,16 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     );
     let prompt: Vec<u32> = text.iter().copied().cycle().take(a.n_prompt).collect();
     let prompt = &prompt[..];
+    let need = a.n_prompt + a.n_gen + 1;
+    let n_ctx = a.ctx.unwrap_or(need.max(512));
+    ensure!(
+        n_ctx >= need,
+        "--ctx {n_ctx} is too small for --n-prompt {} + --n-gen {} (at least {need})",
+        a.n_prompt,
+        a.n_gen
+    );
     let params = SessionParams {
-        n_ctx: 512.max(a.n_prompt + a.n_gen + 1),
+        n_ctx,
         n_batch: a.n_prompt.max(1),
         n_threads: a.threads,
         kv_type: a.kv_type,
@@ -73,7 +81,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     };
     say(session.describe());
     say(format!(
-        "model = {}, threads = {}, kv = {}, runs = {} (+1 warmup)",
+        "model = {}, threads = {}, kv = {}, ctx = {n_ctx}, runs = {} (+1 warmup)",
         a.model.display(),
         a.threads,
         a.kv_type,
@@ -102,6 +110,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "backend": session.describe(),
         "n_prompt": a.n_prompt,
         "n_gen": a.n_gen,
+        "n_ctx": n_ctx,
         "runs": a.runs,
         "prefill_tok_s": median(&pp),
         "decode_tok_s": median(&tg),

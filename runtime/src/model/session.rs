@@ -187,13 +187,29 @@ impl<'m> Carver<'m> {
 /// Per-layer key and value cache of one element type. Keys are laid out `[L][Hkv][S][D]`: the keys
 /// of one key/value head, which one attention work item reads, are one contiguous stream (llama.cpp
 /// interleaves the heads, `[L][S][Hkv*D]`, so that such a stream reads `D` of every `Hkv*D`
-/// elements). Values are transposed, `[L][Hkv*D][S]`, as llama.cpp stores them without flash
+/// elements). Values are transposed, `[L][Hkv*D][R]`, as llama.cpp stores them without flash
 /// attention, so that each output element of attention is one contiguous dot product over the
-/// cached positions (and one head's values are again contiguous).
+/// cached positions (and one head's values are again contiguous). Their row length `R` (the
+/// session's `v_row`) grows with the context instead of being `S` from the start: see
+/// [`Session::reserve_values`].
 #[derive(Debug)]
 enum KvCache<'m> {
     F16 { k: Buf<'m, f16>, vt: Buf<'m, f16> },
     F32 { k: Buf<'m, f32>, vt: Buf<'m, f32> },
+}
+
+/// Positions a value row holds when a session starts (fewer if `n_ctx` is smaller): 256 is
+/// llama.cpp's KV padding, and one key/value head's rows of 64 elements are then 32 KiB of f16.
+const VALUE_ROW_START: usize = 256;
+
+/// Spreads `rows` rows of `old` elements, the first `used` of each valid, to rows of `new >= old`
+/// elements in place (`v` holds `rows * new`). From the last row down, so that no row overwrites
+/// one not yet moved: row `r` lands at `r * new`, at or past the end of every earlier row's source.
+fn widen_rows<T: Copy>(v: &mut [T], rows: usize, old: usize, new: usize, used: usize) {
+    debug_assert!(used <= old && old <= new && rows * new <= v.len());
+    for r in (1..rows).rev() {
+        v.copy_within(r * old..r * old + used, r * new);
+    }
 }
 
 /// Scratch buffers for a batch of up to `n_batch` tokens (T below).
@@ -404,6 +420,9 @@ pub struct Session<'m, 'a> {
     /// Tokens already in the KV cache.
     pos: usize,
     kv: KvCache<'m>,
+    /// Positions a row of the transposed value cache holds, `<= n_ctx`: the values of layer `l`,
+    /// element `i` (of `Hkv*D`) and position `j` are at `(l * Hkv*D + i) * v_row + j`.
+    v_row: usize,
     s: Scratch<'m>,
     act_stride: usize,
     kernels: Kernels,
@@ -538,6 +557,7 @@ impl<'m, 'a> Session<'m, 'a> {
             params,
             pos: 0,
             kv,
+            v_row: params.n_ctx.min(VALUE_ROW_START),
             s,
             act_stride,
             kernels,
@@ -574,6 +594,8 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Forgets all tokens (the buffers are kept).
     pub fn reset(&mut self) {
         self.pos = 0;
+        // Nothing cached to move: the value rows start short again.
+        self.v_row = self.params.n_ctx.min(VALUE_ROW_START);
     }
 
     /// Drops cached tokens after the first `n`, so evaluation continues from position `n`.
@@ -592,6 +614,7 @@ impl<'m, 'a> Session<'m, 'a> {
         // llama.cpp evaluates a prompt of two or more tokens as one batch, whose attention
         // products take another summation order (tinyBLAS) than single-token decoding does.
         let batched = tokens.len() > 1;
+        self.reserve_values(self.pos + tokens.len());
         for chunk in tokens.chunks(self.params.n_batch) {
             self.forward(chunk, false, batched);
         }
@@ -614,6 +637,7 @@ impl<'m, 'a> Session<'m, 'a> {
         let v = self.model.config.n_vocab;
         let mut i = 0;
         let batched = tokens.len() > 1;
+        self.reserve_values(self.pos + tokens.len());
         for chunk in tokens.chunks(self.params.n_batch) {
             self.forward(chunk, true, batched);
             for t in 0..chunk.len() {
@@ -622,6 +646,31 @@ impl<'m, 'a> Session<'m, 'a> {
             }
         }
         Ok(())
+    }
+
+    /// Makes the value rows hold at least `n <= n_ctx` positions. They start at
+    /// [`VALUE_ROW_START`] positions and double (up to `n_ctx`) when the context outgrows them, the
+    /// cached values moving in place to the wider rows: O(cache) once per doubling, never per token.
+    /// So at a short context one key/value head's values are a dense block that the prefetchers
+    /// stream (and that touches few pages), while each row stays one contiguous run at any length;
+    /// rows `n_ctx` long from the start would be a page apart at the default context of 2048.
+    fn reserve_values(&mut self, n: usize) {
+        let n_ctx = self.params.n_ctx;
+        debug_assert!(n <= n_ctx);
+        let old = self.v_row;
+        if n <= old {
+            return;
+        }
+        let mut new = old;
+        while new < n {
+            new = (2 * new).min(n_ctx);
+        }
+        let rows = self.model.config.n_layer * self.model.config.kv_dim();
+        match &mut self.kv {
+            KvCache::F16 { vt, .. } => widen_rows(vt, rows, old, new, self.pos),
+            KvCache::F32 { vt, .. } => widen_rows(vt, rows, old, new, self.pos),
+        }
+        self.v_row = new;
     }
 
     fn check(&self, tokens: &[u32]) -> Result<()> {
@@ -667,7 +716,9 @@ impl<'m, 'a> Session<'m, 'a> {
         let group = cfg.n_head / cfg.n_head_kv;
         let scale = 1.0 / (d as f32).sqrt();
         let n_ctx = self.params.n_ctx;
+        let v_row = self.v_row;
         let pos0 = self.pos;
+        debug_assert!(pos0 + t_len <= v_row);
 
         // Embedding lookup: dequantize one row of token_embd per token (ggml_get_rows).
         for (t, &tok) in tokens.iter().enumerate() {
@@ -686,14 +737,14 @@ impl<'m, 'a> Session<'m, 'a> {
                 if t_len > 1 {
                     return;
                 }
-                let (base, n_kv) = (l * n_ctx * kvd, pos0 + 1);
+                let (base, v_base, n_kv) = (l * n_ctx * kvd, l * kvd * v_row, pos0 + 1);
                 match kv {
                     KvCache::F16 { k, vt } => {
                         for kvh in 0..n_head_kv {
                             kern.prefetch(&k[base + kvh * n_ctx * d..][..n_kv * d]);
                         }
                         for i in 0..kvd {
-                            kern.prefetch(&vt[base + i * n_ctx..][..n_kv]);
+                            kern.prefetch(&vt[v_base + i * v_row..][..n_kv]);
                         }
                     }
                     KvCache::F32 { k, vt } => {
@@ -701,7 +752,7 @@ impl<'m, 'a> Session<'m, 'a> {
                             kern.prefetch(&k[base + kvh * n_ctx * d..][..n_kv * d]);
                         }
                         for i in 0..kvd {
-                            kern.prefetch(&vt[base + i * n_ctx..][..n_kv]);
+                            kern.prefetch(&vt[v_base + i * v_row..][..n_kv]);
                         }
                     }
                 }
@@ -729,7 +780,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 &prefetch_kv,
             );
 
-            let layer_base = l * n_ctx * kvd;
+            let (layer_base, v_base) = (l * n_ctx * kvd, l * kvd * v_row);
             for t in 0..t_len {
                 let pos = pos0 + t;
                 // One token: built in the first layer and kept (every layer rotates that position).
@@ -757,7 +808,7 @@ impl<'m, 'a> Session<'m, 'a> {
                             kern.to_f16(head, &mut k[slot..slot + d]);
                         }
                         for (i, &src) in v_new.iter().enumerate() {
-                            vt[layer_base + i * n_ctx + pos] = f16::from_f32(src);
+                            vt[v_base + i * v_row + pos] = f16::from_f32(src);
                         }
                     }
                     KvCache::F32 { k, vt } => {
@@ -765,7 +816,7 @@ impl<'m, 'a> Session<'m, 'a> {
                             k[slot..slot + d].copy_from_slice(head);
                         }
                         for (i, &src) in v_new.iter().enumerate() {
-                            vt[layer_base + i * n_ctx + pos] = src;
+                            vt[v_base + i * v_row + pos] = src;
                         }
                     }
                 }
@@ -788,20 +839,19 @@ impl<'m, 'a> Session<'m, 'a> {
                     let kvh = h0 / group;
                     // Causal: this token sees itself and everything before.
                     let n_kv = pos0 + t + 1;
-                    // This key/value head's keys `[S][D]` and transposed values `[D][S]`: both start
-                    // at the head's first element and span `S * D` elements.
-                    let (k0, v0) = (layer_base + kvh * n_ctx * d, layer_base + kvh * d * n_ctx);
-                    let head_end = k0 + n_ctx * d;
+                    // This key/value head's keys `[S][D]` and transposed values `[D][R]`.
+                    let (k0, v0) = (layer_base + kvh * n_ctx * d, v_base + kvh * d * v_row);
+                    let (k_end, v_end) = (k0 + n_ctx * d, v0 + d * v_row);
                     let q = &q[t * qd + h0 * d..][..gh * d];
                     match kv {
                         KvCache::F16 { k, vt } => kern.attention_group_ggml(
                             out,
                             q,
                             d,
-                            &k[k0..head_end],
+                            &k[k0..k_end],
                             d,
-                            &vt[v0..head_end],
-                            n_ctx,
+                            &vt[v0..v_end],
+                            v_row,
                             scale,
                             batched,
                             llama_n_kv(n_kv),
@@ -812,10 +862,10 @@ impl<'m, 'a> Session<'m, 'a> {
                         KvCache::F32 { k, vt } => kern.attention_head_f32(
                             out,
                             q,
-                            &k[k0..head_end],
+                            &k[k0..k_end],
                             d,
-                            &vt[v0..head_end],
-                            n_ctx,
+                            &vt[v0..v_end],
+                            v_row,
                             scale,
                             &mut sc.scores[..n_kv],
                         ),
