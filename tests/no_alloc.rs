@@ -135,10 +135,12 @@ fn repacked_decode_steps_allocate_nothing() {
 
 fn decode_steps(model: &Model<'_>, threads: usize, kv_type: KvType) {
     let tok = &model.tokenizer;
+    // A context of 600: the value cache's rows start 256 positions long and grow (in place) to
+    // 600 when the counted steps cross position 256.
     let mut session = Session::new(
         model,
         SessionParams {
-            n_ctx: 320,
+            n_ctx: 600,
             n_batch: 16,
             n_threads: threads,
             kv_type,

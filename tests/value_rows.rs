@@ -11,7 +11,9 @@ mod common;
 use ingot_runtime::gguf::GgufFile;
 use ingot_runtime::model::{KvType, Model, Session, SessionParams};
 
-const N_CTX: usize = 1100;
+/// Rows grow 256 -> 512 -> 1024, then to the whole 2100 (the next doubling, 2048, is more than
+/// half of it: `value_row_len`).
+const N_CTX: usize = 2100;
 
 /// Token ids spread over the vocabulary (any ids will do: only bits are compared).
 fn ids(model: &Model<'_>, n: usize) -> Vec<u32> {
@@ -55,7 +57,7 @@ fn run(s: &mut Session<'_, '_>, tokens: &[u32], per_call: usize, decode_from: us
 }
 
 fn check(model: &Model<'_>, threads: usize, kv_type: KvType) {
-    // Prefill calls of 100 cross 256 (at 300) and 512 (at 600); decoding crosses 1024.
+    // Prefill calls of 100 cross 256 (at 300) and 512 (at 600); decoding crosses 1024 (to 2100).
     let tokens = ids(model, 1040);
     let (per_call, decode_from) = (100, 1000);
 
@@ -63,7 +65,7 @@ fn check(model: &Model<'_>, threads: usize, kv_type: KvType) {
     let got = run(&mut grown, &tokens, per_call, decode_from);
 
     let mut wide = session(model, threads, kv_type);
-    wide.prefill(&ids(model, N_CTX)).unwrap();
+    wide.prefill(&ids(model, 1100)).unwrap();
     wide.truncate(0);
     let want = run(&mut wide, &tokens, per_call, decode_from);
 

@@ -202,6 +202,22 @@ enum KvCache<'m> {
 /// llama.cpp's KV padding, and one key/value head's rows of 64 elements are then 32 KiB of f16.
 const VALUE_ROW_START: usize = 256;
 
+/// The value row length for at least `n <= n_ctx` positions: [`VALUE_ROW_START`] doubled as often
+/// as needed, or `n_ctx` once that is at most twice as long (the next doubling would be cut to
+/// `n_ctx` anyway; taking it now spares a move of the whole cache for the last few positions, e.g.
+/// a 2048-token prompt in a context of 2113).
+fn value_row_len(n: usize, n_ctx: usize) -> usize {
+    let mut r = VALUE_ROW_START;
+    while r < n {
+        r *= 2;
+    }
+    if 2 * r > n_ctx {
+        n_ctx
+    } else {
+        r
+    }
+}
+
 /// Spreads `rows` rows of `old` elements, the first `used` of each valid, to rows of `new >= old`
 /// elements in place (`v` holds `rows * new`). From the last row down, so that no row overwrites
 /// one not yet moved: row `r` lands at `r * new`, at or past the end of every earlier row's source.
@@ -557,7 +573,7 @@ impl<'m, 'a> Session<'m, 'a> {
             params,
             pos: 0,
             kv,
-            v_row: params.n_ctx.min(VALUE_ROW_START),
+            v_row: value_row_len(1, params.n_ctx),
             s,
             act_stride,
             kernels,
@@ -595,7 +611,7 @@ impl<'m, 'a> Session<'m, 'a> {
     pub fn reset(&mut self) {
         self.pos = 0;
         // Nothing cached to move: the value rows start short again.
-        self.v_row = self.params.n_ctx.min(VALUE_ROW_START);
+        self.v_row = value_row_len(1, self.params.n_ctx);
     }
 
     /// Drops cached tokens after the first `n`, so evaluation continues from position `n`.
@@ -649,8 +665,9 @@ impl<'m, 'a> Session<'m, 'a> {
     }
 
     /// Makes the value rows hold at least `n <= n_ctx` positions. They start at
-    /// [`VALUE_ROW_START`] positions and double (up to `n_ctx`) when the context outgrows them, the
-    /// cached values moving in place to the wider rows: O(cache) once per doubling, never per token.
+    /// [`VALUE_ROW_START`] positions and double (up to `n_ctx`: [`value_row_len`]) when the context
+    /// outgrows them, the cached values moving in place to the wider rows: O(cache) once per
+    /// doubling, never per token (a decode step that crosses a doubling takes a few ms longer).
     /// So at a short context one key/value head's values are a dense block that the prefetchers
     /// stream (and that touches few pages), while each row stays one contiguous run at any length;
     /// rows `n_ctx` long from the start would be a page apart at the default context of 2048.
@@ -661,10 +678,7 @@ impl<'m, 'a> Session<'m, 'a> {
         if n <= old {
             return;
         }
-        let mut new = old;
-        while new < n {
-            new = (2 * new).min(n_ctx);
-        }
+        let new = value_row_len(n, n_ctx);
         let rows = self.model.config.n_layer * self.model.config.kv_dim();
         match &mut self.kv {
             KvCache::F16 { vt, .. } => widen_rows(vt, rows, old, new, self.pos),
@@ -1091,6 +1105,31 @@ impl MatMul<'_> {
         } else {
             let (k, pool, s) = (self.k, self.pool, self.stride);
             k.matmul_par(pool, wt.ty, out, wt.data, wt.rows, act, s, t_len, n, par);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_row_len;
+
+    #[test]
+    fn value_rows_double_from_256_and_take_the_context_when_half_of_it() {
+        // (positions needed, n_ctx) -> row length
+        for (n, n_ctx, want) in [
+            (1, 512, 256),
+            (256, 512, 256),
+            (257, 512, 512),
+            (1, 2048, 256),
+            (300, 2048, 512),
+            (1024, 2048, 1024),
+            (1025, 2048, 2048),
+            (1000, 2113, 1024),
+            (2048, 2113, 2113),
+            (1, 300, 300),
+            (1, 100, 100),
+        ] {
+            assert_eq!(value_row_len(n, n_ctx), want, "n {n}, n_ctx {n_ctx}");
         }
     }
 }
