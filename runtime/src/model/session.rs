@@ -667,7 +667,8 @@ impl<'m, 'a> Session<'m, 'a> {
     /// Makes the value rows hold at least `n <= n_ctx` positions. They start at
     /// [`VALUE_ROW_START`] positions and double (up to `n_ctx`: [`value_row_len`]) when the context
     /// outgrows them, the cached values moving in place to the wider rows: O(cache) once per
-    /// doubling, never per token (a decode step that crosses a doubling takes a few ms longer).
+    /// doubling, never per token (the decode step that crosses a doubling pays for the move and for
+    /// the first touch of the wider rows' pages, which rows `n_ctx` long paid at the first token).
     /// So at a short context one key/value head's values are a dense block that the prefetchers
     /// stream (and that touches few pages), while each row stays one contiguous run at any length;
     /// rows `n_ctx` long from the start would be a page apart at the default context of 2048.
