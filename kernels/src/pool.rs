@@ -19,6 +19,7 @@
 
 use crate::prelude::*;
 use crate::Kernels;
+use core::ops::Range;
 use core::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(feature = "std")]
 use std::cell::UnsafeCell;
@@ -364,16 +365,79 @@ impl ThreadPool {
             "for_each_chunk: chunk length {chunk_len} does not divide {}",
             out.len()
         );
+        let n_items = out.len() / chunk_len;
+        // SAFETY: the chunks [i * chunk_len, (i + 1) * chunk_len) for i < n_items are disjoint and
+        // inside out.len() = n_items * chunk_len.
+        unsafe {
+            self.run_parts(
+                out,
+                n_items,
+                |i| i * chunk_len..(i + 1) * chunk_len,
+                per_thread,
+                f,
+            )
+        }
+    }
+
+    /// [`ThreadPool::for_each_chunk_with`] for items of different lengths: item `i` is
+    /// `out[bounds[i]..bounds[i + 1]]`, for the `bounds.len() - 1` items. Items are taken in index
+    /// order, so the long ones should come first.
+    ///
+    /// # Panics
+    /// If `bounds` decreases or its last entry is past `out.len()`, or `per_thread` has fewer than
+    /// [`ThreadPool::n_threads`] slots; a panic of `f` is re-raised.
+    pub fn for_each_part_with<T, S, F>(
+        &self,
+        out: &mut [T],
+        bounds: &[usize],
+        per_thread: &mut [S],
+        f: F,
+    ) where
+        T: Send,
+        S: Send,
+        F: Fn(usize, &mut [T], &mut S) + Sync,
+    {
+        assert!(
+            bounds.windows(2).all(|w| w[0] <= w[1])
+                && bounds.last().is_none_or(|&e| e <= out.len()),
+            "for_each_part: bounds {bounds:?} decrease or leave the {} elements",
+            out.len()
+        );
+        let n_items = bounds.len().saturating_sub(1);
+        // SAFETY: `bounds` (immutable for the call) is nondecreasing and ends inside `out`
+        // (asserted above), so the parts [bounds[i], bounds[i + 1]) are disjoint and inside it.
+        unsafe { self.run_parts(out, n_items, |i| bounds[i]..bounds[i + 1], per_thread, f) }
+    }
+
+    /// Calls `f(i, &mut out[part(i)], slot)` for `i` in `0..n_items`, each once, the items shared
+    /// dynamically (in index order) across the pool; `slot` is `per_thread[t]` of the thread `t`
+    /// running it. Allocates nothing.
+    ///
+    /// # Safety
+    /// `part` must give, on every call, ranges inside `out` that are pairwise disjoint for distinct
+    /// indices below `n_items`.
+    unsafe fn run_parts<T, S, P, F>(
+        &self,
+        out: &mut [T],
+        n_items: usize,
+        part: P,
+        per_thread: &mut [S],
+        f: F,
+    ) where
+        T: Send,
+        S: Send,
+        P: Fn(usize) -> Range<usize> + Sync,
+        F: Fn(usize, &mut [T], &mut S) + Sync,
+    {
         let n_threads = self.n_threads();
         assert!(
             per_thread.len() >= n_threads,
-            "for_each_chunk: {} per-thread slots for {n_threads} threads",
+            "for_each_chunk / for_each_part: {} per-thread slots for {n_threads} threads",
             per_thread.len()
         );
-        let n_items = out.len() / chunk_len;
         if n_threads == 1 || n_items <= 1 {
-            for (i, c) in out.chunks_exact_mut(chunk_len).enumerate() {
-                f(i, c, &mut per_thread[0]);
+            for i in 0..n_items {
+                f(i, &mut out[part(i)], &mut per_thread[0]);
             }
             return;
         }
@@ -391,13 +455,12 @@ impl ThreadPool {
                 if i >= n_items {
                     break;
                 }
+                let r = part(i);
                 // SAFETY: `base` points to `out`, exclusively borrowed for the whole `run` call
-                // (see above). Each item index is taken once (atomic counter), so the ranges
-                // [i * chunk_len, (i + 1) * chunk_len) are disjoint and inside out.len() =
-                // n_items * chunk_len.
-                let chunk = unsafe {
-                    core::slice::from_raw_parts_mut(base.get().add(i * chunk_len), chunk_len)
-                };
+                // (see above). Each item index is taken once (atomic counter), and the caller
+                // guarantees that the parts of distinct items are disjoint and inside `out`.
+                let chunk =
+                    unsafe { core::slice::from_raw_parts_mut(base.get().add(r.start), r.len()) };
                 f(i, chunk, slot);
             }
         });
@@ -946,6 +1009,48 @@ mod tests {
                     .all(|(i, c)| c.iter().all(|&v| v == i as u32)));
             }
         }
+    }
+
+    #[test]
+    fn for_each_part_covers_every_part_once_and_leaves_the_gaps() {
+        // Parts of 3, 3, 2 and 1 elements and two empty ones; the 7 elements after them stay 0.
+        let bounds = [0, 3, 6, 8, 9, 9, 9];
+        for n in [1, 2, 3, 5] {
+            let pool = ThreadPool::new(n).unwrap();
+            let mut out = vec![0u32; 16];
+            let mut slots = vec![0usize; n];
+            for _ in 0..50 {
+                pool.for_each_part_with(&mut out, &bounds, &mut slots, |i, c, slot| {
+                    *slot += 1;
+                    assert_eq!(c.len(), bounds[i + 1] - bounds[i], "part {i}");
+                    for v in c.iter_mut() {
+                        *v += i as u32 + 1;
+                    }
+                });
+            }
+            let mut want = vec![0u32; 16];
+            for i in 0..bounds.len() - 1 {
+                want[bounds[i]..bounds[i + 1]].fill(50 * (i as u32 + 1));
+            }
+            assert_eq!(out, want, "threads={n}");
+            assert_eq!(slots.iter().sum::<usize>(), 50 * (bounds.len() - 1));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "for_each_part: bounds")]
+    fn for_each_part_refuses_overlapping_parts() {
+        let pool = ThreadPool::new(2).unwrap();
+        let mut out = vec![0u8; 8];
+        pool.for_each_part_with(&mut out, &[0, 4, 3, 8], &mut [(), ()], |_, _, _| ());
+    }
+
+    #[test]
+    #[should_panic(expected = "for_each_part: bounds")]
+    fn for_each_part_refuses_parts_past_the_end() {
+        let pool = ThreadPool::new(2).unwrap();
+        let mut out = vec![0u8; 8];
+        pool.for_each_part_with(&mut out, &[0, 4, 9], &mut [(), ()], |_, _, _| ());
     }
 
     #[test]

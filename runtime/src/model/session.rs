@@ -319,6 +319,89 @@ fn heads_per_item(cfg: &super::Config) -> usize {
         .unwrap_or(1)
 }
 
+/// The attention work items of one layer: `gh` query heads sharing a key/value head
+/// ([`heads_per_item`]) per item and token, except that one token whose groups of `gh` do not
+/// share evenly among the threads has its last `groups % threads` groups cut into up to
+/// `threads` items each (9 heads in groups of 3 on two threads: 3 + 3 + 2 + 1 heads, so each
+/// thread takes 4 or 5 heads, not 3 or 6). A cut group's keys and values are read by several
+/// threads; each head's result is the same whichever item computes it.
+#[derive(Clone, Copy, Debug)]
+struct AttnItems {
+    n_head: usize,
+    gh: usize,
+    t_len: usize,
+    /// Whole groups of the token that go first, and how many items each later group is cut into
+    /// (1 when nothing is cut).
+    whole: usize,
+    cut: usize,
+}
+
+impl AttnItems {
+    /// Most items of one token whose groups are cut (the bounds of more would not fit the
+    /// stack table; with that many heads, whole groups balance well enough).
+    const MAX_ITEMS: usize = 64;
+
+    fn new(n_head: usize, gh: usize, t_len: usize, threads: usize) -> AttnItems {
+        let groups = n_head / gh;
+        let (whole, cut) = (groups - groups % threads, threads.min(gh));
+        let fits = whole + (groups - whole) * cut <= Self::MAX_ITEMS;
+        let split = t_len == 1 && threads > 1 && cut > 1 && whole < groups && fits;
+        AttnItems {
+            n_head,
+            gh,
+            t_len,
+            whole: if split { whole } else { groups },
+            cut: if split { cut } else { 1 },
+        }
+    }
+
+    fn len(&self) -> usize {
+        let groups = self.n_head / self.gh;
+        self.t_len * (self.whole + (groups - self.whole) * self.cut)
+    }
+
+    /// Item `i` as (token, first head, heads).
+    fn item(&self, i: usize) -> (usize, usize, usize) {
+        if self.cut == 1 {
+            let per_token = self.n_head / self.gh;
+            return (i / per_token, (i % per_token) * self.gh, self.gh);
+        }
+        // One token.
+        if i < self.whole {
+            return (0, i * self.gh, self.gh);
+        }
+        let (g, k) = (
+            self.whole + (i - self.whole) / self.cut,
+            (i - self.whole) % self.cut,
+        );
+        // The longer parts first: 3 heads in two items are 2 + 1.
+        let (lo, hi) = (
+            (k * self.gh).div_ceil(self.cut),
+            ((k + 1) * self.gh).div_ceil(self.cut),
+        );
+        (0, g * self.gh + lo, hi - lo)
+    }
+
+    /// When groups are cut: the items' bounds in one token's attention output (heads of `d`
+    /// elements), for [`ThreadPool::for_each_part_with`], written into `table`.
+    fn cut_bounds<'t>(
+        &self,
+        d: usize,
+        table: &'t mut [usize; Self::MAX_ITEMS + 1],
+    ) -> Option<&'t [usize]> {
+        if self.cut == 1 {
+            return None;
+        }
+        let n = self.len();
+        table[0] = 0;
+        for i in 0..n {
+            let (_, h0, nh) = self.item(i);
+            table[i + 1] = (h0 + nh) * d;
+        }
+        Some(&table[..=n])
+    }
+}
+
 /// Alignment [`Session::new_in_arena`] requires of the arena's first byte (that of `f32`, the most
 /// aligned buffer type); the kernels use unaligned loads, so nothing stricter is needed.
 pub const SESSION_ARENA_ALIGN: usize = align_of::<f32>();
@@ -837,56 +920,59 @@ impl<'m, 'a> Session<'m, 'a> {
                 }
             }
             // One work item per (token, `gh` heads sharing a key/value head) with an f16 cache, per
-            // (token, head) with an f32 one, each written to its own slice of att_out.
+            // (token, head) with an f32 one, each written to its own slice of att_out. One token
+            // whose groups do not share evenly among the threads has its last groups cut into
+            // smaller items ([`AttnItems`]).
             let (q, kv) = (&s.q, &self.kv);
             let gh = if matches!(kv, KvCache::F16 { .. }) {
                 heads_per_item(cfg)
             } else {
                 1
             };
-            let items_per_token = n_head / gh;
-            pool.for_each_chunk_with(
-                &mut s.att_out[..t_len * qd],
-                gh * d,
-                &mut s.attn,
-                |item, out, sc| {
-                    let (t, h0) = (item / items_per_token, (item % items_per_token) * gh);
-                    let kvh = h0 / group;
-                    // Causal: this token sees itself and everything before.
-                    let n_kv = pos0 + t + 1;
-                    // This key/value head's keys `[S][D]` and transposed values `[D][R]`.
-                    let (k0, v0) = (layer_base + kvh * n_ctx * d, v_base + kvh * d * v_row);
-                    let (k_end, v_end) = (k0 + n_ctx * d, v0 + d * v_row);
-                    let q = &q[t * qd + h0 * d..][..gh * d];
-                    match kv {
-                        KvCache::F16 { k, vt } => kern.attention_group_ggml(
-                            out,
-                            q,
-                            d,
-                            &k[k0..k_end],
-                            d,
-                            &vt[v0..v_end],
-                            v_row,
-                            scale,
-                            batched,
-                            llama_n_kv(n_kv),
-                            &mut sc.scores[..gh * n_kv],
-                            &mut sc.q16[..gh * d],
-                            &mut sc.p16[..gh * n_kv],
-                        ),
-                        KvCache::F32 { k, vt } => kern.attention_head_f32(
-                            out,
-                            q,
-                            &k[k0..k_end],
-                            d,
-                            &vt[v0..v_end],
-                            v_row,
-                            scale,
-                            &mut sc.scores[..n_kv],
-                        ),
-                    }
-                },
-            );
+            let items = AttnItems::new(n_head, gh, t_len, pool.n_threads());
+            let attend = |item: usize, out: &mut [f32], sc: &mut AttnScratch<'_>| {
+                let (t, h0, nh) = items.item(item);
+                let kvh = h0 / group;
+                // Causal: this token sees itself and everything before.
+                let n_kv = pos0 + t + 1;
+                // This key/value head's keys `[S][D]` and transposed values `[D][R]`.
+                let (k0, v0) = (layer_base + kvh * n_ctx * d, v_base + kvh * d * v_row);
+                let (k_end, v_end) = (k0 + n_ctx * d, v0 + d * v_row);
+                let q = &q[t * qd + h0 * d..][..nh * d];
+                match kv {
+                    KvCache::F16 { k, vt } => kern.attention_group_ggml(
+                        out,
+                        q,
+                        d,
+                        &k[k0..k_end],
+                        d,
+                        &vt[v0..v_end],
+                        v_row,
+                        scale,
+                        batched,
+                        llama_n_kv(n_kv),
+                        &mut sc.scores[..nh * n_kv],
+                        &mut sc.q16[..nh * d],
+                        &mut sc.p16[..nh * n_kv],
+                    ),
+                    KvCache::F32 { k, vt } => kern.attention_head_f32(
+                        out,
+                        q,
+                        &k[k0..k_end],
+                        d,
+                        &vt[v0..v_end],
+                        v_row,
+                        scale,
+                        &mut sc.scores[..n_kv],
+                    ),
+                }
+            };
+            let att_out = &mut s.att_out[..t_len * qd];
+            let mut table = [0; AttnItems::MAX_ITEMS + 1];
+            match items.cut_bounds(d, &mut table) {
+                Some(bounds) => pool.for_each_part_with(att_out, bounds, &mut s.attn, attend),
+                None => pool.for_each_chunk_with(att_out, gh * d, &mut s.attn, attend),
+            }
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,
@@ -1112,7 +1198,68 @@ impl MatMul<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::value_row_len;
+    use super::{value_row_len, AttnItems};
+
+    #[test]
+    fn attention_items_cover_every_head_once_and_balance_one_token() {
+        // (heads, heads per item, tokens, threads) -> items as (token, first head, heads)
+        type Items = &'static [(usize, usize, usize)];
+        let cases: [(usize, usize, usize, usize, Items); 5] = [
+            // SmolLM2-135M on two threads: 3 + 3, then the last group as 2 + 1.
+            (9, 3, 1, 2, &[(0, 0, 3), (0, 3, 3), (0, 6, 2), (0, 8, 1)]),
+            // Three threads share three groups: nothing cut.
+            (9, 3, 1, 3, &[(0, 0, 3), (0, 3, 3), (0, 6, 3)]),
+            // A batch is never cut.
+            (
+                9,
+                3,
+                2,
+                2,
+                &[
+                    (0, 0, 3),
+                    (0, 3, 3),
+                    (0, 6, 3),
+                    (1, 0, 3),
+                    (1, 3, 3),
+                    (1, 6, 3),
+                ],
+            ),
+            // One head per item (an f32 cache) cannot be cut.
+            (3, 1, 1, 2, &[(0, 0, 1), (0, 1, 1), (0, 2, 1)]),
+            // Four threads, 2 groups of 4: both cut in 4 items of 1.
+            (
+                8,
+                4,
+                1,
+                4,
+                &[
+                    (0, 0, 1),
+                    (0, 1, 1),
+                    (0, 2, 1),
+                    (0, 3, 1),
+                    (0, 4, 1),
+                    (0, 5, 1),
+                    (0, 6, 1),
+                    (0, 7, 1),
+                ],
+            ),
+        ];
+        for (n_head, gh, t_len, threads, want) in cases {
+            let items = AttnItems::new(n_head, gh, t_len, threads);
+            let got: Vec<_> = (0..items.len()).map(|i| items.item(i)).collect();
+            assert_eq!(
+                got, want,
+                "{n_head} heads by {gh}, {t_len} tokens, {threads} threads"
+            );
+            let mut table = [0; AttnItems::MAX_ITEMS + 1];
+            if let Some(b) = items.cut_bounds(64, &mut table) {
+                let want_b: Vec<usize> = core::iter::once(0)
+                    .chain(want.iter().map(|&(_, h, n)| (h + n) * 64))
+                    .collect();
+                assert_eq!(b, &want_b[..]);
+            }
+        }
+    }
 
     #[test]
     fn value_rows_double_from_256_and_take_the_context_when_half_of_it() {
