@@ -973,6 +973,9 @@ impl<'m, 'a> Session<'m, 'a> {
                 Some(bounds) => pool.for_each_part_with(att_out, bounds, &mut s.attn, attend),
                 None => pool.for_each_chunk_with(att_out, gh * d, &mut s.attn, attend),
             }
+            // The norm weights after each of the o and down products come from memory otherwise
+            // (the step streams more than the caches hold); fetched while the product runs.
+            kern.prefetch(layer.ffn_norm.le_bytes());
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,
@@ -1009,6 +1012,8 @@ impl<'m, 'a> Session<'m, 'a> {
             pool.for_each_chunk(&mut s.hb[..t_len * f], f, |t, g| {
                 kern.swiglu_ggml(g, &up[t * f..(t + 1) * f]);
             });
+            let next_norm = w.layers.get(l + 1).map_or(&w.output_norm, |n| &n.attn_norm);
+            kern.prefetch(next_norm.le_bytes());
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.w_down,
