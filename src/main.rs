@@ -116,7 +116,9 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Also measure memory read bandwidth and report decode speed against the bandwidth roofline
-    /// (weight bytes per token / bandwidth).
+    /// (bytes read per token / bandwidth): each decode run against the mean of a bandwidth
+    /// measurement just before and one just after it, over all runs and over the steady ones
+    /// (the two measurements within 10%), as shared machines change bandwidth within seconds.
     #[arg(long)]
     pub roofline: bool,
     /// Where the forward pass runs: cpu, or cuda (a build with --features cuda and an NVIDIA GPU).

@@ -264,6 +264,16 @@ fn bench_json_is_one_object_with_the_documented_fields() {
     let r = &v["roofline"];
     assert!(r["bandwidth_gb_s"].as_f64().is_some_and(|x| x > 0.0), "{v}");
     assert!(r["fraction"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+    // Each run bracketed by two bandwidth measurements; the steady ones (within 10%) also alone.
+    let steady = r["steady_runs"].as_array().expect("steady_runs");
+    assert_eq!(steady.len(), 2, "{v}");
+    match steady.iter().filter(|s| s.as_bool() == Some(true)).count() {
+        0 => assert!(r["fraction_steady"].is_null(), "{v}"),
+        _ => assert!(
+            r["fraction_steady"].as_f64().is_some_and(|x| x > 0.0),
+            "{v}"
+        ),
+    }
     // The readable report went to stderr.
     assert!(stderr(&o).contains("decode 4 tokens"), "{}", stderr(&o));
 }

@@ -127,33 +127,50 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let mean_kv = a.n_prompt as f64 + (a.n_gen as f64 + 1.0) / 2.0;
         let kv = (2 * cfg.n_layer * cfg.kv_dim() * a.kv_type.size()) as f64 * mean_kv;
         let bytes = weights + kv;
-        // On a machine shared with other virtual machines the bandwidth at hand moves by ±20%
-        // within a minute, so each decode run is paired with a bandwidth measurement taken just
-        // before it, and the figure is the median of the per-pair ratios (after the RSS above: the
-        // probe's buffer is not the model's memory).
+        // On a machine shared with other virtual machines the bandwidth at hand moves by ±20-50%
+        // within seconds, so each decode run is bracketed by two bandwidth measurements, one just
+        // before and one just after it, and compared with their mean. A pair whose two
+        // measurements differ by more than 10% saw the bandwidth change while it ran; the figure
+        // over the steady pairs alone is reported next to the one over all pairs (after the RSS
+        // above: the probe's buffer is not the model's memory).
         let probe = BandwidthProbe::new(a.threads);
-        let (mut bws, mut fractions) = (Vec::new(), Vec::new());
+        let (mut bws, mut fractions, mut steady) = (Vec::new(), Vec::new(), Vec::new());
+        let mut before = probe.measure();
         for run in 1..=a.runs {
-            let bw = probe.measure();
             let (_, tgt, gen) = timed_run(&mut session, prompt, a.n_gen)?;
             ensure!(gen == first, "greedy output changed between runs");
+            let after = probe.measure();
+            let bw = (before + after) / 2.0;
+            let is_steady = (before - after).abs() <= 0.1 * bw;
             let fraction = tgt * bytes / bw;
             eprintln!(
-                "roofline pair {run}: bandwidth {:.1} GB/s, decode {tgt:.1} tok/s = {:.0}% of {:.1}",
-                bw / 1e9,
+                "roofline pair {run}: bandwidth {:.1} / {:.1} GB/s before / after{}, decode {tgt:.1} \
+                 tok/s = {:.0}% of {:.1}",
+                before / 1e9,
+                after / 1e9,
+                if is_steady { "" } else { " (not steady)" },
                 100.0 * fraction,
                 bw / bytes
             );
             bws.push(bw);
             fractions.push(fraction);
+            steady.push(is_steady);
+            before = after;
         }
         let bw = median(&bws);
         let best = bws.iter().copied().fold(0.0, f64::max);
+        let steady_fractions: Vec<f64> = fractions
+            .iter()
+            .zip(&steady)
+            .filter(|(_, &s)| s)
+            .map(|(&f, _)| f)
+            .collect();
+        let steady_fraction = (!steady_fractions.is_empty()).then(|| median(&steady_fractions));
         say(format!(
             "memory bandwidth (read, {} threads) = {:.1} GB/s median, {:.1} best; per token: weights \
              {:.1} MB + KV cache {:.1} MB (mean of the timed steps) -> roofline {:.1} tok/s at the \
-             median; decode reaches {:.0}% of it (median over {} back-to-back pairs of a bandwidth \
-             measurement and a decode run: {:?}%)",
+             median; decode reaches {:.0}% of it (median over {} decode runs, each against the mean \
+             of a bandwidth measurement just before and one just after it: {:?}%); {}",
             a.threads,
             bw / 1e9,
             best / 1e9,
@@ -165,7 +182,15 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             fractions
                 .iter()
                 .map(|f| (f * 100.0).round())
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>(),
+            match steady_fraction {
+                Some(f) => format!(
+                    "{:.0}% over the {} steady runs (before and after within 10%)",
+                    100.0 * f,
+                    steady_fractions.len()
+                ),
+                None => "no run was steady (before and after within 10%)".to_string(),
+            }
         ));
         report["roofline"] = serde_json::json!({
             "bytes_per_token": bytes,
@@ -177,6 +202,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             "roofline_tok_s": bw / bytes,
             "fraction": median(&fractions),
             "fraction_runs": fractions,
+            "steady_runs": steady,
+            "fraction_steady": steady_fraction,
         });
     }
     if a.json {
