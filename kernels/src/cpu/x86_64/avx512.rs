@@ -919,11 +919,13 @@ unsafe fn tile_q4_1<const RP: usize, const TT: usize>(
 /// (with `$fallback`) for rows longer than [`TILE_MAX_NB`] blocks.
 macro_rules! mm_tiled {
     ($mm:ident, $rows_fn:ident, $tile:ident, $fallback:ident, $rows1:ident, $xbs:literal, $asym:literal) => {
-        /// Rows `r0..r1` against tokens `j0..j0 + TT`, `RP` row pairs per tile.
+        /// Rows `r0..r1` against tokens `j0..j0 + tt` in tiles of `TT >= tt` tokens, `RP` row
+        /// pairs per tile.
         ///
         /// # Safety
-        /// As `cpu::matmul_body!` for the whole call; `r0 <= r1 <= rows`, `j0 + TT <= t`;
-        /// `dx` (and `sx` where used) hold the scale tables of tokens `j0..j0 + TT`.
+        /// As `cpu::matmul_body!` for the whole call; `r0 <= r1 <= rows`, `1 <= tt <= TT`,
+        /// `j0 + tt <= t`; `dx` (and `sx` where used) hold the scale tables of tokens
+        /// `j0..j0 + tt` (and `TT` entries per block in all).
         #[allow(clippy::too_many_arguments)]
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $rows_fn<const RP: usize, const TT: usize>(
@@ -935,10 +937,13 @@ macro_rules! mm_tiled {
             x: *const u8,
             stride: usize,
             j0: usize,
+            tt: usize,
             nb: usize,
             (dx, sx): (*const f32, *const f32),
         ) {
-            let xs: [*const u8; TT] = core::array::from_fn(|k| x.wrapping_add((j0 + k) * stride));
+            // Lanes k >= tt (1 <= tt <= TT) repeat token j0 + tt - 1; their results are dropped.
+            let xs: [*const u8; TT] =
+                core::array::from_fn(|k| x.wrapping_add((j0 + k.min(tt - 1)) * stride));
             let row = |r: usize| w.wrapping_add(r * rb);
             let mut r = r0;
             while r + 2 * RP <= r1 {
@@ -946,12 +951,13 @@ macro_rules! mm_tiled {
                     core::array::from_fn(|p| [row(r + 2 * p), row(r + 2 * p + 1)]);
                 // Prefetch target only (may lie past W: prefetches never fault).
                 let pf = row(r + 2 * RP * TILE_PF_TILES);
-                // SAFETY: rows r..r + 2 * RP <= rows and tokens j0..j0 + TT <= t are in
-                // bounds (caller), nb = n / QK blocks each; dx/sx as the caller states.
+                // SAFETY: rows r..r + 2 * RP <= rows and the tokens of `xs` (each below
+                // j0 + tt <= t) are in bounds (caller), nb = n / QK blocks each; dx/sx as the
+                // caller states.
                 let v = unsafe { $tile::<RP, TT>(nb, ws, xs, dx, sx, pf) };
                 for (p, v) in v.iter().enumerate() {
                     for (h, v) in v.iter().enumerate() {
-                        for (k, &v) in v.iter().enumerate() {
+                        for (k, &v) in v.iter().enumerate().take(tt) {
                             out[(j0 + k) * rows + r + 2 * p + h] = v;
                         }
                     }
@@ -964,7 +970,7 @@ macro_rules! mm_tiled {
                 let pf = row(r + 2 * TILE_PF_TILES);
                 // SAFETY: as above, for rows r and b < r1.
                 let [v] = unsafe { $tile::<1, TT>(nb, [[row(r), row(b)]], xs, dx, sx, pf) };
-                for k in 0..TT {
+                for k in 0..tt {
                     out[(j0 + k) * rows + r] = v[0][k];
                     out[(j0 + k) * rows + b] = v[1][k];
                 }
@@ -1005,6 +1011,14 @@ macro_rules! mm_tiled {
                 let mut j0 = 0;
                 while j0 < t {
                     let tt = (t - j0).min(TILE_TT);
+                    // Tiles of 1, 2, 4, 6 or 8 tokens (fewer instances of the tile code, 39 KiB
+                    // less in all); the lanes past `tt` repeat the last token with zero scales and
+                    // are not stored.
+                    let tw = if tt > 2 {
+                        tt.next_multiple_of(2).max(4)
+                    } else {
+                        tt
+                    };
                     for ib in 0..nb {
                         for k in 0..TILE_TT {
                             let (d, s) = if k >= tt {
@@ -1030,15 +1044,12 @@ macro_rules! mm_tiled {
                     // SAFETY: r0 <= r1 <= rows, j0 + tt <= t, tables filled for nb blocks of
                     // tokens j0..j0 + tt; the caller's guarantees cover the rest.
                     unsafe {
-                        match tt {
-                            1 => $rows_fn::<2, 1>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            2 => $rows_fn::<2, 2>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            3 => $rows_fn::<2, 3>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            4 => $rows_fn::<2, 4>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            5 => $rows_fn::<2, 5>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            6 => $rows_fn::<2, 6>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            7 => $rows_fn::<2, 7>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
-                            _ => $rows_fn::<2, 8>(out, w, rb, rows, rr, x, stride, j0, nb, sc),
+                        match tw {
+                            1 => $rows_fn::<2, 1>(out, w, rb, rows, rr, x, stride, j0, tt, nb, sc),
+                            2 => $rows_fn::<2, 2>(out, w, rb, rows, rr, x, stride, j0, tt, nb, sc),
+                            4 => $rows_fn::<2, 4>(out, w, rb, rows, rr, x, stride, j0, tt, nb, sc),
+                            6 => $rows_fn::<2, 6>(out, w, rb, rows, rr, x, stride, j0, tt, nb, sc),
+                            _ => $rows_fn::<2, 8>(out, w, rb, rows, rr, x, stride, j0, tt, nb, sc),
                         }
                     }
                     j0 += tt;
