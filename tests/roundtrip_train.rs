@@ -42,11 +42,34 @@ use ingot_train::{AdamW, AdamWConfig, Config, Model, Schedule};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-fn scratch(tag: &str) -> PathBuf {
+/// A fresh directory under the system's temporary directory, removed (with what the test wrote
+/// there) when dropped.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(tag: &str) -> Scratch {
     let d = std::env::temp_dir().join(format!("ingot-roundtrip-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
-    d
+    Scratch(d)
 }
 
 /// The corpus of the committed fixtures: Macbeth, then a few lines of multi-byte characters.
@@ -254,8 +277,13 @@ fn runtime_logits(model: &RtModel<'_>, ids: &[u32], kv_type: KvType) -> Vec<f64>
 }
 
 /// Trains, saves, converts to F32, and checks logits three ways (module docs). Returns the
-/// converted file.
-fn check_f32_round_trip(tag: &str, tok: TextTokenizer, cfg: Config, prompt: &str) -> PathBuf {
+/// converted file and the directory that holds it.
+fn check_f32_round_trip(
+    tag: &str,
+    tok: TextTokenizer,
+    cfg: Config,
+    prompt: &str,
+) -> (Scratch, PathBuf) {
     let text = corpus_text();
     let ids = tok.encode(&text).unwrap();
     let t = cfg.max_seq_len;
@@ -316,7 +344,7 @@ fn check_f32_round_trip(tag: &str, tok: TextTokenizer, cfg: Config, prompt: &str
     );
     // What f16 attention alone moves (measured 1.8e-5 and 4.3e-5), far below any real error.
     assert!(gap <= 5e-4, "{tag}: runtime (f16 KV) vs trainer {gap}");
-    gguf
+    (dir, gguf)
 }
 
 #[test]
@@ -336,7 +364,7 @@ fn f32_logits_equal_the_trainers() {
         norm_eps: 1e-5,
         tied_embeddings: false,
     };
-    let gguf = check_f32_round_trip(
+    let (_dir, gguf) = check_f32_round_trip(
         "char",
         tok.into(),
         cfg,
@@ -370,7 +398,7 @@ fn bpe_checkpoint_round_trips() {
         norm_eps: 1e-5,
         tied_embeddings: true,
     };
-    let gguf = check_f32_round_trip(
+    let (_dir, gguf) = check_f32_round_trip(
         "bpe",
         tok,
         cfg,

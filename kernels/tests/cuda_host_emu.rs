@@ -21,12 +21,15 @@ use ingot_kernels::{quantize_activations, reference};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Builds kernels/cuda/emu/dots.cpp once per test process.
+/// Builds kernels/cuda/emu/dots.cpp once per test process, into cargo's scratch directory for
+/// tests (under `target/`, so nothing is left in the system's temporary directory): built under a
+/// name of this process's, then renamed over the previous build.
 fn harness() -> PathBuf {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BIN.get_or_init(|| {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cuda");
-        let out = std::env::temp_dir().join(format!("ingot-cuda-emu-{}", std::process::id()));
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let built = tmp.join(format!("ingot-cuda-emu-{}", std::process::id()));
         let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
         let st = Command::new(&cxx)
             .args([
@@ -40,10 +43,12 @@ fn harness() -> PathBuf {
             .arg(&dir)
             .arg(dir.join("emu/dots.cpp"))
             .arg("-o")
-            .arg(&out)
+            .arg(&built)
             .status()
             .unwrap_or_else(|e| panic!("cannot run the C++ compiler `{cxx}` (set CXX): {e}"));
         assert!(st.success(), "{cxx} failed on kernels/cuda/emu/dots.cpp");
+        let out = tmp.join("ingot-cuda-emu");
+        std::fs::rename(&built, &out).unwrap();
         out
     })
     .clone()
