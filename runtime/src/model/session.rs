@@ -19,7 +19,7 @@ use core::ops::{Deref, DerefMut};
 use half::f16;
 #[cfg(not(feature = "std"))]
 use ingot_kernels::math::FloatExt;
-use ingot_kernels::pool::MatVec;
+use ingot_kernels::pool::{MatVec, MAX_READ_SLICES};
 use ingot_kernels::{Kernels, ThreadPool};
 
 /// How a session is sized. Every buffer is planned from these numbers at creation.
@@ -804,6 +804,22 @@ impl<'m, 'a> Session<'m, 'a> {
         let s = &mut self.s;
         let kern = &self.kernels;
         let pool = &self.pool;
+        // One token: between two products the workers read the start of their share of the next
+        // product's weights ([`ThreadPool::read_after_jobs`]) while this thread does the serial
+        // work; stopped before this function returns or unwinds.
+        let _stop_reads = StopReads(pool);
+        let read_next = |next: &[&super::weights::Matrix<'_>]| {
+            if t_len > 1 {
+                return;
+            }
+            let mut bytes: [&[u8]; MAX_READ_SLICES] = [&[]; MAX_READ_SLICES];
+            for (b, m) in bytes.iter_mut().zip(next) {
+                *b = model.product_bytes(m);
+            }
+            // SAFETY: the weights are borrowed from the model for the session's lifetime, longer
+            // than this call, and `_stop_reads` stops the reads before it returns.
+            unsafe { pool.read_after_jobs(&bytes[..next.len()]) };
+        };
         let mm = MatMul {
             k: kern,
             pool,
@@ -866,6 +882,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     cfg.rms_eps,
                 );
             });
+            read_next(&[&layer.wo]);
             mm.products(
                 [
                     (&mut s.q[..t_len * qd], &layer.wq),
@@ -976,6 +993,7 @@ impl<'m, 'a> Session<'m, 'a> {
             // The norm weights after each of the o and down products come from memory otherwise
             // (the step streams more than the caches hold); fetched while the product runs.
             kern.prefetch(layer.ffn_norm.le_bytes());
+            read_next(&[&layer.w_gate, &layer.w_up]);
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,
@@ -998,6 +1016,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     cfg.rms_eps,
                 );
             });
+            read_next(&[&layer.w_down]);
             mm.products(
                 [
                     (&mut s.hb[..t_len * f], &layer.w_gate),
@@ -1014,6 +1033,10 @@ impl<'m, 'a> Session<'m, 'a> {
             });
             let next_norm = w.layers.get(l + 1).map_or(&w.output_norm, |n| &n.attn_norm);
             kern.prefetch(next_norm.le_bytes());
+            match w.layers.get(l + 1) {
+                Some(next) => read_next(&[&next.wq, &next.wk, &next.wv]),
+                None => read_next(&[&w.output]),
+            }
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.w_down,
@@ -1041,6 +1064,7 @@ impl<'m, 'a> Session<'m, 'a> {
         }
         let v = cfg.n_vocab;
         // One token at a time: the (T, V) product would need a (T, V) threading scratch.
+        read_next(&[]);
         for r in 0..n_out {
             mm.run(
                 &mut s.logits[r * v..(r + 1) * v],
@@ -1051,6 +1075,15 @@ impl<'m, 'a> Session<'m, 'a> {
             );
         }
         self.pos += t_len;
+    }
+}
+
+/// Stops the pool's read-ahead ([`ThreadPool::stop_reads`]) when dropped.
+struct StopReads<'p>(&'p ThreadPool);
+
+impl Drop for StopReads<'_> {
+    fn drop(&mut self) {
+        self.0.stop_reads();
     }
 }
 
