@@ -158,8 +158,9 @@ impl ThreadPool {
     /// run of bytes, where [`Kernels::matvec_par_group`] starts it on the rows of a product group
     /// (`next` that group's weights, in order). The caller's serial work between two products
     /// (norms, RoPE, SwiGLU, quantization) then overlaps the worker's first weight lines; without
-    /// it each product's stream starts cold. Measured (Q8_0, 2 threads, decode): +2.2% tokens/s
-    /// over all runs, +3-4% while the host places the two vCPUs apart, even otherwise.
+    /// it each product's stream starts cold. Measured (2 threads, decode, alternated pairs): Q8_0
+    /// +2.8%, Q4_1 +3.5% tokens/s; +3.4-4.4% while the host places the two vCPUs apart, +1.4-2.1%
+    /// while it keeps them together (BENCHMARKS.md).
     ///
     /// An empty `next` clears the hint. Nothing happens with one thread.
     ///

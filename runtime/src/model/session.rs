@@ -1031,11 +1031,15 @@ impl<'m, 'a> Session<'m, 'a> {
             pool.for_each_chunk(&mut s.hb[..t_len * f], f, |t, g| {
                 kern.swiglu_ggml(g, &up[t * f..(t + 1) * f]);
             });
-            let next_norm = w.layers.get(l + 1).map_or(&w.output_norm, |n| &n.attn_norm);
-            kern.prefetch(next_norm.le_bytes());
             match w.layers.get(l + 1) {
-                Some(next) => read_next(&[&next.wq, &next.wk, &next.wv]),
-                None => read_next(&[&w.output]),
+                Some(next) => {
+                    kern.prefetch(next.attn_norm.le_bytes());
+                    read_next(&[&next.wq, &next.wk, &next.wv]);
+                }
+                None => {
+                    kern.prefetch(w.output_norm.le_bytes());
+                    read_next(&[&w.output]);
+                }
             }
             mm.run(
                 &mut s.proj[..t_len * c],
