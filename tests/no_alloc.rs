@@ -5,7 +5,9 @@
 mod common;
 
 use ingot_runtime::gguf::GgufFile;
-use ingot_runtime::model::{kv_cache_bytes, session_bytes, KvType, Model, Session, SessionParams};
+use ingot_runtime::model::{
+    kv_cache_bytes, session_bytes, AttentionPlace, KvType, Model, Session, SessionParams,
+};
 use ingot_runtime::sampler::{Sampler, SamplerParams};
 use ingot_runtime::tokenizer::StreamDecoder;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -78,6 +80,11 @@ fn decode_steps_allocate_nothing() {
         decode_steps(&model, threads, KvType::F16);
     }
     decode_steps(&model, 2, KvType::F32);
+    // Two threads measure their distance every few steps by default (`AttentionPlace::Auto`, above);
+    // attention on the caller (the worker reading ahead through it), and shared, fixed:
+    for place in [AttentionPlace::Caller, AttentionPlace::Shared] {
+        decode_steps_in(&model, 2, KvType::F16, place);
+    }
     // The session allocates what `session_bytes` (shown by `ingot info --ctx`) says it will: the plan is
     // exact up to the thread pool's own bookkeeping (thread handles, names), a few KiB. On Linux the KV
     // cache is an anonymous mapping (for huge pages), not heap memory: the heap holds the rest.
@@ -134,6 +141,10 @@ fn repacked_decode_steps_allocate_nothing() {
 }
 
 fn decode_steps(model: &Model<'_>, threads: usize, kv_type: KvType) {
+    decode_steps_in(model, threads, kv_type, AttentionPlace::default());
+}
+
+fn decode_steps_in(model: &Model<'_>, threads: usize, kv_type: KvType, place: AttentionPlace) {
     let tok = &model.tokenizer;
     // A context of 600: the value cache's rows start 256 positions long and grow (in place) to
     // 600 when the counted steps cross position 256.
@@ -147,6 +158,7 @@ fn decode_steps(model: &Model<'_>, threads: usize, kv_type: KvType) {
         },
     )
     .unwrap();
+    session.set_attention_place(place);
     let params = SamplerParams {
         temperature: 0.8,
         repeat_penalty: 1.1,

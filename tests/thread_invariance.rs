@@ -1,15 +1,16 @@
 //! The forward pass gives the same bits for any thread count: matrix products are split by rows,
 //! attention by (token, head) and per-token work by token, and every output element is computed by
 //! the same code whichever thread takes it. Checked on `Kernels::best()` (`INGOT_ISA` picks another
-//! path): prefill in several batches (`eval_all` logits of every token), then greedy decode steps.
+//! path): prefill in several batches (`eval_all` logits of every token), then greedy decode steps;
+//! at two threads in every [`AttentionPlace`] (where a decode step computes attention).
 
 mod common;
 
 use ingot_kernels::{Isa, Kernels};
 use ingot_runtime::gguf::GgufFile;
-use ingot_runtime::model::{Model, Session, SessionParams};
+use ingot_runtime::model::{AttentionPlace, Model, Session, SessionParams};
 
-fn run(model: &Model<'_>, threads: usize, ids: &[u32]) -> Vec<u32> {
+fn run(model: &Model<'_>, threads: usize, place: AttentionPlace, ids: &[u32]) -> Vec<u32> {
     let mut session = Session::new(
         model,
         SessionParams {
@@ -20,6 +21,7 @@ fn run(model: &Model<'_>, threads: usize, ids: &[u32]) -> Vec<u32> {
         },
     )
     .unwrap();
+    session.set_attention_place(place);
     let mut bits = Vec::new();
     session
         .eval_all(ids, |_, l| bits.extend(l.iter().map(|v| v.to_bits())))
@@ -48,13 +50,22 @@ fn logits_are_identical_at_1_2_and_3_threads() {
     assert!(ids.len() > 24, "the prompt must span several batches");
     let isa = Kernels::best().isa();
     println!("kernels: {isa} (of {:?})", Isa::ALL);
-    let want = run(&model, 1, &ids);
-    for threads in [2, 3] {
-        let got = run(&model, threads, &ids);
+    let want = run(&model, 1, AttentionPlace::Auto, &ids);
+    let places = [
+        AttentionPlace::Auto,
+        AttentionPlace::Shared,
+        AttentionPlace::Caller,
+    ];
+    let runs = places
+        .map(|p| (2, p))
+        .into_iter()
+        .chain([(3, AttentionPlace::Auto)]);
+    for (threads, place) in runs {
+        let got = run(&model, threads, place, &ids);
         let first = got.iter().zip(&want).position(|(a, b)| a != b);
         assert_eq!(
             first, None,
-            "{threads} threads differ from 1 at logit {first:?}"
+            "{threads} threads ({place:?}) differ from 1 at logit {first:?}"
         );
         assert_eq!(got.len(), want.len());
     }

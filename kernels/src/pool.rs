@@ -17,9 +17,9 @@
 //! the fast path (both threads awake during a decode step) free of syscalls while a preempted or idle
 //! pool costs nothing.
 //!
-//! Between two jobs a worker may also read ahead ([`ThreadPool::read_after_jobs`]): the start of
-//! its share of the weights of the product that comes next, while the caller does the serial work
-//! in between, so that its stream does not start cold.
+//! Between two jobs a worker may also read ahead ([`ThreadPool::read_after_jobs`]): its share of
+//! the weights of the products that come next, while the caller does the serial work in between, so
+//! that its stream does not start cold.
 
 use crate::prelude::*;
 use crate::Kernels;
@@ -41,18 +41,23 @@ use std::thread::{self, JoinHandle, Thread};
 #[cfg(feature = "std")]
 const SPIN_LIMIT: u32 = 1 << 14;
 
+/// How long [`ThreadPool::round_trip_ns`]'s caller waits for worker 1 to answer before it gives up.
+#[cfg(feature = "std")]
+const PING_PATIENCE: std::time::Duration = std::time::Duration::from_micros(200);
+
 /// Rows per work item of [`Kernels::matmul_par`]: small enough that a preempted thread leaves little
 /// for the others to wait on, large enough that taking an item costs nothing next to computing it.
 const CHUNK_ROWS: usize = 32;
 const _: () = assert!(CHUNK_ROWS.is_multiple_of(crate::packed::PACK_ROWS));
 
-/// Most slices a [`ThreadPool::read_after_jobs`] hint holds.
+/// Most slices a [`ThreadPool::read_after_jobs`] hint holds, over all its product groups.
 pub const MAX_READ_SLICES: usize = 4;
 
-/// Most bytes a worker reads between two jobs ([`ThreadPool::read_after_jobs`]): a small part of
-/// any current L2. Measured (Q8_0, 2 threads, decode): 96 and 256 KiB gave the same.
+/// Most bytes a worker reads after a job ([`ThreadPool::read_after_jobs`]): about one L2 (1 MiB on
+/// Zen 4), what a worker can use while the caller computes a layer's attention alone. Between two
+/// products the next job stops it much earlier (there 96 and 256 KiB measured the same).
 #[cfg(feature = "std")]
-const READ_AHEAD_BYTES: usize = 96 * 1024;
+const READ_AHEAD_BYTES: usize = 1 << 20;
 
 /// The job: called as `f(thread_index, n_threads)`.
 #[cfg(feature = "std")]
@@ -76,6 +81,8 @@ struct Shared {
     /// The read-ahead hint ([`ThreadPool::read_after_jobs`]): address and length of each slice
     /// (length 0: none), read by a worker when it claims a job.
     reads: [(AtomicPtr<u8>, AtomicUsize); MAX_READ_SLICES],
+    /// Bit `i` set: slice `i` of `reads` starts a product group.
+    read_groups: AtomicUsize,
     /// Workers that took the hint with their job and have not finished reading it.
     reading: AtomicUsize,
 }
@@ -130,6 +137,7 @@ impl ThreadPool {
                 (AtomicPtr::new(core::ptr::null_mut()), AtomicUsize::new(0))
             }),
             reading: AtomicUsize::new(0),
+            read_groups: AtomicUsize::new(0),
         });
         let mut workers = Vec::with_capacity(n_threads - 1);
         for index in 1..n_threads {
@@ -153,14 +161,18 @@ impl ThreadPool {
     }
 
     /// From the next [`ThreadPool::run`] on, each worker that runs a job, once done with its part,
-    /// reads (loads, one byte a cache line) up to 96 KiB of its share of `next` until the caller
-    /// publishes the following job: worker `i` of `n` starts at `i / n` of the slices taken as one
-    /// run of bytes, where [`Kernels::matvec_par_group`] starts it on the rows of a product group
-    /// (`next` that group's weights, in order). The caller's serial work between two products
-    /// (norms, RoPE, SwiGLU, quantization) then overlaps the worker's first weight lines; without
-    /// it each product's stream starts cold. Measured (2 threads, decode, alternated pairs): Q8_0
-    /// +2.8%, Q4_1 +3.5% tokens/s; +3.4-4.4% while the host places the two vCPUs apart, +1.4-2.1%
-    /// while it keeps them together (BENCHMARKS.md).
+    /// reads (loads, one byte a cache line) its share of the weights in `next` until the caller
+    /// publishes the following job, up to 1 MiB. `next` is the product groups that come, in order,
+    /// each its matrices' bytes in order (the `w` of a [`Kernels::matvec_par_group`] call); worker
+    /// `i` of `n` reads `1 / n` of each group from `i / n` of its bytes taken as one run, where
+    /// [`Segments`] starts it on that group's rows, then goes on to the next group.
+    ///
+    /// The caller's serial work between two products (norms, RoPE, SwiGLU, quantization) then
+    /// overlaps the worker's first weight lines; without it each product's stream starts cold.
+    /// Measured (2 threads, decode, alternated pairs): Q8_0 +2.8%, Q4_1 +3.5% tokens/s; +3.4-4.4%
+    /// while the host places the two vCPUs apart, +1.4-2.1% while it keeps them together
+    /// (BENCHMARKS.md). With two groups a worker can read through a longer gap, such as a layer's
+    /// attention computed by the caller alone.
     ///
     /// An empty `next` clears the hint. Nothing happens with one thread.
     ///
@@ -170,20 +182,112 @@ impl ThreadPool {
     /// returns).
     ///
     /// # Panics
-    /// If `next` has more than [`MAX_READ_SLICES`] slices.
-    pub unsafe fn read_after_jobs(&self, next: &[&[u8]]) {
+    /// If `next` has more than [`MAX_READ_SLICES`] slices in all.
+    pub unsafe fn read_after_jobs(&self, next: &[&[&[u8]]]) {
+        let mut slices = next.iter().flat_map(|g| g.iter().copied());
         assert!(
-            next.len() <= MAX_READ_SLICES,
+            slices.clone().count() <= MAX_READ_SLICES,
             "read_after_jobs: at most {MAX_READ_SLICES} slices"
         );
         let Some(s) = self.shared.as_deref() else {
             return;
         };
-        for (i, (p, l)) in s.reads.iter().enumerate() {
-            let b = next.get(i).copied().unwrap_or_default();
+        let mut groups = 0;
+        let mut first = 0;
+        for g in next.iter().filter(|g| !g.is_empty()) {
+            groups |= 1 << first;
+            first += g.len();
+        }
+        for (p, l) in &s.reads {
+            let b = slices.next().unwrap_or_default();
             p.store(b.as_ptr().cast_mut(), Ordering::Relaxed);
             l.store(b.len(), Ordering::Relaxed);
         }
+        s.read_groups.store(groups, Ordering::Relaxed);
+    }
+
+    /// The time, in nanoseconds, a cache line takes from the calling thread to worker 1 and back,
+    /// in a ping-pong job: how far apart the OS has put the two threads. Four batches of four
+    /// round trips; the fastest batch's mean (a thread preempted for a moment delays one batch).
+    /// On this project's 2-vCPU VM: 35-110 ns while the host keeps the two on cores that share a
+    /// last-level cache, 250-550 ns while it puts them apart (BENCHMARKS.md). `None` with one
+    /// thread, or when worker 1 does not answer within 200 µs (asleep or preempted). Allocates
+    /// nothing.
+    pub fn round_trip_ns(&self) -> Option<f64> {
+        const BATCHES: u64 = 4;
+        const ROUNDS: u64 = 4;
+        if self.n_threads < 2 {
+            return None;
+        }
+        /// The line the two threads bounce, alone in its cache line.
+        #[repr(align(128))]
+        struct Line(AtomicU64);
+        const STOP: u64 = u64::MAX;
+        let line = Line(AtomicU64::new(0));
+        // The result's f64 bits, once measured.
+        let mean = AtomicU64::new(0);
+        // The caller's wait for `want`: false after PING_PATIENCE.
+        let wait = |want: u64| {
+            let mut since: Option<std::time::Instant> = None;
+            let mut spins = 0u32;
+            while line.0.load(Ordering::Acquire) != want {
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(256) {
+                    let t = *since.get_or_insert_with(std::time::Instant::now);
+                    if t.elapsed() > PING_PATIENCE {
+                        return false;
+                    }
+                }
+                std::hint::spin_loop();
+            }
+            true
+        };
+        self.run(&|t, _| match t {
+            0 => {
+                let mut best = f64::INFINITY;
+                let mut k = 0;
+                let answered = wait(1)
+                    && (0..BATCHES).all(|_| {
+                        let start = std::time::Instant::now();
+                        let batch = (0..ROUNDS).all(|_| {
+                            k += 1;
+                            line.0.store(2 * k, Ordering::Release);
+                            wait(2 * k + 1)
+                        });
+                        best = best.min(start.elapsed().as_nanos() as f64 / ROUNDS as f64);
+                        batch
+                    });
+                if answered {
+                    mean.store(best.to_bits(), Ordering::Relaxed);
+                }
+                // Releases worker 1 whatever happened (it answers by compare-exchange, so it never
+                // overwrites this).
+                line.0.store(STOP, Ordering::Release);
+            }
+            1 => {
+                // Answers 2k with 2k + 1 (joining is answering 0), until the caller's STOP.
+                let mut expect = 0;
+                loop {
+                    let v = line.0.load(Ordering::Acquire);
+                    if v == STOP {
+                        break;
+                    }
+                    let answered = v == expect
+                        && line
+                            .0
+                            .compare_exchange(v, v + 1, Ordering::AcqRel, Ordering::Acquire)
+                            .is_ok();
+                    if answered {
+                        expect += 2;
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            _ => {}
+        });
+        let ns = f64::from_bits(mean.load(Ordering::Relaxed));
+        (ns > 0.0).then_some(ns)
     }
 
     /// Clears the [`ThreadPool::read_after_jobs`] hint and returns when no worker reads hinted
@@ -348,29 +452,45 @@ fn worker_share(s: &Shared, index: usize) -> Option<[(*const u8, usize); MAX_REA
             l.load(Ordering::Relaxed),
         )
     });
-    let share = read_share(hint, index, s.n_threads, READ_AHEAD_BYTES);
+    let groups = s.read_groups.load(Ordering::Relaxed);
+    let share = read_share(hint, groups, index, s.n_threads, READ_AHEAD_BYTES);
     share.iter().any(|r| r.1 > 0).then_some(share)
 }
 
-/// Of the slices `hint` (address, length) taken as one run of bytes, what thread `index` of `n`
-/// reads ahead: `min(cap, total / n)` bytes from byte `index * total / n` (where
-/// [`Segments`] starts that thread), as (address, length) per slice.
+/// Of the slices `hint` (address, length), in groups (bit `i` of `groups` set: slice `i` starts
+/// one; each group's slices taken as one run of bytes), what thread `index` of `n` reads ahead: of
+/// each group of `total` bytes, `total / n` from byte `index * total / n` (where [`Segments`]
+/// starts that thread), group after group, at most `cap` bytes in all; as (address, length) per
+/// slice.
 #[cfg(feature = "std")]
 fn read_share(
     hint: [(*const u8, usize); MAX_READ_SLICES],
+    groups: usize,
     index: usize,
     n: usize,
     cap: usize,
 ) -> [(*const u8, usize); MAX_READ_SLICES] {
-    let total: usize = hint.iter().map(|h| h.1).sum();
-    let (mut skip, mut left) = (index * total / n, cap.min(total / n));
-    hint.map(|(p, l)| {
-        let from = skip.min(l);
-        skip -= from;
-        let take = left.min(l - from);
+    let mut share = [(core::ptr::null(), 0); MAX_READ_SLICES];
+    let mut left = cap;
+    let mut start = 0;
+    while start < MAX_READ_SLICES {
+        // This group: slices start..end.
+        let end = (start + 1..MAX_READ_SLICES)
+            .find(|&i| groups & (1 << i) != 0)
+            .unwrap_or(MAX_READ_SLICES);
+        let total: usize = hint[start..end].iter().map(|h| h.1).sum();
+        let (mut skip, mut take) = (index * total / n, left.min(total / n));
         left -= take;
-        (p.wrapping_add(from), take)
-    })
+        for (&(p, l), out) in hint[start..end].iter().zip(&mut share[start..end]) {
+            let from = skip.min(l);
+            skip -= from;
+            let t = take.min(l - from);
+            take -= t;
+            *out = (p.wrapping_add(from), t);
+        }
+        start = end;
+    }
+    share
 }
 
 /// Loads one byte of each cache line of `share` until a job newer than `seen` is published.
@@ -423,10 +543,15 @@ impl ThreadPool {
     ///
     /// # Safety
     /// None needed; `unsafe` as the `std` pool's.
-    pub unsafe fn read_after_jobs(&self, _next: &[&[u8]]) {}
+    pub unsafe fn read_after_jobs(&self, _next: &[&[&[u8]]]) {}
 
     /// Nothing: there are no workers to read ahead.
     pub fn stop_reads(&self) {}
+
+    /// `None`: there is no other thread.
+    pub fn round_trip_ns(&self) -> Option<f64> {
+        None
+    }
 }
 
 /// [`ThreadPool::new`] without `std`: threads were asked for and there are none.
@@ -1248,7 +1373,8 @@ mod tests {
     }
 
     /// The read-ahead share starts where [`Segments`] starts the thread (within one chunk of rows),
-    /// runs across the slices in order, and stops at the cap and at the thread's `1 / n`.
+    /// runs across the slices of a group in order, and stops at the cap and at the thread's `1 / n`
+    /// of each group.
     #[test]
     #[cfg(feature = "std")]
     fn read_share_follows_the_segments_and_the_cap() {
@@ -1257,18 +1383,31 @@ mod tests {
         let hint = [(a.as_ptr(), a.len()), none, (b.as_ptr(), b.len()), none];
         let at = |p: *const u8, base: &[u8]| p as usize - base.as_ptr() as usize;
         // Thread 1 of 2: from byte 750, 750 bytes: the rest of `a`, all of `b`.
-        let s = read_share(hint, 1, 2, usize::MAX);
+        let s = read_share(hint, 1, 1, 2, usize::MAX);
         assert_eq!((at(s[0].0, &a), s[0].1), (750, 250));
         assert_eq!(s[1].1, 0);
         assert_eq!((at(s[2].0, &b), s[2].1), (0, 500));
         // Capped at 100 bytes: inside `a`.
-        let s = read_share(hint, 1, 2, 100);
+        let s = read_share(hint, 1, 1, 2, 100);
         assert_eq!((at(s[0].0, &a), s[0].1), (750, 100));
         assert_eq!(s[2].1, 0);
         // Thread 2 of 3: from byte 1000, 500 bytes: `b`.
-        let s = read_share(hint, 2, 3, usize::MAX);
+        let s = read_share(hint, 1, 2, 3, usize::MAX);
         assert_eq!((s[0].1, s[1].1), (0, 0));
         assert_eq!((at(s[2].0, &b), s[2].1), (0, 500));
+        // Two groups, `a` then `b`: thread 1 of 2 reads the second half of each.
+        let s = read_share(hint, 0b101, 1, 2, usize::MAX);
+        assert_eq!((at(s[0].0, &a), s[0].1), (500, 500));
+        assert_eq!(s[1].1, 0);
+        assert_eq!((at(s[2].0, &b), s[2].1), (250, 250));
+        // The cap counts across groups: all of `a`'s half, then 100 bytes of `b`'s.
+        let s = read_share(hint, 0b101, 1, 2, 600);
+        assert_eq!((at(s[0].0, &a), s[0].1), (500, 500));
+        assert_eq!((at(s[2].0, &b), s[2].1), (250, 100));
+        // Thread 0 of 3: the first third of each.
+        let s = read_share(hint, 0b101, 0, 3, usize::MAX);
+        assert_eq!((at(s[0].0, &a), s[0].1), (0, 333));
+        assert_eq!((at(s[2].0, &b), s[2].1), (0, 166));
         // Where the segments start each thread of a product of `rows` rows of `rb` bytes.
         for (rows, rb, n) in [
             (576usize, 612usize, 2usize),
@@ -1281,12 +1420,30 @@ mod tests {
             let hint = [(w.as_ptr(), w.len()), none, none, none];
             for t in 1..n {
                 let start = segs.next[t].0.load(Ordering::Relaxed) * CHUNK_ROWS * rb;
-                let s = read_share(hint, t, n, usize::MAX);
+                let s = read_share(hint, 1, t, n, usize::MAX);
                 assert!(
                     at(s[0].0, &w).abs_diff(start) < CHUNK_ROWS * rb,
                     "{rows} {n} {t}"
                 );
             }
+        }
+    }
+
+    /// The ping-pong answers with two or three threads (worker 1 plays), not with one, and leaves
+    /// the pool working.
+    #[test]
+    #[cfg(feature = "std")]
+    fn round_trip_is_measured_and_the_pool_goes_on() {
+        assert_eq!(ThreadPool::new(1).unwrap().round_trip_ns(), None);
+        for threads in [2, 3] {
+            let pool = ThreadPool::new(threads).unwrap();
+            // Worker 1 may be asleep or preempted on a busy machine: then `None`; some try answers.
+            let ns: Vec<f64> = (0..200).filter_map(|_| pool.round_trip_ns()).collect();
+            assert!(!ns.is_empty(), "{threads} threads: no answer in 200 tries");
+            assert!(ns.iter().all(|&t| t > 0.0 && t < 1e6), "{ns:?}");
+            let mut out = vec![0usize; 64];
+            pool.for_each_chunk(&mut out, 1, |i, o| o[0] = i);
+            assert!(out.iter().enumerate().all(|(i, &o)| o == i));
         }
     }
 
@@ -1300,7 +1457,7 @@ mod tests {
             let pool = ThreadPool::new(threads).unwrap();
             let halves: [&[u8]; 2] = [&buf[..1 << 19], &buf[1 << 19..]];
             // SAFETY: `buf` outlives the pool, and `stop_reads` is called below anyway.
-            unsafe { pool.read_after_jobs(&halves) };
+            unsafe { pool.read_after_jobs(&[&halves, &halves[1..]]) };
             for round in 0..200usize {
                 let mut out = vec![0usize; 64];
                 pool.for_each_chunk(&mut out, 1, |i, o| o[0] = i + round);

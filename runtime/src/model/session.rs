@@ -319,6 +319,59 @@ fn heads_per_item(cfg: &super::Config) -> usize {
         .unwrap_or(1)
 }
 
+/// Where a one-token step on two threads computes each layer's attention: set by
+/// [`Session::set_attention_place`], else from the environment variable `INGOT_ATTENTION` (`auto`,
+/// `shared` or `caller`; `auto` when unset). Results are the same bits in every place.
+///
+/// Attention is compute-bound (its keys and values come from cache, fetched during the q/k/v
+/// products), so the memory idles while both threads compute it. On the caller alone, the worker
+/// instead reads its shares of the o-projection and gate/up weights meanwhile
+/// ([`ThreadPool::read_after_jobs`] with two product groups), and those products start warm. That
+/// pays where a thread's memory stream, not the shared bandwidth, is the limit: while the host puts
+/// the two vCPUs on cores that do not share a last-level cache. Measured (BENCHMARKS.md, alternated
+/// pairs tagged by placement, decode): apart Q8_0 +5.0%, Q4_1 +4.0%; together Q8_0 +0.4%, Q4_1
+/// -1.6%. So by default the session measures the threads' distance every
+/// [`PLACE_EVERY`] one-token steps ([`ThreadPool::round_trip_ns`]) and puts attention on the caller
+/// while they are apart. More threads keep sharing attention: one thread's attention would outlast
+/// what the others can read (unmeasured: this machine has two vCPUs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AttentionPlace {
+    /// The threads share the heads (`shared`).
+    Shared,
+    /// The calling thread computes them all (`caller`).
+    Caller,
+    /// The caller while the threads are apart, else shared (`auto`, the default).
+    #[default]
+    Auto,
+}
+
+impl AttentionPlace {
+    /// From `INGOT_ATTENTION` (`auto` when unset); another value is [`Error::Request`].
+    pub fn from_env() -> Result<AttentionPlace> {
+        #[cfg(feature = "std")]
+        if let Some(v) = std::env::var_os("INGOT_ATTENTION") {
+            return match v.to_str() {
+                Some("auto" | "") => Ok(AttentionPlace::Auto),
+                Some("shared") => Ok(AttentionPlace::Shared),
+                Some("caller") => Ok(AttentionPlace::Caller),
+                _ => Err(Error::Request {
+                    what: format!("INGOT_ATTENTION={v:?}: expected auto, shared or caller"),
+                }),
+            };
+        }
+        Ok(AttentionPlace::Auto)
+    }
+}
+
+/// One-token steps between two measurements of the threads' distance ([`AttentionPlace::Auto`]): ~0.5 µs
+/// of ping-pong every 8 steps of 3-5 ms; the host moves the vCPUs every few seconds.
+const PLACE_EVERY: u32 = 8;
+
+/// Round trip ([`ThreadPool::round_trip_ns`]) above which two threads count as apart: this VM reads
+/// 35-110 ns together and 250-550 ns apart; cores sharing a last-level cache answer within ~120 ns on
+/// current x86, cores that do not take 150 ns and more.
+const APART_NS: f64 = 180.0;
+
 /// The attention work items of one layer: `gh` query heads sharing a key/value head
 /// ([`heads_per_item`]) per item and token, except that one token whose groups of `gh` do not
 /// share evenly among the threads has its last `groups % threads` groups cut into up to
@@ -526,6 +579,11 @@ pub struct Session<'m, 'a> {
     act_stride: usize,
     kernels: Kernels,
     pool: ThreadPool,
+    attn_place: AttentionPlace,
+    /// Whether the last measurement found the two threads apart ([`AttentionPlace::Auto`]).
+    apart: bool,
+    /// One-token steps taken, for [`PLACE_EVERY`].
+    steps: u32,
 }
 
 impl<'m, 'a> Session<'m, 'a> {
@@ -650,6 +708,12 @@ impl<'m, 'a> Session<'m, 'a> {
         let pool = ThreadPool::new(params.n_threads).map_err(|e| Error::Request {
             what: format!("cannot start {} threads: {e}", params.n_threads),
         })?;
+        // (Read only with threads: with one, creating a session allocates nothing.)
+        let attn_place = if params.n_threads > 1 {
+            AttentionPlace::from_env()?
+        } else {
+            AttentionPlace::default()
+        };
         let kernels = Kernels::best();
         Ok(Session {
             model,
@@ -661,7 +725,22 @@ impl<'m, 'a> Session<'m, 'a> {
             act_stride,
             kernels,
             pool,
+            attn_place,
+            apart: false,
+            steps: 0,
         })
+    }
+
+    /// Where one-token steps on two threads compute attention from now on ([`AttentionPlace`]).
+    pub fn set_attention_place(&mut self, place: AttentionPlace) {
+        self.attn_place = place;
+        self.apart = false;
+        self.steps = 0;
+    }
+
+    /// Where one-token steps on two threads compute attention.
+    pub fn attention_place(&self) -> AttentionPlace {
+        self.attn_place
     }
 
     /// The model this session runs.
@@ -796,6 +875,22 @@ impl<'m, 'a> Session<'m, 'a> {
     /// for the last one only (into row 0). `batched` selects the attention products' summation
     /// order: llama.cpp's for a batch of two or more tokens, else its single-token one.
     fn forward(&mut self, tokens: &[u32], all_logits: bool, batched: bool) {
+        let on_caller = tokens.len() == 1
+            && self.pool.n_threads() == 2
+            && match self.attn_place {
+                AttentionPlace::Shared => false,
+                AttentionPlace::Caller => true,
+                AttentionPlace::Auto => {
+                    if self.steps.is_multiple_of(PLACE_EVERY) {
+                        // No answer (the worker asleep or preempted): keep the last finding.
+                        if let Some(ns) = self.pool.round_trip_ns() {
+                            self.apart = ns > APART_NS;
+                        }
+                    }
+                    self.steps = self.steps.wrapping_add(1);
+                    self.apart
+                }
+            };
         let model = self.model;
         let cfg = &model.config;
         let w = &model.weights;
@@ -804,21 +899,26 @@ impl<'m, 'a> Session<'m, 'a> {
         let s = &mut self.s;
         let kern = &self.kernels;
         let pool = &self.pool;
-        // One token: between two products the workers read the start of their share of the next
-        // product's weights ([`ThreadPool::read_after_jobs`]) while this thread does the serial
-        // work; stopped before this function returns or unwinds.
+        // One token: between two products the workers read their share of the next products'
+        // weights ([`ThreadPool::read_after_jobs`]; one slice of `next` per product group) while
+        // this thread does the serial work; stopped before this function returns or unwinds.
         let _stop_reads = StopReads(pool);
-        let read_next = |next: &[&super::weights::Matrix<'_>]| {
+        let read_next = |next: &[&[&super::weights::Matrix<'_>]]| {
             if t_len > 1 {
                 return;
             }
-            let mut bytes: [&[u8]; MAX_READ_SLICES] = [&[]; MAX_READ_SLICES];
-            for (b, m) in bytes.iter_mut().zip(next) {
-                *b = model.product_bytes(m);
+            debug_assert!(next.len() <= 2);
+            let mut bytes: [[&[u8]; MAX_READ_SLICES]; 2] = [[&[]; MAX_READ_SLICES]; 2];
+            let mut groups: [&[&[u8]]; 2] = [&[]; 2];
+            for ((b, g), group) in bytes.iter_mut().zip(&mut groups).zip(next) {
+                for (b, m) in b.iter_mut().zip(*group) {
+                    *b = model.product_bytes(m);
+                }
+                *g = &b[..group.len()];
             }
             // SAFETY: the weights are borrowed from the model for the session's lifetime, longer
             // than this call, and `_stop_reads` stops the reads before it returns.
-            unsafe { pool.read_after_jobs(&bytes[..next.len()]) };
+            unsafe { pool.read_after_jobs(&groups[..next.len()]) };
         };
         let mm = MatMul {
             k: kern,
@@ -882,7 +982,12 @@ impl<'m, 'a> Session<'m, 'a> {
                     cfg.rms_eps,
                 );
             });
-            read_next(&[&layer.wo]);
+            if on_caller {
+                // The worker reads through this layer's attention (see `AttentionPlace`).
+                read_next(&[&[&layer.wo], &[&layer.w_gate, &layer.w_up]]);
+            } else {
+                read_next(&[&[&layer.wo]]);
+            }
             mm.products(
                 [
                     (&mut s.q[..t_len * qd], &layer.wq),
@@ -946,7 +1051,8 @@ impl<'m, 'a> Session<'m, 'a> {
             } else {
                 1
             };
-            let items = AttnItems::new(n_head, gh, t_len, pool.n_threads());
+            let threads = if on_caller { 1 } else { pool.n_threads() };
+            let items = AttnItems::new(n_head, gh, t_len, threads);
             let attend = |item: usize, out: &mut [f32], sc: &mut AttnScratch<'_>| {
                 let (t, h0, nh) = items.item(item);
                 let kvh = h0 / group;
@@ -986,14 +1092,23 @@ impl<'m, 'a> Session<'m, 'a> {
             };
             let att_out = &mut s.att_out[..t_len * qd];
             let mut table = [0; AttnItems::MAX_ITEMS + 1];
-            match items.cut_bounds(d, &mut table) {
-                Some(bounds) => pool.for_each_part_with(att_out, bounds, &mut s.attn, attend),
-                None => pool.for_each_chunk_with(att_out, gh * d, &mut s.attn, attend),
+            if on_caller {
+                for (i, out) in att_out.chunks_exact_mut(gh * d).enumerate() {
+                    attend(i, out, &mut s.attn[0]);
+                }
+            } else {
+                match items.cut_bounds(d, &mut table) {
+                    Some(bounds) => pool.for_each_part_with(att_out, bounds, &mut s.attn, attend),
+                    None => pool.for_each_chunk_with(att_out, gh * d, &mut s.attn, attend),
+                }
             }
             // The norm weights after each of the o and down products come from memory otherwise
             // (the step streams more than the caches hold); fetched while the product runs.
             kern.prefetch(layer.ffn_norm.le_bytes());
-            read_next(&[&layer.w_gate, &layer.w_up]);
+            if !on_caller {
+                // (With attention on the caller the hint holds gate/up already, after the o rows.)
+                read_next(&[&[&layer.w_gate, &layer.w_up]]);
+            }
             mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,
@@ -1016,7 +1131,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     cfg.rms_eps,
                 );
             });
-            read_next(&[&layer.w_down]);
+            read_next(&[&[&layer.w_down]]);
             mm.products(
                 [
                     (&mut s.hb[..t_len * f], &layer.w_gate),
@@ -1034,11 +1149,11 @@ impl<'m, 'a> Session<'m, 'a> {
             match w.layers.get(l + 1) {
                 Some(next) => {
                     kern.prefetch(next.attn_norm.le_bytes());
-                    read_next(&[&next.wq, &next.wk, &next.wv]);
+                    read_next(&[&[&next.wq, &next.wk, &next.wv]]);
                 }
                 None => {
                     kern.prefetch(w.output_norm.le_bytes());
-                    read_next(&[&w.output]);
+                    read_next(&[&[&w.output]]);
                 }
             }
             mm.run(
