@@ -156,3 +156,48 @@ fn repack_policy_selects_types() {
     assert!(!Repack::Exact.selects(QuantType::Q4_K));
     assert_eq!(Repack::default(), Repack::Exact);
 }
+
+/// `Model::from_file` copies the norm weights out of the file and releases the whole mapping after
+/// loading: the model reads the copies (equal to the file's bytes, elsewhere in memory) and computes
+/// the same bits as the same file parsed from memory, for a type the kernels pack and one they do
+/// not (whose weights then come back from the file as they are read).
+#[test]
+fn a_model_from_a_released_file_computes_the_same_bits() {
+    use ingot_runtime::gguf::GgufFile;
+    for ty in [QuantType::Q8_0, QuantType::F16] {
+        let bytes = tiny(ty);
+        let dir = std::env::temp_dir().join(format!("ingot-released-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{ty}.gguf"));
+        std::fs::write(&path, &bytes).unwrap();
+        let file = GgufFile::open(&path).unwrap();
+        let loaded = Model::from_file(&file).unwrap();
+        let parsed = Model::from_gguf(Gguf::parse(&bytes).unwrap()).unwrap();
+        let w = &loaded.weights;
+        for v in w
+            .layers
+            .iter()
+            .flat_map(|l| [&l.attn_norm, &l.ffn_norm])
+            .chain([&w.output_norm])
+        {
+            let copy = loaded.norm_bytes(v);
+            assert_eq!(copy, v.le_bytes(), "{ty} {}", v.name);
+            assert_ne!(
+                copy.as_ptr(),
+                v.le_bytes().as_ptr(),
+                "{ty} {}: not copied",
+                v.name
+            );
+        }
+        let (a, ga) = run(&loaded, 2);
+        let (b, gb) = run(&parsed, 2);
+        assert_eq!(ga, gb);
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{ty}"
+        );
+        drop(loaded);
+        drop(file);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -13,7 +13,7 @@ pub use session::{
     kv_cache_bytes, session_bytes, AttentionPlace, KvType, Session, SessionParams,
     SESSION_ARENA_ALIGN, SESSION_HANDLE_BYTES,
 };
-pub use weights::{Layer, Matrix, Weights};
+pub use weights::{Layer, Matrix, Vector, Weights};
 
 use crate::gguf::{keys, Gguf};
 use crate::prelude::*;
@@ -35,6 +35,9 @@ pub struct Model<'a> {
     /// Weight matrices repacked at load for the kernels ([`ingot_kernels::packed`]); each
     /// [`Matrix::packed`] says where its copy is.
     packed: PackedMem,
+    /// The norm weights copied out of the file at load ([`Model::from_file`]), so that decoding
+    /// reads no page of the file's after loading; each [`Vector`]'s `copy` says where.
+    norms: Vec<u8>,
 }
 
 /// The memory of the repacked weights. With `std` on Linux, an anonymous mapping advised for
@@ -109,7 +112,11 @@ impl<'a> Model<'a> {
 
     /// [`Model::from_gguf`] over a mapped file, then releases the pages of the weights it repacked
     /// ([`GgufFile::release`](crate::gguf::GgufFile::release)), so the process holds one copy of
-    /// them, not two.
+    /// them, not two. The norm weights are copied out too (a few KiB a layer), and then the whole
+    /// mapping is released: what is still read from the file (weights not repacked, embedding
+    /// rows of an untied model, the chat template) comes back page by page when first read. Read
+    /// from the file at every token, the norms kept whole blocks of it resident: with the kernel's
+    /// fault-around and huge page cache pages, 17 MB for SmolLM2 Q8_0 (BENCHMARKS.md).
     #[cfg(feature = "std")]
     pub fn from_file(file: &'a crate::gguf::GgufFile) -> Result<Model<'a>> {
         let mut model = Self::from_gguf_unpacked(file.parse()?)?;
@@ -118,7 +125,33 @@ impl<'a> Model<'a> {
         model.repack(&Kernels::best(), Repack::from_env()?, &mut |bytes| {
             file.release(bytes);
         })?;
+        model.copy_norms();
+        file.release(file.bytes());
         Ok(model)
+    }
+
+    /// Copies every norm vector into [`Model::norms`] and points it there.
+    #[cfg(feature = "std")]
+    fn copy_norms(&mut self) {
+        let w = &mut self.weights;
+        let vectors = w
+            .layers
+            .iter_mut()
+            .flat_map(|l| [&mut l.attn_norm, &mut l.ffn_norm])
+            .chain([&mut w.output_norm]);
+        for v in vectors {
+            v.copy = Some((self.norms.len(), v.data.len()));
+            self.norms.extend_from_slice(v.data);
+        }
+    }
+
+    /// The little-endian f32 bytes of norm vector `v` of this model: its copy made at load, else
+    /// the file's.
+    pub fn norm_bytes(&self, v: &Vector<'a>) -> &[u8] {
+        match v.copy {
+            Some((off, len)) => &self.norms[off..off + len],
+            None => v.le_bytes(),
+        }
     }
 
     /// As [`Model::from_gguf`], without repacking ([`Repack::None`]): every product reads the
@@ -144,6 +177,7 @@ impl<'a> Model<'a> {
             tokenizer,
             chat_template,
             packed: PackedMem::Heap(Vec::new()),
+            norms: Vec::new(),
         })
     }
 

@@ -70,8 +70,8 @@ pub fn rope(head: &mut [f32], cache: &[f32]) {
 ///
 /// # Panics
 /// If `out` or `w` is shorter than `x`.
-pub fn rms_norm(k: &Kernels, out: &mut [f32], x: &[f32], w: &super::weights::Vector<'_>, eps: f32) {
-    let (out, w) = (&mut out[..x.len()], &w.le_bytes()[..4 * x.len()]);
+pub fn rms_norm(k: &Kernels, out: &mut [f32], x: &[f32], w: &[u8], eps: f32) {
+    let (out, w) = (&mut out[..x.len()], &w[..4 * x.len()]);
     k.prefetch(out);
     k.prefetch(w);
     let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();

@@ -978,7 +978,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     kern,
                     xb,
                     &x[t * c..(t + 1) * c],
-                    &layer.attn_norm,
+                    model.norm_bytes(&layer.attn_norm),
                     cfg.rms_eps,
                 );
             });
@@ -1104,7 +1104,7 @@ impl<'m, 'a> Session<'m, 'a> {
             }
             // The norm weights after each of the o and down products come from memory otherwise
             // (the step streams more than the caches hold); fetched while the product runs.
-            kern.prefetch(layer.ffn_norm.le_bytes());
+            kern.prefetch(model.norm_bytes(&layer.ffn_norm));
             if !on_caller {
                 // (With attention on the caller the hint holds gate/up already, after the o rows.)
                 read_next(&[&[&layer.w_gate, &layer.w_up]]);
@@ -1127,7 +1127,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     kern,
                     xb,
                     &x[t * c..(t + 1) * c],
-                    &layer.ffn_norm,
+                    model.norm_bytes(&layer.ffn_norm),
                     cfg.rms_eps,
                 );
             });
@@ -1148,11 +1148,11 @@ impl<'m, 'a> Session<'m, 'a> {
             });
             match w.layers.get(l + 1) {
                 Some(next) => {
-                    kern.prefetch(next.attn_norm.le_bytes());
+                    kern.prefetch(model.norm_bytes(&next.attn_norm));
                     read_next(&[&[&next.wq, &next.wk, &next.wv]]);
                 }
                 None => {
-                    kern.prefetch(w.output_norm.le_bytes());
+                    kern.prefetch(model.norm_bytes(&w.output_norm));
                     read_next(&[&[&w.output]]);
                 }
             }
@@ -1177,7 +1177,7 @@ impl<'m, 'a> Session<'m, 'a> {
                 kern,
                 &mut s.xb[r * c..(r + 1) * c],
                 &s.x[t * c..(t + 1) * c],
-                &w.output_norm,
+                model.norm_bytes(&w.output_norm),
                 cfg.rms_eps,
             );
         }

@@ -39,10 +39,13 @@ impl<'a> Matrix<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct Vector<'a> {
     pub name: &'a str,
-    data: &'a [u8],
+    pub(super) data: &'a [u8],
+    /// Where [`super::Model::norm_bytes`] finds a copy of `data` made at load (offset, length in
+    /// the model's copy), if one was made.
+    pub(super) copy: Option<(usize, usize)>,
 }
 
-impl Vector<'_> {
+impl<'a> Vector<'a> {
     /// Element `i`.
     #[inline]
     pub fn get(&self, i: usize) -> f32 {
@@ -56,7 +59,7 @@ impl Vector<'_> {
     }
 
     /// The elements as the file stores them: little-endian f32, 4 bytes each, any alignment.
-    pub fn le_bytes(&self) -> &[u8] {
+    pub fn le_bytes(&self) -> &'a [u8] {
         self.data
     }
 
@@ -129,6 +132,7 @@ fn vector<'a>(gguf: &Gguf<'a>, name: &str, len: usize) -> Result<Vector<'a>> {
     Ok(Vector {
         name: t.name,
         data: t.data,
+        copy: None,
     })
 }
 
