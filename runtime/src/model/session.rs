@@ -363,8 +363,8 @@ impl AttentionPlace {
     }
 }
 
-/// One-token steps between two measurements of the threads' distance ([`AttentionPlace::Auto`]): ~0.5 µs
-/// of ping-pong every 8 steps of 3-5 ms; the host moves the vCPUs every few seconds.
+/// One-token steps between two measurements of the threads' distance ([`AttentionPlace::Auto`]):
+/// 16 round trips (1-6 µs) every 8 steps of 3-5 ms; the host moves the vCPUs every few seconds.
 const PLACE_EVERY: u32 = 8;
 
 /// Round trip ([`ThreadPool::round_trip_ns`]) above which two threads count as apart: this VM reads
