@@ -400,3 +400,61 @@ fn attention_head_f32_is_exact_attention() {
         }
     }
 }
+
+/// The AVX-512 score tiles (`Avx512Vnni::dot_f16_rows_heads`: many cached rows against one to four
+/// query heads) in the single-token order, bitwise `reference::dot_f16_ggml` per row and head, for
+/// rows of exactly 64 (the tile that sums each row as two products and two FMAs, then adds `+0`)
+/// and other lengths, with keys and queries that hold exact zeros of both signs beside values of
+/// both signs, and pairs whose every product is `-0` (which ggml's `fma(x, y, +0)` turns into
+/// `+0`, so its sum is `+0`).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_score_tiles_match_ggml_with_signed_zeros() {
+    use ingot_kernels::cpu::x86_64::avx512::Avx512Vnni;
+    let Some(t) = Avx512Vnni::detect() else {
+        println!("no AVX-512 VNNI here: nothing to check");
+        return;
+    };
+    let mut rng = SplitMix64(23);
+    // Mostly zeros of either sign, so that whole rows (and tiles) sum to zero.
+    let mut value = |zeros: u64| match rng.next_u64() % 8 {
+        z if z < zeros => f16::from_f32(if z % 2 == 0 { 0.0 } else { -0.0 }),
+        _ => f16::from_f32(rng.unit() * 2.0),
+    };
+    for (n, zeros) in [(64usize, 6u64), (64, 8), (64, 2), (80, 6), (128, 7), (7, 4)] {
+        for heads in 1..=4 {
+            for rows in [1usize, 15, 16, 17, 40] {
+                let stride = n + 3;
+                // Every third row all `-0` and every third head non-negative: each product of
+                // such a pair is `-0`, so the row sums to `-0` unless `+0` is added somewhere.
+                let x: Vec<f16> = (0..rows * stride)
+                    .map(|i| match (i / stride) % 3 {
+                        0 => f16::NEG_ZERO,
+                        _ => value(zeros),
+                    })
+                    .collect();
+                let y16: Vec<f16> = (0..heads * n)
+                    .map(|i| match (i / n) % 3 {
+                        0 => f16::from_f32(value(zeros).to_f32().abs()),
+                        _ => value(zeros),
+                    })
+                    .collect();
+                let y32: Vec<f32> = y16.iter().map(|v| v.to_f32()).collect();
+                let mut out = vec![f32::NAN; heads * rows];
+                t.dot_f16_rows_heads(false, &x, stride, &y32, n, n, &mut out);
+                for h in 0..heads {
+                    for r in 0..rows {
+                        let want =
+                            reference::dot_f16_ggml(&x[r * stride..][..n], &y16[h * n..][..n], n);
+                        let got = out[h * rows + r];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "n={n} zeros={zeros}/8 heads={heads} rows={rows} head {h} row {r}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -378,10 +378,14 @@ unsafe fn tile_heads_64<const G: usize, const BATCHED: bool>(
                 }
                 acc
             } else {
-                // ggml: four accumulators of one step each, folded (0 + 2) + (1 + 3).
-                let a: [__m512; 4] =
-                    core::array::from_fn(|j| _mm512_fmadd_ps(xv[j], yv[h][j], zero));
-                _mm512_add_ps(_mm512_add_ps(a[0], a[2]), _mm512_add_ps(a[1], a[3]))
+                // ggml: four accumulators of one step each, `a_j = fma(x_j, y_j, +0)`, folded
+                // (a0 + a2) + (a1 + a3). Here `fma(x2, y2, x0 * y0) + fma(x3, y3, x1 * y1)`:
+                // the same bits once `+0` is added to the row's total (see `plus_zero`), and
+                // one addition instead of three, which (beside the conversions and the
+                // reduction) bounded this tile on the FP add pipes.
+                let s02 = _mm512_fmadd_ps(xv[2], yv[h][2], _mm512_mul_ps(xv[0], yv[h][0]));
+                let s13 = _mm512_fmadd_ps(xv[3], yv[h][3], _mm512_mul_ps(xv[1], yv[h][1]));
+                _mm512_add_ps(s02, s13)
             };
             rowsum[h][r].write(sum);
         }
@@ -389,9 +393,31 @@ unsafe fn tile_heads_64<const G: usize, const BATCHED: bool>(
     for h in 0..G {
         // SAFETY: the loop over r in 0..TILE above wrote every rowsum[h][r].
         let rows: [__m512; TILE] = core::array::from_fn(|r| unsafe { rowsum[h][r].assume_init() });
+        let sums = reduce_add16x16(&rows);
+        // (The batch order keeps tinyBLAS's FMA chain from `+0`: nothing to map back.)
+        let sums = if BATCHED { sums } else { plus_zero(sums) };
         // SAFETY: `out[h]` holds 16 f32.
-        unsafe { _mm512_storeu_ps(out[h].as_mut_ptr(), reduce_add16x16(&rows)) };
+        unsafe { _mm512_storeu_ps(out[h].as_mut_ptr(), sums) };
     }
+}
+
+/// `v + (+0)`: turns `-0` lanes into `+0` and leaves every other lane as it is.
+///
+/// Why [`tile_heads_64`]'s single-token sums, then `+0`, are exactly ggml's (NaN payloads aside):
+/// - A product of two values widened from f16 (11-bit significands, exponents far inside f32's)
+///   is exact in f32 and never underflows. So `x0 * y0` equals ggml's `a0 = fma(x0, y0, +0)` in
+///   value, and `fma(x2, y2, x0 * y0)`, one rounding of the exact `x2 * y2 + x0 * y0`, equals ggml's
+///   `a0 + a2` (the rounding of the same exact sum) in value.
+/// - Only the sign of a zero can differ: ggml's terms are never `-0` (the FMA adds `+0` to an exact
+///   product), so neither is any sum of them (an IEEE sum is `-0` only when both addends are),
+///   while a product here may be `-0`. Through every step of the tree the partial sum here equals
+///   ggml's, or is `-0` where ggml's is `+0`: with a non-zero exact result the signs of zero
+///   operands do not matter, and an exact cancellation gives `+0` either way.
+/// - Adding `+0` to the total maps that `-0` back to `+0` and changes nothing else.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+fn plus_zero(v: __m512) -> __m512 {
+    _mm512_add_ps(v, _mm512_setzero_ps())
 }
 
 /// Lane `r` of the result is gcc's `_mm512_reduce_add_ps(v[r])` (lanes `i + 8`, then `i + 4`, then
