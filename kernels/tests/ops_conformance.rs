@@ -401,20 +401,35 @@ fn attention_head_f32_is_exact_attention() {
     }
 }
 
-/// The AVX-512 score tiles (`Avx512Vnni::dot_f16_rows_heads`: many cached rows against one to four
-/// query heads) in the single-token order, bitwise `reference::dot_f16_ggml` per row and head, for
-/// rows of exactly 64 (the tile that sums each row as two products and two FMAs, then adds `+0`)
-/// and other lengths, with keys and queries that hold exact zeros of both signs beside values of
+/// The score tiles (`Avx512Vnni::dot_f16_rows_heads`, `Avx2::dot_f16_rows_heads_ggml`: many cached
+/// rows against one to four query heads) in the single-token order, bitwise
+/// `reference::dot_f16_ggml` per row and head, for rows of exactly 64 (the tiles that sum each row
+/// as two products and two FMAs, then add `+0`) and other lengths, with keys and queries that hold exact zeros of both signs beside values of
 /// both signs, and pairs whose every product is `-0` (which ggml's `fma(x, y, +0)` turns into
 /// `+0`, so its sum is `+0`).
 #[cfg(target_arch = "x86_64")]
 #[test]
-fn avx512_score_tiles_match_ggml_with_signed_zeros() {
-    use ingot_kernels::cpu::x86_64::avx512::Avx512Vnni;
-    let Some(t) = Avx512Vnni::detect() else {
-        println!("no AVX-512 VNNI here: nothing to check");
-        return;
-    };
+fn score_tiles_match_ggml_with_signed_zeros() {
+    use ingot_kernels::cpu::x86_64::{avx2::Avx2, avx512::Avx512Vnni};
+    type Tile = Box<dyn Fn(&[f16], usize, &[f32], usize, &mut [f32])>;
+    let mut tiles: Vec<(&str, Tile)> = Vec::new();
+    if let Some(t) = Avx512Vnni::detect() {
+        tiles.push((
+            "avx512",
+            Box::new(move |x, stride, y, n, out| {
+                t.dot_f16_rows_heads(false, x, stride, y, n, n, out)
+            }),
+        ));
+    }
+    if let Some(t) = Avx2::detect() {
+        tiles.push((
+            "avx2",
+            Box::new(move |x, stride, y, n, out| {
+                t.dot_f16_rows_heads_ggml(x, stride, y, n, n, out)
+            }),
+        ));
+    }
+    println!("score tiles checked: {}", tiles.len());
     let mut rng = SplitMix64(23);
     // Mostly zeros of either sign, so that whole rows (and tiles) sum to zero.
     let mut value = |zeros: u64| match rng.next_u64() % 8 {
@@ -440,18 +455,21 @@ fn avx512_score_tiles_match_ggml_with_signed_zeros() {
                     })
                     .collect();
                 let y32: Vec<f32> = y16.iter().map(|v| v.to_f32()).collect();
-                let mut out = vec![f32::NAN; heads * rows];
-                t.dot_f16_rows_heads(false, &x, stride, &y32, n, n, &mut out);
-                for h in 0..heads {
-                    for r in 0..rows {
-                        let want =
-                            reference::dot_f16_ggml(&x[r * stride..][..n], &y16[h * n..][..n], n);
-                        let got = out[h * rows + r];
-                        assert_eq!(
-                            got.to_bits(),
-                            want.to_bits(),
-                            "n={n} zeros={zeros}/8 heads={heads} rows={rows} head {h} row {r}: {got} vs {want}"
-                        );
+                for (name, tile) in &tiles {
+                    let mut out = vec![f32::NAN; heads * rows];
+                    tile(&x, stride, &y32, n, &mut out);
+                    for h in 0..heads {
+                        for r in 0..rows {
+                            let (xr, yh) = (&x[r * stride..][..n], &y16[h * n..][..n]);
+                            let want = reference::dot_f16_ggml(xr, yh, n);
+                            let got = out[h * rows + r];
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{name} n={n} zeros={zeros}/8 heads={heads} rows={rows} head {h} \
+                                 row {r}: {got} vs {want}"
+                            );
+                        }
                     }
                 }
             }

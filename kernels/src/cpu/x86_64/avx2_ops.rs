@@ -208,9 +208,31 @@ unsafe fn rows8_ggml(x: *const f16, stride: usize, y: &[f32], n_pad: usize, out:
     let zero = _mm256_setzero_ps();
     let yp = y.as_ptr();
     let mut t3 = [zero; 8];
+    // Rows of exactly one 64-element step (a 64-wide head's keys): ggml's `a_j = fma(x_j, y_j, +0)`
+    // folded `(a0 + a2) + (a1 + a3)` as `fma(x2, y2, x0 * y0) + fma(x3, y3, x1 * y1)`, then `+0` on
+    // the totals: the same bits (see the AVX-512 path's `plus_zero`), half the additions.
+    let one_step = n == 64 && np == 64;
     for r in 0..8 {
         // Rows past k repeat the last one; their sums are dropped.
         let xr = x.wrapping_add(r.min(k - 1) * stride);
+        if one_step {
+            let half = |o: usize| {
+                // SAFETY: o + 48 + 8 <= 64 = n elements at xr and y (caller).
+                unsafe {
+                    let xy = |j: usize| {
+                        let xj = _mm256_cvtph_ps(_mm_loadu_si128(xr.add(o + 16 * j).cast()));
+                        (xj, _mm256_loadu_ps(yp.add(o + 16 * j)))
+                    };
+                    let ((x0, y0), (x1, y1), (x2, y2), (x3, y3)) = (xy(0), xy(1), xy(2), xy(3));
+                    let s02 = _mm256_fmadd_ps(x2, y2, _mm256_mul_ps(x0, y0));
+                    let s13 = _mm256_fmadd_ps(x3, y3, _mm256_mul_ps(x1, y1));
+                    _mm256_add_ps(s02, s13)
+                }
+            };
+            let (lo, hi) = (half(0), half(8));
+            t3[r] = _mm256_add_ps(hi, lo);
+            continue;
+        }
         // Eight f16 at xr + i, widened.
         let load = |i: usize| {
             // SAFETY: every use below has i + 8 <= vec_end <= n elements at xr (caller).
@@ -250,8 +272,14 @@ unsafe fn rows8_ggml(x: *const f16, stride: usize, y: &[f32], n_pad: usize, out:
         t3[r] = _mm256_add_ps(hi, lo);
     }
     let mut sums = [0f32; 8];
+    let total = reduce_add8x8(&t3);
+    let total = if one_step {
+        _mm256_add_ps(total, zero)
+    } else {
+        total
+    };
     // SAFETY: `sums` holds 8 floats.
-    unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), reduce_add8x8(&t3)) };
+    unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), total) };
     for (r, o) in out.iter_mut().enumerate() {
         *o = sums[r];
         if np < n {
