@@ -210,8 +210,9 @@ unsafe fn rows8_ggml(x: *const f16, stride: usize, y: &[f32], n_pad: usize, out:
     let mut t3 = [zero; 8];
     // Rows of exactly one 64-element step (a 64-wide head's keys): ggml's `a_j = fma(x_j, y_j, +0)`
     // folded `(a0 + a2) + (a1 + a3)` as `fma(x2, y2, x0 * y0) + fma(x3, y3, x1 * y1)`, then `+0` on
-    // the totals: the same bits (see the AVX-512 path's `plus_zero`), half the additions.
-    let one_step = n == 64 && np == 64;
+    // the totals: the same bits (see the AVX-512 path's `plus_zero`), half the additions. (With
+    // `n_pad >= n`, a row of 64 has no elements past its step for the f64 tail.)
+    let one_step = n == 64;
     for r in 0..8 {
         // Rows past k repeat the last one; their sums are dropped.
         let xr = x.wrapping_add(r.min(k - 1) * stride);
