@@ -95,7 +95,11 @@ pub struct BenchArgs {
     /// GGUF model file.
     #[arg(short = 'm', long)]
     pub model: PathBuf,
-    /// Threads for the forward pass.
+    /// Threads for the forward pass. With two or more, each run also reports where the OS had
+    /// the threads during its decode steps: `together` (cores sharing a last-level cache),
+    /// `apart`, or `changing`, from the round trip of a cache line between two of them measured
+    /// before and after the steps (apart above 180 ns); on shared VMs the host moves vCPUs every
+    /// few seconds, and the two placements differ in bandwidth and in the cost of every meeting.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// KV cache element type: f16 (llama.cpp's default, bit-identical logits) or f32 (nothing
@@ -118,14 +122,16 @@ pub struct BenchArgs {
     /// Also measure memory read bandwidth and report decode speed against the bandwidth roofline
     /// (bytes read per token / bandwidth): each decode run against the mean of a bandwidth
     /// measurement just before and one just after it, over all runs and over the steady ones
-    /// (the two measurements within 10%), as shared machines change bandwidth within seconds.
+    /// (the two measurements within 10%), as shared machines change bandwidth within seconds;
+    /// with two or more threads, also per placement of the threads (see --threads).
     #[arg(long)]
     pub roofline: bool,
     /// Where the forward pass runs: cpu, or cuda (a build with --features cuda and an NVIDIA GPU).
     #[arg(long, value_enum, default_value_t = commands::device::Device::Cpu)]
     pub device: commands::device::Device,
     /// Print one JSON object on stdout (prefill_tok_s, decode_tok_s, threads, model, every run,
-    /// peak RSS, and with --roofline the bandwidth figures); the readable report goes to stderr.
+    /// peak RSS, the runs' placement_runs and round_trip_ns_runs, and with --roofline the bandwidth
+    /// figures, fraction_by_placement among them); the readable report goes to stderr.
     #[arg(long)]
     pub json: bool,
 }

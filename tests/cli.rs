@@ -232,26 +232,23 @@ fn bad_files_and_requests_fail_cleanly() {
     }
 }
 
+/// `ingot bench --n-prompt 8 --roofline --json` on the test model with `args`: the output and the
+/// JSON object it printed.
+fn bench_json(args: &[&str]) -> (std::process::Output, serde_json::Value) {
+    let m = model_path();
+    let mut all = vec!["bench", "-m", m.to_str().unwrap(), "--n-prompt", "8"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--roofline", "--json"]);
+    let o = ingot(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    (o, v)
+}
+
 #[test]
 fn bench_json_is_one_object_with_the_documented_fields() {
     let m = model_path();
-    let o = ingot(&[
-        "bench",
-        "-m",
-        m.to_str().unwrap(),
-        "--n-prompt",
-        "8",
-        "--n-gen",
-        "4",
-        "--runs",
-        "2",
-        "--threads",
-        "2",
-        "--roofline",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("one JSON object");
+    let (o, v) = bench_json(&["--n-gen", "4", "--runs", "2", "--threads", "2"]);
     assert_eq!(v["threads"], 2);
     assert_eq!(v["n_prompt"], 8);
     assert_eq!(v["n_gen"], 4);
@@ -274,8 +271,76 @@ fn bench_json_is_one_object_with_the_documented_fields() {
             "{v}"
         ),
     }
+    // Two threads: each run tagged with the threads' round trip before and after its decode steps
+    // and the placement that gives, or null where the worker never answered in time (it may not:
+    // on a machine as busy as this test's, with other tests running, a worker can wait for a core
+    // longer than the ~5 ms the bench gives it).
+    for (runs, trips) in [
+        (&v["placement_runs"], &v["round_trip_ns_runs"]),
+        (&r["placement_runs"], &r["round_trip_ns_runs"]),
+    ] {
+        let (runs, trips) = (
+            runs.as_array().expect("placement_runs"),
+            trips.as_array().expect("round_trip_ns_runs"),
+        );
+        assert_eq!((runs.len(), trips.len()), (2, 2), "{v}");
+        for (p, t) in runs.iter().zip(trips) {
+            if p.is_null() {
+                assert!(t.is_null(), "{v}");
+                continue;
+            }
+            let t: Vec<f64> = t
+                .as_array()
+                .expect("[before, after]")
+                .iter()
+                .filter_map(|x| x.as_f64())
+                .collect();
+            assert!(t.len() == 2 && t.iter().all(|&x| x > 0.0), "{v}");
+            let apart = |x: f64| x > 180.0;
+            let want = match (apart(t[0]), apart(t[1])) {
+                (false, false) => "together",
+                (true, true) => "apart",
+                _ => "changing",
+            };
+            assert_eq!(p.as_str(), Some(want), "{v}");
+        }
+    }
+    // The fraction per placement covers exactly the tagged roofline runs.
+    let by = r["fraction_by_placement"]
+        .as_object()
+        .expect("fraction_by_placement");
+    let tagged = r["placement_runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p.is_null())
+        .count();
+    let counted: u64 = by.values().map(|x| x["runs"].as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, tagged, "{v}");
+    assert!(
+        by.values()
+            .all(|x| x["fraction"].as_f64().is_some_and(|f| f > 0.0)),
+        "{v}"
+    );
     // The readable report went to stderr.
     assert!(stderr(&o).contains("decode 4 tokens"), "{}", stderr(&o));
+}
+
+#[test]
+fn bench_with_one_thread_tags_no_placement() {
+    let (o, v) = bench_json(&["--n-gen", "2", "--runs", "1", "--threads", "1"]);
+    assert!(
+        v["placement_runs"].is_null() && v["round_trip_ns_runs"].is_null(),
+        "{v}"
+    );
+    let r = &v["roofline"];
+    assert!(r["placement_runs"].is_null(), "{v}");
+    assert_eq!(
+        r["fraction_by_placement"].as_object().map(|m| m.len()),
+        Some(0),
+        "{v}"
+    );
+    assert!(!stderr(&o).contains("round trip"), "{}", stderr(&o));
 }
 
 #[test]

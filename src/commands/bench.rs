@@ -6,7 +6,7 @@ use super::device::Evaluator;
 use super::{load_model, open};
 use crate::BenchArgs;
 use anyhow::{ensure, Result};
-use ingot_runtime::model::SessionParams;
+use ingot_runtime::model::{threads_apart, SessionParams, THREADS_APART_NS};
 use ingot_runtime::sampler::argmax;
 use std::time::Instant;
 
@@ -57,18 +57,24 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         kv_type: a.kv_type,
     };
     let mut session = Evaluator::new(&model, params, a.device)?;
-    let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    // Whether runs are tagged with the threads' placement (see `Placement`).
+    let tagged = a.threads >= 2 && a.device == super::device::Device::Cpu;
+    let (mut pp, mut tg, mut tags) = (Vec::new(), Vec::new(), Vec::new());
     let mut first: Vec<u32> = Vec::new();
     for run in 0..=a.runs {
-        let (ppt, tgt, gen) = timed_run(&mut session, prompt, a.n_gen)?;
+        let (ppt, tgt, gen, tag) = timed_run(&mut session, prompt, a.n_gen)?;
         if run == 0 {
             eprintln!("warmup: prefill {ppt:.1} tok/s, decode {tgt:.1} tok/s");
             first = gen;
         } else {
-            eprintln!("run {run}: prefill {ppt:.1} tok/s, decode {tgt:.1} tok/s");
+            eprintln!(
+                "run {run}: prefill {ppt:.1} tok/s, decode {tgt:.1} tok/s{}",
+                Tag::describe(tag)
+            );
             ensure!(gen == first, "greedy output changed between runs");
             pp.push(ppt);
             tg.push(tgt);
+            tags.push(tag);
         }
     }
     // The readable report: stdout, or stderr when stdout carries the JSON object.
@@ -117,6 +123,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         "prefill_runs_tok_s": pp,
         "decode_runs_tok_s": tg,
         "peak_rss_mib": rss_mib,
+        "placement_runs": Tag::names(tagged, &tags),
+        "round_trip_ns_runs": Tag::round_trips(tagged, &tags),
     });
     if a.roofline {
         // A decode step reads every weight once (the embedding only one row, but the tied output
@@ -135,9 +143,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         // above: the probe's buffer is not the model's memory).
         let probe = BandwidthProbe::new(a.threads);
         let (mut bws, mut fractions, mut steady) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pair_tags = Vec::new();
         let mut before = probe.measure();
         for run in 1..=a.runs {
-            let (_, tgt, gen) = timed_run(&mut session, prompt, a.n_gen)?;
+            let (_, tgt, gen, tag) = timed_run(&mut session, prompt, a.n_gen)?;
             ensure!(gen == first, "greedy output changed between runs");
             let after = probe.measure();
             let bw = (before + after) / 2.0;
@@ -145,16 +154,18 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             let fraction = tgt * bytes / bw;
             eprintln!(
                 "roofline pair {run}: bandwidth {:.1} / {:.1} GB/s before / after{}, decode {tgt:.1} \
-                 tok/s = {:.0}% of {:.1}",
+                 tok/s = {:.0}% of {:.1}{}",
                 before / 1e9,
                 after / 1e9,
                 if is_steady { "" } else { " (not steady)" },
                 100.0 * fraction,
-                bw / bytes
+                bw / bytes,
+                Tag::describe(tag)
             );
             bws.push(bw);
             fractions.push(fraction);
             steady.push(is_steady);
+            pair_tags.push(tag);
             before = after;
         }
         let bw = median(&bws);
@@ -166,6 +177,20 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             .map(|(&f, _)| f)
             .collect();
         let steady_fraction = (!steady_fractions.is_empty()).then(|| median(&steady_fractions));
+        // With two or more threads, the fraction per placement of the threads (see `Placement`).
+        let by_placement: Vec<(Placement, Vec<f64>)> = Placement::ALL
+            .iter()
+            .map(|&p| {
+                let f = fractions
+                    .iter()
+                    .zip(&pair_tags)
+                    .filter(|(_, t)| t.is_some_and(|t| t.placement == p))
+                    .map(|(&f, _)| f)
+                    .collect::<Vec<f64>>();
+                (p, f)
+            })
+            .filter(|(_, f)| !f.is_empty())
+            .collect();
         say(format!(
             "memory bandwidth (read, {} threads) = {:.1} GB/s median, {:.1} best; per token: weights \
              {:.1} MB + KV cache {:.1} MB (mean of the timed steps) -> roofline {:.1} tok/s at the \
@@ -192,6 +217,23 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                 None => "no run was steady (before and after within 10%)".to_string(),
             }
         ));
+        if !by_placement.is_empty() {
+            say(format!(
+                "by placement of the threads (their round trip before and after each run's decode \
+                 steps; apart above {THREADS_APART_NS:.0} ns): {}",
+                by_placement
+                    .iter()
+                    .map(|(p, f)| format!(
+                        "{} {:.0}% ({} run{})",
+                        p.name(),
+                        100.0 * median(f),
+                        f.len(),
+                        if f.len() == 1 { "" } else { "s" }
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         report["roofline"] = serde_json::json!({
             "bytes_per_token": bytes,
             "weight_bytes": weights,
@@ -204,6 +246,17 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             "fraction_runs": fractions,
             "steady_runs": steady,
             "fraction_steady": steady_fraction,
+            "placement_runs": Tag::names(tagged, &pair_tags),
+            "round_trip_ns_runs": Tag::round_trips(tagged, &pair_tags),
+            "fraction_by_placement": by_placement
+                .iter()
+                .map(|(p, f)| {
+                    (
+                        p.name().to_string(),
+                        serde_json::json!({ "runs": f.len(), "fraction": median(f) }),
+                    )
+                })
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
         });
     }
     if a.json {
@@ -212,17 +265,100 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Where the host had a session's threads during a run's decode steps, from the round trip between
+/// two of them just before and just after them ([`Evaluator::thread_round_trip_ns`], read by
+/// [`threads_apart`]). On a shared VM the host moves vCPUs every few seconds, and two threads on
+/// cores without a shared last-level cache see other bandwidth and other costs of meeting
+/// (BENCHMARKS.md, Roofline), so runs are reported by placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    /// Both round trips at or below the threshold: cores that share a last-level cache.
+    Together,
+    /// Both above it.
+    Apart,
+    /// One of each: the host moved the threads during the run.
+    Changing,
+}
+
+impl Placement {
+    const ALL: [Placement; 3] = [Placement::Together, Placement::Apart, Placement::Changing];
+
+    fn of(before: f64, after: f64) -> Placement {
+        match (threads_apart(before), threads_apart(after)) {
+            (false, false) => Placement::Together,
+            (true, true) => Placement::Apart,
+            _ => Placement::Changing,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Placement::Together => "together",
+            Placement::Apart => "apart",
+            Placement::Changing => "changing",
+        }
+    }
+}
+
+/// A timed run's round trips (ns) before and after its decode steps, and the placement they show.
+#[derive(Clone, Copy, Debug)]
+struct Tag {
+    before: f64,
+    after: f64,
+    placement: Placement,
+}
+
+impl Tag {
+    /// ` (threads together: round trip 74 / 80 ns)`, or nothing without a tag.
+    fn describe(tag: Option<Tag>) -> String {
+        tag.map_or(String::new(), |t| {
+            format!(
+                " (threads {}: round trip {:.0} / {:.0} ns)",
+                t.placement.name(),
+                t.before,
+                t.after
+            )
+        })
+    }
+
+    /// The runs' placement names for the JSON report when runs are `tagged` (`null` for a run
+    /// whose worker never answered in time), else `null`.
+    fn names(tagged: bool, tags: &[Option<Tag>]) -> serde_json::Value {
+        if !tagged {
+            return serde_json::Value::Null;
+        }
+        tags.iter().map(|t| t.map(|t| t.placement.name())).collect()
+    }
+
+    /// The runs' `[before, after]` round trips for the JSON report, as [`Tag::names`].
+    fn round_trips(tagged: bool, tags: &[Option<Tag>]) -> serde_json::Value {
+        if !tagged {
+            return serde_json::Value::Null;
+        }
+        tags.iter()
+            .map(|t| t.map(|t| [t.before.round(), t.after.round()]))
+            .collect()
+    }
+}
+
 /// One timed run from an empty cache: prefill `prompt` in one batch, then `gen` greedy decode
-/// steps. Returns prefill tok/s, decode tok/s and the generated tokens.
+/// steps. Returns prefill tok/s, decode tok/s, the generated tokens and, with two or more threads
+/// on the CPU, where the host had them during the decode steps: the threads' round trip measured
+/// right after the prefill and right after the last step, each outside the timed spans (the pool's
+/// workers are awake then; one asleep may answer too late, and then the run has no tag).
 fn timed_run(
     session: &mut Evaluator<'_, '_>,
     prompt: &[u32],
     gen: usize,
-) -> Result<(f64, f64, Vec<u32>)> {
+) -> Result<(f64, f64, Vec<u32>, Option<Tag>)> {
+    // Tries for up to ~5 ms: each gives up after 200 µs without an answer (a worker preempted by
+    // another process, on a busy machine).
+    let round_trip = |s: &Evaluator<'_, '_>| (0..25).find_map(|_| s.thread_round_trip_ns());
     session.reset();
     let t0 = Instant::now();
     let mut next = argmax(session.prefill(prompt)?);
     let t_pp = t0.elapsed().as_secs_f64();
+    let before = round_trip(session);
     let mut out = Vec::with_capacity(gen + 1);
     out.push(next);
     let t1 = Instant::now();
@@ -231,7 +367,13 @@ fn timed_run(
         out.push(next);
     }
     let t_tg = t1.elapsed().as_secs_f64();
-    Ok((prompt.len() as f64 / t_pp, gen as f64 / t_tg, out))
+    let after = round_trip(session);
+    let tag = before.zip(after).map(|(before, after)| Tag {
+        before,
+        after,
+        placement: Placement::of(before, after),
+    });
+    Ok((prompt.len() as f64 / t_pp, gen as f64 / t_tg, out, tag))
 }
 
 /// A read-bandwidth probe: `threads` threads each summing their part of a 512 MiB buffer (far
@@ -317,4 +459,38 @@ fn median(v: &[f64]) -> f64 {
 
 fn rounded(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| (x * 10.0).round() / 10.0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Placement, Tag};
+
+    #[test]
+    fn runs_are_placed_by_both_round_trips() {
+        // The session's threshold: apart above 180 ns.
+        assert_eq!(Placement::of(75.0, 180.0), Placement::Together);
+        assert_eq!(Placement::of(181.0, 550.0), Placement::Apart);
+        assert_eq!(Placement::of(80.0, 340.0), Placement::Changing);
+        assert_eq!(Placement::of(340.0, 80.0), Placement::Changing);
+        let t = Tag {
+            before: 74.4,
+            after: 80.6,
+            placement: Placement::of(74.4, 80.6),
+        };
+        assert_eq!(
+            Tag::describe(Some(t)),
+            " (threads together: round trip 74 / 81 ns)"
+        );
+        assert_eq!(Tag::describe(None), "");
+        // One thread (or a GPU): no placement at all; two: one entry per run, null where untagged.
+        assert!(Tag::names(false, &[Some(t)]).is_null());
+        assert_eq!(
+            Tag::names(true, &[Some(t), None]),
+            serde_json::json!(["together", null])
+        );
+        assert_eq!(
+            Tag::round_trips(true, &[None, Some(t)]),
+            serde_json::json!([null, [74.0, 81.0]])
+        );
+    }
 }

@@ -95,6 +95,16 @@ impl<'m, 'a> Evaluator<'m, 'a> {
         }
     }
 
+    /// How far apart the OS has put the CPU session's threads
+    /// ([`Session::thread_round_trip_ns`]); `None` with one thread or on a GPU.
+    pub fn thread_round_trip_ns(&self) -> Option<f64> {
+        match self {
+            Evaluator::Cpu(s) => s.thread_round_trip_ns(),
+            #[cfg(feature = "cuda")]
+            Evaluator::Cuda(_) => None,
+        }
+    }
+
     /// What computes: `kernels = <isa>` or `device = <GPU name>`.
     pub fn describe(&self) -> String {
         match self {

@@ -10,8 +10,8 @@ pub mod weights;
 
 pub use config::{Config, LLAMA_LIKE};
 pub use session::{
-    kv_cache_bytes, session_bytes, AttentionPlace, KvType, Session, SessionParams,
-    SESSION_ARENA_ALIGN, SESSION_HANDLE_BYTES,
+    kv_cache_bytes, session_bytes, threads_apart, AttentionPlace, KvType, Session, SessionParams,
+    SESSION_ARENA_ALIGN, SESSION_HANDLE_BYTES, THREADS_APART_NS,
 };
 pub use weights::{Layer, Matrix, Vector, Weights};
 

@@ -370,7 +370,13 @@ const PLACE_EVERY: u32 = 8;
 /// Round trip ([`ThreadPool::round_trip_ns`]) above which two threads count as apart: this VM reads
 /// 35-110 ns together and 250-550 ns apart; cores sharing a last-level cache answer within ~120 ns on
 /// current x86, cores that do not take 150 ns and more.
-const APART_NS: f64 = 180.0;
+pub const THREADS_APART_NS: f64 = 180.0;
+
+/// Whether threads whose round trip is `round_trip_ns` ([`Session::thread_round_trip_ns`]) run on
+/// cores that share no last-level cache, by the threshold [`AttentionPlace::Auto`] uses.
+pub fn threads_apart(round_trip_ns: f64) -> bool {
+    round_trip_ns > THREADS_APART_NS
+}
 
 /// The attention work items of one layer: `gh` query heads sharing a key/value head
 /// ([`heads_per_item`]) per item and token, except that one token whose groups of `gh` do not
@@ -743,6 +749,14 @@ impl<'m, 'a> Session<'m, 'a> {
         self.attn_place
     }
 
+    /// How far apart the OS has put this session's threads: a cache line's round trip between the
+    /// calling thread and the first worker, in nanoseconds ([`ThreadPool::round_trip_ns`], 1-6 µs
+    /// to measure; allocates nothing). `None` with one thread, or when the worker does not answer
+    /// within 200 µs. [`threads_apart`] reads it as [`AttentionPlace::Auto`] does.
+    pub fn thread_round_trip_ns(&self) -> Option<f64> {
+        self.pool.round_trip_ns()
+    }
+
     /// The model this session runs.
     pub fn model(&self) -> &'m Model<'a> {
         self.model
@@ -884,7 +898,7 @@ impl<'m, 'a> Session<'m, 'a> {
                     if self.steps.is_multiple_of(PLACE_EVERY) {
                         // No answer (the worker asleep or preempted): keep the last finding.
                         if let Some(ns) = self.pool.round_trip_ns() {
-                            self.apart = ns > APART_NS;
+                            self.apart = threads_apart(ns);
                         }
                     }
                     self.steps = self.steps.wrapping_add(1);
