@@ -327,6 +327,18 @@ fn bench_json_is_one_object_with_the_documented_fields() {
 }
 
 #[test]
+fn threads_above_the_cpus_are_warned_about() {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let over = (cpus + 1).to_string();
+    let fits = cpus.min(2).to_string();
+    let (o, _) = bench_json(&["--n-gen", "1", "--runs", "1", "--threads", &over]);
+    let want = format!("warning: --threads {over} is more than the {cpus} CPU");
+    assert!(stderr(&o).contains(&want), "{}", stderr(&o));
+    let (o, _) = bench_json(&["--n-gen", "1", "--runs", "1", "--threads", &fits]);
+    assert!(!stderr(&o).contains("warning: --threads"), "{}", stderr(&o));
+}
+
+#[test]
 fn bench_with_one_thread_tags_no_placement() {
     let (o, v) = bench_json(&["--n-gen", "2", "--runs", "1", "--threads", "1"]);
     assert!(

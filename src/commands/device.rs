@@ -30,7 +30,12 @@ impl<'m, 'a> Evaluator<'m, 'a> {
     /// A session for `model` on `device` (CUDA: device 0; `params.n_threads` is ignored there).
     pub fn new(model: &'m Model<'a>, params: SessionParams, device: Device) -> Result<Self> {
         match device {
-            Device::Cpu => Ok(Evaluator::Cpu(Session::new(model, params)?)),
+            Device::Cpu => {
+                if let Some(w) = super::oversubscribed(params.n_threads) {
+                    eprintln!("{w}");
+                }
+                Ok(Evaluator::Cpu(Session::new(model, params)?))
+            }
             #[cfg(feature = "cuda")]
             Device::Cuda => {
                 anyhow::ensure!(

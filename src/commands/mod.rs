@@ -40,6 +40,22 @@ pub fn peak_rss_kib() -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A warning for `--threads` above the CPUs this process may run on (`None` when it fits or the
+/// count is unknown): the forward pass meets at every operation, so each meeting waits for threads
+/// that are taking turns on a CPU (at 4 threads on this project's 2 vCPUs, decode ran at a third of
+/// its 2-thread speed).
+pub fn oversubscribed(threads: usize) -> Option<String> {
+    let cpus = std::thread::available_parallelism().ok()?.get();
+    (threads > cpus).then(|| {
+        format!(
+            "warning: --threads {threads} is more than the {cpus} CPU{} this process can use: the \
+             threads will take turns, and every step waits for the ones not running (much slower); \
+             use --threads {cpus} or fewer",
+            if cpus == 1 { "" } else { "s" }
+        )
+    })
+}
+
 /// Parses and validates the model in `file`.
 pub fn load_model(file: &GgufFile) -> Result<Model<'_>> {
     Model::from_file(file).with_context(|| format!("cannot load `{}`", file.path()))

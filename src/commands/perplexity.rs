@@ -34,6 +34,9 @@ pub fn run(a: &PerplexityArgs) -> Result<()> {
         n_chunks,
         a.ctx
     );
+    if let Some(w) = super::oversubscribed(a.threads) {
+        eprintln!("{w}");
+    }
     let mut session = Session::new(
         &model,
         SessionParams {
