@@ -322,8 +322,13 @@ fn bench_json_is_one_object_with_the_documented_fields() {
             .all(|x| x["fraction"].as_f64().is_some_and(|f| f > 0.0)),
         "{v}"
     );
-    // The readable report went to stderr.
+    // The readable report went to stderr, with a count of the runs by placement.
     assert!(stderr(&o).contains("decode 4 tokens"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("threads during the decode runs: "),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -353,6 +358,7 @@ fn bench_with_one_thread_tags_no_placement() {
         "{v}"
     );
     assert!(!stderr(&o).contains("round trip"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("threads during"), "{}", stderr(&o));
 }
 
 #[test]

@@ -105,6 +105,12 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         median(&tg),
         rounded(&tg)
     ));
+    if tagged {
+        say(format!(
+            "threads during the decode runs: {}",
+            Tag::summary(&tags)
+        ));
+    }
     let rss_mib = super::peak_rss_kib().map(|kib| kib as f64 / 1024.0);
     if let Some(mib) = rss_mib {
         say(format!("peak RSS = {mib:.0} MiB"));
@@ -321,6 +327,23 @@ impl Tag {
         })
     }
 
+    /// `together 3, apart 1, untagged 1`: how many runs had each placement (in [`Placement::ALL`]'s
+    /// order, those with none left out).
+    fn summary(tags: &[Option<Tag>]) -> String {
+        let untagged = tags.iter().filter(|t| t.is_none()).count();
+        Placement::ALL
+            .iter()
+            .map(|&p| {
+                let n = tags.iter().flatten().filter(|t| t.placement == p).count();
+                (p.name(), n)
+            })
+            .chain([("untagged", untagged)])
+            .filter(|&(_, n)| n > 0)
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The runs' placement names for the JSON report when runs are `tagged` (`null` for a run
     /// whose worker never answered in time), else `null`.
     fn names(tagged: bool, tags: &[Option<Tag>]) -> serde_json::Value {
@@ -482,6 +505,14 @@ mod tests {
             " (threads together: round trip 74 / 81 ns)"
         );
         assert_eq!(Tag::describe(None), "");
+        let apart = Tag {
+            placement: Placement::Apart,
+            ..t
+        };
+        assert_eq!(
+            Tag::summary(&[Some(t), None, Some(apart), Some(t)]),
+            "together 2, apart 1, untagged 1"
+        );
         // One thread (or a GPU): no placement at all; two: one entry per run, null where untagged.
         assert!(Tag::names(false, &[Some(t)]).is_null());
         assert_eq!(
