@@ -50,6 +50,11 @@ const PING_PATIENCE: std::time::Duration = std::time::Duration::from_micros(200)
 const CHUNK_ROWS: usize = 32;
 const _: () = assert!(CHUNK_ROWS.is_multiple_of(crate::packed::PACK_ROWS));
 
+/// Rows (tokens) per work item of [`Kernels::quantize_batch_par`]: a multiple of four, the group in
+/// which llama.cpp quantizes some activations (see [`crate::Kernels::quantize_batch`]).
+pub const QUANTIZE_ROWS: usize = 8;
+const _: () = assert!(QUANTIZE_ROWS.is_multiple_of(4));
+
 /// Most slices a [`ThreadPool::read_after_jobs`] hint holds, over all its product groups.
 pub const MAX_READ_SLICES: usize = 4;
 
@@ -994,6 +999,65 @@ impl Kernels {
         });
     }
 
+    /// [`crate::Kernels::quantize_batch`] with the rows (tokens) split across `pool`'s threads, in
+    /// items of [`QUANTIZE_ROWS`] rows taken from an atomic counter. Each row is quantized on its
+    /// own, and the rows that llama.cpp quantizes in groups of four stay the same rows (items start
+    /// at multiples of four), so the bytes are the same for any thread count. One thread, or a batch
+    /// of one item, runs on the caller alone.
+    ///
+    /// # Panics
+    /// As [`crate::Kernels::quantize_batch`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn quantize_batch_par(
+        &self,
+        pool: &ThreadPool,
+        weight: crate::QuantType,
+        rows: usize,
+        x: &[f32],
+        n: usize,
+        act: &mut [u8],
+        stride: usize,
+    ) {
+        let arb = weight
+            .info()
+            .vec_dot_type
+            .row_bytes(n)
+            .expect("quantize_batch: n whole blocks");
+        assert!(
+            n > 0 && x.len().is_multiple_of(n),
+            "quantize_batch: whole rows"
+        );
+        let t = x.len() / n;
+        let items = t.div_ceil(QUANTIZE_ROWS);
+        if pool.n_threads() == 1 || items < 2 {
+            return self.quantize_batch(weight, rows, x, n, act, stride);
+        }
+        assert!(
+            arb <= stride && act.len() >= (t - 1) * stride + arb,
+            "quantize_batch: act too short"
+        );
+        let next = AtomicUsize::new(0);
+        let base = SharedMut(act.as_mut_ptr());
+        pool.run(&|_, _| loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= items {
+                break;
+            }
+            let (j0, j1) = (i * QUANTIZE_ROWS, ((i + 1) * QUANTIZE_ROWS).min(t));
+            // SAFETY: `base` points to `act`, exclusively borrowed for the whole `run` call, which
+            // returns only after every thread running this closure is done. Each item is taken
+            // once, so the byte ranges [j0 * stride, (j1 - 1) * stride + arb) are disjoint
+            // (arb <= stride), and they end within act.len() (asserted above).
+            let dst = unsafe {
+                core::slice::from_raw_parts_mut(
+                    base.get().add(j0 * stride),
+                    (j1 - j0 - 1) * stride + arb,
+                )
+            };
+            self.quantize_batch(weight, rows, &x[j0 * n..j1 * n], n, dst, stride);
+        });
+    }
+
     /// One product of `rows` rows of a `whole_rows`-row matrix, `matmul_packed` when `packed`, else
     /// `matmul_part`.
     #[allow(clippy::too_many_arguments)]
@@ -1040,13 +1104,16 @@ impl Kernels {
             rows * rb,
             "matmul_par: w must be rows x row_bytes(n)"
         );
-        let target = if t == 1 {
-            &mut *out
+        // One token: the threads write their rows of `out` directly. A batch: each chunk's
+        // (t, chunk rows) block goes to `scratch`, and the thread that computed it scatters it into
+        // `out`'s rows while the block is still in its cache.
+        let out_base = SharedMut(out.as_mut_ptr());
+        let base = if t == 1 {
+            out_base
         } else {
-            &mut scratch[..t * rows]
+            assert!(scratch.len() >= t * rows, "matmul_par: scratch too short");
+            SharedMut(scratch.as_mut_ptr())
         };
-        assert_eq!(target.len(), t * rows, "matmul_par: scratch too short");
-        let base = SharedMut(target.as_mut_ptr());
         // Each thread's items are contiguous rows ([`Segments`]). One token takes the smallest, in
         // runs of them, one kernel call per run ([`Segments::claim_run`]: long calls, and the threads
         // finish together); a batch about 8 per thread (fewer passes over its activations per weight
@@ -1073,10 +1140,11 @@ impl Kernels {
             while let Some(cs) = claim(&mut from) {
                 let r = cs.start * chunk_rows..(cs.end * chunk_rows).min(rows);
                 let len = t * r.len();
-                // SAFETY: `base` points to `target`, exclusively borrowed for the whole `run` call, which
-                // returns only after every thread running this closure is done. Each chunk index is taken
-                // once (atomic counters), so the ranges [t * r.start, t * r.end) are disjoint, and
-                // t * r.end <= t * rows = target.len().
+                // SAFETY: `base` points to `out` (t == 1) or `scratch` (t > 1), exclusively borrowed
+                // for the whole `run` call, which returns only after every thread running this
+                // closure is done. Each chunk index is taken once (atomic counters), so the ranges
+                // [t * r.start, t * r.end) are disjoint, and t * r.end <= t * rows, which is
+                // out.len() (asserted above) or at most scratch.len() (asserted above).
                 let mine =
                     unsafe { core::slice::from_raw_parts_mut(base.get().add(t * r.start), len) };
                 self.product(
@@ -1091,18 +1159,24 @@ impl Kernels {
                     t,
                     n,
                 );
-            }
-        });
-        if t > 1 {
-            for c in 0..n_chunks {
-                let r = c * chunk_rows..((c + 1) * chunk_rows).min(rows);
-                let block = &scratch[t * r.start..t * r.end];
-                for j in 0..t {
-                    out[j * rows + r.start..j * rows + r.end]
-                        .copy_from_slice(&block[j * r.len()..(j + 1) * r.len()]);
+                if t > 1 {
+                    for (j, src) in mine.chunks_exact(r.len()).enumerate() {
+                        // SAFETY: `out_base` points to `out` (t * rows elements, asserted above),
+                        // exclusively borrowed for the whole `run` call, and distinct from `target`
+                        // (the scratch) when t > 1. Chunk ranges `r` are disjoint (each chunk is
+                        // taken once), so the ranges [j * rows + r.start, j * rows + r.end) written
+                        // here are disjoint across chunks and threads, and end within t * rows.
+                        let dst = unsafe {
+                            core::slice::from_raw_parts_mut(
+                                out_base.get().add(j * rows + r.start),
+                                r.len(),
+                            )
+                        };
+                        dst.copy_from_slice(src);
+                    }
                 }
             }
-        }
+        });
     }
 }
 
@@ -1367,6 +1441,38 @@ mod tests {
                             .all(|(a, b)| a.to_bits() == b.to_bits());
                         assert!(same, "{ty:?} {isa:?} t={t} threads={threads}");
                     }
+                }
+            }
+        }
+    }
+
+    /// Split across threads, a batch's activations are the same bytes as quantized on one thread,
+    /// including the rows llama.cpp quantizes in groups of four (Q4_K, Q2_K on x86), a padded row
+    /// stride, and batches that are not whole items or whole groups.
+    #[test]
+    fn quantize_batch_par_is_bit_identical_for_any_thread_count() {
+        use crate::{Kernels, QuantType};
+        let n = 256;
+        let k = Kernels::best();
+        for (ty, rows) in [
+            (QuantType::Q8_0, 96),
+            (QuantType::Q4_K, 16),
+            (QuantType::Q2_K, 16),
+            (QuantType::Q4_1, 101),
+        ] {
+            let arb = ty.info().vec_dot_type.row_bytes(n).unwrap();
+            let stride = arb + 5;
+            for t in [1, 3, 4, 7, 8, 9, 16, 17, 33] {
+                let x: Vec<f32> = (0..t * n)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                    .collect();
+                let mut want = vec![0xa5u8; (t - 1) * stride + arb];
+                k.quantize_batch(ty, rows, &x, n, &mut want, stride);
+                for threads in [1, 2, 3] {
+                    let pool = ThreadPool::new(threads).unwrap();
+                    let mut got = vec![0xa5u8; want.len()];
+                    k.quantize_batch_par(&pool, ty, rows, &x, n, &mut got, stride);
+                    assert!(got == want, "{ty:?} t={t} threads={threads}");
                 }
             }
         }

@@ -1274,9 +1274,9 @@ impl MatMul<'_> {
     /// (ggml's `from_float` of the `vec_dot_type`), one row every `stride` bytes.
     fn quantize(&self, wt: &super::weights::Matrix<'_>, x: &[f32], act: &mut [u8]) {
         // Token by token, except where llama.cpp quantizes groups of four (its repacked Q4_K / Q2_K
-        // matrices on x86).
+        // matrices on x86); a batch split across the pool.
         self.k
-            .quantize_batch(wt.ty, wt.rows, x, wt.cols, act, self.stride);
+            .quantize_batch_par(self.pool, wt.ty, wt.rows, x, wt.cols, act, self.stride);
     }
 
     /// [`MatMul::quantize`] for `wt` when `x` was last quantized for `prev` (same input): only
