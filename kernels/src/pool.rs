@@ -1162,8 +1162,8 @@ impl Kernels {
                 if t > 1 {
                     for (j, src) in mine.chunks_exact(r.len()).enumerate() {
                         // SAFETY: `out_base` points to `out` (t * rows elements, asserted above),
-                        // exclusively borrowed for the whole `run` call, and distinct from `target`
-                        // (the scratch) when t > 1. Chunk ranges `r` are disjoint (each chunk is
+                        // exclusively borrowed for the whole `run` call, and distinct from `base`
+                        // (the scratch, which `mine` is part of) when t > 1. Chunk ranges `r` are disjoint (each chunk is
                         // taken once), so the ranges [j * rows + r.start, j * rows + r.end) written
                         // here are disjoint across chunks and threads, and end within t * rows.
                         let dst = unsafe {
