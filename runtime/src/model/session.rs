@@ -325,8 +325,9 @@ fn heads_per_item(cfg: &super::Config) -> usize {
 ///
 /// Attention is compute-bound (its keys and values come from cache, fetched during the q/k/v
 /// products), so the memory idles while both threads compute it. On the caller alone, the worker
-/// instead reads its shares of the o-projection and gate/up weights meanwhile
-/// ([`ThreadPool::read_after_jobs`] with two product groups), and those products start warm. That
+/// instead reads its share of the gate/up weights meanwhile ([`ThreadPool::read_after_jobs`]), and
+/// that product starts warm; the caller then runs the o-projection alone too, with no meeting of
+/// the threads between attention and it, while the worker goes on reading (since stop 25). That
 /// pays where a thread's memory stream, not the shared bandwidth, is the limit: while the host puts
 /// the two vCPUs on cores that do not share a last-level cache. Measured (BENCHMARKS.md, alternated
 /// pairs tagged by placement, decode): apart Q8_0 +5.0%, Q4_1 +4.0%; together Q8_0 +0.4%, Q4_1
@@ -585,6 +586,8 @@ pub struct Session<'m, 'a> {
     act_stride: usize,
     kernels: Kernels,
     pool: ThreadPool,
+    /// The calling thread alone, for the products a step runs there ([`AttentionPlace`]).
+    alone: ThreadPool,
     attn_place: AttentionPlace,
     /// Whether the last measurement found the two threads apart ([`AttentionPlace::Auto`]).
     apart: bool,
@@ -714,6 +717,9 @@ impl<'m, 'a> Session<'m, 'a> {
         let pool = ThreadPool::new(params.n_threads).map_err(|e| Error::Request {
             what: format!("cannot start {} threads: {e}", params.n_threads),
         })?;
+        let alone = ThreadPool::new(1).map_err(|e| Error::Request {
+            what: format!("cannot use the calling thread: {e}"),
+        })?;
         // (Read only with threads: with one, creating a session allocates nothing.)
         let attn_place = if params.n_threads > 1 {
             AttentionPlace::from_env()?
@@ -731,6 +737,7 @@ impl<'m, 'a> Session<'m, 'a> {
             act_stride,
             kernels,
             pool,
+            alone,
             attn_place,
             apart: false,
             steps: 0,
@@ -997,8 +1004,9 @@ impl<'m, 'a> Session<'m, 'a> {
                 );
             });
             if on_caller {
-                // The worker reads through this layer's attention (see `AttentionPlace`).
-                read_next(&[&[&layer.wo], &[&layer.w_gate, &layer.w_up]]);
+                // The worker reads through this layer's attention and o-projection, both on the
+                // caller (see `AttentionPlace`).
+                read_next(&[&[&layer.w_gate, &layer.w_up]]);
             } else {
                 read_next(&[&[&layer.wo]]);
             }
@@ -1120,10 +1128,19 @@ impl<'m, 'a> Session<'m, 'a> {
             // (the step streams more than the caches hold); fetched while the product runs.
             kern.prefetch(model.norm_bytes(&layer.ffn_norm));
             if !on_caller {
-                // (With attention on the caller the hint holds gate/up already, after the o rows.)
+                // (With attention on the caller the hint holds gate/up already.)
                 read_next(&[&[&layer.w_gate, &layer.w_up]]);
             }
-            mm.run(
+            // With attention on the caller, the o-projection follows it there, with no meeting.
+            let o_mm = if on_caller {
+                MatMul {
+                    pool: &self.alone,
+                    ..mm
+                }
+            } else {
+                mm
+            };
+            o_mm.run(
                 &mut s.proj[..t_len * c],
                 &layer.wo,
                 &s.att_out[..t_len * qd],
@@ -1221,6 +1238,7 @@ impl Drop for StopReads<'_> {
 }
 
 /// The matrix-product context of one forward pass: kernels, thread pool, activation row stride.
+#[derive(Clone, Copy)]
 struct MatMul<'p> {
     k: &'p Kernels,
     pool: &'p ThreadPool,
