@@ -331,9 +331,10 @@ fn heads_per_item(cfg: &super::Config) -> usize {
 /// pays where a thread's memory stream, not the shared bandwidth, is the limit: while the host puts
 /// the two vCPUs on cores that do not share a last-level cache. Measured (BENCHMARKS.md, alternated
 /// pairs tagged by placement, decode): apart Q8_0 +5.0%, Q4_1 +4.0%; together Q8_0 +0.4%, Q4_1
-/// -1.6%. So by default the session measures the threads' distance every
-/// [`PLACE_EVERY`] one-token steps ([`ThreadPool::round_trip_ns`]) and puts attention on the caller
-/// while they are apart. More threads keep sharing attention: one thread's attention would outlast
+/// -1.6%; the o-projection on the caller too, apart: Q4_1 +3.1%, Q8_0 +2.8%. So by default the
+/// session measures the threads' distance every [`PLACE_EVERY`] one-token steps
+/// ([`ThreadPool::round_trip_ns`]) and puts attention (and the o-projection) on the caller while
+/// they are apart. More threads keep sharing attention: one thread's attention would outlast
 /// what the others can read (unmeasured: this machine has two vCPUs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum AttentionPlace {
