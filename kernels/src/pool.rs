@@ -123,11 +123,7 @@ impl ThreadPool {
     pub fn new(n_threads: usize) -> std::io::Result<ThreadPool> {
         let n_threads = n_threads.max(1);
         if n_threads == 1 {
-            return Ok(ThreadPool {
-                n_threads,
-                shared: None,
-                workers: Vec::new(),
-            });
+            return Ok(ThreadPool::caller_only());
         }
         let shared = Arc::new(Shared {
             n_threads,
@@ -158,6 +154,15 @@ impl ThreadPool {
             shared: Some(shared),
             workers,
         })
+    }
+
+    /// The calling thread alone: no workers, nothing allocated, cannot fail.
+    pub fn caller_only() -> ThreadPool {
+        ThreadPool {
+            n_threads: 1,
+            shared: None,
+            workers: Vec::new(),
+        }
     }
 
     /// Threads that run a job, the caller included.
@@ -531,7 +536,12 @@ impl ThreadPool {
         if n_threads > 1 {
             return Err(NoThreads { n_threads });
         }
-        Ok(ThreadPool { _single: () })
+        Ok(ThreadPool::caller_only())
+    }
+
+    /// The calling thread alone, as with `std`.
+    pub fn caller_only() -> ThreadPool {
+        ThreadPool { _single: () }
     }
 
     /// Always 1.
@@ -1163,9 +1173,10 @@ impl Kernels {
                     for (j, src) in mine.chunks_exact(r.len()).enumerate() {
                         // SAFETY: `out_base` points to `out` (t * rows elements, asserted above),
                         // exclusively borrowed for the whole `run` call, and distinct from `base`
-                        // (the scratch, which `mine` is part of) when t > 1. Chunk ranges `r` are disjoint (each chunk is
-                        // taken once), so the ranges [j * rows + r.start, j * rows + r.end) written
-                        // here are disjoint across chunks and threads, and end within t * rows.
+                        // (the scratch, which `mine` is part of) when t > 1. Chunk ranges `r` are
+                        // disjoint (each chunk is taken once), so the ranges
+                        // [j * rows + r.start, j * rows + r.end) written here are disjoint across
+                        // chunks and threads, and end within t * rows.
                         let dst = unsafe {
                             core::slice::from_raw_parts_mut(
                                 out_base.get().add(j * rows + r.start),

@@ -327,7 +327,7 @@ fn heads_per_item(cfg: &super::Config) -> usize {
 /// products), so the memory idles while both threads compute it. On the caller alone, the worker
 /// instead reads its share of the gate/up weights meanwhile ([`ThreadPool::read_after_jobs`]), and
 /// that product starts warm; the caller then runs the o-projection alone too, with no meeting of
-/// the threads between attention and it, while the worker goes on reading (since stop 25). That
+/// the threads between attention and it, while the worker goes on reading. That
 /// pays where a thread's memory stream, not the shared bandwidth, is the limit: while the host puts
 /// the two vCPUs on cores that do not share a last-level cache. Measured (BENCHMARKS.md, alternated
 /// pairs tagged by placement, decode): apart Q8_0 +5.0%, Q4_1 +4.0%; together Q8_0 +0.4%, Q4_1
@@ -718,9 +718,6 @@ impl<'m, 'a> Session<'m, 'a> {
         let pool = ThreadPool::new(params.n_threads).map_err(|e| Error::Request {
             what: format!("cannot start {} threads: {e}", params.n_threads),
         })?;
-        let alone = ThreadPool::new(1).map_err(|e| Error::Request {
-            what: format!("cannot use the calling thread: {e}"),
-        })?;
         // (Read only with threads: with one, creating a session allocates nothing.)
         let attn_place = if params.n_threads > 1 {
             AttentionPlace::from_env()?
@@ -738,7 +735,7 @@ impl<'m, 'a> Session<'m, 'a> {
             act_stride,
             kernels,
             pool,
-            alone,
+            alone: ThreadPool::caller_only(),
             attn_place,
             apart: false,
             steps: 0,
