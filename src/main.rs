@@ -38,7 +38,7 @@ enum Command {
     Perplexity(PerplexityArgs),
     /// Prefill and decode speed (tok/s), measured as tools/peer measures llama.cpp.
     Bench(BenchArgs),
-    /// Convert a model to a GGUF file of another type (today: requantize a GGUF file).
+    /// Convert a model (GGUF, Hugging Face safetensors or an ingot checkpoint) to a GGUF file of a chosen type.
     Convert(ConvertArgs),
     /// Train a model from scratch (`ingot train pretrain --help`).
     Train(commands::train::TrainArgs),
