@@ -198,12 +198,14 @@ fn main() {
         .collect();
     let rounds = args.first().copied().unwrap_or(40).max(1);
     let n_layers = args.get(1).copied().unwrap_or(30).max(1);
-    let line = |b: usize| b.div_ceil(4096) * 4096 / 8;
-    let words = n_layers * PARTS.iter().map(|&b| line(b)).sum::<usize>() + line(HEAD);
+    // Words a part of `b` bytes takes in the buffer: each part starts on a page of its own.
+    let words_of = |b: usize| b.div_ceil(4096) * 4096 / 8;
+    let words = n_layers * PARTS.iter().map(|&b| words_of(b)).sum::<usize>() + words_of(HEAD);
     // Transparent huge pages where the OS grants them, as the session's weights are.
     let mut map = memmap2::MmapMut::map_anon(words * 8).expect("anonymous map");
-    let _ = map.advise(memmap2::Advice::HugePage); // a hint: fine if refused
-                                                   // SAFETY: the map is page-aligned (so aligned for u64) and `words * 8` bytes long.
+    // A hint: fine if refused.
+    let _ = map.advise(memmap2::Advice::HugePage);
+    // SAFETY: the map is page-aligned (so aligned for u64) and `words * 8` bytes long.
     let buf: &mut [u64] = unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr().cast(), words) };
     for (i, w) in buf.iter_mut().enumerate() {
         *w = i as u64;
@@ -212,7 +214,7 @@ fn main() {
     for _ in 0..n_layers {
         let mut l = [&[][..]; 5];
         for (slot, &b) in l.iter_mut().zip(&PARTS) {
-            let (a, r) = rest.split_at(line(b));
+            let (a, r) = rest.split_at(words_of(b));
             *slot = &a[..b / 8];
             rest = r;
         }
