@@ -7,8 +7,12 @@
 //! kernels.
 //!
 //! ```sh
-//! cargo run --release -p ingot-kernels --example decode_skeleton -- [ROUNDS] [LAYERS]
+//! cargo run --release -p ingot-kernels --example decode_skeleton -- [ROUNDS] [LAYERS] [ATTENTION_NS]
 //! ```
+//!
+//! `ATTENTION_NS` (default 0) adds attention's arithmetic as a busy wait of that many nanoseconds a
+//! layer, after the cache is read: on the caller alone in `ingot`, half on each thread in `minimal`
+//! and `five` (as attention split over the key positions would be); `stream` stays the bound.
 //!
 //! Each round runs 64 "tokens" of each structure, then tags the round with where the host had the two
 //! threads (the round trip of a cache line between them, before and after; apart above 180 ns, as
@@ -29,7 +33,7 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// SmolLM2-135M: model width, FFN width, key/value heads x head size, vocabulary.
 const D: usize = 576;
@@ -99,6 +103,17 @@ fn half(w: &[u64], t: usize) -> &[u64] {
 struct Model<'a> {
     layers: Vec<[&'a [u64]; 5]>,
     head: &'a [u64],
+    /// Attention's arithmetic a layer, as a busy wait: on the caller alone (`ingot`) or half on each
+    /// thread (`minimal`, `five`), after the thread's read of the cache.
+    attention: Duration,
+}
+
+/// Keeps this core busy (and off the memory bus) for `d`.
+fn busy(d: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < d {
+        std::hint::spin_loop();
+    }
 }
 
 /// One token of `structure` on thread `t`; the caller (t = 0) adds each part's cycles to `marks`.
@@ -115,8 +130,11 @@ fn token(m: &Model<'_>, s: usize, t: usize, bar: &Barrier, local: &mut bool, mar
     for p in &m.layers {
         match s {
             0 | 1 => {
-                for w in &p[..3] {
+                for (i, w) in p[..3].iter().enumerate() {
                     acc = acc.wrapping_add(read(half(w, t)));
+                    if s == 1 && i == 1 {
+                        busy(m.attention / 2);
+                    }
                 }
                 if s == 1 {
                     bar.wait(local);
@@ -133,7 +151,9 @@ fn token(m: &Model<'_>, s: usize, t: usize, bar: &Barrier, local: &mut bool, mar
                 bar.wait(local);
                 mark(0, &mut since);
                 if t == 0 {
-                    acc = acc.wrapping_add(read(p[1])).wrapping_add(read(p[2]));
+                    acc = acc.wrapping_add(read(p[1]));
+                    busy(m.attention);
+                    acc = acc.wrapping_add(read(p[2]));
                     bar.alone_done.fetch_add(1, Ordering::Release);
                 } else {
                     // Meanwhile the worker reads its share of gate/up ahead, into its L2, until the
@@ -156,8 +176,11 @@ fn token(m: &Model<'_>, s: usize, t: usize, bar: &Barrier, local: &mut bool, mar
                 mark(3, &mut since);
             }
             _ => {
-                for w in p {
+                for (i, w) in p.iter().enumerate() {
                     acc = acc.wrapping_add(read(half(w, t)));
+                    if i == 1 {
+                        busy(m.attention / 2);
+                    }
                     bar.wait(local);
                 }
             }
@@ -198,6 +221,7 @@ fn main() {
         .collect();
     let rounds = args.first().copied().unwrap_or(40).max(1);
     let n_layers = args.get(1).copied().unwrap_or(30).max(1);
+    let attention = Duration::from_nanos(args.get(2).copied().unwrap_or(0) as u64);
     // Words a part of `b` bytes takes in the buffer: each part starts on a page of its own.
     let words_of = |b: usize| b.div_ceil(4096) * 4096 / 8;
     let words = n_layers * PARTS.iter().map(|&b| words_of(b)).sum::<usize>() + words_of(HEAD);
@@ -223,6 +247,7 @@ fn main() {
     let model = Model {
         layers,
         head: &rest[..HEAD / 8],
+        attention,
     };
     let part_bytes = [
         n_layers * PARTS[0],
@@ -233,8 +258,10 @@ fn main() {
     ];
     let token_bytes = n_layers * PARTS.iter().sum::<usize>() + HEAD;
     println!(
-        "{n_layers} layers, {:.1} MB a token, {rounds} rounds of {TOKENS} tokens per structure",
-        token_bytes as f64 / 1e6
+        "{n_layers} layers, {:.1} MB a token, attention {} ns a layer, {rounds} rounds of {TOKENS} \
+         tokens per structure",
+        token_bytes as f64 / 1e6,
+        attention.as_nanos()
     );
 
     let bar = Barrier {
