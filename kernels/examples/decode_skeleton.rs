@@ -55,6 +55,11 @@ const PARTS: [usize; 5] = [
 const HEAD: usize = VOCAB * D / 32 * 34;
 const TOKENS: usize = 64;
 const STRUCTURES: [&str; 4] = ["stream", "minimal", "ingot", "five"];
+/// Round trips of a cache line per placement check.
+const TRIPS: u64 = 20_000;
+/// Apart above this round trip: the session's threshold (`THREADS_APART_NS` in ingot-runtime,
+/// which this crate does not depend on).
+const APART_NS: f64 = 180.0;
 
 /// Sense-reversing spin barrier for two threads.
 struct Barrier {
@@ -195,7 +200,6 @@ fn token(m: &Model<'_>, s: usize, t: usize, bar: &Barrier, local: &mut bool, mar
 /// Round trip of a cache line between this thread and the worker, ns (the worker answers while
 /// `ping` is odd-numbered by this thread).
 fn round_trip(ping: &AtomicU64, go: &AtomicU64, gen: &mut u64) -> f64 {
-    const TRIPS: u64 = 20_000;
     ping.store(0, Ordering::SeqCst);
     *gen += 1;
     go.store(*gen | 1 << 63, Ordering::SeqCst);
@@ -217,7 +221,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
-        .map(|a| a.parse().expect("ROUNDS and LAYERS are numbers"))
+        .map(|a| {
+            a.parse()
+                .expect("ROUNDS, LAYERS and ATTENTION_NS are whole numbers")
+        })
         .collect();
     let rounds = args.first().copied().unwrap_or(40).max(1);
     let n_layers = args.get(1).copied().unwrap_or(30).max(1);
@@ -270,7 +277,7 @@ fn main() {
         alone_done: AtomicU64::new(0),
     };
     let (go, ping, structure) = (AtomicU64::new(0), AtomicU64::new(0), AtomicUsize::new(0));
-    let mut rows: Vec<(f64, [f64; 4], [u64; 5])> = Vec::new();
+    let mut rows: Vec<(&str, [f64; 4], [u64; 5])> = Vec::new();
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let (mut seen, mut local) = (0u64, false);
@@ -288,7 +295,7 @@ fn main() {
                     return;
                 }
                 if g >> 63 == 1 {
-                    for i in 1..=20_000u64 {
+                    for i in 1..=TRIPS {
                         while ping.load(Ordering::Acquire) != 2 * i - 1 {
                             std::hint::spin_loop();
                         }
@@ -323,20 +330,18 @@ fn main() {
                 }
             }
             let after = round_trip(&ping, &go, &mut gen);
-            let place = if before > 180.0 && after > 180.0 {
-                1.0
-            } else if before <= 180.0 && after <= 180.0 {
-                0.0
-            } else {
-                0.5
+            let place = match (before > APART_NS, after > APART_NS) {
+                (true, true) => "apart",
+                (false, false) => "together",
+                _ => "changing",
             };
             rows.push((place, rate, marks));
         }
         go.store(u64::MAX, Ordering::Release);
     });
 
-    for (name, place) in [("together", 0.0), ("apart", 1.0)] {
-        let sel: Vec<_> = rows.iter().filter(|r| r.0 == place).collect();
+    for name in ["together", "apart"] {
+        let sel: Vec<_> = rows.iter().filter(|r| r.0 == name).collect();
         if sel.is_empty() {
             println!("{name}: no round");
             continue;
