@@ -110,22 +110,25 @@ impl<'a> Model<'a> {
         Ok(model)
     }
 
-    /// [`Model::from_gguf`] over a mapped file, then releases the pages of the weights it repacked
-    /// ([`GgufFile::release`](crate::gguf::GgufFile::release)), so the process holds one copy of
-    /// them, not two. The norm weights are copied out too (a few KiB a layer), and then the whole
-    /// mapping is released: what is still read from the file (weights not repacked, embedding
-    /// rows of an untied model, the chat template) comes back page by page when first read. Read
-    /// from the file at every token, the norms kept whole blocks of it resident: with the kernel's
-    /// fault-around and huge page cache pages, 17 MB for SmolLM2 Q8_0 (BENCHMARKS.md).
+    /// [`Model::from_gguf`] over a mapped file, releasing the file's pages
+    /// ([`GgufFile::release`](crate::gguf::GgufFile::release)) as it goes, so the process holds
+    /// one copy of the repacked weights, not two. The norm weights are copied out first (a few
+    /// KiB a layer); then the whole mapping is released after the metadata and norms are read and
+    /// after each repacked matrix: what is still read from the file later (weights not repacked,
+    /// embedding rows of an untied model, the chat template) comes back page by page when first
+    /// read. Releasing the whole mapping, not just the bytes read, matters: the kernel maps whole
+    /// page-cache folios (up to 2 MiB) and 64 KiB of fault-around at each fault, so reading the 61
+    /// norm vectors of SmolLM2 mapped 24 MiB of the file, and reading a matrix maps the edges of
+    /// its neighbours (BENCHMARKS.md).
     #[cfg(feature = "std")]
     pub fn from_file(file: &'a crate::gguf::GgufFile) -> Result<Model<'a>> {
         let mut model = Self::from_gguf_unpacked(file.parse()?)?;
-        // Each matrix's pages go as soon as its copy is made, so the peak is one copy plus one
-        // matrix, not two copies.
-        model.repack(&Kernels::best(), Repack::from_env()?, &mut |bytes| {
-            file.release(bytes);
-        })?;
         model.copy_norms();
+        file.release(file.bytes());
+        // The peak is the packed copy so far plus about one matrix of the file, not two copies.
+        model.repack(&Kernels::best(), Repack::from_env()?, &mut |_| {
+            file.release(file.bytes());
+        })?;
         file.release(file.bytes());
         Ok(model)
     }
