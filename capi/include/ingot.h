@@ -408,6 +408,9 @@ int32_t ingot_sample(struct ingot_sampler *sampler,
 // the same prompt, parameters and seed give the same text. The number of tokens sampled (the
 // end-of-generation token included) goes to `*n_generated_out` when it is not NULL. A prompt that
 // does not fit is `INGOT_ERR_CONTEXT_FULL`. Not thread-safe on the same session or sampler.
+// The first call on a session makes the buffers it keeps for the next ones (the prompt's tokens,
+// the tokenizer's scratch, the text decoder); a later call makes no heap allocation and no free,
+// unless its prompt needs bigger buffers than any before.
 //
 // # Safety
 // `session` and `sampler` are NULL or live; `prompt` is readable for `prompt_len` bytes; `callback`

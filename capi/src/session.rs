@@ -10,7 +10,7 @@ use ingot_runtime::model::{
     session_bytes, Model, Session, SessionParams, SESSION_ARENA_ALIGN, SESSION_HANDLE_BYTES,
 };
 use ingot_runtime::sampler::{Sampler, SamplerParams};
-use ingot_runtime::tokenizer::StreamDecoder;
+use ingot_runtime::tokenizer::{EncodeScratch, StreamDecoder};
 
 /// How a session is sized. Get the defaults from `ingot_session_params_default()` and change what
 /// you need; fields are only ever appended.
@@ -71,6 +71,20 @@ pub struct ingot_session {
     /// Whether this handle lives at the front of the caller's arena (`ingot_session_new_in_arena`)
     /// rather than in a Box.
     in_arena: bool,
+    /// `ingot_generate`'s buffers, made by its first call on this session (so that creating a
+    /// session, arena or not, allocates none of them) and reused by the next ones.
+    generate: Option<Box<GenerateBuffers>>,
+}
+
+/// What `ingot_generate` keeps from one call to the next, so that a call after the first allocates
+/// nothing (unless its prompt needs bigger buffers than any before).
+#[derive(Debug)]
+struct GenerateBuffers {
+    /// The prompt's tokens.
+    ids: Vec<u32>,
+    encode: EncodeScratch,
+    /// Sized for the longest piece of the model's vocabulary.
+    stream: StreamDecoder,
 }
 
 // The handle must fit the room the runtime plans for it in an arena, at the first address aligned for
@@ -169,6 +183,7 @@ fn new_handle(session: Session<'static, 'static>) -> *mut ingot_session {
         session,
         has_logits: false,
         in_arena: false,
+        generate: None,
     }))
 }
 
@@ -308,6 +323,7 @@ pub unsafe extern "C" fn ingot_session_new_in_arena(
                 session,
                 has_logits: false,
                 in_arena: true,
+                generate: None,
             })
         };
         // SAFETY: checked non-NULL; writability is the caller's contract.
@@ -641,6 +657,9 @@ pub unsafe extern "C" fn ingot_sample(
 /// the same prompt, parameters and seed give the same text. The number of tokens sampled (the
 /// end-of-generation token included) goes to `*n_generated_out` when it is not NULL. A prompt that
 /// does not fit is `INGOT_ERR_CONTEXT_FULL`. Not thread-safe on the same session or sampler.
+/// The first call on a session makes the buffers it keeps for the next ones (the prompt's tokens,
+/// the tokenizer's scratch, the text decoder); a later call makes no heap allocation and no free,
+/// unless its prompt needs bigger buffers than any before.
 ///
 /// # Safety
 /// `session` and `sampler` are NULL or live; `prompt` is readable for `prompt_len` bytes; `callback`
@@ -672,7 +691,19 @@ pub unsafe extern "C" fn ingot_generate(
                 "the sampler was made for another model's vocabulary",
             ));
         }
-        let ids = tok.encode(text, s.session.pos() == 0, true);
+        let buffers = s.generate.get_or_insert_with(|| {
+            Box::new(GenerateBuffers {
+                ids: Vec::new(),
+                encode: EncodeScratch::default(),
+                stream: StreamDecoder::for_tokenizer(tok),
+            })
+        });
+        let GenerateBuffers {
+            ids,
+            encode,
+            stream,
+        } = &mut **buffers;
+        tok.encode_into(text, s.session.pos() == 0, true, encode, ids);
         if ids.is_empty() {
             return Err(Fail::invalid("the prompt is empty after tokenization"));
         }
@@ -687,12 +718,12 @@ pub unsafe extern "C" fn ingot_generate(
                 ),
             ));
         }
-        for &t in &ids {
+        for &t in ids.iter() {
             sm.sampler.accept(t);
         }
         s.has_logits = false;
-        let mut logits = s.session.prefill(&ids)?;
-        let mut stream = StreamDecoder::for_tokenizer(tok);
+        let mut logits = s.session.prefill(ids)?;
+        stream.reset();
         let emit = |piece: &str, token: i32| -> bool {
             match callback {
                 // SAFETY: the caller vouches that `callback` may be called with `user_data`; the
@@ -723,9 +754,9 @@ pub unsafe extern "C" fn ingot_generate(
             logits = s.session.decode(next)?;
         }
         s.has_logits = true;
-        let rest = stream.flush();
+        let rest = stream.finish();
         if !stopped && !rest.is_empty() {
-            emit(&rest, -1);
+            emit(rest, -1);
         }
         if !n_generated_out.is_null() {
             // SAFETY: non-NULL; writability is the caller's contract.

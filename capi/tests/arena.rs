@@ -2,9 +2,10 @@
 //! itself at the front of the arena (no Box), so that with one thread creating the session,
 //! prefilling and decoding make no heap allocation at all (a counting global allocator, armed on this
 //! thread only, measures it); an arena of exactly `ingot_session_arena_size` bytes works and one byte
-//! less is an error.
+//! less is an error. And a whole `ingot_generate` call after a first one (tokenizing the prompt,
+//! prefill, sampling, decode steps, streaming the text) makes no allocation and no free.
 
-use core::ffi::c_void;
+use core::ffi::{c_char, c_void};
 use ingot::*;
 use ingot_runtime::model::SESSION_HANDLE_BYTES;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 struct Counting;
 
 static COUNT: AtomicUsize = AtomicUsize::new(0);
+static FREES: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static ARMED: Cell<bool> = const { Cell::new(false) };
 }
@@ -30,6 +32,9 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if ARMED.with(Cell::get) {
+            FREES.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: `ptr` came from `System.alloc` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -47,11 +52,21 @@ static GLOBAL: Counting = Counting;
 
 /// Runs `f` and returns its result with the number of allocations it made on this thread.
 fn counted<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = COUNT.load(Ordering::Relaxed);
+    let (r, allocations, _) = counted_with_frees(f);
+    (r, allocations)
+}
+
+/// Runs `f` and returns its result with the numbers of allocations and frees it made on this thread.
+fn counted_with_frees<R>(f: impl FnOnce() -> R) -> (R, usize, usize) {
+    let (before, freed) = (COUNT.load(Ordering::Relaxed), FREES.load(Ordering::Relaxed));
     ARMED.with(|a| a.set(true));
     let r = f();
     ARMED.with(|a| a.set(false));
-    (r, COUNT.load(Ordering::Relaxed) - before)
+    (
+        r,
+        COUNT.load(Ordering::Relaxed) - before,
+        FREES.load(Ordering::Relaxed) - freed,
+    )
 }
 
 fn model_path() -> String {
@@ -174,4 +189,114 @@ fn check(
         ingot_session_free(heap);
     }
     drop(storage);
+}
+
+/// Text streamed by `ingot_generate`, into a buffer sized beforehand (so that the callback itself
+/// allocates nothing).
+struct Sink {
+    text: Vec<u8>,
+    pieces: usize,
+}
+
+unsafe extern "C" fn on_piece(p: *const c_char, len: usize, _token: i32, user: *mut c_void) -> i32 {
+    // SAFETY: `user` is the `Sink` passed to ingot_generate, alive for the whole call; the piece is
+    // `len` readable bytes during this call.
+    let (sink, piece) = unsafe {
+        (
+            &mut *user.cast::<Sink>(),
+            std::slice::from_raw_parts(p.cast::<u8>(), len),
+        )
+    };
+    assert!(
+        sink.text.len() + len <= sink.text.capacity(),
+        "the sink's buffer is too small"
+    );
+    sink.text.extend_from_slice(piece);
+    sink.pieces += 1;
+    0
+}
+
+/// One `ingot_generate` call of `n` tokens after a reset; returns (text, tokens sampled).
+fn generate_once(
+    session: *mut ingot_session,
+    sampler: *mut ingot_sampler,
+    prompt: &str,
+    n: u32,
+    sink: &mut Sink,
+) -> usize {
+    sink.text.clear();
+    sink.pieces = 0;
+    // SAFETY: a live session.
+    assert_eq!(unsafe { ingot_session_reset(session) }, 0);
+    let mut n_gen = 0usize;
+    // SAFETY: live handles; the prompt is readable; the callback matches the typedef and `sink`
+    // outlives the call.
+    let st = unsafe {
+        ingot_generate(
+            session,
+            sampler,
+            prompt.as_ptr().cast(),
+            prompt.len(),
+            n,
+            Some(on_piece),
+            (sink as *mut Sink).cast(),
+            &mut n_gen,
+        )
+    };
+    assert_eq!(st, 0);
+    n_gen
+}
+
+#[test]
+fn a_generate_call_after_the_first_allocates_and_frees_nothing() {
+    let path = CString::new(model_path()).unwrap();
+    let mut model = null_mut();
+    // SAFETY: a NUL-terminated path and a writable out-pointer.
+    let st = unsafe { ingot_model_load_file(path.as_ptr(), &mut model) };
+    assert_eq!(st, 0);
+    let prompt = "Once upon a time, in a land far away,";
+    for threads in [1u32, 2] {
+        let sp = ingot_session_params {
+            n_ctx: 256,
+            n_batch: 16,
+            n_threads: threads,
+            ..ingot_session_params_default()
+        };
+        let mut session = null_mut();
+        // SAFETY: live model, readable params, writable out-pointer.
+        assert_eq!(unsafe { ingot_session_new(model, &sp, &mut session) }, 0);
+        // Sampled, with penalties, as `ingot generate` samples by default; a fixed seed.
+        let params = ingot_sampler_params {
+            seed: 7,
+            ..ingot_sampler_params_default()
+        };
+        let mut sampler = null_mut();
+        // SAFETY: live model, readable params, writable out-pointer.
+        let st = unsafe { ingot_sampler_new(model, &params, &mut sampler) };
+        assert_eq!(st, 0);
+        let mut sink = Sink {
+            text: Vec::with_capacity(1 << 16),
+            pieces: 0,
+        };
+        let first = generate_once(session, sampler, prompt, 128, &mut sink);
+        let (n, allocations, frees) =
+            counted_with_frees(|| generate_once(session, sampler, prompt, 128, &mut sink));
+        assert!(
+            first > 64 && n > 64 && sink.pieces > 0,
+            "{first} then {n} tokens, {} pieces: the calls generated too little to show anything",
+            sink.pieces
+        );
+        assert_eq!(
+            (allocations, frees),
+            (0, 0),
+            "heap allocations and frees in a whole ingot_generate call after the first ({threads} threads)"
+        );
+        // SAFETY: freed once each.
+        unsafe {
+            ingot_sampler_free(sampler);
+            ingot_session_free(session);
+        }
+    }
+    // SAFETY: freed once, after its sessions.
+    unsafe { ingot_model_free(model) };
 }

@@ -129,6 +129,16 @@ enum Fragment {
     Token(u32),
 }
 
+/// The buffers of [`Tokenizer::encode_into`], kept between calls: once they have grown to a text's
+/// needs, encoding that text again, or any text no longer and no richer in special tokens, allocates
+/// nothing. `Default` allocates nothing either; the buffers grow on first use.
+#[derive(Debug, Default)]
+pub struct EncodeScratch {
+    bpe: bpe::BpeScratch,
+    frags: Vec<Fragment>,
+    next: Vec<Fragment>,
+}
+
 impl Tokenizer {
     /// Builds the tokenizer, applying llama.cpp's load-time fix-ups (attributes of EOT/EOG/FIM tokens
     /// found by their text). Errors on an unsupported model or pre-tokenizer, a duplicate token,
@@ -249,37 +259,63 @@ impl Tokenizer {
     /// ids (user-defined tokens are always recognised, as in llama.cpp and Hugging Face).
     pub fn encode(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
         let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        self.encode_into(
+            text,
+            add_special,
+            parse_special,
+            &mut EncodeScratch::default(),
+            &mut out,
+        );
+        out
+    }
+
+    /// [`Tokenizer::encode`] into `out` (cleared first), with buffers the caller keeps: a loop
+    /// that encodes prompt after prompt (`ingot_generate`) allocates nothing once `scratch` and
+    /// `out` have grown to the prompts' size.
+    pub fn encode_into(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+        scratch: &mut EncodeScratch,
+        out: &mut Vec<u32>,
+    ) {
+        out.clear();
         if add_special && self.add_bos {
             out.extend(self.bos);
         }
-        let mut scratch = bpe::BpeScratch::default();
-        for frag in self.partition(text, parse_special) {
+        let EncodeScratch { bpe, frags, next } = scratch;
+        self.partition(text, parse_special, frags, next);
+        for &frag in frags.iter() {
             match frag {
                 Fragment::Token(id) => out.push(id),
                 Fragment::Text(a, b) => match &self.algorithm {
-                    Algorithm::Bpe(bpe) => {
-                        bpe.encode(&text[a..b], &self.token_to_id, &mut scratch, &mut out)
-                    }
+                    Algorithm::Bpe(algo) => algo.encode(&text[a..b], &self.token_to_id, bpe, out),
                 },
             }
         }
         if add_special && self.add_eos {
             out.extend(self.eos);
         }
-        out
     }
 
     /// llama.cpp `tokenizer_st_partition`: for each special token, longest first, cut every
     /// occurrence out of the text fragments left so far. Control and unknown tokens take part only
     /// when `parse_special`. (llama.cpp's lstrip/rstrip attributes are set only for a few models by
-    /// name, jina and phi-3, and are not supported here.)
-    fn partition(&self, text: &str, parse_special: bool) -> Vec<Fragment> {
-        let mut frags = Vec::new();
+    /// name, jina and phi-3, and are not supported here.) The fragments go to `frags` (cleared
+    /// first); `next` is scratch.
+    fn partition(
+        &self,
+        text: &str,
+        parse_special: bool,
+        frags: &mut Vec<Fragment>,
+        next: &mut Vec<Fragment>,
+    ) {
+        frags.clear();
         if text.is_empty() {
-            return frags;
+            return;
         }
         frags.push(Fragment::Text(0, text.len()));
-        let mut next = Vec::new();
         for &id in &self.special {
             if !parse_special && self.attrs[id as usize] & (ATTR_CONTROL | ATTR_UNKNOWN) != 0 {
                 continue;
@@ -289,7 +325,7 @@ impl Tokenizer {
                 continue;
             }
             next.clear();
-            for &f in &frags {
+            for &f in frags.iter() {
                 let Fragment::Text(mut a, b) = f else {
                     next.push(f);
                     continue;
@@ -306,9 +342,8 @@ impl Tokenizer {
                     next.push(Fragment::Text(a, b));
                 }
             }
-            core::mem::swap(&mut frags, &mut next);
+            core::mem::swap(frags, next);
         }
-        frags
     }
 
     /// The bytes `id` decodes to (llama.cpp `token_to_piece` with `special = true`): the byte-level

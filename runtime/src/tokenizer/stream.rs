@@ -82,8 +82,26 @@ impl StreamDecoder {
 
     /// Returns whatever is left (an incomplete character becomes U+FFFD) and resets the decoder.
     pub fn flush(&mut self) -> String {
-        let s = String::from_utf8_lossy(&self.pending).into_owned();
+        self.finish().to_string()
+    }
+
+    /// [`StreamDecoder::flush`] into the decoder's own buffer: the text stays borrowed until the
+    /// next call, and nothing is allocated (what is left is at most one incomplete character).
+    pub fn finish(&mut self) -> &str {
+        self.out.clear();
+        for chunk in self.pending.utf8_chunks() {
+            self.out.push_str(chunk.valid());
+            if !chunk.invalid().is_empty() {
+                self.out.push(char::REPLACEMENT_CHARACTER);
+            }
+        }
         self.pending.clear();
-        s
+        &self.out
+    }
+
+    /// Drops any pending bytes without returning them, keeping the buffers.
+    pub fn reset(&mut self) {
+        self.pending.clear();
+        self.out.clear();
     }
 }

@@ -208,6 +208,38 @@ fn stream_equals_lossy_decode() {
 }
 
 #[test]
+fn encode_into_with_reused_buffers_equals_encode() {
+    let t = tok(&["a b", "ab c", "Ġ t"], &["ab", "abc", "Ġt"]);
+    let mut scratch = EncodeScratch::default();
+    let mut out = vec![99, 98, 97];
+    let texts = [
+        "abc abc <|im_start|>t<tool>abc",
+        "",
+        " t<|im_end|><|im_end|>abcabc 12345 😀",
+        "abc",
+    ];
+    for text in texts {
+        for (add, parse) in [(false, false), (true, true), (true, false)] {
+            t.encode_into(text, add, parse, &mut scratch, &mut out);
+            assert_eq!(out, t.encode(text, add, parse), "{text:?} {add} {parse}");
+        }
+    }
+}
+
+#[test]
+fn stream_decoder_finish_and_reset() {
+    let t = tok(&[], &[]);
+    let mut d = StreamDecoder::new();
+    assert_eq!(d.push(&t, byte(0xE2), false), "");
+    assert_eq!(d.finish(), "\u{FFFD}");
+    assert_eq!(d.finish(), "");
+    assert_eq!(d.push(&t, byte(0xE2), false), "");
+    d.reset();
+    assert_eq!(d.push(&t, byte(b'a'), false), "a");
+    assert_eq!(d.finish(), "");
+}
+
+#[test]
 fn tokenizer_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Tokenizer>();
