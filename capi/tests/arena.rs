@@ -216,7 +216,8 @@ unsafe extern "C" fn on_piece(p: *const c_char, len: usize, _token: i32, user: *
     0
 }
 
-/// One `ingot_generate` call of `n` tokens after a reset; returns (text, tokens sampled).
+/// One `ingot_generate` call of `n` tokens after a reset, its text into `sink`; returns the tokens
+/// sampled.
 fn generate_once(
     session: *mut ingot_session,
     sampler: *mut ingot_sampler,

@@ -43,8 +43,9 @@ const PANEL_BYTES: usize = 512 * 1024;
 /// How far ahead of the group-block it is reading a one-token (decode) product asks for the
 /// weights with `prefetcht0`, in bytes. The packed matrix is one sequential stream, yet the
 /// hardware prefetchers alone leave it short of DRAM's rate: on the Zen 5 host (stop 27, one
-/// thread, `ingot bench` alternated with and without) 8 KiB ahead made decode 17-19% faster on Q4_1
-/// and Q4_0 and 7% on Q8_0; 2 and 4 KiB gained less, 16 and 32 KiB less too.
+/// thread, `ingot bench` alternated with and without) 8 KiB ahead made decode 14% faster on Q4_1,
+/// 11% on Q4_0, 21% on Q5_1 and 3% on Q8_0; 2 and 4 KiB gained less, 16 and 32 KiB less too
+/// (BENCHMARKS.md, first section).
 const PREFETCH_AHEAD: usize = 8192;
 
 impl Avx512Vnni {
